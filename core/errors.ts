@@ -1,0 +1,86 @@
+/** Error codes shared by every service; the API maps them to HTTP statuses. */
+export const ErrorCode = {
+  Config: 'CONFIG',
+  Connection: 'CONNECTION',
+  BadInput: 'BAD_INPUT',
+  BadTime: 'BAD_TIME',
+  UnknownNode: 'UNKNOWN_NODE',
+  OutsideWindow: 'OUTSIDE_WINDOW',
+  CaptureGap: 'CAPTURE_GAP',
+  TargetNotEmpty: 'TARGET_NOT_EMPTY',
+  ReadOnlySql: 'READ_ONLY_SQL',
+  Protocol: 'PROTOCOL',
+  Storage: 'STORAGE',
+  NotFound: 'NOT_FOUND',
+  Internal: 'INTERNAL',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Base of every error we raise: a code, a message that names the thing and the way out, and the original as `cause`. */
+export class FlashbackError extends Error {
+  readonly code: ErrorCode;
+  /** True when retrying the same operation later may succeed (network, server restart). */
+  readonly retryable: boolean;
+  constructor(code: ErrorCode, message: string, options?: ErrorOptions & { retryable?: boolean }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+    this.retryable = options?.retryable ?? false;
+  }
+}
+
+/** Bad flag, env var or config file value. */
+export class ConfigError extends FlashbackError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(ErrorCode.Config, message, options);
+  }
+}
+
+/** A server (Redis, NATS, ClickHouse) could not be reached or dropped us. */
+export class ConnectionError extends FlashbackError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(ErrorCode.Connection, message, { ...options, retryable: true });
+  }
+}
+
+/** Malformed input from a user: time, SQL, JSON, node id. */
+export class InputError extends FlashbackError {
+  constructor(code: ErrorCode, message: string, options?: ErrorOptions) {
+    super(code, message, options);
+  }
+}
+
+/** The captured history has a hole: nothing may be restored across it. */
+export class CaptureGapError extends FlashbackError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(ErrorCode.CaptureGap, message, options);
+  }
+}
+
+/** A restore was asked for a cutoff no restorable window covers. */
+export class RestoreWindowError extends FlashbackError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(ErrorCode.OutsideWindow, message, options);
+  }
+}
+
+/** Bytes from a server did not follow the protocol we expected. */
+export class ProtocolError extends FlashbackError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(ErrorCode.Protocol, message, options);
+  }
+}
+
+/** Whether an error is worth retrying with backoff. */
+export function isRetryable(err: unknown): boolean {
+  if (err instanceof FlashbackError) return err.retryable;
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH'].includes(code);
+}
+
+/** One line for a human: the message, and the cause's message when it adds something. */
+export function describeError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const cause = err.cause instanceof Error ? err.cause.message : undefined;
+  return cause && !err.message.includes(cause) ? `${err.message} (${cause})` : err.message;
+}
