@@ -1,0 +1,42 @@
+import { subjectToken } from './event.js';
+
+/** Channel the agent PUBLISHes its baseline markers on (seen in MONITOR and in the replication stream). */
+export const MARKER_CHANNEL = '__flashback__:marker';
+
+/**
+ * A stored baseline: the dataset at the position of its marker event, as the
+ * RDB of a full resync plus the replication commands between the RDB and the
+ * marker (the tail, RESP). Published by the agent on `baselineSubject(node)`
+ * once both objects are in the object store; the sink lists it in
+ * `flashback.baselines`. Only listed baselines are used by restores.
+ */
+export interface BaselineRecord {
+  node: string;
+  epoch: number;
+  /** Seq of the marker event: the baseline holds every event with seq < this one. */
+  seq: number;
+  /** Server time of the marker, µs. */
+  tsUs: number;
+  /** Marker id carried in the PUBLISH payload. */
+  markerId: string;
+  /** Object-store names of the RDB and of the tail. */
+  rdbObject: string;
+  tailObject: string;
+  rdbBytes: number;
+  tailBytes: number;
+  /** Keys over all dbs at the marker (INFO keyspace in the marker's MULTI). */
+  keys: number;
+  /** `DEBUG DIGEST` at the marker, or '' when not taken. */
+  digest: string;
+}
+
+/** Subject of a node's baseline records (in the FLASHBACK_EVENTS stream). */
+export function baselineSubject(node: string): string {
+  return `flashback.baselines.${subjectToken(node)}`;
+}
+
+/** Object-store name prefix of one baseline. */
+export function baselineObjectName(node: string, epoch: number, markerId: string): { rdb: string; tail: string } {
+  const base = `${subjectToken(node)}/${epoch}/${markerId}`;
+  return { rdb: `${base}.rdb`, tail: `${base}.tail` };
+}
