@@ -1,0 +1,191 @@
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { DiscardPolicy, JetStreamApiCodes, JetStreamApiError, jetstreamManager, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
+import { Objm, StorageType as ObjStorageType, type ObjectStore } from '@nats-io/obj';
+import { ConfigError, ConnectionError, FlashbackError, ErrorCode } from './errors.js';
+import type { Logger } from './log.js';
+
+export type { NatsConnection, ObjectStore };
+
+/** JetStream stream holding every node's event batches and baseline records. */
+export const EVENT_STREAM = 'FLASHBACK_EVENTS';
+/** Subjects of EVENT_STREAM: `flashback.events.<node>` (event batches), `flashback.baselines.<node>` (BaselineRecord JSON). */
+export const EVENT_STREAM_SUBJECTS = ['flashback.events.>', 'flashback.baselines.>'] as const;
+/** Object store holding baseline RDBs and tails. */
+export const BASELINE_BUCKET = 'flashback-baselines';
+/** Durable pull consumer of the sink on EVENT_STREAM. */
+export const SINK_DURABLE = 'flashback-sink';
+
+const DAY_MS = 86_400_000;
+
+export interface NatsOptions {
+  /** Server URL(s): `nats://host:port`, `host:port`, or several separated by commas. */
+  url: string;
+  /** Client name shown by the server's monitoring (`flashback-agent n1`). */
+  name: string;
+  /** Time to wait for the first connection, ms. @default 5_000 */
+  connectTimeoutMs?: number;
+  /** First reconnect delay, ms; doubles per failed attempt up to `maxReconnectDelayMs`, with ±50 % jitter. Reconnects never stop. @default 250 */
+  reconnectDelayMs?: number;
+  /** Upper bound of the reconnect delay, ms. @default 10_000 */
+  maxReconnectDelayMs?: number;
+  /** Receives one log line per status change (disconnect, reconnect, server error). @default no logging */
+  logger?: Logger;
+}
+
+/** Splits and validates a NATS URL list; throws ConfigError naming the bad entry. */
+export function parseNatsServers(url: string): string[] {
+  const servers = url
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (servers.length === 0) throw new ConfigError('NATS URL is empty; use nats://host:port (for example nats://127.0.0.1:4222)');
+  for (const s of servers) {
+    const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(s) ? s : `nats://${s}`;
+    let u: URL;
+    try {
+      u = new URL(withScheme);
+    } catch (cause) {
+      throw new ConfigError(`NATS URL "${s}" is malformed; use nats://host:port (for example nats://127.0.0.1:4222)`, { cause });
+    }
+    if (!['nats:', 'tls:'].includes(u.protocol) || u.hostname === '' || (u.pathname !== '' && u.pathname !== '/')) {
+      throw new ConfigError(`NATS URL "${s}" is not a NATS server address; use nats://host:port or tls://host:port`);
+    }
+  }
+  return servers;
+}
+
+/**
+ * Connects to NATS. The first connection must succeed (ConnectionError naming
+ * the URL otherwise); after that the client reconnects forever with jittered
+ * exponential backoff, so a NATS restart never ends a service.
+ */
+export async function connectNats(o: NatsOptions): Promise<NatsConnection> {
+  const { url, name, connectTimeoutMs = 5_000, reconnectDelayMs = 250, maxReconnectDelayMs = 10_000, logger } = o;
+  const servers = parseNatsServers(url);
+  let attempt = 0;
+  let nc: NatsConnection;
+  try {
+    nc = await connect({
+      servers,
+      name,
+      timeout: connectTimeoutMs,
+      maxReconnectAttempts: -1,
+      reconnectDelayHandler: () => {
+        const base = Math.min(maxReconnectDelayMs, reconnectDelayMs * 2 ** Math.min(attempt++, 20));
+        return Math.round(base * (0.5 + Math.random()));
+      },
+    });
+  } catch (cause) {
+    throw new ConnectionError(`cannot connect to NATS at ${url}; is nats-server -js running there?`, { cause });
+  }
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'reconnect') attempt = 0;
+      if (!logger) continue;
+      switch (s.type) {
+        case 'disconnect':
+          logger.warn({ server: s.server }, 'NATS disconnected; reconnecting');
+          break;
+        case 'reconnect':
+          logger.info({ server: s.server }, 'NATS reconnected');
+          break;
+        case 'error':
+          logger.error({ err: s.error }, 'NATS server error');
+          break;
+        case 'staleConnection':
+          logger.warn('NATS connection stale; reconnecting');
+          break;
+        case 'ldm':
+          logger.warn({ server: s.server }, 'NATS server entering lame duck mode');
+          break;
+        default:
+          break;
+      }
+    }
+  })().catch(() => {});
+  return nc;
+}
+
+/** A JetStream manager, or a clear error when the server runs without JetStream. */
+export async function natsJetStreamManager(nc: NatsConnection): Promise<JetStreamManager> {
+  try {
+    return await jetstreamManager(nc);
+  } catch (cause) {
+    throw translateNatsError(cause, `NATS at ${nc.getServer()}`);
+  }
+}
+
+/**
+ * Maps a NATS/JetStream error to ours once, keeping the original as cause:
+ * JetStream missing → ConfigError; timeouts, disconnects → ConnectionError (retryable).
+ */
+export function translateNatsError(err: unknown, what: string): FlashbackError {
+  if (err instanceof FlashbackError) return err;
+  const name = (err as Error | null)?.constructor?.name ?? '';
+  const msg = err instanceof Error ? err.message : String(err);
+  if (name === 'JetStreamNotEnabled' || /jetstream is not enabled/i.test(msg)) {
+    return new ConfigError(`${what} has no JetStream; start nats-server with -js (and a -sd storage dir)`, { cause: err });
+  }
+  if (err instanceof JetStreamApiError) {
+    return new FlashbackError(ErrorCode.Storage, `${what} rejected the request: ${msg}`, { cause: err });
+  }
+  return new ConnectionError(`${what} did not answer: ${msg}; check that nats-server is running and reachable`, { cause: err });
+}
+
+/** Stream config of EVENT_STREAM for the given retention. */
+export function eventStreamConfig(maxAgeMs: number, duplicateWindowMs: number): Partial<StreamConfig> & { name: string } {
+  return {
+    name: EVENT_STREAM,
+    subjects: [...EVENT_STREAM_SUBJECTS],
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+    discard: DiscardPolicy.Old,
+    max_age: maxAgeMs * 1_000_000,
+    duplicate_window: duplicateWindowMs * 1_000_000,
+    num_replicas: 1,
+  };
+}
+
+/**
+ * Creates EVENT_STREAM, or updates its retention and duplicate window when it
+ * exists (idempotent; every service may call it at start-up).
+ */
+export async function ensureEventStream(
+  nc: NatsConnection,
+  o: {
+    /** How long the stream keeps messages, ms. @default 7 days */
+    maxAgeMs?: number;
+    /** Window in which a repeated Nats-Msg-Id is dropped, ms. @default 120_000 */
+    duplicateWindowMs?: number;
+  } = {},
+): Promise<void> {
+  const { maxAgeMs = 7 * DAY_MS, duplicateWindowMs = 120_000 } = o;
+  if (!(maxAgeMs > 0) || !(duplicateWindowMs > 0) || duplicateWindowMs > maxAgeMs) {
+    throw new ConfigError(`stream retention ${maxAgeMs} ms / duplicate window ${duplicateWindowMs} ms is invalid; both must be > 0 and the window no longer than the retention`);
+  }
+  const jsm = await natsJetStreamManager(nc);
+  const config = eventStreamConfig(maxAgeMs, duplicateWindowMs);
+  try {
+    let exists = true;
+    try {
+      await jsm.streams.info(EVENT_STREAM);
+    } catch (err) {
+      if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamNotFound) throw err;
+      exists = false;
+    }
+    if (exists) await jsm.streams.update(EVENT_STREAM, config);
+    else await jsm.streams.add(config);
+  } catch (cause) {
+    throw translateNatsError(cause, `stream ${EVENT_STREAM} on NATS at ${nc.getServer()}`);
+  }
+}
+
+/** Creates or opens the baseline object store (file storage; idempotent). */
+export async function ensureBaselineStore(nc: NatsConnection): Promise<ObjectStore> {
+  await natsJetStreamManager(nc);
+  try {
+    return await new Objm(nc).create(BASELINE_BUCKET, { storage: ObjStorageType.File });
+  } catch (cause) {
+    throw translateNatsError(cause, `object store ${BASELINE_BUCKET} on NATS at ${nc.getServer()}`);
+  }
+}
