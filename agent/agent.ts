@@ -1,0 +1,483 @@
+import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { ObjectStore } from '@nats-io/obj';
+import { baselineSubject, MARKER_CHANNEL, type BaselineRecord } from '../core/baseline.js';
+import { CommandTable } from '../core/command-table.js';
+import { describeError } from '../core/errors.js';
+import type { FlashbackEvent } from '../core/event.js';
+import { startHealthServer, type Metric } from '../core/health-server.js';
+import { silentLogger, type Logger } from '../core/log.js';
+import { MonitorParser } from '../core/monitor-parser.js';
+import { connectNats, ensureBaselineStore, ensureEventStream } from '../core/nats.js';
+import { RawRedis } from '../core/raw-redis.js';
+import { parseRedisUrl, redactedRedisUrl, redisAddress, type RedisTarget } from '../core/redis-url.js';
+import { RespError } from '../core/resp.js';
+import { takeBaseline } from './baseline.js';
+import { EventAssembler } from './event-assembler.js';
+import { LagTracker } from './lag-tracker.js';
+import { MonitorSource } from './monitor-source.js';
+import { ensureNotifyFlags, subscribeServerChanges } from './notifications.js';
+import { EventPublisher } from './publisher.js';
+
+/** Options of one capture agent (one per Redis node). */
+export interface AgentOptions {
+  /** Redis to capture: redis://[user:pass@]host:port or rediss://… */
+  redisUrl: string;
+  /** Capture source id. @default host:port of redisUrl */
+  nodeId?: string;
+  natsUrl: string;
+  /** A baseline is taken at each epoch start and then this often. @default 3_600_000 (1 h) */
+  baselineIntervalMs?: number;
+  /** Also take a baseline after this many events (0 = never by count). @default 0 */
+  baselineEveryEvents?: number;
+  /** Record DEBUG DIGEST in each baseline: 'auto' = when the dataset has ≤ 100 000 keys (it blocks Redis O(N)). @default 'auto' */
+  baselineDigest?: 'auto' | 'always' | 'never';
+  /** Server-side output buffer of our MONITOR client above which the epoch ends (protects the source). @default 64 MiB */
+  maxMonitorOutputBytes?: number;
+  /** Bytes waiting for NATS before the epoch ends. @default 256 MiB */
+  maxQueuedBytes?: number;
+  /** How often output buffer, lag and rates are sampled. @default 1_000 */
+  metricsIntervalMs?: number;
+  /** Port for GET /health and /metrics; undefined = none. */
+  healthPort?: number;
+  /** Stream retention (max age). @default 7 days */
+  retentionMs?: number;
+  logger?: Logger;
+}
+
+/** Counters and gauges of a running agent. */
+export interface AgentStats {
+  node: string;
+  epoch: number;
+  epochs: number;
+  connected: boolean;
+  lastSeq: number;
+  eventsCaptured: number;
+  eventsPublished: number;
+  bytesRead: number;
+  bytesPublished: number;
+  eventsPerSecond: number;
+  /** MONITOR lag: agent clock − server timestamp of the newest line read, ms (p50/p99 over the last interval). */
+  lagMsP50: number;
+  lagMsP99: number;
+  /** Server-side output buffer of our MONITOR client (CLIENT LIST omem), bytes. */
+  monitorOutputBytes: number;
+  maxMonitorOutputBytesSeen: number;
+  /** Bytes captured but not yet acknowledged by JetStream. */
+  publishBacklogBytes: number;
+  baselines: number;
+  lastBaselineSeq: number;
+  serverChanges: number;
+}
+
+/** A running capture agent. */
+export interface Agent {
+  readonly node: string;
+  stats(): AgentStats;
+  health(): { ok: boolean } & AgentStats;
+  /** Takes a baseline now; resolves with its record once stored and published. */
+  baseline(): Promise<BaselineRecord>;
+  /** Publishes everything captured so far (for tests and shutdown). */
+  flush(timeoutMs?: number): Promise<boolean>;
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * Starts capturing one Redis node. Fails fast with one clear error when Redis
+ * or NATS cannot be reached at start; afterwards it reconnects with backoff
+ * and starts a new epoch (with a new baseline) whenever continuity is lost.
+ */
+export async function startAgent(options: AgentOptions): Promise<Agent> {
+  const {
+    baselineIntervalMs = 3_600_000,
+    baselineEveryEvents = 0,
+    baselineDigest = 'auto',
+    maxMonitorOutputBytes = 64 * 1024 * 1024,
+    maxQueuedBytes = 256 * 1024 * 1024,
+    metricsIntervalMs = 1_000,
+    retentionMs,
+    logger: rootLogger = silentLogger,
+  } = options;
+  const target = parseRedisUrl(options.redisUrl);
+  const node = options.nodeId ?? redisAddress(target);
+  const logger = rootLogger.child({ node });
+
+  const control = await RawRedis.connect(target, { clientName: 'flashback-control' });
+  let nc: NatsConnection | undefined;
+  try {
+    const table = await CommandTable.load(control);
+    const controlAddr = await clientAddr(control);
+    const notify = await ensureNotifyFlags(control, logger);
+    nc = await connectNats({ url: options.natsUrl, name: `flashback-agent ${node}`, logger });
+    await ensureEventStream(nc, { maxAgeMs: retentionMs });
+    const store = await ensureBaselineStore(nc);
+    const js = jetstream(nc);
+    const skewUs = await clockSkewUs(control);
+    const agent = new CaptureAgent({
+      target, node, table, control, controlAddr, nc, js, store, skewUs, logger,
+      baselineIntervalMs, baselineEveryEvents, baselineDigest, maxMonitorOutputBytes, maxQueuedBytes, metricsIntervalMs,
+      notify: notify.error === undefined,
+    });
+    await agent.start();
+    if (options.healthPort !== undefined) {
+      const hs = await startHealthServer(options.healthPort, { health: () => agent.health(), metrics: () => agent.metrics() });
+      agent.onClose(() => hs.close());
+      logger.info({ port: hs.port }, 'health endpoint: GET /health, /metrics');
+    }
+    logger.info({ redis: redactedRedisUrl(target), nats: options.natsUrl, epoch: agent.stats().epoch }, 'capturing');
+    return agent;
+  } catch (err) {
+    control.close();
+    await nc?.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function clientAddr(conn: RawRedis): Promise<string> {
+  const info = await conn.call(['CLIENT', 'INFO']);
+  const text = Buffer.isBuffer(info) ? info.toString('latin1') : String(info);
+  const m = /(?:^|\s)addr=(\S+)/.exec(text);
+  if (!m) throw new Error(`cannot read our own client address from CLIENT INFO: ${text.slice(0, 120)}`);
+  return m[1]!;
+}
+
+/** agent clock − server clock, µs (TIME), so lag is not skewed by clock differences. */
+async function clockSkewUs(conn: RawRedis): Promise<number> {
+  const before = Date.now() * 1000;
+  const t = await conn.call(['TIME']);
+  const after = Date.now() * 1000;
+  if (!Array.isArray(t)) return 0;
+  const server = Number(String(t[0])) * 1e6 + Number(String(t[1]));
+  return (before + after) / 2 - server;
+}
+
+interface CaptureDeps {
+  target: RedisTarget;
+  node: string;
+  table: CommandTable;
+  control: RawRedis;
+  controlAddr: string;
+  nc: NatsConnection;
+  js: JetStreamClient;
+  store: ObjectStore;
+  skewUs: number;
+  logger: Logger;
+  baselineIntervalMs: number;
+  baselineEveryEvents: number;
+  baselineDigest: 'auto' | 'always' | 'never';
+  maxMonitorOutputBytes: number;
+  maxQueuedBytes: number;
+  metricsIntervalMs: number;
+  notify: boolean;
+}
+
+/** One epoch's moving parts: a new set is built whenever continuity is lost. */
+interface EpochRun {
+  epoch: number;
+  publisher: EventPublisher;
+  assembler: EventAssembler;
+  parser: MonitorParser;
+  monitor: MonitorSource | undefined;
+  lastTsUs: number;
+  ended: boolean;
+}
+
+class CaptureAgent implements Agent {
+  readonly node: string;
+  private run: EpochRun | undefined;
+  private epochs = 0;
+  private closed = false;
+  private closers: (() => Promise<void>)[] = [];
+  private metricsTimer: NodeJS.Timeout | undefined;
+  private baselineTimer: NodeJS.Timeout | undefined;
+  private probeInFlight = false;
+  private readonly lag = new LagTracker();
+  private readonly markers = new Map<string, (ev: FlashbackEvent) => void>();
+  private seenMarkers = new Map<string, FlashbackEvent>();
+  private baselineRunning: Promise<BaselineRecord> | undefined;
+  private eventsAtLastBaseline = 0;
+  private totals = { captured: 0, published: 0, bytesRead: 0, bytesPublished: 0, baselines: 0, lastBaselineSeq: 0, serverChanges: 0 };
+  private rate = { at: Date.now(), captured: 0, perSecond: 0 };
+  private omem = { now: 0, max: 0 };
+  private notifier: { close(): Promise<void> } | undefined;
+  private restarting: Promise<void> | undefined;
+
+  constructor(private readonly d: CaptureDeps) {
+    this.node = d.node;
+  }
+
+  onClose(fn: () => Promise<void>): void {
+    this.closers.push(fn);
+  }
+
+  async start(): Promise<void> {
+    await this.startEpoch('capture started');
+    if (this.d.notify) {
+      this.notifier = await subscribeServerChanges(
+        this.d.target,
+        (c) => {
+          this.totals.serverChanges++;
+          this.run?.assembler.pushServerEvent({ kind: c.kind, db: c.db, key: c.key, tsUs: Date.now() * 1000 - this.d.skewUs });
+        },
+        this.d.logger,
+      );
+    }
+    this.metricsTimer = setInterval(() => void this.sample(), this.d.metricsIntervalMs);
+    this.metricsTimer.unref();
+    this.baselineTimer = setInterval(() => void this.baseline().catch(() => undefined), this.d.baselineIntervalMs);
+    this.baselineTimer.unref();
+  }
+
+  private async startEpoch(reason: string): Promise<void> {
+    const prev = this.run?.epoch ?? 0;
+    const epoch = Math.max(Date.now(), prev + 1);
+    const { d } = this;
+    const publisher = new EventPublisher(d.js, {
+      node: d.node,
+      epoch,
+      maxQueuedBytes: d.maxQueuedBytes,
+      logger: d.logger,
+      onOverflow: () => void this.restartEpoch('publish backlog overflow: NATS too slow or unreachable'),
+    });
+    const run: EpochRun = { epoch, publisher, assembler: undefined as never, parser: undefined as never, monitor: undefined, lastTsUs: 0, ended: false };
+    run.assembler = new EventAssembler({
+      node: d.node,
+      epoch,
+      table: d.table,
+      ownClients: new Set([d.controlAddr]),
+      markerChannel: MARKER_CHANNEL,
+      emit: (events) => {
+        this.totals.captured += events.length;
+        publisher.enqueue(events);
+      },
+      onMarker: (ev) => this.onMarker(ev),
+    });
+    run.parser = new MonitorParser((line) => {
+      run.lastTsUs = line.tsUs;
+      run.assembler.push(line);
+    });
+    this.run = run;
+    this.epochs++;
+    run.monitor = await MonitorSource.start(d.target, {
+      onData: (chunk) => {
+        this.totals.bytesRead += chunk.length;
+        run.parser.push(chunk);
+        if (run.lastTsUs > 0) this.lag.add((Date.now() * 1000 - d.skewUs - run.lastTsUs) / 1000);
+        if (run.assembler.pendingScript) this.probe();
+      },
+      onClose: (err) => {
+        if (err && !run.ended && !this.closed) void this.restartEpoch(`MONITOR connection lost: ${err.message}`);
+      },
+    });
+    d.logger.info({ epoch, reason }, 'epoch started');
+    // The first baseline of an epoch starts its restorable window.
+    void this.baseline().catch(() => undefined);
+  }
+
+  /** Sends an ECHO whose MONITOR line proves a running script has ended (lua lines carry no end marker). */
+  private probe(): void {
+    if (this.probeInFlight) return;
+    this.probeInFlight = true;
+    this.d.control.call(['ECHO', 'flashback-probe']).then(
+      () => (this.probeInFlight = false),
+      () => (this.probeInFlight = false),
+    );
+  }
+
+  private async restartEpoch(reason: string): Promise<void> {
+    if (this.closed || this.restarting) return;
+    const old = this.run;
+    if (!old || old.ended) return;
+    this.restarting = (async () => {
+      old.ended = true;
+      old.monitor?.close();
+      if (old.monitor) await this.d.control.call(['CLIENT', 'KILL', 'ID', old.monitor.clientId]).catch(() => undefined);
+      this.d.logger.warn({ epoch: old.epoch, lastSeq: old.assembler.lastSeq, reason }, 'continuity lost: ending the epoch; a new epoch with a new baseline follows');
+      // What the old epoch captured is still valid history: publish it.
+      void old.publisher.close(60_000).then((ok) => {
+        if (!ok) this.d.logger.error({ epoch: old.epoch }, 'could not publish the end of the epoch: its window ends before the last captured event');
+      });
+      let delay = 200;
+      while (!this.closed) {
+        try {
+          await this.startEpoch(reason);
+          return;
+        } catch (err) {
+          this.d.logger.warn({ err: describeError(err), retryInMs: delay }, 'cannot restart capture; retrying');
+          await new Promise((r) => setTimeout(r, delay));
+          delay = Math.min(10_000, delay * 2);
+        }
+      }
+    })().finally(() => (this.restarting = undefined));
+    return this.restarting;
+  }
+
+  private onMarker(ev: FlashbackEvent): void {
+    let markerId = '';
+    try {
+      markerId = String(JSON.parse(ev.args[2]?.toString('utf8') ?? '{}').markerId ?? '');
+    } catch {
+      return;
+    }
+    const waiter = this.markers.get(markerId);
+    if (waiter) waiter(ev);
+    else this.seenMarkers.set(markerId, ev);
+  }
+
+  private markerEvent(markerId: string): Promise<FlashbackEvent> {
+    const seen = this.seenMarkers.get(markerId);
+    if (seen) {
+      this.seenMarkers.delete(markerId);
+      return Promise.resolve(seen);
+    }
+    return new Promise((resolve) =>
+      this.markers.set(markerId, (ev) => {
+        this.markers.delete(markerId);
+        resolve(ev);
+      }),
+    );
+  }
+
+  baseline(): Promise<BaselineRecord> {
+    if (!this.baselineRunning) {
+      this.baselineRunning = this.takeOneBaseline().finally(() => (this.baselineRunning = undefined));
+    }
+    return this.baselineRunning;
+  }
+
+  private async takeOneBaseline(): Promise<BaselineRecord> {
+    const { d } = this;
+    const run = this.run!;
+    const epoch = run.epoch;
+    const started = Date.now();
+    let digest = d.baselineDigest === 'always';
+    if (d.baselineDigest === 'auto') digest = (await countKeys(d.control)) <= 100_000;
+    try {
+      const partial = await takeBaseline({ target: d.target, control: d.control, store: d.store, node: d.node, epoch, digest, logger: d.logger });
+      const marker = await this.markerEvent(partial.markerId);
+      const record: BaselineRecord = { ...partial, seq: marker.seq, tsUs: marker.tsUs };
+      // The marker is an event like any other: make sure it is in the stream before the record that points at it.
+      await run.publisher.flush();
+      await d.js.publish(baselineSubject(d.node), JSON.stringify(record), { msgID: `baseline:${d.node}:${epoch}:${record.seq}` });
+      this.totals.baselines++;
+      this.totals.lastBaselineSeq = record.seq;
+      this.eventsAtLastBaseline = this.totals.captured;
+      d.logger.info({ epoch, seq: record.seq, rdbBytes: record.rdbBytes, tailBytes: record.tailBytes, keys: record.keys, digest: record.digest || undefined, ms: Date.now() - started }, 'baseline stored');
+      return record;
+    } catch (err) {
+      d.logger.error({ epoch, err: describeError(err) }, 'baseline failed; will retry at the next interval');
+      throw err;
+    }
+  }
+
+  private async sample(): Promise<void> {
+    const run = this.run;
+    if (!run || this.closed) return;
+    const now = Date.now();
+    const captured = this.totals.captured;
+    this.rate.perSecond = ((captured - this.rate.captured) * 1000) / Math.max(1, now - this.rate.at);
+    this.rate = { at: now, captured, perSecond: this.rate.perSecond };
+    this.lag.roll();
+    if (this.d.baselineEveryEvents > 0 && captured - this.eventsAtLastBaseline >= this.d.baselineEveryEvents) void this.baseline().catch(() => undefined);
+    if (!run.monitor) return;
+    try {
+      const r = await this.d.control.call(['CLIENT', 'LIST', 'ID', run.monitor.clientId]);
+      const text = Buffer.isBuffer(r) ? r.toString('latin1') : r instanceof RespError ? '' : String(r);
+      const omem = Number(/(?:^|\s)omem=(\d+)/.exec(text)?.[1] ?? 0);
+      this.omem.now = omem;
+      this.omem.max = Math.max(this.omem.max, omem);
+      if (omem > this.d.maxMonitorOutputBytes) {
+        void this.restartEpoch(`Redis buffers ${omem} bytes of MONITOR output for us (limit ${this.d.maxMonitorOutputBytes}): the agent is too slow for this write rate`);
+      }
+    } catch {
+      // The control connection is gone: the MONITOR close handler restarts the epoch.
+    }
+  }
+
+  stats(): AgentStats {
+    const run = this.run;
+    return {
+      node: this.node,
+      epoch: run?.epoch ?? 0,
+      epochs: this.epochs,
+      connected: !!run && !run.ended,
+      lastSeq: run?.assembler.lastSeq ?? 0,
+      eventsCaptured: this.totals.captured,
+      eventsPublished: run?.publisher.ackedEvents ?? 0,
+      bytesRead: this.totals.bytesRead,
+      bytesPublished: run?.publisher.ackedBytes ?? 0,
+      eventsPerSecond: Math.round(this.rate.perSecond),
+      lagMsP50: this.lag.p50,
+      lagMsP99: this.lag.p99,
+      monitorOutputBytes: this.omem.now,
+      maxMonitorOutputBytesSeen: this.omem.max,
+      publishBacklogBytes: run?.publisher.backlogBytes ?? 0,
+      baselines: this.totals.baselines,
+      lastBaselineSeq: this.totals.lastBaselineSeq,
+      serverChanges: this.totals.serverChanges,
+    };
+  }
+
+  health(): { ok: boolean } & AgentStats {
+    const s = this.stats();
+    return { ok: s.connected && !this.closed, ...s };
+  }
+
+  metrics(): Metric[] {
+    const s = this.stats();
+    const labels = { node: s.node };
+    const g = (name: string, help: string, value: number, type: 'gauge' | 'counter' = 'gauge'): Metric => ({ name, help, type, value, labels });
+    return [
+      g('flashback_agent_events_captured_total', 'Events captured from MONITOR and notifications', s.eventsCaptured, 'counter'),
+      g('flashback_agent_events_per_second', 'Capture rate over the last interval', s.eventsPerSecond),
+      g('flashback_agent_monitor_bytes_read_total', 'Bytes read from MONITOR', s.bytesRead, 'counter'),
+      g('flashback_agent_lag_ms_p99', 'MONITOR lag p99 (agent clock - server timestamp)', s.lagMsP99),
+      g('flashback_agent_lag_ms_p50', 'MONITOR lag p50', s.lagMsP50),
+      g('flashback_agent_monitor_output_buffer_bytes', 'Server-side output buffer of our MONITOR client (omem)', s.monitorOutputBytes),
+      g('flashback_agent_publish_backlog_bytes', 'Captured bytes not yet acknowledged by JetStream', s.publishBacklogBytes),
+      g('flashback_agent_epoch', 'Current epoch id', s.epoch),
+      g('flashback_agent_last_seq', 'Last seq assigned', s.lastSeq),
+      g('flashback_agent_baselines_total', 'Baselines stored', s.baselines, 'counter'),
+    ];
+  }
+
+  async flush(timeoutMs = 30_000): Promise<boolean> {
+    const run = this.run;
+    if (!run) return true;
+    run.assembler.flush();
+    return run.publisher.flush(timeoutMs);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.metricsTimer);
+    clearInterval(this.baselineTimer);
+    const run = this.run;
+    if (run) {
+      run.ended = true;
+      run.monitor?.close();
+      run.assembler.flush();
+      const ok = await run.publisher.close(30_000);
+      if (!ok) this.d.logger.error({ epoch: run.epoch, backlogBytes: run.publisher.backlogBytes }, 'shutdown: not everything captured reached JetStream');
+    }
+    await this.notifier?.close();
+    for (const c of this.closers) await c().catch(() => undefined);
+    this.d.control.close();
+    await this.d.nc.drain().catch(() => undefined);
+    this.d.logger.info(this.stats(), 'agent stopped');
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+async function countKeys(control: RawRedis): Promise<number> {
+  const info = await control.call(['INFO', 'keyspace']);
+  const text = Buffer.isBuffer(info) ? info.toString('latin1') : String(info);
+  let n = 0;
+  for (const m of text.matchAll(/keys=(\d+)/g)) n += Number(m[1]);
+  return n;
+}

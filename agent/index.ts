@@ -1,0 +1,2 @@
+export { startAgent } from './agent.js';
+export type { Agent, AgentOptions, AgentStats } from './agent.js';

@@ -1,0 +1,88 @@
+import { Redis } from 'ioredis';
+import type { RedisTarget } from '../core/redis-url.js';
+import type { Logger } from '../core/log.js';
+import { RespError, type RespValue } from '../core/resp.js';
+import type { RawRedis } from '../core/raw-redis.js';
+
+/**
+ * Keyspace notification classes the agent needs: keyevent (E) for expired (x)
+ * and evicted (e). Keyevent, not keyspace (K): one message per change instead
+ * of two, and a narrow class set, because notifications cost the source CPU
+ * (research/anchor-perf.md: KEA + a subscriber keeps 35 % of throughput).
+ */
+export const REQUIRED_NOTIFY_FLAGS = 'Exe';
+
+/** Union of the server's current flags and ours, keeping theirs. Redis treats `A` as every class (g$lshzxetd…). */
+export function mergeNotifyFlags(current: string, required = REQUIRED_NOTIFY_FLAGS): string {
+  const have = new Set(current.split(''));
+  const covered = (f: string) => have.has(f) || (have.has('A') && 'g$lshzxetdm'.includes(f));
+  let out = current;
+  for (const f of required) if (!covered(f)) out += f;
+  return out;
+}
+
+/**
+ * Checks `notify-keyspace-events` and adds what we need. Returns what it did,
+ * for the log; never removes a flag the operator set.
+ */
+export async function ensureNotifyFlags(control: RawRedis, logger: Logger): Promise<{ before: string; after: string; changed: boolean; error?: string }> {
+  const got: RespValue = await control.call(['CONFIG', 'GET', 'notify-keyspace-events']);
+  if (got instanceof RespError || !Array.isArray(got)) {
+    const error = got instanceof RespError ? got.message : 'unexpected reply';
+    logger.warn({ error }, 'cannot read notify-keyspace-events (CONFIG refused?): expirations and evictions will not be recorded; set notify-keyspace-events to include "Exe" yourself');
+    return { before: '?', after: '?', changed: false, error };
+  }
+  const before = String(got[1] ?? '');
+  const after = mergeNotifyFlags(before);
+  if (after === before) return { before, after, changed: false };
+  const r = await control.call(['CONFIG', 'SET', 'notify-keyspace-events', after]);
+  if (r instanceof RespError) {
+    logger.warn({ error: r.message }, 'cannot set notify-keyspace-events; expirations and evictions will not be recorded');
+    return { before, after: before, changed: false, error: r.message };
+  }
+  logger.info({ before, after }, 'notify-keyspace-events changed: the server now publishes keyevent notifications for expired (x) and evicted (e) keys');
+  return { before, after, changed: true };
+}
+
+/** A server-side change seen through a keyevent notification. */
+export interface ServerChange {
+  kind: 'expired' | 'evicted';
+  db: number;
+  key: Buffer;
+}
+
+/** Subscribes to the keyevent channels; keys arrive as Buffers (binary-safe). */
+export async function subscribeServerChanges(
+  target: RedisTarget,
+  onChange: (c: ServerChange) => void,
+  logger: Logger,
+): Promise<{ close(): Promise<void> }> {
+  const sub = new Redis({
+    host: target.host,
+    port: target.port,
+    username: target.username,
+    password: target.password,
+    tls: target.tls ? {} : undefined,
+    connectionName: 'flashback-notify',
+    lazyConnect: true,
+    maxRetriesPerRequest: null,
+    retryStrategy: (times) => Math.min(5_000, 100 * 2 ** Math.min(times, 6)),
+  });
+  sub.on('error', (err) => logger.warn({ err: err.message }, 'notification subscriber error'));
+  await sub.connect();
+  sub.on('pmessageBuffer', (_pattern: Buffer, channel: Buffer, message: Buffer) => {
+    // __keyevent@<db>__:<event>
+    const ch = channel.toString('latin1');
+    const at = ch.indexOf('@');
+    const end = ch.indexOf('__:', at);
+    const db = Number(ch.slice(at + 1, end));
+    const kind = ch.slice(end + 3);
+    if (kind === 'expired' || kind === 'evicted') onChange({ kind, db, key: message });
+  });
+  await sub.psubscribe('__keyevent@*__:expired', '__keyevent@*__:evicted');
+  return {
+    async close() {
+      sub.disconnect();
+    },
+  };
+}
