@@ -1,0 +1,39 @@
+import type { ArgumentsCamelCase, Argv } from 'yargs';
+import { startAgent } from '../../agent/index.js';
+import { createLogger } from '../../core/log.js';
+import { healthPortOption, natsOption } from '../options.js';
+import { runUntilSignal } from '../run-service.js';
+import { parseDuration } from '../../core/duration.js';
+
+export const command = 'agent';
+export const describe = 'capture one Redis node (MONITOR + keyspace notifications + baselines) into NATS JetStream';
+
+export function builder(y: Argv) {
+  return y
+    .option('redis', { type: 'string', demandOption: 'give the Redis to capture: --redis redis://host:6379', describe: 'Redis URL: redis://[user:password@]host:port or rediss://… (TLS)' })
+    .option('node-id', { type: 'string', describe: 'capture source id (default host:port of --redis)' })
+    .option('nats', natsOption)
+    .option('baseline-interval', { type: 'string', default: '1h', describe: 'take a baseline this often (e.g. 15m, 1h)' })
+    .option('baseline-every-events', { type: 'number', default: 0, describe: 'also take a baseline after this many events (0 = off)' })
+    .option('baseline-digest', { choices: ['auto', 'always', 'never'] as const, default: 'auto' as const, describe: 'record DEBUG DIGEST at baselines (auto: ≤ 100k keys)' })
+    .option('retention', { type: 'string', default: '7d', describe: 'how long the stream keeps events' })
+    .option('health-port', healthPortOption);
+}
+
+type Args = ArgumentsCamelCase<Awaited<ReturnType<typeof builder>['argv']>>;
+
+export async function handler(args: Args): Promise<void> {
+  const logger = createLogger('agent');
+  const agent = await startAgent({
+    redisUrl: args.redis,
+    nodeId: args.nodeId,
+    natsUrl: args.nats,
+    baselineIntervalMs: parseDuration(args.baselineInterval, '--baseline-interval'),
+    baselineEveryEvents: args.baselineEveryEvents,
+    baselineDigest: args.baselineDigest,
+    retentionMs: parseDuration(args.retention, '--retention'),
+    healthPort: args.healthPort,
+    logger,
+  });
+  await runUntilSignal(agent, logger);
+}

@@ -1,0 +1,20 @@
+import type { ArgumentsCamelCase, Argv } from 'yargs';
+import { createLogger } from '../../core/log.js';
+import { startSink } from '../../sink/index.js';
+import { clickhouseOption, healthPortOption, natsOption } from '../options.js';
+import { runUntilSignal } from '../run-service.js';
+
+export const command = 'sink';
+export const describe = 'store events from NATS JetStream in ClickHouse (flashback.events)';
+
+export function builder(y: Argv) {
+  return y.option('nats', natsOption).option('clickhouse', clickhouseOption).option('health-port', healthPortOption);
+}
+
+type Args = ArgumentsCamelCase<Awaited<ReturnType<typeof builder>['argv']>>;
+
+export async function handler(args: Args): Promise<void> {
+  const logger = createLogger('sink');
+  const sink = await startSink({ natsUrl: args.nats, clickhouseUrl: args.clickhouse, healthPort: args.healthPort, logger });
+  await runUntilSignal(sink, logger);
+}

@@ -1,0 +1,44 @@
+import yargs from 'yargs';
+import { describeError, ErrorCode, FlashbackError } from '../core/errors.js';
+import * as agent from './commands/agent.js';
+import * as sink from './commands/sink.js';
+import * as sql from './commands/sql.js';
+
+/** Exit code a command handler sets; yargs handlers cannot return one. */
+export const exit = { code: 0 };
+
+/**
+ * The `flashback` command. Returns the exit code instead of exiting, so tests
+ * call it in-process. Every flag can also come from a FLASHBACK_* env var
+ * (--node-id ⇔ FLASHBACK_NODE_ID).
+ */
+export async function runCli(argv: string[]): Promise<number> {
+  exit.code = 0;
+  let failed: unknown;
+  await yargs(argv)
+    .scriptName('flashback')
+    .env('FLASHBACK')
+    .usage('$0 <command> [options]\n\nPoint-in-time recovery for Redis: capture every mutation, query history with SQL, restore any instant.')
+    .command(agent)
+    .command(sink)
+    .command(sql)
+    .demandCommand(1, 'name a command: flashback --help lists them')
+    .strict()
+    .recommendCommands()
+    .help()
+    .alias('h', 'help')
+    .version(false)
+    .wrap(Math.min(110, process.stdout.columns || 110))
+    .fail((msg, err) => {
+      failed = err ?? new FlashbackError(ErrorCode.BadInput, msg);
+    })
+    .parseAsync()
+    .catch((err: unknown) => {
+      failed = err;
+    });
+  if (failed !== undefined) {
+    process.stderr.write(`flashback: ${describeError(failed)}\n`);
+    return failed instanceof FlashbackError && failed.code === ErrorCode.BadInput ? 2 : 1;
+  }
+  return exit.code;
+}
