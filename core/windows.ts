@@ -1,0 +1,123 @@
+import { sqlString, sqlUInt } from './sql-literal.js';
+
+/** What windows need from the store: a query returning JSON rows. */
+export interface QueryRunner {
+  query<T = Record<string, unknown>>(sql: string): Promise<T[]>;
+}
+
+/** A span of one epoch that can be restored: every instant from its baseline to its last contiguous event. */
+export interface RestoreWindow {
+  node: string;
+  epoch: number;
+  /** Baseline that opens the window (its marker seq and time). */
+  fromSeq: number;
+  fromTsUs: number;
+  /** Last event with no hole between it and the baseline. */
+  toSeq: number;
+  toTsUs: number;
+  /** Baselines inside the window (marker seqs, ascending). */
+  baselines: number[];
+}
+
+/** Per-epoch facts about the stored history of a node. */
+export interface EpochSummary {
+  epoch: number;
+  firstSeq: number;
+  lastSeq: number;
+  events: number;
+  firstTsUs: number;
+  lastTsUs: number;
+  /** Seqs after which one or more events are missing (a hole follows each), ascending. */
+  holesAfter: number[];
+}
+
+/** SQL: per-epoch counts of a node (18.16 and current both accept it). */
+export function epochSummarySql(node: string): string {
+  return `SELECT epoch, min(seq) AS first_seq, max(seq) AS last_seq, uniqExact(seq) AS events, min(ts_us) AS first_ts, max(ts_us) AS last_ts
+FROM flashback.events WHERE node = ${sqlString(node)} GROUP BY epoch ORDER BY epoch`;
+}
+
+/** SQL: seqs of an epoch that are not followed by the next seq (each is the last event before a hole, or the last event). */
+export function holeSql(node: string, epoch: number): string {
+  const where = `node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)}`;
+  return `SELECT DISTINCT seq FROM flashback.events WHERE ${where} AND (seq + 1) NOT IN (SELECT seq FROM flashback.events WHERE ${where}) ORDER BY seq`;
+}
+
+/** SQL: a node's baselines, oldest first. */
+export function baselinesSql(node: string): string {
+  return `SELECT epoch, seq, ts_us FROM flashback.baselines WHERE node = ${sqlString(node)} GROUP BY epoch, seq, ts_us ORDER BY epoch, seq`;
+}
+
+/** SQL: the time of given events. */
+export function eventTimesSql(node: string, epoch: number, seqs: number[]): string {
+  return `SELECT seq, any(ts_us) AS ts_us FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq IN (${seqs.map(sqlUInt).join(', ') || '0'}) GROUP BY seq`;
+}
+
+/** SQL: every node that has captured events. */
+export function nodesSql(): string {
+  return `SELECT node, count() AS events, max(ts_us) AS last_ts, max(epoch) AS last_epoch FROM flashback.events GROUP BY node ORDER BY node`;
+}
+
+/** Reads the epochs of a node, with their holes. */
+export async function epochSummaries(db: QueryRunner, node: string): Promise<EpochSummary[]> {
+  const rows = await db.query<Record<string, string | number>>(epochSummarySql(node));
+  const out: EpochSummary[] = [];
+  for (const r of rows) {
+    const s: EpochSummary = {
+      epoch: Number(r.epoch),
+      firstSeq: Number(r.first_seq),
+      lastSeq: Number(r.last_seq),
+      events: Number(r.events),
+      firstTsUs: Number(r.first_ts),
+      lastTsUs: Number(r.last_ts),
+      holesAfter: [],
+    };
+    const complete = s.events === s.lastSeq - s.firstSeq + 1;
+    if (!complete) {
+      const holes = await db.query<{ seq: string | number }>(holeSql(node, s.epoch));
+      s.holesAfter = holes.map((h) => Number(h.seq)).filter((seq) => seq !== s.lastSeq);
+    }
+    out.push(s);
+  }
+  return out;
+}
+
+/**
+ * A node's restorable windows: per epoch, from each baseline to the last
+ * event before the next hole; baselines in the same contiguous run share one
+ * window. Nothing is restorable across a hole or before an epoch's first baseline.
+ */
+export async function restoreWindows(db: QueryRunner, node: string): Promise<RestoreWindow[]> {
+  const [epochs, baselineRows] = await Promise.all([epochSummaries(db, node), db.query<Record<string, string | number>>(baselinesSql(node))]);
+  const byEpoch = new Map<number, { seq: number; tsUs: number }[]>();
+  for (const b of baselineRows) {
+    const e = Number(b.epoch);
+    if (!byEpoch.has(e)) byEpoch.set(e, []);
+    byEpoch.get(e)!.push({ seq: Number(b.seq), tsUs: Number(b.ts_us) });
+  }
+  const windows: RestoreWindow[] = [];
+  for (const ep of epochs) {
+    const bases = byEpoch.get(ep.epoch) ?? [];
+    const ends: number[] = [];
+    let current: RestoreWindow | undefined;
+    for (const b of bases) {
+      // A baseline is usable only if its marker event is stored and everything before it up to the first event… is not needed:
+      // the baseline holds the dataset; what matters is contiguity from the marker on.
+      if (b.seq < ep.firstSeq || b.seq > ep.lastSeq) continue;
+      const end = ep.holesAfter.find((h) => h >= b.seq) ?? ep.lastSeq;
+      if (current && current.toSeq === end) {
+        current.baselines.push(b.seq);
+        continue;
+      }
+      current = { node, epoch: ep.epoch, fromSeq: b.seq, fromTsUs: b.tsUs, toSeq: end, toTsUs: 0, baselines: [b.seq] };
+      windows.push(current);
+      ends.push(end);
+    }
+    if (ends.length > 0) {
+      const times = await db.query<{ seq: string | number; ts_us: string | number }>(eventTimesSql(node, ep.epoch, ends));
+      const t = new Map(times.map((r) => [Number(r.seq), Number(r.ts_us)]));
+      for (const w of windows) if (w.epoch === ep.epoch) w.toTsUs = t.get(w.toSeq) ?? ep.lastTsUs;
+    }
+  }
+  return windows;
+}

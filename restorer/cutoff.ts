@@ -1,0 +1,95 @@
+import { ErrorCode, InputError, RestoreWindowError } from '../core/errors.js';
+import { sqlString, sqlUInt } from '../core/sql-literal.js';
+import { formatTsUs, parseCutoffTime } from '../core/time.js';
+import { nodesSql, restoreWindows, type QueryRunner, type RestoreWindow } from '../core/windows.js';
+
+/** Where a restore stops: exactly one of the three. */
+export interface CutoffSpec {
+  /** Include every event with ts_us ≤ this instant (text as an operator types it, or µs). */
+  to?: string | number;
+  /** Include events up to this seq (the whole transaction it belongs to). */
+  toSeq?: number;
+  /** Include events before this seq (and before its whole transaction). */
+  beforeSeq?: number;
+  /** Epoch the seq belongs to; default: the newest window that contains it. */
+  epoch?: number;
+}
+
+/** A resolved cutoff: the last event to apply and the baseline to start from. */
+export interface ResolvedCutoff {
+  window: RestoreWindow;
+  epoch: number;
+  /** Last seq applied (a baseline marker seq when nothing follows it). */
+  seq: number;
+  /** Time of that last event (µs), or the asked instant for --to. */
+  tsUs: number;
+  /** The instant asked for with --to, µs. */
+  askedTsUs?: number;
+  /** Baseline marker seq used. */
+  baselineSeq: number;
+}
+
+function describeWindows(ws: RestoreWindow[]): string {
+  if (ws.length === 0) return 'none yet (no baseline stored: is the agent running?)';
+  return ws.map((w) => `${formatTsUs(w.fromTsUs)} – ${formatTsUs(w.toTsUs)} (epoch ${w.epoch}, seq ${w.fromSeq}–${w.toSeq})`).join('; ');
+}
+
+/** Resolves a cutoff spec against a node's windows; every failure names the windows. */
+export async function resolveCutoff(db: QueryRunner, node: string, spec: CutoffSpec): Promise<ResolvedCutoff> {
+  const given = [spec.to !== undefined, spec.toSeq !== undefined, spec.beforeSeq !== undefined].filter(Boolean).length;
+  if (given !== 1) throw new InputError(ErrorCode.BadInput, 'give exactly one cutoff: --to TIME, --to-seq N or --before-seq N');
+  const windows = await restoreWindows(db, node);
+  if (windows.length === 0) {
+    const nodes = await db.query<{ node: string }>(nodesSql());
+    if (!nodes.some((n) => n.node === node)) {
+      const known = nodes.map((n) => `"${n.node}"`).join(', ') || 'none';
+      throw new InputError(ErrorCode.UnknownNode, `no events captured for node "${node}"; known nodes: ${known}`);
+    }
+    throw new RestoreWindowError(`node "${node}" has no restorable window yet: no baseline has been stored (the agent takes one when it starts)`);
+  }
+  const list = describeWindows(windows);
+  if (spec.to !== undefined) {
+    const t = typeof spec.to === 'number' ? spec.to : parseCutoffTime(spec.to);
+    const w = [...windows].reverse().find((x) => x.fromTsUs <= t && t <= x.toTsUs);
+    if (!w) throw new RestoreWindowError(`no restorable window of node "${node}" covers ${formatTsUs(t)}; windows: ${list}`);
+    const rows = await db.query<{ seq: string | number; ts: string | number }>(
+      `SELECT max(seq) AS seq, max(ts_us) AS ts FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(w.epoch)} AND seq >= ${sqlUInt(w.fromSeq)} AND seq <= ${sqlUInt(w.toSeq)} AND ts_us <= ${sqlUInt(t)}`,
+    );
+    const seq = Math.max(w.fromSeq, Number(rows[0]?.seq ?? w.fromSeq));
+    return { window: w, epoch: w.epoch, seq, tsUs: Number(rows[0]?.ts ?? w.fromTsUs), askedTsUs: t, baselineSeq: pickBaseline(w, seq) };
+  }
+  const n = (spec.toSeq ?? spec.beforeSeq)!;
+  if (!Number.isSafeInteger(n) || n < 1) throw new InputError(ErrorCode.BadInput, `seq must be a positive integer, got ${n}`);
+  const w = [...windows].reverse().find((x) => (spec.epoch === undefined || x.epoch === spec.epoch) && x.fromSeq <= n && n <= x.toSeq + (spec.beforeSeq !== undefined ? 1 : 0));
+  if (!w) throw new RestoreWindowError(`no restorable window of node "${node}" holds seq ${n}${spec.epoch !== undefined ? ` in epoch ${spec.epoch}` : ''}; windows: ${list}`);
+  const txRows = await db.query<{ tx: string | number }>(
+    `SELECT any(tx) AS tx FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(w.epoch)} AND seq = ${sqlUInt(Math.min(n, w.toSeq))}`,
+  );
+  const tx = Number(txRows[0]?.tx ?? 0);
+  let seq: number;
+  if (spec.toSeq !== undefined) {
+    if (tx === 0) seq = n;
+    else {
+      const end = await db.query<{ seq: string | number }>(
+        `SELECT max(seq) AS seq FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(w.epoch)} AND tx = ${sqlUInt(tx)}`,
+      );
+      seq = Number(end[0]?.seq ?? n);
+    }
+  } else {
+    seq = (tx === 0 || n > w.toSeq ? n : tx) - 1;
+    if (seq < w.fromSeq - 1) {
+      throw new RestoreWindowError(`seq ${n} is the first event after the baseline at seq ${w.fromSeq} or earlier: nothing before it is restorable in epoch ${w.epoch}; windows: ${list}`);
+    }
+  }
+  const ts = await db.query<{ ts: string | number }>(
+    `SELECT any(ts_us) AS ts FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(w.epoch)} AND seq = ${sqlUInt(seq)}`,
+  );
+  return { window: w, epoch: w.epoch, seq, tsUs: Number(ts[0]?.ts ?? 0), baselineSeq: pickBaseline(w, seq) };
+}
+
+/** The newest baseline that holds nothing after the cutoff: marker b holds events < b. */
+function pickBaseline(w: RestoreWindow, seq: number): number {
+  let best = w.baselines[0]!;
+  for (const b of w.baselines) if (b <= seq + 1) best = b;
+  return best;
+}

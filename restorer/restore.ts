@@ -1,0 +1,182 @@
+import { createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ObjectStore } from '@nats-io/obj';
+import { CaptureGapError, ErrorCode, FlashbackError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { silentLogger } from '../core/log.js';
+import type { ServerProcess } from '../core/servers/server-process.js';
+import { formatTsUs } from '../core/time.js';
+import { createAofDir } from './aof-dir.js';
+import { resolveCutoff, type CutoffSpec, type ResolvedCutoff } from './cutoff.js';
+import { IncrWriter } from './incr-writer.js';
+import { copyToTarget, countKeys, digest, expireDueKeys, keepTtlRelativeScript, loadAofDir, saveRdb } from './materialize.js';
+import type { EventStore } from './event-store.js';
+
+/** Where the restored dataset goes: exactly one. */
+export interface RestoreDestination {
+  /** Start a new redis-server holding the data; it keeps running after the restore. */
+  spawn?: { port?: number };
+  /** Copy into this existing, empty Redis (DUMP / RESTORE … ABSTTL). */
+  target?: string;
+  /** Empty a non-empty target first. */
+  flush?: boolean;
+  /** Write an RDB file here. */
+  rdb?: string;
+}
+
+export interface RestoreRequest extends CutoffSpec, RestoreDestination {
+  node: string;
+  /** Shift every expiry by (restore time − cutoff) instead of keeping absolute expiries. */
+  keepTtlRelative?: boolean;
+}
+
+/** Progress of a running restore. */
+export interface RestoreProgress {
+  phase: 'resolve' | 'baseline' | 'events' | 'load' | 'copy' | 'verify';
+  events: number;
+  totalEvents: number;
+}
+
+/** What a restore did: the `--json` output and the API's job result. */
+export interface RestoreReport {
+  node: string;
+  epoch: number;
+  cutoff: { seq: number; tsUs: number; time: string; asked?: string };
+  baseline: { seq: number; tsUs: number; time: string; rdbBytes: number; digest: string };
+  eventsReplayed: number;
+  keys: number;
+  /** Keys whose absolute expiry had passed by the time of the restore (gone from the new instance). */
+  expiredAtRestore: number;
+  digest: string;
+  /** 'match': equal to the source's digest recorded at the baseline (cutoff = baseline); 'unchecked' otherwise. */
+  verified: 'match' | 'unchecked';
+  seconds: number;
+  /** The new instance (spawn), the target, or the RDB file. */
+  url?: string;
+  pid?: number;
+  dir?: string;
+  rdb?: string;
+}
+
+export interface RestoreDeps {
+  events: EventStore;
+  objects: ObjectStore;
+  /** Where spawned instances keep their files. @default <tmp>/flashback-instances */
+  instancesDir?: string;
+  logger?: Logger;
+}
+
+/**
+ * One restore: resolve cutoff → pick baseline → write a multi-part AOF
+ * directory (base = baseline RDB, incr = tail + events) → let redis-server
+ * load it (DESIGN.md, Restore) → hand it over (spawn, target or RDB) → verify.
+ */
+export async function restore(deps: RestoreDeps, req: RestoreRequest, onProgress: (p: RestoreProgress) => void = () => {}): Promise<RestoreReport> {
+  const logger = deps.logger ?? silentLogger;
+  const started = Date.now();
+  const dests = [req.spawn !== undefined, req.target !== undefined, req.rdb !== undefined].filter(Boolean).length;
+  if (dests !== 1) throw new FlashbackError(ErrorCode.BadInput, 'give exactly one destination: --spawn, --target URL or --rdb FILE');
+  onProgress({ phase: 'resolve', events: 0, totalEvents: 0 });
+  const cut = await resolveCutoff(deps.events, req.node, req);
+  const base = await deps.events.baseline(req.node, cut.epoch, cut.baselineSeq);
+  const totalEvents = Math.max(0, cut.seq - cut.baselineSeq);
+  logger.info({ node: req.node, epoch: cut.epoch, cutoffSeq: cut.seq, baselineSeq: cut.baselineSeq, totalEvents }, 'restore resolved');
+
+  const keep = req.spawn !== undefined;
+  const dir = keep
+    ? path.join(deps.instancesDir ?? path.join(os.tmpdir(), 'flashback-instances'), `${sanitize(req.node)}-${cut.epoch}-${cut.seq}-${Date.now()}`)
+    : await mkdtemp(path.join(os.tmpdir(), 'flashback-restore-'));
+  await mkdir(dir, { recursive: true });
+  let server: ServerProcess | undefined;
+  try {
+    const files = await createAofDir(dir);
+    onProgress({ phase: 'baseline', events: 0, totalEvents });
+    await pipeline(await objectStream(deps.objects, base.rdbObject), createWriteStream(files.baseRdbPath));
+    const incr = new IncrWriter(createWriteStream(files.incrPath));
+    await incr.writeTail(await objectBytes(deps.objects, base.tailObject));
+    let replayed = 0;
+    let expect = cut.baselineSeq + 1;
+    for await (const item of deps.events.replayItems(req.node, cut.epoch, cut.baselineSeq, cut.seq)) {
+      if (item.seq < expect) continue; // a duplicate row not merged yet
+      if (item.seq !== expect) throw new CaptureGapError(`events ${expect}–${item.seq - 1} of node "${req.node}" epoch ${cut.epoch} are missing: nothing is restored across a hole`);
+      expect++;
+      if (item.resp.length > 0) await incr.write(item);
+      replayed++;
+      if ((replayed & 0x3fff) === 0) onProgress({ phase: 'events', events: replayed, totalEvents });
+    }
+    if (expect !== cut.seq + 1 && cut.seq > cut.baselineSeq) throw new CaptureGapError(`events ${expect}–${cut.seq} of node "${req.node}" epoch ${cut.epoch} are missing: nothing is restored across a hole`);
+    const shiftMs = req.keepTtlRelative ? Math.max(0, Math.round(Date.now() - cut.tsUs / 1000)) : 0;
+    if (shiftMs > 0) await incr.writeRaw(keepTtlRelativeScript(shiftMs));
+    await incr.end();
+    onProgress({ phase: 'events', events: replayed, totalEvents });
+
+    onProgress({ phase: 'load', events: replayed, totalEvents });
+    server = await loadAofDir(dir, { port: req.spawn?.port, detached: keep });
+    onProgress({ phase: 'verify', events: replayed, totalEvents });
+    const restoredDigest = await digest(server.url);
+    const atBaseline = cut.seq <= cut.baselineSeq;
+    const verified: RestoreReport['verified'] = atBaseline && base.digest !== '' && base.digest === restoredDigest ? 'match' : 'unchecked';
+    if (atBaseline && base.digest !== '' && base.digest !== restoredDigest) {
+      throw new FlashbackError(ErrorCode.Internal, `restored digest ${restoredDigest} differs from the source's digest ${base.digest} recorded at baseline seq ${cut.baselineSeq}: the restore is not exact; report this with the node and seq`);
+    }
+    const expiredAtRestore = await expireDueKeys(server.url);
+    const keys = await countKeys(server.url);
+    const report: RestoreReport = {
+      node: req.node,
+      epoch: cut.epoch,
+      cutoff: { seq: cut.seq, tsUs: cut.tsUs, time: formatTsUs(cut.tsUs), asked: cut.askedTsUs !== undefined ? formatTsUs(cut.askedTsUs) : undefined },
+      baseline: { seq: cut.baselineSeq, tsUs: base.tsUs, time: formatTsUs(base.tsUs), rdbBytes: base.rdbBytes, digest: base.digest },
+      eventsReplayed: replayed,
+      keys,
+      expiredAtRestore,
+      digest: restoredDigest,
+      verified,
+      seconds: 0,
+    };
+    if (req.target !== undefined) {
+      onProgress({ phase: 'copy', events: replayed, totalEvents });
+      await copyToTarget(server.url, req.target, { flush: req.flush });
+      report.url = req.target;
+    } else if (req.rdb !== undefined) {
+      await saveRdb(server.url, dir, req.rdb);
+      report.rdb = path.resolve(req.rdb);
+    } else {
+      report.url = server.url;
+      report.pid = server.pid;
+      report.dir = dir;
+    }
+    report.seconds = Math.round((Date.now() - started) / 10) / 100;
+    return report;
+  } catch (err) {
+    if (server && keep) await server.stop().catch(() => undefined);
+    if (keep) await rm(dir, { recursive: true, force: true });
+    throw err;
+  } finally {
+    if (!keep) {
+      await server?.stop().catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+}
+
+function sanitize(s: string): string {
+  return s.replace(/[^A-Za-z0-9_.-]/g, '_');
+}
+
+async function objectStream(objects: ObjectStore, name: string): Promise<Readable> {
+  const r = await objects.get(name);
+  if (!r) throw new FlashbackError(ErrorCode.NotFound, `baseline object "${name}" is missing from the object store (deleted by retention?)`);
+  return Readable.fromWeb(r.data as import('node:stream/web').ReadableStream<Uint8Array>);
+}
+
+async function objectBytes(objects: ObjectStore, name: string): Promise<Buffer> {
+  const b = await objects.getBlob(name);
+  if (!b) throw new FlashbackError(ErrorCode.NotFound, `baseline object "${name}" is missing from the object store (deleted by retention?)`);
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}
+
+export type { ResolvedCutoff };
