@@ -1,0 +1,163 @@
+import { randomUUID } from 'node:crypto';
+import { baselineObjectName, MARKER_CHANNEL, type BaselineRecord } from '../core/baseline.js';
+import { ConfigError, ProtocolError } from '../core/errors.js';
+import { silentLogger, type Logger } from '../core/log.js';
+import { translateNatsError, type ObjectStore } from '../core/nats.js';
+import type { RawRedis } from '../core/raw-redis.js';
+import { redisAddress, type RedisTarget } from '../core/redis-url.js';
+import { RespError, type RespValue } from '../core/resp.js';
+import { captureReplicationBaseline } from './replication-client.js';
+
+/** Options of one baseline. */
+export interface TakeBaselineOptions {
+  /** The Redis node; the replication link is a connection of its own. */
+  target: RedisTarget;
+  /** The agent's control connection: the marker MULTI goes here, so MONITOR shows it from this client. */
+  control: RawRedis;
+  /** Object store receiving the RDB and the tail. */
+  store: ObjectStore;
+  node: string;
+  epoch: number;
+  /** Record `DEBUG DIGEST` in the marker's MULTI (blocks Redis for O(keys); needs enable-debug-command). */
+  digest: boolean;
+  logger?: Logger;
+  /** Longest the whole baseline may take, ms. @default 900_000 (15 min) */
+  timeoutMs?: number;
+}
+
+/** What the marker's MULTI told about the dataset at the marker. */
+export interface MarkerFacts {
+  /** Keys over all dbs (sum of `keys=` in INFO keyspace). */
+  keys: number;
+  /** `DEBUG DIGEST`, or '' when not asked for or refused. */
+  digest: string;
+}
+
+/**
+ * Takes one baseline end to end: full resync over a replication link of its
+ * own, the RDB streamed into the object store, the marker published on
+ * `control`, the tail stored. Returns the record without seq/tsUs: the caller
+ * takes those from the marker's MONITOR event (payload `{"markerId",…}` on
+ * MARKER_CHANNEL) and publishes the record.
+ */
+export async function takeBaseline(o: TakeBaselineOptions): Promise<Omit<BaselineRecord, 'seq' | 'tsUs'>> {
+  const { target, control, store, node, epoch, digest, logger = silentLogger, timeoutMs } = o;
+  const markerId = randomUUID();
+  const names = baselineObjectName(node, epoch, markerId);
+  const metadata = { node, epoch: String(epoch), markerId };
+  let facts: MarkerFacts | undefined;
+  let storedRdbBytes = -1;
+
+  const capture = captureReplicationBaseline({
+    target,
+    markerChannel: MARKER_CHANNEL,
+    markerId,
+    timeoutMs,
+    logger,
+    writeRdb: async (rdb) => {
+      try {
+        const info = await store.put({ name: names.rdb, description: `RDB of baseline ${markerId} of ${node} epoch ${epoch}`, metadata }, rdb);
+        storedRdbBytes = info.size;
+      } catch (cause) {
+        throw translateNatsError(cause, `object store (RDB ${names.rdb})`);
+      }
+    },
+    onRdbDone: async () => {
+      facts = await publishMarker({ control, node, epoch, markerId, digest, logger });
+    },
+  });
+  let captured;
+  try {
+    captured = await capture;
+  } catch (err) {
+    // A stored RDB without its tail is no baseline; best effort, the error that matters is `err`.
+    if (storedRdbBytes >= 0) await store.delete(names.rdb).catch(() => undefined);
+    throw err;
+  }
+
+  if (storedRdbBytes !== captured.rdbBytes) {
+    throw new ProtocolError(`RDB object ${names.rdb} holds ${storedRdbBytes} bytes but the master sent ${captured.rdbBytes}; the baseline is not usable, take another`);
+  }
+  try {
+    await store.putBlob({ name: names.tail, description: `replication tail of baseline ${markerId} of ${node} epoch ${epoch}`, metadata }, captured.tail);
+  } catch (cause) {
+    throw translateNatsError(cause, `object store (tail ${names.tail})`);
+  }
+  const { keys, digest: digestHex } = facts!;
+  logger.info({ node, epoch, markerId, framing: captured.framing, rdbBytes: captured.rdbBytes, tailBytes: captured.tail.length, tailCommands: captured.tailCommands, keys }, 'baseline objects stored');
+  return {
+    node,
+    epoch,
+    markerId,
+    rdbObject: names.rdb,
+    tailObject: names.tail,
+    rdbBytes: captured.rdbBytes,
+    tailBytes: captured.tail.length,
+    keys,
+    digest: digestHex,
+  };
+}
+
+/**
+ * Sends, as one transaction on `control`: MULTI, INFO keyspace, [DEBUG DIGEST],
+ * PUBLISH MARKER_CHANNEL {"markerId","node","epoch"}, EXEC. The keys and digest
+ * are therefore those of the dataset at the marker. If DEBUG is refused the
+ * whole MULTI aborts (EXECABORT) before anything ran, so it is sent again
+ * without DEBUG and the digest is ''.
+ */
+export async function publishMarker(o: { control: RawRedis; node: string; epoch: number; markerId: string; digest: boolean; logger?: Logger }): Promise<MarkerFacts> {
+  const { control, node, epoch, markerId, logger = silentLogger } = o;
+  const where = `Redis ${redisAddress(control.target)}`;
+  const payload = JSON.stringify({ markerId, node, epoch });
+  let withDigest = o.digest;
+  for (;;) {
+    // Queued in one synchronous burst: nothing else on `control` can land inside our MULTI.
+    const argvs: string[][] = [['MULTI'], ['INFO', 'keyspace'], ...(withDigest ? [['DEBUG', 'DIGEST']] : []), ['PUBLISH', MARKER_CHANNEL, payload], ['EXEC']];
+    const replies = await Promise.all(argvs.map((argv) => control.call(argv)));
+    const exec = replies[replies.length - 1];
+    const debugQueued = withDigest ? replies[2] : undefined;
+    if (exec instanceof RespError) {
+      if (debugQueued instanceof RespError) {
+        logger.warn({ reason: debugQueued.message }, `DEBUG DIGEST refused by ${where}; baseline recorded without a digest (set enable-debug-command local or yes to record one)`);
+        withDigest = false;
+        continue;
+      }
+      const queued = replies.slice(0, -1).find((r) => r instanceof RespError) as RespError | undefined;
+      throw markerError(where, queued?.message ?? exec.message);
+    }
+    if (!Array.isArray(exec) || exec.length !== argvs.length - 2) {
+      throw new ProtocolError(`${where} answered the marker EXEC with ${describeReply(exec)}; expected ${argvs.length - 2} replies`);
+    }
+    const [info, ...rest] = exec;
+    const published = rest[rest.length - 1];
+    if (published instanceof RespError) throw markerError(where, published.message);
+    if (!Buffer.isBuffer(info)) throw new ProtocolError(`${where} answered INFO keyspace with ${describeReply(info)} inside the marker MULTI`);
+    let digest = '';
+    if (withDigest) {
+      const d = rest[0];
+      if (typeof d === 'string' || Buffer.isBuffer(d)) digest = d.toString();
+      else logger.warn({ reason: describeReply(d) }, `DEBUG DIGEST failed on ${where}; baseline recorded without a digest`);
+    }
+    return { keys: keysInInfo(info.toString('latin1')), digest };
+  }
+}
+
+function markerError(where: string, message: string): Error {
+  if (/^NOPERM/.test(message)) {
+    return new ConfigError(`${where} refused the baseline marker: ${message}; the agent's user needs +multi +exec +info +publish and channel ${MARKER_CHANNEL} (ACL SETUSER <user> +@transaction +info +publish &${MARKER_CHANNEL})`);
+  }
+  return new ProtocolError(`${where} refused the baseline marker transaction: ${message}`);
+}
+
+/** Sum of `keys=` over the `dbN:` lines of INFO keyspace. */
+export function keysInInfo(info: string): number {
+  let keys = 0;
+  for (const m of info.matchAll(/^db\d+:keys=(\d+)/gm)) keys += Number(m[1]);
+  return keys;
+}
+
+function describeReply(v: RespValue | undefined): string {
+  if (v instanceof RespError) return `error "${v.message}"`;
+  if (Buffer.isBuffer(v)) return `${v.length} bytes`;
+  return JSON.stringify(v) ?? String(v);
+}
