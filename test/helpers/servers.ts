@@ -1,0 +1,22 @@
+import { startClickHouseServer, type ClickHouseServerProcess } from '../../core/servers/clickhouse-server.js';
+import { startNatsServer, type NatsServerProcess } from '../../core/servers/nats-server.js';
+import { startRedisServer } from '../../core/servers/redis-server.js';
+import type { ServerProcess } from '../../core/servers/server-process.js';
+
+// Each server gets OS-picked loopback ports and a temp dir under os.tmpdir() that stop() removes;
+// servers write only to their own log file there, never to the test's output.
+
+/** A redis-server for one test suite; `args` are appended to the defaults (e.g. `['--appendonly', 'yes']`). Use with `await using`. */
+export function testRedis(args: string[] = []): Promise<ServerProcess> {
+  return startRedisServer({ args });
+}
+
+/** A nats-server with JetStream for one test suite. Use with `await using`. */
+export function testNats(): Promise<NatsServerProcess> {
+  return startNatsServer();
+}
+
+/** A clickhouse-server (Debian's 18.16 here) for one test suite. Use with `await using`. */
+export function testClickHouse(): Promise<ClickHouseServerProcess> {
+  return startClickHouseServer();
+}
