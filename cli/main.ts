@@ -3,6 +3,8 @@ import { describeError, ErrorCode, FlashbackError } from '../core/errors.js';
 import * as agent from './commands/agent.js';
 import * as sink from './commands/sink.js';
 import * as sql from './commands/sql.js';
+import * as restoreCmd from './commands/restore.js';
+import * as windows from './commands/windows.js';
 
 /** Exit code a command handler sets; yargs handlers cannot return one. */
 export const exit = { code: 0 };
@@ -22,6 +24,8 @@ export async function runCli(argv: string[]): Promise<number> {
     .command(agent)
     .command(sink)
     .command(sql)
+    .command(restoreCmd)
+    .command(windows)
     .demandCommand(1, 'name a command: flashback --help lists them')
     .strict()
     .recommendCommands()

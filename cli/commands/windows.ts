@@ -1,0 +1,37 @@
+import type { ArgumentsCamelCase, Argv } from 'yargs';
+import { openClickHouse } from '../../core/clickhouse.js';
+import { formatTsUs } from '../../core/time.js';
+import { nodesSql, restoreWindows } from '../../core/windows.js';
+import { clickhouseOption } from '../options.js';
+import { printTable } from '../table.js';
+
+export const command = 'windows';
+export const describe = 'list the restorable windows of a node (or of every node)';
+
+export function builder(y: Argv) {
+  return y
+    .option('node', { type: 'string', describe: 'capture source id (default: every node)' })
+    .option('json', { type: 'boolean', default: false, describe: 'print JSON' })
+    .option('clickhouse', clickhouseOption);
+}
+
+type Args = ArgumentsCamelCase<Awaited<ReturnType<typeof builder>['argv']>>;
+
+export async function handler(args: Args): Promise<void> {
+  const store = await openClickHouse(args.clickhouse);
+  try {
+    const nodes = args.node ? [args.node] : (await store.query<{ node: string }>(nodesSql())).map((n) => n.node);
+    const all = [];
+    for (const node of nodes) all.push(...(await restoreWindows(store, node)));
+    if (args.json) {
+      process.stdout.write(JSON.stringify(all.map((w) => ({ ...w, from: formatTsUs(w.fromTsUs), to: formatTsUs(w.toTsUs) }))) + '\n');
+      return;
+    }
+    printTable(
+      ['node', 'epoch', 'from', 'to', 'seq', 'baselines'],
+      all.map((w) => [w.node, w.epoch, formatTsUs(w.fromTsUs), formatTsUs(w.toTsUs), `${w.fromSeq}–${w.toSeq}`, w.baselines.length]),
+    );
+  } finally {
+    await store.close();
+  }
+}

@@ -1,0 +1,69 @@
+import type { ClickHouseClient } from '@clickhouse/client';
+import { ErrorCode, FlashbackError } from '../core/errors.js';
+import { sqlString, sqlUInt } from '../core/sql-literal.js';
+import type { QueryRunner } from '../core/windows.js';
+import type { ReplayItem } from './incr-writer.js';
+
+/** A stored baseline, as the restorer needs it. */
+export interface StoredBaseline {
+  seq: number;
+  tsUs: number;
+  rdbObject: string;
+  tailObject: string;
+  rdbBytes: number;
+  digest: string;
+}
+
+/** What a restore reads from the history store. */
+export interface EventStore extends QueryRunner {
+  baseline(node: string, epoch: number, seq: number): Promise<StoredBaseline>;
+  /** Events with afterSeq < seq ≤ toSeq, ascending by seq (a not-yet-merged duplicate may repeat a seq). */
+  replayItems(node: string, epoch: number, afterSeq: number, toSeq: number): AsyncIterable<ReplayItem>;
+}
+
+/** SQL of the replay stream: TabSeparated, base64 has no tabs or newlines. */
+export function replaySql(node: string, epoch: number, afterSeq: number, toSeq: number): string {
+  return `SELECT seq, db, tx, replay FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq > ${sqlUInt(afterSeq)} AND seq <= ${sqlUInt(toSeq)} ORDER BY seq`;
+}
+
+export function baselineSql(node: string, epoch: number, seq: number): string {
+  return `SELECT seq, ts_us, rdb_object, tail_object, rdb_bytes, digest FROM flashback.baselines WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq = ${sqlUInt(seq)} LIMIT 1`;
+}
+
+/** The history store on ClickHouse: queries through `runner`, the replay stream straight from the client. */
+export function clickHouseEventStore(runner: QueryRunner, client: ClickHouseClient): EventStore {
+  return {
+    query: (sql) => runner.query(sql),
+    async baseline(node, epoch, seq) {
+      const rows = await runner.query<Record<string, string | number>>(baselineSql(node, epoch, seq));
+      const r = rows[0];
+      if (!r) throw new FlashbackError(ErrorCode.NotFound, `baseline seq ${seq} of node "${node}" epoch ${epoch} is not listed in flashback.baselines`);
+      return {
+        seq: Number(r.seq),
+        tsUs: Number(r.ts_us),
+        rdbObject: String(r.rdb_object),
+        tailObject: String(r.tail_object),
+        rdbBytes: Number(r.rdb_bytes),
+        digest: String(r.digest ?? ''),
+      };
+    },
+    async *replayItems(node, epoch, afterSeq, toSeq) {
+      if (toSeq <= afterSeq) return;
+      const rs = await client.query({ query: replaySql(node, epoch, afterSeq, toSeq), format: 'TabSeparated' });
+      for await (const rows of rs.stream()) {
+        for (const row of rows as { text: string }[]) {
+          const line = row.text;
+          const t1 = line.indexOf('\t');
+          const t2 = line.indexOf('\t', t1 + 1);
+          const t3 = line.indexOf('\t', t2 + 1);
+          yield {
+            seq: Number(line.slice(0, t1)),
+            db: Number(line.slice(t1 + 1, t2)),
+            tx: Number(line.slice(t2 + 1, t3)),
+            resp: Buffer.from(line.slice(t3 + 1), 'base64'),
+          };
+        }
+      }
+    },
+  };
+}

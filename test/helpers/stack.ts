@@ -1,0 +1,78 @@
+import { randomUUID } from 'node:crypto';
+import { startAgent, type Agent } from '../../agent/index.js';
+import { openClickHouse, type Store } from '../../core/clickhouse.js';
+import { silentLogger } from '../../core/log.js';
+import { sqlString } from '../../core/sql-literal.js';
+import type { ServerProcess } from '../../core/servers/server-process.js';
+import { startSink, type Sink } from '../../sink/index.js';
+import { testClickHouse, testNats, testRedis } from './servers.js';
+
+/** Redis args every captured test source gets: DEBUG DIGEST allowed, baselines start at once. */
+export const SOURCE_ARGS = ['--enable-debug-command', 'yes', '--repl-diskless-sync-delay', '0'];
+
+/** Real servers + sink for a test file: one ClickHouse and NATS, shared; sources and agents per test. */
+export interface Stack {
+  nats: ServerProcess;
+  clickhouse: ServerProcess;
+  store: Store;
+  sink: Sink;
+  close(): Promise<void>;
+}
+
+export async function startStack(): Promise<Stack> {
+  const [nats, clickhouse] = await Promise.all([testNats(), testClickHouse()]);
+  const store = await openClickHouse(clickhouse.url);
+  await store.ensureSchema();
+  const sink = await startSink({ natsUrl: nats.url, clickhouseUrl: clickhouse.url, logger: silentLogger, flushIntervalMs: 50 });
+  return {
+    nats,
+    clickhouse,
+    store,
+    sink,
+    async close() {
+      await sink.close();
+      await store.close();
+      await Promise.all([nats.stop(), clickhouse.stop()]);
+    },
+  };
+}
+
+/** A captured source: a fresh redis-server and an agent on it with a random node id. */
+export async function startSource(stack: Stack, args: string[] = []): Promise<{ redis: ServerProcess; agent: Agent; node: string; close(): Promise<void> }> {
+  const redis = await testRedis([...SOURCE_ARGS, ...args]);
+  const node = `test-${randomUUID().slice(0, 8)}`;
+  const agent = await startAgent({ redisUrl: redis.url, nodeId: node, natsUrl: stack.nats.url, logger: silentLogger, baselineDigest: 'always' });
+  return {
+    redis,
+    agent,
+    node,
+    async close() {
+      await agent.close();
+      await redis.stop();
+    },
+  };
+}
+
+/** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs` with `what`. */
+export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Waits until ClickHouse holds `count` events of `node` (after the agent flushed). */
+export async function waitForEvents(stack: Stack, node: string, count: number, timeoutMs = 20_000): Promise<void> {
+  await waitFor(`${count} events of ${node} in ClickHouse`, async () => {
+    const r = await stack.store.query<{ n: string }>(`SELECT uniqExact(seq) AS n FROM flashback.events WHERE node = ${sqlString(node)}`);
+    return Number(r[0]?.n ?? 0) >= count ? true : undefined;
+  }, timeoutMs);
+}

@@ -1,0 +1,252 @@
+// Point-in-time restore end to end: capture with real servers, then restore by time and by seq into spawned, target and RDB destinations.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { Redis } from 'ioredis';
+import { connectNats, ensureBaselineStore } from '../core/nats.js';
+import type { ObjectStore } from '@nats-io/obj';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { startRedisServer } from '../core/servers/redis-server.js';
+import { sqlString } from '../core/sql-literal.js';
+import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
+import { startSource, startStack, waitForEvents, type Stack } from './helpers/stack.js';
+import { testRedis } from './helpers/servers.js';
+
+let stack: Stack;
+let nc: NatsConnection;
+let objects: ObjectStore;
+let instancesDir: string;
+const spawned: { url?: string; pid?: number }[] = [];
+
+before(async () => {
+  stack = await startStack();
+  nc = await connectNats({ url: stack.nats.url, name: 'restore-test' });
+  objects = await ensureBaselineStore(nc);
+  instancesDir = await mkdtemp(path.join(os.tmpdir(), 'fb-instances-'));
+});
+after(async () => {
+  for (const s of spawned) if (s.pid) await stopPid(s.pid);
+  await nc?.close();
+  await stack?.close();
+  await rm(instancesDir, { recursive: true, force: true });
+});
+
+async function stopPid(pid: number): Promise<void> {
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function doRestore(req: RestoreRequest) {
+  const report = await restore({ events: clickHouseEventStore(stack.store, stack.store.client), objects, instancesDir }, req);
+  if (report.pid) spawned.push(report);
+  return report;
+}
+
+async function synced(src: Awaited<ReturnType<typeof startSource>>): Promise<number> {
+  assert.equal(await src.agent.flush(), true);
+  const last = src.agent.stats().lastSeq;
+  await waitForEvents(stack, src.node, last);
+  return last;
+}
+
+async function digestOf(url: string): Promise<string> {
+  const r = new Redis(url);
+  try {
+    return String(await r.call('DEBUG', 'DIGEST'));
+  } finally {
+    r.disconnect();
+  }
+}
+
+test('the seed scenario: restore to a moment in the middle, and to just before one HSET', async () => {
+  const src = await startSource(stack);
+  const r = new Redis(src.redis.url);
+  try {
+    await src.agent.baseline();
+    for (let i = 1; i <= 120; i++) await r.hset('userprofile', `foo${String(i).padStart(3, '0')}`, i % 3);
+    await synced(src);
+    const rows = await stack.store.query<{ seq: string; ts_us: string; args: string[] }>(
+      `SELECT seq, ts_us, args FROM flashback.events WHERE node = ${sqlString(src.node)} AND command = 'HSET' ORDER BY seq`,
+    );
+    assert.equal(rows.length, 120);
+    // "The moment in the middle": the time of the 60th HSET.
+    const mid = rows[59]!;
+    const report = await doRestore({ node: src.node, to: Number(mid.ts_us), spawn: {} });
+    const restored = new Redis(report.url!);
+    try {
+      const fields = (await restored.hkeys('userprofile')).sort();
+      const expected = rows.filter((x) => Number(x.ts_us) <= Number(mid.ts_us)).map((x) => x.args[2]!);
+      assert.deepEqual(fields, expected.sort());
+      assert.ok(fields.length >= 60 && fields.length < 120);
+    } finally {
+      restored.disconnect();
+    }
+    // The instant before one chosen HSET: that field and all later are absent.
+    const chosen = rows[79]!;
+    const before = await doRestore({ node: src.node, beforeSeq: Number(chosen.seq), spawn: {} });
+    const restored2 = new Redis(before.url!);
+    try {
+      const fields = (await restored2.hkeys('userprofile')).sort();
+      assert.deepEqual(fields, rows.slice(0, 79).map((x) => x.args[2]!).sort());
+      assert.equal(before.cutoff.seq, Number(chosen.seq) - 1);
+    } finally {
+      restored2.disconnect();
+    }
+  } finally {
+    r.disconnect();
+    await src.close();
+  }
+});
+
+/** A deterministic mixed workload over every data type and several dbs. */
+async function phase(r: Redis, n: number, seed: number): Promise<void> {
+  let x = seed;
+  const rnd = (m: number) => {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    return x % m;
+  };
+  for (let i = 0; i < n; i++) {
+    const k = `k${rnd(50)}`;
+    const db = rnd(3);
+    await r.select(db);
+    switch (rnd(12)) {
+      case 0: await r.set(`s:${k}`, `v${rnd(1000)}`); break;
+      case 1: await r.hset(`h:${k}`, `f${rnd(20)}`, Buffer.from([rnd(256), 0, 255])); break;
+      case 2: await r.rpush(`l:${k}`, `e${rnd(100)}`); break;
+      case 3: await r.lpop(`l:${k}`); break;
+      case 4: await r.sadd(`set:${k}`, `m${rnd(30)}`); break;
+      case 5: await r.zadd(`z:${k}`, rnd(100), `m${rnd(30)}`); break;
+      case 6: await r.xadd(`x:${k}`, `${1000 + i}-${seed}`, 'f', `${rnd(9)}`).catch(() => undefined); break;
+      case 7: await r.incrby(`c:${k}`, rnd(10)); break;
+      case 8: await r.multi().incr(`c:${k}`).hset(`h:${k}`, 'm', `${i}`).exec(); break;
+      case 9: await r.eval("redis.call('SET', KEYS[1], ARGV[1]); return redis.call('APPEND', KEYS[1], 'x')", 1, `e:${k}`, `${i}`); break;
+      case 10: await r.set(`t:${k}`, 'ttl', 'EX', 3600 + rnd(100)); break;
+      case 11: await r.del(`s:${k}`); break;
+    }
+  }
+  await r.select(0);
+}
+
+test('digest oracle: restoring to each recorded time gives the digest the source had then', async () => {
+  const src = await startSource(stack);
+  const r = new Redis(src.redis.url);
+  const bg = new Redis(src.redis.url);
+  try {
+    await phase(r, 300, 1); // before the first baseline: part of the RDB
+    await src.agent.baseline();
+    const points: { ts: number; digest: string }[] = [];
+    for (let p = 0; p < 3; p++) {
+      await phase(r, 200, 10 + p);
+      if (p === 1) {
+        // A baseline taken while another client keeps writing: exercises RDB + tail.
+        let stop = false;
+        const writer = (async () => {
+          let i = 0;
+          while (!stop) await bg.hset('bg', `f${i++ % 200}`, i);
+        })();
+        await src.agent.baseline();
+        stop = true;
+        await writer;
+      }
+      const digest = await digestOf(src.redis.url);
+      points.push({ ts: Date.now() * 1000, digest });
+    }
+    await synced(src);
+    for (const pt of points) {
+      const report = await doRestore({ node: src.node, to: pt.ts, spawn: {} });
+      assert.equal(report.digest, pt.digest, `digest at ${pt.ts}`);
+    }
+    // Into an existing empty target and into an RDB file: the same dataset.
+    const last = points[points.length - 1]!;
+    const target = await testRedis(['--enable-debug-command', 'yes']);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'fb-rdb-'));
+    try {
+      await doRestore({ node: src.node, to: last.ts, target: target.url });
+      assert.equal(await digestOf(target.url), last.digest);
+      const file = path.join(dir, 'out.rdb');
+      await doRestore({ node: src.node, to: last.ts, rdb: file });
+      const fromRdb = await startRedisServer({ dir, args: ['--dbfilename', 'out.rdb', '--enable-debug-command', 'yes'] });
+      try {
+        assert.equal(await digestOf(fromRdb.url), last.digest);
+      } finally {
+        await fromRdb.stop();
+      }
+      // A non-empty target is refused and left untouched.
+      await assert.rejects(doRestore({ node: src.node, to: last.ts, target: target.url }), /not empty|--flush/);
+      assert.equal(await digestOf(target.url), last.digest);
+    } finally {
+      await target.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  } finally {
+    r.disconnect();
+    bg.disconnect();
+    await src.close();
+  }
+});
+
+test('time semantics: an expired-then-appended key stays gone; a future expiry is kept exactly', async () => {
+  const src = await startSource(stack);
+  const r = new Redis(src.redis.url);
+  try {
+    await src.agent.baseline();
+    await r.multi().set('k', 'v', 'PX', 300).append('k', 'x').exec();
+    await r.set('later', 'v', 'PXAT', Date.now() + 600_000);
+    const expiry = Number(await r.pexpiretime('k'));
+    const laterExpiry = Number(await r.pexpiretime('later'));
+    const lastSeq = await synced(src);
+    // Restore only once the source's expiry has passed.
+    while (Date.now() <= expiry) await new Promise((res) => setTimeout(res, 25));
+    const report = await doRestore({ node: src.node, toSeq: lastSeq, spawn: {} });
+    const restored = new Redis(report.url!);
+    try {
+      assert.equal(await restored.exists('k'), 0, 'k expired: not a persistent "x"');
+      assert.equal(Number(await restored.pexpiretime('later')), laterExpiry);
+      assert.ok(report.expiredAtRestore >= 1);
+    } finally {
+      restored.disconnect();
+    }
+  } finally {
+    r.disconnect();
+    await src.close();
+  }
+});
+
+test('errors: unknown node, cutoff outside the windows, a hole in seq', async () => {
+  await assert.rejects(doRestore({ node: 'no-such-node', to: Date.now() * 1000, spawn: {} }), /no events captured for node "no-such-node"/);
+  const src = await startSource(stack);
+  const r = new Redis(src.redis.url);
+  try {
+    const t0 = Date.now() * 1000 - 60_000_000;
+    await r.set('a', '1'); // before the first baseline: not restorable
+    await src.agent.baseline();
+    await r.set('b', '2');
+    const last = await synced(src);
+    await assert.rejects(doRestore({ node: src.node, to: t0, spawn: {} }), /no restorable window.*windows:/);
+    await assert.rejects(doRestore({ node: src.node, to: Date.now() * 1000 + 3_600_000_000, spawn: {} }), /no restorable window/);
+    await assert.rejects(doRestore({ node: src.node, to: 'yesterday-ish', spawn: {} }), /not a time|accepted/i);
+    // Forge a hole: an event stored at last + 3, nothing at last + 1 and last + 2.
+    const epoch = src.agent.stats().epoch;
+    await stack.store.command(
+      `INSERT INTO flashback.events (node, epoch, seq, ts_us, time, db, client, kind, command, key, keys, args, replay, tx) VALUES (${sqlString(src.node)}, ${epoch}, ${last + 3}, ${Date.now() * 1000}, now(), 0, 'x', 'command', 'SET', 'z', ['z'], ['SET','z','1'], '', 0)`,
+    );
+    await assert.rejects(doRestore({ node: src.node, toSeq: last + 3, spawn: {} }), /no restorable window.*seq/);
+  } finally {
+    r.disconnect();
+    await src.close();
+  }
+});
