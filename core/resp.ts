@@ -114,6 +114,7 @@ export class RespReader {
       case 0x24: {
         // $
         const len = Number(line);
+        if (!Number.isInteger(len)) throw badLength('bulk string', line);
         if (len < 0) return null;
         if (this.pos + len + 2 > this.buf.length) {
           this.wanted = this.pos + len + 2; // absolute; read() makes it relative to the value's start
@@ -126,6 +127,7 @@ export class RespReader {
       case 0x2a: {
         // *
         const n = Number(line);
+        if (!Number.isInteger(n)) throw badLength('array', line);
         if (n < 0) return null;
         const out: RespValue[] = new Array(n);
         for (let i = 0; i < n; i++) {
@@ -142,3 +144,8 @@ export class RespReader {
 }
 
 const NEED_MORE = Symbol('need-more');
+
+// A `$EOF:<mark>` RDB header, for one, is not a length: reading it as NaN would corrupt the position.
+function badLength(what: string, line: string): ProtocolError {
+  return new ProtocolError(`RESP ${what} length "${line.slice(0, 60)}" is not an integer; raw framing such as a diskless RDB ($EOF:) must be read after takeRemaining()`);
+}

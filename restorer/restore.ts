@@ -11,7 +11,7 @@ import { silentLogger } from '../core/log.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
 import { formatTsUs } from '../core/time.js';
 import { createAofDir } from './aof-dir.js';
-import { resolveCutoff, type CutoffSpec, type ResolvedCutoff } from './cutoff.js';
+import { resolveCutoff, type CutoffSpec, type ResolvedCutoff } from '../core/cutoff.js';
 import { IncrWriter } from './incr-writer.js';
 import { copyToTarget, countKeys, digest, expireDueKeys, keepTtlRelativeScript, loadAofDir, saveRdb } from './materialize.js';
 import type { EventStore } from './event-store.js';

@@ -1,7 +1,7 @@
-import { ErrorCode, InputError, RestoreWindowError } from '../core/errors.js';
-import { sqlString, sqlUInt } from '../core/sql-literal.js';
-import { formatTsUs, parseCutoffTime } from '../core/time.js';
-import { nodesSql, restoreWindows, type QueryRunner, type RestoreWindow } from '../core/windows.js';
+import { ErrorCode, InputError, RestoreWindowError } from './errors.js';
+import { sqlString, sqlUInt } from './sql-literal.js';
+import { formatTsUs, parseCutoffTime } from './time.js';
+import { nodesSql, restoreWindows, type QueryRunner, type RestoreWindow } from './windows.js';
 
 /** Where a restore stops: exactly one of the three. */
 export interface CutoffSpec {
