@@ -1,0 +1,143 @@
+/**
+ * ClickHouse schema of flashback (DESIGN.md, Storage). The DDL is
+ * version-aware: ClickHouse 18.16 rejects LowCardinality (without an
+ * experimental setting), CODEC and table TTL, so it gets plain types; current
+ * servers get the compact ones. Queries are written once, for both.
+ * No table TTL on any version: retention drops whole day partitions.
+ */
+
+/** Database holding every flashback table. */
+export const DATABASE = 'flashback';
+export const EVENTS_TABLE = `${DATABASE}.events`;
+export const BASELINES_TABLE = `${DATABASE}.baselines`;
+export const EPOCHS_TABLE = `${DATABASE}.epochs`;
+
+/** A row of `flashback.events` as inserted (JSONEachRow). UInt64 columns are numbers: seq and ts_us stay below 2^53. */
+export interface EventRow {
+  node: string;
+  epoch: number;
+  seq: number;
+  ts_us: number;
+  /** Unix seconds (DateTime). */
+  time: number;
+  db: number;
+  client: string;
+  kind: string;
+  command: string;
+  /** First key, readable (for `WHERE key = 'userprofile'`); '' when the event has none. */
+  key: string;
+  /** Keys, readable (binary bytes escaped). */
+  keys: string[];
+  /** argv as issued, readable. */
+  args: string[];
+  /** Base64 of the RESP encoding of the replay argv: the exact bytes; '' for markers. */
+  replay: string;
+  tx: number;
+}
+
+/** A row of `flashback.baselines`. */
+export interface BaselineRow {
+  node: string;
+  epoch: number;
+  seq: number;
+  ts_us: number;
+  /** Unix seconds (DateTime). */
+  time: number;
+  marker: string;
+  rdb_object: string;
+  tail_object: string;
+  rdb_bytes: number;
+  tail_bytes: number;
+  keys: number;
+  digest: string;
+}
+
+/** A row of `flashback.epochs`. */
+export interface EpochRow {
+  node: string;
+  epoch: number;
+  started_us: number;
+  reason: string;
+}
+
+/** Version features the DDL depends on. */
+export interface SchemaFeatures {
+  /** LowCardinality(String) without an experimental setting. */
+  lowCardinality: boolean;
+  /** Column compression codecs `CODEC(…)`. */
+  codecs: boolean;
+}
+
+/** Major and minor of a `SELECT version()` answer (`18.16.1`, `26.7.2.1`); [0, 0] when unparsable. */
+export function parseVersion(version: string): [number, number] {
+  const m = /^(\d+)\.(\d+)/.exec(version.trim());
+  return m ? [Number(m[1]), Number(m[2])] : [0, 0];
+}
+
+/**
+ * What a server of this version accepts. Both features exist since 19.x;
+ * from 20.1 on they are stable, which is the line we draw. Anything older,
+ * or an unparsable version, gets the plain 18.16 schema.
+ */
+export function schemaFeatures(version: string): SchemaFeatures {
+  const [major] = parseVersion(version);
+  const modern = major >= 20;
+  return { lowCardinality: modern, codecs: modern };
+}
+
+/** The DDL for a server of `version` (from `SELECT version()`); every statement is idempotent (IF NOT EXISTS). */
+export function schemaStatements(version: string): string[] {
+  const f = schemaFeatures(version);
+  const dict = f.lowCardinality ? 'LowCardinality(String)' : 'String';
+  const delta = f.codecs ? ' CODEC(Delta, ZSTD)' : '';
+  const zstd = f.codecs ? ' CODEC(ZSTD)' : '';
+  return [
+    `CREATE DATABASE IF NOT EXISTS ${DATABASE}`,
+    `CREATE TABLE IF NOT EXISTS ${EVENTS_TABLE} (
+  node ${dict},
+  epoch UInt64,
+  seq UInt64${delta},
+  ts_us UInt64${delta},
+  time DateTime,
+  db UInt16,
+  client ${dict},
+  kind ${dict},
+  command ${dict},
+  key String,
+  keys Array(String),
+  args Array(String)${zstd},
+  replay String${zstd},
+  tx UInt64
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toDate(time)
+ORDER BY (node, epoch, seq)`,
+    `CREATE TABLE IF NOT EXISTS ${BASELINES_TABLE} (
+  node ${dict},
+  epoch UInt64,
+  seq UInt64,
+  ts_us UInt64,
+  time DateTime,
+  marker String,
+  rdb_object String,
+  tail_object String,
+  rdb_bytes UInt64,
+  tail_bytes UInt64,
+  keys UInt64,
+  digest String
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toDate(time)
+ORDER BY (node, epoch, seq)`,
+    `CREATE TABLE IF NOT EXISTS ${EPOCHS_TABLE} (
+  node ${dict},
+  epoch UInt64,
+  started_us UInt64,
+  reason String
+) ENGINE = ReplacingMergeTree()
+ORDER BY (node, epoch)`,
+  ];
+}
+
+/** The query that picks the schema variant. */
+export function versionSql(): string {
+  return 'SELECT version() AS version';
+}
