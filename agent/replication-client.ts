@@ -33,7 +33,7 @@ export interface ReplicationBaselineOptions {
   markerId: string;
   /** The whole exchange (wait for BGSAVE, RDB, tail) must finish within this, ms. @default 900_000 (15 min) */
   timeoutMs?: number;
-  /** RDB bytes buffered for a slow `writeRdb` before the socket is paused. @default 4 MiB */
+  /** RDB bytes buffered for a slow `writeRdb` before the socket is paused. @default 1 MiB */
   rdbHighWaterMarkBytes?: number;
   /** How often `REPLCONF ACK <offset>` goes to the master once the RDB is in, ms. @default 1_000 */
   ackIntervalMs?: number;
@@ -252,7 +252,7 @@ class ReplicationCapture {
   }
 
   private openRdbStream(): void {
-    const { rdbHighWaterMarkBytes = 4 * 1024 * 1024 } = this.o;
+    const { rdbHighWaterMarkBytes = 1024 * 1024 } = this.o;
     const rs = new ReadableStream<Uint8Array>(
       {
         start: (controller) => {
