@@ -1,0 +1,295 @@
+import { copyFile, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { ConnectionError, ErrorCode, FlashbackError, describeError } from '../core/errors.js';
+import { readableBytes } from '../core/escape.js';
+import { parseRedisUrl, redactedRedisUrl } from '../core/redis-url.js';
+import { encodeCommand } from '../core/resp.js';
+import { startRedisServer } from '../core/servers/redis-server.js';
+import { ServerStartError, type ServerProcess } from '../core/servers/server-process.js';
+import { AOF_DIR_NAME, AOF_FILE_NAME } from './aof-dir.js';
+
+/** redis-server could not load a restore's AOF directory; `logTail` holds the last lines of its log. */
+export class AofLoadError extends FlashbackError {
+  readonly logTail: string;
+  constructor(message: string, options: ErrorOptions & { logTail: string }) {
+    super(ErrorCode.Internal, message, options);
+    this.logTail = options.logTail;
+  }
+}
+
+/** The restore target holds keys and the operator did not ask to flush it. */
+export class TargetNotEmptyError extends FlashbackError {
+  /** Keys the target holds, over all dbs. */
+  readonly keys: number;
+  constructor(message: string, keys: number) {
+    super(ErrorCode.TargetNotEmpty, message);
+    this.keys = keys;
+  }
+}
+
+/** Options of {@link loadAofDir}. */
+export interface LoadAofDirOptions {
+  /** TCP port. @default a free port */
+  port?: number;
+  /** Interface to bind. @default '127.0.0.1' */
+  host?: string;
+  /** Keep the server running after our process exits (`--spawn`: the restored instance outlives `flashback restore`). @default false */
+  detached?: boolean;
+  /** How long loading may take before we give up; a large history loads at roughly 1 M commands/s. @default 600_000 */
+  readyTimeoutMs?: number;
+  /** Extra redis-server args (e.g. `['--maxmemory', '2gb']`), appended last. @default [] */
+  args?: string[];
+}
+
+/**
+ * Starts redis-server on the multi-part AOF in `dir/appendonlydir` (see createAofDir) and resolves once it has
+ * loaded it (`loading:0`). Loading, unlike a replay over a socket, runs history with its own clock: no key expires
+ * while it loads, and a PXAT already past is kept as it was (DESIGN.md, Restore).
+ * `--aof-load-truncated no`: a cut-off last command must fail the restore, not be dropped silently.
+ * @throws AofLoadError with the server's log lines when the AOF does not load (the server exits).
+ */
+export async function loadAofDir(dir: string, options: LoadAofDirOptions = {}): Promise<ServerProcess> {
+  const { port, host, detached = false, readyTimeoutMs = 600_000, args = [] } = options;
+  try {
+    return await startRedisServer({
+      dir,
+      port,
+      host,
+      detached,
+      readyTimeoutMs,
+      args: ['--appendonly', 'yes', '--appenddirname', AOF_DIR_NAME, '--appendfilename', AOF_FILE_NAME, '--aof-load-truncated', 'no', ...args],
+    });
+  } catch (err) {
+    if (!(err instanceof ServerStartError)) throw err;
+    throw new AofLoadError(`restore AOF in ${path.join(dir, AOF_DIR_NAME)} did not load: ${err.message}`, { cause: err, logTail: err.logTail });
+  }
+}
+
+/** `DEBUG DIGEST` of the whole dataset (40 hex digits; all zeros when empty). Needs `--enable-debug-command local`, which our servers have. */
+export async function digest(url: string): Promise<string> {
+  return withRedis(url, async (r) => String(await r.call('DEBUG', 'DIGEST')));
+}
+
+/** Keys over all dbs (INFO keyspace), including keys whose expiry passed but that the server has not dropped yet. */
+export async function countKeys(url: string): Promise<number> {
+  return withRedis(url, async (r) => sumKeys(await keyspace(r)));
+}
+
+/**
+ * Makes the server drop every key whose absolute expiry has passed, by SCANning every db: SCAN expires what it
+ * returns (Redis 7.0 `scanGenericCommand`, checked on 7.0.15). Returns how many keys the server expired meanwhile
+ * (INFO stats `expired_keys` delta, which includes its own active expiry cycle).
+ */
+export async function expireDueKeys(url: string): Promise<number> {
+  return withRedis(url, async (r) => {
+    const before = await expiredKeys(r);
+    for (const db of (await keyspace(r)).keys()) {
+      await r.select(db);
+      let cursor = '0';
+      do {
+        const [next] = (await r.callBuffer('SCAN', cursor, 'COUNT', 1000)) as [Buffer, Buffer[]];
+        cursor = next.toString('latin1');
+      } while (cursor !== '0');
+    }
+    return (await expiredKeys(r)) - before;
+  });
+}
+
+/** Options of {@link copyToTarget}. */
+export interface CopyToTargetOptions {
+  /** FLUSHALL the target first instead of refusing a non-empty one (`--flush`). @default false */
+  flush?: boolean;
+  /** Keys per DUMP/RESTORE pipeline to start with; adapts to keep a batch's payloads near {@link CopyToTargetOptions.batchBytes}. @default 256 */
+  batchKeys?: number;
+  /** Payload bytes a batch aims at. @default 16_777_216 */
+  batchBytes?: number;
+}
+
+/**
+ * Copies every key of every db from the loaded scratch server `fromUrl` to `targetUrl` (same db numbers) with
+ * `DUMP` + `PEXPIRETIME` → `RESTORE key <abs ms> payload REPLACE ABSTTL` (ttl 0 and no ABSTTL for persistent keys),
+ * pipelined, keys and payloads as bytes. Keys whose expiry passes during the copy are not created on the target,
+ * as absolute TTLs mean. Standalone targets only.
+ * @throws TargetNotEmptyError when the target holds keys and `flush` is not set; nothing is written then.
+ */
+export async function copyToTarget(fromUrl: string, targetUrl: string, options: CopyToTargetOptions = {}): Promise<{ keys: number }> {
+  const { flush = false, batchBytes = 16_777_216 } = options;
+  let batchKeys = options.batchKeys ?? 256;
+  return withRedis(targetUrl, async (to) => {
+    const present = sumKeys(await keyspace(to));
+    if (present > 0) {
+      if (!flush) {
+        throw new TargetNotEmptyError(`restore target ${redactedRedisUrl(parseRedisUrl(targetUrl, '--target'))} is not empty (${present} keys); restore into an empty server, or pass --flush to delete its data first`, present);
+      }
+      await to.call('FLUSHALL');
+    }
+    return withRedis(fromUrl, async (from) => {
+      let copied = 0;
+      for (const db of (await keyspace(from)).keys()) {
+        await from.select(db);
+        await to.select(db);
+        let cursor = '0';
+        let queue: Buffer[] = [];
+        do {
+          const [next, keys] = (await from.callBuffer('SCAN', cursor, 'COUNT', 1000)) as [Buffer, Buffer[]];
+          cursor = next.toString('latin1');
+          queue.push(...keys);
+          while (queue.length >= batchKeys || (cursor === '0' && queue.length > 0)) {
+            const batch = queue.slice(0, batchKeys);
+            queue = queue.slice(batch.length);
+            const { keys: n, bytes } = await copyBatch(from, to, db, batch);
+            copied += n;
+            // Big values: fewer keys per round trip, so one batch never holds gigabytes; small ones: more.
+            if (bytes > batchBytes && batchKeys > 1) batchKeys = Math.max(1, batchKeys >> 1);
+            else if (bytes < batchBytes / 4 && batchKeys < 4096) batchKeys <<= 1;
+          }
+        } while (cursor !== '0');
+      }
+      return { keys: copied };
+    }, '--from');
+  }, '--target');
+}
+
+async function copyBatch(from: Redis, to: Redis, db: number, keys: Buffer[]): Promise<{ keys: number; bytes: number }> {
+  const read = from.pipeline();
+  for (const k of keys) {
+    read.callBuffer('DUMP', k);
+    read.callBuffer('PEXPIRETIME', k);
+  }
+  const got = (await read.exec()) ?? [];
+  const write = to.pipeline();
+  const sent: Buffer[] = [];
+  let bytes = 0;
+  for (let i = 0; i < keys.length; i++) {
+    const [dumpErr, payload] = got[2 * i]!;
+    const [ttlErr, expireAtMs] = got[2 * i + 1]!;
+    if (dumpErr || ttlErr) throw new FlashbackError(ErrorCode.Internal, `reading key "${readableBytes(keys[i]!)}" in db ${db} of the scratch server failed: ${describeError(dumpErr ?? ttlErr)}`, { cause: dumpErr ?? ttlErr });
+    // Gone meanwhile (DUMP nil / PEXPIRETIME -2): it expired, which is what the target must show too.
+    if (payload === null || expireAtMs === -2) continue;
+    const abs = Number(expireAtMs);
+    write.callBuffer('RESTORE', keys[i]!, abs > 0 ? abs : 0, payload as Buffer, 'REPLACE', ...(abs > 0 ? ['ABSTTL'] : []));
+    sent.push(keys[i]!);
+    bytes += (payload as Buffer).length;
+  }
+  if (sent.length === 0) return { keys: 0, bytes };
+  const results = (await write.exec()) ?? [];
+  results.forEach(([err], i) => {
+    if (err) {
+      throw new FlashbackError(ErrorCode.Internal, `RESTORE of key "${readableBytes(sent[i]!)}" into db ${db} of the target failed: ${err.message}; the target must run Redis 7.0 or newer (it has to read the scratch server's DUMP format) and accept the key's db`, { cause: err });
+    }
+  });
+  return { keys: sent.length, bytes };
+}
+
+/**
+ * `SAVE` on the scratch server at `url` (whose data dir is `dir`) and copies its RDB (CONFIG `dbfilename`,
+ * `dump.rdb` by default) to `file`, through a temp file and a rename so `file` is never half-written.
+ */
+export async function saveRdb(url: string, dir: string, file: string): Promise<{ bytes: number }> {
+  const dbfilename = await withRedis(url, async (r) => {
+    await r.call('SAVE');
+    const [, name] = (await r.call('CONFIG', 'GET', 'dbfilename')) as [string, string];
+    return name;
+  });
+  const tmp = `${file}.tmp-${process.pid}`;
+  try {
+    await copyFile(path.join(dir, dbfilename), tmp);
+    await rename(tmp, file);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw new FlashbackError(ErrorCode.Storage, `cannot write the restored RDB to ${file}: ${describeError(err)}; check that its directory exists and is writable`, { cause: err });
+  }
+  return { bytes: (await stat(file)).size };
+}
+
+/**
+ * Lua run by {@link keepTtlRelativeScript}. Every db (SELECT until it errors), SCAN every key, move each expiry by
+ * ARGV[1] ms. SCAN may return a key twice (rehashing), so shifted keys are remembered: shifting twice would be wrong.
+ * While an AOF loads, SCAN returns keys whose expiry has passed and PEXPIREAT to a past time keeps the key
+ * (Redis checks neither during loading), so a key alive at the cutoff is alive after the shift.
+ * The sum is formatted with %d: a Lua number passed to redis.call could otherwise be printed as a float.
+ */
+const KEEP_TTL_RELATIVE_LUA = `
+local shift = tonumber(ARGV[1])
+local db = 0
+local moved = 0
+while true do
+  local ok = redis.pcall('SELECT', db)
+  if type(ok) == 'table' and ok.err then break end
+  local seen = {}
+  local cursor = '0'
+  repeat
+    local r = redis.call('SCAN', cursor, 'COUNT', 1000)
+    cursor = r[1]
+    for _, k in ipairs(r[2]) do
+      if not seen[k] then
+        local t = redis.call('PEXPIRETIME', k)
+        if t > 0 then
+          seen[k] = true
+          redis.call('PEXPIREAT', k, string.format('%d', t + shift))
+          moved = moved + 1
+        end
+      end
+    end
+  until cursor == '0'
+  db = db + 1
+end
+return moved
+`;
+
+/**
+ * RESP of one `EVAL` to append at the end of the incr file (`--keep-ttl-relative`): moves every key's expiry by
+ * `shiftMs` (restore time − cutoff), so keys alive at the cutoff come back with the TTL they had then.
+ */
+export function keepTtlRelativeScript(shiftMs: number): Buffer {
+  if (!Number.isSafeInteger(shiftMs)) throw new FlashbackError(ErrorCode.BadInput, `keep-ttl-relative shift ${shiftMs} ms is not a whole number of milliseconds`);
+  return encodeCommand(['EVAL', KEEP_TTL_RELATIVE_LUA, 0, shiftMs]);
+}
+
+async function withRedis<T>(url: string, fn: (r: Redis) => Promise<T>, flag = '--redis'): Promise<T> {
+  const t = parseRedisUrl(url, flag);
+  const r = new Redis({
+    host: t.host,
+    port: t.port,
+    username: t.username,
+    password: t.password,
+    db: t.db,
+    tls: t.tls ? {} : undefined,
+    lazyConnect: true,
+    retryStrategy: () => null,
+    maxRetriesPerRequest: 0,
+  });
+  // Errors reach us through the failed commands; without a listener ioredis would also print them.
+  r.on('error', () => {});
+  try {
+    await r.connect();
+  } catch (cause) {
+    r.disconnect();
+    throw new ConnectionError(`cannot connect to Redis at ${redactedRedisUrl(t)} (${describeError(cause)}); check that it runs and that ${flag} is right`, { cause });
+  }
+  try {
+    return await fn(r);
+  } finally {
+    r.disconnect();
+  }
+}
+
+/** db → key count, from INFO keyspace (`db3:keys=5,expires=1,avg_ttl=0`). */
+async function keyspace(r: Redis): Promise<Map<number, number>> {
+  const text = String(await r.call('INFO', 'keyspace'));
+  const out = new Map<number, number>();
+  for (const m of text.matchAll(/^db(\d+):keys=(\d+)/gm)) out.set(Number(m[1]), Number(m[2]));
+  return out;
+}
+
+function sumKeys(k: Map<number, number>): number {
+  let n = 0;
+  for (const v of k.values()) n += v;
+  return n;
+}
+
+async function expiredKeys(r: Redis): Promise<number> {
+  const m = /^expired_keys:(\d+)/m.exec(String(await r.call('INFO', 'stats')));
+  return m ? Number(m[1]) : 0;
+}
