@@ -1,0 +1,71 @@
+import type { BaselineRecord } from '../core/baseline.js';
+import { ProtocolError } from '../core/errors.js';
+import { readableBytes } from '../core/escape.js';
+import type { FlashbackEvent } from '../core/event.js';
+import { encodeCommand } from '../core/resp.js';
+import type { BaselineRow, EventRow } from '../core/schema.js';
+
+/**
+ * One row of flashback.events for an event. Readable columns escape bytes
+ * (core/escape.ts); `replay` keeps the exact bytes as base64 of their RESP
+ * encoding, '' when there is nothing to replay (markers).
+ */
+export function eventToRow(e: FlashbackEvent): EventRow {
+  const keys = e.keys.length === 0 ? [] : e.keys.map(readableBytes);
+  return {
+    node: e.node,
+    epoch: e.epoch,
+    seq: e.seq,
+    ts_us: e.tsUs,
+    time: Math.floor(e.tsUs / 1_000_000),
+    db: e.db,
+    client: e.client,
+    kind: e.kind,
+    command: e.command,
+    key: keys.length > 0 ? keys[0]! : '',
+    keys,
+    args: e.args.map(readableBytes),
+    replay: e.replay.length === 0 ? '' : encodeCommand(e.replay).toString('base64'),
+    tx: e.tx,
+  };
+}
+
+/** One row of flashback.baselines for a baseline record. */
+export function baselineToRow(b: BaselineRecord): BaselineRow {
+  return {
+    node: b.node,
+    epoch: b.epoch,
+    seq: b.seq,
+    ts_us: b.tsUs,
+    time: Math.floor(b.tsUs / 1_000_000),
+    marker: b.markerId,
+    rdb_object: b.rdbObject,
+    tail_object: b.tailObject,
+    rdb_bytes: b.rdbBytes,
+    tail_bytes: b.tailBytes,
+    keys: b.keys,
+    digest: b.digest,
+  };
+}
+
+const NUMBER_FIELDS = ['epoch', 'seq', 'tsUs', 'rdbBytes', 'tailBytes', 'keys'] as const;
+const STRING_FIELDS = ['node', 'markerId', 'rdbObject', 'tailObject', 'digest'] as const;
+
+/** Parses the JSON body of a `flashback.baselines.<node>` message; ProtocolError names the first bad field. */
+export function parseBaselineRecord(body: Uint8Array): BaselineRecord {
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
+  } catch (cause) {
+    throw new ProtocolError('baseline record is not JSON; was it published by a flashback agent?', { cause });
+  }
+  if (typeof v !== 'object' || v === null) throw new ProtocolError('baseline record is not a JSON object');
+  const r = v as Record<string, unknown>;
+  for (const f of NUMBER_FIELDS) {
+    if (!Number.isSafeInteger(r[f]) || (r[f] as number) < 0) throw new ProtocolError(`baseline record field "${f}" is ${JSON.stringify(r[f])}, not a non-negative integer`);
+  }
+  for (const f of STRING_FIELDS) {
+    if (typeof r[f] !== 'string') throw new ProtocolError(`baseline record field "${f}" is ${JSON.stringify(r[f])}, not a string`);
+  }
+  return r as unknown as BaselineRecord;
+}
