@@ -110,17 +110,21 @@ export interface CopyToTargetOptions {
  * Copies every key of every db from the loaded scratch server `fromUrl` to `targetUrl` (same db numbers) with
  * `DUMP` + `PEXPIRETIME` → `RESTORE key <abs ms> payload REPLACE ABSTTL` (ttl 0 and no ABSTTL for persistent keys),
  * pipelined, keys and payloads as bytes. Keys whose expiry passes during the copy are not created on the target,
- * as absolute TTLs mean. Standalone targets only.
+ * as absolute TTLs mean. Standalone targets only (a Cluster target is refused before anything is written).
  * @throws TargetNotEmptyError when the target holds keys and `flush` is not set; nothing is written then.
  */
 export async function copyToTarget(fromUrl: string, targetUrl: string, options: CopyToTargetOptions = {}): Promise<{ keys: number }> {
   const { flush = false, batchBytes = 16_777_216 } = options;
   let batchKeys = options.batchKeys ?? 256;
+  const shown = redactedRedisUrl(parseRedisUrl(targetUrl, '--target'));
   return withRedis(targetUrl, async (to) => {
+    if (/^cluster_enabled:1/m.test(String(await to.call('INFO', 'cluster')))) {
+      throw new FlashbackError(ErrorCode.BadInput, `restore target ${shown} is a Redis Cluster, which copyToTarget does not support yet; restore with --rdb and load the file, or into a standalone server`);
+    }
     const present = sumKeys(await keyspace(to));
     if (present > 0) {
       if (!flush) {
-        throw new TargetNotEmptyError(`restore target ${redactedRedisUrl(parseRedisUrl(targetUrl, '--target'))} is not empty (${present} keys); restore into an empty server, or pass --flush to delete its data first`, present);
+        throw new TargetNotEmptyError(`restore target ${shown} is not empty (${present} key${present === 1 ? '' : 's'}); restore into an empty server, or pass --flush to delete its data first`, present);
       }
       await to.call('FLUSHALL');
     }
@@ -208,7 +212,6 @@ export async function saveRdb(url: string, dir: string, file: string): Promise<{
  * ARGV[1] ms. SCAN may return a key twice (rehashing), so shifted keys are remembered: shifting twice would be wrong.
  * While an AOF loads, SCAN returns keys whose expiry has passed and PEXPIREAT to a past time keeps the key
  * (Redis checks neither during loading), so a key alive at the cutoff is alive after the shift.
- * The sum is formatted with %d: a Lua number passed to redis.call could otherwise be printed as a float.
  */
 const KEEP_TTL_RELATIVE_LUA = `
 local shift = tonumber(ARGV[1])
@@ -227,7 +230,7 @@ while true do
         local t = redis.call('PEXPIRETIME', k)
         if t > 0 then
           seen[k] = true
-          redis.call('PEXPIREAT', k, string.format('%d', t + shift))
+          redis.call('PEXPIREAT', k, t + shift)
           moved = moved + 1
         end
       end
