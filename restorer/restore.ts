@@ -15,6 +15,7 @@ import { resolveCutoff, type CutoffSpec, type ResolvedCutoff } from '../core/cut
 import { IncrWriter } from './incr-writer.js';
 import { copyToTarget, countKeys, digest, expireDueKeys, keepTtlRelativeScript, loadAofDir, saveRdb } from './materialize.js';
 import type { EventStore } from './event-store.js';
+import type { RestoreProgress, RestoreReport } from '../core/restore-report.js';
 
 /** Where the restored dataset goes: exactly one. */
 export interface RestoreDestination {
@@ -34,33 +35,7 @@ export interface RestoreRequest extends CutoffSpec, RestoreDestination {
   keepTtlRelative?: boolean;
 }
 
-/** Progress of a running restore. */
-export interface RestoreProgress {
-  phase: 'resolve' | 'baseline' | 'events' | 'load' | 'copy' | 'verify';
-  events: number;
-  totalEvents: number;
-}
-
-/** What a restore did: the `--json` output and the API's job result. */
-export interface RestoreReport {
-  node: string;
-  epoch: number;
-  cutoff: { seq: number; tsUs: number; time: string; asked?: string };
-  baseline: { seq: number; tsUs: number; time: string; rdbBytes: number; digest: string };
-  eventsReplayed: number;
-  keys: number;
-  /** Keys whose absolute expiry had passed by the time of the restore (gone from the new instance). */
-  expiredAtRestore: number;
-  digest: string;
-  /** 'match': equal to the source's digest recorded at the baseline (cutoff = baseline); 'unchecked' otherwise. */
-  verified: 'match' | 'unchecked';
-  seconds: number;
-  /** The new instance (spawn), the target, or the RDB file. */
-  url?: string;
-  pid?: number;
-  dir?: string;
-  rdb?: string;
-}
+export type { RestoreProgress, RestoreReport };
 
 export interface RestoreDeps {
   events: EventStore;
