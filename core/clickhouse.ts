@@ -32,6 +32,8 @@ export interface Store {
   readonly version: string;
   /** What the server's DDL may use (LowCardinality, CODEC). */
   readonly features: SchemaFeatures;
+  /** The underlying client, for streaming large results (the restore's replay); pass its errors through {@link translateClickHouseError}. */
+  readonly client: ClickHouseClient;
   /** Creates the database and tables if missing (idempotent). */
   ensureSchema(): Promise<void>;
   /** Inserts rows into flashback.events (one HTTP request; JSONEachRow). */
@@ -248,6 +250,7 @@ function createStore(client: ClickHouseClient, display: string, version: string)
     url: display,
     version,
     features: schemaFeatures(version),
+    client,
     async ensureSchema() {
       for (const statement of schemaStatements(version)) await run(() => client.command({ query: statement }));
     },
