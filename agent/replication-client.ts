@@ -100,7 +100,9 @@ class ReplicationCapture {
       const { timeoutMs = 900_000 } = this.o;
       const timer = setTimeout(() => {
         const at = this.phase === 'rdb' || this.phase === 'stream' ? `${this.phase}, ${this.rdbBytes} RDB bytes received` : this.phase;
-        this.fail(new ConnectionError(`baseline of ${this.where} did not finish within ${timeoutMs} ms (stopped in phase ${at}); raise the baseline timeout or check the master's log`));
+        // A replica does not pass a PUBLISH run on itself down its replication stream, so the marker never comes.
+        const hint = this.phase === 'stream' ? `the marker never arrived in the replication stream; point the agent at the master, not a replica` : `raise the baseline timeout or check the master's log`;
+        this.fail(new ConnectionError(`baseline of ${this.where} did not finish within ${timeoutMs} ms (stopped in phase ${at}); ${hint}`));
       }, timeoutMs);
       this.timers.push(timer);
       this.start().catch((err: Error) => this.fail(err));

@@ -16,16 +16,17 @@ import { connectNats, ensureBaselineStore, type NatsConnection, type ObjectStore
 import { RawRedis } from '../core/raw-redis.js';
 import { parseRedisUrl, type RedisTarget } from '../core/redis-url.js';
 import { RespError, type RespValue } from '../core/resp.js';
-import { startNatsServer, type NatsServerProcess } from '../core/servers/nats-server.js';
+import type { NatsServerProcess } from '../core/servers/nats-server.js';
 import { startRedisServer } from '../core/servers/redis-server.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
+import { testNats, testRedis } from './helpers/servers.js';
 
 let nats: NatsServerProcess;
 let nc: NatsConnection;
 let store: ObjectStore;
 
 before(async () => {
-  nats = await startNatsServer();
+  nats = await testNats();
   nc = await connectNats({ url: nats.url, name: 'baseline-test' });
   store = await ensureBaselineStore(nc);
 });
@@ -37,7 +38,7 @@ after(async () => {
 
 /** Runs `fn` against a fresh redis-server, stopped afterwards whatever happens. */
 async function withRedis<T>(args: readonly string[], fn: (server: ServerProcess, target: RedisTarget) => Promise<T>): Promise<T> {
-  const server = await startRedisServer({ args: [...args] });
+  const server = await testRedis([...args]);
   try {
     return await fn(server, parseRedisUrl(server.url));
   } finally {
