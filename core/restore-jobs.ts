@@ -1,0 +1,347 @@
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, jetstream, RetentionPolicy, StorageType, type ConsumerConfig, type JetStreamClient } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import { ConfigError, ConnectionError, ErrorCode, FlashbackError } from './errors.js';
+import { natsJetStreamManager, translateNatsError } from './nats.js';
+import type { RestoreProgress, RestoreReport } from './restore-report.js';
+
+/**
+ * Restore jobs over NATS, shared by the API (which submits and reads them)
+ * and the restorer service (which runs them): a work-queue stream hands each
+ * job to exactly one restorer, and a KV bucket holds every job's status.
+ */
+
+/** Work-queue stream of restore jobs: a message is removed once a restorer acknowledges it. */
+export const RESTORE_STREAM = 'FLASHBACK_RESTORES';
+/** Subject of restore job messages (`{ id, request }` JSON). */
+export const RESTORE_JOB_SUBJECT = 'flashback.restores.jobs';
+/** Durable pull consumer every restorer shares. */
+export const RESTORER_DURABLE = 'flashback-restorer';
+/** KV bucket: job id → {@link RestoreJobStatus} JSON. */
+export const JOBS_BUCKET = 'flashback-restore-jobs';
+/** KV bucket: instance id (the job id that spawned it) → {@link InstanceRecord} JSON. */
+export const INSTANCES_BUCKET = 'flashback-instances';
+/**
+ * Requests to stop a spawned instance go to `flashback.instances.stop.<host>`
+ * (see {@link hostToken}), served by the restorers on the host that holds the
+ * instance's files, in one queue group so exactly one of them acts.
+ */
+export const INSTANCE_STOP_SUBJECT = 'flashback.instances.stop';
+
+const DAY_MS = 86_400_000;
+
+/** What to restore and where: the body of `POST /restores` and of a job message. */
+export interface RestoreJobRequest {
+  node: string;
+  /** Include every event up to this instant (text as an operator types it, or epoch s/ms/µs as text). */
+  to?: string;
+  /** Include events up to this seq (and the rest of its transaction). */
+  toSeq?: number;
+  /** Include events before this seq (and before its transaction). */
+  beforeSeq?: number;
+  /** Epoch of toSeq/beforeSeq; default the newest window that holds it. */
+  epoch?: number;
+  /** Copy into this existing, empty Redis URL. */
+  target?: string;
+  /** With target: empty it first. */
+  flush?: boolean;
+  /** Start a new redis-server on the restorer's host (it keeps running; see `flashback-instances`). */
+  spawn?: { port?: number };
+  /** Write an RDB file at this path on the restorer's host. */
+  rdb?: string;
+  /** Shift expiries by (restore time − cutoff). */
+  keepTtlRelative?: boolean;
+}
+
+export type RestoreJobState = 'queued' | 'running' | 'done' | 'failed';
+
+/** A job's status as stored in {@link JOBS_BUCKET}. */
+export interface RestoreJobStatus {
+  id: string;
+  state: RestoreJobState;
+  request: RestoreJobRequest;
+  progress: { phase: RestoreProgress['phase'] | 'queued'; events: number; totalEvents: number };
+  /** Set when state is 'done' (and only then). */
+  report?: RestoreReport;
+  /** Set when state is 'failed'; also while 'queued' again after a retryable failure. */
+  error?: { code: string; message: string };
+  /** Deliveries to a restorer so far (1 on the first run; +1 per redelivery after a restorer died or handed it back). */
+  attempts: number;
+  /** Restorer running (or last running) the job: `host/pid/random`. */
+  restorer?: string;
+  /** ISO 8601. */
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** A redis-server spawned by a restore (`spawn`), recorded in {@link INSTANCES_BUCKET}. */
+export interface InstanceRecord {
+  /** The id of the job that spawned it. */
+  id: string;
+  url: string;
+  pid: number;
+  /** Its data dir on `host`. */
+  dir: string;
+  node: string;
+  cutoff: { epoch: number; seq: number; tsUs: number; time: string };
+  /** ISO 8601. */
+  createdAt: string;
+  /** `os.hostname()` of the restorer that started it. */
+  host: string;
+}
+
+/** Consumer settings; only restorers pass them (the API never changes the consumer). */
+export interface RestoreConsumerOptions {
+  /**
+   * Time JetStream waits for an ack before giving the job to another
+   * restorer, ms. A running job is kept alive with `working()` every third of
+   * it, so this bounds how long a dead restorer's job waits, not how long a restore may take.
+   * @default 60_000
+   */
+  ackWaitMs?: number;
+  /** Runs of one job before it is marked failed (a restorer dying mid-job counts as one). @default 3 */
+  maxAttempts?: number;
+}
+
+/** Options of {@link ensureRestoreInfra}. */
+export interface RestoreInfraOptions {
+  /** Create or update the restorer consumer with these settings. @default leave the consumer alone */
+  consumer?: RestoreConsumerOptions;
+  /** How long job statuses are kept, ms. @default 7 days */
+  jobTtlMs?: number;
+}
+
+/** Handles on the restore-job infrastructure. */
+export interface RestoreInfra {
+  js: JetStreamClient;
+  jobs: KV;
+  instances: KV;
+}
+
+/**
+ * The consumer's max_deliver: one delivery more than the attempts, so that a
+ * live restorer receives a job whose every run died and marks it failed
+ * instead of the job staying 'running' forever.
+ */
+export function maxDeliverFor(maxAttempts: number): number {
+  return maxAttempts + 1;
+}
+
+/** A host name as one NATS subject token. */
+export function hostToken(host: string = os.hostname()): string {
+  return host.replace(/[^A-Za-z0-9_-]/g, '_') || '_';
+}
+
+/** A new job id (also a valid KV key and subject token). */
+export function newJobId(): string {
+  return randomUUID();
+}
+
+const ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+function checkId(id: string, what: string): void {
+  // Ids are KV keys: a '.', '*' or '>' would address other keys.
+  if (!ID.test(id)) throw new FlashbackError(ErrorCode.NotFound, `${what} "${id}" does not exist; ids are letters, digits, '-' and '_'`);
+}
+
+/**
+ * Creates (idempotently) the job stream, the two KV buckets and, when asked,
+ * the restorer consumer; returns handles on them.
+ */
+export async function ensureRestoreInfra(nc: NatsConnection, o: RestoreInfraOptions = {}): Promise<RestoreInfra> {
+  const { consumer, jobTtlMs = 7 * DAY_MS } = o;
+  const jsm = await natsJetStreamManager(nc);
+  const where = `NATS at ${nc.getServer()}`;
+  try {
+    try {
+      await jsm.streams.info(RESTORE_STREAM);
+    } catch (err) {
+      if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamNotFound) throw err;
+      await jsm.streams.add({ name: RESTORE_STREAM, subjects: [RESTORE_JOB_SUBJECT], retention: RetentionPolicy.Workqueue, storage: StorageType.File, num_replicas: 1, duplicate_window: 120 * 1e9 });
+    }
+    if (consumer) {
+      const { ackWaitMs = 60_000, maxAttempts = 3 } = consumer;
+      if (!(ackWaitMs >= 1_000) || !Number.isSafeInteger(maxAttempts) || maxAttempts < 1) {
+        throw new ConfigError(`restore job ack wait ${ackWaitMs} ms / max attempts ${maxAttempts} is invalid; use ≥ 1000 ms and ≥ 1 attempt`);
+      }
+      const config: Partial<ConsumerConfig> = {
+        durable_name: RESTORER_DURABLE,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        ack_wait: ackWaitMs * 1_000_000,
+        max_deliver: maxDeliverFor(maxAttempts),
+        // One job per pull; nothing waits in one restorer's buffer while another is idle.
+        max_ack_pending: 1_000,
+        description: 'flashback restorers: one restore job per message',
+      };
+      try {
+        await jsm.consumers.info(RESTORE_STREAM, RESTORER_DURABLE);
+        await jsm.consumers.update(RESTORE_STREAM, RESTORER_DURABLE, { ack_wait: config.ack_wait, max_deliver: config.max_deliver, description: config.description });
+      } catch (err) {
+        if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.ConsumerNotFound) throw err;
+        await jsm.consumers.add(RESTORE_STREAM, config);
+      }
+    }
+    const kvm = new Kvm(nc);
+    const [jobs, instances] = await Promise.all([
+      kvm.create(JOBS_BUCKET, { history: 1, storage: StorageType.File, ttl: jobTtlMs }),
+      kvm.create(INSTANCES_BUCKET, { history: 1, storage: StorageType.File }),
+    ]);
+    return { js: jetstream(nc), jobs, instances };
+  } catch (cause) {
+    if (cause instanceof FlashbackError) throw cause;
+    throw translateNatsError(cause, `restore job stream ${RESTORE_STREAM} / buckets ${JOBS_BUCKET}, ${INSTANCES_BUCKET} on ${where}`);
+  }
+}
+
+const infraByConnection = new WeakMap<NatsConnection, Promise<RestoreInfra>>();
+
+/** {@link ensureRestoreInfra} once per connection (stream and buckets only). */
+export function restoreInfra(nc: NatsConnection): Promise<RestoreInfra> {
+  let p = infraByConnection.get(nc);
+  if (!p) {
+    p = ensureRestoreInfra(nc);
+    infraByConnection.set(nc, p);
+    p.catch(() => infraByConnection.delete(nc));
+  }
+  return p;
+}
+
+const now = () => new Date().toISOString();
+
+/**
+ * Queues a restore job: its status ('queued') goes to KV first, then the
+ * message to the work queue, so a restorer never runs a job nobody can see.
+ * The request is not validated here; the API resolves its cutoff before.
+ * @returns the job id.
+ */
+export async function submitRestoreJob(nc: NatsConnection, request: RestoreJobRequest): Promise<string> {
+  const { js, jobs } = await restoreInfra(nc);
+  const id = newJobId();
+  const t = now();
+  const status: RestoreJobStatus = { id, state: 'queued', request, progress: { phase: 'queued', events: 0, totalEvents: 0 }, attempts: 0, createdAt: t, updatedAt: t };
+  try {
+    await jobs.put(id, JSON.stringify(status));
+    await js.publish(RESTORE_JOB_SUBJECT, JSON.stringify({ id, request }), { msgID: id });
+  } catch (cause) {
+    throw translateNatsError(cause, `restore job queue ${RESTORE_STREAM} on NATS at ${nc.getServer()}`);
+  }
+  return id;
+}
+
+/** Writes a job's status (the restorer's side). */
+export async function putJob(nc: NatsConnection, status: RestoreJobStatus): Promise<void> {
+  const { jobs } = await restoreInfra(nc);
+  await jobs.put(status.id, JSON.stringify({ ...status, updatedAt: now() }));
+}
+
+/** A job's status; NOT_FOUND error when there is none. */
+export async function getJob(nc: NatsConnection, id: string): Promise<RestoreJobStatus> {
+  checkId(id, 'restore job');
+  const { jobs } = await restoreInfra(nc);
+  const e = await jobs.get(id);
+  if (!e || e.operation !== 'PUT') throw new FlashbackError(ErrorCode.NotFound, `restore job "${id}" does not exist (job statuses are kept 7 days); GET /restores lists them`);
+  return e.json<RestoreJobStatus>();
+}
+
+/** Jobs, newest first. */
+export async function listJobs(nc: NatsConnection, o: { state?: RestoreJobState; limit?: number } = {}): Promise<RestoreJobStatus[]> {
+  const { jobs } = await restoreInfra(nc);
+  const out = await readAll<RestoreJobStatus>(jobs);
+  return out
+    .filter((j) => o.state === undefined || j.state === o.state)
+    .sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0))
+    .slice(0, o.limit ?? Number.MAX_SAFE_INTEGER);
+}
+
+/** Whether a job will change no more. */
+export function isFinal(state: RestoreJobState): boolean {
+  return state === 'done' || state === 'failed';
+}
+
+/**
+ * Statuses of a job as they change, from the current one until it is done
+ * or failed (then the iterator ends).
+ */
+export async function* watchJob(nc: NatsConnection, id: string): AsyncGenerator<RestoreJobStatus> {
+  checkId(id, 'restore job');
+  const { jobs } = await restoreInfra(nc);
+  const w = await jobs.watch({ key: id });
+  try {
+    for await (const e of w) {
+      if (e.operation !== 'PUT') continue;
+      const s = e.json<RestoreJobStatus>();
+      yield s;
+      if (isFinal(s.state)) return;
+    }
+  } finally {
+    w.stop();
+  }
+}
+
+/** Records a spawned instance. */
+export async function putInstance(nc: NatsConnection, rec: InstanceRecord): Promise<void> {
+  const { instances } = await restoreInfra(nc);
+  await instances.put(rec.id, JSON.stringify(rec));
+}
+
+/** Spawned instances, newest first. */
+export async function listInstances(nc: NatsConnection): Promise<InstanceRecord[]> {
+  const { instances } = await restoreInfra(nc);
+  return (await readAll<InstanceRecord>(instances)).sort((a, b) => (a.createdAt < b.createdAt ? 1 : -1));
+}
+
+/** One instance; NOT_FOUND error when none has that id. */
+export async function getInstance(nc: NatsConnection, id: string): Promise<InstanceRecord> {
+  checkId(id, 'instance');
+  const { instances } = await restoreInfra(nc);
+  const e = await instances.get(id);
+  if (!e || e.operation !== 'PUT') throw new FlashbackError(ErrorCode.NotFound, `instance "${id}" does not exist (stopped already?); GET /instances lists them`);
+  return e.json<InstanceRecord>();
+}
+
+/** Forgets an instance (after it stopped). */
+export async function deleteInstance(nc: NatsConnection, id: string): Promise<void> {
+  const { instances } = await restoreInfra(nc);
+  await instances.delete(id);
+}
+
+/** Reply of an instance-stop request. */
+export type StopInstanceReply = { ok: true } | { ok: false; error: { code: string; message: string } };
+
+/**
+ * Stops a spawned instance and removes its files: asks a restorer on the
+ * instance's host (`flashback.instances.stop.<host>`), since only that host
+ * holds the process and its dir.
+ * @throws FlashbackError NOT_FOUND for an unknown id; ConnectionError when no restorer runs on that host.
+ */
+export async function stopInstance(nc: NatsConnection, id: string, o: { timeoutMs?: number } = {}): Promise<InstanceRecord> {
+  const { timeoutMs = 30_000 } = o;
+  const rec = await getInstance(nc, id);
+  let reply: StopInstanceReply;
+  try {
+    const m = await nc.request(`${INSTANCE_STOP_SUBJECT}.${hostToken(rec.host)}`, JSON.stringify({ id }), { timeout: timeoutMs });
+    reply = m.json<StopInstanceReply>();
+  } catch (cause) {
+    const msg = cause instanceof Error ? cause.message : String(cause);
+    if (/no responders/i.test(msg) || (cause as { code?: unknown })?.code === '503') {
+      throw new ConnectionError(`no restorer runs on host "${rec.host}" to stop instance "${id}" (${rec.url}, pid ${rec.pid}); start \`flashback restorer\` there, or stop it there with: redis-cli -u ${rec.url} shutdown nosave`, { cause });
+    }
+    throw translateNatsError(cause, `restorer on host "${rec.host}"`);
+  }
+  if (!reply.ok) throw new FlashbackError(reply.error.code as ErrorCode, reply.error.message);
+  return rec;
+}
+
+async function readAll<T>(kv: KV): Promise<T[]> {
+  const keys: string[] = [];
+  for await (const k of await kv.keys()) keys.push(k);
+  const out: T[] = [];
+  for (const k of keys) {
+    const e = await kv.get(k);
+    if (e && e.operation === 'PUT') out.push(e.json<T>());
+  }
+  return out;
+}
