@@ -281,7 +281,11 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
         void watchStatus(pulled).catch(() => {});
         for await (const m of pulled) {
           handle(m);
-          if (batch.events.length + batch.baselines.length >= maxBatchRows) await flush();
+          if (batch.events.length + batch.baselines.length >= maxBatchRows) {
+            // Decode the next batch while this one is inserted; at most two batches in memory.
+            await flushing;
+            void flush();
+          }
         }
         attempt = 0;
       } catch (err) {
