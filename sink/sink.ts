@@ -214,8 +214,9 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
         }
         const wait = Math.min(maxRetryDelayMs, retryDelayMs * 2 ** Math.min(attempt, 16));
         logger.error({ err: lastError, retryable: isRetryable(err), attempt: attempt + 1, retryInMs: wait, rows: b.events.length + b.baselines.length }, 'ClickHouse insert failed; retrying');
-        // Keep the messages ours while we retry, so JetStream does not hand them to another sink meanwhile.
+        // Keep our messages (this batch and the one gathered meanwhile) while we retry, so JetStream does not redeliver them.
         for (const m of b.msgs) m.working();
+        for (const m of batch.msgs) m.working();
         await delay(wait);
       }
     }
@@ -237,7 +238,11 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
     stats.bytes += b.bytes;
     logger.debug({ events: b.events.length, baselines: b.baselines.length, messages: b.msgs.length, ms: stats.lastInsertDurationMs }, 'batch inserted');
   };
-  const flush = (): Promise<void> => (flushing = flushing.then(doFlush));
+  let queuedFlushes = 0;
+  const flush = (): Promise<void> => {
+    queuedFlushes++;
+    return (flushing = flushing.then(doFlush).finally(() => queuedFlushes--));
+  };
 
   const handle = (m: JsMsg): void => {
     try {
@@ -305,7 +310,7 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
   };
 
   const timer = setInterval(() => {
-    if (batch.msgs.length > 0) void flush();
+    if (batch.msgs.length > 0 && queuedFlushes === 0) void flush();
   }, flushIntervalMs);
 
   let rateWindowStart = Date.now();
