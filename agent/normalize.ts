@@ -1,0 +1,197 @@
+import type { CommandSpec } from '../core/command-table.js';
+
+/*
+ * Relative expiries become absolute, as Redis 7.0 rewrites them for its AOF and
+ * replicas (t_string.c setGenericCommand/getexCommand, expire.c
+ * expireGenericCommand, cluster.c restoreCommand), so a restore applies the
+ * expiry the source computed, not one computed at restore time.
+ *
+ * The clock. Redis adds mstime() read while the command runs; we only have the
+ * MONITOR timestamp, gettimeofday() read right after the command ran
+ * (replicationFeedMonitors). So floor(tsUs / 1000) is the source's ms or, when
+ * the command straddled a millisecond boundary, 1 ms later: an absolute expiry
+ * we compute may be 1 ms later than the source's (measured: see the test).
+ *
+ * A past expiry. At the source an expiry at or before now deletes the key at
+ * once (checkAlreadyExpired: EXPIRE/PEXPIRE/EXPIREAT/PEXPIREAT, GETEX EXAT/PXAT,
+ * RESTORE) or leaves it logically absent (SET … EXAT/PXAT in 7.0, which sets it
+ * already expired). While an AOF loads, checkAlreadyExpired is false and nothing
+ * expires, so a past PEXPIREAT would keep the key alive for every later command
+ * of the replay (APPEND would extend a key the source had deleted). A past expiry
+ * is therefore replayed as the deletion the source did: DEL where it was
+ * unconditional, an EVAL that applies the command and DELs when it took effect
+ * where the outcome depends on state (NX/XX/GT/LT, GET on a wrong type), and
+ * nothing where the source could not have changed anything.
+ */
+
+/** EVAL body: DEL the key only when it holds a string (GETEX and SET … GET fail with WRONGTYPE otherwise). */
+export const DEL_IF_STRING_SCRIPT = "if redis.call('TYPE', KEYS[1])['ok'] == 'string' then return redis.call('DEL', KEYS[1]) end return 0";
+
+/** EVAL body: PEXPIREAT with its NX/XX/GT/LT condition; when it applied (a past time), DEL as the source did. */
+export const CONDITIONAL_EXPIRE_SCRIPT =
+  "if redis.call('PEXPIREAT', KEYS[1], ARGV[1], unpack(ARGV, 2)) == 1 then redis.call('DEL', KEYS[1]) return 1 end return 0";
+
+const B = (s: string) => Buffer.from(s, 'latin1');
+const SET = B('SET');
+const DEL = B('DEL');
+const EVAL = B('EVAL');
+const ONE = B('1');
+const PXAT = B('PXAT');
+const PEXPIREAT = B('PEXPIREAT');
+const GETEX = B('GETEX');
+const ABSTTL = B('ABSTTL');
+const NOTHING: Buffer[] = [];
+
+/** ASCII case-insensitive equality with a lower-case literal, no string allocation. */
+function is(b: Buffer, lower: string): boolean {
+  if (b.length !== lower.length) return false;
+  for (let i = 0; i < b.length; i++) {
+    let c = b[i]!;
+    if (c >= 0x41 && c <= 0x5a) c |= 0x20;
+    if (c !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/** A Redis long long as a JS number; undefined when not an integer or beyond 2^53 (left as issued). */
+function int(b: Buffer | undefined): number | undefined {
+  if (!b || b.length === 0 || b.length > 20) return undefined;
+  const s = b.toString('latin1');
+  if (!/^-?\d+$/.test(s)) return undefined;
+  const n = Number(s);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+const ms = (n: number) => B(String(n));
+
+/**
+ * The argv to replay for a command: `argv` itself (the same array: the codec
+ * stores replay only when it differs) when nothing changes, else a new array.
+ * Relative expiries become absolute from the event's own time `tsUs`; past
+ * expiries become the deletion the source did (see the file comment).
+ * An empty array means the command could not have changed anything.
+ */
+export function normalizeArgv(argv: Buffer[], tsUs: number, spec: CommandSpec | undefined): Buffer[] {
+  if (!spec || !spec.write) return argv;
+  const nowMs = Math.floor(tsUs / 1000);
+  switch (spec.name) {
+    case 'set':
+      return normalizeSet(argv, nowMs);
+    case 'setex':
+    case 'psetex': {
+      const n = int(argv[2]);
+      // n <= 0 is an error at the source ("invalid expire time"): no effect to reproduce.
+      if (argv.length !== 4 || n === undefined) return argv;
+      if (n <= 0) return NOTHING;
+      return [SET, argv[1]!, argv[3]!, PXAT, ms(nowMs + (spec.name === 'setex' ? n * 1000 : n))];
+    }
+    case 'getex':
+      return normalizeGetex(argv, nowMs);
+    case 'expire':
+    case 'pexpire':
+    case 'expireat':
+    case 'pexpireat':
+      return normalizeExpire(argv, nowMs, spec.name);
+    case 'restore':
+    case 'restore-asking':
+      return normalizeRestore(argv, nowMs);
+    default:
+      return argv;
+  }
+}
+
+function normalizeSet(argv: Buffer[], nowMs: number): Buffer[] {
+  let nx = false;
+  let xx = false;
+  let get = false;
+  let at = -1;
+  let when = 0;
+  let absoluteMs = false;
+  for (let i = 3; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (is(a, 'nx')) nx = true;
+    else if (is(a, 'xx')) xx = true;
+    else if (is(a, 'get')) get = true;
+    else if (is(a, 'keepttl')) continue;
+    else if (is(a, 'ex') || is(a, 'px') || is(a, 'exat') || is(a, 'pxat')) {
+      const n = int(argv[i + 1]);
+      if (n === undefined || at >= 0) return argv;
+      if (n <= 0) return NOTHING; // "invalid expire time": the SET failed
+      at = i;
+      const unit = is(a, 'ex') || is(a, 'exat') ? 1000 : 1;
+      const relative = is(a, 'ex') || is(a, 'px');
+      absoluteMs = is(a, 'pxat');
+      when = n * unit + (relative ? nowMs : 0);
+      i++;
+    } else return argv; // a syntax error at the source; replay fails the same way
+  }
+  if (at < 0 || (nx && xx)) return argv;
+  if (when <= nowMs) {
+    // Set already expired = absent at the source. NX either lost or created a key that is gone: no change.
+    if (nx) return NOTHING;
+    if (get) return [EVAL, B(DEL_IF_STRING_SCRIPT), ONE, argv[1]!];
+    return [DEL, argv[1]!];
+  }
+  if (absoluteMs) return argv;
+  const out = argv.slice();
+  out[at] = PXAT;
+  out[at + 1] = ms(when);
+  return out;
+}
+
+function normalizeGetex(argv: Buffer[], nowMs: number): Buffer[] {
+  if (argv.length !== 4) return argv;
+  const a = argv[2]!;
+  const n = int(argv[3]);
+  if (n === undefined) return argv;
+  if (n <= 0) return NOTHING;
+  if (is(a, 'ex') || is(a, 'px')) return [GETEX, argv[1]!, PXAT, ms(nowMs + (is(a, 'ex') ? n * 1000 : n))];
+  if (is(a, 'exat') || is(a, 'pxat')) {
+    const when = is(a, 'exat') ? n * 1000 : n;
+    if (when <= nowMs) return [EVAL, B(DEL_IF_STRING_SCRIPT), ONE, argv[1]!];
+    return argv;
+  }
+  return argv;
+}
+
+function normalizeExpire(argv: Buffer[], nowMs: number, name: string): Buffer[] {
+  if (argv.length < 3) return argv;
+  const n = int(argv[2]);
+  if (n === undefined) return argv;
+  const relative = name === 'expire' || name === 'pexpire';
+  const unit = name === 'expire' || name === 'expireat' ? 1000 : 1;
+  const when = n * unit + (relative ? nowMs : 0);
+  const conditions = argv.slice(3);
+  for (const c of conditions) if (!(is(c, 'nx') || is(c, 'xx') || is(c, 'gt') || is(c, 'lt'))) return argv;
+  if (when <= nowMs) {
+    if (conditions.length === 0) return [DEL, argv[1]!];
+    return [EVAL, B(CONDITIONAL_EXPIRE_SCRIPT), ONE, argv[1]!, ms(when), ...conditions];
+  }
+  if (name === 'pexpireat') return argv;
+  return [PEXPIREAT, argv[1]!, ms(when), ...conditions];
+}
+
+function normalizeRestore(argv: Buffer[], nowMs: number): Buffer[] {
+  if (argv.length < 4) return argv;
+  const ttl = int(argv[2]);
+  if (ttl === undefined || ttl < 0) return argv;
+  if (ttl === 0) return argv;
+  let replace = false;
+  let absttl = false;
+  for (let i = 4; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (is(a, 'replace')) replace = true;
+    else if (is(a, 'absttl')) absttl = true;
+    else if (is(a, 'idletime') || is(a, 'freq')) i++;
+  }
+  const when = absttl ? ttl : nowMs + ttl;
+  if (when <= nowMs) {
+    // Without REPLACE the source either refused (BUSYKEY) or created nothing.
+    return replace ? [DEL, argv[1]!] : NOTHING;
+  }
+  if (absttl) return argv;
+  const out = argv.slice();
+  out[2] = ms(when);
+  out.push(ABSTTL);
+  return out;
+}
