@@ -81,6 +81,8 @@ class ReplicationCapture {
   private eofMark: Buffer | undefined;
   private heldBack: Buffer = Buffer.alloc(0);
   private rdbStored: Promise<void> | undefined;
+  /** Settles when `onRdbDone` has; the capture resolves only after it. */
+  private markerPublished: Promise<void> | undefined;
 
   private readonly stream = new RespReader();
   private tailChunks: Buffer[] = [];
@@ -140,7 +142,7 @@ class ReplicationCapture {
   }
 
   private onClose(): void {
-    if (this.settled) return;
+    if (this.settled || this.phase === 'done') return;
     const what =
       this.phase === 'rdb'
         ? `while sending the RDB (${this.rdbBytes}${this.framing === 'disk' ? ` of ${this.rdbBytes + this.rdbRemaining}` : ''} bytes received)`
@@ -325,29 +327,33 @@ class ReplicationCapture {
     const acks = setInterval(() => this.ack(), ackIntervalMs);
     acks.unref();
     this.timers.push(acks);
-    void this.afterRdb();
+    this.markerPublished = this.afterRdb();
+    this.markerPublished.catch((err: unknown) => this.fail(err instanceof Error ? err : new Error(String(err))));
   }
 
   private async afterRdb(): Promise<void> {
-    try {
-      await this.rdbStored;
-      if (this.settled) return;
-      this.logger.debug({ rdbBytes: this.rdbBytes }, 'RDB stored; publishing the marker');
-      await this.o.onRdbDone();
-    } catch (err) {
-      this.fail(err instanceof Error ? err : new Error(String(err)));
-    }
+    await this.rdbStored;
+    if (this.settled) return;
+    this.logger.debug({ rdbBytes: this.rdbBytes }, 'RDB stored; publishing the marker');
+    await this.o.onRdbDone();
+  }
+
+  /** The marker is in: stop reading, and resolve once `onRdbDone` has resolved too (its EXEC reply may come after the stream). */
+  private markerArrived(): void {
+    this.phase = 'done';
+    this.conn?.close();
+    void this.markerPublished!.then(() => this.finish(), () => undefined);
   }
 
   private ack(): void {
-    if (this.settled) return;
+    if (this.phase !== 'stream') return;
     this.conn?.socket.write(encodeCommand(['REPLCONF', 'ACK', this.offset + this.stream.consumed]));
   }
 
   private onStream(chunk: Buffer): void {
     this.stream.push(chunk);
     let v: RespValue | undefined;
-    while (!this.settled && (v = this.stream.read()) !== undefined) this.onCommand(v);
+    while (this.phase === 'stream' && (v = this.stream.read()) !== undefined) this.onCommand(v);
   }
 
   private onCommand(v: RespValue): void {
@@ -376,7 +382,7 @@ class ReplicationCapture {
         if (argv.length === 3 && argv[1].toString('latin1') === this.o.markerChannel && argv[2].includes(this.o.markerId)) {
           // Redis 7.0 propagates a lone PUBLISH from a MULTI without MULTI/EXEC; if it is wrapped, the tail ends before MULTI.
           this.tx = undefined;
-          this.finish();
+          this.markerArrived();
           return;
         }
         break;

@@ -180,6 +180,9 @@ for (const { framing, label, args } of framings) {
             await until('the writer to start', () => writer.count() > 10);
             let streamed = 0;
             let ackedOffset = -1;
+            let firstAfterMarker = -1;
+            let lastBeforeMarker = -1;
+            let onRdbDoneFinished = false;
             const markerId = `m-${Date.now()}`;
             const captured = await captureReplicationBaseline({
               target,
@@ -201,7 +204,13 @@ for (const { framing, label, args } of framings) {
                   if (first <= 0) first = ackedOffset;
                   return first > 0 && ackedOffset > first;
                 });
+                lastBeforeMarker = writer.count() - 1;
                 await publishMarker({ control, node: 'n1', epoch: 1, markerId, digest: false });
+                // Rounds from this index on start after the marker; keep onRdbDone pending while they run, so the
+                // marker surely reaches the stream first: the capture must still wait for onRdbDone.
+                firstAfterMarker = writer.count() + 1;
+                await until('writes after the marker', () => writer.count() >= firstAfterMarker + 50);
+                onRdbDoneFinished = true;
               },
             });
             const rounds = await writer.stop();
@@ -220,6 +229,9 @@ for (const { framing, label, args } of framings) {
             assert.doesNotMatch(tail, /\$4\r\nping\r\n/i, 'PING is not in the tail');
             assert.doesNotMatch(tail, /REPLCONF/i, 'REPLCONF is not in the tail');
             assert.ok(!tail.includes(markerId), 'the marker is not in the tail');
+            assert.ok(onRdbDoneFinished, 'resolved only after onRdbDone');
+            assert.ok(tail.includes(`\r\nv${lastBeforeMarker}\r\n`), 'a write just before the marker is in the tail');
+            assert.ok(!tail.includes(`\r\nv${firstAfterMarker}\r\n`), 'a write after the marker is not in the tail');
             assert.match(tail, /^\*2\r\n\$6\r\nSELECT\r\n\$1\r\n[01]\r\n/, 'the tail starts with a SELECT');
             assert.match(tail, /\$6\r\nSELECT\r\n\$1\r\n1\r\n/, 'SELECT 1 is kept');
           } finally {
