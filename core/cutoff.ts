@@ -52,11 +52,12 @@ export async function resolveCutoff(db: QueryRunner, node: string, spec: CutoffS
     const t = typeof spec.to === 'number' ? spec.to : parseCutoffTime(spec.to);
     const w = [...windows].reverse().find((x) => x.fromTsUs <= t && t <= x.toTsUs);
     if (!w) throw new RestoreWindowError(`no restorable window of node "${node}" covers ${formatTsUs(t)}; windows: ${list}`);
-    const rows = await db.query<{ seq: string | number; ts: string | number }>(
-      `SELECT max(seq) AS seq, max(ts_us) AS ts FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(w.epoch)} AND seq >= ${sqlUInt(w.fromSeq)} AND seq <= ${sqlUInt(w.toSeq)} AND ts_us <= ${sqlUInt(t)}`,
+    // Aliases must not shadow columns: 18.16 resolves `seq` in WHERE to the alias (error 184, aggregate in WHERE).
+    const rows = await db.query<{ last_seq: string | number; last_ts: string | number }>(
+      `SELECT max(seq) AS last_seq, max(ts_us) AS last_ts FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(w.epoch)} AND seq >= ${sqlUInt(w.fromSeq)} AND seq <= ${sqlUInt(w.toSeq)} AND ts_us <= ${sqlUInt(t)}`,
     );
-    const seq = Math.max(w.fromSeq, Number(rows[0]?.seq ?? w.fromSeq));
-    return { window: w, epoch: w.epoch, seq, tsUs: Number(rows[0]?.ts ?? w.fromTsUs), askedTsUs: t, baselineSeq: pickBaseline(w, seq) };
+    const seq = Math.max(w.fromSeq, Number(rows[0]?.last_seq ?? w.fromSeq));
+    return { window: w, epoch: w.epoch, seq, tsUs: Number(rows[0]?.last_ts ?? w.fromTsUs), askedTsUs: t, baselineSeq: pickBaseline(w, seq) };
   }
   const n = (spec.toSeq ?? spec.beforeSeq)!;
   if (!Number.isSafeInteger(n) || n < 1) throw new InputError(ErrorCode.BadInput, `seq must be a positive integer, got ${n}`);
