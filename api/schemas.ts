@@ -1,0 +1,202 @@
+import { z } from '@hono/zod-openapi';
+
+/**
+ * The API's request and response shapes: zod validates requests with them
+ * and the OpenAPI document (`GET /openapi.json`) is generated from them, so
+ * the two cannot disagree.
+ */
+
+/** `{ "error": { "code", "message" } }`: every non-2xx answer. */
+export const ErrorBody = z
+  .object({
+    error: z.object({
+      code: z.string().openapi({ example: 'OUTSIDE_WINDOW' }),
+      message: z.string().openapi({ example: 'no restorable window of node "n1" covers 2026-08-03T20:28:10.000000Z; windows: …' }),
+    }),
+  })
+  .openapi('Error');
+
+const seq = z.number().int().positive();
+
+/** Body of `POST /restores`: one cutoff, one destination. */
+export const RestoreRequestBody = z
+  .object({
+    node: z.string().min(1).openapi({ example: 'n1' }),
+    to: z.string().min(1).optional().openapi({ description: "include every event up to this instant: ISO 8601, 'YYYY-MM-DD HH:MM:SS[.ffffff]', or epoch s/ms/µs", example: '2026-08-03T20:28:10Z' }),
+    toSeq: seq.optional().openapi({ description: 'include events up to this seq (and the rest of its transaction)' }),
+    beforeSeq: seq.optional().openapi({ description: 'include events before this seq (and before its transaction)' }),
+    epoch: z.number().int().nonnegative().optional().openapi({ description: 'epoch of toSeq/beforeSeq (default: the newest that holds it)' }),
+    spawn: z
+      .object({ port: z.number().int().min(1).max(65_535).optional() })
+      .strict()
+      .optional()
+      .openapi({ description: "start a new redis-server on the restorer's host; it keeps running (DELETE /instances/{id} stops it)" }),
+    target: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL').optional().openapi({ description: 'copy into this existing, empty Redis', example: 'redis://10.0.0.5:6379' }),
+    flush: z.boolean().optional().openapi({ description: 'with target: empty it first' }),
+    rdb: z.string().min(1).optional().openapi({ description: "write an RDB file at this path on the restorer's host" }),
+    keepTtlRelative: z.boolean().optional().openapi({ description: 'shift expiries by (now − cutoff)' }),
+  })
+  .strict()
+  .superRefine((b, ctx) => {
+    const cutoffs = [b.to, b.toSeq, b.beforeSeq].filter((v) => v !== undefined).length;
+    if (cutoffs !== 1) ctx.addIssue({ code: 'custom', message: 'give exactly one cutoff: to, toSeq or beforeSeq' });
+    const dests = [b.spawn, b.target, b.rdb].filter((v) => v !== undefined).length;
+    if (dests !== 1) ctx.addIssue({ code: 'custom', message: 'give exactly one destination: spawn, target or rdb' });
+    if (b.flush && b.target === undefined) ctx.addIssue({ code: 'custom', path: ['flush'], message: 'flush goes with target' });
+    if (b.epoch !== undefined && b.to !== undefined) ctx.addIssue({ code: 'custom', path: ['epoch'], message: 'epoch goes with toSeq or beforeSeq' });
+  })
+  .openapi('RestoreRequest');
+
+/** What a restore did. */
+export const RestoreReportSchema = z
+  .object({
+    node: z.string(),
+    epoch: z.number(),
+    cutoff: z.object({ seq: z.number(), tsUs: z.number(), time: z.string(), asked: z.string().optional() }),
+    baseline: z.object({ seq: z.number(), tsUs: z.number(), time: z.string(), rdbBytes: z.number(), digest: z.string() }),
+    eventsReplayed: z.number(),
+    keys: z.number(),
+    expiredAtRestore: z.number(),
+    digest: z.string(),
+    verified: z.enum(['match', 'unchecked']),
+    seconds: z.number(),
+    url: z.string().optional(),
+    pid: z.number().optional(),
+    dir: z.string().optional(),
+    rdb: z.string().optional(),
+  })
+  .openapi('RestoreReport');
+
+/** A restore job's status. */
+export const RestoreJobSchema = z
+  .object({
+    id: z.string(),
+    state: z.enum(['queued', 'running', 'done', 'failed']),
+    request: z.record(z.string(), z.unknown()),
+    progress: z.object({ phase: z.string(), events: z.number(), totalEvents: z.number() }),
+    report: RestoreReportSchema.optional(),
+    error: z.object({ code: z.string(), message: z.string() }).optional(),
+    attempts: z.number(),
+    restorer: z.string().optional(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .openapi('RestoreJob');
+
+/** Answer of `POST /restores`. */
+export const RestoreAccepted = z
+  .object({
+    id: z.string(),
+    state: z.literal('queued'),
+    cutoff: z.object({ epoch: z.number(), seq: z.number(), tsUs: z.number(), time: z.string(), baselineSeq: z.number() }),
+  })
+  .openapi('RestoreAccepted');
+
+/** A restorable window. */
+export const WindowSchema = z
+  .object({
+    node: z.string(),
+    epoch: z.number(),
+    fromSeq: z.number(),
+    fromTsUs: z.number(),
+    from: z.string(),
+    toSeq: z.number(),
+    toTsUs: z.number(),
+    to: z.string(),
+    baselines: z.array(z.number()),
+  })
+  .openapi('Window');
+
+/** A captured node. */
+export const NodeSchema = z
+  .object({
+    node: z.string(),
+    events: z.number(),
+    lastTsUs: z.number(),
+    lastTime: z.string(),
+    lastEpoch: z.number(),
+    windows: z.number(),
+    restorableFrom: z.string().nullable().openapi({ description: 'start of the oldest restorable window (retention moves it forward)' }),
+    restorableTo: z.string().nullable().openapi({ description: 'end of the newest restorable window' }),
+    retentionMs: z.number().nullable().openapi({ description: 'configured history retention, when the API knows it' }),
+  })
+  .openapi('Node');
+
+/** One stored event (readable columns; binary bytes escaped as stored). */
+export const EventSchema = z
+  .object({
+    node: z.string(),
+    epoch: z.number(),
+    seq: z.number(),
+    tsUs: z.number(),
+    time: z.string(),
+    db: z.number(),
+    client: z.string(),
+    kind: z.string(),
+    command: z.string(),
+    keys: z.array(z.string()),
+    args: z.array(z.string()),
+    tx: z.number(),
+  })
+  .openapi('Event');
+
+/** Query of `GET /events`. */
+export const EventsQuery = z.object({
+  node: z.string().min(1).optional().openapi({ param: { name: 'node', in: 'query' }, example: 'n1' }),
+  key: z.string().min(1).optional().openapi({ param: { name: 'key', in: 'query' }, description: 'key as stored (readable, binary bytes escaped)', example: 'userprofile' }),
+  since: z.string().min(1).optional().openapi({ param: { name: 'since', in: 'query' }, description: 'events at or after this time' }),
+  until: z.string().min(1).optional().openapi({ param: { name: 'until', in: 'query' }, description: 'events at or before this time' }),
+  limit: z.coerce.number().int().min(1).max(10_000).default(100).openapi({ param: { name: 'limit', in: 'query' } }),
+});
+
+/** Body of `POST /sql`. */
+export const SqlBody = z
+  .object({
+    sql: z.string().min(1).openapi({ example: "SELECT time, client, command, args FROM flashback.events WHERE key = 'userprofile' ORDER BY seq DESC LIMIT 20" }),
+    maxRows: z.number().int().positive().optional().openapi({ description: 'refuse results larger than this (capped by the server setting)' }),
+  })
+  .strict()
+  .openapi('SqlRequest');
+
+/** Answer of `POST /sql`. */
+export const SqlResultSchema = z
+  .object({
+    columns: z.array(z.object({ name: z.string(), type: z.string() })),
+    rows: z.array(z.array(z.unknown())),
+  })
+  .openapi('SqlResult');
+
+/** A spawned instance. */
+export const InstanceSchema = z
+  .object({
+    id: z.string(),
+    url: z.string(),
+    pid: z.number(),
+    dir: z.string(),
+    node: z.string(),
+    cutoff: z.object({ epoch: z.number(), seq: z.number(), tsUs: z.number(), time: z.string() }),
+    createdAt: z.string(),
+    host: z.string(),
+  })
+  .openapi('Instance');
+
+/** Answer of `GET /health`. */
+export const HealthSchema = z.object({ ok: z.boolean(), clickhouse: z.boolean(), nats: z.boolean() }).openapi('Health');
+
+/** `:node` and `:id` path parameters. */
+export const NodeParam = z.object({ node: z.string().min(1).openapi({ param: { name: 'node', in: 'path' }, example: 'n1' }) });
+export const IdParam = z.object({ id: z.string().min(1).openapi({ param: { name: 'id', in: 'path' } }) });
+
+/** Query of list endpoints. */
+export const ListQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(1_000).default(100).openapi({ param: { name: 'limit', in: 'query' } }),
+  state: z.enum(['queued', 'running', 'done', 'failed']).optional().openapi({ param: { name: 'state', in: 'query' } }),
+});
+
+/** The standard error responses of a route that needs a token. */
+export function errorResponses(...statuses: (400 | 401 | 403 | 404 | 409 | 422 | 503)[]) {
+  const descriptions = { 400: 'bad input', 401: 'no bearer token', 403: 'wrong bearer token', 404: 'not found', 409: 'conflict', 422: 'not restorable', 503: 'a server is unreachable' } as const;
+  const out: Record<number, { description: string; content: { 'application/json': { schema: typeof ErrorBody } } }> = {};
+  for (const s of [401, 403, ...statuses] as const) out[s] = { description: descriptions[s], content: { 'application/json': { schema: ErrorBody } } };
+  return out;
+}
