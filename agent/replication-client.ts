@@ -138,7 +138,7 @@ class ReplicationCapture {
     if (/^(NOMASTERLINK|LOADING|MASTERDOWN|BUSY)/.test(message)) {
       return new ConnectionError(`${this.where} cannot serve a full resync now: ${message}; it will be retried`);
     }
-    return new ProtocolError(`${this.where} refused ${command}: ${message}; point the agent at the node itself (a master, or a replica linked to its master)`);
+    return new ProtocolError(`${this.where} refused ${command}: ${message}; point the agent at a master (a replica does not pass its own PUBLISH on, so no marker would come)`);
   }
 
   private onClose(): void {
