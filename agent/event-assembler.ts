@@ -1,0 +1,242 @@
+import type { CommandSpec, CommandTable } from '../core/command-table.js';
+import { EventKind, type FlashbackEvent } from '../core/event.js';
+import type { MonitorLine } from '../core/monitor-line.js';
+import { normalizeArgv } from './normalize.js';
+
+/** Options of an {@link EventAssembler}. */
+export interface AssemblerOptions {
+  /** Capture source id written on every event. */
+  node: string;
+  /** Epoch written on every event. */
+  epoch: number;
+  /** The source server's command table: decides writes, keys and normalization. */
+  table: CommandTable;
+  /** Clients whose lines are ours (agent control connection `ip:port`): never emitted, except the marker below. */
+  ownClients: ReadonlySet<string>;
+  /**
+   * PUBLISH on this channel from an own client is a baseline marker → one event of kind 'baseline' (args = the
+   * PUBLISH argv, command 'PUBLISH', replay = [] — nothing to apply). The agent sends it inside its own MULTI, so
+   * it is atomic with what the agent read there; the marker is emitted alone (tx 0) all the same.
+   */
+  markerChannel: string;
+  /** Called with each complete group: a single event, or a whole transaction / script, in seq order. */
+  emit: (events: FlashbackEvent[]) => void;
+  /** Called after a marker event was emitted, so the agent learns its seq. */
+  onMarker?: (event: FlashbackEvent) => void;
+}
+
+/** A server-side change seen through a keyspace notification (not in MONITOR). */
+export interface ServerEvent {
+  kind: 'expired' | 'evicted';
+  db: number;
+  key: Buffer;
+  /** Agent time mapped to the server clock, µs. */
+  tsUs: number;
+}
+
+interface Pending {
+  line: MonitorLine;
+  spec: CommandSpec;
+}
+
+const SCRIPT_CALLS = new Set(['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro']);
+const DEL = Buffer.from('DEL');
+
+/**
+ * Turns MONITOR lines into the ordered, gapless event stream of one epoch:
+ * writes only, transactions and scripts as one group each. Synchronous and
+ * allocation-light: it runs once per MONITOR line.
+ *
+ * What MONITOR shows (checked on 7.0.15, test/event-assembler.test.ts):
+ * - MULTI when called; the queued commands only at EXEC time, together and
+ *   uninterrupted, then EXEC. DISCARD shows MULTI, DISCARD. A transaction
+ *   aborted by WATCH or EXECABORT shows MULTI, EXEC with nothing between.
+ * - EVAL/FCALL before the script runs, then one `lua` line per redis.call
+ *   (reads too). The script's end has no line of its own: the next non-lua
+ *   line proves it; until then `pendingScript` is true and the agent sends a
+ *   probe.
+ * - No-op and failed writes (SET NX that lost, WRONGTYPE) look exactly like
+ *   successful ones. They are emitted: replaying them reproduces the same
+ *   no-op or failure, since they fail or do nothing in the same state.
+ */
+export class EventAssembler {
+  private seq = 0;
+  private readonly multis = new Map<string, Pending[]>();
+  /** Client whose EXEC output is arriving (it has queued writes shown); its lines are contiguous. */
+  private execClient: string | undefined;
+  /** Client whose script runs inside its MULTI: `lua` lines go to that transaction. */
+  private scriptInMulti: string | undefined;
+  /** A script outside MULTI whose lines are still arriving. */
+  private script: { lines: Pending[]; tsUs: number } | undefined;
+  private unknown = 0;
+
+  constructor(private readonly o: AssemblerOptions) {}
+
+  /** True while a script's lines may still arrive; a line from any client (e.g. an ECHO probe) ends it. */
+  get pendingScript(): boolean {
+    return this.script !== undefined;
+  }
+
+  /** Seq of the last emitted event (0 before the first). */
+  get lastSeq(): number {
+    return this.seq;
+  }
+
+  /** Lines of commands the server's table does not know (module commands loaded later): not emitted. */
+  get unknownCommands(): number {
+    return this.unknown;
+  }
+
+  /** Feeds one MONITOR line, in stream order. */
+  push(line: MonitorLine): void {
+    const { client } = line;
+    if (client === 'lua') {
+      this.pushLua(line);
+      return;
+    }
+    // Any non-lua line proves a running script has ended.
+    if (this.script) this.flush();
+    this.scriptInMulti = undefined;
+    if (this.execClient !== undefined && this.execClient !== client) this.abandonMulti(this.execClient);
+
+    if (this.o.ownClients.has(client)) {
+      this.ownLine(line);
+      return;
+    }
+    const spec = this.o.table.lookup(line.argv);
+    if (!spec) {
+      this.unknown++;
+      return;
+    }
+    const name = spec.name;
+    const queued = this.multis.get(client);
+    if (queued) {
+      if (name === 'exec') {
+        this.multis.delete(client);
+        this.execClient = undefined;
+        if (queued.length > 0) this.emitGroup(queued, line.tsUs, true);
+      } else if (name === 'discard' || name === 'reset') {
+        this.multis.delete(client);
+        this.execClient = undefined;
+      } else if (SCRIPT_CALLS.has(name)) {
+        this.scriptInMulti = client;
+        this.execClient = client;
+      } else if (spec.write) {
+        queued.push({ line, spec });
+        this.execClient = client;
+      }
+      return;
+    }
+    if (name === 'multi') {
+      this.multis.set(client, []);
+    } else if (SCRIPT_CALLS.has(name)) {
+      this.script = { lines: [], tsUs: line.tsUs };
+    } else if (spec.write) {
+      this.emitGroup([{ line, spec }], line.tsUs, false);
+    }
+  }
+
+  /** Emits a pending script (its end was proven by a later line, or the agent is closing). */
+  flush(): void {
+    const s = this.script;
+    if (!s) return;
+    this.script = undefined;
+    if (s.lines.length > 0) this.emitGroup(s.lines, s.tsUs, true);
+  }
+
+  /** Emits an expiration or eviction seen through keyspace notifications; it replays as DEL. */
+  pushServerEvent(e: ServerEvent): void {
+    const seq = ++this.seq;
+    this.o.emit([
+      {
+        node: this.o.node,
+        epoch: this.o.epoch,
+        seq,
+        tsUs: e.tsUs,
+        db: e.db,
+        client: 'agent',
+        kind: e.kind === 'expired' ? EventKind.Expired : EventKind.Evicted,
+        command: e.kind,
+        keys: [e.key],
+        args: [e.key],
+        replay: [DEL, e.key],
+        tx: 0,
+      },
+    ]);
+  }
+
+  private pushLua(line: MonitorLine): void {
+    const spec = this.o.table.lookup(line.argv);
+    if (!spec) {
+      this.unknown++;
+      return;
+    }
+    const owner = this.scriptInMulti;
+    if (owner !== undefined) {
+      if (spec.write) this.multis.get(owner)?.push({ line, spec });
+      return;
+    }
+    // lua lines without their EVAL (MONITOR attached mid-script) still form one script.
+    this.script ??= { lines: [], tsUs: line.tsUs };
+    this.script.tsUs = line.tsUs;
+    if (spec.write) this.script.lines.push({ line, spec });
+  }
+
+  private ownLine(line: MonitorLine): void {
+    const { argv } = line;
+    if (argv.length !== 3 || this.o.table.lookup(argv)?.name !== 'publish' || argv[1]!.toString('latin1') !== this.o.markerChannel) return;
+    const event: FlashbackEvent = {
+      node: this.o.node,
+      epoch: this.o.epoch,
+      seq: ++this.seq,
+      tsUs: line.tsUs,
+      db: line.db,
+      client: line.client,
+      kind: EventKind.Baseline,
+      command: 'PUBLISH',
+      keys: [],
+      args: argv,
+      replay: [],
+      tx: 0,
+    };
+    this.o.emit([event]);
+    this.o.onMarker?.(event);
+  }
+
+  /**
+   * The client's queued lines were not followed by its EXEC: it left MULTI in a
+   * way MONITOR does not show (disconnect, then its ip:port reused). They ran as
+   * plain commands.
+   */
+  private abandonMulti(client: string): void {
+    const queued = this.multis.get(client) ?? [];
+    this.multis.delete(client);
+    this.execClient = undefined;
+    for (const p of queued) this.emitGroup([p], p.line.tsUs, false);
+  }
+
+  private emitGroup(group: Pending[], tsUs: number, atomic: boolean): void {
+    const first = this.seq + 1;
+    const events: FlashbackEvent[] = new Array(group.length);
+    for (let i = 0; i < group.length; i++) {
+      const { line, spec } = group[i]!;
+      const argv = line.argv;
+      events[i] = {
+        node: this.o.node,
+        epoch: this.o.epoch,
+        seq: ++this.seq,
+        tsUs,
+        db: line.db,
+        client: line.client,
+        kind: EventKind.Command,
+        command: argv[0]!.toString('latin1').toUpperCase(),
+        keys: this.o.table.keys(argv, spec),
+        args: argv,
+        // Each line's own time: a relative expiry counts from when that command ran.
+        replay: normalizeArgv(argv, line.tsUs, spec),
+        tx: atomic ? first : 0,
+      };
+    }
+    this.o.emit(events);
+  }
+}
