@@ -35,7 +35,7 @@ export function renderPrometheus(metrics: Metric[]): string {
  */
 export async function startHealthServer(
   port: number,
-  providers: { health: () => { ok: boolean } & Record<string, unknown>; metrics: () => Metric[] },
+  providers: { health: () => { ok: boolean }; metrics: () => Metric[] },
   host = '127.0.0.1',
 ): Promise<{ port: number; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {

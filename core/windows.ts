@@ -50,7 +50,7 @@ export function baselinesSql(node: string): string {
 
 /** SQL: the time of given events. */
 export function eventTimesSql(node: string, epoch: number, seqs: number[]): string {
-  return `SELECT seq, any(ts_us) AS ts_us FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq IN (${seqs.map(sqlUInt).join(', ') || '0'}) GROUP BY seq`;
+  return `SELECT seq, any(ts_us) AS ts_us FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq IN (${seqs.map((x) => sqlUInt(x)).join(', ') || '0'}) GROUP BY seq`;
 }
 
 /** SQL: every node that has captured events. */

@@ -1,0 +1,84 @@
+import type { ObjectStore } from '@nats-io/obj';
+import type { Logger } from './log.js';
+import { silentLogger } from './log.js';
+import { sqlString, sqlUInt } from './sql-literal.js';
+
+/** What retention needs from the store. */
+export interface RetentionStore {
+  query<T = Record<string, unknown>>(sql: string): Promise<T[]>;
+  command(sql: string): Promise<void>;
+}
+
+/** What one retention pass did. */
+export interface RetentionResult {
+  /** Oldest instant that stays restorable (µs), per node: the horizon or the newest baseline at or before it. */
+  keepFromTsUs: Record<string, number>;
+  droppedPartitions: string[];
+  deletedBaselines: number;
+}
+
+/** SQL: per node, the newest baseline at or before the horizon (the one restoring to the horizon needs). */
+export function neededBaselinesSql(horizonUs: number): string {
+  return `SELECT node, max(ts_us) AS ts_us FROM flashback.baselines WHERE ts_us <= ${sqlUInt(horizonUs)} GROUP BY node`;
+}
+
+/** SQL: day partitions of the events table, oldest first. */
+export function eventPartitionsSql(): string {
+  return `SELECT DISTINCT partition FROM system.parts WHERE database = 'flashback' AND table = 'events' AND active ORDER BY partition`;
+}
+
+/**
+ * One retention pass (DESIGN.md, Storage; issue: Retention). History older
+ * than `retentionMs` goes, but never in a way that leaves a window pointing
+ * at a deleted baseline or a baseline without its events: for each node the
+ * newest baseline at or before the horizon is kept with everything after it,
+ * so the earliest window start moves forward whole. Events leave by whole
+ * day partitions (every ClickHouse version can drop one), and only days
+ * older than every node's kept baseline.
+ */
+export async function applyRetention(o: { store: RetentionStore; objects?: ObjectStore; retentionMs: number; nowMs?: number; logger?: Logger }): Promise<RetentionResult> {
+  const { store, objects, retentionMs, nowMs = Date.now(), logger = silentLogger } = o;
+  const horizonUs = Math.max(0, Math.round((nowMs - retentionMs) * 1000));
+  const needed = await store.query<{ node: string; ts_us: number | string }>(neededBaselinesSql(horizonUs));
+  const keepFromTsUs: Record<string, number> = {};
+  for (const n of needed) keepFromTsUs[n.node] = Number(n.ts_us);
+  // Nodes with no baseline at or before the horizon keep everything from the horizon on.
+  const nodes = await store.query<{ node: string }>(`SELECT DISTINCT node FROM flashback.events`);
+  for (const n of nodes) keepFromTsUs[n.node] ??= horizonUs;
+  const keepAllFrom = Math.min(horizonUs, ...Object.values(keepFromTsUs));
+  const keepDay = utcDay(keepAllFrom / 1000);
+
+  const droppedPartitions: string[] = [];
+  const parts = await store.query<{ partition: string }>(eventPartitionsSql());
+  for (const p of parts) {
+    const day = p.partition.replace(/'/g, '');
+    if (day < keepDay) {
+      await store.command(`ALTER TABLE flashback.events DROP PARTITION ${sqlString(day)}`);
+      droppedPartitions.push(day);
+    }
+  }
+
+  let deletedBaselines = 0;
+  for (const [node, keepUs] of Object.entries(keepFromTsUs)) {
+    const old = await store.query<{ rdb_object: string; tail_object: string; seq: number | string; epoch: number | string }>(
+      `SELECT rdb_object, tail_object, seq, epoch FROM flashback.baselines WHERE node = ${sqlString(node)} AND ts_us < ${sqlUInt(keepUs)}`,
+    );
+    if (old.length === 0) continue;
+    // Rows first: a restore never picks a baseline whose objects are going.
+    await store.command(`ALTER TABLE flashback.baselines DELETE WHERE node = ${sqlString(node)} AND ts_us < ${sqlUInt(keepUs)}`);
+    for (const b of old) {
+      await objects?.delete(b.rdb_object).catch(() => undefined);
+      await objects?.delete(b.tail_object).catch(() => undefined);
+    }
+    deletedBaselines += old.length;
+  }
+  if (droppedPartitions.length > 0 || deletedBaselines > 0) {
+    logger.info({ horizon: new Date(horizonUs / 1000).toISOString(), droppedPartitions, deletedBaselines }, 'retention applied');
+  }
+  return { keepFromTsUs, droppedPartitions, deletedBaselines };
+}
+
+/** `YYYY-MM-DD` (UTC) of a time in ms: ClickHouse's toDate partition id under a UTC server. */
+function utcDay(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}
