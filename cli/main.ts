@@ -5,6 +5,9 @@ import * as sink from './commands/sink.js';
 import * as sql from './commands/sql.js';
 import * as restoreCmd from './commands/restore.js';
 import * as windows from './commands/windows.js';
+import * as api from './commands/api.js';
+import * as restorer from './commands/restorer.js';
+import * as history from './commands/history.js';
 
 /** Exit code a command handler sets; yargs handlers cannot return one. */
 export const exit = { code: 0 };
@@ -26,6 +29,9 @@ export async function runCli(argv: string[]): Promise<number> {
     .command(sql)
     .command(restoreCmd)
     .command(windows)
+    .command(api)
+    .command(restorer)
+    .command(history)
     .demandCommand(1, 'name a command: flashback --help lists them')
     .strict()
     .recommendCommands()

@@ -4,6 +4,7 @@ import { ErrorCode, InputError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
 import { connectNats, ensureBaselineStore } from '../../core/nats.js';
 import { clickHouseEventStore, restore, type RestoreProgress, type RestoreReport } from '../../restorer/index.js';
+import { apiClientFrom, apiOptions, type ApiClient } from '../api-client.js';
 import { clickhouseOption, natsOption } from '../options.js';
 import { ProgressLine } from '../progress.js';
 
@@ -26,6 +27,8 @@ export function builder(y: Argv) {
     .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' })
     .option('nats', natsOption)
     .option('clickhouse', clickhouseOption)
+    .option('api', apiOptions.api)
+    .option('token', apiOptions.token)
     .check((a) => {
       const cut = [a.to, a.toSeq, a.beforeSeq].filter((v) => v !== undefined).length;
       if (cut !== 1) throw new InputError(ErrorCode.BadInput, 'give exactly one cutoff: --to TIME, --to-seq N or --before-seq N');
@@ -38,6 +41,8 @@ export function builder(y: Argv) {
 type Args = ArgumentsCamelCase<Awaited<ReturnType<typeof builder>['argv']>>;
 
 export async function handler(args: Args): Promise<void> {
+  const api = apiClientFrom(args);
+  if (api) return restoreViaApi(api, args);
   const logger = createLogger('restore');
   const store = await openClickHouse(args.clickhouse);
   const nc = await connectNats({ url: args.nats, name: 'flashback-restore' }).catch(async (err) => {
@@ -69,6 +74,30 @@ export async function handler(args: Args): Promise<void> {
     progress.done();
     await nc.close();
     await store.close();
+  }
+}
+
+/** `--api`: the same restore as a job of a restorer service; waits for it with progress and prints the same report. */
+async function restoreViaApi(api: ApiClient, args: Args): Promise<void> {
+  const progress = new ProgressLine(!args.json && process.stderr.isTTY === true);
+  try {
+    const job = await api.createRestore({
+      node: args.node,
+      to: args.to,
+      toSeq: args.toSeq,
+      beforeSeq: args.beforeSeq,
+      epoch: args.epoch,
+      spawn: args.spawn ? (args.port !== undefined ? { port: args.port } : {}) : undefined,
+      target: args.target,
+      flush: args.target !== undefined ? args.flush : undefined,
+      rdb: args.rdb,
+      keepTtlRelative: args.keepTtlRelative || undefined,
+    });
+    const done = await api.waitForRestore(job.id, { onStatus: (s) => progress.update(s.state === 'queued' ? 'queued' : s.progress.phase, s.progress.events, s.progress.totalEvents) });
+    progress.done();
+    process.stdout.write(args.json ? JSON.stringify(done.report) + '\n' : formatReport(done.report!));
+  } finally {
+    progress.done();
   }
 }
 

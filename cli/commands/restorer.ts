@@ -1,0 +1,37 @@
+import type { ArgumentsCamelCase, Argv } from 'yargs';
+import { parseDuration } from '../../core/duration.js';
+import { createLogger } from '../../core/log.js';
+import { startRestorer } from '../../restorer/index.js';
+import { clickhouseOption, healthPortOption, natsOption } from '../options.js';
+import { runUntilSignal } from '../run-service.js';
+
+export const command = 'restorer';
+export const describe = 'run restore jobs from the NATS work queue (POST /restores, flashback restore --api)';
+
+export function builder(y: Argv) {
+  return y
+    .option('instances-dir', { type: 'string', describe: 'where spawned instances keep their files (default: <tmp>/flashback-instances)' })
+    .option('ack-wait', { type: 'string', default: '60s', describe: 'how long a job of a dead restorer waits before another restorer takes it' })
+    .option('max-attempts', { type: 'number', default: 3, describe: 'runs of one job before it is marked failed' })
+    .option('close-timeout', { type: 'string', default: '30s', describe: 'on SIGTERM, how long the job in hand may finish before it is handed back' })
+    .option('nats', natsOption)
+    .option('clickhouse', clickhouseOption)
+    .option('health-port', healthPortOption);
+}
+
+type Args = ArgumentsCamelCase<Awaited<ReturnType<typeof builder>['argv']>>;
+
+export async function handler(args: Args): Promise<void> {
+  const logger = createLogger('restorer');
+  const restorer = await startRestorer({
+    natsUrl: args.nats,
+    clickhouseUrl: args.clickhouse,
+    instancesDir: args.instancesDir,
+    healthPort: args.healthPort,
+    ackWaitMs: parseDuration(args.ackWait, '--ack-wait'),
+    maxAttempts: args.maxAttempts,
+    closeTimeoutMs: parseDuration(args.closeTimeout, '--close-timeout'),
+    logger,
+  });
+  await runUntilSignal(restorer, logger);
+}

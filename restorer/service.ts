@@ -1,0 +1,484 @@
+import { readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { jetstream, type Consumer, type JsMsg } from '@nats-io/jetstream';
+import type { Subscription } from '@nats-io/transport-node';
+import { Redis } from 'ioredis';
+import { openClickHouse, type Store } from '../core/clickhouse.js';
+import { describeError, ErrorCode, FlashbackError } from '../core/errors.js';
+import { startHealthServer, type Metric } from '../core/health-server.js';
+import { silentLogger, type Logger } from '../core/log.js';
+import { connectNats, ensureBaselineStore, type NatsConnection } from '../core/nats.js';
+import {
+  deleteInstance,
+  ensureRestoreInfra,
+  getInstance,
+  getJob,
+  hostToken,
+  INSTANCE_STOP_SUBJECT,
+  isFinal,
+  putInstance,
+  putJob,
+  RESTORE_STREAM,
+  RESTORER_DURABLE,
+  type InstanceRecord,
+  type RestoreJobRequest,
+  type RestoreJobStatus,
+  type StopInstanceReply,
+} from '../core/restore-jobs.js';
+import type { RestoreProgress } from '../core/restore-report.js';
+import { isPidAlive, stopPid } from '../core/servers/server-process.js';
+import { clickHouseEventStore } from './event-store.js';
+import { restore, type RestoreDeps } from './restore.js';
+
+/** Options of {@link startRestorer}. */
+export interface RestorerOptions {
+  /** NATS server(s) with JetStream. */
+  natsUrl: string;
+  /** ClickHouse HTTP URL holding the history. */
+  clickhouseUrl: string;
+  /** Where spawned instances keep their files (one dir each). @default <tmp>/flashback-instances */
+  instancesDir?: string;
+  /** @default silent */
+  logger?: Logger;
+  /** Serve GET /health and /metrics on this port (127.0.0.1). @default none */
+  healthPort?: number;
+  /** Consumer ack wait, ms; the job in hand is kept alive with `working()` every third of it. @default 60_000 */
+  ackWaitMs?: number;
+  /** Runs of one job before it is marked failed. @default 3 */
+  maxAttempts?: number;
+  /** Progress reaches the job's KV entry at most this often (and on every phase change), ms. @default 500 */
+  progressIntervalMs?: number;
+  /** How long close() lets the job in hand finish before handing it back to the queue, ms. @default 30_000 */
+  closeTimeoutMs?: number;
+  /** How long one pull waits for a job before asking again, ms (close() may wait this long). @default 2_000 */
+  pullExpiresMs?: number;
+}
+
+/** Counters of one restorer. */
+export interface RestorerStats {
+  /** `host/pid/random`: the name in job statuses. */
+  id: string;
+  jobsStarted: number;
+  jobsDone: number;
+  jobsFailed: number;
+  /** Jobs handed back to the queue (retryable failure, or close() while running). */
+  jobsRequeued: number;
+  /** Id of the job in hand. */
+  running?: string;
+  instancesStopped: number;
+  /** Seconds of the last successful restore. */
+  lastJobSeconds: number;
+  /** Sum of seconds of successful restores. */
+  jobSecondsTotal: number;
+}
+
+/** A running restorer service. */
+export interface Restorer {
+  stats(): RestorerStats;
+  metrics(): Metric[];
+  /** Stops taking jobs; lets the job in hand finish (up to closeTimeoutMs) or hands it back; closes connections. Idempotent. */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+interface JobMessage {
+  id: string;
+  request: RestoreJobRequest;
+}
+
+/**
+ * Starts a restorer: pulls restore jobs from the FLASHBACK_RESTORES work queue
+ * one at a time (several restorers share the durable consumer, so each job
+ * runs on one of them), runs each with {@link restore}, keeps the job's KV
+ * status current, records spawned instances, and serves instance-stop
+ * requests for its host.
+ *
+ * A job is acknowledged only after its final status (report or error) is in
+ * KV. A restorer that dies mid-job leaves the message unacknowledged: after
+ * the ack wait another restorer gets it (attempts + 1); a delivery beyond
+ * maxAttempts is marked failed, so no job stays 'running' forever and none
+ * is 'done' without a report.
+ */
+export async function startRestorer(o: RestorerOptions): Promise<Restorer> {
+  const {
+    natsUrl,
+    clickhouseUrl,
+    instancesDir = path.join(os.tmpdir(), 'flashback-instances'),
+    logger = silentLogger,
+    healthPort,
+    ackWaitMs = 60_000,
+    maxAttempts = 3,
+    progressIntervalMs = 500,
+    closeTimeoutMs = 30_000,
+    pullExpiresMs = 2_000,
+  } = o;
+  const id = `${os.hostname()}/${process.pid}/${Math.random().toString(36).slice(2, 8)}`;
+  const store = await openClickHouse(clickhouseUrl);
+  let nc: NatsConnection;
+  try {
+    nc = await connectNats({ url: natsUrl, name: `flashback-restorer ${id}`, logger });
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  let deps: RestoreDeps;
+  try {
+    await ensureRestoreInfra(nc, { consumer: { ackWaitMs, maxAttempts } });
+    deps = { events: clickHouseEventStore(store, store.client), objects: await ensureBaselineStore(nc), instancesDir, logger };
+  } catch (err) {
+    await nc.close();
+    await store.close();
+    throw err;
+  }
+  const r = new RestorerService({ id, nc, store, deps, logger, instancesDir, ackWaitMs, maxAttempts, progressIntervalMs, closeTimeoutMs, pullExpiresMs });
+  r.start();
+  if (healthPort !== undefined) {
+    try {
+      const hs = await startHealthServer(healthPort, { health: () => r.health(), metrics: () => r.metrics() });
+      r.onClose(() => hs.close());
+      logger.info({ port: hs.port }, 'health endpoint: GET /health, /metrics');
+    } catch (err) {
+      await r.close();
+      throw err;
+    }
+  }
+  logger.info({ id, instancesDir, ackWaitMs, maxAttempts }, 'restorer taking jobs');
+  return r;
+}
+
+interface ServiceDeps {
+  id: string;
+  nc: NatsConnection;
+  store: Store;
+  deps: RestoreDeps;
+  logger: Logger;
+  instancesDir: string;
+  ackWaitMs: number;
+  maxAttempts: number;
+  progressIntervalMs: number;
+  closeTimeoutMs: number;
+  pullExpiresMs: number;
+}
+
+/** The job in hand. */
+interface Current {
+  id: string;
+  msg: JsMsg;
+  done: Promise<void>;
+  /** Set when close() gave the job back: whatever the restore does next must not touch the job's status. */
+  handedBack: boolean;
+}
+
+class RestorerService implements Restorer {
+  private readonly s: RestorerStats;
+  private closing = false;
+  private closed: Promise<void> | undefined;
+  private loop: Promise<void> | undefined;
+  private current: Current | undefined;
+  private stopSub: Subscription | undefined;
+  private readonly closers: (() => Promise<void>)[] = [];
+
+  constructor(private readonly d: ServiceDeps) {
+    this.s = { id: d.id, jobsStarted: 0, jobsDone: 0, jobsFailed: 0, jobsRequeued: 0, instancesStopped: 0, lastJobSeconds: 0, jobSecondsTotal: 0 };
+  }
+
+  start(): void {
+    this.stopSub = this.d.nc.subscribe(`${INSTANCE_STOP_SUBJECT}.${hostToken()}`, {
+      queue: RESTORER_DURABLE,
+      callback: (err, m) => {
+        if (err) return;
+        void this.serveStop(m.json<{ id: string }>()?.id).then(
+          (reply) => m.respond(JSON.stringify(reply)),
+          () => undefined,
+        );
+      },
+    });
+    this.loop = this.pullLoop();
+  }
+
+  onClose(f: () => Promise<void>): void {
+    this.closers.push(f);
+  }
+
+  health(): { ok: boolean; running?: string } {
+    return { ok: !this.closing && !this.d.nc.isClosed(), running: this.current?.id };
+  }
+
+  stats(): RestorerStats {
+    return { ...this.s, running: this.current?.id };
+  }
+
+  metrics(): Metric[] {
+    const s = this.stats();
+    const labels = { restorer: s.id };
+    return [
+      { name: 'flashback_restorer_jobs_started_total', help: 'Restore jobs this restorer started', type: 'counter', value: s.jobsStarted, labels },
+      { name: 'flashback_restorer_jobs_done_total', help: 'Restore jobs finished with a report', type: 'counter', value: s.jobsDone, labels },
+      { name: 'flashback_restorer_jobs_failed_total', help: 'Restore jobs marked failed', type: 'counter', value: s.jobsFailed, labels },
+      { name: 'flashback_restorer_jobs_requeued_total', help: 'Restore jobs handed back to the queue', type: 'counter', value: s.jobsRequeued, labels },
+      { name: 'flashback_restorer_busy', help: '1 while a job runs', type: 'gauge', value: s.running ? 1 : 0, labels },
+      { name: 'flashback_restorer_job_seconds_total', help: 'Seconds spent in successful restores', type: 'counter', value: s.jobSecondsTotal, labels },
+      { name: 'flashback_restorer_last_job_seconds', help: 'Duration of the last successful restore', type: 'gauge', value: s.lastJobSeconds, labels },
+    ];
+  }
+
+  private async pullLoop(): Promise<void> {
+    const { nc, logger, pullExpiresMs } = this.d;
+    const js = jetstream(nc);
+    let consumer: Consumer | undefined;
+    let failures = 0;
+    while (!this.closing) {
+      let m: JsMsg | null;
+      try {
+        consumer ??= await js.consumers.get(RESTORE_STREAM, RESTORER_DURABLE);
+        m = await consumer.next({ expires: pullExpiresMs });
+        failures = 0;
+      } catch (err) {
+        if (this.closing) break;
+        consumer = undefined;
+        const wait = Math.min(10_000, 250 * 2 ** Math.min(failures++, 6));
+        logger.error({ err: describeError(err), retryInMs: wait }, 'pulling restore jobs failed; retrying');
+        await delay(wait);
+        continue;
+      }
+      if (!m) continue;
+      if (this.closing) {
+        m.nak();
+        break;
+      }
+      const current: Current = { id: '', msg: m, handedBack: false, done: Promise.resolve() };
+      current.done = this.runJob(current).catch((err: unknown) => {
+        logger.error({ err: describeError(err) }, 'restore job handling failed; the message is redelivered after the ack wait');
+      });
+      this.current = current;
+      await current.done;
+      this.current = undefined;
+    }
+  }
+
+  private async runJob(cur: Current): Promise<void> {
+    const { nc, logger, maxAttempts, ackWaitMs, progressIntervalMs } = this.d;
+    const m = cur.msg;
+    let job: JobMessage;
+    try {
+      job = m.json<JobMessage>();
+      if (typeof job?.id !== 'string' || typeof job.request?.node !== 'string') throw new Error('no id or request.node');
+    } catch (err) {
+      logger.error({ err: describeError(err), seq: m.seq }, 'undecodable restore job message; dropped');
+      m.term('undecodable');
+      return;
+    }
+    cur.id = job.id;
+    const attempt = m.info.deliveryCount;
+    const t = new Date().toISOString();
+    const prev = await this.readJob(job.id);
+    let status: RestoreJobStatus = prev ?? { id: job.id, state: 'queued', request: job.request, progress: { phase: 'queued', events: 0, totalEvents: 0 }, attempts: 0, createdAt: t, updatedAt: t };
+    if (isFinal(status.state)) {
+      // Its final status is stored; only the ack was lost.
+      m.ack();
+      return;
+    }
+    if (attempt > maxAttempts) {
+      status = {
+        ...status,
+        state: 'failed',
+        attempts: attempt - 1,
+        error: { code: ErrorCode.Internal, message: `the restorer running restore job ${job.id} stopped before finishing, ${maxAttempts} time(s) (last: ${status.restorer ?? 'unknown'}); check that restorer's log, then submit the job again` },
+      };
+      await putJob(nc, status);
+      this.s.jobsFailed++;
+      logger.error({ job: job.id, attempts: maxAttempts }, 'restore job failed: every attempt died');
+      await m.ackAck();
+      return;
+    }
+
+    this.s.jobsStarted++;
+    status = { ...status, state: 'running', attempts: attempt, restorer: this.d.id, error: undefined, progress: { phase: 'resolve', events: 0, totalEvents: 0 } };
+    // KV writes go out in order: a throttled progress write never lands after the final status.
+    let writes: Promise<void> = putJob(nc, status);
+    const write = (s: RestoreJobStatus) => {
+      writes = writes.then(
+        () => (cur.handedBack ? undefined : putJob(nc, s)),
+        () => (cur.handedBack ? undefined : putJob(nc, s)),
+      );
+      return writes;
+    };
+    await writes;
+    logger.info({ job: job.id, attempt, request: job.request }, 'restore job started');
+    const keepAlive = setInterval(() => {
+      if (!cur.handedBack) m.working();
+    }, Math.max(250, Math.floor(ackWaitMs / 3)));
+    let lastWrite = Date.now();
+    let lastPhase = status.progress.phase;
+    const onProgress = (p: RestoreProgress) => {
+      status = { ...status, progress: { ...p } };
+      const now = Date.now();
+      if (p.phase !== lastPhase || now - lastWrite >= progressIntervalMs) {
+        lastPhase = p.phase;
+        lastWrite = now;
+        void write(status).catch((err: unknown) => logger.warn({ err: describeError(err), job: job.id }, 'progress not written'));
+      }
+    };
+    try {
+      const report = await restore(this.d.deps, job.request, onProgress);
+      if (cur.handedBack) {
+        // Another restorer runs this job now; an instance made here would be a stray.
+        if (report.pid !== undefined) await this.stopProcess(report.pid, report.url);
+        if (report.dir) await rm(report.dir, { recursive: true, force: true });
+        return;
+      }
+      if (job.request.spawn && report.url && report.pid !== undefined && report.dir) {
+        const rec: InstanceRecord = {
+          id: job.id,
+          url: report.url,
+          pid: report.pid,
+          dir: report.dir,
+          node: report.node,
+          cutoff: { epoch: report.epoch, seq: report.cutoff.seq, tsUs: report.cutoff.tsUs, time: report.cutoff.time },
+          createdAt: new Date().toISOString(),
+          host: os.hostname(),
+        };
+        await putInstance(nc, rec);
+      }
+      status = { ...status, state: 'done', report };
+      await write(status);
+      await m.ackAck();
+      this.s.jobsDone++;
+      this.s.lastJobSeconds = report.seconds;
+      this.s.jobSecondsTotal += report.seconds;
+      logger.info({ job: job.id, seconds: report.seconds, events: report.eventsReplayed, keys: report.keys, url: report.url }, 'restore job done');
+    } catch (err) {
+      if (cur.handedBack) return;
+      const fe = err instanceof FlashbackError ? err : new FlashbackError(ErrorCode.Internal, describeError(err), { cause: err });
+      const error = { code: fe.code, message: describeError(fe) };
+      if (fe.retryable && attempt < maxAttempts && !this.closing) {
+        status = { ...status, state: 'queued', error };
+        await write(status);
+        m.nak(1_000 * attempt);
+        this.s.jobsRequeued++;
+        logger.warn({ job: job.id, attempt, err: error.message }, 'restore job failed; retrying');
+      } else {
+        status = { ...status, state: 'failed', error };
+        await write(status);
+        await m.ackAck();
+        this.s.jobsFailed++;
+        logger.error({ job: job.id, attempt, err: error.message }, 'restore job failed');
+      }
+    } finally {
+      clearInterval(keepAlive);
+    }
+  }
+
+  private async readJob(id: string): Promise<RestoreJobStatus | undefined> {
+    try {
+      return await getJob(this.d.nc, id);
+    } catch (err) {
+      if (err instanceof FlashbackError && err.code === ErrorCode.NotFound) return undefined;
+      throw err;
+    }
+  }
+
+  /** Serves `flashback.instances.stop.<host>`: stops the process, removes its files, forgets it. */
+  private async serveStop(id: string | undefined): Promise<StopInstanceReply> {
+    const { nc, logger, instancesDir } = this.d;
+    try {
+      if (typeof id !== 'string') throw new FlashbackError(ErrorCode.BadInput, 'instance stop request without an id');
+      const rec = await getInstance(nc, id);
+      if (rec.host !== os.hostname()) throw new FlashbackError(ErrorCode.BadInput, `instance "${id}" runs on host "${rec.host}", not on "${os.hostname()}"`);
+      await this.stopProcess(rec.pid, rec.url);
+      const dir = path.resolve(rec.dir);
+      // Only a dir we create is removed: the record comes from a shared bucket.
+      if (dir.startsWith(path.resolve(instancesDir) + path.sep)) await rm(dir, { recursive: true, force: true });
+      else logger.warn({ id, dir }, 'instance files are outside this restorer\'s instances dir; left in place');
+      await deleteInstance(nc, id);
+      this.s.instancesStopped++;
+      logger.info({ id, url: rec.url, pid: rec.pid }, 'instance stopped');
+      return { ok: true };
+    } catch (err) {
+      const fe = err instanceof FlashbackError ? err : new FlashbackError(ErrorCode.Internal, describeError(err));
+      return { ok: false, error: { code: fe.code, message: describeError(fe) } };
+    }
+  }
+
+  /** Stops a spawned redis-server: SHUTDOWN NOSAVE, then signals by pid if it still runs (and is a redis-server). */
+  private async stopProcess(pid: number, url: string | undefined): Promise<void> {
+    if (!isRedisServer(pid)) return;
+    if (url) {
+      const r = new Redis(url, { lazyConnect: true, connectTimeout: 2_000, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
+      r.on('error', () => undefined);
+      try {
+        await r.connect();
+        await r.call('SHUTDOWN', 'NOSAVE').catch(() => undefined);
+      } catch {
+        // Unreachable: the signal below does it.
+      } finally {
+        r.disconnect();
+      }
+    }
+    if (isRedisServer(pid)) await stopPid(pid, { timeoutMs: 5_000 });
+    else {
+      const deadline = Date.now() + 5_000;
+      while (isPidAlive(pid) && Date.now() < deadline) await delay(20);
+    }
+  }
+
+  close(): Promise<void> {
+    return (this.closed ??= this.doClose());
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  private async doClose(): Promise<void> {
+    const { nc, store, logger, closeTimeoutMs } = this.d;
+    this.closing = true;
+    const cur = this.current;
+    let handedBack = false;
+    if (cur) {
+      let timer: NodeJS.Timeout | undefined;
+      const finished = await Promise.race([cur.done.then(() => true), new Promise<boolean>((res) => (timer = setTimeout(() => res(false), closeTimeoutMs)))]);
+      clearTimeout(timer);
+      if (!finished) {
+        cur.handedBack = true;
+        handedBack = true;
+        const prev = await this.readJob(cur.id).catch(() => undefined);
+        if (prev && !isFinal(prev.state)) {
+          await putJob(nc, { ...prev, state: 'queued', error: { code: ErrorCode.Connection, message: `restorer ${this.d.id} stopped while running it; handed back to the queue` } }).catch(() => undefined);
+        }
+        cur.msg.nak();
+        this.s.jobsRequeued++;
+        logger.warn({ job: cur.id }, 'restore job handed back: it did not finish before the close timeout');
+      }
+    }
+    // A job handed back may never settle (a target that stopped answering); the loop then ends with the process.
+    if (!handedBack) await this.loop?.catch(() => undefined);
+    this.stopSub?.unsubscribe();
+    for (const f of this.closers) await f().catch(() => undefined);
+    await nc.drain().catch(() => nc.close());
+    await store.close();
+    logger.info(this.stats(), 'restorer stopped');
+  }
+}
+
+/** Whether pid is a live redis-server (Linux /proc); elsewhere, whether it is alive at all. */
+function isRedisServer(pid: number): boolean {
+  if (!isPidAlive(pid)) return false;
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('redis-server');
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ENOENT' || !readDirOk('/proc');
+  }
+}
+
+function readDirOk(dir: string): boolean {
+  try {
+    readFileSync(path.join(dir, 'self', 'stat'));
+    return true;
+  } catch {
+    return false;
+  }
+}
