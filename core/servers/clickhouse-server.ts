@@ -69,12 +69,12 @@ export async function startClickHouseServer(o: ClickHouseServerOptions = {}): Pr
       removeDir: o.dir === undefined,
       // It waits for open keep-alive connections (up to keep_alive_timeout) before it exits.
       stopTimeoutMs: 15_000,
-      probe: async () => {
+      probe: async (_pid, signal) => {
         // The log is ours alone, so this tells our server from another one that took the port.
         // `connection: close` everywhere here: an idle keep-alive socket of ours would delay its shutdown.
         const log = await readFile(logFile, 'utf8').catch(() => '');
         if (!log.includes('Ready for connections')) return false;
-        const res = await fetch(`${url}/ping`, { headers: { connection: 'close' }, signal: AbortSignal.timeout(1_000) });
+        const res = await fetch(`${url}/ping`, { headers: { connection: 'close' }, signal });
         return res.ok && (await res.text()).trim() === 'Ok.';
       },
     });

@@ -58,11 +58,11 @@ export async function startNatsServer(o: NatsServerOptions = {}): Promise<NatsSe
       detached,
       readyTimeoutMs,
       removeDir: o.dir === undefined,
-      probe: async () => {
+      probe: async (_pid, signal) => {
         // The monitor answers before the client port listens; the log line comes after both, and the log is ours alone.
         const log = await readFile(logFile, 'utf8').catch(() => '');
         if (!log.includes('Server is ready')) return false;
-        const res = await fetch(`${monitorUrl}/healthz?js-enabled-only=true`, { signal: AbortSignal.timeout(1_000) });
+        const res = await fetch(`${monitorUrl}/healthz?js-enabled-only=true`, { signal });
         return res.ok;
       },
     });

@@ -1,8 +1,9 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { RawRedis } from '../raw-redis.js';
-import { RespError } from '../resp.js';
+import net from 'node:net';
+import { ConnectionError } from '../errors.js';
+import { encodeCommand, RespError, RespReader, type RespValue } from '../resp.js';
 import { freePort } from './free-port.js';
 import { resolveBinary, retryOnPortInUse, spawnServer, urlHost, type ServerProcess } from './server-process.js';
 
@@ -26,7 +27,7 @@ export interface RedisServerOptions {
 
 /**
  * Starts redis-server with `--save "" --appendonly no --enable-debug-command local`, its log in `dir/redis.log`,
- * and resolves once it answers PING and has finished loading (INFO persistence `loading:0`).
+ * and resolves once it answers INFO as this very process (`process_id`) and has finished loading (`loading:0`).
  */
 export async function startRedisServer(o: RedisServerOptions = {}): Promise<ServerProcess> {
   const { host = '127.0.0.1', args = [], detached = false, readyTimeoutMs = 30_000 } = o;
@@ -35,7 +36,6 @@ export async function startRedisServer(o: RedisServerOptions = {}): Promise<Serv
     const port = o.port ?? (await freePort(host));
     const dir = o.dir ?? mkdtempSync(path.join(os.tmpdir(), 'flashback-redis-'));
     const logFile = path.join(dir, 'redis.log');
-    const target = { host, port, db: 0, tls: false };
     return spawnServer({
       name: 'redis-server',
       bin,
@@ -52,28 +52,51 @@ export async function startRedisServer(o: RedisServerOptions = {}): Promise<Serv
       detached,
       readyTimeoutMs,
       removeDir: o.dir === undefined,
-      probe: async (pid) => {
-        const conn = await RawRedis.connect(target, { timeoutMs: 1_000 });
-        try {
-          const info = await conn.call(['INFO', 'server', 'persistence']);
-          if (!Buffer.isBuffer(info)) return false;
-          const text = info.toString('latin1');
-          // Another server may hold the port we picked; only ours counts.
-          return text.includes(`\r\nprocess_id:${pid}\r\n`) && text.includes('\r\nloading:0\r\n');
-        } finally {
-          conn.close();
-        }
+      probe: async (pid, signal) => {
+        const info = await redisCall(host, port, ['INFO', 'server', 'persistence'], signal);
+        if (!Buffer.isBuffer(info)) return false;
+        const text = info.toString('latin1');
+        // Another server may hold the port we picked; only ours counts.
+        return text.includes(`\r\nprocess_id:${pid}\r\n`) && text.includes('\r\nloading:0\r\n');
       },
       shutdown: async () => {
-        const conn = await RawRedis.connect(target, { timeoutMs: 1_000 });
-        try {
-          // NOW: do not wait for lagging replicas (a capture agent's PSYNC link counts as one).
-          const reply = await conn.call(['SHUTDOWN', 'NOSAVE', 'NOW']).catch(() => undefined);
-          if (reply instanceof RespError) throw new Error(reply.message);
-        } finally {
-          conn.close();
-        }
+        // NOW: do not wait for lagging replicas (a capture agent's PSYNC link counts as one).
+        // Success closes the connection without a reply; an error reply means it refused.
+        const reply = await redisCall(host, port, ['SHUTDOWN', 'NOSAVE', 'NOW'], AbortSignal.timeout(5_000)).catch(() => undefined);
+        if (reply instanceof RespError) throw new Error(reply.message);
       },
     });
   }, o.port === undefined);
+}
+
+/**
+ * One command on a fresh connection, abandoned when `signal` aborts. Not RawRedis: its handshake
+ * PING has no deadline, and a probe must not hang on a port some other program holds.
+ */
+function redisCall(host: string, port: number, argv: readonly string[], signal: AbortSignal): Promise<RespValue> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host, port });
+    const reader = new RespReader();
+    const done = (err: Error | undefined, value?: RespValue) => {
+      signal.removeEventListener('abort', onAbort);
+      socket.destroy();
+      if (err) reject(err);
+      else resolve(value!);
+    };
+    const onAbort = () => done(new ConnectionError(`redis-server at ${host}:${port} did not answer ${argv[0]} in time`));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    socket.on('connect', () => socket.write(encodeCommand(argv)));
+    socket.on('data', (chunk: Buffer) => {
+      reader.push(chunk);
+      try {
+        const value = reader.read();
+        if (value !== undefined) done(undefined, value);
+      } catch (err) {
+        done(err as Error);
+      }
+    });
+    socket.on('error', (err) => done(new ConnectionError(`redis-server at ${host}:${port}: ${err.message}`, { cause: err })));
+    socket.on('close', () => done(new ConnectionError(`redis-server at ${host}:${port} closed the connection`)));
+  });
 }

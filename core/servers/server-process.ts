@@ -167,8 +167,11 @@ export interface SpawnServerSpec {
   /** Keep running after our process exits (own process group, not waited for). */
   detached: boolean;
   readyTimeoutMs: number;
-  /** Resolves true once the server serves requests; called repeatedly until it does or the deadline passes. */
-  probe: (pid: number) => Promise<boolean>;
+  /**
+   * Resolves true once the server serves requests; called repeatedly until it does or the deadline passes.
+   * `signal` aborts when this attempt is abandoned: release its sockets then.
+   */
+  probe: (pid: number, signal: AbortSignal) => Promise<boolean>;
   /** Asks the server to exit cleanly; SIGTERM is sent when absent or when it throws. */
   shutdown?: () => Promise<void>;
   /** Remove `dir` once the process is gone (the launcher created it). */
@@ -220,10 +223,17 @@ export async function spawnServer(spec: SpawnServerSpec): Promise<ServerProcess>
   let lastProbeError: unknown;
   for (;;) {
     if (exitInfo !== undefined) return fail(`${exitInfo} before it was ready`);
+    // A probe may hang (something else holds the port and never answers): bound it, and stop waiting when the process exits.
+    const attempt = new AbortController();
+    const timer = setTimeout(() => attempt.abort(), 2_000);
     try {
-      if (await probe(child.pid!)) break;
+      const aborted = new Promise<never>((_, reject) => attempt.signal.addEventListener('abort', () => reject(new Error('probe timed out')), { once: true }));
+      if (await Promise.race([probe(child.pid!, attempt.signal), aborted, exited.then(() => false)])) break;
     } catch (err) {
       lastProbeError = err;
+    } finally {
+      clearTimeout(timer);
+      attempt.abort();
     }
     if (exitInfo !== undefined) return fail(`${exitInfo} before it was ready`);
     if (Date.now() >= deadline) return fail(`was not ready after ${readyTimeoutMs} ms; raise readyTimeoutMs if it loads a large dataset`, lastProbeError);
