@@ -24,7 +24,7 @@ export interface NatsOptions {
   name: string;
   /** Time to wait for the first connection, ms. @default 5_000 */
   connectTimeoutMs?: number;
-  /** First reconnect delay, ms; doubles per failed attempt up to `maxReconnectDelayMs`, with ±50 % jitter. Reconnects never stop. @default 250 */
+  /** Shortest reconnect delay, ms; the delay grows with the outage (about half of it) up to `maxReconnectDelayMs`, with ±50 % jitter. Reconnects never stop. @default 250 */
   reconnectDelayMs?: number;
   /** Upper bound of the reconnect delay, ms. @default 10_000 */
   maxReconnectDelayMs?: number;
@@ -62,7 +62,10 @@ export function parseNatsServers(url: string): string[] {
 export async function connectNats(o: NatsOptions): Promise<NatsConnection> {
   const { url, name, connectTimeoutMs = 5_000, reconnectDelayMs = 250, maxReconnectDelayMs = 10_000, logger } = o;
   const servers = parseNatsServers(url);
-  let attempt = 0;
+  // The client calls the delay handler on every turn of its dial loop, also while it merely waits,
+  // so the delay is a function of the time since the connection was lost, not of a call count:
+  // about half the outage so far (exponential in effect), jittered, within the bounds.
+  let lostAt: number | undefined;
   let nc: NatsConnection;
   try {
     nc = await connect({
@@ -71,16 +74,19 @@ export async function connectNats(o: NatsOptions): Promise<NatsConnection> {
       timeout: connectTimeoutMs,
       maxReconnectAttempts: -1,
       reconnectDelayHandler: () => {
-        const base = Math.min(maxReconnectDelayMs, reconnectDelayMs * 2 ** Math.min(attempt++, 20));
+        const now = Date.now();
+        lostAt ??= now;
+        const base = Math.min(maxReconnectDelayMs, Math.max(reconnectDelayMs, (now - lostAt) / 2));
         return Math.round(base * (0.5 + Math.random()));
       },
     });
   } catch (cause) {
     throw new ConnectionError(`cannot connect to NATS at ${url}; is nats-server -js running there?`, { cause });
   }
+  lostAt = undefined;
   void (async () => {
     for await (const s of nc.status()) {
-      if (s.type === 'reconnect') attempt = 0;
+      if (s.type === 'reconnect') lostAt = undefined;
       if (!logger) continue;
       switch (s.type) {
         case 'disconnect':

@@ -1,9 +1,12 @@
-// Sink with real nats-server -js and clickhouse-server: every column and replay byte stored, restart and duplicates lose and double nothing, insert failures retried, clear startup errors.
+// Sink with real nats-server -js and clickhouse-server: every column and replay byte stored, restart and duplicates lose and double nothing, insert failures retried, consumer loss and NATS restarts survived, clear startup errors.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import { baselineSubject, type BaselineRecord } from '../core/baseline.js';
 import { openClickHouse, type Store } from '../core/clickhouse.js';
 import { ConfigError, ConnectionError } from '../core/errors.js';
@@ -15,6 +18,7 @@ import { connectNats, ensureEventStream, type NatsConnection } from '../core/nat
 import { RespReader, type RespValue } from '../core/resp.js';
 import { sqlString } from '../core/sql-literal.js';
 import { freePort } from '../core/servers/free-port.js';
+import { startNatsServer } from '../core/servers/nats-server.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
 import { startSink, type Sink } from '../sink/index.js';
 import { testClickHouse, testNats } from './helpers/servers.js';
@@ -261,4 +265,42 @@ test('an unreachable ClickHouse or NATS, or a malformed URL, gives one clear err
   });
   await assert.rejects(startSink({ natsUrl: nats.url, clickhouseUrl: 'clickhouse:8123', logger: silentLogger }), ConfigError);
   await assert.rejects(startSink({ natsUrl: 'nats://bad host', clickhouseUrl: clickhouse.url, logger: silentLogger }), ConfigError);
+});
+
+test('the sink carries on when its consumer is deleted and when nats-server restarts', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'flashback-sink-nats-'));
+  let own = await startNatsServer({ dir });
+  const port = own.port;
+  const node = `n-${randomUUID()}`;
+  const epoch = Date.now();
+  const events = Array.from({ length: 300 }, (_, i) => ev(node, epoch, i + 1));
+  const pub = await connectNats({ url: own.url, name: 'sink-test-restart', reconnectDelayMs: 20, maxReconnectDelayMs: 200 });
+  const sink = await startSink({ natsUrl: own.url, clickhouseUrl: clickhouse.url, logger: silentLogger, flushIntervalMs: 50, retryDelayMs: 20, maxRetryDelayMs: 200 });
+  try {
+    const pjs = jetstream(pub);
+    const send = async (from: number, to: number) => {
+      for (let i = from; i < to; i += 10) {
+        const chunk = events.slice(i, i + 10);
+        await pjs.publish(eventSubject(node), encodeBatch({ node, epoch, events: chunk }), { msgID: messageId(node, epoch, chunk[0]!.seq) });
+      }
+    };
+    await send(0, 100);
+    await waitFor('100 rows', () => counts(node), (c) => c.u === 100);
+
+    await (await jetstreamManager(pub)).consumers.delete('FLASHBACK_EVENTS', 'flashback-sink');
+    await send(100, 200);
+    await waitFor('200 rows after the consumer was deleted', () => counts(node), (c) => c.u === 200);
+
+    await own.stop();
+    own = await startNatsServer({ dir, port });
+    await waitFor('publisher reconnected', () => jetstreamManager(pub).then((m) => m.getAccountInfo()).then(() => true, () => false), (ok) => ok);
+    await send(200, 300);
+    await waitFor('300 rows after nats-server restarted', () => counts(node), (c) => c.u === 300);
+    await waitFor('healthy', async () => sink.health(), (h) => h.ok && h.natsConnected);
+  } finally {
+    await sink.close();
+    await pub.close();
+    await own.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
