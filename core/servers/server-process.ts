@@ -156,16 +156,23 @@ function attach(child: ChildProcess): void {
 export interface SpawnServerSpec {
   /** Name for messages, e.g. `redis-server`. */
   name: string;
+  /** Executable path (see {@link resolveBinary}). */
   bin: string;
+  /** Its full argument list. */
   args: readonly string[];
+  /** Interface it binds; reported as `ServerProcess.host`. */
   host: string;
+  /** Port clients use; reported as `ServerProcess.port` and named in errors. */
   port: number;
+  /** Its data dir, also the working directory of the process. */
   dir: string;
+  /** Reported as `ServerProcess.url`. */
   url: string;
   /** Receives the process's stdout and stderr (the server may log there too). */
   logFile: string;
   /** Keep running after our process exits (own process group, not waited for). */
   detached: boolean;
+  /** How long `probe` may take to say yes before the start fails. */
   readyTimeoutMs: number;
   /**
    * Resolves true once the server serves requests; called repeatedly until it does or the deadline passes.
