@@ -88,7 +88,7 @@ export class ApiClient {
       const e = (parsed as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
       const message = typeof e?.message === 'string' ? e.message : `${method} ${path} answered ${res.status} ${res.statusText}`;
       const code = typeof e?.code === 'string' && KNOWN_CODES.has(e.code) ? (e.code as ErrorCode) : res.status === 401 || res.status === 403 ? ErrorCode.Config : res.status >= 500 ? ErrorCode.Internal : ErrorCode.BadInput;
-      const hint = res.status === 401 || res.status === 403 ? ' (set --token or FLASHBACK_API_TOKEN)' : '';
+      const hint = res.status === 401 ? ' (set --token or FLASHBACK_API_TOKEN)' : '';
       throw new FlashbackError(code, message + hint, { retryable: res.status === 503 });
     }
     if (parsed === undefined && text !== '') return text as T;
