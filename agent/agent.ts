@@ -1,7 +1,7 @@
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ObjectStore } from '@nats-io/obj';
-import { baselineSubject, MARKER_CHANNEL, type BaselineRecord } from '../core/baseline.js';
+import { baselineSubject, HEARTBEAT_MESSAGE, MARKER_CHANNEL, type BaselineRecord } from '../core/baseline.js';
 import { CommandTable } from '../core/command-table.js';
 import { describeError } from '../core/errors.js';
 import type { FlashbackEvent } from '../core/event.js';
@@ -38,6 +38,8 @@ export interface AgentOptions {
   maxQueuedBytes?: number;
   /** How often output buffer, lag and rates are sampled. @default 1_000 */
   metricsIntervalMs?: number;
+  /** When Redis has been idle this long, the agent ECHOes a heartbeat so the restorable window reaches now. @default 1_000 */
+  heartbeatIntervalMs?: number;
   /** Port for GET /health and /metrics; undefined = none. */
   healthPort?: number;
   /** Stream retention (max age). @default 7 days */
@@ -96,6 +98,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     maxMonitorOutputBytes = 64 * 1024 * 1024,
     maxQueuedBytes = 256 * 1024 * 1024,
     metricsIntervalMs = 1_000,
+    heartbeatIntervalMs = 1_000,
     retentionMs,
     logger: rootLogger = silentLogger,
   } = options;
@@ -116,7 +119,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     const skewUs = await clockSkewUs(control);
     const agent = new CaptureAgent({
       target, node, table, control, controlAddr, nc, js, store, skewUs, logger,
-      baselineIntervalMs, baselineEveryEvents, baselineDigest, maxMonitorOutputBytes, maxQueuedBytes, metricsIntervalMs,
+      baselineIntervalMs, baselineEveryEvents, baselineDigest, maxMonitorOutputBytes, maxQueuedBytes, metricsIntervalMs, heartbeatIntervalMs,
       notify: notify.error === undefined,
     });
     await agent.start();
@@ -169,6 +172,7 @@ interface CaptureDeps {
   maxMonitorOutputBytes: number;
   maxQueuedBytes: number;
   metricsIntervalMs: number;
+  heartbeatIntervalMs: number;
   notify: boolean;
 }
 
@@ -190,6 +194,8 @@ class CaptureAgent implements Agent {
   private closed = false;
   private closers: (() => Promise<void>)[] = [];
   private metricsTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private lastEventAt = Date.now();
   private baselineTimer: NodeJS.Timeout | undefined;
   private probeInFlight = false;
   private readonly lag = new LagTracker();
@@ -227,6 +233,15 @@ class CaptureAgent implements Agent {
     this.metricsTimer.unref();
     this.baselineTimer = setInterval(() => void this.baseline().catch(() => undefined), this.d.baselineIntervalMs);
     this.baselineTimer.unref();
+    this.heartbeatTimer = setInterval(() => {
+      if (Date.now() - this.lastEventAt >= this.d.heartbeatIntervalMs) this.heartbeat();
+    }, Math.max(10, Math.floor(this.d.heartbeatIntervalMs / 2)));
+    this.heartbeatTimer.unref();
+  }
+
+  /** ECHOes the heartbeat; its MONITOR line becomes a heartbeat event. */
+  heartbeat(): void {
+    this.d.control.call(['ECHO', HEARTBEAT_MESSAGE]).catch(() => undefined);
   }
 
   private async startEpoch(reason: string): Promise<void> {
@@ -248,6 +263,7 @@ class CaptureAgent implements Agent {
       ownClients: new Set([d.controlAddr]),
       markerChannel: MARKER_CHANNEL,
       emit: (events) => {
+        this.lastEventAt = Date.now();
         this.totals.captured += events.length;
         publisher.enqueue(events);
       },
@@ -454,6 +470,7 @@ class CaptureAgent implements Agent {
     this.closed = true;
     clearInterval(this.metricsTimer);
     clearInterval(this.baselineTimer);
+    clearInterval(this.heartbeatTimer);
     const run = this.run;
     if (run) {
       run.ended = true;

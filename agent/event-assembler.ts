@@ -1,4 +1,5 @@
 import type { CommandSpec, CommandTable } from '../core/command-table.js';
+import { HEARTBEAT_MESSAGE } from '../core/baseline.js';
 import { EventKind, type FlashbackEvent } from '../core/event.js';
 import type { MonitorLine } from '../core/monitor-line.js';
 import { normalizeArgv } from './normalize.js';
@@ -41,6 +42,7 @@ interface Pending {
 
 const SCRIPT_CALLS = new Set(['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro']);
 const DEL = Buffer.from('DEL');
+const HEARTBEAT = Buffer.from(HEARTBEAT_MESSAGE);
 
 /**
  * Turns MONITOR lines into the ordered, gapless event stream of one epoch:
@@ -184,6 +186,25 @@ export class EventAssembler {
 
   private ownLine(line: MonitorLine): void {
     const { argv } = line;
+    if (argv.length === 2 && argv[1]!.equals(HEARTBEAT) && argv[0]!.toString('latin1').toLowerCase() === 'echo') {
+      this.o.emit([
+        {
+          node: this.o.node,
+          epoch: this.o.epoch,
+          seq: ++this.seq,
+          tsUs: line.tsUs,
+          db: line.db,
+          client: line.client,
+          kind: EventKind.Heartbeat,
+          command: 'ECHO',
+          keys: [],
+          args: argv,
+          replay: [],
+          tx: 0,
+        },
+      ]);
+      return;
+    }
     if (argv.length !== 3 || this.o.table.lookup(argv)?.name !== 'publish' || argv[1]!.toString('latin1') !== this.o.markerChannel) return;
     const event: FlashbackEvent = {
       node: this.o.node,

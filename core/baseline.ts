@@ -4,6 +4,14 @@ import { subjectToken } from './event.js';
 export const MARKER_CHANNEL = '__flashback__:marker';
 
 /**
+ * What the agent ECHOes when Redis is idle: its MONITOR line becomes a
+ * heartbeat event, proof that capture was complete up to that instant, so a
+ * window reaches "now" on an idle node. ECHO is not replicated nor written
+ * to the source's AOF.
+ */
+export const HEARTBEAT_MESSAGE = '__flashback__:heartbeat';
+
+/**
  * A stored baseline: the dataset at the position of its marker event, as the
  * RDB of a full resync plus the replication commands between the RDB and the
  * marker (the tail, RESP). Published by the agent on `baselineSubject(node)`

@@ -63,18 +63,18 @@ export async function resolveCutoff(db: QueryRunner, node: string, spec: CutoffS
   if (!Number.isSafeInteger(n) || n < 1) throw new InputError(ErrorCode.BadInput, `seq must be a positive integer, got ${n}`);
   const w = [...windows].reverse().find((x) => (spec.epoch === undefined || x.epoch === spec.epoch) && x.fromSeq <= n && n <= x.toSeq + (spec.beforeSeq !== undefined ? 1 : 0));
   if (!w) throw new RestoreWindowError(`no restorable window of node "${node}" holds seq ${n}${spec.epoch !== undefined ? ` in epoch ${spec.epoch}` : ''}; windows: ${list}`);
-  const txRows = await db.query<{ tx: string | number }>(
-    `SELECT any(tx) AS tx FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(w.epoch)} AND seq = ${sqlUInt(Math.min(n, w.toSeq))}`,
+  const txRows = await db.query<{ tx_id: string | number }>(
+    `SELECT any(tx) AS tx_id FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(w.epoch)} AND seq = ${sqlUInt(Math.min(n, w.toSeq))}`,
   );
-  const tx = Number(txRows[0]?.tx ?? 0);
+  const tx = Number(txRows[0]?.tx_id ?? 0);
   let seq: number;
   if (spec.toSeq !== undefined) {
     if (tx === 0) seq = n;
     else {
-      const end = await db.query<{ seq: string | number }>(
-        `SELECT max(seq) AS seq FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(w.epoch)} AND tx = ${sqlUInt(tx)}`,
+      const end = await db.query<{ last_seq: string | number }>(
+        `SELECT max(seq) AS last_seq FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(w.epoch)} AND tx = ${sqlUInt(tx)}`,
       );
-      seq = Number(end[0]?.seq ?? n);
+      seq = Number(end[0]?.last_seq ?? n);
     }
   } else {
     seq = (tx === 0 || n > w.toSeq ? n : tx) - 1;
@@ -82,10 +82,10 @@ export async function resolveCutoff(db: QueryRunner, node: string, spec: CutoffS
       throw new RestoreWindowError(`seq ${n} is the first event after the baseline at seq ${w.fromSeq} or earlier: nothing before it is restorable in epoch ${w.epoch}; windows: ${list}`);
     }
   }
-  const ts = await db.query<{ ts: string | number }>(
-    `SELECT any(ts_us) AS ts FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(w.epoch)} AND seq = ${sqlUInt(seq)}`,
+  const ts = await db.query<{ at_us: string | number }>(
+    `SELECT any(ts_us) AS at_us FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(w.epoch)} AND seq = ${sqlUInt(seq)}`,
   );
-  return { window: w, epoch: w.epoch, seq, tsUs: Number(ts[0]?.ts ?? 0), baselineSeq: pickBaseline(w, seq) };
+  return { window: w, epoch: w.epoch, seq, tsUs: Number(ts[0]?.at_us ?? 0), baselineSeq: pickBaseline(w, seq) };
 }
 
 /** The newest baseline that holds nothing after the cutoff: marker b holds events < b. */

@@ -10,6 +10,8 @@ export const EventKind = {
   Evicted: 'evicted',
   /** A baseline marker: the position of a baseline in the stream; replays as nothing. */
   Baseline: 'baseline',
+  /** The agent's idle heartbeat: capture was live and complete up to this instant (a window may end here); replays as nothing. */
+  Heartbeat: 'heartbeat',
 } as const;
 export type EventKind = (typeof EventKind)[keyof typeof EventKind];
 

@@ -19,7 +19,7 @@ export interface RetentionResult {
 
 /** SQL: per node, the newest baseline at or before the horizon (the one restoring to the horizon needs). */
 export function neededBaselinesSql(horizonUs: number): string {
-  return `SELECT node, max(ts_us) AS ts_us FROM flashback.baselines WHERE ts_us <= ${sqlUInt(horizonUs)} GROUP BY node`;
+  return `SELECT node, max(ts_us) AS keep_us FROM flashback.baselines WHERE ts_us <= ${sqlUInt(horizonUs)} GROUP BY node`;
 }
 
 /** SQL: day partitions of the events table, oldest first. */
@@ -39,9 +39,9 @@ export function eventPartitionsSql(): string {
 export async function applyRetention(o: { store: RetentionStore; objects?: ObjectStore; retentionMs: number; nowMs?: number; logger?: Logger }): Promise<RetentionResult> {
   const { store, objects, retentionMs, nowMs = Date.now(), logger = silentLogger } = o;
   const horizonUs = Math.max(0, Math.round((nowMs - retentionMs) * 1000));
-  const needed = await store.query<{ node: string; ts_us: number | string }>(neededBaselinesSql(horizonUs));
+  const needed = await store.query<{ node: string; keep_us: number | string }>(neededBaselinesSql(horizonUs));
   const keepFromTsUs: Record<string, number> = {};
-  for (const n of needed) keepFromTsUs[n.node] = Number(n.ts_us);
+  for (const n of needed) keepFromTsUs[n.node] = Number(n.keep_us);
   // Nodes with no baseline at or before the horizon keep everything from the horizon on.
   const nodes = await store.query<{ node: string }>(`SELECT DISTINCT node FROM flashback.events`);
   for (const n of nodes) keepFromTsUs[n.node] ??= horizonUs;

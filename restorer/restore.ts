@@ -2,18 +2,16 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { ObjectStore } from '@nats-io/obj';
 import { CaptureGapError, ErrorCode, FlashbackError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { silentLogger } from '../core/log.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
 import { formatTsUs } from '../core/time.js';
-import { createAofDir } from './aof-dir.js';
+import { createAofDir, writeBaseRdb } from './aof-dir.js';
 import { resolveCutoff, type CutoffSpec, type ResolvedCutoff } from '../core/cutoff.js';
 import { IncrWriter } from './incr-writer.js';
-import { copyToTarget, countKeys, digest, expireDueKeys, keepTtlRelativeScript, loadAofDir, saveRdb } from './materialize.js';
+import { copyToTarget, countKeys, digest, expireDueKeys, keepTtlRelativeScript, loadAofDir, saveRdb, TargetNotEmptyError } from './materialize.js';
 import type { EventStore } from './event-store.js';
 import type { RestoreProgress, RestoreReport } from '../core/restore-report.js';
 
@@ -56,6 +54,11 @@ export async function restore(deps: RestoreDeps, req: RestoreRequest, onProgress
   const dests = [req.spawn !== undefined, req.target !== undefined, req.rdb !== undefined].filter(Boolean).length;
   if (dests !== 1) throw new FlashbackError(ErrorCode.BadInput, 'give exactly one destination: --spawn, --target URL or --rdb FILE');
   onProgress({ phase: 'resolve', events: 0, totalEvents: 0 });
+  if (req.target !== undefined && !req.flush) {
+    // Refuse before any work: nothing is ever written to a non-empty target without --flush.
+    const keys = await countKeys(req.target);
+    if (keys > 0) throw new TargetNotEmptyError(`target ${req.target} is not empty (${keys} keys); restore into an empty instance, or add --flush to empty it first`, keys);
+  }
   const cut = await resolveCutoff(deps.events, req.node, req);
   const base = await deps.events.baseline(req.node, cut.epoch, cut.baselineSeq);
   const totalEvents = Math.max(0, cut.seq - cut.baselineSeq);
@@ -70,7 +73,7 @@ export async function restore(deps: RestoreDeps, req: RestoreRequest, onProgress
   try {
     const files = await createAofDir(dir);
     onProgress({ phase: 'baseline', events: 0, totalEvents });
-    await pipeline(await objectStream(deps.objects, base.rdbObject), createWriteStream(files.baseRdbPath));
+    await writeBaseRdb(files.baseRdbPath, await objectStream(deps.objects, base.rdbObject));
     const incr = new IncrWriter(createWriteStream(files.incrPath));
     await incr.writeTail(await objectBytes(deps.objects, base.tailObject));
     let replayed = 0;
@@ -142,10 +145,10 @@ function sanitize(s: string): string {
   return s.replace(/[^A-Za-z0-9_.-]/g, '_');
 }
 
-async function objectStream(objects: ObjectStore, name: string): Promise<Readable> {
+async function objectStream(objects: ObjectStore, name: string): Promise<ReadableStream<Uint8Array>> {
   const r = await objects.get(name);
   if (!r) throw new FlashbackError(ErrorCode.NotFound, `baseline object "${name}" is missing from the object store (deleted by retention?)`);
-  return Readable.fromWeb(r.data as import('node:stream/web').ReadableStream<Uint8Array>);
+  return r.data;
 }
 
 async function objectBytes(objects: ObjectStore, name: string): Promise<Buffer> {

@@ -16,8 +16,8 @@ after(async () => {
 });
 
 interface Row {
-  seq: string;
-  ts_us: string;
+  seq: number;
+  ts_us: number;
   db: number;
   client: string;
   kind: string;
@@ -26,7 +26,7 @@ interface Row {
   keys: string[];
   args: string[];
   replay: string;
-  tx: string;
+  tx: number;
 }
 
 function decodeReplay(b64: string): Buffer[] {
@@ -103,7 +103,7 @@ test('every mutation becomes one ordered, gapless, byte-exact row; reads and abo
     assert.ok(rows.some((x) => x.kind === 'baseline'), 'the baseline marker is an event');
     const commands = rows.filter((x) => x.kind === 'command');
     assert.equal(commands.length, expected.length, `rows: ${commands.map((x) => x.command).join(' ')}`);
-    let lastTx = '0';
+    let lastTx = 0;
     for (const [i, e] of expected.entries()) {
       const row = commands[i]!;
       const ts = Number(row.ts_us);
@@ -116,11 +116,12 @@ test('every mutation becomes one ordered, gapless, byte-exact row; reads and abo
       const replay = decodeReplay(row.replay);
       const want = e.replay ? e.replay(ts) : e.argv;
       assert.deepEqual(replay.map((b) => b.toString('hex')), want.map((b) => b.toString('hex')), `#${i} replay bytes`);
+      const tx = Number(row.tx);
       if (e.tx) {
-        assert.notEqual(row.tx, '0', `#${i} in a tx`);
-        if (expected[i - 1]?.tx && expected[i - 1]!.client === e.client) assert.equal(row.tx, lastTx, `#${i} same tx as the previous`);
-      } else assert.equal(row.tx, '0', `#${i} not in a tx`);
-      lastTx = row.tx;
+        assert.notEqual(tx, 0, `#${i} in a tx`);
+        if (expected[i - 1]?.tx && expected[i - 1]!.client === e.client) assert.equal(tx, lastTx, `#${i} same tx as the previous`);
+      } else assert.equal(tx, 0, `#${i} not in a tx`);
+      lastTx = tx;
     }
     assert.equal(commands[0]!.key, readableBytes(binKey));
     assert.deepEqual(commands.find((x) => x.command === 'DEL')!.keys, ['l', 'missing']);

@@ -11,7 +11,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { startRedisServer } from '../core/servers/redis-server.js';
 import { sqlString } from '../core/sql-literal.js';
 import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
-import { startSource, startStack, waitForEvents, type Stack } from './helpers/stack.js';
+import { startSource, startStack, waitForEvents, waitForWindow, type Stack } from './helpers/stack.js';
 import { testRedis } from './helpers/servers.js';
 
 let stack: Stack;
@@ -166,6 +166,8 @@ test('digest oracle: restoring to each recorded time gives the digest the source
       points.push({ ts: Date.now() * 1000, digest });
     }
     await synced(src);
+    // Idle now: the agent's heartbeat proves capture up to the last recorded point.
+    await waitForWindow(stack, src.node, points[points.length - 1]!.ts);
     for (const pt of points) {
       const report = await doRestore({ node: src.node, to: pt.ts, spawn: {} });
       assert.equal(report.digest, pt.digest, `digest at ${pt.ts}`);

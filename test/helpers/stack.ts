@@ -3,6 +3,7 @@ import { startAgent, type Agent } from '../../agent/index.js';
 import { openClickHouse, type Store } from '../../core/clickhouse.js';
 import { silentLogger } from '../../core/log.js';
 import { sqlString } from '../../core/sql-literal.js';
+import { restoreWindows } from '../../core/windows.js';
 import type { ServerProcess } from '../../core/servers/server-process.js';
 import { startSink, type Sink } from '../../sink/index.js';
 import { testClickHouse, testNats, testRedis } from './servers.js';
@@ -74,5 +75,13 @@ export async function waitForEvents(stack: Stack, node: string, count: number, t
   await waitFor(`${count} events of ${node} in ClickHouse`, async () => {
     const r = await stack.store.query<{ n: string }>(`SELECT uniqExact(seq) AS n FROM flashback.events WHERE node = ${sqlString(node)}`);
     return Number(r[0]?.n ?? 0) >= count ? true : undefined;
+  }, timeoutMs);
+}
+
+/** Waits until a restorable window of `node` covers `tsUs` (the agent's idle heartbeat extends windows to now). */
+export async function waitForWindow(stack: Stack, node: string, tsUs: number, timeoutMs = 20_000): Promise<void> {
+  await waitFor(`a window of ${node} covering ${tsUs}`, async () => {
+    const ws = await restoreWindows(stack.store, node);
+    return ws.some((w) => w.fromTsUs <= tsUs && tsUs <= w.toTsUs) ? true : undefined;
   }, timeoutMs);
 }
