@@ -109,14 +109,15 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const control = await RawRedis.connect(target, { clientName: 'flashback-control' });
   let nc: NatsConnection | undefined;
   try {
-    const table = await CommandTable.load(control);
-    const controlAddr = await clientAddr(control);
-    const notify = await ensureNotifyFlags(control, logger);
+    // Everything that can fail is checked before the source's configuration is touched.
     nc = await connectNats({ url: options.natsUrl, name: `flashback-agent ${node}`, logger });
     await ensureEventStream(nc, { maxAgeMs: retentionMs });
     const store = await ensureBaselineStore(nc);
     const js = jetstream(nc);
+    const table = await CommandTable.load(control);
+    const controlAddr = await clientAddr(control);
     const skewUs = await clockSkewUs(control);
+    const notify = await ensureNotifyFlags(control, logger);
     const agent = new CaptureAgent({
       target, node, table, control, controlAddr, nc, js, store, skewUs, logger,
       baselineIntervalMs, baselineEveryEvents, baselineDigest, maxMonitorOutputBytes, maxQueuedBytes, metricsIntervalMs, heartbeatIntervalMs,

@@ -45,7 +45,8 @@ export async function runDemo(o: DemoOptions): Promise<{ before: number; after: 
     const before = (await r.hkeys('userprofile')).length;
     say(`started at ${new Date(t0).toISOString()}, ended at ${new Date(times[times.length - 1]!).toISOString()}; hkeys userprofile | wc -l → ${before}`);
     // "Data risks occurred after the moment in the middle": restore to just after the middle write.
-    const midUs = times[Math.floor(writes / 2) - 1]! * 1000;
+    // Date.now() truncates: the middle write ran before the next whole ms, and the next write comes ≥ intervalMs later.
+    const midUs = (times[Math.floor(writes / 2) - 1]! + 1) * 1000;
     const window = await waitForWindow(api, node, midUs);
     say(`restorable window of ${node}: ${formatTsUs(window.fromTsUs)} – ${formatTsUs(window.toTsUs)}`);
     say(`restoring ${node} to ${formatTsUs(midUs)} into a new instance (POST /restores)`);

@@ -189,6 +189,9 @@ export function translateClickHouseError(err: unknown, where = 'ClickHouse'): Fl
   const ch = clickHouseCode(err);
   if (ch) {
     const { code, message } = ch;
+    if ((code === 81 || code === 60) && /flashback/.test(message)) {
+      return new FlashbackError(ErrorCode.NotFound, `${where} holds no flashback history yet (${message.split('\n')[0]}); start the sink (flashback sink or flashback up), which creates the tables`, { cause: err });
+    }
     if (code === 164) return new InputError(ErrorCode.ReadOnlySql, `only read-only queries may run here; ${where} refused: ${message}`, { cause: err });
     if (code === 158 || code === 396) return new InputError(ErrorCode.BadInput, `the result is too large (${message}); add a LIMIT, aggregate, or raise the row limit`, { cause: err });
     if (code === 159) return new InputError(ErrorCode.BadInput, `the query ran too long (${message}); narrow it (WHERE node = … AND time > …) or raise the time limit`, { cause: err });

@@ -38,6 +38,8 @@ function describeWindows(ws: RestoreWindow[]): string {
 export async function resolveCutoff(db: QueryRunner, node: string, spec: CutoffSpec): Promise<ResolvedCutoff> {
   const given = [spec.to !== undefined, spec.toSeq !== undefined, spec.beforeSeq !== undefined].filter(Boolean).length;
   if (given !== 1) throw new InputError(ErrorCode.BadInput, 'give exactly one cutoff: --to TIME, --to-seq N or --before-seq N');
+  // Validate the input before asking the store anything.
+  const askedTo = spec.to === undefined ? undefined : typeof spec.to === 'number' ? spec.to : parseCutoffTime(spec.to);
   const windows = await restoreWindows(db, node);
   if (windows.length === 0) {
     const nodes = await db.query<{ node: string }>(nodesSql());
@@ -49,7 +51,7 @@ export async function resolveCutoff(db: QueryRunner, node: string, spec: CutoffS
   }
   const list = describeWindows(windows);
   if (spec.to !== undefined) {
-    const t = typeof spec.to === 'number' ? spec.to : parseCutoffTime(spec.to);
+    const t = askedTo!;
     const w = [...windows].reverse().find((x) => x.fromTsUs <= t && t <= x.toTsUs);
     if (!w) throw new RestoreWindowError(`no restorable window of node "${node}" covers ${formatTsUs(t)}; windows: ${list}`);
     // Aliases must not shadow columns: 18.16 resolves `seq` in WHERE to the alias (error 184, aggregate in WHERE).

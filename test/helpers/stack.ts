@@ -25,17 +25,19 @@ export async function startStack(): Promise<Stack> {
   const store = await openClickHouse(clickhouse.url);
   await store.ensureSchema();
   const sink = await startSink({ natsUrl: nats.url, clickhouseUrl: clickhouse.url, logger: silentLogger, flushIntervalMs: 50 });
-  return {
+  const stack: Stack = {
     nats,
     clickhouse,
     store,
     sink,
     async close() {
-      await sink.close();
+      // stack.sink: a test may have replaced the sink it started with.
+      await stack.sink.close();
       await store.close();
       await Promise.all([nats.stop(), clickhouse.stop()]);
     },
   };
+  return stack;
 }
 
 /** A captured source: a fresh redis-server and an agent on it with a random node id. */

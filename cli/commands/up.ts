@@ -1,0 +1,64 @@
+import path from 'node:path';
+import type { ArgumentsCamelCase, Argv } from 'yargs';
+import { parseDuration } from '../../core/duration.js';
+import { createLogger } from '../../core/log.js';
+import { startRedisServer } from '../../core/servers/redis-server.js';
+import { ApiClient } from '../api-client.js';
+import { runDemo } from '../demo.js';
+import { startLocalStack } from '../local-stack.js';
+import { runUntilSignal } from '../run-service.js';
+
+export const command = 'up';
+export const describe = 'run the whole stack on this machine: nats-server, clickhouse-server, sink, restorer, API and one agent per --redis';
+
+export function builder(y: Argv) {
+  return y
+    .option('redis', { type: 'string', array: true, default: [] as string[], describe: 'Redis to capture (repeatable): redis://host:port' })
+    .option('data-dir', { type: 'string', default: './.flashback', describe: 'where NATS, ClickHouse, restored instances and the API token live' })
+    .option('api-port', { type: 'number', default: 7480, describe: 'API port (0 = a free one)' })
+    .option('nats', { type: 'string', describe: 'use this NATS instead of starting nats-server' })
+    .option('clickhouse', { type: 'string', describe: 'use this ClickHouse instead of starting clickhouse-server' })
+    .option('retention', { type: 'string', default: '7d', describe: 'history kept (e.g. 7d, 12h)' })
+    .option('demo', { type: 'boolean', default: false, describe: "also run the seed demo on a scratch Redis once the stack is up" })
+    .option('fast', { type: 'boolean', default: false, describe: 'with --demo: one write every 20 ms instead of every second' });
+}
+
+type Args = ArgumentsCamelCase<Awaited<ReturnType<typeof builder>['argv']>>;
+
+const say = (s: string) => process.stdout.write(`flashback: ${s}\n`);
+
+export async function handler(args: Args): Promise<void> {
+  const logger = createLogger('up');
+  const retentionMs = parseDuration(args.retention, '--retention');
+  const dataDir = path.resolve(args.dataDir);
+  const stack = await startLocalStack({
+    dataDir,
+    natsUrl: args.nats,
+    clickhouseUrl: args.clickhouse,
+    apiPort: args.apiPort,
+    redisUrls: args.redis.map(String),
+    retentionMs,
+    logger,
+  });
+  say(`api ${stack.apiUrl}`);
+  if (stack.tokenFile) say(`token ${stack.token} (shown once; saved in ${stack.tokenFile}; export FLASHBACK_API_TOKEN=…)`);
+  for (const a of stack.agents) say(`capturing ${a.node}`);
+  let demoRedis: Awaited<ReturnType<typeof startRedisServer>> | undefined;
+  const closeAll = async () => {
+    await stack.close();
+    await demoRedis?.stop();
+  };
+  if (args.demo) {
+    demoRedis = await startRedisServer({ dir: path.join(dataDir, 'demo-redis'), args: ['--repl-diskless-sync-delay', '0'] });
+    const agent = await stack.addAgent(demoRedis.url, 'demo');
+    say(`capturing ${agent.node} (scratch redis ${demoRedis.url})`);
+    await agent.baseline();
+    const api = new ApiClient(stack.apiUrl, stack.token);
+    void runDemo({ api, redisUrl: demoRedis.url, node: agent.node, intervalMs: args.fast ? 20 : 1_000 }).then(
+      () => say('demo done; the stack keeps running: try flashback sql, flashback windows, flashback restore (Ctrl-C stops it all)'),
+      (err: unknown) => say(`demo failed: ${(err as Error).message}`),
+    );
+  }
+  say('ready (Ctrl-C stops everything)');
+  await runUntilSignal({ close: closeAll }, logger);
+}

@@ -1,0 +1,118 @@
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { startAgent, type Agent } from '../agent/index.js';
+import { startApi, type Api } from '../api/index.js';
+import { ConfigError, describeError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { startClickHouseServer } from '../core/servers/clickhouse-server.js';
+import { startNatsServer } from '../core/servers/nats-server.js';
+import { isPidAlive } from '../core/servers/server-process.js';
+import type { ServerProcess } from '../core/servers/server-process.js';
+import { startRestorer } from '../restorer/index.js';
+import { startSink } from '../sink/index.js';
+
+/** Options of a whole stack on one machine (`flashback up`). */
+export interface LocalStackOptions {
+  /** Where NATS, ClickHouse, restored instances and the API token live. @default ./.flashback */
+  dataDir: string;
+  /** Use this NATS instead of starting one. */
+  natsUrl?: string;
+  /** Use this ClickHouse instead of starting one. */
+  clickhouseUrl?: string;
+  /** API port (0 = a free one). @default 7480 */
+  apiPort: number;
+  /** Redis nodes to capture, one agent each. */
+  redisUrls: string[];
+  /** History kept, ms. */
+  retentionMs: number;
+  logger: Logger;
+}
+
+/** A running stack; `close()` stops every part, children included, in reverse order. */
+export interface LocalStack {
+  apiUrl: string;
+  token: string;
+  /** Set when the token was generated now (print it once). */
+  tokenFile?: string;
+  natsUrl: string;
+  clickhouseUrl: string;
+  agents: Agent[];
+  addAgent(redisUrl: string, nodeId?: string): Promise<Agent>;
+  close(): Promise<void>;
+}
+
+/** Reads FLASHBACK_API_TOKENS, or the data dir's token, or makes one and stores it (mode 600). */
+async function apiToken(dataDir: string): Promise<{ token: string; tokens: string[]; created?: string }> {
+  const fromEnv = (process.env.FLASHBACK_API_TOKENS ?? '').split(',').map((t) => t.trim()).filter(Boolean);
+  if (fromEnv.length > 0) return { token: fromEnv[0]!, tokens: fromEnv };
+  const file = path.join(dataDir, 'api-token');
+  const existing = await readFile(file, 'utf8').then((t) => t.trim(), () => '');
+  if (existing) return { token: existing, tokens: [existing] };
+  const token = randomBytes(24).toString('base64url');
+  await writeFile(file, token + '\n', { mode: 0o600 });
+  await chmod(file, 0o600);
+  return { token, tokens: [token], created: file };
+}
+
+/** One `up` per data dir: a second one would fight over the servers' files. */
+async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
+  const file = path.join(dataDir, 'up.pid');
+  const other = Number(await readFile(file, 'utf8').catch(() => '0'));
+  if (other > 0 && other !== process.pid && isPidAlive(other)) {
+    throw new ConfigError(`another flashback up (pid ${other}) runs on ${dataDir}; stop it, or use another --data-dir`);
+  }
+  await writeFile(file, String(process.pid));
+  return () => rm(file, { force: true });
+}
+
+/** Starts NATS and ClickHouse (unless given), the sink, a restorer, the API and one agent per Redis. */
+export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack> {
+  const { logger } = o;
+  const dataDir = path.resolve(o.dataDir);
+  await mkdir(dataDir, { recursive: true });
+  const unlock = await lockDataDir(dataDir);
+  const closers: (() => Promise<unknown>)[] = [unlock];
+  const close = async () => {
+    for (const c of closers.splice(0).reverse()) {
+      await c().catch((err: unknown) => logger.warn({ err: describeError(err) }, 'error while stopping'));
+    }
+  };
+  try {
+    let natsUrl = o.natsUrl;
+    if (!natsUrl) {
+      await mkdir(path.join(dataDir, 'nats'), { recursive: true });
+      const nats: ServerProcess = await startNatsServer({ dir: path.join(dataDir, 'nats') });
+      closers.push(() => nats.stop());
+      natsUrl = nats.url;
+      logger.info({ url: nats.url, pid: nats.pid }, 'nats-server started');
+    }
+    let clickhouseUrl = o.clickhouseUrl;
+    if (!clickhouseUrl) {
+      await mkdir(path.join(dataDir, 'clickhouse'), { recursive: true });
+      const ch = await startClickHouseServer({ dir: path.join(dataDir, 'clickhouse') });
+      closers.push(() => ch.stop());
+      clickhouseUrl = ch.url;
+      logger.info({ url: ch.url, pid: ch.pid }, 'clickhouse-server started');
+    }
+    const sink = await startSink({ natsUrl, clickhouseUrl, logger: logger.child({ service: 'sink' }), retentionMs: o.retentionMs });
+    closers.push(() => sink.close());
+    const restorer = await startRestorer({ natsUrl, clickhouseUrl, instancesDir: path.join(dataDir, 'instances'), logger: logger.child({ service: 'restorer' }) });
+    closers.push(() => restorer.close());
+    const tok = await apiToken(dataDir);
+    const api: Api = await startApi({ port: o.apiPort, natsUrl, clickhouseUrl, tokens: tok.tokens, logger: logger.child({ service: 'api' }), retentionMs: o.retentionMs });
+    closers.push(() => api.close());
+    const agents: Agent[] = [];
+    const addAgent = async (redisUrl: string, nodeId?: string) => {
+      const agent = await startAgent({ redisUrl, nodeId, natsUrl: natsUrl!, retentionMs: o.retentionMs, logger: logger.child({ service: 'agent' }) });
+      agents.push(agent);
+      closers.push(() => agent.close());
+      return agent;
+    };
+    for (const url of o.redisUrls) await addAgent(url);
+    return { apiUrl: api.url, token: tok.token, tokenFile: tok.created, natsUrl, clickhouseUrl, agents, addAgent, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
