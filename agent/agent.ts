@@ -18,6 +18,7 @@ import { LagTracker } from './lag-tracker.js';
 import { MonitorSource } from './monitor-source.js';
 import { ensureNotifyFlags, subscribeServerChanges } from './notifications.js';
 import { EventPublisher } from './publisher.js';
+import { ExpiryCorrector } from './expiry-corrector.js';
 
 /** Options of one capture agent (one per Redis node). */
 export interface AgentOptions {
@@ -70,6 +71,10 @@ export interface AgentStats {
   baselines: number;
   lastBaselineSeq: number;
   serverChanges: number;
+  /** Relative expiries whose millisecond MONITOR left uncertain: corrected by 1 ms, confirmed, or left as computed. */
+  expiryCorrected: number;
+  expiryConfirmed: number;
+  expiryUncorrectable: number;
 }
 
 /** A running capture agent. */
@@ -108,6 +113,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
 
   const control = await RawRedis.connect(target, { clientName: 'flashback-control' });
   let nc: NatsConnection | undefined;
+  let probe: RawRedis | undefined;
   try {
     // Everything that can fail is checked before the source's configuration is touched.
     nc = await connectNats({ url: options.natsUrl, name: `flashback-agent ${node}`, logger });
@@ -116,10 +122,12 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     const js = jetstream(nc);
     const table = await CommandTable.load(control);
     const controlAddr = await clientAddr(control);
+    probe = await RawRedis.connect(target, { clientName: 'flashback-expiry' });
+    const probeAddr = await clientAddr(probe);
     const skewUs = await clockSkewUs(control);
     const notify = await ensureNotifyFlags(control, logger);
     const agent = new CaptureAgent({
-      target, node, table, control, controlAddr, nc, js, store, skewUs, logger,
+      target, node, table, control, controlAddr, probe, probeAddr, nc, js, store, skewUs, logger,
       baselineIntervalMs, baselineEveryEvents, baselineDigest, maxMonitorOutputBytes, maxQueuedBytes, metricsIntervalMs, heartbeatIntervalMs,
       notify: notify.error === undefined,
     });
@@ -133,6 +141,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     return agent;
   } catch (err) {
     control.close();
+    probe?.close();
     await nc?.close().catch(() => undefined);
     throw err;
   }
@@ -162,6 +171,9 @@ interface CaptureDeps {
   table: CommandTable;
   control: RawRedis;
   controlAddr: string;
+  /** Connection of the expiry corrector's PEXPIRETIME probes. */
+  probe: RawRedis;
+  probeAddr: string;
   nc: NatsConnection;
   js: JetStreamClient;
   store: ObjectStore;
@@ -182,6 +194,7 @@ interface EpochRun {
   epoch: number;
   publisher: EventPublisher;
   assembler: EventAssembler;
+  corrector: ExpiryCorrector;
   parser: MonitorParser;
   monitor: MonitorSource | undefined;
   lastTsUs: number;
@@ -256,20 +269,22 @@ class CaptureAgent implements Agent {
       logger: d.logger,
       onOverflow: () => void this.restartEpoch('publish backlog overflow: NATS too slow or unreachable'),
     });
-    const run: EpochRun = { epoch, publisher, assembler: undefined as never, parser: undefined as never, monitor: undefined, lastTsUs: 0, ended: false };
+    const run: EpochRun = { epoch, publisher, assembler: undefined as never, corrector: undefined as never, parser: undefined as never, monitor: undefined, lastTsUs: 0, ended: false };
     run.assembler = new EventAssembler({
       node: d.node,
       epoch,
       table: d.table,
-      ownClients: new Set([d.controlAddr]),
+      ownClients: new Set([d.controlAddr, d.probeAddr]),
       markerChannel: MARKER_CHANNEL,
       emit: (events) => {
         this.lastEventAt = Date.now();
         this.totals.captured += events.length;
-        publisher.enqueue(events);
+        run.corrector.process(events);
       },
       onMarker: (ev) => this.onMarker(ev),
+      onOwnLine: (line) => run.corrector.ownLine(line),
     });
+    run.corrector = new ExpiryCorrector(d.probe, run.assembler.uncertainExpiry, (events) => publisher.enqueue(events), d.logger);
     run.parser = new MonitorParser((line) => {
       run.lastTsUs = line.tsUs;
       run.assembler.push(line);
@@ -309,6 +324,7 @@ class CaptureAgent implements Agent {
     this.restarting = (async () => {
       old.ended = true;
       old.monitor?.close();
+      old.corrector.release();
       if (old.monitor) await this.d.control.call(['CLIENT', 'KILL', 'ID', old.monitor.clientId]).catch(() => undefined);
       this.d.logger.warn({ epoch: old.epoch, lastSeq: old.assembler.lastSeq, reason }, 'continuity lost: ending the epoch; a new epoch with a new baseline follows');
       // What the old epoch captured is still valid history: publish it.
@@ -433,6 +449,9 @@ class CaptureAgent implements Agent {
       baselines: this.totals.baselines,
       lastBaselineSeq: this.totals.lastBaselineSeq,
       serverChanges: this.totals.serverChanges,
+      expiryCorrected: run?.corrector.corrected ?? 0,
+      expiryConfirmed: run?.corrector.confirmed ?? 0,
+      expiryUncorrectable: run?.corrector.uncorrectable ?? 0,
     };
   }
 
@@ -463,6 +482,7 @@ class CaptureAgent implements Agent {
     const run = this.run;
     if (!run) return true;
     run.assembler.flush();
+    await run.corrector.drain();
     return run.publisher.flush(timeoutMs);
   }
 
@@ -477,12 +497,14 @@ class CaptureAgent implements Agent {
       run.ended = true;
       run.monitor?.close();
       run.assembler.flush();
+      run.corrector.release();
       const ok = await run.publisher.close(30_000);
       if (!ok) this.d.logger.error({ epoch: run.epoch, backlogBytes: run.publisher.backlogBytes }, 'shutdown: not everything captured reached JetStream');
     }
     await this.notifier?.close();
     for (const c of this.closers) await c().catch(() => undefined);
     this.d.control.close();
+    this.d.probe.close();
     await this.d.nc.drain().catch(() => undefined);
     this.d.logger.info(this.stats(), 'agent stopped');
   }

@@ -2,7 +2,7 @@ import type { CommandSpec, CommandTable } from '../core/command-table.js';
 import { HEARTBEAT_MESSAGE } from '../core/baseline.js';
 import { EventKind, type FlashbackEvent } from '../core/event.js';
 import type { MonitorLine } from '../core/monitor-line.js';
-import { normalizeArgv } from './normalize.js';
+import { normalizeArgv, relativeExpiryIndex } from './normalize.js';
 
 /** Options of an {@link EventAssembler}. */
 export interface AssemblerOptions {
@@ -24,6 +24,8 @@ export interface AssemblerOptions {
   emit: (events: FlashbackEvent[]) => void;
   /** Called after a marker event was emitted, so the agent learns its seq. */
   onMarker?: (event: FlashbackEvent) => void;
+  /** Called with every other line of an own client (the agent's probes), in stream order. */
+  onOwnLine?: (line: MonitorLine) => void;
 }
 
 /** A server-side change seen through a keyspace notification (not in MONITOR). */
@@ -38,6 +40,8 @@ export interface ServerEvent {
 interface Pending {
   line: MonitorLine;
   spec: CommandSpec;
+  /** Time of the line before this one (any client): the command cannot have started before it. */
+  prevTsUs: number;
 }
 
 const SCRIPT_CALLS = new Set(['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro']);
@@ -91,9 +95,11 @@ export class EventAssembler {
 
   /** Feeds one MONITOR line, in stream order. */
   push(line: MonitorLine): void {
+    const prevTsUs = this.lastLineTsUs;
+    this.lastLineTsUs = line.tsUs;
     const { client } = line;
     if (client === 'lua') {
-      this.pushLua(line);
+      this.pushLua(line, prevTsUs);
       return;
     }
     // Any non-lua line proves a running script has ended.
@@ -124,7 +130,7 @@ export class EventAssembler {
         this.scriptInMulti = client;
         this.execClient = client;
       } else if (spec.write) {
-        queued.push({ line, spec });
+        queued.push({ line, spec, prevTsUs });
         this.execClient = client;
       }
       return;
@@ -134,7 +140,7 @@ export class EventAssembler {
     } else if (SCRIPT_CALLS.has(name)) {
       this.script = { lines: [], tsUs: line.tsUs };
     } else if (spec.write) {
-      this.emitGroup([{ line, spec }], line.tsUs, false);
+      this.emitGroup([{ line, spec, prevTsUs }], line.tsUs, false);
     }
   }
 
@@ -167,7 +173,7 @@ export class EventAssembler {
     ]);
   }
 
-  private pushLua(line: MonitorLine): void {
+  private pushLua(line: MonitorLine, prevTsUs: number): void {
     const spec = this.o.table.lookup(line.argv);
     if (!spec) {
       this.unknown++;
@@ -175,14 +181,18 @@ export class EventAssembler {
     }
     const owner = this.scriptInMulti;
     if (owner !== undefined) {
-      if (spec.write) this.multis.get(owner)?.push({ line, spec });
+      if (spec.write) this.multis.get(owner)?.push({ line, spec, prevTsUs });
       return;
     }
     // lua lines without their EVAL (MONITOR attached mid-script) still form one script.
     this.script ??= { lines: [], tsUs: line.tsUs };
     this.script.tsUs = line.tsUs;
-    if (spec.write) this.script.lines.push({ line, spec });
+    if (spec.write) this.script.lines.push({ line, spec, prevTsUs });
   }
+
+  /** Events whose replay holds an absolute expiry derived from a relative one that may be 1 ms late: index of that value in `replay`. */
+  readonly uncertainExpiry = new WeakMap<FlashbackEvent, number>();
+  private lastLineTsUs = 0;
 
   private ownLine(line: MonitorLine): void {
     const { argv } = line;
@@ -205,7 +215,10 @@ export class EventAssembler {
       ]);
       return;
     }
-    if (argv.length !== 3 || this.o.table.lookup(argv)?.name !== 'publish' || argv[1]!.toString('latin1') !== this.o.markerChannel) return;
+    if (argv.length !== 3 || this.o.table.lookup(argv)?.name !== 'publish' || argv[1]!.toString('latin1') !== this.o.markerChannel) {
+      this.o.onOwnLine?.(line);
+      return;
+    }
     const event: FlashbackEvent = {
       node: this.o.node,
       epoch: this.o.epoch,
@@ -257,6 +270,13 @@ export class EventAssembler {
         replay: normalizeArgv(argv, line.tsUs, spec),
         tx: atomic ? first : 0,
       };
+      // MONITOR stamps a line just after its command ran; the command started after the previous line. When those
+      // two instants lie in different milliseconds, the source's expiry may be 1 ms earlier than computed.
+      const p = group[i]!;
+      if (Math.floor(p.prevTsUs / 1000) < Math.floor(line.tsUs / 1000)) {
+        const at = relativeExpiryIndex(spec, argv, events[i]!.replay);
+        if (at >= 0) this.uncertainExpiry.set(events[i]!, at);
+      }
     }
     this.o.emit(events);
   }

@@ -195,3 +195,35 @@ function normalizeRestore(argv: Buffer[], nowMs: number): Buffer[] {
   out.push(ABSTTL);
   return out;
 }
+
+/**
+ * Where `replay` holds an absolute expiry that normalizeArgv computed from a
+ * relative one (SET EX/PX, SETEX, PSETEX, GETEX EX/PX, EXPIRE, PEXPIRE,
+ * RESTORE ttl), or -1. The agent corrects that value when the MONITOR time
+ * leaves the source's millisecond uncertain (agent/expiry-corrector.ts).
+ */
+export function relativeExpiryIndex(spec: CommandSpec | undefined, argv: Buffer[], replay: Buffer[]): number {
+  if (!spec || replay === argv || replay.length === 0) return -1;
+  switch (spec.name) {
+    case 'set': {
+      if (!is(replay[0]!, 'set')) return -1;
+      const relative = argv.some((a, i) => i >= 3 && (is(a, 'ex') || is(a, 'px')));
+      if (!relative) return -1;
+      const at = replay.findIndex((a, i) => i >= 3 && is(a, 'pxat'));
+      return at >= 0 ? at + 1 : -1;
+    }
+    case 'setex':
+    case 'psetex':
+      return is(replay[0]!, 'set') ? 4 : -1;
+    case 'getex':
+      return is(replay[0]!, 'getex') && (is(argv[2]!, 'ex') || is(argv[2]!, 'px')) ? 3 : -1;
+    case 'expire':
+    case 'pexpire':
+      return is(replay[0]!, 'pexpireat') ? 2 : -1;
+    case 'restore':
+    case 'restore-asking':
+      return is(replay[0]!, spec.name) && replay.length === argv.length + 1 ? 2 : -1;
+    default:
+      return -1;
+  }
+}

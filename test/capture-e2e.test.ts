@@ -47,7 +47,7 @@ test('every mutation becomes one ordered, gapless, byte-exact row; reads and abo
     const addr = /addr=(\S+)/.exec(info)![1]!;
     const binKey = B([0x00, 0xff, 0x22, 0x5c, 0x0a, 0x20, 0x6b, 0xc3, 0xa9]); // NUL 0xFF " \ LF space k é
     const binVal = Buffer.concat([B([0, 1, 2, 0xfe, 0xff, 0x0d, 0x0a]), B('"quoted" \\ back'), Buffer.alloc(300_000, 0x61)]);
-    type Expect = { db: number; client: string; argv: Buffer[]; replay?: (ts: number) => Buffer[]; tx?: boolean };
+    type Expect = { db: number; client: string; argv: Buffer[]; replay?: () => Buffer[]; tx?: boolean };
     const expected: Expect[] = [];
     const times: [number, number][] = [];
     const run = async (fn: () => Promise<unknown>, ...exp: Expect[]) => {
@@ -69,11 +69,23 @@ test('every mutation becomes one ordered, gapless, byte-exact row; reads and abo
     await run(() => r.zadd('z', 1, 'a', 2.5, 'b'), c(['zadd', 'z', '1', 'a', '2.5', 'b']));
     await run(() => r.xadd('st', '1-1', 'f', 'v'), c(['xadd', 'st', '1-1', 'f', 'v']));
     await run(() => r.pfadd('hll', 'a', 'b'), c(['pfadd', 'hll', 'a', 'b']));
+    // Relative expiries replay as the exact absolute expiry the source set (PEXPIRETIME), not a 1 ms-late estimate.
+    let ttlExpiry = 0;
+    let hExpiry = 0;
     await run(
-      () => r.set('ttl', 'v', 'EX', 100),
-      c(['set', 'ttl', 'v', 'EX', '100'], { replay: (ts) => [B('set'), B('ttl'), B('v'), B('PXAT'), B(String(Math.floor(ts / 1000) + 100_000))] }),
+      async () => {
+        await r.set('ttl', 'v', 'EX', 100);
+        ttlExpiry = Number(await r.pexpiretime('ttl'));
+      },
+      c(['set', 'ttl', 'v', 'EX', '100'], { replay: () => [B('set'), B('ttl'), B('v'), B('PXAT'), B(String(ttlExpiry))] }),
     );
-    await run(() => r.expire('h', 200), c(['expire', 'h', '200'], { replay: (ts) => [B('PEXPIREAT'), B('h'), B(String(Math.floor(ts / 1000) + 200_000))] }));
+    await run(
+      async () => {
+        await r.expire('h', 200);
+        hExpiry = Number(await r.pexpiretime('h'));
+      },
+      c(['expire', 'h', '200'], { replay: () => [B('PEXPIREAT'), B('h'), B(String(hExpiry))] }),
+    );
     await run(() => r.set('ttl', 'other', 'NX'), c(['set', 'ttl', 'other', 'NX'])); // no-op write: recorded, replays as the same no-op
     await run(() => r.lpush('h', 'x'), c(['lpush', 'h', 'x'])); // WRONGTYPE: recorded, fails the same way on replay
     await run(() => r.select(2));
@@ -114,7 +126,7 @@ test('every mutation becomes one ordered, gapless, byte-exact row; reads and abo
       assert.deepEqual(row.args, e.argv.map(readableBytes), `#${i} args`);
       assert.ok(ts >= t0 - 2_000 && ts <= t1 + 2_000, `#${i} ts_us ${ts} within the command's wall time [${t0}, ${t1}]`);
       const replay = decodeReplay(row.replay);
-      const want = e.replay ? e.replay(ts) : e.argv;
+      const want = e.replay ? e.replay() : e.argv;
       assert.deepEqual(replay.map((b) => b.toString('hex')), want.map((b) => b.toString('hex')), `#${i} replay bytes`);
       const tx = Number(row.tx);
       if (e.tx) {
@@ -160,6 +172,46 @@ test('restarting the sink mid-stream loses and duplicates nothing', async () => 
     assert.equal(Number(c!.u), last, 'every seq stored');
     assert.equal(Number(c!.n), last, 'no seq stored twice');
     assert.equal(Number(c!.hs), total);
+  } finally {
+    r.disconnect();
+    await src.close();
+  }
+});
+
+test('relative expiries are stored as the exact absolute expiry the source set, also where MONITOR time leaves the ms uncertain', async () => {
+  const src = await startSource(stack);
+  const r = new Redis(src.redis.url);
+  try {
+    const n = 3_000;
+    // Pipelined bursts (lines µs apart) and single commands (the previous line far back: always uncertain).
+    for (let i = 0; i < n; i += 100) {
+      const p = r.pipeline();
+      for (let j = i; j < i + 100; j++) p.set(`e${j}`, 'v', 'PX', 1_000_000 + j);
+      await p.exec();
+      await r.expire(`e${i}`, 3_600);
+    }
+    const expected = new Map<string, number>();
+    for (let i = 0; i < n; i += 500) {
+      const p = r.pipeline();
+      for (let j = i; j < i + 500; j++) p.pexpiretime(`e${j}`);
+      const res = await p.exec();
+      res!.forEach(([, v], k) => expected.set(`e${i + k}`, Number(v)));
+    }
+    assert.equal(await src.agent.flush(), true);
+    await waitForEvents(stack, src.node, src.agent.stats().lastSeq);
+    const rows = await stack.store.query<{ key: string; replay: string }>(
+      `SELECT key, replay FROM flashback.events WHERE node = ${sqlString(src.node)} AND kind = 'command' ORDER BY seq`,
+    );
+    const last = new Map<string, number>();
+    for (const row of rows) {
+      const argv = decodeReplay(row.replay);
+      last.set(row.key, Number(argv[argv.length - 1]!.toString()));
+    }
+    let wrong = 0;
+    for (const [k, v] of expected) if (last.get(k) !== v) wrong++;
+    const st = src.agent.stats();
+    assert.equal(wrong, 0, `keys whose stored expiry differs from PEXPIRETIME (corrector: ${st.expiryCorrected} corrected, ${st.expiryConfirmed} confirmed, ${st.expiryUncorrectable} left)`);
+    assert.ok(st.expiryConfirmed + st.expiryCorrected > 0, 'uncertain expiries were checked against the source');
   } finally {
     r.disconnect();
     await src.close();

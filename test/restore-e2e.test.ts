@@ -208,8 +208,10 @@ test('time semantics: an expired-then-appended key stays gone; a future expiry i
     await src.agent.baseline();
     await r.multi().set('k', 'v', 'PX', 300).append('k', 'x').exec();
     await r.set('later', 'v', 'PXAT', Date.now() + 600_000);
+    await r.set('relative', 'v', 'PX', 600_000);
     const expiry = Number(await r.pexpiretime('k'));
     const laterExpiry = Number(await r.pexpiretime('later'));
+    const relativeExpiry = Number(await r.pexpiretime('relative'));
     const lastSeq = await synced(src);
     // Restore only once the source's expiry has passed.
     while (Date.now() <= expiry) await new Promise((res) => setTimeout(res, 25));
@@ -218,6 +220,7 @@ test('time semantics: an expired-then-appended key stays gone; a future expiry i
     try {
       assert.equal(await restored.exists('k'), 0, 'k expired: not a persistent "x"');
       assert.equal(Number(await restored.pexpiretime('later')), laterExpiry);
+      assert.equal(Number(await restored.pexpiretime('relative')), relativeExpiry, 'a relative expiry comes back to the exact ms');
       assert.ok(report.expiredAtRestore >= 1);
     } finally {
       restored.disconnect();
