@@ -35,6 +35,8 @@ export const RestoreRequestBody = z
     flush: z.boolean().optional().openapi({ description: 'with target: empty it first' }),
     rdb: z.string().min(1).optional().openapi({ description: "write an RDB file at this path on the restorer's host" }),
     keepTtlRelative: z.boolean().optional().openapi({ description: 'shift expiries by (now − cutoff)' }),
+    keys: z.array(z.string().min(1)).min(1).optional().openapi({ description: 'restore only keys matching one of these Redis glob patterns', example: ['user:*'] }),
+    db: z.number().int().nonnegative().optional().openapi({ description: 'restore only this logical database' }),
   })
   .strict()
   .superRefine((b, ctx) => {

@@ -53,6 +53,10 @@ export interface RestoreJobRequest {
   rdb?: string;
   /** Shift expiries by (restore time − cutoff). */
   keepTtlRelative?: boolean;
+  /** Keep only keys matching one of these Redis glob patterns. */
+  keys?: string[];
+  /** Keep only this logical database. */
+  db?: number;
 }
 
 export type RestoreJobState = 'queued' | 'running' | 'done' | 'failed';

@@ -19,6 +19,8 @@ export interface RestoreReport {
   baseline: { seq: number; tsUs: number; time: string; rdbBytes: number; digest: string };
   eventsReplayed: number;
   keys: number;
+  /** Keys dropped by a key-subset restore (--keys / --db); absent for a full restore. */
+  droppedKeys?: number;
   /** Keys whose absolute expiry had passed by the time of the restore (gone from the new instance). */
   expiredAtRestore: number;
   digest: string;

@@ -11,6 +11,7 @@ import { formatTsUs } from '../core/time.js';
 import { createAofDir, writeBaseRdb } from './aof-dir.js';
 import { resolveCutoff, type CutoffSpec, type ResolvedCutoff } from '../core/cutoff.js';
 import { IncrWriter } from './incr-writer.js';
+import { applyKeyFilter } from './key-filter.js';
 import { copyToTarget, countKeys, digest, expireDueKeys, keepTtlRelativeScript, loadAofDir, saveRdb, TargetNotEmptyError } from './materialize.js';
 import type { EventStore } from './event-store.js';
 import type { RestoreProgress, RestoreReport } from '../core/restore-report.js';
@@ -29,6 +30,10 @@ export interface RestoreDestination {
 
 export interface RestoreRequest extends CutoffSpec, RestoreDestination {
   node: string;
+  /** Keep only keys matching one of these Redis glob patterns (key-subset restore). */
+  keys?: string[];
+  /** Keep only this logical database. */
+  db?: number;
   /** Shift every expiry by (restore time − cutoff) instead of keeping absolute expiries. */
   keepTtlRelative?: boolean;
 }
@@ -95,8 +100,11 @@ export async function restore(deps: RestoreDeps, req: RestoreRequest, onProgress
     onProgress({ phase: 'load', events: replayed, totalEvents });
     server = await loadAofDir(dir, { port: req.spawn?.port, detached: keep });
     onProgress({ phase: 'verify', events: replayed, totalEvents });
+    const subset = (req.keys?.length ?? 0) > 0 || req.db !== undefined;
+    const droppedKeys = subset ? await applyKeyFilter(server.url, { patterns: req.keys, db: req.db }) : 0;
     const restoredDigest = await digest(server.url);
-    const atBaseline = cut.seq <= cut.baselineSeq;
+    // The source's baseline digest covers the whole dataset: comparable only for a full restore.
+    const atBaseline = cut.seq <= cut.baselineSeq && !subset;
     const verified: RestoreReport['verified'] = atBaseline && base.digest !== '' && base.digest === restoredDigest ? 'match' : 'unchecked';
     if (atBaseline && base.digest !== '' && base.digest !== restoredDigest) {
       throw new FlashbackError(ErrorCode.Internal, `restored digest ${restoredDigest} differs from the source's digest ${base.digest} recorded at baseline seq ${cut.baselineSeq}: the restore is not exact; report this with the node and seq`);
@@ -110,6 +118,7 @@ export async function restore(deps: RestoreDeps, req: RestoreRequest, onProgress
       baseline: { seq: cut.baselineSeq, tsUs: base.tsUs, time: formatTsUs(base.tsUs), rdbBytes: base.rdbBytes, digest: base.digest },
       eventsReplayed: replayed,
       keys,
+      ...(subset ? { droppedKeys } : {}),
       expiredAtRestore,
       digest: restoredDigest,
       verified,

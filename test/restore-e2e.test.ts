@@ -255,3 +255,45 @@ test('errors: unknown node, cutoff outside the windows, a hole in seq', async ()
     await src.close();
   }
 });
+
+test('key-subset restore: only matching keys (and only --db), each exactly as at the cutoff', async () => {
+  const src = await startSource(stack);
+  const r = new Redis(src.redis.url);
+  try {
+    await src.agent.baseline();
+    await r.sadd('order:1', 'a', 'b');
+    await r.sadd('user:1', 'x');
+    // A multi-key command reading a dropped key into a kept one.
+    await r.sunionstore('user:all', 'user:1', 'order:1');
+    await r.set(Buffer.from([0x75, 0x73, 0x65, 0x72, 0x3a, 0xff]), 'binary user'); // "user:\xff"
+    await r.select(1);
+    await r.set('user:db1', 'one');
+    await r.select(0);
+    const last = await synced(src);
+    await r.del('user:1'); // after the cutoff
+    const sub = await doRestore({ node: src.node, toSeq: last, spawn: {}, keys: ['user:*'] });
+    const restored = new Redis(sub.url!);
+    try {
+      assert.deepEqual((await restored.keys('*')).sort(), ['user:1', 'user:all', 'user:\ufffd'].sort());
+      assert.deepEqual((await restored.smembers('user:all')).sort(), ['a', 'b', 'x']);
+      assert.equal(await restored.exists('order:1'), 0);
+      await restored.select(1);
+      assert.equal(await restored.get('user:db1'), 'one');
+      assert.equal(sub.droppedKeys, 1);
+    } finally {
+      restored.disconnect();
+    }
+    const onlyDb1 = await doRestore({ node: src.node, toSeq: last, spawn: {}, db: 1 });
+    const r1 = new Redis(onlyDb1.url!);
+    try {
+      assert.equal(Number(await r1.dbsize()), 0);
+      await r1.select(1);
+      assert.deepEqual(await r1.keys('*'), ['user:db1']);
+    } finally {
+      r1.disconnect();
+    }
+  } finally {
+    r.disconnect();
+    await src.close();
+  }
+});

@@ -23,6 +23,8 @@ export function builder(y: Argv) {
     .option('target', { type: 'string', describe: 'copy into this existing, empty Redis (redis://host:port)' })
     .option('flush', { type: 'boolean', default: false, describe: 'with --target: empty it first' })
     .option('rdb', { type: 'string', describe: 'write an RDB file' })
+    .option('keys', { type: 'string', array: true, describe: 'restore only keys matching this Redis glob pattern (repeatable)' })
+    .option('db', { type: 'number', describe: 'restore only this logical database' })
     .option('keep-ttl-relative', { type: 'boolean', default: false, describe: 'shift expiries by (now − cutoff) so keys keep the TTL they had at the cutoff' })
     .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' })
     .option('nats', natsOption)
@@ -65,6 +67,8 @@ export async function handler(args: Args): Promise<void> {
         flush: args.flush,
         rdb: args.rdb,
         keepTtlRelative: args.keepTtlRelative,
+        keys: args.keys?.map(String),
+        db: args.db,
       },
       (p: RestoreProgress) => progress.update(p.phase, p.events, p.totalEvents),
     );
@@ -92,6 +96,8 @@ async function restoreViaApi(api: ApiClient, args: Args): Promise<void> {
       flush: args.target !== undefined ? args.flush : undefined,
       rdb: args.rdb,
       keepTtlRelative: args.keepTtlRelative || undefined,
+      keys: args.keys?.map(String),
+      db: args.db,
     });
     const done = await api.waitForRestore(job.id, { onStatus: (s) => progress.update(s.state === 'queued' ? 'queued' : s.progress.phase, s.progress.events, s.progress.totalEvents) });
     progress.done();
