@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { ConfigError, ConnectionError, ErrorCode, FlashbackError } from '../core/errors.js';
 import type { InstanceRecord, RestoreJobRequest, RestoreJobStatus } from '../core/restore-jobs.js';
 import type { RestoreWindow } from '../core/windows.js';
@@ -166,5 +167,14 @@ export const apiOptions = {
 export function apiClientFrom(args: { api?: string; token?: string }, env: NodeJS.ProcessEnv = process.env): ApiClient | undefined {
   const url = args.api ?? env.FLASHBACK_API_URL;
   if (!url) return undefined;
-  return new ApiClient(url, args.token ?? env.FLASHBACK_API_TOKEN);
+  return new ApiClient(url, args.token ?? env.FLASHBACK_API_TOKEN ?? localToken());
+}
+
+/** The token `flashback up` stored in its default data dir, when the CLI runs beside it. */
+function localToken(): string | undefined {
+  try {
+    return readFileSync('.flashback/api-token', 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
 }

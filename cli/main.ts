@@ -5,6 +5,7 @@ import * as sink from './commands/sink.js';
 import * as sql from './commands/sql.js';
 import * as up from './commands/up.js';
 import * as demo from './commands/demo.js';
+import * as instances from './commands/instances.js';
 import * as restoreCmd from './commands/restore.js';
 import * as windows from './commands/windows.js';
 import * as api from './commands/api.js';
@@ -46,6 +47,7 @@ export async function runCli(argv: string[]): Promise<number> {
     .command(guard(api))
     .command(guard(restorer))
     .command(guard(history))
+    .command(guard(instances))
     .demandCommand(1, 'name a command: flashback --help lists them')
     .strict()
     .recommendCommands()

@@ -1,5 +1,5 @@
 import type { ArgumentsCamelCase, Argv } from 'yargs';
-import { ApiClient } from '../api-client.js';
+import { apiClientFrom } from '../api-client.js';
 import { runDemo } from '../demo.js';
 
 export const command = 'demo';
@@ -17,5 +17,5 @@ export function builder(y: Argv) {
 type Args = ArgumentsCamelCase<Awaited<ReturnType<typeof builder>['argv']>>;
 
 export async function handler(args: Args): Promise<void> {
-  await runDemo({ api: new ApiClient(args.api, args.token ?? process.env.FLASHBACK_API_TOKEN), redisUrl: args.redis, node: args.node, intervalMs: args.fast ? 20 : 1_000 });
+  await runDemo({ api: apiClientFrom(args)!, redisUrl: args.redis, node: args.node, intervalMs: args.fast ? 20 : 1_000 });
 }
