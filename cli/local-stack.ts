@@ -82,7 +82,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
     let natsUrl = o.natsUrl;
     if (!natsUrl) {
       await mkdir(path.join(dataDir, 'nats'), { recursive: true });
-      const nats: ServerProcess = await startNatsServer({ dir: path.join(dataDir, 'nats') });
+      const nats: ServerProcess = await startNatsServer({ dir: path.join(dataDir, 'nats'), processGroup: true });
       closers.push(() => nats.stop());
       natsUrl = nats.url;
       logger.info({ url: nats.url, pid: nats.pid }, 'nats-server started');
@@ -90,7 +90,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
     let clickhouseUrl = o.clickhouseUrl;
     if (!clickhouseUrl) {
       await mkdir(path.join(dataDir, 'clickhouse'), { recursive: true });
-      const ch = await startClickHouseServer({ dir: path.join(dataDir, 'clickhouse') });
+      const ch = await startClickHouseServer({ dir: path.join(dataDir, 'clickhouse'), processGroup: true });
       closers.push(() => ch.stop());
       clickhouseUrl = ch.url;
       logger.info({ url: ch.url, pid: ch.pid }, 'clickhouse-server started');

@@ -91,6 +91,16 @@ test('flashback up: ready line, capture, restore via the API, SIGTERM stops ever
     assert.equal(await exited, 0, `clean exit; stderr: ${err.slice(-2000)}`);
     await waitFor('every child to be gone', async () => (children.every((p) => !isPidAlive(p)) ? true : undefined), 20_000);
   } finally {
-    if (child.exitCode === null) child.kill('SIGKILL');
+    if (child.exitCode === null) {
+      // A failed run must not leave servers behind: stop the children first, then `up` itself.
+      for (const pid of childrenOf(child.pid!)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      child.kill('SIGKILL');
+    }
   }
 });

@@ -1,3 +1,4 @@
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { parseDuration } from '../../core/duration.js';
@@ -49,12 +50,19 @@ export async function handler(args: Args): Promise<void> {
     await demoRedis?.stop();
   };
   if (args.demo) {
-    demoRedis = await startRedisServer({ dir: path.join(dataDir, 'demo-redis'), args: ['--repl-diskless-sync-delay', '0'] });
-    const agent = await stack.addAgent(demoRedis.url, 'demo');
-    say(`capturing ${agent.node} (scratch redis ${demoRedis.url})`);
-    await agent.baseline();
+    try {
+      const dir = path.join(dataDir, 'demo-redis');
+      await mkdir(dir, { recursive: true });
+      demoRedis = await startRedisServer({ dir, processGroup: true, args: ['--repl-diskless-sync-delay', '0'] });
+      const agent = await stack.addAgent(demoRedis.url, 'demo');
+      say(`capturing ${agent.node} (scratch redis ${demoRedis.url})`);
+      await agent.baseline();
+    } catch (err) {
+      await closeAll();
+      throw err;
+    }
     const api = new ApiClient(stack.apiUrl, stack.token);
-    void runDemo({ api, redisUrl: demoRedis.url, node: agent.node, intervalMs: args.fast ? 20 : 1_000 }).then(
+    void runDemo({ api, redisUrl: demoRedis.url, node: 'demo', intervalMs: args.fast ? 20 : 1_000 }).then(
       () => say('demo done; the stack keeps running: try flashback sql, flashback windows, flashback restore (Ctrl-C stops it all)'),
       (err: unknown) => say(`demo failed: ${(err as Error).message}`),
     );

@@ -21,6 +21,8 @@ export interface ClickHouseServerOptions {
   timezone?: string;
   /** Keep running after our process exits. @default false */
   detached?: boolean;
+  /** Own process group, stopped with us (see SpawnServerSpec.processGroup). @default false */
+  processGroup?: boolean;
   /** How long to wait for GET /ping to answer "Ok.". @default 30_000 */
   readyTimeoutMs?: number;
 }
@@ -65,6 +67,7 @@ export async function startClickHouseServer(o: ClickHouseServerOptions = {}): Pr
       url,
       logFile,
       detached,
+      processGroup: o.processGroup,
       readyTimeoutMs,
       removeDir: o.dir === undefined,
       // It waits for open keep-alive connections (up to keep_alive_timeout) before it exits.

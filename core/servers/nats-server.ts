@@ -21,6 +21,8 @@ export interface NatsServerOptions {
   args?: string[];
   /** Keep running after our process exits. @default false */
   detached?: boolean;
+  /** Own process group, stopped with us (see SpawnServerSpec.processGroup). @default false */
+  processGroup?: boolean;
   /** How long to wait for `/healthz?js-enabled-only=true`. @default 15_000 */
   readyTimeoutMs?: number;
 }
@@ -56,6 +58,7 @@ export async function startNatsServer(o: NatsServerOptions = {}): Promise<NatsSe
       url: `nats://${urlHost(host)}:${port}`,
       logFile,
       detached,
+      processGroup: o.processGroup,
       readyTimeoutMs,
       removeDir: o.dir === undefined,
       probe: async (_pid, signal) => {

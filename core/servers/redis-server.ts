@@ -21,6 +21,8 @@ export interface RedisServerOptions {
   args?: string[];
   /** Keep running after our process exits (restored instances must outlive `flashback restore`). @default false */
   detached?: boolean;
+  /** Own process group, stopped with us (see SpawnServerSpec.processGroup). @default false */
+  processGroup?: boolean;
   /** How long to wait for PING and `loading:0` (loading a large AOF takes time). @default 30_000 */
   readyTimeoutMs?: number;
 }
@@ -50,6 +52,7 @@ export async function startRedisServer(o: RedisServerOptions = {}): Promise<Serv
       url: `redis://${urlHost(host)}:${port}`,
       logFile,
       detached,
+      processGroup: o.processGroup,
       readyTimeoutMs,
       removeDir: o.dir === undefined,
       probe: async (pid, signal) => {

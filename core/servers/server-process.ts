@@ -172,6 +172,11 @@ export interface SpawnServerSpec {
   logFile: string;
   /** Keep running after our process exits (own process group, not waited for). */
   detached: boolean;
+  /**
+   * Own process group, but still stopped when our process exits: a terminal's Ctrl-C then reaches only us, and we
+   * stop the server after what depends on it has flushed (flashback up). @default false
+   */
+  processGroup?: boolean;
   /** How long `probe` may take to say yes before the start fails. */
   readyTimeoutMs: number;
   /**
@@ -193,7 +198,7 @@ export async function spawnServer(spec: SpawnServerSpec): Promise<ServerProcess>
   const logFd = openSync(logFile, 'a');
   let child: ChildProcess;
   try {
-    child = spawn(bin, args, { cwd: dir, detached, stdio: ['ignore', logFd, logFd], env: process.env });
+    child = spawn(bin, args, { cwd: dir, detached: detached || spec.processGroup === true, stdio: ['ignore', logFd, logFd], env: process.env });
   } finally {
     closeSync(logFd);
   }
