@@ -1,0 +1,70 @@
+/**
+ * `npm run bench [-- --quick] [-- NAME …]`: runs every benchmark (or the named ones: monitor-parse,
+ * capture-overhead, sink-throughput, restore-rate) one after another and prints markdown: the machine,
+ * then one table per benchmark. `--quick` uses small sizes (under 2 minutes); the default size takes
+ * several minutes on a 2-core machine. A failing benchmark is reported and the others still run.
+ */
+import os from 'node:os';
+import { runCommand } from './capture-overhead.js';
+import { benchSize, markdownSection, round, type BenchResult, type BenchSize } from './report.js';
+
+const size = benchSize();
+// monitor-parse reads its size when it is imported.
+if (size === 'quick') process.env.BENCH_MONITOR_LINES ??= '200000';
+
+const BENCHES: Record<string, (size: BenchSize) => Promise<BenchResult>> = {
+  'monitor-parse': async () => (await import('./monitor-parse.js')).benchMonitorParse(),
+  'capture-overhead': async (s) => (await import('./capture-overhead.js')).benchCaptureOverhead(s),
+  'sink-throughput': async (s) => (await import('./sink-throughput.js')).benchSinkThroughput(s),
+  'restore-rate': async (s) => (await import('./restore-rate.js')).benchRestoreRate(s),
+};
+
+async function versionOf(cmd: string, args: string[]): Promise<string> {
+  try {
+    const { stdout, stderr } = await runCommand(cmd, args, 30_000);
+    return (stdout || stderr).trim().split('\n')[0]!.slice(0, 120);
+  } catch {
+    return 'not found';
+  }
+}
+
+async function machine(): Promise<string> {
+  const cpus = os.cpus();
+  const [redis, nats, clickhouse, benchmark, git] = await Promise.all([
+    versionOf('redis-server', ['--version']),
+    versionOf('nats-server', ['--version']),
+    versionOf('clickhouse-server', ['--version']),
+    versionOf('redis-benchmark', ['--version']),
+    versionOf('git', ['rev-parse', '--short', 'HEAD']),
+  ]);
+  return [
+    `- when: ${new Date().toISOString()}, size: ${size}, commit: ${git}`,
+    `- machine: ${cpus.length} × ${cpus[0]?.model ?? 'unknown CPU'}, ${round(os.totalmem() / 2 ** 30, 1)} GiB RAM, ${os.type()} ${os.release()}, load average at start ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`,
+    `- node ${process.version}; ${redis}; ${benchmark}; ${nats}; ${clickhouse}`,
+  ].join('\n');
+}
+
+const names = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const unknown = names.filter((n) => !(n in BENCHES));
+if (unknown.length > 0) {
+  console.error(`unknown benchmark ${unknown.join(', ')}; choose from ${Object.keys(BENCHES).join(', ')}`);
+  process.exit(2);
+}
+const selected = names.length > 0 ? names : Object.keys(BENCHES);
+
+const started = process.hrtime.bigint();
+console.log(`## redis-flashback benchmarks\n\n${await machine()}\n`);
+let failed = 0;
+for (const name of selected) {
+  const t0 = process.hrtime.bigint();
+  try {
+    const result = await BENCHES[name]!(size);
+    const s = Number(process.hrtime.bigint() - t0) / 1e9;
+    console.log(markdownSection({ ...result, notes: [...(result.notes ?? []), `(${name}: ${s.toFixed(0)} s)`] }));
+  } catch (err) {
+    failed++;
+    console.log(`### ${name}: FAILED\n\n\`\`\`\n${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n\`\`\`\n`);
+  }
+}
+console.log(`Total: ${(Number(process.hrtime.bigint() - started) / 1e9).toFixed(0)} s${failed ? `, ${failed} benchmark(s) failed` : ''}.`);
+process.exitCode = failed ? 1 : 0;
