@@ -4,8 +4,8 @@
  * then one table per benchmark. `--quick` uses small sizes (under 2 minutes); the default size takes
  * several minutes on a 2-core machine. A failing benchmark is reported and the others still run.
  */
+import { spawnSync } from 'node:child_process';
 import os from 'node:os';
-import { runCommand } from './capture-overhead.js';
 import { benchSize, markdownSection, round, type BenchResult, type BenchSize } from './report.js';
 
 const size = benchSize();
@@ -19,24 +19,22 @@ const BENCHES: Record<string, (size: BenchSize) => Promise<BenchResult>> = {
   'restore-rate': async (s) => (await import('./restore-rate.js')).benchRestoreRate(s),
 };
 
-async function versionOf(cmd: string, args: string[]): Promise<string> {
-  try {
-    const { stdout, stderr } = await runCommand(cmd, args, 30_000);
-    return (stdout || stderr).trim().split('\n')[0]!.slice(0, 120);
-  } catch {
-    return 'not found';
-  }
+/** First line a `--version` prints; clickhouse-client 18.16 prints it and then exits non-zero, so the exit code is ignored. */
+function versionOf(cmd: string, args: string[]): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 30_000 });
+  if (r.error) return `${cmd}: not found`;
+  return (r.stdout || r.stderr).trim().split('\n')[0]!.replace(/Unknown option.*$/, '').slice(0, 120);
 }
 
-async function machine(): Promise<string> {
+function machine(): string {
   const cpus = os.cpus();
-  const [redis, nats, clickhouse, benchmark, git] = await Promise.all([
+  const [redis, nats, clickhouse, benchmark, git] = [
     versionOf('redis-server', ['--version']),
     versionOf('nats-server', ['--version']),
-    versionOf('clickhouse-server', ['--version']),
+    versionOf('clickhouse-client', ['--version']),
     versionOf('redis-benchmark', ['--version']),
     versionOf('git', ['rev-parse', '--short', 'HEAD']),
-  ]);
+  ];
   return [
     `- when: ${new Date().toISOString()}, size: ${size}, commit: ${git}`,
     `- machine: ${cpus.length} × ${cpus[0]?.model ?? 'unknown CPU'}, ${round(os.totalmem() / 2 ** 30, 1)} GiB RAM, ${os.type()} ${os.release()}, load average at start ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`,
@@ -53,7 +51,7 @@ if (unknown.length > 0) {
 const selected = names.length > 0 ? names : Object.keys(BENCHES);
 
 const started = process.hrtime.bigint();
-console.log(`## redis-flashback benchmarks\n\n${await machine()}\n`);
+console.log(`## redis-flashback benchmarks\n\n${machine()}\n`);
 let failed = 0;
 for (const name of selected) {
   const t0 = process.hrtime.bigint();
