@@ -33,7 +33,7 @@ export interface AgentOptions {
   baselineEveryEvents?: number;
   /** Record DEBUG DIGEST in each baseline: 'auto' = when the dataset has ≤ 100 000 keys (it blocks Redis O(N)). @default 'auto' */
   baselineDigest?: 'auto' | 'always' | 'never';
-  /** Server-side output buffer of our MONITOR client above which the epoch ends (protects the source). @default 64 MiB */
+  /** Server-side output buffer of our MONITOR client above which, still growing a sample later, the epoch ends (protects the source). @default 64 MiB */
   maxMonitorOutputBytes?: number;
   /** Bytes waiting for NATS before the epoch ends. @default 256 MiB */
   maxQueuedBytes?: number;
@@ -238,9 +238,11 @@ class CaptureAgent implements Agent {
         this.d.target,
         (c) => {
           this.totals.serverChanges++;
-          this.run?.assembler.pushServerEvent({ kind: c.kind, db: c.db, key: c.key, tsUs: Date.now() * 1000 - this.d.skewUs });
+          // An ended epoch takes nothing more: its window must not stretch over time it did not capture.
+          if (this.run && !this.run.ended) this.run.assembler.pushServerEvent({ kind: c.kind, db: c.db, key: c.key, tsUs: Date.now() * 1000 - this.d.skewUs });
         },
         this.d.logger,
+        () => void this.restartEpoch('keyspace notification connection lost: expirations and evictions meanwhile are unknown'),
       );
     }
     this.metricsTimer = setInterval(() => void this.sample(), this.d.metricsIntervalMs);
@@ -294,7 +296,13 @@ class CaptureAgent implements Agent {
     run.monitor = await MonitorSource.start(d.target, {
       onData: (chunk) => {
         this.totals.bytesRead += chunk.length;
-        run.parser.push(chunk);
+        if (run.ended) return;
+        try {
+          run.parser.push(chunk);
+        } catch (err) {
+          void this.restartEpoch(`cannot read the MONITOR stream: ${describeError(err)}`);
+          return;
+        }
         if (run.lastTsUs > 0) this.lag.add((Date.now() * 1000 - d.skewUs - run.lastTsUs) / 1000);
         if (run.assembler.pendingScript) this.probe();
       },
@@ -355,21 +363,38 @@ class CaptureAgent implements Agent {
     }
     const waiter = this.markers.get(markerId);
     if (waiter) waiter(ev);
-    else this.seenMarkers.set(markerId, ev);
+    else if (this.seenMarkers.size < 100) this.seenMarkers.set(markerId, ev);
   }
 
-  private markerEvent(markerId: string): Promise<FlashbackEvent> {
+  /**
+   * The marker's own event, from the epoch the baseline was taken in: a marker seen by another epoch's MONITOR
+   * (the epoch restarted meanwhile) has no position in this one, so that baseline is dropped, never misplaced.
+   */
+  private markerEvent(markerId: string, epoch: number, timeoutMs = 30_000): Promise<FlashbackEvent> {
+    const check = (ev: FlashbackEvent): FlashbackEvent => {
+      if (ev.epoch !== epoch) throw new Error(`the baseline's marker arrived in epoch ${ev.epoch}, not ${epoch}: the epoch ended during the baseline`);
+      return ev;
+    };
     const seen = this.seenMarkers.get(markerId);
     if (seen) {
       this.seenMarkers.delete(markerId);
-      return Promise.resolve(seen);
+      return Promise.resolve().then(() => check(seen));
     }
-    return new Promise((resolve) =>
-      this.markers.set(markerId, (ev) => {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
         this.markers.delete(markerId);
-        resolve(ev);
-      }),
-    );
+        reject(new Error(`the baseline's marker did not show in MONITOR within ${timeoutMs} ms (MONITOR reconnected?)`));
+      }, timeoutMs);
+      this.markers.set(markerId, (ev) => {
+        clearTimeout(timer);
+        this.markers.delete(markerId);
+        try {
+          resolve(check(ev));
+        } catch (err) {
+          reject(err);
+        }
+      });
+    });
   }
 
   baseline(): Promise<BaselineRecord> {
@@ -388,7 +413,7 @@ class CaptureAgent implements Agent {
     if (d.baselineDigest === 'auto') digest = (await countKeys(d.control)) <= 100_000;
     try {
       const partial = await takeBaseline({ target: d.target, control: d.control, store: d.store, node: d.node, epoch, digest, logger: d.logger });
-      const marker = await this.markerEvent(partial.markerId);
+      const marker = await this.markerEvent(partial.markerId, epoch);
       const record: BaselineRecord = { ...partial, seq: marker.seq, tsUs: marker.tsUs };
       // The marker is an event like any other: make sure it is in the stream before the record that points at it.
       await run.publisher.flush();
@@ -418,9 +443,12 @@ class CaptureAgent implements Agent {
       const r = await this.d.control.call(['CLIENT', 'LIST', 'ID', run.monitor.clientId]);
       const text = Buffer.isBuffer(r) ? r.toString('latin1') : r instanceof RespError ? '' : String(r);
       const omem = Number(/(?:^|\s)omem=(\d+)/.exec(text)?.[1] ?? 0);
+      const prev = this.omem.now;
       this.omem.now = omem;
       this.omem.max = Math.max(this.omem.max, omem);
-      if (omem > this.d.maxMonitorOutputBytes) {
+      // One big value is one MONITOR line of up to 4× its size, held in one reply block until it is all sent:
+      // over the limit once is not overload. Over it for a whole interval and still growing is.
+      if (omem > this.d.maxMonitorOutputBytes && prev > this.d.maxMonitorOutputBytes && omem > prev) {
         void this.restartEpoch(`Redis buffers ${omem} bytes of MONITOR output for us (limit ${this.d.maxMonitorOutputBytes}): the agent is too slow for this write rate`);
       }
     } catch {
@@ -489,6 +517,7 @@ class CaptureAgent implements Agent {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.restarting;
     clearInterval(this.metricsTimer);
     clearInterval(this.baselineTimer);
     clearInterval(this.heartbeatTimer);

@@ -101,3 +101,10 @@ test('binary keys and values are carried over byte for byte', () => {
   assert.equal(out[1], key);
   assert.equal(out[2], value);
 });
+
+test('MIGRATE is never replayed: DEL of the moved keys, nothing with COPY', () => {
+  assert.deepEqual(norm('migrate', 'MIGRATE', '10.0.0.5', '6379', 'k', '0', '5000'), ['DEL', 'k']);
+  assert.deepEqual(norm('migrate', 'MIGRATE', '10.0.0.5', '6379', '', '0', '5000', 'REPLACE', 'AUTH', 'pw', 'KEYS', 'a', 'b'), ['DEL', 'a', 'b']);
+  assert.deepEqual(norm('migrate', 'MIGRATE', '10.0.0.5', '6379', '', '0', '5000', 'AUTH2', 'u', 'pw', 'KEYS', 'a'), ['DEL', 'a']);
+  assert.deepEqual(norm('migrate', 'MIGRATE', '10.0.0.5', '6379', 'k', '0', '5000', 'COPY'), []);
+});

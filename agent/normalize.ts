@@ -95,9 +95,35 @@ export function normalizeArgv(argv: Buffer[], tsUs: number, spec: CommandSpec | 
     case 'restore':
     case 'restore-asking':
       return normalizeRestore(argv, nowMs);
+    case 'migrate':
+      return normalizeMigrate(argv);
     default:
       return argv;
   }
+}
+
+/**
+ * MIGRATE is never replayed: a loading server would really connect to the
+ * host in the argv and write old data into it. Its local effect is what
+ * Redis propagates for it: DEL of the moved keys, nothing with COPY. MONITOR
+ * cannot show whether the transfer succeeded; a failed MIGRATE (IOERR) left
+ * the keys in place, which this replay does not reproduce.
+ */
+function normalizeMigrate(argv: Buffer[]): Buffer[] {
+  let copy = false;
+  let keys: Buffer[] = argv[3] && argv[3].length > 0 ? [argv[3]] : [];
+  for (let i = 6; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (is(a, 'copy')) copy = true;
+    else if (is(a, 'auth')) i++;
+    else if (is(a, 'auth2')) i += 2;
+    else if (is(a, 'keys')) {
+      keys = argv.slice(i + 1);
+      break;
+    }
+  }
+  if (copy || keys.length === 0) return NOTHING;
+  return [DEL, ...keys];
 }
 
 function normalizeSet(argv: Buffer[], nowMs: number): Buffer[] {

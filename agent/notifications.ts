@@ -56,6 +56,8 @@ export async function subscribeServerChanges(
   target: RedisTarget,
   onChange: (c: ServerChange) => void,
   logger: Logger,
+  /** Pub/sub is fire and forget: what was published while we were disconnected is gone. Called on each reconnect. */
+  onLost: () => void = () => {},
 ): Promise<{ close(): Promise<void> }> {
   const sub = new Redis({
     host: target.host,
@@ -70,6 +72,10 @@ export async function subscribeServerChanges(
   });
   sub.on('error', (err) => logger.warn({ err: err.message }, 'notification subscriber error'));
   await sub.connect();
+  let closing = false;
+  sub.on('reconnecting', () => {
+    if (!closing) onLost();
+  });
   sub.on('pmessageBuffer', (_pattern: Buffer, channel: Buffer, message: Buffer) => {
     // __keyevent@<db>__:<event>
     const ch = channel.toString('latin1');
@@ -82,6 +88,7 @@ export async function subscribeServerChanges(
   await sub.psubscribe('__keyevent@*__:expired', '__keyevent@*__:evicted');
   return {
     async close() {
+      closing = true;
       sub.disconnect();
     },
   };

@@ -50,7 +50,7 @@ export function baselinesSql(node: string): string {
 
 /** SQL: the time of given events. */
 export function eventTimesSql(node: string, epoch: number, seqs: number[]): string {
-  return `SELECT seq, any(ts_us) AS ts_us FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq IN (${seqs.map((x) => sqlUInt(x)).join(', ') || '0'}) GROUP BY seq`;
+  return `SELECT seq, any(ts_us) AS ts_us, any(tx) AS tx_id FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq IN (${seqs.map((x) => sqlUInt(x)).join(', ') || '0'}) GROUP BY seq`;
 }
 
 /** SQL: every node that has captured events. */
@@ -101,8 +101,7 @@ export async function restoreWindows(db: QueryRunner, node: string): Promise<Res
     const ends: number[] = [];
     let current: RestoreWindow | undefined;
     for (const b of bases) {
-      // A baseline is usable only if its marker event is stored and everything before it up to the first event… is not needed:
-      // the baseline holds the dataset; what matters is contiguity from the marker on.
+      // The baseline holds the dataset up to its marker: only contiguity from the marker on matters.
       if (b.seq < ep.firstSeq || b.seq > ep.lastSeq) continue;
       const end = ep.holesAfter.find((h) => h >= b.seq) ?? ep.lastSeq;
       if (current && current.toSeq === end) {
@@ -114,10 +113,19 @@ export async function restoreWindows(db: QueryRunner, node: string): Promise<Res
       ends.push(end);
     }
     if (ends.length > 0) {
-      const times = await db.query<{ seq: string | number; ts_us: string | number }>(eventTimesSql(node, ep.epoch, ends));
-      const t = new Map(times.map((r) => [Number(r.seq), Number(r.ts_us)]));
-      for (const w of windows) if (w.epoch === ep.epoch) w.toTsUs = t.get(w.toSeq) ?? ep.lastTsUs;
+      const ws = windows.filter((w) => w.epoch === ep.epoch);
+      const facts = async (seqs: number[]) => {
+        const rows = await db.query<{ seq: string | number; ts_us: string | number; tx_id: string | number }>(eventTimesSql(node, ep.epoch, seqs));
+        return new Map(rows.map((r) => [Number(r.seq), { tsUs: Number(r.ts_us), tx: Number(r.tx_id) }]));
+      };
+      const atEnd = await facts(ends);
+      // A window must not end inside a transaction whose rest is not stored (yet): end it before that transaction.
+      const cut = ws.filter((w) => (atEnd.get(w.toSeq)?.tx ?? 0) !== 0);
+      for (const w of cut) w.toSeq = atEnd.get(w.toSeq)!.tx - 1;
+      const before = cut.length > 0 ? await facts(cut.map((w) => w.toSeq)) : new Map<number, { tsUs: number; tx: number }>();
+      for (const w of ws) w.toTsUs = (before.get(w.toSeq) ?? atEnd.get(w.toSeq))?.tsUs ?? ep.lastTsUs;
     }
   }
-  return windows;
+  // A transaction cut before its baseline leaves nothing restorable in that window.
+  return windows.filter((w) => w.toSeq >= w.fromSeq);
 }

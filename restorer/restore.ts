@@ -92,7 +92,7 @@ export async function restore(deps: RestoreDeps, req: RestoreRequest, onProgress
       if ((replayed & 0x3fff) === 0) onProgress({ phase: 'events', events: replayed, totalEvents });
     }
     if (expect !== cut.seq + 1 && cut.seq > cut.baselineSeq) throw new CaptureGapError(`events ${expect}–${cut.seq} of node "${req.node}" epoch ${cut.epoch} are missing: nothing is restored across a hole`);
-    const shiftMs = req.keepTtlRelative ? Math.max(0, Math.round(Date.now() - cut.tsUs / 1000)) : 0;
+    const shiftMs = req.keepTtlRelative ? Math.max(0, Math.round(Date.now() - (cut.askedTsUs ?? cut.tsUs) / 1000)) : 0;
     if (shiftMs > 0) await incr.writeRaw(keepTtlRelativeScript(shiftMs));
     await incr.end();
     onProgress({ phase: 'events', events: replayed, totalEvents });

@@ -11,7 +11,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { startRedisServer } from '../core/servers/redis-server.js';
 import { sqlString } from '../core/sql-literal.js';
 import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
-import { startSource, startStack, waitForEvents, waitForWindow, type Stack } from './helpers/stack.js';
+import { startSource, startStack, waitFor, waitForEvents, waitForWindow, type Stack } from './helpers/stack.js';
+import { restoreWindows } from '../core/windows.js';
 import { testRedis } from './helpers/servers.js';
 
 let stack: Stack;
@@ -56,10 +57,12 @@ async function doRestore(req: RestoreRequest) {
   return report;
 }
 
+/** Waits until everything the agent captured, baselines included, is stored and restorable. */
 async function synced(src: Awaited<ReturnType<typeof startSource>>): Promise<number> {
   assert.equal(await src.agent.flush(), true);
   const last = src.agent.stats().lastSeq;
   await waitForEvents(stack, src.node, last);
+  await waitFor(`a window of ${src.node} reaching seq ${last}`, async () => ((await restoreWindows(stack.store, src.node)).some((w) => w.toSeq >= last) ? true : undefined));
   return last;
 }
 

@@ -6,6 +6,7 @@ import { connectNats, ensureBaselineStore } from '../../core/nats.js';
 import { clickHouseEventStore, restore, type RestoreProgress, type RestoreReport } from '../../restorer/index.js';
 import { apiClientFrom, apiOptions, type ApiClient } from '../api-client.js';
 import { clickhouseOption, natsOption } from '../options.js';
+import { parseCutoffTime } from '../../core/time.js';
 import { ProgressLine } from '../progress.js';
 
 export const command = 'restore';
@@ -87,7 +88,8 @@ async function restoreViaApi(api: ApiClient, args: Args): Promise<void> {
   try {
     const job = await api.createRestore({
       node: args.node,
-      to: args.to,
+      // Parsed here: a time without a zone is the operator's local time, not the restorer host's.
+      to: args.to === undefined ? undefined : String(parseCutoffTime(args.to)),
       toSeq: args.toSeq,
       beforeSeq: args.beforeSeq,
       epoch: args.epoch,
