@@ -4,6 +4,7 @@ import type { ObjectStore } from '@nats-io/obj';
 import { baselineSubject, HEARTBEAT_MESSAGE, MARKER_CHANNEL, type BaselineRecord } from '../core/baseline.js';
 import { CommandTable } from '../core/command-table.js';
 import { describeError } from '../core/errors.js';
+import { keysInInfo } from '../core/keyspace-info.js';
 import type { FlashbackEvent } from '../core/event.js';
 import { startHealthServer, type Metric } from '../core/health-server.js';
 import { silentLogger, type Logger } from '../core/log.js';
@@ -545,8 +546,5 @@ class CaptureAgent implements Agent {
 
 async function countKeys(control: RawRedis): Promise<number> {
   const info = await control.call(['INFO', 'keyspace']);
-  const text = Buffer.isBuffer(info) ? info.toString('latin1') : String(info);
-  let n = 0;
-  for (const m of text.matchAll(/keys=(\d+)/g)) n += Number(m[1]);
-  return n;
+  return keysInInfo(Buffer.isBuffer(info) ? info.toString('latin1') : String(info));
 }

@@ -1,3 +1,4 @@
+import { keysInInfo } from '../core/keyspace-info.js';
 import { randomUUID } from 'node:crypto';
 import { baselineObjectName, MARKER_CHANNEL, type BaselineRecord } from '../core/baseline.js';
 import { ConfigError, ProtocolError } from '../core/errors.js';
@@ -150,11 +151,6 @@ function markerError(where: string, message: string): Error {
 }
 
 /** Sum of `keys=` over the `dbN:` lines of INFO keyspace. */
-export function keysInInfo(info: string): number {
-  let keys = 0;
-  for (const m of info.matchAll(/^db\d+:keys=(\d+)/gm)) keys += Number(m[1]);
-  return keys;
-}
 
 function describeReply(v: RespValue | undefined): string {
   if (v instanceof RespError) return `error "${v.message}"`;

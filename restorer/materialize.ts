@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { ConnectionError, ErrorCode, FlashbackError, describeError } from '../core/errors.js';
 import { readableBytes } from '../core/escape.js';
+import { keyspaceCounts } from '../core/keyspace-info.js';
 import { parseRedisUrl, redactedRedisUrl } from '../core/redis-url.js';
 import { encodeCommand } from '../core/resp.js';
 import { startRedisServer } from '../core/servers/redis-server.js';
@@ -280,10 +281,7 @@ async function withRedis<T>(url: string, fn: (r: Redis) => Promise<T>, flag = '-
 
 /** db → key count, from INFO keyspace (`db3:keys=5,expires=1,avg_ttl=0`). */
 async function keyspace(r: Redis): Promise<Map<number, number>> {
-  const text = String(await r.call('INFO', 'keyspace'));
-  const out = new Map<number, number>();
-  for (const m of text.matchAll(/^db(\d+):keys=(\d+)/gm)) out.set(Number(m[1]), Number(m[2]));
-  return out;
+  return keyspaceCounts(String(await r.call('INFO', 'keyspace')));
 }
 
 function sumKeys(k: Map<number, number>): number {
