@@ -1,5 +1,7 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
+import { headers, type NatsConnection } from '@nats-io/transport-node';
 import { encodeBatch } from '../core/event-codec.js';
+import { BATCH_HEADER, formatPart, maxPartBytes, PART_HEADER, partMessageId, splitBody, type PartPosition } from '../core/event-parts.js';
 import { eventSubject, messageId, type FlashbackEvent } from '../core/event.js';
 import type { Logger } from '../core/log.js';
 import { silentLogger } from '../core/log.js';
@@ -10,8 +12,13 @@ export interface PublisherOptions {
   epoch: number;
   /** Events per message. @default 2_000 */
   batchMaxEvents?: number;
-  /** Encoded bytes per message (stays under NATS's 1 MB max_payload). @default 512 KiB */
+  /** Encoded bytes per batch; a larger event is a batch of its own. @default 512 KiB */
   batchMaxBytes?: number;
+  /**
+   * Largest message the server takes, bytes; a batch body above it (less header room) goes as parts (core/event-parts.ts).
+   * @default the connection's max_payload, read at each batch (1 MiB when unknown)
+   */
+  maxPayloadBytes?: number;
   /** A partial batch is sealed after this long, bounding capture-to-stream latency. @default 5 */
   flushIntervalMs?: number;
   /** Bytes published but not yet acknowledged. @default 8 MiB */
@@ -29,22 +36,34 @@ interface Batch {
   firstSeq: number;
   lastSeq: number;
   lastTsUs: number;
-  body: Buffer;
   events: number;
+  /** Encoded size of the whole batch. */
+  bytes: number;
+  /** Messages of the batch not yet acknowledged. */
+  unacked: number;
+}
+
+/** One JetStream message: a whole batch, or one part of a batch too large for one message. */
+interface Message {
+  batch: Batch;
+  body: Buffer;
+  part?: PartPosition;
 }
 
 /**
  * Turns events into JetStream messages: consecutive events of one epoch per
  * message (Nats-Msg-Id = node:epoch:firstSeq, so a retried message is
- * deduplicated by the server), many messages in flight, bounded bytes.
+ * deduplicated by the server), many messages in flight, bounded bytes. A
+ * batch larger than the server's max payload goes as part messages
+ * (core/event-parts.ts) that the sink joins.
  * `enqueue` never blocks: the MONITOR reader must never wait for NATS.
  */
 export class EventPublisher {
-  private readonly o: Required<Omit<PublisherOptions, 'logger'>> & { logger: Logger };
+  private readonly o: Required<Omit<PublisherOptions, 'logger' | 'maxPayloadBytes'>> & { logger: Logger; maxPayloadBytes?: number };
   private readonly subject: string;
   private pending: FlashbackEvent[] = [];
   private pendingBytes = 0;
-  private readonly queue: Batch[] = [];
+  private readonly queue: Message[] = [];
   private queuedBytes = 0;
   private inFlightBytes = 0;
   private inFlight = 0;
@@ -53,9 +72,12 @@ export class EventPublisher {
   private closed = false;
   private retryDelayMs = 0;
   private idleWaiters: (() => void)[] = [];
+  /** Batches sent as parts because they exceeded one message. */
+  splitBatches = 0;
   /** Events acknowledged by JetStream. */
   ackedEvents = 0;
   ackedBytes = 0;
+  /** Messages acknowledged (a split batch counts each part). */
   ackedMessages = 0;
   /** Highest seq acknowledged (acks may arrive out of order; this is the max). */
   lastAckedSeq = 0;
@@ -89,8 +111,11 @@ export class EventPublisher {
   enqueue(events: FlashbackEvent[]): void {
     if (this.closed || this.overflowed) return;
     for (const e of events) {
+      const size = approxSize(e);
+      // A big event does not drag the small ones before it into its (split) message.
+      if (this.pending.length > 0 && this.pendingBytes + size > this.o.batchMaxBytes) this.seal();
       this.pending.push(e);
-      this.pendingBytes += approxSize(e);
+      this.pendingBytes += size;
       if (this.pending.length >= this.o.batchMaxEvents || this.pendingBytes >= this.o.batchMaxBytes) this.seal();
     }
     if (this.pending.length > 0 && !this.timer) this.timer = setTimeout(() => this.seal(), this.o.flushIntervalMs);
@@ -108,7 +133,13 @@ export class EventPublisher {
     const body = encodeBatch({ node: this.o.node, epoch: this.o.epoch, events });
     const first = events[0]!;
     const last = events[events.length - 1]!;
-    this.queue.push({ firstSeq: first.seq, lastSeq: last.seq, lastTsUs: last.tsUs, body, events: events.length });
+    const bodies = splitBody(body, maxPartBytes(this.maxPayloadBytes()));
+    const batch: Batch = { firstSeq: first.seq, lastSeq: last.seq, lastTsUs: last.tsUs, events: events.length, bytes: body.length, unacked: bodies.length };
+    if (bodies.length === 1) this.queue.push({ batch, body });
+    else {
+      this.splitBatches++;
+      bodies.forEach((b, i) => this.queue.push({ batch, body: b, part: { index: i + 1, count: bodies.length } }));
+    }
     this.queuedBytes += body.length;
     if (this.queuedBytes + this.inFlightBytes > this.o.maxQueuedBytes && !this.overflowed) {
       this.overflowed = true;
@@ -119,32 +150,50 @@ export class EventPublisher {
     this.pump();
   }
 
+  private maxPayloadBytes(): number {
+    if (this.o.maxPayloadBytes !== undefined) return this.o.maxPayloadBytes;
+    // JetStreamClient's implementation keeps its connection as `nc` (not in the interface); the server's
+    // limit can change with a reconnect, so it is read per batch.
+    const nc = (this.js as { nc?: NatsConnection }).nc;
+    return nc?.info?.max_payload ?? 1024 * 1024;
+  }
+
   private pump(): void {
     if (this.retryDelayMs > 0) return;
     while (this.queue.length > 0 && (this.inFlight === 0 || this.inFlightBytes + this.queue[0]!.body.length <= this.o.maxInFlightBytes)) {
-      const batch = this.queue.shift()!;
-      this.queuedBytes -= batch.body.length;
-      this.inFlightBytes += batch.body.length;
+      const msg = this.queue.shift()!;
+      this.queuedBytes -= msg.body.length;
+      this.inFlightBytes += msg.body.length;
       this.inFlight++;
-      this.send(batch);
+      this.send(msg);
     }
     if (this.queue.length === 0 && this.inFlight === 0 && this.pending.length === 0) {
       for (const w of this.idleWaiters.splice(0)) w();
     }
   }
 
-  private send(batch: Batch): void {
-    const msgID = messageId(this.o.node, this.o.epoch, batch.firstSeq);
-    this.js.publish(this.subject, batch.body, { msgID, timeout: this.o.ackTimeoutMs }).then(
+  private send(msg: Message): void {
+    const { batch, part } = msg;
+    const batchId = messageId(this.o.node, this.o.epoch, batch.firstSeq);
+    let opts: Parameters<JetStreamClient['publish']>[2] = { msgID: batchId, timeout: this.o.ackTimeoutMs };
+    if (part) {
+      const h = headers();
+      h.set(PART_HEADER, formatPart(part));
+      h.set(BATCH_HEADER, batchId);
+      opts = { msgID: partMessageId(batchId, part.index), timeout: this.o.ackTimeoutMs, headers: h };
+    }
+    this.js.publish(this.subject, msg.body, opts).then(
       () => {
         this.inFlight--;
-        this.inFlightBytes -= batch.body.length;
-        this.ackedEvents += batch.events;
-        this.ackedBytes += batch.body.length;
+        this.inFlightBytes -= msg.body.length;
         this.ackedMessages++;
-        if (batch.lastSeq > this.lastAckedSeq) {
-          this.lastAckedSeq = batch.lastSeq;
-          this.lastAckedTsUs = batch.lastTsUs;
+        if (--batch.unacked === 0) {
+          this.ackedEvents += batch.events;
+          this.ackedBytes += batch.bytes;
+          if (batch.lastSeq > this.lastAckedSeq) {
+            this.lastAckedSeq = batch.lastSeq;
+            this.lastAckedTsUs = batch.lastTsUs;
+          }
         }
         this.retryDelayMs = 0;
         this.pump();
@@ -153,9 +202,9 @@ export class EventPublisher {
         // Put it back in front and retry with backoff; the msgID makes a
         // message that did reach the stream a duplicate the server drops.
         this.inFlight--;
-        this.inFlightBytes -= batch.body.length;
-        this.queue.unshift(batch);
-        this.queuedBytes += batch.body.length;
+        this.inFlightBytes -= msg.body.length;
+        this.queue.unshift(msg);
+        this.queuedBytes += msg.body.length;
         this.publishErrors++;
         if (this.closed && this.abandon) return this.pump();
         const delay = Math.min(5_000, Math.max(100, this.retryDelayMs * 2));

@@ -1,12 +1,14 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, jetstream, type Consumer, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import { openClickHouse, type Store } from '../core/clickhouse.js';
-import { describeError, isRetryable } from '../core/errors.js';
+import { describeError, isRetryable, ProtocolError } from '../core/errors.js';
 import { decodeBatch } from '../core/event-codec.js';
+import { BATCH_HEADER, PART_HEADER, PartCollector, parsePart, type HeldBatch } from '../core/event-parts.js';
 import { startHealthServer, type Metric } from '../core/health-server.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import { connectNats, ensureEventStream, EVENT_STREAM, natsJetStreamManager, SINK_DURABLE, translateNatsError, type NatsConnection } from '../core/nats.js';
+import { connectNats, ensureBaselineStore, ensureEventStream, EVENT_STREAM, natsJetStreamManager, SINK_DURABLE, translateNatsError, type NatsConnection } from '../core/nats.js';
 import type { BaselineRow, EventRow } from '../core/schema.js';
+import { applyRetention } from '../core/retention.js';
 import { baselineToRow, eventToRow, parseBaselineRecord } from './rows.js';
 
 /** Options of {@link startSink}. */
@@ -17,6 +19,15 @@ export interface SinkOptions {
   clickhouseUrl: string;
   /** Rows gathered (over many messages) before an insert. @default 50_000 */
   maxBatchRows?: number;
+  /** Message bytes gathered before an insert (big values fill few rows). @default 64 MiB */
+  maxBatchBytes?: number;
+  /**
+   * Bytes of part messages (core/event-parts.ts) held while their batch is incomplete; over it the oldest incomplete
+   * batch is handed back (nak, redelivered after `ackWaitMs`) with an error log. @default 256 MiB
+   */
+  maxHeldPartBytes?: number;
+  /** An incomplete split batch is handed back (nak, error log) after waiting this long for its other parts, ms. @default 300_000 */
+  partTimeoutMs?: number;
   /** A partial batch is inserted after this long, ms: bounds the delay until events are queryable. @default 500 */
   flushIntervalMs?: number;
   /** Messages one pull asks for (each holds up to ~2_000 events / 512 KiB). @default 256 */
@@ -33,6 +44,13 @@ export interface SinkOptions {
   maxRetryDelayMs?: number;
   /** Serve GET /health and /metrics on 127.0.0.1:healthPort. @default no health server */
   healthPort?: number;
+  /**
+   * History kept, ms: the stream's max age, and a retention pass (core/retention.ts) that drops old day partitions
+   * and baselines, keeping whole windows. @default 7 days
+   */
+  retentionMs?: number;
+  /** How often the retention pass runs, ms (also once at start). @default 3_600_000 */
+  retentionIntervalMs?: number;
   /** @default silent */
   logger?: Logger;
 }
@@ -61,6 +79,12 @@ export interface SinkStats {
   insertFailures: number;
   /** Messages that could not be decoded and were terminated (never redelivered). */
   poisonMessages: number;
+  /** Split batches whose parts were joined. */
+  joinedBatches: number;
+  /** Incomplete split batches handed back (held too long or over `maxHeldPartBytes`). */
+  partBatchesHandedBack: number;
+  /** Bytes of part messages held now, waiting for the rest of their batch. */
+  heldPartBytes: number;
   /** Events per second over the last completed 10 s window. */
   eventsPerSecond: number;
 }
@@ -109,6 +133,9 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
     natsUrl,
     clickhouseUrl,
     maxBatchRows = 50_000,
+    maxBatchBytes = 64 * 1024 * 1024,
+    maxHeldPartBytes = 256 * 1024 * 1024,
+    partTimeoutMs = 300_000,
     flushIntervalMs = 500,
     maxPullMessages = 256,
     pullExpiresMs = 1_000,
@@ -117,6 +144,8 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
     retryDelayMs = 250,
     maxRetryDelayMs = 10_000,
     healthPort,
+    retentionMs = 7 * 86_400_000,
+    retentionIntervalMs = 3_600_000,
     logger = silentLogger,
   } = o;
 
@@ -155,7 +184,7 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
   };
 
   try {
-    await ensureEventStream(nc);
+    await ensureEventStream(nc, { maxAgeMs: retentionMs });
     await ensureConsumer();
   } catch (err) {
     await nc.close();
@@ -176,8 +205,12 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
     lagMessages: 0,
     insertFailures: 0,
     poisonMessages: 0,
+    joinedBatches: 0,
+    partBatchesHandedBack: 0,
+    heldPartBytes: 0,
     eventsPerSecond: 0,
   };
+  const parts = new PartCollector<JsMsg>();
   let clickhouseOk = true;
   let lastError: string | undefined;
   let closing = false;
@@ -244,7 +277,59 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
     return (flushing = flushing.then(doFlush).finally(() => queuedFlushes--));
   };
 
+  const handBack = (h: HeldBatch<JsMsg>, why: string): void => {
+    stats.partBatchesHandedBack++;
+    logger.error(
+      { batch: h.batchId, partsReceived: h.received, parts: h.count, heldBytes: h.bytes, heldMs: Date.now() - h.sinceMs },
+      `split batch ${h.batchId} is incomplete (${h.received} of ${h.count} parts) and ${why}; its parts are handed back for redelivery (raise maxHeldPartBytes/partTimeoutMs if batches are this large or slow)`,
+    );
+    for (const m of h.parts) m?.nak(ackWaitMs);
+    stats.heldPartBytes = parts.heldBytes;
+  };
+
+  const poison = (msgs: JsMsg[], err: unknown): void => {
+    // A message we cannot read never will be: stop its redelivery, keep it in the stream for inspection.
+    stats.poisonMessages += msgs.length;
+    lastError = describeError(err);
+    for (const m of msgs) {
+      logger.error({ err: lastError, subject: m.subject, streamSeq: m.seq }, `message ${m.seq} of ${EVENT_STREAM} cannot be decoded; terminated (it stays in the stream)`);
+      m.term();
+    }
+  };
+
+  /** A part message: held until its batch is whole; then the batch's rows and every part go into the insert batch. */
+  const handlePart = (m: JsMsg, partHeader: string): void => {
+    let joined;
+    try {
+      const batchId = m.headers?.get(BATCH_HEADER) ?? '';
+      if (batchId === '') throw new ProtocolError(`part message has ${PART_HEADER} but no ${BATCH_HEADER} header; was it published by a flashback agent?`);
+      joined = parts.add(batchId, parsePart(partHeader), m);
+    } catch (err) {
+      return poison([m], err);
+    }
+    if (!joined) {
+      while (parts.heldBytes > maxHeldPartBytes) handBack(parts.evictOldest()!, `its parts held exceed maxHeldPartBytes (${maxHeldPartBytes} bytes)`);
+      stats.heldPartBytes = parts.heldBytes;
+      return;
+    }
+    stats.heldPartBytes = parts.heldBytes;
+    let events;
+    try {
+      ({ events } = decodeBatch(joined.body));
+    } catch (err) {
+      return poison(joined.msgs, err);
+    }
+    for (const e of events) batch.events.push(eventToRow(e));
+    stats.events += events.length;
+    stats.joinedBatches++;
+    batch.msgs.push(...joined.msgs);
+    batch.bytes += joined.body.length;
+  };
+
   const handle = (m: JsMsg): void => {
+    stats.lagMessages = m.info.pending;
+    const partHeader = m.headers?.get(PART_HEADER) ?? '';
+    if (partHeader !== '') return handlePart(m, partHeader);
     try {
       if (m.subject.startsWith('flashback.baselines.')) {
         batch.baselines.push(baselineToRow(parseBaselineRecord(m.data)));
@@ -255,16 +340,10 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
         stats.events += events.length;
       }
     } catch (err) {
-      // A message we cannot read never will be: stop its redelivery, keep it in the stream for inspection.
-      stats.poisonMessages++;
-      lastError = describeError(err);
-      logger.error({ err: lastError, subject: m.subject, streamSeq: m.seq }, `message ${m.seq} of ${EVENT_STREAM} cannot be decoded; terminated (it stays in the stream)`);
-      m.term();
-      return;
+      return poison([m], err);
     }
     batch.msgs.push(m);
     batch.bytes += m.data.length;
-    stats.lagMessages = m.info.pending;
   };
 
   const watchStatus = async (pulled: ConsumerMessages) => {
@@ -286,7 +365,7 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
         void watchStatus(pulled).catch(() => {});
         for await (const m of pulled) {
           handle(m);
-          if (batch.events.length + batch.baselines.length >= maxBatchRows) {
+          if (batch.events.length + batch.baselines.length >= maxBatchRows || batch.bytes >= maxBatchBytes) {
             // Decode the next batch while this one is inserted; at most two batches in memory.
             await flushing;
             void flush();
@@ -300,7 +379,7 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
         lastError = describeError(err);
         logger.error({ err: lastError, retryInMs: wait }, 'pulling from JetStream failed; retrying');
         if (/consumer not found|stream not found|consumer deleted/i.test(String((err as Error)?.message))) {
-          await ensureEventStream(nc)
+          await ensureEventStream(nc, { maxAgeMs: retentionMs })
             .then(ensureConsumer)
             .catch((e: unknown) => logger.error({ err: describeError(e) }, 'could not create the event stream or the sink consumer'));
         }
@@ -312,6 +391,13 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
   const timer = setInterval(() => {
     if (batch.msgs.length > 0 && queuedFlushes === 0) void flush();
   }, flushIntervalMs);
+
+  // Parts waiting for the rest of their batch are kept from redelivery, up to partTimeoutMs.
+  const partTimer = setInterval(() => {
+    for (const h of parts.takeOlderThan(Date.now() - partTimeoutMs)) handBack(h, `waited over partTimeoutMs (${partTimeoutMs} ms) for the rest`);
+    for (const m of parts.messages()) m.working();
+  }, Math.max(100, Math.min(ackWaitMs / 3, partTimeoutMs / 2)));
+  partTimer.unref();
 
   let rateWindowStart = Date.now();
   let rateWindowEvents = 0;
@@ -335,6 +421,20 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
 
   const loop = consumeLoop();
 
+  const retention = async () => {
+    try {
+      const objects = await ensureBaselineStore(nc);
+      await applyRetention({ store, objects, retentionMs, logger });
+    } catch (err) {
+      logger.warn({ err: describeError(err) }, 'retention pass failed; will try again');
+    }
+  };
+  let retentionRun: Promise<void> = retention();
+  const retentionTimer = setInterval(() => {
+    retentionRun = retentionRun.then(retention);
+  }, retentionIntervalMs);
+  retentionTimer.unref();
+
   const health = (): SinkHealth => {
     const natsConnected = !nc.isClosed() && nc.info !== undefined;
     return { ok: natsConnected && clickhouseOk && !closing, natsConnected, clickhouseOk, lagMessages: stats.lagMessages, lastInsertMs: stats.lastInsertMs, lastError };
@@ -346,6 +446,8 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
     { name: 'flashback_sink_bytes_total', help: 'Message bytes acknowledged', type: 'counter', value: stats.bytes },
     { name: 'flashback_sink_insert_failures_total', help: 'Failed ClickHouse inserts (retried)', type: 'counter', value: stats.insertFailures },
     { name: 'flashback_sink_poison_messages_total', help: 'Undecodable messages terminated', type: 'counter', value: stats.poisonMessages },
+    { name: 'flashback_sink_held_part_bytes', help: 'Bytes of split-batch parts waiting for the rest of their batch', type: 'gauge', value: stats.heldPartBytes },
+    { name: 'flashback_sink_part_batches_handed_back_total', help: 'Incomplete split batches handed back for redelivery', type: 'counter', value: stats.partBatchesHandedBack },
     { name: 'flashback_sink_lag_messages', help: 'Messages not yet delivered to the sink', type: 'gauge', value: stats.lagMessages },
     { name: 'flashback_sink_events_per_second', help: 'Events per second over the last 10 s', type: 'gauge', value: stats.eventsPerSecond },
     { name: 'flashback_sink_last_insert_duration_ms', help: 'Duration of the last insert', type: 'gauge', value: stats.lastInsertDurationMs },
@@ -359,7 +461,10 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
     } catch (err) {
       closing = true;
       clearInterval(timer);
+      clearInterval(partTimer);
       clearInterval(slowTimer);
+      clearInterval(retentionTimer);
+      await retentionRun;
       await loop;
       await nc.close();
       await store.close();
@@ -373,8 +478,14 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
     closing = true;
     clearInterval(timer);
     clearInterval(slowTimer);
+    clearInterval(retentionTimer);
+    await retentionRun;
     await loop;
     await flush();
+    clearInterval(partTimer);
+    // Incomplete split batches go back to the stream for the next sink.
+    for (const h of parts.takeAll()) for (const m of h.parts) m?.nak();
+    stats.heldPartBytes = 0;
     await healthServer?.close();
     try {
       // Acks are fire-and-forget: make sure they left before the connection goes.
