@@ -27,6 +27,11 @@ export function eventPartitionsSql(): string {
   return `SELECT DISTINCT partition FROM system.parts WHERE database = 'flashback' AND table = 'events' AND active ORDER BY partition`;
 }
 
+/** SQL: the day partition (`YYYY-MM-DD`, server time zone) that an instant (epoch seconds) falls in. */
+export function partitionDaySql(epochSeconds: number): string {
+  return `SELECT toString(toDate(toDateTime(${sqlUInt(epochSeconds)}))) AS day`;
+}
+
 /**
  * One retention pass (DESIGN.md, Storage; issue: Retention). History older
  * than `retentionMs` goes, but never in a way that leaves a window pointing
@@ -46,7 +51,10 @@ export async function applyRetention(o: { store: RetentionStore; objects?: Objec
   const nodes = await store.query<{ node: string }>(`SELECT DISTINCT node FROM flashback.events`);
   for (const n of nodes) keepFromTsUs[n.node] ??= horizonUs;
   const keepAllFrom = Math.min(horizonUs, ...Object.values(keepFromTsUs));
-  const keepDay = utcDay(keepAllFrom / 1000);
+  // Partitions are toDate(time) in the server's time zone: ask the server which day that instant falls on.
+  const [day] = await store.query<{ day: string }>(partitionDaySql(Math.floor(keepAllFrom / 1_000_000)));
+  // No answer drops nothing: every 'YYYY-MM-DD' sorts after ''.
+  const keepDay = day?.day ?? '';
 
   const droppedPartitions: string[] = [];
   const parts = await store.query<{ partition: string }>(eventPartitionsSql());
@@ -76,9 +84,4 @@ export async function applyRetention(o: { store: RetentionStore; objects?: Objec
     logger.info({ horizon: new Date(horizonUs / 1000).toISOString(), droppedPartitions, deletedBaselines }, 'retention applied');
   }
   return { keepFromTsUs, droppedPartitions, deletedBaselines };
-}
-
-/** `YYYY-MM-DD` (UTC) of a time in ms: ClickHouse's toDate partition id under a UTC server. */
-function utcDay(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10);
 }

@@ -8,6 +8,7 @@ import type { FlashbackEvent } from '../core/event.js';
 import { schemaFeatures, schemaStatements, versionSql } from '../core/schema.js';
 import { sqlString, sqlStringArray, sqlUInt } from '../core/sql-literal.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
+import { eventPartitionsSql, neededBaselinesSql, partitionDaySql } from '../core/retention.js';
 import { baselinesSql, epochSummarySql, eventTimesSql, holeSql, nodesSql } from '../core/windows.js';
 import { baselineSql, replaySql } from '../restorer/event-store.js';
 import { baselineToRow, eventToRow } from '../sink/rows.js';
@@ -57,7 +58,9 @@ function queries(): Record<string, string> {
     nodes: nodesSql(),
     replay: replaySql(NODE, EPOCH, 1, 5),
     baseline: baselineSql(NODE, EPOCH, 1),
-    partitions: `SELECT DISTINCT partition FROM system.parts WHERE database = 'flashback' AND table = 'events' AND active ORDER BY partition`,
+    partitions: eventPartitionsSql(),
+    neededBaselines: neededBaselinesSql(T0 + 10_000),
+    partitionDay: partitionDaySql(EPOCH / 1_000),
     byKey: `SELECT seq, command, args FROM flashback.events WHERE key = ${sqlString('\\x00\\xff\\x02')} ORDER BY seq DESC LIMIT 20`,
     inArray: `SELECT count() AS n FROM flashback.events WHERE has(${sqlStringArray(['x', '\\x00\\xff\\x03'])}, key) AND seq >= ${sqlUInt(0)}`,
   };
@@ -129,6 +132,7 @@ test('every query the code issues runs on 18.16 and on the current release with 
   const q = queries();
   assert.deepEqual(await store.query(q.holes!), [{ seq: 3 }, { seq: 6 }]);
   assert.deepEqual(await store.query(q.partitions!), [{ partition: '2025-08-03' }]);
+  assert.deepEqual(await store.query(q.partitionDay!), [{ day: '2025-08-03' }], 'the day retention compares partitions with');
   assert.deepEqual(await store.query(q.byKey!), [{ seq: 2, command: 'SET', args: ['SET', '\\x00\\xff\\x02', 'v2'] }]);
   // The retention statements that change data, on both.
   for (const sql of [`ALTER TABLE flashback.baselines DELETE WHERE node = ${sqlString('none')} AND ts_us < ${sqlUInt(1)}`, `ALTER TABLE flashback.events DROP PARTITION ${sqlString('2001-01-01')}`]) {
