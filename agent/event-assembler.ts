@@ -197,44 +197,34 @@ export class EventAssembler {
   private ownLine(line: MonitorLine): void {
     const { argv } = line;
     if (argv.length === 2 && argv[1]!.equals(HEARTBEAT) && argv[0]!.toString('latin1').toLowerCase() === 'echo') {
-      this.o.emit([
-        {
-          node: this.o.node,
-          epoch: this.o.epoch,
-          seq: ++this.seq,
-          tsUs: line.tsUs,
-          db: line.db,
-          client: line.client,
-          kind: EventKind.Heartbeat,
-          command: 'ECHO',
-          keys: [],
-          args: argv,
-          replay: [],
-          tx: 0,
-        },
-      ]);
+      this.o.emit([this.ownEvent(line, EventKind.Heartbeat, 'ECHO')]);
       return;
     }
     if (argv.length !== 3 || this.o.table.lookup(argv)?.name !== 'publish' || argv[1]!.toString('latin1') !== this.o.markerChannel) {
       this.o.onOwnLine?.(line);
       return;
     }
-    const event: FlashbackEvent = {
+    const event = this.ownEvent(line, EventKind.Baseline, 'PUBLISH');
+    this.o.emit([event]);
+    this.o.onMarker?.(event);
+  }
+
+  /** An event of the agent's own (marker, heartbeat): a position in the stream that replays as nothing. */
+  private ownEvent(line: MonitorLine, kind: EventKind, command: string): FlashbackEvent {
+    return {
       node: this.o.node,
       epoch: this.o.epoch,
       seq: ++this.seq,
       tsUs: line.tsUs,
       db: line.db,
       client: line.client,
-      kind: EventKind.Baseline,
-      command: 'PUBLISH',
+      kind,
+      command,
       keys: [],
-      args: argv,
+      args: line.argv,
       replay: [],
       tx: 0,
     };
-    this.o.emit([event]);
-    this.o.onMarker?.(event);
   }
 
   /**

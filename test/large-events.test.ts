@@ -1,5 +1,6 @@
 // Events larger than NATS's max payload (3 MB and 20 MB binary values) go through agent, JetStream parts and sink byte-exact, and restore exactly.
 import assert from 'node:assert/strict';
+import { stopPid } from '../core/servers/server-process.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -38,22 +39,6 @@ after(async () => {
   if (instancesDir) await rm(instancesDir, { recursive: true, force: true });
 });
 
-async function stopPid(pid: number): Promise<void> {
-  try {
-    process.kill(pid, 'SIGTERM');
-  } catch {
-    return;
-  }
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return;
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** `n` bytes in which every byte value occurs, in a pattern that does not repeat with a short period. */
 function binaryValue(n: number, salt: number): Buffer {

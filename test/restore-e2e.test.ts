@@ -9,6 +9,7 @@ import { connectNats, ensureBaselineStore } from '../core/nats.js';
 import type { ObjectStore } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { startRedisServer } from '../core/servers/redis-server.js';
+import { stopPid } from '../core/servers/server-process.js';
 import { sqlString } from '../core/sql-literal.js';
 import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
 import { startSource, startStack, waitFor, waitForEvents, waitForWindow, type Stack } from './helpers/stack.js';
@@ -34,22 +35,6 @@ after(async () => {
   await rm(instancesDir, { recursive: true, force: true });
 });
 
-async function stopPid(pid: number): Promise<void> {
-  try {
-    process.kill(pid, 'SIGTERM');
-  } catch {
-    return;
-  }
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return;
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 async function doRestore(req: RestoreRequest) {
   const report = await restore({ events: clickHouseEventStore(stack.store, stack.store.client), objects, instancesDir }, req);
