@@ -64,5 +64,5 @@ for (const name of selected) {
     console.log(`### ${name}: FAILED\n\n\`\`\`\n${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n\`\`\`\n`);
   }
 }
-console.log(`Total: ${(Number(process.hrtime.bigint() - started) / 1e9).toFixed(0)} s${failed ? `, ${failed} benchmark(s) failed` : ''}.`);
+console.log(`Total: ${(Number(process.hrtime.bigint() - started) / 1e9).toFixed(0)} s${failed ? `, ${failed} benchmark(s) failed` : ''}; load average at the end ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}.`);
 process.exitCode = failed ? 1 : 0;
