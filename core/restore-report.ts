@@ -26,6 +26,12 @@ export interface RestoreReport {
   digest: string;
   /** 'match': equal to the source's digest recorded at the baseline (cutoff = baseline); 'unchecked' otherwise. */
   verified: 'match' | 'unchecked';
+  /**
+   * What may keep this restore from being exact: commands replayed as issued whose effect the argv does not
+   * determine (tip nondeterministic_output: SPOP, XADD *, …) or that can block (BLPOP …: a pop served later is
+   * not in MONITOR). Empty when nothing of the kind was replayed.
+   */
+  warnings: string[];
   seconds: number;
   /** The new instance (spawn), the target, or the RDB file. */
   url?: string;

@@ -8,6 +8,10 @@ import type { Logger } from '../core/log.js';
 import { silentLogger } from '../core/log.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
 import { formatTsUs } from '../core/time.js';
+import { CommandTable } from '../core/command-table.js';
+import { RawRedis } from '../core/raw-redis.js';
+import { parseRedisUrl } from '../core/redis-url.js';
+import { sqlString, sqlUInt } from '../core/sql-literal.js';
 import { createAofDir, writeBaseRdb } from './aof-dir.js';
 import { resolveCutoff, type CutoffSpec, type ResolvedCutoff } from '../core/cutoff.js';
 import { IncrWriter } from './incr-writer.js';
@@ -109,6 +113,7 @@ export async function restore(deps: RestoreDeps, req: RestoreRequest, onProgress
     if (atBaseline && base.digest !== '' && base.digest !== restoredDigest) {
       throw new FlashbackError(ErrorCode.Internal, `restored digest ${restoredDigest} differs from the source's digest ${base.digest} recorded at baseline seq ${cut.baselineSeq}: the restore is not exact; report this with the node and seq`);
     }
+    const warnings = await exactnessWarnings(deps.events, server.url, req.node, cut.epoch, cut.baselineSeq, cut.seq);
     const expiredAtRestore = await expireDueKeys(server.url);
     const keys = await countKeys(server.url);
     const report: RestoreReport = {
@@ -122,6 +127,7 @@ export async function restore(deps: RestoreDeps, req: RestoreRequest, onProgress
       expiredAtRestore,
       digest: restoredDigest,
       verified,
+      warnings,
       seconds: 0,
     };
     if (req.target !== undefined) {
@@ -167,3 +173,32 @@ async function objectBytes(objects: ObjectStore, name: string): Promise<Buffer> 
 }
 
 export type { ResolvedCutoff };
+
+/**
+ * Names the replayed commands whose effect may differ on replay, asking the
+ * restored server's own command table (the same flags the agent sees).
+ */
+async function exactnessWarnings(events: EventStore, url: string, node: string, epoch: number, afterSeq: number, toSeq: number): Promise<string[]> {
+  if (toSeq <= afterSeq) return [];
+  const rows = await events.query<{ command: string; n: number | string }>(
+    `SELECT command, count() AS n FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq > ${sqlUInt(afterSeq)} AND seq <= ${sqlUInt(toSeq)} AND kind = 'command' GROUP BY command ORDER BY command`,
+  );
+  if (rows.length === 0) return [];
+  const conn = await RawRedis.connect(parseRedisUrl(url));
+  try {
+    const table = await CommandTable.load(conn);
+    const random: string[] = [];
+    const blocking: string[] = [];
+    for (const r of rows) {
+      const spec = table.lookup([Buffer.from(r.command)]);
+      if (spec?.nondeterministic && spec.write) random.push(`${r.command} ×${Number(r.n)}`);
+      if (spec?.blocking) blocking.push(`${r.command} ×${Number(r.n)}`);
+    }
+    const out: string[] = [];
+    if (random.length > 0) out.push(`replayed as issued, their result may differ from the source's (randomness, time, generated ids): ${random.join(', ')}`);
+    if (blocking.length > 0) out.push(`blocking commands replayed: ${blocking.join(', ')}; a pop served later by another client's push is not captured, so such a list/zset/stream may hold elements the source had popped`);
+    return out;
+  } finally {
+    conn.close();
+  }
+}

@@ -80,6 +80,7 @@ test('the seed scenario: restore to a moment in the middle, and to just before o
       const expected = rows.filter((x) => Number(x.ts_us) <= Number(mid.ts_us)).map((x) => x.args[2]!);
       assert.deepEqual(fields, expected.sort());
       assert.ok(fields.length >= 60 && fields.length < 120);
+      assert.deepEqual(report.warnings, [], 'HSET only: nothing that could make the restore inexact');
     } finally {
       restored.disconnect();
     }
@@ -280,6 +281,26 @@ test('key-subset restore: only matching keys (and only --db), each exactly as at
     } finally {
       r1.disconnect();
     }
+  } finally {
+    r.disconnect();
+    await src.close();
+  }
+});
+
+test('the report names replayed commands that may make a restore inexact (random, blocking)', async () => {
+  const src = await startSource(stack);
+  const r = new Redis(src.redis.url);
+  try {
+    await src.agent.baseline();
+    await r.sadd('s', 'a', 'b', 'c');
+    await r.spop('s');
+    await r.rpush('l', 'x', 'y');
+    await r.blpop('l', 1);
+    const last = await synced(src);
+    const report = await doRestore({ node: src.node, toSeq: last, spawn: {} });
+    assert.equal(report.warnings.length, 2, report.warnings.join(' | '));
+    assert.match(report.warnings[0]!, /SPOP ×1/);
+    assert.match(report.warnings[1]!, /BLPOP ×1/);
   } finally {
     r.disconnect();
     await src.close();

@@ -118,6 +118,7 @@ export function formatReport(r: RestoreReport): string {
     `  keys       ${r.keys}${r.expiredAtRestore > 0 ? ` (${r.expiredAtRestore} more had expired by now: absolute TTLs; --keep-ttl-relative keeps them)` : ''}`,
     `  digest     ${r.digest}${r.verified === 'match' ? ' = source digest at the baseline (verified)' : ''}`,
   ];
+  for (const w of r.warnings ?? []) lines.push(`  warning    ${w}`);
   if (r.rdb) lines.push(`  rdb        ${r.rdb}`);
   else if (r.pid) lines.push(`  instance   ${r.url} (pid ${r.pid}, files in ${r.dir}); stop it with: redis-cli -u ${r.url} shutdown nosave`);
   else lines.push(`  target     ${r.url}`);
