@@ -49,7 +49,8 @@ async function apiToken(dataDir: string): Promise<{ token: string; tokens: strin
   const file = path.join(dataDir, 'api-token');
   const existing = await readFile(file, 'utf8').then((t) => t.trim(), () => '');
   if (existing) return { token: existing, tokens: [existing] };
-  const token = randomBytes(24).toString('base64url');
+  // Hex: a token must never start with '-', which a shell's flag parser would take for an option.
+  const token = randomBytes(24).toString('hex');
   await writeFile(file, token + '\n', { mode: 0o600 });
   await chmod(file, 0o600);
   return { token, tokens: [token], created: file };
