@@ -4,6 +4,7 @@ import { after, before, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { readableBytes } from '../core/escape.js';
 import { RespReader, type RespValue } from '../core/resp.js';
+import type { EventRow } from '../core/schema.js';
 import { sqlString } from '../core/sql-literal.js';
 import { startSource, startStack, waitForEvents, type Stack } from './helpers/stack.js';
 
@@ -15,19 +16,7 @@ after(async () => {
   await stack?.close();
 });
 
-interface Row {
-  seq: number;
-  ts_us: number;
-  db: number;
-  client: string;
-  kind: string;
-  command: string;
-  key: string;
-  keys: string[];
-  args: string[];
-  replay: string;
-  tx: number;
-}
+type Row = EventRow;
 
 function decodeReplay(b64: string): Buffer[] {
   const r = new RespReader();
