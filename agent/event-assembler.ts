@@ -2,7 +2,7 @@ import type { CommandSpec, CommandTable } from '../core/command-table.js';
 import { HEARTBEAT_MESSAGE } from '../core/baseline.js';
 import { EventKind, type FlashbackEvent } from '../core/event.js';
 import type { MonitorLine } from '../core/monitor-line.js';
-import { normalizeArgv, relativeExpiryIndex } from './normalize.js';
+import { EXPIRED_GUARD_SCRIPT, normalizeArgv, relativeExpiryIndex } from './normalize.js';
 
 /** Options of an {@link EventAssembler}. */
 export interface AssemblerOptions {
@@ -46,6 +46,9 @@ interface Pending {
 
 const SCRIPT_CALLS = new Set(['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro']);
 const DEL = Buffer.from('DEL');
+const EVAL = Buffer.from('EVAL');
+const ONE = Buffer.from('1');
+const EXPIRED_GUARD = Buffer.from(EXPIRED_GUARD_SCRIPT);
 const HEARTBEAT = Buffer.from(HEARTBEAT_MESSAGE);
 
 /**
@@ -152,7 +155,7 @@ export class EventAssembler {
     if (s.lines.length > 0) this.emitGroup(s.lines, s.tsUs, true);
   }
 
-  /** Emits an expiration or eviction seen through keyspace notifications; it replays as DEL. */
+  /** Emits an expiration (replays as a guarded delete: EXPIRED_GUARD_SCRIPT) or an eviction (replays as DEL) seen through keyspace notifications. */
   pushServerEvent(e: ServerEvent): void {
     const seq = ++this.seq;
     this.o.emit([
@@ -167,7 +170,7 @@ export class EventAssembler {
         command: e.kind,
         keys: [e.key],
         args: [e.key],
-        replay: [DEL, e.key],
+        replay: e.kind === 'expired' ? [EVAL, EXPIRED_GUARD, ONE, e.key, Buffer.from(String(Math.floor(e.tsUs / 1000)))] : [DEL, e.key],
         tx: 0,
       },
     ]);

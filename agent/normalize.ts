@@ -31,6 +31,14 @@ export const DEL_IF_STRING_SCRIPT = "if redis.call('TYPE', KEYS[1])['ok'] == 'st
 export const CONDITIONAL_EXPIRE_SCRIPT =
   "if redis.call('PEXPIREAT', KEYS[1], ARGV[1], unpack(ARGV, 2)) == 1 then redis.call('DEL', KEYS[1]) return 1 end return 0";
 
+/**
+ * Replay of an expiration: delete the key only if it still carries an expiry that had passed by then. The
+ * notification reaches the agent after the MONITOR line of the command that triggered a lazy expiry, so a key
+ * re-created by that command (SET, with no or a later expiry) must survive the late deletion.
+ */
+export const EXPIRED_GUARD_SCRIPT =
+  "local e = redis.call('PEXPIRETIME', KEYS[1]) if e >= 0 and e <= tonumber(ARGV[1]) then return redis.call('DEL', KEYS[1]) end return 0";
+
 const B = (s: string) => Buffer.from(s, 'latin1');
 const SET = B('SET');
 const DEL = B('DEL');

@@ -1,5 +1,6 @@
 // EventAssembler on a real redis-server's MONITOR stream: writes only, gapless seq, MULTI/EXEC, DISCARD, WATCH abort, scripts, markers, bytes, db, expiries.
 import assert from 'node:assert/strict';
+import { EXPIRED_GUARD_SCRIPT } from '../agent/normalize.js';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { EventAssembler } from '../agent/event-assembler.js';
@@ -194,13 +195,17 @@ describe('EventAssembler (live MONITOR)', () => {
     assert.equal(assembler.unknownCommands, unknownBefore + 1);
   });
 
-  test('server-side expirations become DEL events in the same seq', () => {
+  test('server-side expirations (guarded delete) and evictions (DEL) are events in the same seq', () => {
     const before = assembler.lastSeq;
-    assembler.pushServerEvent({ kind: 'expired', db: 2, key: BIN_KEY, tsUs: 1 });
+    assembler.pushServerEvent({ kind: 'expired', db: 2, key: BIN_KEY, tsUs: 1_700_000_000_123_456 });
     const [e] = groups.at(-1)!;
     assert.equal(e!.seq, before + 1);
     assert.equal(e!.kind, 'expired');
-    assert.deepEqual(e!.replay.map(str), ['DEL', str(BIN_KEY)]);
+    assert.deepEqual(e!.replay.map(str), ['EVAL', EXPIRED_GUARD_SCRIPT, '1', str(BIN_KEY), '1700000000123']);
     assert.ok(e!.keys[0]!.equals(BIN_KEY));
+    assembler.pushServerEvent({ kind: 'evicted', db: 2, key: BIN_KEY, tsUs: 1_700_000_000_123_456 });
+    const [v] = groups.at(-1)!;
+    assert.equal(v!.seq, before + 2);
+    assert.deepEqual(v!.replay.map(str), ['DEL', str(BIN_KEY)]);
   });
 });

@@ -306,3 +306,31 @@ test('the report names replayed commands that may make a restore inexact (random
     await src.close();
   }
 });
+
+test('a key re-created by SET after its expiry is restored with its new value, though the expiry reaches the agent late', async () => {
+  const src = await startSource(stack);
+  const r = new Redis(src.redis.url);
+  try {
+    await src.agent.baseline();
+    await r.set('session', 'old', 'PX', 30);
+    const expiry = Number(await r.pexpiretime('session'));
+    // Waiting for the wall clock to pass the source's expiry, not for another process.
+    while (Date.now() <= expiry + 1) await new Promise((res) => setTimeout(res, 5));
+    // This SET expires the old key lazily (its notification comes after this line) and creates the new one.
+    await r.set('session', 'new', 'PX', 600_000);
+    const newExpiry = Number(await r.pexpiretime('session'));
+    await waitFor('the expiration event', async () => (src.agent.stats().serverChanges > 0 ? true : undefined));
+    const last = await synced(src);
+    const report = await doRestore({ node: src.node, toSeq: last, spawn: {} });
+    const restored = new Redis(report.url!);
+    try {
+      assert.equal(await restored.get('session'), 'new');
+      assert.equal(Number(await restored.pexpiretime('session')), newExpiry);
+    } finally {
+      restored.disconnect();
+    }
+  } finally {
+    r.disconnect();
+    await src.close();
+  }
+});
