@@ -14,16 +14,29 @@ export interface StoredBaseline {
   digest: string;
 }
 
+/** An event as the restore reads it: what the incr AOF needs, plus its time and kind. */
+export interface StoredEvent extends ReplayItem {
+  tsUs: number;
+  kind: string;
+}
+
 /** What a restore reads from the history store. */
 export interface EventStore extends QueryRunner {
   baseline(node: string, epoch: number, seq: number): Promise<StoredBaseline>;
   /** Events with afterSeq < seq ≤ toSeq, ascending by seq (a not-yet-merged duplicate may repeat a seq). */
-  replayItems(node: string, epoch: number, afterSeq: number, toSeq: number): AsyncIterable<ReplayItem>;
+  replayItems(node: string, epoch: number, afterSeq: number, toSeq: number): AsyncIterable<StoredEvent>;
+  /** Expirations stored after `afterSeq` with ts_us ≤ untilTsUs (late notifications of expirations before the cutoff). */
+  expiredAfter(node: string, epoch: number, afterSeq: number, untilTsUs: number): Promise<StoredEvent[]>;
 }
 
 /** SQL of the replay stream: TabSeparated, base64 has no tabs or newlines. */
 export function replaySql(node: string, epoch: number, afterSeq: number, toSeq: number): string {
-  return `SELECT seq, db, tx, replay FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq > ${sqlUInt(afterSeq)} AND seq <= ${sqlUInt(toSeq)} ORDER BY seq`;
+  return `SELECT seq, db, tx, ts_us, kind, replay FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq > ${sqlUInt(afterSeq)} AND seq <= ${sqlUInt(toSeq)} ORDER BY seq`;
+}
+
+/** SQL of expirations just after a cutoff (JSONEachRow). */
+export function expiredAfterSql(node: string, epoch: number, afterSeq: number, untilTsUs: number): string {
+  return `SELECT seq, db, tx, ts_us, replay FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq > ${sqlUInt(afterSeq)} AND kind = 'expired' AND ts_us <= ${sqlUInt(untilTsUs)} ORDER BY seq LIMIT 100000`;
 }
 
 export function baselineSql(node: string, epoch: number, seq: number): string {
@@ -47,6 +60,10 @@ export function clickHouseEventStore(runner: QueryRunner, client: ClickHouseClie
         digest: String(r.digest ?? ''),
       };
     },
+    async expiredAfter(node, epoch, afterSeq, untilTsUs) {
+      const rows = await runner.query<{ seq: number; db: number; tx: number; ts_us: number; replay: string }>(expiredAfterSql(node, epoch, afterSeq, untilTsUs));
+      return rows.map((r) => ({ seq: Number(r.seq), db: Number(r.db), tx: Number(r.tx), tsUs: Number(r.ts_us), kind: 'expired', resp: Buffer.from(r.replay, 'base64') }));
+    },
     async *replayItems(node, epoch, afterSeq, toSeq) {
       if (toSeq <= afterSeq) return;
       const rs = await client.query({ query: replaySql(node, epoch, afterSeq, toSeq), format: 'TabSeparated' });
@@ -56,11 +73,15 @@ export function clickHouseEventStore(runner: QueryRunner, client: ClickHouseClie
           const t1 = line.indexOf('\t');
           const t2 = line.indexOf('\t', t1 + 1);
           const t3 = line.indexOf('\t', t2 + 1);
+          const t4 = line.indexOf('\t', t3 + 1);
+          const t5 = line.indexOf('\t', t4 + 1);
           yield {
             seq: Number(line.slice(0, t1)),
             db: Number(line.slice(t1 + 1, t2)),
             tx: Number(line.slice(t2 + 1, t3)),
-            resp: Buffer.from(line.slice(t3 + 1), 'base64'),
+            tsUs: Number(line.slice(t3 + 1, t4)),
+            kind: line.slice(t4 + 1, t5),
+            resp: Buffer.from(line.slice(t5 + 1), 'base64'),
           };
         }
       }

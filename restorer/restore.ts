@@ -16,6 +16,7 @@ import { createAofDir, writeBaseRdb } from './aof-dir.js';
 import { resolveCutoff, type CutoffSpec, type ResolvedCutoff } from '../core/cutoff.js';
 import { IncrWriter } from './incr-writer.js';
 import { applyKeyFilter } from './key-filter.js';
+import { LazyExpiryReorder } from './lazy-expiry.js';
 import { copyToTarget, countKeys, digest, expireDueKeys, keepTtlRelativeScript, loadAofDir, saveRdb, TargetNotEmptyError } from './materialize.js';
 import type { EventStore } from './event-store.js';
 import type { RestoreProgress, RestoreReport } from '../core/restore-report.js';
@@ -87,14 +88,19 @@ export async function restore(deps: RestoreDeps, req: RestoreRequest, onProgress
     await incr.writeTail(await objectBytes(deps.objects, base.tailObject));
     let replayed = 0;
     let expect = cut.baselineSeq + 1;
+    const reorder = new LazyExpiryReorder((item) => incr.write(item));
+    let lastTsUs = 0;
     for await (const item of deps.events.replayItems(req.node, cut.epoch, cut.baselineSeq, cut.seq)) {
       if (item.seq < expect) continue; // a duplicate row not merged yet
       if (item.seq !== expect) throw new CaptureGapError(`events ${expect}–${item.seq - 1} of node "${req.node}" epoch ${cut.epoch} are missing: nothing is restored across a hole`);
       expect++;
-      if (item.resp.length > 0) await incr.write(item);
+      lastTsUs = item.tsUs;
+      if (item.resp.length > 0) await reorder.push(item);
       replayed++;
       if ((replayed & 0x3fff) === 0) onProgress({ phase: 'events', events: replayed, totalEvents });
     }
+    for (const late of await deps.events.expiredAfter(req.node, cut.epoch, cut.seq, lastTsUs + 2_000_000)) reorder.lookahead(late);
+    await reorder.end();
     if (expect !== cut.seq + 1 && cut.seq > cut.baselineSeq) throw new CaptureGapError(`events ${expect}–${cut.seq} of node "${req.node}" epoch ${cut.epoch} are missing: nothing is restored across a hole`);
     const shiftMs = req.keepTtlRelative ? Math.max(0, Math.round(Date.now() - (cut.askedTsUs ?? cut.tsUs) / 1000)) : 0;
     if (shiftMs > 0) await incr.writeRaw(keepTtlRelativeScript(shiftMs));

@@ -334,3 +334,35 @@ test('a key re-created by SET after its expiry is restored with its new value, t
     await src.close();
   }
 });
+
+test('a read-modify-write on an expired key (INCR after the TTL) restores as the source had it, cut before or after the late notification', async () => {
+  const src = await startSource(stack);
+  const r = new Redis(src.redis.url);
+  try {
+    await src.agent.baseline();
+    await r.set('counter', '5', 'PX', 30);
+    const expiry = Number(await r.pexpiretime('counter'));
+    while (Date.now() <= expiry + 1) await new Promise((res) => setTimeout(res, 5));
+    // INCR finds the key expired (deleted lazily, notification after this line) and starts from 0.
+    assert.equal(await r.incr('counter'), 1);
+    await waitFor('the expiration event', async () => (src.agent.stats().serverChanges > 0 ? true : undefined));
+    const last = await synced(src);
+    const rows = await stack.store.query<{ seq: number; kind: string; command: string }>(
+      `SELECT seq, kind, command FROM flashback.events WHERE node = ${sqlString(src.node)} AND (command = 'INCR' OR kind = 'expired') ORDER BY seq`,
+    );
+    const incrSeq = rows.find((x) => x.command === 'INCR')!.seq;
+    for (const toSeq of [incrSeq, last]) {
+      const report = await doRestore({ node: src.node, toSeq, spawn: {} });
+      const restored = new Redis(report.url!);
+      try {
+        assert.equal(await restored.get('counter'), '1', `restored to seq ${toSeq} (INCR at ${incrSeq}, events: ${JSON.stringify(rows)})`);
+        assert.equal(Number(await restored.pttl('counter')), -1);
+      } finally {
+        restored.disconnect();
+      }
+    }
+  } finally {
+    r.disconnect();
+    await src.close();
+  }
+});

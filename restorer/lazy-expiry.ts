@@ -1,0 +1,84 @@
+import { encodeCommand, RespReader, type RespValue } from '../core/resp.js';
+import type { StoredEvent } from './event-store.js';
+import type { ReplayItem } from './incr-writer.js';
+
+/**
+ * Delete the key if its expiry had passed at this instant (ARGV[1], ms): what
+ * Redis does when a command touches an expired key (keyIsExpired: now > when).
+ * A loading server never does it by itself.
+ */
+export const LAZY_EXPIRE_SCRIPT =
+  "local e = redis.call('PEXPIRETIME', KEYS[1]) if e >= 0 and e < tonumber(ARGV[1]) then return redis.call('DEL', KEYS[1]) end return 0";
+
+interface Held {
+  event: StoredEvent;
+  guards: Buffer[];
+}
+
+/**
+ * Puts lazy expirations where the source had them. The agent learns of an
+ * expiration from its notification, which arrives after the MONITOR line of
+ * the command that triggered it, so history holds `INCR k` before `expired k`.
+ * The restore holds back a window of recent events; when an expiration of k
+ * arrives, every held event of that db that mentions k gets a guard before it
+ * that deletes k if its expiry had passed at that event's own time. A guard is
+ * never wrong to add — it does what the source does to an expired key — so
+ * matching by bytes (a value equal to the key name too) costs only time.
+ */
+export class LazyExpiryReorder {
+  private readonly held: Held[] = [];
+  /** Guards added. */
+  guards = 0;
+
+  /**
+   * @param out where events (and their guards, same db and tx) go, in order
+   * @param windowUs how far back an expiration notification may reach. @default 2 s
+   */
+  constructor(
+    private readonly out: (item: ReplayItem) => Promise<void>,
+    private readonly windowUs = 2_000_000,
+  ) {}
+
+  async push(event: StoredEvent): Promise<void> {
+    if (event.kind === 'expired') this.guardBefore(event);
+    this.held.push({ event, guards: [] });
+    while (this.held.length > 0 && this.held[0]!.event.tsUs < event.tsUs - this.windowUs) await this.release(this.held.shift()!);
+  }
+
+  /** An expiration stored after the cutoff: it may still belong before events that are not (the notification came late). */
+  lookahead(expired: StoredEvent): void {
+    this.guardBefore(expired);
+  }
+
+  async end(): Promise<void> {
+    for (const h of this.held.splice(0)) await this.release(h);
+  }
+
+  private guardBefore(expired: StoredEvent): void {
+    const argv = decodeArgv(expired.resp);
+    // The agent's expired replay: EVAL <guard> 1 <key> <ms>.
+    const key = argv?.[3];
+    if (!key || key.length === 0) return;
+    for (const h of this.held) {
+      const e = h.event;
+      if (e.db !== expired.db || e.kind === 'expired' || e.resp.indexOf(key) < 0) continue;
+      const args = decodeArgv(e.resp);
+      if (!args?.some((a, i) => i > 0 && a.equals(key))) continue;
+      h.guards.push(encodeCommand(['EVAL', LAZY_EXPIRE_SCRIPT, '1', key, String(Math.floor(e.tsUs / 1000))]));
+      this.guards++;
+    }
+  }
+
+  private async release(h: Held): Promise<void> {
+    const { event } = h;
+    for (const g of h.guards) await this.out({ seq: event.seq, db: event.db, tx: event.tx, resp: g });
+    await this.out(event);
+  }
+}
+
+function decodeArgv(resp: Buffer): Buffer[] | undefined {
+  const r = new RespReader();
+  r.push(resp);
+  const v: RespValue | undefined = r.read();
+  return Array.isArray(v) ? (v.filter((x) => Buffer.isBuffer(x)) as Buffer[]) : undefined;
+}
