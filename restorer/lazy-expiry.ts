@@ -24,25 +24,37 @@ interface Held {
  * that deletes k if its expiry had passed at that event's own time. A guard is
  * never wrong to add — it does what the source does to an expired key — so
  * matching by bytes (a value equal to the key name too) costs only time.
+ * Each expiration scans the held events (a byte search each): with many
+ * expirations per second a restore slows down by that scan.
  */
 export class LazyExpiryReorder {
-  private readonly held: Held[] = [];
+  /** Held events from `head` on: a head index, not Array.shift, which is O(n) on a large array. */
+  private held: Held[] = [];
+  private head = 0;
   /** Guards added. */
   guards = 0;
 
   /**
    * @param out where events (and their guards, same db and tx) go, in order
    * @param windowUs how far back an expiration notification may reach. @default 2 s
+   * @param maxHeld at most this many events are held, whatever their times (bounds memory and the scan per expiration). @default 20_000
    */
   constructor(
     private readonly out: (item: ReplayItem) => Promise<void>,
     private readonly windowUs = 2_000_000,
+    private readonly maxHeld = 20_000,
   ) {}
 
   async push(event: StoredEvent): Promise<void> {
     if (event.kind === 'expired') this.guardBefore(event);
     this.held.push({ event, guards: [] });
-    while (this.held.length > 0 && this.held[0]!.event.tsUs < event.tsUs - this.windowUs) await this.release(this.held.shift()!);
+    while (this.head < this.held.length && (this.held.length - this.head > this.maxHeld || this.held[this.head]!.event.tsUs < event.tsUs - this.windowUs)) {
+      await this.release(this.held[this.head++]!);
+    }
+    if (this.head > 4_096 && this.head * 2 > this.held.length) {
+      this.held = this.held.slice(this.head);
+      this.head = 0;
+    }
   }
 
   /** An expiration stored after the cutoff: it may still belong before events that are not (the notification came late). */
@@ -51,7 +63,9 @@ export class LazyExpiryReorder {
   }
 
   async end(): Promise<void> {
-    for (const h of this.held.splice(0)) await this.release(h);
+    for (let i = this.head; i < this.held.length; i++) await this.release(this.held[i]!);
+    this.held = [];
+    this.head = 0;
   }
 
   private guardBefore(expired: StoredEvent): void {
@@ -59,7 +73,8 @@ export class LazyExpiryReorder {
     // The agent's expired replay: EVAL <guard> 1 <key> <ms>.
     const key = argv?.[3];
     if (!key || key.length === 0) return;
-    for (const h of this.held) {
+    for (let i = this.head; i < this.held.length; i++) {
+      const h = this.held[i]!;
       const e = h.event;
       if (e.db !== expired.db || e.kind === 'expired' || e.resp.indexOf(key) < 0) continue;
       const args = decodeArgv(e.resp);
