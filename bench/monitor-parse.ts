@@ -9,21 +9,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readableBytes } from '../core/escape.js';
 import { MonitorParser } from '../core/monitor-parser.js';
+import { seededRandom } from '../core/seeded-random.js';
 
 /** Number of MONITOR lines generated. @default 1_000_000 */
 const LINES = Number(process.env.BENCH_MONITOR_LINES ?? 1_000_000);
 const CHUNK_BYTES = 64 * 1024;
 const ROUNDS = 5;
 
-/** Deterministic PRNG (mulberry32) so every run parses the same bytes. */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 function buildStream(lines: number): Buffer {
   const random = rng(42);

@@ -19,6 +19,7 @@ import { startClickHouseServer } from '../core/servers/clickhouse-server.js';
 import { startNatsServer } from '../core/servers/nats-server.js';
 import { eventToRow, startSink } from '../sink/index.js';
 import { pollUntil, round, runIfMain, secondsSince, spread, type BenchResult, type BenchSize } from './report.js';
+import { seededRandom } from '../core/seeded-random.js';
 
 const EVENTS_PER_MESSAGE = 2_000;
 /** The sink's default maxBatchRows: the raw baseline inserts batches of the same size. */
@@ -26,15 +27,7 @@ const ROWS_PER_INSERT = 50_000;
 const PUBLISH_IN_FLIGHT = 32;
 const NODE = 'bench-sink';
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 /** `count` events shaped like redis-benchmark's SET/HSET/LPUSH/INCR capture (5 % with binary values), one second of time per 100 000. */
 function buildEvents(count: number): FlashbackEvent[] {

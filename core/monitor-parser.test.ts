@@ -7,6 +7,7 @@ import { ProtocolError } from './errors.js';
 import type { MonitorLine } from './monitor-line.js';
 import { MonitorParser, parseMonitorLine } from './monitor-parser.js';
 import { captureMonitor, FIXTURE_DIR, startRedis, WORKLOADS, type MonitorCapture, type MonitorFixture } from '../test/fixtures/capture-monitor.js';
+import { seededRandom } from './seeded-random.js';
 
 function loadFixture(name: string): MonitorCapture {
   return {
@@ -36,15 +37,7 @@ function* bytewise(raw: Buffer): Generator<Buffer> {
   for (let i = 0; i < raw.length; i++) yield raw.subarray(i, i + 1);
 }
 
-/** Deterministic PRNG (mulberry32) so a failing split can be reproduced from the seed. */
-function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = seededRandom;
 
 function randomCuts(length: number, random: () => number, maxChunk: number): number[] {
   const cuts: number[] = [];

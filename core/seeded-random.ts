@@ -1,0 +1,13 @@
+/**
+ * Deterministic PRNG (mulberry32): the same seed gives the same sequence, so a
+ * benchmark parses the same bytes every run and a failing random test can be
+ * replayed from its seed. Returns numbers in [0, 1). Not for anything secret.
+ */
+export function seededRandom(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
