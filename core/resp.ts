@@ -20,6 +20,17 @@ export function encodeCommand(argv: readonly (Buffer | string | number)[]): Buff
   return Buffer.concat(parts);
 }
 
+/** The inverse of encodeCommand: exactly one RESP array of bulk strings, else ProtocolError. */
+export function decodeCommand(resp: Buffer): Buffer[] {
+  const reader = new RespReader();
+  reader.push(resp);
+  const v = reader.read();
+  if (!Array.isArray(v) || reader.pending !== 0 || !v.every((x) => Buffer.isBuffer(x))) {
+    throw new ProtocolError(`expected exactly one RESP command (an array of bulk strings) in ${resp.length} bytes`);
+  }
+  return v as Buffer[];
+}
+
 /** Byte length of `encodeCommand(argv)` without building it. */
 export function encodedCommandLength(argv: readonly Buffer[]): number {
   let n = 3 + String(argv.length).length;

@@ -1,4 +1,4 @@
-import { encodeCommand, RespReader, type RespValue } from '../core/resp.js';
+import { decodeCommand, encodeCommand } from '../core/resp.js';
 import type { StoredEvent } from './event-store.js';
 import type { ReplayItem } from './incr-writer.js';
 
@@ -69,16 +69,14 @@ export class LazyExpiryReorder {
   }
 
   private guardBefore(expired: StoredEvent): void {
-    const argv = decodeArgv(expired.resp);
     // The agent's expired replay: EVAL <guard> 1 <key> <ms>.
-    const key = argv?.[3];
+    const key = decodeCommand(expired.resp)[3];
     if (!key || key.length === 0) return;
     for (let i = this.head; i < this.held.length; i++) {
       const h = this.held[i]!;
       const e = h.event;
       if (e.db !== expired.db || e.kind === 'expired' || e.resp.indexOf(key) < 0) continue;
-      const args = decodeArgv(e.resp);
-      if (!args?.some((a, i) => i > 0 && a.equals(key))) continue;
+      if (!decodeCommand(e.resp).some((a, i) => i > 0 && a.equals(key))) continue;
       h.guards.push(encodeCommand(['EVAL', LAZY_EXPIRE_SCRIPT, '1', key, String(Math.floor(e.tsUs / 1000))]));
       this.guards++;
     }
@@ -91,9 +89,3 @@ export class LazyExpiryReorder {
   }
 }
 
-function decodeArgv(resp: Buffer): Buffer[] | undefined {
-  const r = new RespReader();
-  r.push(resp);
-  const v: RespValue | undefined = r.read();
-  return Array.isArray(v) ? (v.filter((x) => Buffer.isBuffer(x)) as Buffer[]) : undefined;
-}

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { readableBytes } from '../core/escape.js';
-import { RespReader, type RespValue } from '../core/resp.js';
+import { decodeCommand } from '../core/resp.js';
 import type { EventRow } from '../core/schema.js';
 import { sqlString } from '../core/sql-literal.js';
 import { startSource, startStack, waitForEvents, type Stack } from './helpers/stack.js';
@@ -18,11 +18,9 @@ after(async () => {
 
 type Row = EventRow;
 
+/** The exact argv a stored row replays (exactly one command, or decodeCommand throws). */
 function decodeReplay(b64: string): Buffer[] {
-  const r = new RespReader();
-  r.push(Buffer.from(b64, 'base64'));
-  const v = r.read() as RespValue[];
-  return v.map((x) => x as Buffer);
+  return decodeCommand(Buffer.from(b64, 'base64'));
 }
 
 const B = (s: string | number[]) => (typeof s === 'string' ? Buffer.from(s) : Buffer.from(s));

@@ -15,7 +15,7 @@ import { encodeBatch } from '../core/event-codec.js';
 import { eventSubject, messageId, type EventKind, type FlashbackEvent } from '../core/event.js';
 import { silentLogger } from '../core/log.js';
 import { connectNats, ensureEventStream, type NatsConnection } from '../core/nats.js';
-import { RespReader, type RespValue } from '../core/resp.js';
+import { decodeCommand } from '../core/resp.js';
 import { sqlString } from '../core/sql-literal.js';
 import { freePort } from '../core/servers/free-port.js';
 import { startNatsServer } from '../core/servers/nats-server.js';
@@ -77,12 +77,9 @@ async function counts(node: string): Promise<{ n: number; u: number }> {
   return r!;
 }
 
+/** The exact argv a stored row replays (exactly one command, or decodeCommand throws). */
 function decodeReplay(b64: string): Buffer[] {
-  const r = new RespReader();
-  r.push(Buffer.from(b64, 'base64'));
-  const v = r.read() as RespValue[];
-  assert.equal(r.pending, 0, 'replay holds exactly one command');
-  return v as Buffer[];
+  return decodeCommand(Buffer.from(b64, 'base64'));
 }
 
 const startTestSink = (o: Partial<Parameters<typeof startSink>[0]> = {}): Promise<Sink> =>
