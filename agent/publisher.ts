@@ -206,7 +206,8 @@ export class EventPublisher {
         this.queue.unshift(msg);
         this.queuedBytes += msg.body.length;
         this.publishErrors++;
-        if (this.closed && this.abandon) return this.pump();
+        // Closed: the batch stays queued, unsent; close() already reported what was not acknowledged.
+        if (this.closed) return;
         const delay = Math.min(5_000, Math.max(100, this.retryDelayMs * 2));
         if (this.retryDelayMs === 0 || delay !== this.retryDelayMs) {
           this.o.logger.warn({ err: (err as Error).message, retryInMs: delay, queuedBytes: this.queuedBytes }, 'JetStream publish failed; retrying');
@@ -219,8 +220,6 @@ export class EventPublisher {
       },
     );
   }
-
-  private abandon = false;
 
   /** Seals the partial batch and resolves when everything is acknowledged (or `timeoutMs` passes: then false). */
   async flush(timeoutMs = 30_000): Promise<boolean> {
@@ -241,7 +240,6 @@ export class EventPublisher {
   async close(timeoutMs = 30_000): Promise<boolean> {
     const ok = await this.flush(timeoutMs);
     this.closed = true;
-    this.abandon = true;
     if (this.timer) clearTimeout(this.timer);
     return ok;
   }
