@@ -65,8 +65,9 @@ export async function resolveCutoff(db: QueryRunner, node: string, spec: CutoffS
   if (!Number.isSafeInteger(n) || n < 1) throw new InputError(ErrorCode.BadInput, `seq must be a positive integer, got ${n}`);
   const holding = windows.filter((x) => (spec.epoch === undefined || x.epoch === spec.epoch) && x.fromSeq <= n && n <= x.toSeq + (spec.beforeSeq !== undefined ? 1 : 0));
   // Seqs restart at 1 in every epoch: a bare seq held by two epochs names two different events.
-  if (spec.epoch === undefined && new Set(holding.map((x) => x.epoch)).size > 1) {
-    throw new InputError(ErrorCode.BadInput, `seq ${n} of node "${node}" exists in ${new Set(holding.map((x) => x.epoch)).size} epochs; add --epoch (one of ${[...new Set(holding.map((x) => x.epoch))].join(', ')}); windows: ${list}`);
+  const epochs = [...new Set(holding.map((x) => x.epoch))];
+  if (spec.epoch === undefined && epochs.length > 1) {
+    throw new InputError(ErrorCode.BadInput, `seq ${n} of node "${node}" exists in ${epochs.length} epochs; add --epoch (one of ${epochs.join(', ')}); windows: ${list}`);
   }
   const w = holding[holding.length - 1];
   if (!w) throw new RestoreWindowError(`no restorable window of node "${node}" holds seq ${n}${spec.epoch !== undefined ? ` in epoch ${spec.epoch}` : ''}; windows: ${list}`);
