@@ -17,7 +17,7 @@ import { takeBaseline } from './baseline.js';
 import { EventAssembler } from './event-assembler.js';
 import { LagTracker } from './lag-tracker.js';
 import { MonitorSource } from './monitor-source.js';
-import { ensureNotifyFlags, subscribeServerChanges } from './notifications.js';
+import { ensureNotifyFlags, parseServerChange, SERVER_CHANGE_PATTERNS } from './notifications.js';
 import { EventPublisher } from './publisher.js';
 import { ExpiryCorrector } from './expiry-corrector.js';
 
@@ -221,7 +221,6 @@ class CaptureAgent implements Agent {
   private totals = { captured: 0, published: 0, bytesRead: 0, bytesPublished: 0, baselines: 0, lastBaselineSeq: 0, serverChanges: 0 };
   private rate = { at: Date.now(), captured: 0, perSecond: 0 };
   private omem = { now: 0, max: 0 };
-  private notifier: { close(): Promise<void> } | undefined;
   private restarting: Promise<void> | undefined;
 
   constructor(private readonly d: CaptureDeps) {
@@ -234,18 +233,6 @@ class CaptureAgent implements Agent {
 
   async start(): Promise<void> {
     await this.startEpoch('capture started');
-    if (this.d.notify) {
-      this.notifier = await subscribeServerChanges(
-        this.d.target,
-        (c) => {
-          this.totals.serverChanges++;
-          // An ended epoch takes nothing more: its window must not stretch over time it did not capture.
-          if (this.run && !this.run.ended) this.run.assembler.pushServerEvent({ kind: c.kind, db: c.db, key: c.key, tsUs: Date.now() * 1000 - this.d.skewUs });
-        },
-        this.d.logger,
-        () => void this.restartEpoch('keyspace notification connection lost: expirations and evictions meanwhile are unknown'),
-      );
-    }
     this.metricsTimer = setInterval(() => void this.sample(), this.d.metricsIntervalMs);
     this.metricsTimer.unref();
     this.baselineTimer = setInterval(() => void this.baseline().catch(() => undefined), this.d.baselineIntervalMs);
@@ -288,10 +275,18 @@ class CaptureAgent implements Agent {
       onOwnLine: (line) => run.corrector.ownLine(line),
     });
     run.corrector = new ExpiryCorrector(d.probe, run.assembler.uncertainExpiry, (events) => publisher.enqueue(events), d.logger);
-    run.parser = new MonitorParser((line) => {
-      run.lastTsUs = line.tsUs;
-      run.assembler.push(line);
-    });
+    run.parser = new MonitorParser(
+      (line) => {
+        run.lastTsUs = line.tsUs;
+        run.assembler.push(line);
+      },
+      (items) => {
+        const change = parseServerChange(items);
+        if (!change) return;
+        this.totals.serverChanges++;
+        run.assembler.pushServerEvent(change);
+      },
+    );
     this.run = run;
     this.epochs++;
     run.monitor = await MonitorSource.start(d.target, {
@@ -305,12 +300,13 @@ class CaptureAgent implements Agent {
           return;
         }
         if (run.lastTsUs > 0) this.lag.add((Date.now() * 1000 - d.skewUs - run.lastTsUs) / 1000);
-        if (run.assembler.pendingScript) this.probe();
+        // A script's end and a server event's time are both proven by the next line: make one come soon.
+        if (run.assembler.pendingScript || run.assembler.pendingServerEvents) this.probe();
       },
       onClose: (err) => {
         if (err && !run.ended && !this.closed) void this.restartEpoch(`MONITOR connection lost: ${err.message}`);
       },
-    });
+    }, d.notify ? SERVER_CHANGE_PATTERNS : []);
     d.logger.info({ epoch, reason }, 'epoch started');
     // The first baseline of an epoch starts its restorable window.
     void this.baseline().catch(() => undefined);
@@ -333,6 +329,7 @@ class CaptureAgent implements Agent {
     this.restarting = (async () => {
       old.ended = true;
       old.monitor?.close();
+      old.assembler.emitServerEvents(Date.now() * 1000 - this.d.skewUs);
       old.corrector.release();
       if (old.monitor) await this.d.control.call(['CLIENT', 'KILL', 'ID', old.monitor.clientId]).catch(() => undefined);
       this.d.logger.warn({ epoch: old.epoch, lastSeq: old.assembler.lastSeq, reason }, 'continuity lost: ending the epoch; a new epoch with a new baseline follows');
@@ -510,6 +507,13 @@ class CaptureAgent implements Agent {
   async flush(timeoutMs = 30_000): Promise<boolean> {
     const run = this.run;
     if (!run) return true;
+    if (run.assembler.pendingServerEvents) {
+      // Their time is the next line's: ask for one, and wait a little for it.
+      this.probe();
+      const deadline = Date.now() + 1_000;
+      while (run.assembler.pendingServerEvents && !run.ended && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      run.assembler.emitServerEvents(Date.now() * 1000 - this.d.skewUs);
+    }
     run.assembler.flush();
     await run.corrector.drain();
     return run.publisher.flush(timeoutMs);
@@ -527,11 +531,11 @@ class CaptureAgent implements Agent {
       run.ended = true;
       run.monitor?.close();
       run.assembler.flush();
+      run.assembler.emitServerEvents(Date.now() * 1000 - this.d.skewUs);
       run.corrector.release();
       const ok = await run.publisher.close(30_000);
       if (!ok) this.d.logger.error({ epoch: run.epoch, backlogBytes: run.publisher.backlogBytes }, 'shutdown: not everything captured reached JetStream');
     }
-    await this.notifier?.close();
     for (const c of this.closers) await c().catch(() => undefined);
     this.d.control.close();
     this.d.probe.close();

@@ -2,7 +2,7 @@ import type { CommandSpec, CommandTable } from '../core/command-table.js';
 import { HEARTBEAT_MESSAGE } from '../core/baseline.js';
 import { EventKind, type FlashbackEvent } from '../core/event.js';
 import type { MonitorLine } from '../core/monitor-line.js';
-import { EXPIRED_GUARD_SCRIPT, normalizeArgv, relativeExpiryIndex } from './normalize.js';
+import { normalizeArgv, relativeExpiryIndex } from './normalize.js';
 
 /** Options of an {@link EventAssembler}. */
 export interface AssemblerOptions {
@@ -33,8 +33,6 @@ export interface ServerEvent {
   kind: 'expired' | 'evicted';
   db: number;
   key: Buffer;
-  /** Agent time mapped to the server clock, µs. */
-  tsUs: number;
 }
 
 interface Pending {
@@ -46,9 +44,6 @@ interface Pending {
 
 const SCRIPT_CALLS = new Set(['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro']);
 const DEL = Buffer.from('DEL');
-const EVAL = Buffer.from('EVAL');
-const ONE = Buffer.from('1');
-const EXPIRED_GUARD = Buffer.from(EXPIRED_GUARD_SCRIPT);
 const HEARTBEAT = Buffer.from(HEARTBEAT_MESSAGE);
 
 /**
@@ -78,6 +73,7 @@ export class EventAssembler {
   /** A script outside MULTI whose lines are still arriving. */
   private script: { lines: Pending[]; tsUs: number } | undefined;
   private unknown = 0;
+  private heldServer: ServerEvent[] = [];
 
   constructor(private readonly o: AssemblerOptions) {}
 
@@ -96,8 +92,14 @@ export class EventAssembler {
     return this.unknown;
   }
 
+  /** True while server events wait for the next line (their position is known, their time is that line's). */
+  get pendingServerEvents(): boolean {
+    return this.heldServer.length > 0;
+  }
+
   /** Feeds one MONITOR line, in stream order. */
   push(line: MonitorLine): void {
+    if (this.heldServer.length > 0) this.emitServerEvents(line.tsUs);
     const prevTsUs = this.lastLineTsUs;
     this.lastLineTsUs = line.tsUs;
     const { client } = line;
@@ -155,25 +157,43 @@ export class EventAssembler {
     if (s.lines.length > 0) this.emitGroup(s.lines, s.tsUs, true);
   }
 
-  /** Emits an expiration (replays as a guarded delete: EXPIRED_GUARD_SCRIPT) or an eviction (replays as DEL) seen through keyspace notifications. */
+  /**
+   * An expiration or eviction from a keyevent notification read on the MONITOR socket itself (RESP3 push), so it
+   * sits exactly where the server made it: before the line of the command that expired or evicted the key (the
+   * server deletes it first, then runs and shows the command), or between commands for active expiry. It replays as
+   * DEL at that position. Its time is unknown, only bounded by the lines around it: it is held until the next line
+   * and takes that line's time, which keeps times in seq order and never precedes the deletion. Inside a transaction
+   * or script it lands before the whole group: Redis freezes time for EXEC and scripts, so no key of the group can
+   * have expired after its first command.
+   */
   pushServerEvent(e: ServerEvent): void {
-    const seq = ++this.seq;
-    this.o.emit([
-      {
-        node: this.o.node,
-        epoch: this.o.epoch,
-        seq,
-        tsUs: e.tsUs,
-        db: e.db,
-        client: 'agent',
-        kind: e.kind === 'expired' ? EventKind.Expired : EventKind.Evicted,
-        command: e.kind,
-        keys: [e.key],
-        args: [e.key],
-        replay: e.kind === 'expired' ? [EVAL, EXPIRED_GUARD, ONE, e.key, Buffer.from(String(Math.floor(e.tsUs / 1000)))] : [DEL, e.key],
-        tx: 0,
-      },
-    ]);
+    this.heldServer.push(e);
+  }
+
+  /** Emits held server events with `tsUs` (the line after them; at close, the agent's clock mapped to the server's). */
+  emitServerEvents(tsUs: number): void {
+    const held = this.heldServer;
+    if (held.length === 0) return;
+    this.heldServer = [];
+    const at = Math.max(tsUs, this.lastLineTsUs);
+    for (const e of held) {
+      this.o.emit([
+        {
+          node: this.o.node,
+          epoch: this.o.epoch,
+          seq: ++this.seq,
+          tsUs: at,
+          db: e.db,
+          client: 'agent',
+          kind: e.kind === 'expired' ? EventKind.Expired : EventKind.Evicted,
+          command: e.kind,
+          keys: [e.key],
+          args: [e.key],
+          replay: [DEL, e.key],
+          tx: 0,
+        },
+      ]);
+    }
   }
 
   private pushLua(line: MonitorLine, prevTsUs: number): void {

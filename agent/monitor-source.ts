@@ -1,5 +1,6 @@
 import { ProtocolError } from '../core/errors.js';
 import { RawRedis } from '../core/raw-redis.js';
+import { RespError } from '../core/resp.js';
 import type { RedisTarget } from '../core/redis-url.js';
 
 /**
@@ -20,9 +21,29 @@ export class MonitorSource {
   static async start(
     target: RedisTarget,
     handlers: { onData: (chunk: Buffer) => void; onClose: (err: Error | undefined) => void },
+    /**
+     * Keyevent patterns to PSUBSCRIBE before MONITOR, over RESP3: their notifications then arrive on this same socket
+     * as push frames, interleaved with the MONITOR lines in the exact order the server produced them (checked on
+     * 7.0.15: a lazy expiry's notification comes just before the line of the command that caused it).
+     */
+    subscribe: readonly string[] = [],
   ): Promise<MonitorSource> {
     const conn = await RawRedis.connect(target, { clientName: 'flashback-monitor' });
     const id = await conn.call(['CLIENT', 'ID']);
+    if (subscribe.length > 0) {
+      const hello = await conn.call(['HELLO', '3']);
+      if (hello instanceof RespError) {
+        conn.close();
+        throw new ProtocolError(`Redis refused HELLO 3 (${hello.message}): RESP3 (Redis 6 or later) is needed to read notifications in order with MONITOR`);
+      }
+      for (const pattern of subscribe) {
+        const r = await conn.call(['PSUBSCRIBE', pattern]);
+        if (r instanceof RespError) {
+          conn.close();
+          throw new ProtocolError(`Redis refused PSUBSCRIBE ${pattern}: ${r.message}; the user needs the &* channel permission`);
+        }
+      }
+    }
     const ok = await conn.call(['MONITOR']);
     if (ok !== 'OK') {
       conn.close();

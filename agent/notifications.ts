@@ -1,5 +1,3 @@
-import { Redis } from 'ioredis';
-import type { RedisTarget } from '../core/redis-url.js';
 import type { Logger } from '../core/log.js';
 import { RespError, type RespValue } from '../core/resp.js';
 import type { RawRedis } from '../core/raw-redis.js';
@@ -44,6 +42,9 @@ export async function ensureNotifyFlags(control: RawRedis, logger: Logger): Prom
   return { before, after, changed: true };
 }
 
+/** The keyevent patterns the MONITOR connection subscribes to (agent/monitor-source.ts). */
+export const SERVER_CHANGE_PATTERNS = ['__keyevent@*__:expired', '__keyevent@*__:evicted'] as const;
+
 /** A server-side change seen through a keyevent notification. */
 export interface ServerChange {
   kind: 'expired' | 'evicted';
@@ -51,45 +52,15 @@ export interface ServerChange {
   key: Buffer;
 }
 
-/** Subscribes to the keyevent channels; keys arrive as Buffers (binary-safe). */
-export async function subscribeServerChanges(
-  target: RedisTarget,
-  onChange: (c: ServerChange) => void,
-  logger: Logger,
-  /** Pub/sub is fire and forget: what was published while we were disconnected is gone. Called on each reconnect. */
-  onLost: () => void = () => {},
-): Promise<{ close(): Promise<void> }> {
-  const sub = new Redis({
-    host: target.host,
-    port: target.port,
-    username: target.username,
-    password: target.password,
-    tls: target.tls ? {} : undefined,
-    connectionName: 'flashback-notify',
-    lazyConnect: true,
-    maxRetriesPerRequest: null,
-    retryStrategy: (times) => Math.min(5_000, 100 * 2 ** Math.min(times, 6)),
-  });
-  sub.on('error', (err) => logger.warn({ err: err.message }, 'notification subscriber error'));
-  await sub.connect();
-  let closing = false;
-  sub.on('reconnecting', () => {
-    if (!closing) onLost();
-  });
-  sub.on('pmessageBuffer', (_pattern: Buffer, channel: Buffer, message: Buffer) => {
-    // __keyevent@<db>__:<event>
-    const ch = channel.toString('latin1');
-    const at = ch.indexOf('@');
-    const end = ch.indexOf('__:', at);
-    const db = Number(ch.slice(at + 1, end));
-    const kind = ch.slice(end + 3);
-    if (kind === 'expired' || kind === 'evicted') onChange({ kind, db, key: message });
-  });
-  await sub.psubscribe('__keyevent@*__:expired', '__keyevent@*__:evicted');
-  return {
-    async close() {
-      closing = true;
-      sub.disconnect();
-    },
-  };
+/** Reads a push frame `pmessage <pattern> __keyevent@<db>__:<event> <key>`; undefined for anything else. */
+export function parseServerChange(items: Buffer[]): ServerChange | undefined {
+  if (items.length !== 4 || items[0]!.toString('latin1') !== 'pmessage') return undefined;
+  const ch = items[2]!.toString('latin1');
+  const at = ch.indexOf('@');
+  const end = ch.indexOf('__:', at);
+  if (!ch.startsWith('__keyevent@') || end < 0) return undefined;
+  const db = Number(ch.slice(at + 1, end));
+  const kind = ch.slice(end + 3);
+  if (!Number.isInteger(db) || (kind !== 'expired' && kind !== 'evicted')) return undefined;
+  return { kind, db, key: items[3]! };
 }

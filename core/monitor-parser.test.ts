@@ -212,3 +212,44 @@ describe('MonitorParser against a live redis-server', () => {
     }
   });
 });
+
+describe('MonitorParser with RESP3 push frames (notifications on the MONITOR socket)', () => {
+  // A binary key with CR, LF, a quote and 0xff: the frame is length-prefixed, so line splitting must not apply.
+  const key = Buffer.from([0x6b, 0x0d, 0x0a, 0x22, 0xff, 0x00]);
+  const push = Buffer.concat([
+    Buffer.from('>4\r\n$8\r\npmessage\r\n$22\r\n__keyevent@*__:expired\r\n$22\r\n__keyevent@3__:expired\r\n$6\r\n'),
+    key,
+    Buffer.from('\r\n'),
+  ]);
+  const raw = Buffer.concat([
+    Buffer.from('+1700000000.000001 [0 127.0.0.1:1] "SET" "a" "1"\r\n'),
+    push,
+    Buffer.from('+1700000000.000002 [3 127.0.0.1:1] "GET" "k\\r\\n\\"\\xff\\x00"\r\n'),
+  ]);
+
+  function parseAll(chunks: Iterable<Buffer>): string[] {
+    const seen: string[] = [];
+    const parser = new MonitorParser(
+      (l) => seen.push(`line ${l.argv.map((a) => a.toString('hex')).join(' ')}`),
+      (items) => seen.push(`push ${items.map((a) => a.toString('hex')).join(' ')}`),
+    );
+    for (const c of chunks) parser.push(c);
+    assert.equal(parser.buffered, 0);
+    return seen;
+  }
+
+  it('keeps lines and pushes in stream order with exact bytes, at every split position', () => {
+    const whole = parseAll([raw]);
+    assert.equal(whole.length, 3);
+    assert.ok(whole[0]!.startsWith('line '));
+    assert.equal(whole[1], `push ${['pmessage', '__keyevent@*__:expired', '__keyevent@3__:expired'].map((s) => Buffer.from(s).toString('hex')).join(' ')} ${key.toString('hex')}`);
+    assert.equal(whole[2], `line ${Buffer.from('GET').toString('hex')} ${key.toString('hex')}`);
+    for (let cut = 1; cut < raw.length; cut++) assert.deepEqual(parseAll(splitAt(raw, [cut])), whole, `split at ${cut}`);
+    assert.deepEqual(parseAll(bytewise(raw)), whole);
+  });
+
+  it('refuses a push frame when nobody subscribed', () => {
+    const parser = new MonitorParser(() => undefined);
+    assert.throws(() => parser.push(push), ProtocolError);
+  });
+});

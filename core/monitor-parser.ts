@@ -8,6 +8,23 @@ const SPACE = 0x20;
 const CR = 0x0d;
 const LF = 0x0a;
 const PLUS = 0x2b;
+const GT = 0x3e;
+const DOLLAR = 0x24;
+
+/** Reads `<digits>\r\n` at `p`: the number and the index after the LF, or undefined when incomplete. */
+function readLength(buf: Buffer, p: number): { value: number; next: number } | undefined {
+  let v = 0;
+  let neg = false;
+  if (buf[p] === 0x2d) {
+    neg = true;
+    p++;
+  }
+  const start = p;
+  while (p < buf.length && buf[p]! >= 0x30 && buf[p]! <= 0x39) v = v * 10 + (buf[p++]! - 0x30);
+  if (p + 1 >= buf.length) return undefined;
+  if (p === start || buf[p] !== CR || buf[p + 1] !== LF) throw new ProtocolError('a RESP length that is not an integer followed by CRLF in the MONITOR stream');
+  return { value: neg ? -v : v, next: p + 2 };
+}
 
 /**
  * Splits the byte stream of a MONITOR connection into lines and decodes each
@@ -24,8 +41,35 @@ export class MonitorParser {
   /** Unparsed bytes after a line that threw; parsed first on the next push. */
   private carry: Buffer | undefined;
 
-  /** @param onLine called once per complete line, in stream order, synchronously inside `push`. */
-  constructor(private readonly onLine: (line: MonitorLine) => void) {}
+  /**
+   * @param onLine called once per complete line, in stream order, synchronously inside `push`.
+   * @param onPush called with the items of each RESP3 push frame (`pmessage`, pattern, channel, message), in the same
+   * order as the lines around it: a client that subscribed before MONITOR gets both on one socket, in server order.
+   */
+  constructor(
+    private readonly onLine: (line: MonitorLine) => void,
+    private readonly onPush?: (items: Buffer[]) => void,
+  ) {}
+
+  /** Parses the push frame at `pos`; returns the index after it, or -1 when its end has not arrived. */
+  private pushFrame(buf: Buffer, pos: number): number {
+    const head = readLength(buf, pos + 1);
+    if (head === undefined) return -1;
+    if (!this.onPush || head.value < 0) throw malformed(buf, pos, Math.min(buf.length, pos + 80), pos, 'a MONITOR line (a push frame came on a connection that did not subscribe)');
+    const items: Buffer[] = new Array(head.value);
+    let p = head.next;
+    for (let i = 0; i < head.value; i++) {
+      if (p >= buf.length) return -1;
+      if (buf[p] !== DOLLAR) throw malformed(buf, pos, Math.min(buf.length, p + 40), p, 'a bulk string inside a push frame');
+      const len = readLength(buf, p + 1);
+      if (len === undefined) return -1;
+      if (len.next + len.value + 2 > buf.length) return -1;
+      items[i] = buf.subarray(len.next, len.next + len.value);
+      p = len.next + len.value + 2;
+    }
+    this.onPush(items);
+    return p;
+  }
 
   /** Bytes held waiting for the end of a line. */
   get buffered(): number {
@@ -63,6 +107,16 @@ export class MonitorParser {
         this.emit(line, 0, len - 1);
       }
       while (pos < n) {
+        if (chunk[pos] === GT) {
+          // A RESP3 push (a keyspace notification on the same connection): length-prefixed, may hold CR/LF.
+          const end = this.pushFrame(chunk, pos);
+          if (end < 0) {
+            this.carry = chunk.subarray(pos);
+            return;
+          }
+          pos = end;
+          continue;
+        }
         const nl = chunk.indexOf(LF, pos);
         if (nl < 0) {
           this.hold(chunk.subarray(pos));

@@ -39,7 +39,7 @@ export function encodedCommandLength(argv: readonly Buffer[]): number {
 }
 
 /**
- * Incremental RESP2 reader: `push` bytes as they arrive, then call `read()`
+ * Incremental RESP reader (RESP2, and the RESP3 types a handshake or a push brings: maps and pushes as flat arrays): `push` bytes as they arrive, then call `read()`
  * until it returns `undefined` (needs more bytes). `consumed` counts the bytes
  * of every complete value returned (the replication offset needs it).
  */
@@ -135,11 +135,21 @@ export class RespReader {
         this.pos += len + 2;
         return b;
       }
-      case 0x2a: {
-        // *
-        const n = Number(line);
+      case 0x5f: // _ RESP3 null
+        return null;
+      case 0x23: // # RESP3 boolean
+        return line === 't' ? 1 : 0;
+      case 0x2c: // , RESP3 double (as text: exact)
+        return line;
+      case 0x2a: // *
+      case 0x3e: // > RESP3 push (as an array)
+      case 0x7e: // ~ RESP3 set
+      case 0x25: {
+        // % RESP3 map: read as a flat array of key, value, key, value …
+        let n = Number(line);
         if (!Number.isInteger(n)) throw badLength('array', line);
         if (n < 0) return null;
+        if (type === 0x25) n *= 2;
         const out: RespValue[] = new Array(n);
         for (let i = 0; i < n; i++) {
           const v = this.parse();

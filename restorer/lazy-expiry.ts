@@ -16,9 +16,13 @@ interface Held {
 }
 
 /**
- * Puts lazy expirations where the source had them. The agent learns of an
- * expiration from its notification, which arrives after the MONITOR line of
- * the command that triggered it, so history holds `INCR k` before `expired k`.
+ * Puts lazy expirations where the source had them, for histories captured by
+ * agents that read notifications on a connection of their own: there the
+ * notification arrived after the MONITOR line of the command that triggered
+ * it, so history holds `INCR k` before `expired k` (replayed as a guarded
+ * EVAL). Agents now read notifications on the MONITOR socket, in server order,
+ * and record `expired` as a DEL at its exact position: such events carry no
+ * guard script and this reorder passes them through.
  * The restore holds back a window of recent events; when an expiration of k
  * arrives, every held event of that db that mentions k gets a guard before it
  * that deletes k if its expiry had passed at that event's own time. A guard is

@@ -1,6 +1,5 @@
 // EventAssembler on a real redis-server's MONITOR stream: writes only, gapless seq, MULTI/EXEC, DISCARD, WATCH abort, scripts, markers, bytes, db, expiries.
 import assert from 'node:assert/strict';
-import { EXPIRED_GUARD_SCRIPT } from '../agent/normalize.js';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { EventAssembler } from '../agent/event-assembler.js';
@@ -195,17 +194,23 @@ describe('EventAssembler (live MONITOR)', () => {
     assert.equal(assembler.unknownCommands, unknownBefore + 1);
   });
 
-  test('server-side expirations (guarded delete) and evictions (DEL) are events in the same seq', () => {
+  test('server-side expirations and evictions wait for the next line: placed before it, with its time, replayed as DEL', () => {
     const before = assembler.lastSeq;
-    assembler.pushServerEvent({ kind: 'expired', db: 2, key: BIN_KEY, tsUs: 1_700_000_000_123_456 });
-    const [e] = groups.at(-1)!;
-    assert.equal(e!.seq, before + 1);
-    assert.equal(e!.kind, 'expired');
-    assert.deepEqual(e!.replay.map(str), ['EVAL', EXPIRED_GUARD_SCRIPT, '1', str(BIN_KEY), '1700000000123']);
-    assert.ok(e!.keys[0]!.equals(BIN_KEY));
-    assembler.pushServerEvent({ kind: 'evicted', db: 2, key: BIN_KEY, tsUs: 1_700_000_000_123_456 });
-    const [v] = groups.at(-1)!;
-    assert.equal(v!.seq, before + 2);
-    assert.deepEqual(v!.replay.map(str), ['DEL', str(BIN_KEY)]);
+    const groupsBefore = groups.length;
+    assembler.pushServerEvent({ kind: 'expired', db: 2, key: BIN_KEY });
+    assembler.pushServerEvent({ kind: 'evicted', db: 2, key: BIN_KEY });
+    assert.equal(groups.length, groupsBefore, 'held until the next line proves their time');
+    assert.equal(assembler.pendingServerEvents, true);
+    assembler.push({ tsUs: 1_700_000_000_123_456, db: 0, client: '10.0.0.9:9', argv: [Buffer.from('SET'), Buffer.from('k'), Buffer.from('v')] });
+    const got = groups.slice(groupsBefore).flat();
+    assert.deepEqual(got.map((e) => [e.seq, e.kind, e.tsUs]), [
+      [before + 1, 'expired', 1_700_000_000_123_456],
+      [before + 2, 'evicted', 1_700_000_000_123_456],
+      [before + 3, 'command', 1_700_000_000_123_456],
+    ]);
+    assert.deepEqual(got[0]!.replay.map(str), ['DEL', str(BIN_KEY)]);
+    assert.ok(got[0]!.keys[0]!.equals(BIN_KEY));
+    assert.deepEqual(got[1]!.replay.map(str), ['DEL', str(BIN_KEY)]);
+    assert.equal(assembler.pendingServerEvents, false);
   });
 });

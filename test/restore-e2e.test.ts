@@ -307,7 +307,7 @@ test('the report names replayed commands that may make a restore inexact (random
   }
 });
 
-test('a key re-created by SET after its expiry is restored with its new value, though the expiry reaches the agent late', async () => {
+test('a lazy expiry is captured exactly where it happened (just before the SET that caused it), and the key restores with its new value', async () => {
   const src = await startSource(stack);
   const r = new Redis(src.redis.url);
   try {
@@ -321,6 +321,12 @@ test('a key re-created by SET after its expiry is restored with its new value, t
     const newExpiry = Number(await r.pexpiretime('session'));
     await waitFor('the expiration event', async () => (src.agent.stats().serverChanges > 0 ? true : undefined));
     const last = await synced(src);
+    // Notifications share the MONITOR socket: the expiration sits right before the command that triggered it.
+    const rows = await stack.store.query<{ kind: string; command: string; args: string }>(
+      `SELECT kind, command, arrayStringConcat(args, ' ') AS args FROM flashback.events WHERE node = ${sqlString(src.node)} AND (kind = 'expired' OR command = 'SET') ORDER BY seq`,
+    );
+    assert.deepEqual(rows.map((r) => `${r.kind} ${r.command}`), ['command SET', 'expired expired', 'command SET']);
+    assert.match(rows[2]!.args, /session new/);
     const report = await doRestore({ node: src.node, toSeq: last, spawn: {} });
     const restored = new Redis(report.url!);
     try {
@@ -335,7 +341,7 @@ test('a key re-created by SET after its expiry is restored with its new value, t
   }
 });
 
-test('a read-modify-write on an expired key (INCR after the TTL) restores as the source had it, cut before or after the late notification', async () => {
+test('a read-modify-write on an expired key (INCR after the TTL) restores as the source had it, cut before or after the expiration', async () => {
   const src = await startSource(stack);
   const r = new Redis(src.redis.url);
   try {
