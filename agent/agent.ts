@@ -20,6 +20,7 @@ import { MonitorSource } from './monitor-source.js';
 import { ensureNotifyFlags, parseServerChange, SERVER_CHANGE_PATTERNS } from './notifications.js';
 import { EventPublisher } from './publisher.js';
 import { ExpiryCorrector } from './expiry-corrector.js';
+import { StateCapture } from './state-capture.js';
 
 /** Options of one capture agent (one per Redis node). */
 export interface AgentOptions {
@@ -76,6 +77,11 @@ export interface AgentStats {
   expiryCorrected: number;
   expiryConfirmed: number;
   expiryUncorrectable: number;
+  /** State probes sent (nondeterministic writes, served-later pops) and key states captured by them. */
+  stateProbes: number;
+  statesCaptured: number;
+  /** Events held right now until their state is known. */
+  heldForState: number;
 }
 
 /** A running capture agent. */
@@ -115,6 +121,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   const control = await RawRedis.connect(target, { clientName: 'flashback-control' });
   let nc: NatsConnection | undefined;
   let probe: RawRedis | undefined;
+  let state: RawRedis | undefined;
   try {
     // Everything that can fail is checked before the source's configuration is touched.
     nc = await connectNats({ url: options.natsUrl, name: `flashback-agent ${node}`, logger });
@@ -125,10 +132,12 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     const controlAddr = await clientAddr(control);
     probe = await RawRedis.connect(target, { clientName: 'flashback-expiry' });
     const probeAddr = await clientAddr(probe);
+    state = await RawRedis.connect(target, { clientName: 'flashback-state' });
+    const stateAddr = await clientAddr(state);
     const skewUs = await clockSkewUs(control);
     const notify = await ensureNotifyFlags(control, logger);
     const agent = new CaptureAgent({
-      target, node, table, control, controlAddr, probe, probeAddr, nc, js, store, skewUs, logger,
+      target, node, table, control, controlAddr, probe, probeAddr, state, stateAddr, nc, js, store, skewUs, logger,
       baselineIntervalMs, baselineEveryEvents, baselineDigest, maxMonitorOutputBytes, maxQueuedBytes, metricsIntervalMs, heartbeatIntervalMs,
       notify: notify.error === undefined,
     });
@@ -143,6 +152,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   } catch (err) {
     control.close();
     probe?.close();
+    state?.close();
     await nc?.close().catch(() => undefined);
     throw err;
   }
@@ -175,6 +185,9 @@ interface CaptureDeps {
   /** Connection of the expiry corrector's PEXPIRETIME probes. */
   probe: RawRedis;
   probeAddr: string;
+  /** Connection of the state probes (DUMP + PEXPIRETIME scripts): agent/state-capture.ts. */
+  state: RawRedis;
+  stateAddr: string;
   nc: NatsConnection;
   js: JetStreamClient;
   store: ObjectStore;
@@ -196,6 +209,7 @@ interface EpochRun {
   publisher: EventPublisher;
   assembler: EventAssembler;
   corrector: ExpiryCorrector;
+  states: StateCapture;
   parser: MonitorParser;
   monitor: MonitorSource | undefined;
   lastTsUs: number;
@@ -259,17 +273,27 @@ class CaptureAgent implements Agent {
       logger: d.logger,
       onOverflow: () => void this.restartEpoch('publish backlog overflow: NATS too slow or unreachable'),
     });
-    const run: EpochRun = { epoch, publisher, assembler: undefined as never, corrector: undefined as never, parser: undefined as never, monitor: undefined, lastTsUs: 0, ended: false };
+    const run: EpochRun = { epoch, publisher, assembler: undefined as never, corrector: undefined as never, states: undefined as never, parser: undefined as never, monitor: undefined, lastTsUs: 0, ended: false };
+    run.states = new StateCapture(
+      d.state,
+      d.table,
+      (events) => run.corrector.process(events),
+      (reason) => void this.restartEpoch(`state capture failed (${reason}): what follows cannot be proven exact`),
+      d.logger,
+    );
     run.assembler = new EventAssembler({
       node: d.node,
       epoch,
       table: d.table,
-      ownClients: new Set([d.controlAddr, d.probeAddr]),
+      ownClients: new Set([d.controlAddr, d.probeAddr, d.stateAddr]),
+      stateClient: d.stateAddr,
+      watchedClients: run.states.watched,
+      onWatchedLine: (client) => run.states.onClientLine(client),
       markerChannel: MARKER_CHANNEL,
       emit: (events) => {
         this.lastEventAt = Date.now();
         this.totals.captured += events.length;
-        run.corrector.process(events);
+        run.states.process(events);
       },
       onMarker: (ev) => this.onMarker(ev),
       onOwnLine: (line) => run.corrector.ownLine(line),
@@ -330,6 +354,7 @@ class CaptureAgent implements Agent {
       old.ended = true;
       old.monitor?.close();
       old.assembler.emitServerEvents(Date.now() * 1000 - this.d.skewUs);
+      old.states.releaseAll();
       old.corrector.release();
       if (old.monitor) await this.d.control.call(['CLIENT', 'KILL', 'ID', old.monitor.clientId]).catch(() => undefined);
       this.d.logger.warn({ epoch: old.epoch, lastSeq: old.assembler.lastSeq, reason }, 'continuity lost: ending the epoch; a new epoch with a new baseline follows');
@@ -478,6 +503,9 @@ class CaptureAgent implements Agent {
       expiryCorrected: run?.corrector.corrected ?? 0,
       expiryConfirmed: run?.corrector.confirmed ?? 0,
       expiryUncorrectable: run?.corrector.uncorrectable ?? 0,
+      stateProbes: run?.states.probesSent ?? 0,
+      statesCaptured: run?.states.statesCaptured ?? 0,
+      heldForState: run?.states.heldEvents ?? 0,
     };
   }
 
@@ -501,6 +529,8 @@ class CaptureAgent implements Agent {
       g('flashback_agent_epoch', 'Current epoch id', s.epoch),
       g('flashback_agent_last_seq', 'Last seq assigned', s.lastSeq),
       g('flashback_agent_baselines_total', 'Baselines stored', s.baselines, 'counter'),
+      g('flashback_agent_state_probes_total', 'State probes sent (nondeterministic writes, pops served to blocked clients)', s.stateProbes, 'counter'),
+      g('flashback_agent_held_for_state', 'Events held until their state is read', s.heldForState),
     ];
   }
 
@@ -515,6 +545,7 @@ class CaptureAgent implements Agent {
       run.assembler.emitServerEvents(Date.now() * 1000 - this.d.skewUs);
     }
     run.assembler.flush();
+    await run.states.drain();
     await run.corrector.drain();
     return run.publisher.flush(timeoutMs);
   }
@@ -532,6 +563,7 @@ class CaptureAgent implements Agent {
       run.monitor?.close();
       run.assembler.flush();
       run.assembler.emitServerEvents(Date.now() * 1000 - this.d.skewUs);
+      run.states.releaseAll();
       run.corrector.release();
       const ok = await run.publisher.close(30_000);
       if (!ok) this.d.logger.error({ epoch: run.epoch, backlogBytes: run.publisher.backlogBytes }, 'shutdown: not everything captured reached JetStream');
@@ -539,6 +571,7 @@ class CaptureAgent implements Agent {
     for (const c of this.closers) await c().catch(() => undefined);
     this.d.control.close();
     this.d.probe.close();
+    this.d.state.close();
     await this.d.nc.drain().catch(() => undefined);
     this.d.logger.info(this.stats(), 'agent stopped');
   }

@@ -26,6 +26,11 @@ export interface AssemblerOptions {
   onMarker?: (event: FlashbackEvent) => void;
   /** Called with every other line of an own client (the agent's probes), in stream order. */
   onOwnLine?: (line: MonitorLine) => void;
+  /** The own client whose EVAL lines are state probes: each becomes one placeholder `state` event per key, emitted as one group. */
+  stateClient?: string;
+  /** Clients whose next line someone waits for (possibly blocked clients): `onWatchedLine` is called with it first. */
+  watchedClients?: ReadonlySet<string>;
+  onWatchedLine?: (client: string) => void;
 }
 
 /** A server-side change seen through a keyspace notification (not in MONITOR). */
@@ -103,6 +108,7 @@ export class EventAssembler {
     const prevTsUs = this.lastLineTsUs;
     this.lastLineTsUs = line.tsUs;
     const { client } = line;
+    if (this.o.watchedClients !== undefined && this.o.watchedClients.size > 0 && this.o.watchedClients.has(client)) this.o.onWatchedLine?.(client);
     if (client === 'lua') {
       this.pushLua(line, prevTsUs);
       return;
@@ -219,6 +225,10 @@ export class EventAssembler {
 
   private ownLine(line: MonitorLine): void {
     const { argv } = line;
+    if (line.client === this.o.stateClient && argv[0]!.toString('latin1').toLowerCase() === 'eval') {
+      this.emitStatePlaceholders(line);
+      return;
+    }
     if (argv.length === 2 && argv[1]!.equals(HEARTBEAT) && argv[0]!.toString('latin1').toLowerCase() === 'echo') {
       this.o.emit([this.ownEvent(line, EventKind.Heartbeat, 'ECHO')]);
       return;
@@ -230,6 +240,30 @@ export class EventAssembler {
     const event = this.ownEvent(line, EventKind.Baseline, 'PUBLISH');
     this.o.emit([event]);
     this.o.onMarker?.(event);
+  }
+
+  /** One `state` event per key of a state probe (EVAL script n k1 … kn), at its line; the agent fills in the replay. */
+  private emitStatePlaceholders(line: MonitorLine): void {
+    const n = Number(line.argv[2]?.toString('latin1'));
+    const events: FlashbackEvent[] = [];
+    for (let i = 0; i < n; i++) {
+      const key = line.argv[3 + i]!;
+      events.push({
+        node: this.o.node,
+        epoch: this.o.epoch,
+        seq: ++this.seq,
+        tsUs: line.tsUs,
+        db: line.db,
+        client: 'agent',
+        kind: EventKind.State,
+        command: 'STATE',
+        keys: [key],
+        args: [key],
+        replay: [],
+        tx: 0,
+      });
+    }
+    if (events.length > 0) this.o.emit(events);
   }
 
   /** An event of the agent's own (marker, heartbeat): a position in the stream that replays as nothing. */

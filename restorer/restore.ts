@@ -181,29 +181,30 @@ async function objectBytes(objects: ObjectStore, name: string): Promise<Buffer> 
 export type { ResolvedCutoff };
 
 /**
- * Names the replayed commands whose effect may differ on replay, asking the
- * restored server's own command table (the same flags the agent sees).
+ * Names the replayed commands whose effect may differ on replay: nondeterministic writes (SPOP, XADD * …, by the
+ * restored server's own command table) that no captured state follows in their group. The agent captures that state
+ * (agent/state-capture.ts); a command without it comes from an epoch whose state probe failed.
  */
 async function exactnessWarnings(events: EventStore, url: string, node: string, epoch: number, afterSeq: number, toSeq: number): Promise<string[]> {
   if (toSeq <= afterSeq) return [];
+  const where = `node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)}`;
   const rows = await events.query<{ command: string; n: number | string }>(
-    `SELECT command, count() AS n FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq > ${sqlUInt(afterSeq)} AND seq <= ${sqlUInt(toSeq)} AND kind = 'command' GROUP BY command ORDER BY command`,
+    `SELECT command, count() AS n FROM flashback.events WHERE ${where} AND seq > ${sqlUInt(afterSeq)} AND seq <= ${sqlUInt(toSeq)} AND kind = 'command' ` +
+      // XADD with an explicit id is deterministic: only `*` / `<ms>-*` ids get a state.
+      `AND NOT (command = 'XADD' AND NOT arrayExists(a -> a = '*' OR a LIKE '%-*', args)) ` +
+      `AND (tx = 0 OR tx NOT IN (SELECT tx FROM flashback.events WHERE ${where} AND kind = 'state' AND length(replay) > 0 AND tx != 0)) GROUP BY command ORDER BY command`,
   );
   if (rows.length === 0) return [];
   const conn = await RawRedis.connect(parseRedisUrl(url));
   try {
     const table = await CommandTable.load(conn);
     const random: string[] = [];
-    const blocking: string[] = [];
     for (const r of rows) {
       const spec = table.lookup([Buffer.from(r.command)]);
-      if (spec?.nondeterministic && spec.write) random.push(`${r.command} ×${Number(r.n)}`);
-      if (spec?.blocking) blocking.push(`${r.command} ×${Number(r.n)}`);
+      if ((spec?.nondeterministic && spec.write) || r.command === 'XREADGROUP') random.push(`${r.command} ×${Number(r.n)}`);
     }
-    const out: string[] = [];
-    if (random.length > 0) out.push(`replayed as issued, their result may differ from the source's (randomness, time, generated ids): ${random.join(', ')}`);
-    if (blocking.length > 0) out.push(`blocking commands replayed: ${blocking.join(', ')}; a pop served later by another client's push is not captured, so such a list/zset/stream may hold elements the source had popped`);
-    return out;
+    if (random.length === 0) return [];
+    return [`replayed as issued without the state the source reached (its capture failed), their result may differ: ${random.join(', ')}`];
   } finally {
     conn.close();
   }

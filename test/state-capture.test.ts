@@ -1,0 +1,148 @@
+// Nondeterministic writes and pops served to blocked clients: the agent captures the keys' state at its exact MONITOR position, so restores are exact just before, at and after them.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { Redis } from 'ioredis';
+import type { ObjectStore } from '@nats-io/obj';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { connectNats, ensureBaselineStore } from '../core/nats.js';
+import { stopPid } from '../core/servers/server-process.js';
+import { sqlString } from '../core/sql-literal.js';
+import { restoreWindows } from '../core/windows.js';
+import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
+import { startSource, startStack, waitFor, waitForEvents, type Stack } from './helpers/stack.js';
+
+let stack: Stack;
+let nc: NatsConnection;
+let objects: ObjectStore;
+let instancesDir: string;
+const spawned: { pid?: number }[] = [];
+
+before(async () => {
+  stack = await startStack();
+  nc = await connectNats({ url: stack.nats.url, name: 'state-capture-test' });
+  objects = await ensureBaselineStore(nc);
+  instancesDir = await mkdtemp(path.join(os.tmpdir(), 'fb-state-'));
+});
+after(async () => {
+  for (const s of spawned) if (s.pid) await stopPid(s.pid);
+  await nc?.close();
+  await stack?.close();
+  await rm(instancesDir, { recursive: true, force: true });
+});
+
+type Source = Awaited<ReturnType<typeof startSource>>;
+
+async function synced(src: Source): Promise<number> {
+  assert.equal(await src.agent.flush(), true);
+  const last = src.agent.stats().lastSeq;
+  await waitForEvents(stack, src.node, last);
+  await waitFor(`a window of ${src.node} reaching seq ${last}`, async () => ((await restoreWindows(stack.store, src.node)).some((w) => w.toSeq >= last) ? true : undefined));
+  return last;
+}
+
+/** What must match: the dataset digest, and stream internals DEBUG DIGEST may not cover (PEL delivery times, consumers). */
+async function fingerprint(r: Redis, streams: string[] = []): Promise<string> {
+  const parts = [String(await r.call('DEBUG', 'DIGEST'))];
+  for (const s of streams) parts.push(JSON.stringify(await r.call('XINFO', 'STREAM', s, 'FULL').catch((e: Error) => e.message)));
+  return parts.join('\n');
+}
+
+/** Restores the source at a cutoff into a spawned instance and returns its fingerprint. */
+async function restoredFingerprint(src: Source, cut: Omit<RestoreRequest, 'node' | 'spawn'>, streams: string[] = []): Promise<string> {
+  const report = await restore({ events: clickHouseEventStore(stack.store, stack.store.client), objects, instancesDir }, { node: src.node, spawn: {}, ...cut } as RestoreRequest);
+  spawned.push(report);
+  const r = new Redis(report.url!);
+  try {
+    return await fingerprint(r, streams);
+  } finally {
+    r.disconnect();
+    await stopPid(report.pid!);
+  }
+}
+
+/** Seq of the n-th (0-based) captured command named `command`. */
+async function seqOf(src: Source, command: string, n = 0): Promise<number> {
+  const rows = await stack.store.query<{ seq: string }>(
+    `SELECT seq FROM flashback.events WHERE node = ${sqlString(src.node)} AND command = ${sqlString(command)} ORDER BY seq LIMIT 1 OFFSET ${n}`,
+  );
+  assert.ok(rows[0], `no ${command} #${n} captured`);
+  return Number(rows[0].seq);
+}
+
+test('SPOP (also inside a script) and XADD * / XREADGROUP / XCLAIM / XAUTOCLAIM restore exactly before, at and after each', async () => {
+  const src = await startSource(stack);
+  const r = new Redis(src.redis.url);
+  try {
+    await src.agent.baseline();
+    await r.sadd('s', ...Array.from({ length: 64 }, (_, i) => `m${i}`));
+    await r.xadd('st', 'MAXLEN', '~', '1000', '*', 'f', 'v0');
+    await r.xgroup('CREATE', 'st', 'g', '0');
+    const steps: { command: string; run: () => Promise<unknown> }[] = [
+      { command: 'SPOP', run: () => r.spop('s') },
+      { command: 'SPOP', run: () => r.spop('s', 5) },
+      { command: 'EVAL', run: () => r.eval("redis.call('SPOP', KEYS[1]) return redis.call('SADD', KEYS[2], 'x')", 2, 's', 'other') },
+      { command: 'XADD', run: () => r.xadd('st', '*', 'f', 'v1') },
+      { command: 'XADD', run: () => r.xadd('st', `${Date.now() + 5}-*`, 'f', 'v2') },
+      { command: 'XREADGROUP', run: () => r.xreadgroup('GROUP', 'g', 'c1', 'COUNT', 2, 'STREAMS', 'st', '>') },
+      { command: 'XCLAIM', run: () => r.xclaim('st', 'g', 'c2', 0, '0-1') },
+      { command: 'XAUTOCLAIM', run: () => r.xautoclaim('st', 'g', 'c3', 0, '0-0') },
+    ];
+    const seen = new Map<string, number>([['XADD', 1]]); // the set-up's XADD is #0
+    const points: { command: string; n: number; before: string; after: string; tsUs: number }[] = [];
+    for (const step of steps) {
+      const beforeFp = await fingerprint(r, ['st']);
+      await step.run();
+      const n = seen.get(step.command) ?? 0;
+      seen.set(step.command, n + 1);
+      points.push({ command: step.command, n, before: beforeFp, after: await fingerprint(r, ['st']), tsUs: Date.now() * 1000 });
+    }
+    await synced(src);
+    assert.ok(src.agent.stats().statesCaptured >= steps.length, `states captured: ${src.agent.stats().statesCaptured}`);
+    for (const p of points) {
+      // Lua lines carry the script's writes: the EVAL's own SPOP line is what the agent probes.
+      const seq = await seqOf(src, p.command === 'EVAL' ? 'SPOP' : p.command, p.command === 'EVAL' ? 2 : p.n);
+      assert.equal(await restoredFingerprint(src, { beforeSeq: seq }, ['st']), p.before, `just before ${p.command} #${p.n}`);
+      assert.equal(await restoredFingerprint(src, { toSeq: seq }, ['st']), p.after, `at ${p.command} #${p.n}`);
+      assert.equal(await restoredFingerprint(src, { to: p.tsUs }, ['st']), p.after, `after ${p.command} #${p.n} (by time)`);
+    }
+  } finally {
+    r.disconnect();
+    await src.close();
+  }
+});
+
+test('pops served later to blocked clients (BLPOP, BLMOVE, BZPOPMIN, XREADGROUP BLOCK) restore exactly', async () => {
+  const src = await startSource(stack);
+  const r = new Redis(src.redis.url);
+  const blocked = [new Redis(src.redis.url), new Redis(src.redis.url), new Redis(src.redis.url), new Redis(src.redis.url)];
+  try {
+    await src.agent.baseline();
+    await r.xgroup('CREATE', 'jobs', 'workers', '$', 'MKSTREAM');
+    const waits = [
+      blocked[0]!.blpop('q', 0),
+      blocked[1]!.blmove('src', 'dst', 'LEFT', 'RIGHT', 0),
+      blocked[2]!.bzpopmin('z', 0),
+      blocked[3]!.xreadgroup('GROUP', 'workers', 'w1', 'BLOCK', 0, 'STREAMS', 'jobs', '>'),
+    ];
+    // Every client is blocked on the server (not merely sent): the serve must come from the pushes below.
+    await waitFor('four blocked clients', async () => (String(await r.info('clients')).includes('blocked_clients:4') ? true : undefined));
+    const beforeFp = await fingerprint(r, ['jobs']);
+    await r.rpush('q', 'a', 'b');
+    await r.rpush('src', 'x', 'y');
+    await r.zadd('z', 2, 'two', 1, 'one');
+    await r.xadd('jobs', '*', 'job', '1');
+    await Promise.all(waits);
+    const afterFp = await fingerprint(r, ['jobs']);
+    assert.deepEqual(await r.lrange('q', 0, -1), ['b'], 'the source served the blocked BLPOP');
+    const last = await synced(src);
+    assert.equal(await restoredFingerprint(src, { toSeq: last }, ['jobs']), afterFp);
+    assert.equal(await restoredFingerprint(src, { beforeSeq: await seqOf(src, 'RPUSH') }, ['jobs']), beforeFp);
+  } finally {
+    r.disconnect();
+    for (const b of blocked) b.disconnect();
+    await src.close();
+  }
+});
