@@ -1,0 +1,52 @@
+// `npm run soak`: the differential check of test/differential.test.ts at soak size, seed after seed.
+//
+//   node --import tsx test/differential-soak.ts [--long] [--rounds N] [--seed N] [--deterministic]
+//
+// --long: minutes per round, 8 clients, 4 dbs, 20 moments; without it, the test's size. --rounds: how many seeds
+// (default 1; 0 = until one fails). --seed (or FLASHBACK_SEED): the first seed, the next rounds count up from it.
+// --deterministic: leave out SPOP, XADD *, consumer-group reads and claims, and blocking commands.
+// Exit code 1 when any restore differed from the source; every failure line names its seed.
+import { randomInt } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import { runDifferential, type DifferentialOptions } from './helpers/differential.js';
+import { startStack } from './helpers/stack.js';
+
+const { values } = parseArgs({
+  options: {
+    long: { type: 'boolean', default: false },
+    rounds: { type: 'string', default: '1' },
+    seed: { type: 'string' },
+    deterministic: { type: 'boolean', default: false },
+  },
+});
+const firstSeed = Number(values.seed ?? process.env.FLASHBACK_SEED ?? randomInt(2 ** 31));
+const rounds = Number(values.rounds);
+if (!Number.isSafeInteger(firstSeed) || !Number.isSafeInteger(rounds) || rounds < 0) {
+  console.error('usage: differential-soak.ts [--long] [--rounds N] [--seed N] [--deterministic]');
+  process.exit(2);
+}
+const size: Omit<DifferentialOptions, 'seed'> = values.long
+  ? { clients: 8, points: 20, opsPerPoint: [1_000, 6_000], prefillOps: 3_000, dbs: 4, keysPerFamily: 12 }
+  : { clients: 4, points: 8, opsPerPoint: [150, 600] };
+const log = (line: string) => console.error(`${new Date().toISOString()} ${line}`);
+
+const stack = await startStack();
+let failed = 0;
+try {
+  for (let round = 0; rounds === 0 || round < rounds; round++) {
+    const seed = firstSeed + round;
+    const started = Date.now();
+    log(`round ${round + 1}: seed ${seed} (FLASHBACK_SEED=${seed})${values.deterministic ? ', deterministic families only' : ''}`);
+    const r = await runDifferential(stack, { ...size, seed, nondeterministic: !values.deterministic, log });
+    log(`round ${round + 1}: seed ${seed}: ${r.workload.ops} operations, ${r.restores} restores, ${r.failures.length} differed, ${Math.round((Date.now() - started) / 1000)} s`);
+    log(`error replies ${JSON.stringify(r.workload.errors)}`);
+    for (const f of r.failures) console.log(f);
+    if (r.failures.length > 0) {
+      failed++;
+      if (rounds === 0) break;
+    }
+  }
+} finally {
+  await stack.close();
+}
+process.exitCode = failed > 0 ? 1 : 0;
