@@ -17,7 +17,7 @@ import { takeBaseline } from './baseline.js';
 import { EventAssembler } from './event-assembler.js';
 import { LagTracker } from './lag-tracker.js';
 import { MonitorSource } from './monitor-source.js';
-import { ensureNotifyFlags, parseServerChange, SERVER_CHANGE_PATTERNS } from './notifications.js';
+import { ensureNotifyFlags, ensurePubsubOutputLimit, parseServerChange, SERVER_CHANGE_PATTERNS } from './notifications.js';
 import { EventPublisher } from './publisher.js';
 import { ExpiryCorrector } from './expiry-corrector.js';
 import { StateCapture } from './state-capture.js';
@@ -136,6 +136,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     const stateAddr = await clientAddr(state);
     const skewUs = await clockSkewUs(control);
     const notify = await ensureNotifyFlags(control, logger);
+    // One line of a large value is up to 4× its size; our own overload check acts at maxMonitorOutputBytes.
+    if (notify.error === undefined) await ensurePubsubOutputLimit(control, 4 * maxMonitorOutputBytes, logger);
     const agent = new CaptureAgent({
       target, node, table, control, controlAddr, probe, probeAddr, state, stateAddr, nc, js, store, skewUs, logger,
       baselineIntervalMs, baselineEveryEvents, baselineDigest, maxMonitorOutputBytes, maxQueuedBytes, metricsIntervalMs, heartbeatIntervalMs,

@@ -64,3 +64,30 @@ export function parseServerChange(items: Buffer[]): ServerChange | undefined {
   if (!Number.isInteger(db) || (kind !== 'expired' && kind !== 'evicted')) return undefined;
   return { kind, db, key: items[3]! };
 }
+
+/**
+ * A client subscribed to anything is in the `pubsub` output-buffer class (default hard limit 32 MB), also while in
+ * MONITOR: one line of an 8 MB binary value (escaped ×4) would get our MONITOR connection closed. Raises only that
+ * class's hard limit, only when it is set and lower than `minHardBytes`; the soft limit (slow subscribers) stays.
+ */
+export async function ensurePubsubOutputLimit(control: RawRedis, minHardBytes: number, logger: Logger): Promise<{ before: string; after: string; changed: boolean; error?: string }> {
+  const got: RespValue = await control.call(['CONFIG', 'GET', 'client-output-buffer-limit']);
+  const text = got instanceof RespError || !Array.isArray(got) ? undefined : String(got[1] ?? '');
+  const m = text === undefined ? null : /pubsub (\d+) (\d+) (\d+)/.exec(text);
+  if (!m) {
+    const error = got instanceof RespError ? got.message : 'unexpected reply';
+    logger.warn({ error }, 'cannot read client-output-buffer-limit: MONITOR lines of values over ~8 MB may exceed the pubsub class limit and end the epoch');
+    return { before: '?', after: '?', changed: false, error };
+  }
+  const [hard, soft, secs] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const before = `pubsub ${hard} ${soft} ${secs}`;
+  if (hard === 0 || hard >= minHardBytes) return { before, after: before, changed: false };
+  const after = `pubsub ${minHardBytes} ${soft} ${secs}`;
+  const r = await control.call(['CONFIG', 'SET', 'client-output-buffer-limit', after]);
+  if (r instanceof RespError) {
+    logger.warn({ error: r.message, before }, 'cannot raise the pubsub output-buffer hard limit: MONITOR lines of values over ~8 MB may end the epoch');
+    return { before, after: before, changed: false, error: r.message };
+  }
+  logger.info({ before, after }, 'client-output-buffer-limit changed: the MONITOR connection also receives notifications, which puts it in the pubsub class; its hard limit now fits large values (the soft limit is unchanged)');
+  return { before, after, changed: true };
+}
