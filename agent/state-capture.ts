@@ -137,15 +137,22 @@ export class StateCapture {
     if (e.kind !== EventKind.Command) return;
     const name = e.command;
     if (this.nondeterministic.has(name) && (name !== 'XADD' || autoId(e.args))) for (const k of e.keys) taint(e.db, k);
-    if (this.blocked.size > 0 && e.keys.length > 0) {
+    if (this.blocked.size > 0 && e.replay.length > 0) {
+      // Where this write may put data: its keys in its db; MOVE/COPY … DB also in the other db; SWAPDB both whole dbs.
+      const target = targetDb(e);
+      const swap = name === 'SWAPDB' ? [Number(e.args[1]?.toString('latin1')), Number(e.args[2]?.toString('latin1'))] : undefined;
       for (const [client, b] of this.blocked) {
         if (b.untilUs < e.tsUs) {
           this.blocked.delete(client);
           this.watched.delete(client);
-        } else if (client !== e.client && b.db === e.db && e.keys.some((k) => b.keys.some((x) => x.equals(k)))) {
-          // The serve, if any, runs right after this command: probe every key the blocked command may change.
-          for (const k of b.keys) taint(b.db, k);
+          continue;
         }
+        if (client === e.client) continue;
+        const hit = swap
+          ? swap.includes(b.db)
+          : (b.db === e.db || b.db === target) && e.keys.some((k) => b.keys.some((x) => x.equals(k)));
+        // The serve, if any, runs right after this command: probe every key the blocked command may change.
+        if (hit) for (const k of b.keys) taint(b.db, k);
       }
     }
     const timeoutAt = BLOCKING_TIMEOUT_AT[name];
