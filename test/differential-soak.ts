@@ -2,7 +2,7 @@
 //
 //   node --import tsx test/differential-soak.ts [--long] [--rounds N] [--seed N] [--deterministic]
 //
-// --long: minutes per round, 8 clients, 4 dbs, 20 moments; without it, the test's size. --rounds: how many seeds
+// --long: about 3 minutes per round, 8 clients, 4 dbs, 30 moments; without it, the test's size. --rounds: how many seeds
 // (default 1; 0 = until one fails). --seed (or FLASHBACK_SEED): the first seed, the next rounds count up from it.
 // --deterministic: leave out SPOP, XADD *, consumer-group reads and claims, and blocking commands.
 // Exit code 1 when any restore differed from the source; every failure line names its seed.
@@ -26,7 +26,7 @@ if (!Number.isSafeInteger(firstSeed) || !Number.isSafeInteger(rounds) || rounds 
   process.exit(2);
 }
 const size: Omit<DifferentialOptions, 'seed'> = values.long
-  ? { clients: 8, points: 20, opsPerPoint: [1_000, 6_000], prefillOps: 3_000, dbs: 4, keysPerFamily: 12 }
+  ? { clients: 8, points: 30, opsPerPoint: [1_500, 8_000], prefillOps: 3_000, dbs: 4, keysPerFamily: 12 }
   : { clients: 4, points: 8, opsPerPoint: [150, 600] };
 const log = (line: string) => console.error(`${new Date().toISOString()} ${line}`);
 

@@ -394,12 +394,21 @@ export function compareSnapshots(source: Snapshot, restored: Snapshot, options: 
     else if (!s) out.push(`${name} (${t.type}) exists only in the restored instance: ${t.preview}${t.expireMs > 0 ? ` (PEXPIRETIME ${t.expireMs})` : ''}`);
     else if (s.type !== t.type) out.push(`${name}: type ${s.type} at the source, ${t.type} restored; source ${s.preview}; restored ${t.preview}`);
     else if (s.value !== t.value) out.push(`${name} (${s.type}): value differs; source ${s.preview}; restored ${t.preview}`);
-    else if (s.groups !== t.groups) out.push(`${name} (stream): consumer groups differ; source ${clip(s.groups, 600)}; restored ${clip(t.groups, 600)}`);
+    else if (s.groups !== t.groups) out.push(`${name} (stream): consumer groups differ; ${firstDifference(s.groups, t.groups)}`);
     else if ((s.expireMs > 0) !== (t.expireMs > 0) || (s.expireMs > 0 && t.expireMs - s.expireMs !== shift)) {
       out.push(`${name} (${s.type}): PEXPIRETIME ${s.expireMs} at the source, ${t.expireMs} restored${shift ? ` (the restore shifted expiries by ${shift} ms)` : ''}`);
     }
   }
   return out;
+}
+
+/** Where two renderings part: a little context before, then each side from there. */
+function firstDifference(a: string, b: string): string {
+  let i = 0;
+  while (i < a.length && a[i] === b[i]) i++;
+  const from = Math.max(0, i - 120);
+  const pre = from > 0 ? '…' : '';
+  return `source ${pre}${clip(a.slice(from), i - from + 200)}; restored ${pre}${clip(b.slice(from), i - from + 200)}`;
 }
 
 function splitId(id: string): [number, Buffer] {

@@ -3,7 +3,8 @@
  * several dbs, transactions (WATCH-aborted ones too), scripts and functions, TTLs that really expire during the run,
  * key moves across dbs, binary keys and values. With `nondeterministic: true` it adds what the source decides at
  * run time: SPOP, `XADD *`, consumer groups read and claimed (XREADGROUP, XCLAIM, XAUTOCLAIM), and blocking commands
- * (BLPOP, BLMOVE, BZPOPMIN, XREADGROUP BLOCK) served later by another client's push.
+ * (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP, XREADGROUP BLOCK) served later by another
+ * client: a push (alone, inside MULTI or a script), a RENAME or store onto the key, or a SWAPDB bringing data in.
  *
  * Every client draws from its own PRNG seeded from `seed`: the same seed issues the same commands per client; only
  * the interleaving of clients varies between runs. `run(ops)` lets the clients run and returns once they are all idle
@@ -663,58 +664,108 @@ export class RandomWorkload {
 
   /**
    * A blocking command on the client's blocker connection; once the server shows it blocked, the main connection
-   * pushes what serves it. Awaited whole, so an idle workload has no blocked client.
+   * serves it — with a push, a push inside MULTI or a script, a RENAME or store onto the key, or a SWAPDB that brings
+   * a non-empty key in. Awaited whole, so an idle workload has no blocked client.
    */
   private async blocking(c: Client): Promise<void> {
     const d = c.dice;
     const blocker = c.blocker!;
     const db = this.db(d);
+    const side = () => d.pick(['LEFT', 'RIGHT']);
+    const k = (f: Family) => this.key(d, f);
+    const fam = d.pick(['blist', 'blist', 'blist', 'bzset', 'bzset', 'astream'] as const);
+    const key = k(fam);
     let call: Argv;
-    let push: Argv;
-    switch (d.int(4)) {
-      case 0: {
-        const k = this.key(d, 'blist');
-        call = ['BLPOP', k, this.key(d, 'blist'), 5];
-        push = [d.pick(['LPUSH', 'RPUSH']), k, this.value(d), ...(d.chance(0.3) ? [this.value(d)] : [])];
-        break;
+    if (fam === 'blist') {
+      switch (d.int(4)) {
+        case 0:
+          call = [d.pick(['BLPOP', 'BRPOP']), key, k('blist'), 5];
+          break;
+        case 1:
+          call = ['BLMOVE', key, k(d.chance(0.5) ? 'blist' : 'list'), side(), side(), 5];
+          break;
+        case 2:
+          call = ['BRPOPLPUSH', key, k('blist'), 5];
+          break;
+        default:
+          call = ['BLMPOP', 5, 2, key, k('blist'), side(), 'COUNT', d.range(1, 3)];
       }
-      case 1: {
-        const k = this.key(d, 'blist');
-        call = ['BLMOVE', k, this.key(d, d.chance(0.5) ? 'blist' : 'list'), d.pick(['LEFT', 'RIGHT']), d.pick(['LEFT', 'RIGHT']), 5];
-        push = ['RPUSH', k, this.value(d)];
-        break;
-      }
-      case 2: {
-        const k = this.key(d, 'bzset');
-        call = ['BZPOPMIN', k, 5];
-        push = ['ZADD', k, this.score(d), this.member(d), ...(d.chance(0.3) ? [this.score(d), this.member(d)] : [])];
-        break;
-      }
-      default: {
-        const k = this.key(d, 'astream');
-        const group = `g${d.int(2)}`;
-        await this.send(c, c.main, ['XGROUP', 'CREATE', k, group, '$', 'MKSTREAM'], db);
-        call = ['XREADGROUP', 'GROUP', group, `c${d.int(3)}`, 'COUNT', d.range(1, 3), 'BLOCK', 5_000, 'STREAMS', k, '>'];
-        push = ['XADD', k, '*', 'f', this.value(d)];
-      }
+    } else if (fam === 'bzset') {
+      call = d.chance(0.7) ? [d.pick(['BZPOPMIN', 'BZPOPMAX']), key, 5] : ['BZMPOP', 5, 1, key, d.pick(['MIN', 'MAX']), 'COUNT', d.range(1, 2)];
+    } else {
+      const group = `g${d.int(2)}`;
+      await this.send(c, c.main, ['XGROUP', 'CREATE', key, group, '$', 'MKSTREAM'], db);
+      call = ['XREADGROUP', 'GROUP', group, `c${d.int(3)}`, 'COUNT', d.range(1, 3), 'BLOCK', 5_000, 'STREAMS', key, '>'];
     }
     this.count(`blocking ${call[0]}`);
     await this.select(c, blocker, db);
     let done = false;
     const p = this.send(c, blocker, call).finally(() => (done = true));
-    // Served at once (the key had data), or blocked: then another client's push serves it.
+    // Served at once (the key had data), or blocked: then another client serves it.
     const deadline = Date.now() + 5_000;
     while (!done) {
       const list = String(await c.aux.call('CLIENT', 'LIST', 'ID', c.blockerId));
       if (/ flags=\S*b/.test(list)) {
         this.count(`served later ${call[0]}`);
-        await this.send(c, c.main, push, db);
+        await this.serve(c, fam, key, db);
         break;
       }
       if (Date.now() > deadline) throw new Error(`${call[0]} neither returned nor blocked within 5 s`);
       await new Promise((res) => setTimeout(res, 1));
     }
     await p;
+  }
+
+  /** What adds data to `key` of family `fam`. */
+  private push(d: Dice, fam: 'blist' | 'bzset' | 'astream', key: Buffer): Argv {
+    if (fam === 'blist') return [d.pick(['LPUSH', 'RPUSH']), key, this.value(d), ...(d.chance(0.3) ? [this.value(d)] : [])];
+    if (fam === 'bzset') return ['ZADD', key, this.score(d), this.member(d), ...(d.chance(0.3) ? [this.score(d), this.member(d)] : [])];
+    return ['XADD', key, '*', 'f', this.value(d)];
+  }
+
+  /** Serves a client blocked on `key` in `db`, from the main connection, one way or another. */
+  private async serve(c: Client, fam: 'blist' | 'bzset' | 'astream', key: Buffer, db: number): Promise<void> {
+    const d = c.dice;
+    // A stream replaced by RENAME or SWAPDB has lost the group: the blocked reader gets an error, not data.
+    const how = d.pick(fam === 'astream' ? (['push', 'push', 'multi', 'script'] as const) : (['push', 'push', 'multi', 'script', 'rename', 'store', 'swapdb'] as const));
+    this.count(`served by ${how}`);
+    const push = this.push(d, fam, key);
+    const other = fam === 'astream' ? key : this.key(d, fam);
+    switch (how) {
+      case 'multi': {
+        await this.select(c, c.main, db);
+        const m = c.main.multi();
+        m.callBuffer(push[0], ...push.slice(1));
+        if (d.chance(0.5)) m.callBuffer(...(this.pickGen(d).argv(d) as [string, ...Arg[]]));
+        try {
+          for (const [err] of (await m.exec()) ?? []) if (err) this.replyError(err);
+        } catch (err) {
+          this.replyError(err);
+        }
+        return;
+      }
+      case 'script':
+        await this.send(c, c.main, ['EVAL', 'return redis.call(ARGV[1], KEYS[1], unpack(ARGV, 2))', 1, key, push[0], ...push.slice(2)], db);
+        return;
+      case 'rename':
+      case 'store':
+        if (!other.equals(key)) {
+          await this.send(c, c.main, this.push(d, fam, other), db);
+          const move: Argv = how === 'rename' ? ['RENAME', other, key] : fam === 'blist' ? ['LMOVE', other, key, 'LEFT', 'RIGHT'] : ['ZUNIONSTORE', key, 1, other];
+          await this.send(c, c.main, move, db);
+          return;
+        }
+        break;
+      case 'swapdb':
+        if (this.o.dbs > 1) {
+          const into = (db + 1 + d.int(this.o.dbs - 1)) % this.o.dbs;
+          await this.send(c, c.main, push, into);
+          await this.send(c, c.main, ['SWAPDB', db, into]);
+          return;
+        }
+        break;
+    }
+    await this.send(c, c.main, push, db);
   }
 
   /** Rarely: FLUSHDB or SWAPDB. */
