@@ -1,14 +1,15 @@
 import { copyFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { Redis } from 'ioredis';
-import { ConnectionError, ErrorCode, FlashbackError, describeError } from '../core/errors.js';
+import type { Redis } from 'ioredis';
+import { ErrorCode, FlashbackError, describeError } from '../core/errors.js';
 import { readableBytes } from '../core/escape.js';
 import { keyspaceCounts } from '../core/keyspace-info.js';
-import { parseRedisUrl, redactedRedisUrl } from '../core/redis-url.js';
+import { parseRedisUrl } from '../core/redis-url.js';
 import { encodeCommand } from '../core/resp.js';
 import { startRedisServer } from '../core/servers/redis-server.js';
 import { ServerStartError, type ServerProcess } from '../core/servers/server-process.js';
 import { AOF_DIR_NAME, AOF_FILE_NAME } from './aof-dir.js';
+import { connectRedis, openKeyTarget, type KeyTarget, type RestoreEntry } from './key-target.js';
 
 /** redis-server could not load a restore's AOF directory; `logTail` holds the last lines of its log. */
 export class AofLoadError extends FlashbackError {
@@ -72,9 +73,17 @@ export async function digest(url: string): Promise<string> {
   return withRedis(url, async (r) => String(await r.call('DEBUG', 'DIGEST')));
 }
 
-/** Keys over all dbs (INFO keyspace), including keys whose expiry passed but that the server has not dropped yet. */
+/**
+ * Keys over all dbs (INFO keyspace), including keys whose expiry passed but that the server has not dropped yet;
+ * for a node of a Redis Cluster, over every master.
+ */
 export async function countKeys(url: string): Promise<number> {
-  return withRedis(url, async (r) => sumKeys(await keyspace(r)));
+  const target = await openKeyTarget(url, '--redis');
+  try {
+    return await target.countKeys();
+  } finally {
+    target.close();
+  }
 }
 
 /**
@@ -111,60 +120,120 @@ export interface CopyToTargetOptions {
  * Copies every key of every db from the loaded scratch server `fromUrl` to `targetUrl` (same db numbers) with
  * `DUMP` + `PEXPIRETIME` → `RESTORE key <abs ms> payload REPLACE ABSTTL` (ttl 0 and no ABSTTL for persistent keys),
  * pipelined, keys and payloads as bytes. Keys whose expiry passes during the copy are not created on the target,
- * as absolute TTLs mean. Standalone targets only (a Cluster target is refused before anything is written).
- * @throws TargetNotEmptyError when the target holds keys and `flush` is not set; nothing is written then.
+ * as absolute TTLs mean. A Redis Cluster target gets each key on the master serving its hash slot (see
+ * {@link openKeyTarget}); it has db 0 only, so data in another db is refused before anything is written.
+ * @throws TargetNotEmptyError when the target (any master of a Cluster) holds keys and `flush` is not set; nothing is written then.
  */
 export async function copyToTarget(fromUrl: string, targetUrl: string, options: CopyToTargetOptions = {}): Promise<{ keys: number }> {
-  const { flush = false, batchBytes = 16_777_216 } = options;
-  let batchKeys = options.batchKeys ?? 256;
-  const shown = redactedRedisUrl(parseRedisUrl(targetUrl, '--target'));
-  return withRedis(targetUrl, async (to) => {
-    if (/^cluster_enabled:1/m.test(String(await to.call('INFO', 'cluster')))) {
-      throw new FlashbackError(ErrorCode.BadInput, `restore target ${shown} is a Redis Cluster, which copyToTarget does not support yet; restore with --rdb and load the file, or into a standalone server`);
-    }
-    const present = sumKeys(await keyspace(to));
-    if (present > 0) {
-      if (!flush) {
-        throw new TargetNotEmptyError(`restore target ${shown} is not empty (${present} key${present === 1 ? '' : 's'}); restore into an empty server, or pass --flush to delete its data first`, present);
-      }
-      await to.call('FLUSHALL');
-    }
-    return withRedis(fromUrl, async (from) => {
-      let copied = 0;
-      for (const db of (await keyspace(from)).keys()) {
-        await from.select(db);
-        await to.select(db);
-        let cursor = '0';
-        let queue: Buffer[] = [];
-        do {
-          const [next, keys] = (await from.callBuffer('SCAN', cursor, 'COUNT', 1000)) as [Buffer, Buffer[]];
-          cursor = next.toString('latin1');
-          queue.push(...keys);
-          while (queue.length >= batchKeys || (cursor === '0' && queue.length > 0)) {
-            const batch = queue.slice(0, batchKeys);
-            queue = queue.slice(batch.length);
-            const { keys: n, bytes } = await copyBatch(from, to, db, batch);
-            copied += n;
-            // Big values: fewer keys per round trip, so one batch never holds gigabytes; small ones: more.
-            if (bytes > batchBytes && batchKeys > 1) batchKeys = Math.max(1, batchKeys >> 1);
-            else if (bytes < batchBytes / 4 && batchKeys < 4096) batchKeys <<= 1;
-          }
-        } while (cursor !== '0');
-      }
-      return { keys: copied };
-    }, '--from');
-  }, '--target');
+  const { flush = false, ...batching } = options;
+  const target = await openKeyTarget(targetUrl, '--target');
+  try {
+    // Before --flush empties anything: data a Cluster cannot take must leave the target as it was.
+    await assertDbsFit(fromUrl, target);
+    await prepareTarget(target, flush);
+    return await copyKeys(fromUrl, target, { ...batching, replace: true });
+  } finally {
+    target.close();
+  }
 }
 
-async function copyBatch(from: Redis, to: Redis, db: number, keys: Buffer[]): Promise<{ keys: number; bytes: number }> {
+/**
+ * Refuses a non-empty target, or empties it when `flush` is set (every master of a Cluster).
+ * @throws TargetNotEmptyError
+ */
+export async function prepareTarget(target: KeyTarget, flush: boolean): Promise<void> {
+  const present = await target.countKeys();
+  if (present === 0) return;
+  if (!flush) {
+    const what = target.cluster ? 'restore target Redis Cluster' : 'restore target';
+    throw new TargetNotEmptyError(`${what} ${target.shown} is not empty (${present} key${present === 1 ? '' : 's'}); restore into an empty server, or pass --flush to delete its data first`, present);
+  }
+  await target.flushAll();
+}
+
+/** A key to copy exists on the target already (a copy without REPLACE, e.g. two nodes merged into one instance). */
+export class KeyConflictError extends FlashbackError {
+  constructor(
+    message: string,
+    /** The key, as bytes. */
+    readonly key: Buffer,
+    /** Its logical db. */
+    readonly db: number,
+  ) {
+    super(ErrorCode.BadInput, message);
+  }
+}
+
+/** Options of {@link copyKeys}. */
+export interface CopyKeysOptions extends Omit<CopyToTargetOptions, 'flush'> {
+  /** RESTORE … REPLACE: overwrite keys the target holds. Without it a key already there fails the copy with KeyConflictError. @default true */
+  replace?: boolean;
+}
+
+/**
+ * Copies every key of every db of `fromUrl` into an open target (DUMP + PEXPIRETIME → RESTORE … ABSTTL), keys and
+ * payloads as bytes; the target's emptiness is the caller's business ({@link prepareTarget}).
+ * @throws FlashbackError BAD_INPUT when the target is a Cluster and `fromUrl` holds keys outside db 0 (nothing written then);
+ *   KeyConflictError when `replace` is false and a key exists on the target.
+ */
+export async function copyKeys(fromUrl: string, target: KeyTarget, options: CopyKeysOptions = {}): Promise<{ keys: number }> {
+  const { replace = true, batchBytes = 16_777_216 } = options;
+  let batchKeys = options.batchKeys ?? 256;
+  return withRedis(fromUrl, async (from) => {
+    const dbs = await keyspace(from);
+    dbsFit(dbs, target);
+    let copied = 0;
+    for (const db of dbs.keys()) {
+      await from.select(db);
+      let cursor = '0';
+      let queue: Buffer[] = [];
+      do {
+        const [next, keys] = (await from.callBuffer('SCAN', cursor, 'COUNT', 1000)) as [Buffer, Buffer[]];
+        cursor = next.toString('latin1');
+        queue.push(...keys);
+        while (queue.length >= batchKeys || (cursor === '0' && queue.length > 0)) {
+          const batch = queue.slice(0, batchKeys);
+          queue = queue.slice(batch.length);
+          const { keys: n, bytes } = await copyBatch(from, target, db, batch, replace);
+          copied += n;
+          // Big values: fewer keys per round trip, so one batch never holds gigabytes; small ones: more.
+          if (bytes > batchBytes && batchKeys > 1) batchKeys = Math.max(1, batchKeys >> 1);
+          else if (bytes < batchBytes / 4 && batchKeys < 4096) batchKeys <<= 1;
+        }
+      } while (cursor !== '0');
+    }
+    return { keys: copied };
+  }, '--from');
+}
+
+/**
+ * Refuses data the target cannot hold: keys outside db 0 for a Redis Cluster.
+ * @throws FlashbackError BAD_INPUT naming the db and the way out.
+ */
+export async function assertDbsFit(fromUrl: string, target: KeyTarget): Promise<void> {
+  if (!target.cluster) return;
+  await withRedis(fromUrl, async (from) => dbsFit(await keyspace(from), target), '--from');
+}
+
+function dbsFit(dbs: Map<number, number>, target: KeyTarget): void {
+  for (const [db, n] of dbs) {
+    if (n > 0 && !target.acceptsDb(db)) {
+      throw new FlashbackError(
+        ErrorCode.BadInput,
+        `the restored data holds ${n} key${n === 1 ? '' : 's'} in db ${db}, but ${target.shown} is a Redis Cluster, which has db 0 only; restore db 0 alone (--db 0), or into a standalone server`,
+      );
+    }
+  }
+}
+
+async function copyBatch(from: Redis, target: KeyTarget, db: number, keys: Buffer[], replace: boolean): Promise<{ keys: number; bytes: number }> {
   const read = from.pipeline();
   for (const k of keys) {
     read.callBuffer('DUMP', k);
     read.callBuffer('PEXPIRETIME', k);
   }
   const got = (await read.exec()) ?? [];
-  const write = to.pipeline();
-  const sent: Buffer[] = [];
+  const entries: RestoreEntry[] = [];
   let bytes = 0;
   for (let i = 0; i < keys.length; i++) {
     const [dumpErr, payload] = got[2 * i]!;
@@ -173,18 +242,23 @@ async function copyBatch(from: Redis, to: Redis, db: number, keys: Buffer[]): Pr
     // Gone meanwhile (DUMP nil / PEXPIRETIME -2): it expired, which is what the target must show too.
     if (payload === null || expireAtMs === -2) continue;
     const abs = Number(expireAtMs);
-    write.callBuffer('RESTORE', keys[i]!, abs > 0 ? abs : 0, payload as Buffer, 'REPLACE', ...(abs > 0 ? ['ABSTTL'] : []));
-    sent.push(keys[i]!);
+    entries.push({ key: keys[i]!, expireAtMs: abs > 0 ? abs : 0, payload: payload as Buffer });
     bytes += (payload as Buffer).length;
   }
-  if (sent.length === 0) return { keys: 0, bytes };
-  const results = (await write.exec()) ?? [];
-  results.forEach(([err], i) => {
-    if (err) {
-      throw new FlashbackError(ErrorCode.Internal, `RESTORE of key "${readableBytes(sent[i]!)}" into db ${db} of the target failed: ${err.message}; the target must run Redis 7.0 or newer (it has to read the scratch server's DUMP format) and accept the key's db`, { cause: err });
+  if (entries.length === 0) return { keys: 0, bytes };
+  const results = await target.restore(db, entries, replace);
+  results.forEach((err, i) => {
+    if (!err) return;
+    const key = readableBytes(entries[i]!.key);
+    if (!replace && /^BUSYKEY/.test(err.message)) {
+      throw new KeyConflictError(`key "${key}" in db ${db} exists on ${target.shown} already; nothing overwrites it without REPLACE`, entries[i]!.key, db);
     }
+    if (/^(MOVED|ASK|CLUSTERDOWN|TRYAGAIN)\b/.test(err.message)) {
+      throw new FlashbackError(ErrorCode.Internal, `RESTORE of key "${key}" into Redis Cluster ${target.shown} was answered "${err.message}": its slots moved during the copy (resharding or failover?); restore again once the cluster is stable`, { cause: err });
+    }
+    throw new FlashbackError(ErrorCode.Internal, `RESTORE of key "${key}" into db ${db} of the target failed: ${err.message}; the target must run Redis 7.0 or newer (it has to read the scratch server's DUMP format) and accept the key's db`, { cause: err });
   });
-  return { keys: sent.length, bytes };
+  return { keys: entries.length, bytes };
 }
 
 /**
@@ -252,26 +326,7 @@ export function keepTtlRelativeScript(shiftMs: number): Buffer {
 }
 
 async function withRedis<T>(url: string, fn: (r: Redis) => Promise<T>, flag = '--redis'): Promise<T> {
-  const t = parseRedisUrl(url, flag);
-  const r = new Redis({
-    host: t.host,
-    port: t.port,
-    username: t.username,
-    password: t.password,
-    db: t.db,
-    tls: t.tls ? {} : undefined,
-    lazyConnect: true,
-    retryStrategy: () => null,
-    maxRetriesPerRequest: 0,
-  });
-  // Errors reach us through the failed commands; without a listener ioredis would also print them.
-  r.on('error', () => {});
-  try {
-    await r.connect();
-  } catch (cause) {
-    r.disconnect();
-    throw new ConnectionError(`cannot connect to Redis at ${redactedRedisUrl(t)} (${describeError(cause)}); check that it runs and that ${flag} is right`, { cause });
-  }
+  const r = await connectRedis(parseRedisUrl(url, flag), flag);
   try {
     return await fn(r);
   } finally {
@@ -282,12 +337,6 @@ async function withRedis<T>(url: string, fn: (r: Redis) => Promise<T>, flag = '-
 /** db → key count, from INFO keyspace (`db3:keys=5,expires=1,avg_ttl=0`). */
 async function keyspace(r: Redis): Promise<Map<number, number>> {
   return keyspaceCounts(String(await r.call('INFO', 'keyspace')));
-}
-
-function sumKeys(k: Map<number, number>): number {
-  let n = 0;
-  for (const v of k.values()) n += v;
-  return n;
 }
 
 async function expiredKeys(r: Redis): Promise<number> {
