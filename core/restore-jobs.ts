@@ -5,7 +5,7 @@ import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, jetstre
 import { Kvm, type KV } from '@nats-io/kv';
 import { ConfigError, ConnectionError, ErrorCode, FlashbackError } from './errors.js';
 import { natsJetStreamManager, translateNatsError } from './nats.js';
-import type { RestoreProgress, RestoreReport } from './restore-report.js';
+import type { ClusterRestoreReport, RestoreProgress, RestoreReport } from './restore-report.js';
 
 /**
  * Restore jobs over NATS, shared by the API (which submits and reads them)
@@ -34,7 +34,10 @@ const DAY_MS = 86_400_000;
 
 /** What to restore and where: the body of `POST /restores` and of a job message. */
 export interface RestoreJobRequest {
-  node: string;
+  /** The node to restore; exactly one of `node` and `nodes`. */
+  node?: string;
+  /** Several nodes (a Redis Cluster's masters) restored at one instant `to` into one destination. */
+  nodes?: string[];
   /** Include every event up to this instant (text as an operator types it, or epoch s/ms/µs as text). */
   to?: string;
   /** Include events up to this seq (and the rest of its transaction). */
@@ -67,8 +70,10 @@ export interface RestoreJobStatus {
   state: RestoreJobState;
   request: RestoreJobRequest;
   progress: { phase: RestoreProgress['phase'] | 'queued'; events: number; totalEvents: number };
-  /** Set when state is 'done' (and only then). */
+  /** Set when state is 'done' (and only then) for a request naming one `node`. */
   report?: RestoreReport;
+  /** Set instead of `report` when state is 'done' for a request naming `nodes`. */
+  clusterReport?: ClusterRestoreReport;
   /** Set when state is 'failed'; also while 'queued' again after a retryable failure. */
   error?: { code: string; message: string };
   /** Deliveries to a restorer so far (1 on the first run; +1 per redelivery after a restorer died or handed it back). */

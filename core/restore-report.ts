@@ -39,3 +39,31 @@ export interface RestoreReport {
   dir?: string;
   rdb?: string;
 }
+
+/**
+ * What a cluster-wide restore did: several nodes (a Redis Cluster's masters, or any nodes whose data is disjoint)
+ * restored at one instant into one destination. The `--json` output and the API's job result when the request
+ * named `nodes`.
+ */
+export interface ClusterRestoreReport {
+  /** The nodes, in the order asked. */
+  nodes: string[];
+  /** The instant every node was restored at. */
+  cutoff: { tsUs: number; time: string };
+  /** Each node's own restore (into a scratch server, then copied): epoch, cutoff seq, baseline, events, keys, digest. */
+  parts: RestoreReport[];
+  /** Keys written to the destination (each part's keys, less those whose expiry passed during the copy). */
+  keys: number;
+  /** `DEBUG DIGEST` of the destination: a standalone instance (spawn, standalone target, RDB); absent for a Cluster target. */
+  digest?: string;
+  /** A Cluster target: each master with its slots, keys and `DEBUG DIGEST` ('' where DEBUG is refused). */
+  masters?: { url: string; slots?: [number, number][]; keys: number; digest: string }[];
+  /** The parts' warnings, each prefixed with its node. */
+  warnings: string[];
+  seconds: number;
+  /** The new instance (spawn), the target, or the RDB file. */
+  url?: string;
+  pid?: number;
+  dir?: string;
+  rdb?: string;
+}

@@ -1,4 +1,8 @@
 export { restore } from './restore.js';
+export { clusterRestore, isClusterReport, runRestoreRequest } from './cluster-restore.js';
+export type { ClusterRestoreReport, ClusterRestoreRequest } from './cluster-restore.js';
+export { keySlot, openKeyTarget } from './key-target.js';
+export type { KeyTarget } from './key-target.js';
 export type { RestoreReport, RestoreRequest, RestoreProgress, RestoreDeps } from './restore.js';
 export { clickHouseEventStore } from './event-store.js';
 export type { EventStore } from './event-store.js';

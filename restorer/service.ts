@@ -31,7 +31,8 @@ import {
 import type { RestoreProgress } from '../core/restore-report.js';
 import { isPidAlive, stopPid } from '../core/servers/server-process.js';
 import { clickHouseEventStore } from './event-store.js';
-import { restore, type RestoreDeps } from './restore.js';
+import { isClusterReport, runRestoreRequest } from './cluster-restore.js';
+import type { RestoreDeps } from './restore.js';
 
 /** Options of {@link startRestorer}. */
 export interface RestorerOptions {
@@ -265,7 +266,7 @@ class RestorerService implements Restorer {
     let job: JobMessage;
     try {
       job = m.json<JobMessage>();
-      if (typeof job?.id !== 'string' || typeof job.request?.node !== 'string') throw new Error('no id or request.node');
+      if (typeof job?.id !== 'string' || (typeof job.request?.node !== 'string' && !Array.isArray(job.request?.nodes))) throw new Error('no id, or neither request.node nor request.nodes');
     } catch (err) {
       logger.error({ err: describeError(err), seq: m.seq }, 'undecodable restore job message; dropped');
       m.term('undecodable');
@@ -323,7 +324,8 @@ class RestorerService implements Restorer {
       }
     };
     try {
-      const report = await restore(this.d.deps, job.request, onProgress);
+      const report = await runRestoreRequest(this.d.deps, job.request, onProgress);
+      const [single, cluster] = isClusterReport(report) ? [undefined, report] : [report, undefined];
       if (cur.handedBack) {
         // Another restorer runs this job now; an instance made here would be a stray.
         if (report.pid !== undefined) await this.stopProcess(report.pid, report.url);
@@ -336,20 +338,21 @@ class RestorerService implements Restorer {
           url: report.url,
           pid: report.pid,
           dir: report.dir,
-          node: report.node,
-          cutoff: { epoch: report.epoch, seq: report.cutoff.seq, tsUs: report.cutoff.tsUs, time: report.cutoff.time },
+          // A merged instance of several nodes has no single epoch and seq: 0 there, the nodes joined by commas.
+          node: single ? single.node : cluster!.nodes.join(','),
+          cutoff: single ? { epoch: single.epoch, seq: single.cutoff.seq, tsUs: single.cutoff.tsUs, time: single.cutoff.time } : { epoch: 0, seq: 0, tsUs: report.cutoff.tsUs, time: report.cutoff.time },
           createdAt: new Date().toISOString(),
           host: os.hostname(),
         };
         await putInstance(nc, rec);
       }
-      status = { ...status, state: 'done', report };
+      status = { ...status, state: 'done', report: single, clusterReport: cluster };
       await write(status);
       await m.ackAck();
       this.s.jobsDone++;
       this.s.lastJobSeconds = report.seconds;
       this.s.jobSecondsTotal += report.seconds;
-      logger.info({ job: job.id, seconds: report.seconds, events: report.eventsReplayed, keys: report.keys, url: report.url }, 'restore job done');
+      logger.info({ job: job.id, seconds: report.seconds, events: single?.eventsReplayed, nodes: cluster?.nodes, keys: report.keys, url: report.url }, 'restore job done');
     } catch (err) {
       if (cur.handedBack) return;
       const fe = err instanceof FlashbackError ? err : new FlashbackError(ErrorCode.Internal, describeError(err), { cause: err });
