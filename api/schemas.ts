@@ -18,10 +18,15 @@ export const ErrorBody = z
 
 const seq = z.number().int().positive();
 
-/** Body of `POST /restores`: one cutoff, one destination. */
+/** Body of `POST /restores`: one node or several (`nodes`, one instant), one cutoff, one destination. */
 export const RestoreRequestBody = z
   .object({
-    node: z.string().min(1).openapi({ example: 'n1' }),
+    node: z.string().min(1).optional().openapi({ description: 'the node to restore (or give nodes)', example: 'n1' }),
+    nodes: z
+      .array(z.string().min(1))
+      .min(1)
+      .optional()
+      .openapi({ description: "several nodes (a Redis Cluster's masters) restored at one instant `to` into one destination: a standalone instance or a Redis Cluster", example: ['c1-m1', 'c1-m2', 'c1-m3'] }),
     to: z.string().min(1).optional().openapi({ description: "include every event up to this instant: ISO 8601, 'YYYY-MM-DD HH:MM:SS[.ffffff]', or epoch s/ms/µs", example: '2026-08-03T20:28:10Z' }),
     toSeq: seq.optional().openapi({ description: 'include events up to this seq (and the rest of its transaction)' }),
     beforeSeq: seq.optional().openapi({ description: 'include events before this seq (and before its transaction)' }),
@@ -40,6 +45,12 @@ export const RestoreRequestBody = z
   })
   .strict()
   .superRefine((b, ctx) => {
+    if ((b.node === undefined) === (b.nodes === undefined)) ctx.addIssue({ code: 'custom', message: 'give exactly one of node and nodes' });
+    if (b.nodes !== undefined) {
+      const dup = b.nodes.find((n, i) => b.nodes!.indexOf(n) !== i);
+      if (dup !== undefined) ctx.addIssue({ code: 'custom', path: ['nodes'], message: `node "${dup}" is named twice` });
+      if (b.to === undefined) ctx.addIssue({ code: 'custom', path: ['nodes'], message: 'nodes go with to: one instant for every node (a seq belongs to one node)' });
+    }
     const cutoffs = [b.to, b.toSeq, b.beforeSeq].filter((v) => v !== undefined).length;
     if (cutoffs !== 1) ctx.addIssue({ code: 'custom', message: 'give exactly one cutoff: to, toSeq or beforeSeq' });
     const dests = [b.spawn, b.target, b.rdb].filter((v) => v !== undefined).length;
@@ -71,6 +82,24 @@ export const RestoreReportSchema = z
   })
   .openapi('RestoreReport');
 
+/** What a cluster-wide restore (`nodes`) did. */
+export const ClusterRestoreReportSchema = z
+  .object({
+    nodes: z.array(z.string()),
+    cutoff: z.object({ tsUs: z.number(), time: z.string() }),
+    parts: z.array(RestoreReportSchema),
+    keys: z.number(),
+    digest: z.string().optional(),
+    masters: z.array(z.object({ url: z.string(), slots: z.array(z.tuple([z.number(), z.number()])).optional(), keys: z.number(), digest: z.string() })).optional(),
+    warnings: z.array(z.string()),
+    seconds: z.number(),
+    url: z.string().optional(),
+    pid: z.number().optional(),
+    dir: z.string().optional(),
+    rdb: z.string().optional(),
+  })
+  .openapi('ClusterRestoreReport');
+
 /** A restore job's status. */
 export const RestoreJobSchema = z
   .object({
@@ -78,7 +107,8 @@ export const RestoreJobSchema = z
     state: z.enum(['queued', 'running', 'done', 'failed']),
     request: z.record(z.string(), z.unknown()),
     progress: z.object({ phase: z.string(), events: z.number(), totalEvents: z.number() }),
-    report: RestoreReportSchema.optional(),
+    report: RestoreReportSchema.optional().openapi({ description: 'when done, for a request naming one node' }),
+    clusterReport: ClusterRestoreReportSchema.optional().openapi({ description: 'when done, for a request naming nodes' }),
     error: z.object({ code: z.string(), message: z.string() }).optional(),
     attempts: z.number(),
     restorer: z.string().optional(),
@@ -87,12 +117,15 @@ export const RestoreJobSchema = z
   })
   .openapi('RestoreJob');
 
+const AcceptedCutoff = z.object({ epoch: z.number(), seq: z.number(), tsUs: z.number(), time: z.string(), baselineSeq: z.number() });
+
 /** Answer of `POST /restores`. */
 export const RestoreAccepted = z
   .object({
     id: z.string(),
     state: z.literal('queued'),
-    cutoff: z.object({ epoch: z.number(), seq: z.number(), tsUs: z.number(), time: z.string(), baselineSeq: z.number() }),
+    cutoff: AcceptedCutoff.openapi({ description: 'the resolved cutoff (for nodes: of the first node)' }),
+    cutoffs: z.array(AcceptedCutoff.extend({ node: z.string() })).optional().openapi({ description: 'with nodes: the resolved cutoff of each node' }),
   })
   .openapi('RestoreAccepted');
 

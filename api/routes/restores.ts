@@ -8,7 +8,7 @@ import { errorResponses, IdParam, ListQuery, RestoreAccepted, RestoreJobSchema, 
 const createJob = createRoute({
   method: 'post',
   path: '/restores',
-  summary: 'Queue a restore; the cutoff is checked at once (malformed time, unknown node, outside every window → 4xx)',
+  summary: 'Queue a restore of one node, or of several (`nodes`) at one instant into one destination; every cutoff is checked at once (malformed time, unknown node, outside every window of a node → 4xx naming the node)',
   security: [{ Bearer: [] }],
   request: { body: { required: true, content: { 'application/json': { schema: RestoreRequestBody } } } },
   responses: { 202: { description: 'queued', content: { 'application/json': { schema: RestoreAccepted } } }, ...errorResponses(400, 404, 422, 503) },
@@ -36,11 +36,18 @@ const getJob = createRoute({
 export function registerRestoreRoutes(app: OpenAPIHono, deps: ApiDeps): void {
   app.openapi(createJob, async (c) => {
     const body = c.req.valid('json');
-    const cut = await resolveCutoff(deps.store, body.node, { to: body.to, toSeq: body.toSeq, beforeSeq: body.beforeSeq, epoch: body.epoch });
+    // zod let through exactly one of node and nodes; every node's cutoff is checked now, each error naming its node.
+    const nodes = body.nodes ?? [body.node!];
+    const cutoffs = [];
+    for (const node of nodes) {
+      const cut = await resolveCutoff(deps.store, node, { to: body.to, toSeq: body.toSeq, beforeSeq: body.beforeSeq, epoch: body.epoch });
+      cutoffs.push({ node, epoch: cut.epoch, seq: cut.seq, tsUs: cut.tsUs, time: formatTsUs(cut.tsUs), baselineSeq: cut.baselineSeq });
+    }
     const request: RestoreJobRequest = body;
     const id = await deps.jobs.submit(request);
-    deps.logger?.info({ job: id, node: body.node, epoch: cut.epoch, seq: cut.seq }, 'restore job queued');
-    return c.json({ id, state: 'queued' as const, cutoff: { epoch: cut.epoch, seq: cut.seq, tsUs: cut.tsUs, time: formatTsUs(cut.tsUs), baselineSeq: cut.baselineSeq } }, 202);
+    deps.logger?.info({ job: id, nodes, cutoffs: cutoffs.map((x) => ({ node: x.node, epoch: x.epoch, seq: x.seq })) }, 'restore job queued');
+    const { node: _node, ...cutoff } = cutoffs[0]!;
+    return c.json({ id, state: 'queued' as const, cutoff, ...(body.nodes ? { cutoffs } : {}) }, 202);
   });
 
   app.openapi(listJobs, async (c) => {
