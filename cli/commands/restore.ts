@@ -3,25 +3,26 @@ import { openClickHouse } from '../../core/clickhouse.js';
 import { ErrorCode, InputError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
 import { connectNats, ensureBaselineStore } from '../../core/nats.js';
-import { clickHouseEventStore, restore, type RestoreProgress, type RestoreReport } from '../../restorer/index.js';
+import { clickHouseEventStore, clusterRestore, restore, type ClusterRestoreReport, type RestoreProgress, type RestoreReport } from '../../restorer/index.js';
 import { apiClientFrom, apiOptions, type ApiClient } from '../api-client.js';
 import { clickhouseOption, natsOption } from '../options.js';
 import { parseCutoffTime } from '../../core/time.js';
 import { ProgressLine } from '../progress.js';
 
 export const command = 'restore';
-export const describe = 'restore a node at an instant (or just before one event) into a new instance, a target or an RDB file';
+export const describe = 'restore a node at an instant (or just before one event), or several nodes (a Redis Cluster) at one instant, into a new instance, a target (standalone or Cluster) or an RDB file';
 
 export function builder(y: Argv) {
   return y
-    .option('node', { type: 'string', demandOption: 'name the node: --node ID (flashback windows lists them)', describe: 'capture source id' })
+    .option('node', { type: 'string', array: true, describe: 'capture source id; repeat it (or use --nodes) to restore several nodes, e.g. a Redis Cluster\'s masters, at one --to instant into one destination' })
+    .option('nodes', { type: 'string', describe: 'several nodes, comma-separated: --nodes c1-m1,c1-m2,c1-m3 (same as repeating --node)' })
     .option('to', { type: 'string', describe: "include every event up to this instant: '2026-08-03 20:28:10', ISO 8601, or epoch s/ms" })
     .option('to-seq', { type: 'number', describe: 'include events up to this seq (and the rest of its transaction)' })
     .option('before-seq', { type: 'number', describe: 'include events before this seq (and before its transaction)' })
     .option('epoch', { type: 'number', describe: 'epoch of --to-seq/--before-seq (default: the newest that holds it)' })
     .option('spawn', { type: 'boolean', describe: 'start a new redis-server holding the data (it keeps running)' })
     .option('port', { type: 'number', describe: 'port of the spawned instance (default: a free one)' })
-    .option('target', { type: 'string', describe: 'copy into this existing, empty Redis (redis://host:port)' })
+    .option('target', { type: 'string', describe: 'copy into this existing, empty Redis (redis://host:port); a Redis Cluster node URL means the whole cluster, each key on its slot\'s master' })
     .option('flush', { type: 'boolean', default: false, describe: 'with --target: empty it first' })
     .option('rdb', { type: 'string', describe: 'write an RDB file' })
     .option('keys', { type: 'string', array: true, describe: 'restore only keys matching this Redis glob pattern (repeatable)' })
@@ -33,6 +34,11 @@ export function builder(y: Argv) {
     .option('api', apiOptions.api)
     .option('token', apiOptions.token)
     .check((a) => {
+      const nodes = nodeList(a.node, a.nodes);
+      if (nodes.length === 0) throw new InputError(ErrorCode.BadInput, 'name the node: --node ID, or several: --node A --node B / --nodes A,B (flashback windows lists them)');
+      const dup = nodes.find((n, i) => nodes.indexOf(n) !== i);
+      if (dup !== undefined) throw new InputError(ErrorCode.BadInput, `node "${dup}" is named twice`);
+      if (nodes.length > 1 && a.to === undefined) throw new InputError(ErrorCode.BadInput, 'several nodes are restored at one instant: give --to TIME (a seq belongs to one node)');
       const cut = [a.to, a.toSeq, a.beforeSeq].filter((v) => v !== undefined).length;
       if (cut !== 1) throw new InputError(ErrorCode.BadInput, 'give exactly one cutoff: --to TIME, --to-seq N or --before-seq N');
       const dest = [a.spawn, a.target, a.rdb].filter((v) => v !== undefined && v !== false).length;
@@ -42,6 +48,11 @@ export function builder(y: Argv) {
 }
 
 type Args = ArgumentsCamelCase<Awaited<ReturnType<typeof builder>['argv']>>;
+
+/** The nodes of `--node` (repeatable) and `--nodes a,b,c`, in order. */
+function nodeList(node: readonly unknown[] | undefined, nodes: string | undefined): string[] {
+  return [...(node ?? []).map(String), ...(nodes ?? '').split(',')].map((n) => n.trim()).filter((n) => n !== '');
+}
 
 export async function handler(args: Args): Promise<void> {
   const api = apiClientFrom(args);
@@ -53,12 +64,34 @@ export async function handler(args: Args): Promise<void> {
     throw err;
   });
   const progress = new ProgressLine(!args.json && process.stderr.isTTY === true);
+  const nodes = nodeList(args.node, args.nodes);
   try {
     const objects = await ensureBaselineStore(nc);
+    const deps = { events: clickHouseEventStore(store, store.client), objects, logger };
+    if (nodes.length > 1) {
+      const report = await clusterRestore(
+        deps,
+        {
+          nodes,
+          to: args.to!,
+          spawn: args.spawn ? { port: args.port } : undefined,
+          target: args.target,
+          flush: args.target !== undefined ? args.flush : undefined,
+          rdb: args.rdb,
+          keepTtlRelative: args.keepTtlRelative,
+          keys: args.keys?.map(String),
+          db: args.db,
+        },
+        (p: RestoreProgress) => progress.update(p.phase, p.events, p.totalEvents),
+      );
+      progress.done();
+      process.stdout.write(args.json ? JSON.stringify(report) + '\n' : formatClusterReport(report));
+      return;
+    }
     const report = await restore(
-      { events: clickHouseEventStore(store, store.client), objects, logger },
+      deps,
       {
-        node: args.node,
+        node: nodes[0]!,
         to: args.to,
         toSeq: args.toSeq,
         beforeSeq: args.beforeSeq,
@@ -86,8 +119,9 @@ export async function handler(args: Args): Promise<void> {
 async function restoreViaApi(api: ApiClient, args: Args): Promise<void> {
   const progress = new ProgressLine(!args.json && process.stderr.isTTY === true);
   try {
+    const nodes = nodeList(args.node, args.nodes);
     const job = await api.createRestore({
-      node: args.node,
+      ...(nodes.length > 1 ? { nodes } : { node: nodes[0]! }),
       // Parsed here: a time without a zone is the operator's local time, not the restorer host's.
       to: args.to === undefined ? undefined : String(parseCutoffTime(args.to)),
       toSeq: args.toSeq,
@@ -103,7 +137,8 @@ async function restoreViaApi(api: ApiClient, args: Args): Promise<void> {
     });
     const done = await api.waitForRestore(job.id, { onStatus: (s) => progress.update(s.state === 'queued' ? 'queued' : s.progress.phase, s.progress.events, s.progress.totalEvents) });
     progress.done();
-    process.stdout.write(args.json ? JSON.stringify(done.report) + '\n' : formatReport(done.report!));
+    if (done.clusterReport) process.stdout.write(args.json ? JSON.stringify(done.clusterReport) + '\n' : formatClusterReport(done.clusterReport));
+    else process.stdout.write(args.json ? JSON.stringify(done.report) + '\n' : formatReport(done.report!));
   } finally {
     progress.done();
   }
@@ -119,6 +154,22 @@ export function formatReport(r: RestoreReport): string {
     `  digest     ${r.digest}${r.verified === 'match' ? ' = source digest at the baseline (verified)' : ''}`,
   ];
   for (const w of r.warnings ?? []) lines.push(`  warning    ${w}`);
+  if (r.rdb) lines.push(`  rdb        ${r.rdb}`);
+  else if (r.pid) lines.push(`  instance   ${r.url} (pid ${r.pid}, files in ${r.dir}); stop it with: redis-cli -u ${r.url} shutdown nosave`);
+  else lines.push(`  target     ${r.url}`);
+  return lines.join('\n') + '\n';
+}
+
+/** The human-readable report of a restore of several nodes. */
+export function formatClusterReport(r: ClusterRestoreReport): string {
+  const lines = [`restored ${r.nodes.length} nodes at ${r.cutoff.time} in ${r.seconds} s`];
+  for (const p of r.parts) {
+    lines.push(`  node       ${p.node}: seq ${p.cutoff.seq} (${p.cutoff.time}), epoch ${p.epoch}, baseline seq ${p.baseline.seq}, ${p.eventsReplayed} events replayed, ${p.keys} keys, digest ${p.digest}`);
+  }
+  lines.push(`  keys       ${r.keys}`);
+  if (r.digest !== undefined) lines.push(`  digest     ${r.digest}`);
+  for (const m of r.masters ?? []) lines.push(`  master     ${m.url} slots ${(m.slots ?? []).map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(',')}: ${m.keys} keys${m.digest ? `, digest ${m.digest}` : ''}`);
+  for (const w of r.warnings) lines.push(`  warning    ${w}`);
   if (r.rdb) lines.push(`  rdb        ${r.rdb}`);
   else if (r.pid) lines.push(`  instance   ${r.url} (pid ${r.pid}, files in ${r.dir}); stop it with: redis-cli -u ${r.url} shutdown nosave`);
   else lines.push(`  target     ${r.url}`);
