@@ -80,6 +80,8 @@ export interface AgentStats {
   /** State probes sent (nondeterministic writes, served-later pops) and key states captured by them. */
   stateProbes: number;
   statesCaptured: number;
+  /** XADD generated ids read back from the source (no state needed). */
+  xaddIdsResolved: number;
   /** Events held right now until their state is known. */
   heldForState: number;
 }
@@ -298,7 +300,7 @@ class CaptureAgent implements Agent {
         run.states.process(events);
       },
       onMarker: (ev) => this.onMarker(ev),
-      onOwnLine: (line) => run.corrector.ownLine(line),
+      onOwnLine: (line) => (line.client === d.stateAddr ? run.states.ownLine(line) : run.corrector.ownLine(line)),
     });
     run.corrector = new ExpiryCorrector(d.probe, run.assembler.uncertainExpiry, (events) => publisher.enqueue(events), d.logger);
     run.parser = new MonitorParser(
@@ -507,6 +509,7 @@ class CaptureAgent implements Agent {
       expiryUncorrectable: run?.corrector.uncorrectable ?? 0,
       stateProbes: run?.states.probesSent ?? 0,
       statesCaptured: run?.states.statesCaptured ?? 0,
+      xaddIdsResolved: run?.states.idsResolved ?? 0,
       heldForState: run?.states.heldEvents ?? 0,
     };
   }

@@ -2,6 +2,7 @@ import type { CommandTable } from '../core/command-table.js';
 import { EventKind, type FlashbackEvent } from '../core/event.js';
 import type { Logger } from '../core/log.js';
 import type { RawRedis } from '../core/raw-redis.js';
+import { RespError } from '../core/resp.js';
 
 /**
  * Reads each key's exact state on the source: DUMP and PEXPIRETIME, atomic in one script. Missing key → nil, -2.
@@ -10,7 +11,7 @@ import type { RawRedis } from '../core/raw-redis.js';
 export const STATE_PROBE_SCRIPT =
   "local r = {} for i, k in ipairs(KEYS) do r[#r + 1] = redis.call('DUMP', k) r[#r + 1] = redis.call('PEXPIRETIME', k) end return r";
 
-/** Writes whose effect replay cannot reproduce: the tip `nondeterministic_output` (SPOP, XADD, XCLAIM …) plus delivery-time writers. */
+/** Writes whose effect replay cannot reproduce: the tip `nondeterministic_output` (SPOP, XCLAIM …; XADD only with a generated id) plus delivery-time writers. */
 const ALWAYS_PROBED = new Set(['XREADGROUP', 'XCLAIM', 'XAUTOCLAIM']);
 /** Blocking writes: where the timeout argument is (negative = from the end). */
 const BLOCKING_TIMEOUT_AT: Record<string, number> = {
@@ -29,14 +30,30 @@ interface Taint {
   since: number;
 }
 
+/** An XADD with a generated id, waiting for the id the source gave it. */
+interface PendingId {
+  event: FlashbackEvent;
+  /** Index of the id in event.replay. */
+  at: number;
+  db: number;
+  key: Buffer;
+}
+
 interface Probe {
+  /** `state`: DUMP + PEXPIRETIME script, placed by its placeholder events. `ids`: XREVRANGE of a stream's newest entries. */
+  kind: 'state' | 'ids';
   db: number;
   keys: Buffer[];
-  /** The probe's place in the stream: its placeholder events (one per key), once its line was seen. */
-  placeholders: FlashbackEvent[] | undefined;
-  reply: (Buffer | number | null)[] | undefined;
-  failed: string | undefined;
   sentAt: number;
+  /** Index in `held` of the probe's position, once its line was seen. */
+  at: number | undefined;
+  placeholders: FlashbackEvent[] | undefined;
+  /** XADDs this ids probe resolves: those of its key captured before its line. */
+  covers: PendingId[] | undefined;
+  /** Entries an ids probe asked for. */
+  count: number;
+  reply: unknown;
+  failed: string | undefined;
 }
 
 interface Blocked {
@@ -46,31 +63,48 @@ interface Blocked {
   untilUs: number;
 }
 
+const keyId = (db: number, key: Buffer) => `${db}:${key.toString('hex')}`;
+
 /**
  * Makes nondeterministic and served-later effects exact by capturing state.
  *
- * Replay cannot reproduce SPOP's choice, XADD `*`'s id, XREADGROUP/XCLAIM's
- * delivery times, nor a pop served to a blocked client by another client's
- * push (MONITOR shows only the BLPOP call, never the serve). For each, the
- * agent reads the touched keys' state — DUMP + PEXPIRETIME in one script on a
- * connection of its own — and the script's own MONITOR line gives that state
- * its exact position: a `state` event per key, replayed as RESTORE … REPLACE
- * ABSTTL (or DEL when the key is gone). Between the effect and the probe,
- * other commands may touch the key; their replay sees a wrong state, so
- * whatever they write is tainted and probed too, and the whole stretch from
- * the first tainting event to the last probe becomes one group (one tx, the
- * time of its last command): no cutoff falls where the replayed state is
- * unknown; a time inside the group resolves to just before it. The stretch is held here, usually for one round trip.
+ * Replay cannot reproduce SPOP's choice, XREADGROUP/XCLAIM's delivery times,
+ * nor a pop served to a blocked client by another client's push (MONITOR
+ * shows only the BLPOP call, never the serve). For each, the agent reads the
+ * touched keys' state — DUMP + PEXPIRETIME in one script on a connection of
+ * its own — and the script's own MONITOR line gives that state its exact
+ * position: a `state` event per key, replayed as RESTORE … REPLACE ABSTTL (or
+ * DEL when the key is gone). Between the effect and the probe, other commands
+ * may touch the key; their replay sees a wrong state, so whatever they write
+ * is tainted and probed too, and the whole stretch from the first tainting
+ * event to the point where every state is known again becomes one group (one
+ * tx, the time of its last command): no cutoff falls where the replayed state
+ * is unknown; a time inside the group resolves to just before it. The stretch
+ * is held here, usually for one round trip.
+ *
+ * XADD with a generated id (`*`, `<ms>-*`) is the common stream write, and a
+ * DUMP per XADD would cost the stream's size each time. Its only unknown is
+ * the id: the agent reads the stream's newest entries (XREVRANGE … COUNT n)
+ * and, when the XADDs captured since are exactly those entries (same order,
+ * same fields and values), writes each id into its event's replay. Anything
+ * else on that stream meanwhile, or a mismatch, falls back to the state.
  *
  * Blocked clients: a blocking write (BLPOP …, XREADGROUP BLOCK) marks its
  * client as possibly blocked on its keys until the client's next line or its
- * timeout. A write to such a key may serve it right after that command, so the
- * keys of the blocked command are probed after it.
+ * timeout. A write that may put data there (its keys; MOVE/COPY … DB into
+ * that db; SWAPDB) may serve it right after that command, so the keys of the
+ * blocked command are probed after it.
  */
 export class StateCapture {
   private readonly taints = new Map<string, Taint>();
+  /** XADDs waiting for their id, by key, not yet covered by an ids probe's line. */
+  private readonly uncovered = new Map<string, PendingId[]>();
+  /** Entries to ask for next time, per stream, after a read that was too short. */
+  private readonly countHint = new Map<string, number>();
   private readonly probes: Probe[] = [];
   private held: FlashbackEvent[] = [];
+  /** Indexes in `held` where nothing was unknown: the stretch before one may close once its probes are answered. */
+  private cleanPoints: number[] = [];
   private readonly blocked = new Map<string, Blocked>();
   private probeDb = -1;
   private timer: NodeJS.Timeout | undefined;
@@ -79,6 +113,7 @@ export class StateCapture {
   readonly watched = new Set<string>();
   probesSent = 0;
   statesCaptured = 0;
+  idsResolved = 0;
   groups = 0;
 
   constructor(
@@ -89,6 +124,7 @@ export class StateCapture {
     private readonly onFailure: (reason: string) => void,
     private readonly logger: Logger,
     private readonly timeoutMs = 5_000,
+    private readonly maxHeld = 200_000,
   ) {
     for (const spec of table.commands.values()) if (spec.write && spec.nondeterministic) this.nondeterministic.add(spec.name.toUpperCase());
   }
@@ -96,6 +132,10 @@ export class StateCapture {
   /** Events held until their group's state is known. */
   get heldEvents(): number {
     return this.held.length;
+  }
+
+  private get idle(): boolean {
+    return this.taints.size === 0 && this.uncovered.size === 0 && this.probes.length === 0;
   }
 
   /** A line from a watched client: it is not blocked (any more). */
@@ -109,34 +149,83 @@ export class StateCapture {
     const isState = events[0]?.kind === EventKind.State;
     if (!isState) {
       const fresh = new Map<number, Buffer[]>();
-      for (const e of events) this.inspect(e, fresh);
-      for (const [db, keys] of fresh) this.probe(db, keys);
+      const ids = new Map<string, PendingId>();
+      for (const e of events) this.inspect(e, fresh, ids);
+      for (const [db, keys] of fresh) {
+        // One state probe in flight per key: its line, wherever it lands, reads every change made before it.
+        const todo = keys.filter((k) => !this.probes.some((x) => x.kind === 'state' && x.at === undefined && x.db === db && x.keys.some((y) => y.equals(k))));
+        if (todo.length > 0) this.probe('state', db, todo);
+      }
+      // One ids probe in flight per stream: its line covers every XADD captured until then.
+      for (const [id, p] of ids) if (!this.probes.some((x) => x.kind === 'ids' && x.at === undefined && keyId(x.db, x.keys[0]!) === id)) this.probe('ids', p.db, [p.key]);
     }
-    if (this.taints.size === 0 && this.probes.length === 0 && this.held.length === 0) {
+    if (this.idle && this.held.length === 0) {
       this.out(events);
       return;
     }
+    const at = this.held.length;
     for (const e of events) this.held.push(e);
-    if (isState) this.placeholders(events);
+    if (this.held.length > this.maxHeld) this.fail(`${this.held.length} events held waiting for state (limit ${this.maxHeld}): keys are rewritten faster than their state can be read`);
+    if (isState) this.placeholders(events, at);
     this.settle();
   }
 
-  private inspect(e: FlashbackEvent, fresh: Map<number, Buffer[]>): void {
+  /** A line of the state connection other than a state script: an ids probe's XREVRANGE. */
+  ownLine(line: { argv: Buffer[] }): void {
+    if (line.argv[0]?.toString('latin1').toUpperCase() !== 'XREVRANGE') return;
+    const p = this.probes.find((x) => x.at === undefined);
+    if (!p || p.kind !== 'ids' || !p.keys[0]!.equals(line.argv[1]!)) {
+      this.fail('an ids probe line did not match the probe sent');
+      return;
+    }
+    p.at = this.held.length;
+    const id = keyId(p.db, p.keys[0]!);
+    p.covers = this.uncovered.get(id) ?? [];
+    this.uncovered.delete(id);
+    this.markClean();
+    this.settle();
+  }
+
+  private markClean(): void {
+    if (this.taints.size === 0 && this.uncovered.size === 0) this.cleanPoints.push(this.held.length);
+  }
+
+  private inspect(e: FlashbackEvent, fresh: Map<number, Buffer[]>, ids: Map<string, PendingId>): void {
     if (e.kind !== EventKind.Command && e.kind !== EventKind.Expired && e.kind !== EventKind.Evicted) return;
     const taint = (db: number, key: Buffer) => {
-      const id = `${db}:${key.toString('hex')}`;
+      const id = keyId(db, key);
       const t = this.taints.get(id);
       if (t) t.since = e.seq;
       else this.taints.set(id, { db, key, since: e.seq });
+      // Waiting XADD ids on it are moot: the state will be read.
+      this.uncovered.delete(id);
+      ids.delete(id);
       const list = fresh.get(db) ?? [];
       if (!list.some((k) => k.equals(key))) list.push(key);
       fresh.set(db, list);
     };
+    const name = e.command;
+    const idAt = name === 'XADD' && e.kind === EventKind.Command ? autoIdIndex(e.replay) : -1;
     // A write that reads a key whose replayed state is unknown writes unknown state.
     if (this.taints.size > 0) this.spread(e, taint);
+    // Anything but another generated-id XADD on a stream with ids still unknown: read its state instead.
+    if (this.uncovered.size > 0 || this.probes.length > 0) {
+      for (const k of e.keys) {
+        const id = keyId(e.db, k);
+        if (idAt < 0 && (this.uncovered.has(id) || this.probes.some((p) => p.kind === 'ids' && p.db === e.db && p.keys[0]!.equals(k) && p.reply === undefined))) taint(e.db, k);
+      }
+    }
     if (e.kind !== EventKind.Command) return;
-    const name = e.command;
-    if (this.nondeterministic.has(name) && (name !== 'XADD' || autoId(e.args))) for (const k of e.keys) taint(e.db, k);
+    if (idAt >= 0 && e.keys[0] && !this.taints.has(keyId(e.db, e.keys[0]))) {
+      const pending: PendingId = { event: e, at: idAt, db: e.db, key: e.keys[0] };
+      const id = keyId(e.db, e.keys[0]);
+      const list = this.uncovered.get(id);
+      if (list) list.push(pending);
+      else this.uncovered.set(id, [pending]);
+      ids.set(id, pending);
+    } else if (this.nondeterministic.has(name) && name !== 'XADD') {
+      for (const k of e.keys) taint(e.db, k);
+    }
     if (this.blocked.size > 0 && e.replay.length > 0) {
       // Where this write may put data: its keys in its db; MOVE/COPY … DB also in the other db; SWAPDB both whole dbs.
       const target = targetDb(e);
@@ -180,25 +269,29 @@ export class StateCapture {
       }
       return;
     }
-    const hit = e.keys.some((k) => this.taints.has(`${e.db}:${k.toString('hex')}`));
+    const hit = e.keys.some((k) => this.taints.has(keyId(e.db, k)));
     if (!hit) return;
     for (const k of e.keys) taint(e.db, k);
     const target = targetDb(e);
     if (target !== undefined) for (const k of e.keys) taint(target, k);
   }
 
-  private probe(db: number, keys: Buffer[]): void {
-    const p: Probe = { db, keys, placeholders: undefined, reply: undefined, failed: undefined, sentAt: Date.now() };
+  private probe(kind: Probe['kind'], db: number, keys: Buffer[]): void {
+    const p: Probe = { kind, db, keys, sentAt: Date.now(), at: undefined, placeholders: undefined, covers: undefined, count: 0, reply: undefined, failed: undefined };
     this.probes.push(p);
     this.probesSent++;
     if (this.probeDb !== db) {
       this.probeDb = db;
       this.conn.call(['SELECT', db]).catch(() => undefined);
     }
-    this.conn.call(['EVAL', STATE_PROBE_SCRIPT, keys.length, ...keys]).then(
+    // Enough entries for every XADD of this key captured until the probe runs, most likely; a short read retries larger.
+    const count = kind === 'ids' ? Math.max(this.countHint.get(keyId(db, keys[0]!)) ?? 64, 2 * (this.uncovered.get(keyId(db, keys[0]!))?.length ?? 0) + 16) : 0;
+    p.count = count;
+    const argv = kind === 'state' ? ['EVAL', STATE_PROBE_SCRIPT, keys.length, ...keys] : ['XREVRANGE', keys[0]!, '+', '-', 'COUNT', count];
+    this.conn.call(argv).then(
       (r) => {
-        if (Array.isArray(r) && r.length === keys.length * 2) p.reply = r as (Buffer | number | null)[];
-        else p.failed = `unexpected reply ${String((r as { message?: string })?.message ?? r).slice(0, 200)}`;
+        if (r instanceof RespError) p.failed = r.message;
+        else p.reply = r;
         this.settle();
       },
       (err: Error) => {
@@ -209,82 +302,138 @@ export class StateCapture {
     this.timer ??= setTimeout(() => this.expire(), this.timeoutMs);
   }
 
-  /** Held events up to the last point where no key's replayed state was unknown. */
-  private cleanUpTo = 0;
-
   /** The probe script's line arrived: the assembler allocated one state event per key at its position. */
-  private placeholders(events: FlashbackEvent[]): void {
-    const p = this.probes.find((x) => x.placeholders === undefined);
-    if (!p || p.keys.length !== events.length || !p.keys.every((k, i) => k.equals(events[i]!.keys[0]!))) {
+  private placeholders(events: FlashbackEvent[], at: number): void {
+    const p = this.probes.find((x) => x.at === undefined);
+    if (!p || p.kind !== 'state' || p.keys.length !== events.length || !p.keys.every((k, i) => k.equals(events[i]!.keys[0]!))) {
       this.fail('a state probe line did not match the probe sent');
       return;
     }
+    p.at = at;
     p.placeholders = events;
     for (const e of events) {
-      const id = `${e.db}:${e.keys[0]!.toString('hex')}`;
+      const id = keyId(e.db, e.keys[0]!);
       const t = this.taints.get(id);
       // State read after the last tainting event is exact from here on.
       if (t && t.since < e.seq) this.taints.delete(id);
     }
-    // Every replayed state is known again here: the stretch up to this point can close (once its states arrive).
-    if (this.taints.size === 0) this.cleanUpTo = this.held.length;
+    this.markClean();
   }
 
   private settle(): void {
     while (this.probes.length > 0) {
       const p = this.probes[0]!;
-      if (p.failed !== undefined) {
+      if (p.failed !== undefined && p.kind === 'state') {
         this.fail(`reading the state of ${p.keys.length} key(s) failed: ${p.failed}`);
         return;
       }
-      if (!p.placeholders || !p.reply) break;
+      if (p.at === undefined || (p.reply === undefined && p.failed === undefined)) break;
       this.probes.shift();
-      p.placeholders.forEach((e, i) => {
-        const dump = p.reply![2 * i];
-        const at = Number(p.reply![2 * i + 1]);
-        e.replay = Buffer.isBuffer(dump) ? [RESTORE, e.keys[0]!, at > 0 ? Buffer.from(String(at)) : ZERO, dump, REPLACE, ABSTTL] : [DEL, e.keys[0]!];
-        this.statesCaptured++;
-      });
+      if (p.kind === 'state') this.fillStates(p);
+      else if (this.tooShort(p)) {
+        // More XADDs came before the probe ran than it read: they are all still there, deeper; read again, more.
+        const id = keyId(p.db, p.keys[0]!);
+        this.countHint.set(id, 2 * (p.covers!.length + (this.uncovered.get(id)?.length ?? 0)) + 64);
+        this.uncovered.set(id, [...p.covers!, ...(this.uncovered.get(id) ?? [])]);
+        this.cleanPoints = [];
+        if (!this.probes.some((x) => x.kind === 'ids' && x.at === undefined && keyId(x.db, x.keys[0]!) === id)) this.probe('ids', p.db, p.keys);
+      } else if (!this.resolveIds(p)) {
+        // The XADDs it covers are not exactly the newest entries: read the stream's state after all.
+        this.cleanPoints = this.cleanPoints.filter((x) => x > this.held.length);
+        this.taints.set(keyId(p.db, p.keys[0]!), { db: p.db, key: p.keys[0]!, since: this.held[this.held.length - 1]?.seq ?? 0 });
+        this.probe('state', p.db, [p.keys[0]!]);
+      }
     }
-    if (this.taints.size === 0 && this.probes.length === 0) {
+    if (this.idle) {
       this.release(this.held.length);
-    } else if (this.cleanUpTo > 0) {
-      // A probe still unanswered may have its line inside the clean stretch: then the stretch waits for it.
-      const next = this.probes[0]?.placeholders?.[0];
-      if (!next || next.seq > this.held[this.cleanUpTo - 1]!.seq) this.release(this.cleanUpTo);
+    } else {
+      // The latest clean point before every unanswered probe's position.
+      const limit = this.probes[0]?.at ?? Infinity;
+      let point = 0;
+      // Strictly before: an ids probe's clean point is its own position, and the XADDs before it wait for its reply.
+      for (const c of this.cleanPoints) if (c < limit && c > point) point = c;
+      if (point > 0) this.release(point);
     }
     clearTimeout(this.timer);
     this.timer = this.probes.length > 0 ? setTimeout(() => this.expire(), Math.max(0, this.probes[0]!.sentAt + this.timeoutMs - Date.now())) : undefined;
   }
 
-  /** Emits the first `n` held events as one group: one tx (its first seq), the time of its last event. */
+  private fillStates(p: Probe): void {
+    const reply = Array.isArray(p.reply) && p.reply.length === p.keys.length * 2 ? (p.reply as (Buffer | number | null)[]) : undefined;
+    if (!reply) {
+      this.fail(`unexpected reply to a state probe: ${String(p.reply).slice(0, 200)}`);
+      return;
+    }
+    p.placeholders!.forEach((e, i) => {
+      const dump = reply[2 * i];
+      const at = Number(reply[2 * i + 1]);
+      e.replay = Buffer.isBuffer(dump) ? [RESTORE, e.keys[0]!, at > 0 ? Buffer.from(String(at)) : ZERO, dump, REPLACE, ABSTTL] : [DEL, e.keys[0]!];
+      this.statesCaptured++;
+    });
+  }
+
+  /** The probe read as many entries as it asked for, and that is fewer than the XADDs it covers. */
+  private tooShort(p: Probe): boolean {
+    return Array.isArray(p.reply) && p.reply.length === p.count && (p.covers?.length ?? 0) > p.count;
+  }
+
+  /** Matches the covered XADDs with the newest entries; on success writes each id into its replay. */
+  private resolveIds(p: Probe): boolean {
+    const covers = p.covers ?? [];
+    if (covers.length === 0) return true;
+    if (!Array.isArray(p.reply) || p.reply.length < covers.length) return false;
+    // Newest first: the last covered XADD is entry 0.
+    const ids: Buffer[] = [];
+    for (let i = 0; i < covers.length; i++) {
+      const entry = p.reply[covers.length - 1 - i] as unknown;
+      if (!Array.isArray(entry) || !Buffer.isBuffer(entry[0]) || !Array.isArray(entry[1])) return false;
+      const fields = entry[1] as unknown[];
+      const c = covers[i]!;
+      const want = c.event.replay.slice(c.at + 1);
+      if (fields.length !== want.length || !fields.every((f, j) => Buffer.isBuffer(f) && f.equals(want[j]!))) return false;
+      ids.push(entry[0]);
+    }
+    covers.forEach((c, i) => {
+      c.event.replay = c.event.replay.slice();
+      c.event.replay[c.at] = ids[i]!;
+      this.idsResolved++;
+    });
+    return true;
+  }
+
+  /** Emits the first `n` held events as one group: one tx (its first seq), the time of its last command. */
   private release(n: number): void {
     const group = n === this.held.length ? this.held : this.held.slice(0, n);
     this.held = n === this.held.length ? [] : this.held.slice(n);
-    this.cleanUpTo = 0;
+    this.cleanPoints = this.cleanPoints.filter((c) => c > n).map((c) => c - n);
+    for (const p of this.probes) if (p.at !== undefined) p.at -= n;
     if (group.length === 0) return;
-    const first = group[0]!.seq;
-    // The commit time is the last command's, not the probe's: the probe runs a round trip later than what it reads.
-    let tsUs = group[group.length - 1]!.tsUs;
-    for (let i = group.length - 1; i >= 0; i--) {
-      if (group[i]!.kind !== EventKind.State) {
-        tsUs = group[i]!.tsUs;
-        break;
+    // A group with no state in it (XADD ids resolved in place) is not a transaction: each event keeps its own place.
+    const grouped = group.some((e) => e.kind === EventKind.State);
+    if (grouped) {
+      const first = group[0]!.seq;
+      // The commit time is the last command's, not the probe's: the probe runs a round trip later than what it reads.
+      let tsUs = group[group.length - 1]!.tsUs;
+      for (let i = group.length - 1; i >= 0; i--) {
+        if (group[i]!.kind !== EventKind.State) {
+          tsUs = group[i]!.tsUs;
+          break;
+        }
       }
+      for (const e of group) {
+        // A baseline marker keeps its own place: its RDB is the true state there.
+        if (e.kind === EventKind.Baseline) continue;
+        e.tx = first;
+        e.tsUs = tsUs;
+      }
+      this.groups++;
     }
-    for (const e of group) {
-      // A baseline marker keeps its own place: its RDB is the true state there.
-      if (e.kind === EventKind.Baseline) continue;
-      e.tx = first;
-      e.tsUs = tsUs;
-    }
-    this.groups++;
     this.out(group);
   }
 
   private expire(): void {
     this.timer = undefined;
-    if (this.probes.length > 0) this.fail(`the state of ${this.probes[0]!.keys.length} key(s) was not read within ${this.timeoutMs} ms`);
+    if (this.probes.length > 0) this.fail(`a probe of ${this.probes[0]!.keys.length} key(s) was not answered within ${this.timeoutMs} ms`);
   }
 
   private failed = false;
@@ -303,9 +452,10 @@ export class StateCapture {
   releaseAll(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.probes.length > 0 || this.taints.size > 0) this.logger.warn({ keys: this.taints.size, probes: this.probes.length }, 'closing with state probes unanswered: the last group lacks their state');
+    if (!this.idle) this.logger.warn({ keys: this.taints.size, probes: this.probes.length }, 'closing with probes unanswered: the last group lacks their state');
     this.probes.length = 0;
     this.taints.clear();
+    this.uncovered.clear();
     this.release(this.held.length);
   }
 
@@ -316,12 +466,12 @@ export class StateCapture {
   }
 }
 
-/** XADD's id argument is `*` or `<ms>-*` (after NOMKSTREAM and MAXLEN/MINID [=|~] n [LIMIT c]). */
-export function autoId(args: Buffer[]): boolean {
+/** Index of XADD's id argument when it is generated (`*` or `<ms>-*`, after NOMKSTREAM and MAXLEN/MINID [=|~] n [LIMIT c]); -1 otherwise. */
+export function autoIdIndex(args: Buffer[]): number {
   let i = 2;
   for (;;) {
     const a = args[i]?.toString('latin1').toUpperCase();
-    if (a === undefined) return false;
+    if (a === undefined) return -1;
     if (a === 'NOMKSTREAM') i++;
     else if (a === 'MAXLEN' || a === 'MINID') {
       i++;
@@ -329,7 +479,7 @@ export function autoId(args: Buffer[]): boolean {
       if (op === '=' || op === '~') i++;
       i++;
       if (args[i]?.toString('latin1').toUpperCase() === 'LIMIT') i += 2;
-    } else return a === '*' || a.endsWith('-*');
+    } else return a === '*' || a.endsWith('-*') ? i : -1;
   }
 }
 
