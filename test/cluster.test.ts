@@ -1,0 +1,456 @@
+// Redis Cluster topologies: several nodes restored at one instant into one standalone instance or a Redis Cluster (library, CLI, API + restorer), a standalone source into a Cluster, and capture of a real Cluster's masters.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import type { ObjectStore } from '@nats-io/obj';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { Redis, type Cluster } from 'ioredis';
+import { startAgent, type Agent } from '../agent/index.js';
+import { buildApp, natsJobClient } from '../api/index.js';
+import { connectNats, ensureBaselineStore } from '../core/nats.js';
+import { getJob } from '../core/restore-jobs.js';
+import { seededRandom } from '../core/seeded-random.js';
+import { startRedisServer } from '../core/servers/redis-server.js';
+import { stopPid } from '../core/servers/server-process.js';
+import { silentLogger } from '../core/log.js';
+import { restoreWindows } from '../core/windows.js';
+import { clickHouseEventStore, clusterRestore, keySlot, restore, startRestorer, type ClusterRestoreRequest, type RestoreRequest } from '../restorer/index.js';
+import { startTestCluster, withRedis, type TestCluster } from './helpers/cluster.js';
+import { testRedis } from './helpers/servers.js';
+import { SOURCE_ARGS, startSource, startStack, waitFor, waitForEvents, waitForWindow, type Stack } from './helpers/stack.js';
+
+const DEBUG_ARGS = ['--enable-debug-command', 'yes'];
+
+let stack: Stack;
+let nc: NatsConnection;
+let objects: ObjectStore;
+let instancesDir: string;
+/** The Cluster restores go into (3 masters + 3 replicas). */
+let target: TestCluster;
+const spawned: number[] = [];
+
+before(async () => {
+  [stack, target] = await Promise.all([startStack(), startTestCluster(DEBUG_ARGS)]);
+  nc = await connectNats({ url: stack.nats.url, name: 'cluster-test' });
+  objects = await ensureBaselineStore(nc);
+  instancesDir = await mkdtemp(path.join(os.tmpdir(), 'fb-cluster-instances-'));
+});
+
+after(async () => {
+  for (const pid of spawned) await stopPid(pid);
+  await target?.close();
+  await nc?.close();
+  await stack?.close();
+  if (instancesDir) await rm(instancesDir, { recursive: true, force: true });
+});
+
+const deps = () => ({ events: clickHouseEventStore(stack.store, stack.store.client), objects, instancesDir });
+
+async function restoreNodes(req: ClusterRestoreRequest) {
+  const report = await clusterRestore(deps(), req);
+  if (report.pid !== undefined) spawned.push(report.pid);
+  return report;
+}
+
+async function restoreNode(req: RestoreRequest) {
+  const report = await restore(deps(), req);
+  if (report.pid !== undefined) spawned.push(report.pid);
+  return report;
+}
+
+type Source = Awaited<ReturnType<typeof startSource>>;
+
+/** Waits until everything the agent captured is stored and restorable. */
+async function synced(agent: Agent): Promise<void> {
+  assert.equal(await agent.flush(), true);
+  const last = agent.stats().lastSeq;
+  await waitForEvents(stack, agent.node, last);
+  await waitFor(`a window of ${agent.node} reaching seq ${last}`, async () => ((await restoreWindows(stack.store, agent.node)).some((w) => w.toSeq >= last) ? true : undefined));
+}
+
+type Arg = string | Buffer | number;
+
+/**
+ * A deterministic mixed workload: strings, binary keys and values, hashes, lists, sets, sorted sets, streams with
+ * explicit ids, counters, long TTLs, deletes, and MULTI/EXEC and EVAL over hash-tagged keys (one slot each).
+ * Every command is `[name, key, …]`, so `send` can route it by the key's slot; a transaction is a list of them.
+ */
+async function workload(send: (cmds: [string, Buffer, ...Arg[]][], tx: boolean) => Promise<void>, n: number, seed: number): Promise<void> {
+  const rnd = seededRandom(seed);
+  const int = (m: number) => Math.floor(rnd() * m);
+  const key = (prefix: string) => {
+    const i = int(40);
+    // Some keys are binary, with bytes that are no UTF-8.
+    return i % 9 === 0 ? Buffer.concat([Buffer.from(`${prefix}:`), Buffer.from([0, 0xff, i, 0x80])]) : Buffer.from(`${prefix}:${i}`);
+  };
+  for (let i = 0; i < n; i++) {
+    switch (int(12)) {
+      case 0: await send([['SET', key('s'), `v${int(1000)}`]], false); break;
+      case 1: await send([['HSET', key('h'), `f${int(20)}`, Buffer.from([int(256), 0, 255])]], false); break;
+      case 2: await send([['RPUSH', key('l'), `e${int(100)}`]], false); break;
+      case 3: await send([['LPOP', key('l')]], false); break;
+      case 4: await send([['SADD', key('set'), `m${int(30)}`]], false); break;
+      case 5: await send([['ZADD', key('z'), int(100), `m${int(30)}`]], false); break;
+      case 6: await send([['XADD', key('x'), `${seed}-${i + 1}`, 'f', `${int(9)}`]], false); break;
+      case 7: await send([['INCRBY', key('c'), int(10)]], false); break;
+      case 8: {
+        const tag = `{t${int(10)}}`;
+        await send([['INCR', Buffer.from(`${tag}c`)], ['HSET', Buffer.from(`${tag}h`), 'm', `${i}`]], true);
+        break;
+      }
+      case 9: await send([['EVAL', Buffer.from(`{e${int(10)}}`), `${i}`]], false); break;
+      case 10: await send([['SET', key('t'), 'ttl', 'EX', 3600 + int(100)]], false); break;
+      case 11: await send([['DEL', key('s')]], false); break;
+    }
+  }
+}
+
+/** argv of one workload command (EVAL is written with its key as the one we route by). */
+function argvOf([name, k, ...rest]: [string, Buffer, ...Arg[]]): [string, ...Arg[]] {
+  if (name === 'EVAL') return ['EVAL', "redis.call('SET', KEYS[1], ARGV[1]); return redis.call('APPEND', KEYS[1], 'x')", 1, k, ...rest];
+  return [name, k, ...rest];
+}
+
+/** Runs workload commands on a standalone connection. */
+async function sendTo(r: Redis, cmds: [string, Buffer, ...Arg[]][], tx: boolean): Promise<void> {
+  if (!tx) {
+    const [name, ...args] = argvOf(cmds[0]!);
+    await r.callBuffer(name, ...args);
+    return;
+  }
+  const m = r.multi();
+  for (const c of cmds) {
+    const [name, ...args] = argvOf(c);
+    m.callBuffer(name, ...args);
+  }
+  await m.exec();
+}
+
+/** The slot → index of `target.masters` table of a cluster. */
+async function slotOwners(c: TestCluster): Promise<Int8Array> {
+  const owner = new Int8Array(16_384).fill(-1);
+  const ranges = (await withRedis(c.masters[0]!.url, (r) => r.call('CLUSTER', 'SLOTS'))) as [number, number, [string, number]][];
+  for (const [from, to, [, port]] of ranges) {
+    const i = c.masters.findIndex((m) => m.server.port === Number(port));
+    for (let s = from; s <= to; s++) owner[s] = i;
+  }
+  return owner;
+}
+
+/** Every key of db 0 on these servers: hex of the key → value digest (DEBUG DIGEST-VALUE, encoding-blind) and PEXPIRETIME. */
+async function keyState(urls: string[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const url of urls) {
+    await withRedis(url, async (r) => {
+      let cursor = '0';
+      do {
+        const [next, keys] = (await r.callBuffer('SCAN', cursor, 'COUNT', 1000)) as [Buffer, Buffer[]];
+        cursor = next.toString();
+        for (const k of keys) {
+          const [d] = (await r.call('DEBUG', 'DIGEST-VALUE', k)) as string[];
+          const exp = await r.call('PEXPIRETIME', k);
+          assert.equal(out.has(k.toString('hex')), false, `key ${k.toString('hex')} on two servers`);
+          out.set(k.toString('hex'), `${d} ${exp}`);
+        }
+      } while (cursor !== '0');
+    });
+  }
+  return out;
+}
+
+/** DEBUG DIGEST of a standalone server holding the union of these servers' db 0, copied key by key (DUMP, PEXPIRETIME → RESTORE … ABSTTL). */
+async function unionDigest(urls: string[]): Promise<string> {
+  await using oracle = await testRedis(DEBUG_ARGS);
+  await withRedis(oracle.url, async (to) => {
+    for (const url of urls) {
+      await withRedis(url, async (from) => {
+        let cursor = '0';
+        do {
+          const [next, keys] = (await from.callBuffer('SCAN', cursor, 'COUNT', 1000)) as [Buffer, Buffer[]];
+          cursor = next.toString();
+          for (const k of keys) {
+            const payload = await from.dumpBuffer(k);
+            const exp = Number(await from.call('PEXPIRETIME', k));
+            await to.callBuffer('RESTORE', k, exp > 0 ? exp : 0, payload!, ...(exp > 0 ? ['ABSTTL'] : []));
+          }
+        } while (cursor !== '0');
+      });
+    }
+  });
+  return await digestOf(oracle.url);
+}
+
+/** The server's clock (TIME), µs: an instant at or after everything it ran so far (Date.now() has ms only). */
+function serverNowUs(url: string): Promise<number> {
+  return withRedis(url, async (r) => {
+    const [s, us] = await r.time();
+    return Number(s) * 1_000_000 + Number(us);
+  });
+}
+
+function digestOf(url: string): Promise<string> {
+  return withRedis(url, async (r) => String(await r.call('DEBUG', 'DIGEST')));
+}
+
+function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLASHBACK_')));
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, ['bin/flashback.js', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    p.once('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+test('key slots: ours are the server\'s (CLUSTER KEYSLOT) for text, hash-tag and binary keys', async () => {
+  const rnd = seededRandom(7);
+  const keys = [Buffer.from(''), Buffer.from('foo'), Buffer.from('{user1000}.following'), Buffer.from('foo{}{bar}'), Buffer.from('foo{{bar}}zap'), Buffer.from('{}x'), Buffer.from('a{b'), Buffer.from([0, 0xff, 0x7b, 0x80, 0x7d, 1])];
+  for (let i = 0; i < 200; i++) keys.push(Buffer.from(Array.from({ length: 1 + Math.floor(rnd() * 12) }, () => Math.floor(rnd() * 256))));
+  await withRedis(target.masters[0]!.url, async (r) => {
+    for (const k of keys) assert.equal(keySlot(k), Number(await r.call('CLUSTER', 'KEYSLOT', k)), `slot of ${k.toString('hex')}`);
+  });
+});
+
+test('three nodes at one instant: into a new standalone instance, a Redis Cluster, an RDB (CLI) and a target (API + restorer)', async () => {
+  // Three captured standalone nodes that shard keys the way the target Cluster does: node i holds the slots of master i.
+  const owner = await slotOwners(target);
+  const shards: Source[] = [];
+  for (let i = 0; i < 3; i++) shards.push(await startSource(stack, DEBUG_ARGS));
+  const conns = shards.map((s) => new Redis(s.redis.url));
+  let late: Source | undefined;
+  const send = (cmds: [string, Buffer, ...Arg[]][], tx: boolean) => sendTo(conns[owner[keySlot(cmds[0]![1])]!]!, cmds, tx);
+  try {
+    await workload(send, 300, 1); // before the baselines: in their RDBs
+    for (const s of shards) await s.agent.baseline();
+    await workload(send, 600, 2);
+    // T: nothing in flight. What the nodes hold now is what a restore to T must give.
+    const urls = shards.map((s) => s.redis.url);
+    const atT = await keyState(urls);
+    const shardDigests = await Promise.all(urls.map(digestOf));
+    const expected = await unionDigest(urls);
+    const T = Math.max(...(await Promise.all(urls.map(serverNowUs))));
+    for (let i = 0; i < 3; i++) assert.ok(atT.size > 0 && (await withRedis(urls[i]!, (r) => r.dbsize())) > 0, `node ${i} holds keys`);
+    await workload(send, 300, 3); // after T: must not show
+    for (const s of shards) await synced(s.agent);
+    for (const s of shards) await waitForWindow(stack, s.node, T);
+    const nodes = shards.map((s) => s.node);
+    assert.notEqual(await unionDigest(urls), expected, 'the writes after T changed the data');
+
+    // (a) a new standalone instance holding the union.
+    const a = await restoreNodes({ nodes, to: T, spawn: {} });
+    assert.equal(a.digest, expected);
+    assert.equal(await digestOf(a.url!), expected);
+    assert.deepEqual(await keyState([a.url!]), atT);
+    assert.deepEqual(a.parts.map((p) => p.node), nodes);
+    assert.equal(a.keys, atT.size);
+    assert.equal(a.parts.reduce((n, p) => n + p.keys, 0), atT.size);
+
+    // (b) a Redis Cluster: master i gets exactly node i's data.
+    const b = await restoreNodes({ nodes, to: T, target: target.masters[1]!.url });
+    assert.equal(b.url, target.masters[1]!.url);
+    assert.deepEqual(b.masters!.map((m) => m.digest), shardDigests);
+    for (let i = 0; i < 3; i++) assert.equal(await digestOf(target.masters[i]!.url), shardDigests[i], `master ${i}`);
+    assert.deepEqual(await keyState(target.masters.map((m) => m.url)), atT);
+    // Again without --flush: refused before any work, the cluster untouched; with it: the same data.
+    await assert.rejects(restoreNodes({ nodes, to: T, target: target.masters[0]!.url }), { code: 'TARGET_NOT_EMPTY', message: /Redis Cluster .* not empty/ });
+    await restoreNodes({ nodes, to: T, target: target.masters[2]!.url, flush: true });
+    for (let i = 0; i < 3; i++) assert.equal(await digestOf(target.masters[i]!.url), shardDigests[i], `master ${i} after --flush`);
+
+    // Errors name the node: unknown, or T outside its windows (a node captured only since after T).
+    await assert.rejects(restoreNodes({ nodes: [...nodes, 'no-such-node'], to: T, spawn: {} }), { code: 'UNKNOWN_NODE', message: /"no-such-node"/ });
+    late = await startSource(stack, DEBUG_ARGS);
+    const lateConn = new Redis(late.redis.url);
+    try {
+      await late.agent.baseline();
+      await synced(late.agent);
+      await assert.rejects(restoreNodes({ nodes: [nodes[0]!, late.node], to: T, spawn: {} }), { code: 'OUTSIDE_WINDOW', message: new RegExp(`node "${late.node}"`) });
+      // Two nodes holding one key cannot share an instance: refused, naming the key and both nodes.
+      const shared = (await withRedis(urls[0]!, (r) => r.keys('s:*'))).find((k) => /^s:\d+$/.test(k))!;
+      await lateConn.set(shared, 'other');
+      await synced(late.agent);
+      await synced(shards[0]!.agent);
+      const T2 = Math.max(await serverNowUs(late.redis.url), await serverNowUs(urls[0]!));
+      await waitForWindow(stack, late.node, T2);
+      await waitForWindow(stack, nodes[0]!, T2);
+      await assert.rejects(
+        restoreNodes({ nodes: [nodes[0]!, late.node], to: T2, spawn: {} }),
+        { code: 'BAD_INPUT', message: new RegExp(`key "${shared}" in db 0 of node "${late.node}" .* is also held by node "${nodes[0]}"`) },
+      );
+    } finally {
+      lateConn.disconnect();
+    }
+
+    // The CLI: --node repeated, into an RDB file.
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'fb-cluster-rdb-'));
+    try {
+      const file = path.join(dir, 'merged.rdb');
+      const r = await cli(['restore', '--node', nodes[0]!, '--node', nodes[1]!, '--nodes', nodes[2]!, '--to', String(T), '--rdb', file, '--json', '--clickhouse', stack.clickhouse.url, '--nats', stack.nats.url]);
+      assert.equal(r.code, 0, r.stderr);
+      const report = JSON.parse(r.stdout) as { nodes: string[]; digest: string; rdb: string };
+      assert.deepEqual(report.nodes, nodes);
+      assert.equal(report.digest, expected);
+      await using fromRdb = await startRedisServer({ dir, args: ['--dbfilename', 'merged.rdb', ...DEBUG_ARGS] });
+      assert.equal(await digestOf(fromRdb.url), expected);
+      const bad = await cli(['restore', '--node', nodes[0]!, '--node', nodes[1]!, '--to-seq', '3', '--spawn']);
+      assert.notEqual(bad.code, 0);
+      assert.match(bad.stderr, /--to TIME/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+
+    // The API: POST /restores with nodes checks every node's cutoff at once; a restorer runs the job.
+    const TOKEN = `tok-${randomUUID()}`;
+    const app = buildApp({ store: stack.store, jobs: natsJobClient(nc), tokens: [TOKEN] });
+    const post = async (body: unknown) => {
+      const res = await app.request('/restores', { method: 'POST', body: JSON.stringify(body), headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' } });
+      return { status: res.status, body: (await res.json()) as Record<string, any> };
+    };
+    const unknown = await post({ nodes: [nodes[0], 'nope'], to: String(T), spawn: {} });
+    assert.equal(unknown.status, 404);
+    assert.match(unknown.body.error.message, /"nope"/);
+    const outside = await post({ nodes: [late!.node, nodes[1]], to: String(T), spawn: {} });
+    assert.equal(outside.status, 422);
+    assert.ok(outside.body.error.message.includes(`node "${late!.node}"`), outside.body.error.message);
+    for (const body of [{ nodes, toSeq: 3, spawn: {} }, { nodes, node: nodes[0], to: String(T), spawn: {} }, { nodes: [nodes[0], nodes[0]], to: String(T), spawn: {} }, { to: String(T), spawn: {} }]) {
+      const r = await post(body);
+      assert.equal(r.status, 400, JSON.stringify(body));
+      assert.equal(r.body.error.code, 'BAD_INPUT');
+    }
+    await using standalone = await testRedis(DEBUG_ARGS);
+    const accepted = await post({ nodes, to: String(T), target: standalone.url });
+    assert.equal(accepted.status, 202, JSON.stringify(accepted.body));
+    assert.deepEqual(accepted.body.cutoffs.map((c: { node: string }) => c.node), nodes);
+    const restorer = await startRestorer({ natsUrl: stack.nats.url, clickhouseUrl: stack.clickhouse.url, instancesDir, logger: silentLogger, pullExpiresMs: 1_000 });
+    try {
+      const job = await waitFor('the cluster restore job done', async () => {
+        const j = await getJob(nc, accepted.body.id);
+        if (j.state === 'failed') throw new Error(`job failed: ${j.error?.message}`);
+        return j.state === 'done' ? j : undefined;
+      }, 60_000);
+      assert.equal(job.report, undefined);
+      assert.deepEqual(job.clusterReport!.nodes, nodes);
+      assert.equal(job.clusterReport!.digest, expected);
+      assert.equal(await digestOf(standalone.url), expected);
+    } finally {
+      await restorer.close();
+    }
+  } finally {
+    for (const c of conns) c.disconnect();
+    await late?.close();
+    for (const s of shards) await s.close();
+  }
+});
+
+test('a standalone source restored into a Redis Cluster: every key on its slot\'s master, binary-safe, exact expiries; db 0 only', async () => {
+  const src = await startSource(stack, DEBUG_ARGS);
+  const r = new Redis(src.redis.url);
+  try {
+    await src.agent.baseline();
+    await workload((cmds, tx) => sendTo(r, cmds, tx), 500, 11);
+    const atT = await keyState([src.redis.url]);
+    const T = await serverNowUs(src.redis.url);
+    await workload((cmds, tx) => sendTo(r, cmds, tx), 200, 12);
+    await r.select(1);
+    await r.set('in-db-1', 'x');
+    await r.select(0);
+    const T2 = await serverNowUs(src.redis.url);
+    await synced(src.agent);
+    await waitForWindow(stack, src.node, T2);
+
+    const report = await restoreNode({ node: src.node, to: T, target: target.masters[0]!.url, flush: true });
+    assert.equal(report.url, target.masters[0]!.url);
+    const onMasters = await keyState(target.masters.map((m) => m.url));
+    assert.deepEqual(onMasters, atT);
+    // Each key sits on the master serving its slot (keyState asserted no key is on two masters).
+    const owner = await slotOwners(target);
+    for (let i = 0; i < 3; i++) {
+      const keys = await withRedis(target.masters[i]!.url, (c) => c.keysBuffer('*'));
+      assert.ok(keys.length > 0, `master ${i} got keys`);
+      for (const k of keys) assert.equal(owner[keySlot(k)], i, `key ${k.toString('hex')} on master ${i}`);
+    }
+    // db 1 cannot go into a Cluster: refused with the way out, which works.
+    await assert.rejects(restoreNode({ node: src.node, to: T2, target: target.masters[0]!.url, flush: true }), /db 1.*db 0 only.*--db 0/);
+    await assert.rejects(restoreNodes({ nodes: [src.node], to: T2, target: target.masters[0]!.url, flush: true }), new RegExp(`node "${src.node}": .*db 1.*db 0 only`));
+    assert.deepEqual(await keyState(target.masters.map((m) => m.url)), atT, 'refused before --flush emptied anything');
+    await restoreNode({ node: src.node, to: T2, target: target.masters[0]!.url, flush: true, db: 0 });
+    await r.select(0);
+    assert.deepEqual(await keyState(target.masters.map((m) => m.url)), await keyState([src.redis.url]));
+  } finally {
+    r.disconnect();
+    await src.close();
+  }
+});
+
+test('a Redis Cluster source: one agent per master captures it, and the masters restore together at one instant', async () => {
+  await using source = await startTestCluster([...SOURCE_ARGS, ...DEBUG_ARGS]);
+  const run = randomUUID().slice(0, 6);
+  const agents: Agent[] = [];
+  let client: Cluster | undefined;
+  try {
+    for (let i = 0; i < 3; i++) {
+      agents.push(await startAgent({ redisUrl: source.masters[i]!.url, nodeId: `c1-m${i + 1}-${run}`, natsUrl: stack.nats.url, logger: silentLogger, baselineDigest: 'always' }));
+    }
+    client = source.client();
+    const c = client;
+    const sendCluster = async (cmds: [string, Buffer, ...Arg[]][], tx: boolean) => {
+      if (!tx) {
+        const [name, ...args] = argvOf(cmds[0]!);
+        await c.callBuffer(name, ...args);
+        return;
+      }
+      const m = c.multi();
+      for (const cmd of cmds) {
+        const [name, ...args] = argvOf(cmd);
+        m.callBuffer(name, ...args);
+      }
+      await m.exec();
+    };
+    await workload(sendCluster, 400, 21);
+    // Capture: every master's writes reach its own agent's history.
+    for (const a of agents) {
+      assert.equal(await a.flush(), true);
+      await waitForEvents(stack, a.node, a.stats().lastSeq);
+    }
+    const writes = await stack.store.query<{ node: string; n: string }>(`SELECT node, count() AS n FROM flashback.events WHERE node LIKE 'c1-m%-${run}' AND kind = 'command' GROUP BY node ORDER BY node`);
+    assert.deepEqual(writes.map((w) => w.node), agents.map((a) => a.node));
+    for (const w of writes) assert.ok(Number(w.n) > 50, `${w.node} captured ${w.n} writes`);
+    // The agent's own commands are not refused in cluster mode: its marker MULTI (INFO, DEBUG DIGEST, PUBLISH) ran, as
+    // MONITOR shows, and its idle heartbeat ECHO too.
+    await waitFor('a baseline marker and a heartbeat of every master in its history', async () => {
+      const own = await stack.store.query<{ node: string; kinds: string[] }>(
+        `SELECT node, groupUniqArray(kind) AS kinds FROM flashback.events WHERE node LIKE 'c1-m%-${run}' AND kind IN ('baseline', 'heartbeat') GROUP BY node ORDER BY node`,
+      );
+      return own.length === 3 && own.every((o) => o.kinds.length === 2) ? true : undefined;
+    });
+    // Baselines: the agent's marker PUBLISH must reach the replication stream of a master in cluster mode.
+    await waitFor(
+      'a baseline of every cluster master (in cluster mode Redis sends PUBLISH over the cluster bus, not down the replication stream, so a PUBLISH marker never reaches the agent\'s PSYNC link)',
+      async () => (agents.every((a) => a.stats().baselines >= 1) ? true : undefined),
+      15_000,
+    );
+    await workload(sendCluster, 400, 22);
+    const urls = source.masters.map((m) => m.url);
+    const atT = await keyState(urls);
+    const masterDigests = await Promise.all(urls.map(digestOf));
+    const expected = await unionDigest(urls);
+    const T = Math.max(...(await Promise.all(urls.map(serverNowUs))));
+    await workload(sendCluster, 200, 23);
+    for (const a of agents) await synced(a);
+    for (const a of agents) await waitForWindow(stack, a.node, T);
+    const nodes = agents.map((a) => a.node);
+    const a = await restoreNodes({ nodes, to: T, spawn: {} });
+    assert.equal(a.digest, expected);
+    assert.deepEqual(await keyState([a.url!]), atT);
+    const b = await restoreNodes({ nodes, to: T, target: target.masters[0]!.url, flush: true });
+    assert.deepEqual(b.masters!.map((m) => m.digest), masterDigests);
+  } finally {
+    client?.disconnect();
+    for (const a of agents) await a.close();
+  }
+});
