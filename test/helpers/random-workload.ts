@@ -468,6 +468,8 @@ export class RandomWorkload {
       { name: 'XGROUP', weight: 1, argv: (d) => this.xgroup(d, K(d, 'stream'), 'g0') },
       // HyperLogLog
       { name: 'PFADD', weight: 1, argv: (d) => (d.chance(0.8) ? ['PFADD', K(d, 'hll'), this.member(d), this.member(d)] : ['PFMERGE', K(d, 'hll'), K(d, 'hll'), K(d, 'hll')]) },
+      // Flagged read-only, yet it rewrites the cached cardinality inside the value (Redis propagates it): a write.
+      { name: 'PFCOUNT', weight: 0.5, argv: (d) => ['PFCOUNT', K(d, 'hll')] },
       // generic
       { name: 'DEL', weight: 2, argv: (d) => [d.pick(['DEL', 'UNLINK']), this.anyKey(d), ...(d.chance(0.3) ? [this.anyKey(d)] : [])] },
       { name: 'EXPIRE', weight: 3, argv: (d) => this.expire(d, this.anyKey(d)) },
@@ -553,6 +555,8 @@ export class RandomWorkload {
       { name: 'WATCH MULTI', weight: 3, run: (c) => this.multi(c, true) },
       { name: 'EVAL', weight: 5, run: (c) => this.script(c) },
       { name: 'FCALL', weight: 1.5, run: (c) => this.fcall(c) },
+      { name: 'read', weight: 6, run: (c) => this.read(c) },
+      { name: 'DUMP RESTORE', weight: 1, run: (c) => this.dumpRestore(c) },
     ];
     if (this.o.nondeterministic) {
       ops.push(
@@ -596,6 +600,40 @@ export class RandomWorkload {
     } catch (err) {
       this.replyError(err);
     }
+  }
+
+  /** A read: no event of its own, but a key whose TTL passed is expired by it, and that deletion must land right here. */
+  private async read(c: Client): Promise<void> {
+    const d = c.dice;
+    const key = this.anyKey(d);
+    const argv: Argv = d.pick<Argv>([
+      ['GET', key],
+      ['EXISTS', key, this.anyKey(d)],
+      ['TYPE', key],
+      ['PTTL', key],
+      ['STRLEN', key],
+      ['HGETALL', key],
+      ['LRANGE', key, 0, 3],
+      ['SISMEMBER', key, this.member(d)],
+      ['ZSCORE', key, this.member(d)],
+      ['XLEN', key],
+      ['MGET', key, this.anyKey(d)],
+    ]);
+    this.count(`read ${argv[0]}`);
+    await this.send(c, c.main, argv, this.db(d));
+  }
+
+  /** DUMP one key (a read) and RESTORE it under another name of its family, with a relative or absolute TTL or none. */
+  private async dumpRestore(c: Client): Promise<void> {
+    const d = c.dice;
+    const db = this.db(d);
+    const fam = d.pick(GENERIC_FAMILIES);
+    const payload = await this.send(c, c.main, ['DUMP', this.key(d, fam)], db);
+    if (!Buffer.isBuffer(payload)) return;
+    const short = d.chance(0.5);
+    const ttl: Arg[] = d.chance(0.3) ? [0] : d.chance(0.5) ? [short ? this.shortTtlMs(d) : this.longTtlMs(d)] : [Date.now() + (short ? this.shortTtlMs(d) : this.longTtlMs(d))];
+    const abs = ttl.length === 1 && Number(ttl[0]) > 1e12 ? ['ABSTTL'] : [];
+    await this.send(c, c.main, ['RESTORE', this.key(d, fam), ...ttl, payload, ...(d.chance(0.8) ? ['REPLACE'] : []), ...abs]);
   }
 
   private async script(c: Client): Promise<void> {
