@@ -138,8 +138,9 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     const stateAddr = await clientAddr(state);
     const skewUs = await clockSkewUs(control);
     const notify = await ensureNotifyFlags(control, logger);
-    // One line of a large value is up to 4× its size; our own overload check acts at maxMonitorOutputBytes.
-    if (notify.error === undefined) await ensurePubsubOutputLimit(control, 4 * maxMonitorOutputBytes, logger);
+    // One line of a large value is up to 4× its size, and Redis counts the allocation (a size class above it):
+    // 8× our own overload limit lets a 64 MiB value of unprintable bytes through (measured: 4× stopped at ~56 MiB).
+    if (notify.error === undefined) await ensurePubsubOutputLimit(control, 8 * maxMonitorOutputBytes, logger);
     const agent = new CaptureAgent({
       target, node, table, control, controlAddr, probe, probeAddr, state, stateAddr, nc, js, store, skewUs, logger,
       baselineIntervalMs, baselineEveryEvents, baselineDigest, maxMonitorOutputBytes, maxQueuedBytes, metricsIntervalMs, heartbeatIntervalMs,
@@ -474,8 +475,9 @@ class CaptureAgent implements Agent {
       this.omem.now = omem;
       this.omem.max = Math.max(this.omem.max, omem);
       // One big value is one MONITOR line of up to 4× its size, held in one reply block until it is all sent:
-      // over the limit once is not overload. Over it for a whole interval and still growing is.
-      if (omem > this.d.maxMonitorOutputBytes && prev > this.d.maxMonitorOutputBytes && omem > prev) {
+      // over the limit, even for seconds, is not overload. Over it for a whole interval and still growing by a
+      // quarter of the limit is. (Slower growth meets the server's own pubsub-class limits, which end the epoch.)
+      if (omem > this.d.maxMonitorOutputBytes && prev > this.d.maxMonitorOutputBytes && omem - prev > this.d.maxMonitorOutputBytes / 4) {
         void this.restartEpoch(`Redis buffers ${omem} bytes of MONITOR output for us (limit ${this.d.maxMonitorOutputBytes}): the agent is too slow for this write rate`);
       }
     } catch {
