@@ -145,7 +145,8 @@ function parseCommand(v: RespValue): CommandSpec | undefined {
     arity: num(v[1]),
     flags,
     tips,
-    write: flags.has('write'),
+    // PFCOUNT is flagged read-only but rewrites the HLL's cached cardinality (Redis propagates it): a write for us.
+    write: flags.has('write') || name === 'pfcount',
     blocking: flags.has('blocking'),
     nondeterministic: tips.has('nondeterministic_output') || flags.has('random'),
     keySpecs: list(v[8]).map(parseKeySpec),
