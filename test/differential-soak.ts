@@ -1,10 +1,11 @@
 // `npm run soak`: the differential check of test/differential.test.ts at soak size, seed after seed.
 //
-//   node --import tsx test/differential-soak.ts [--long] [--rounds N] [--seed N] [--deterministic]
+//   node --import tsx test/differential-soak.ts [--long] [--rounds N] [--seed N] [--deterministic] [--exclude A,B]
 //
 // --long: about 3 minutes per round, 8 clients, 4 dbs, 30 moments; without it, the test's size. --rounds: how many seeds
 // (default 1; 0 = until one fails). --seed (or FLASHBACK_SEED): the first seed, the next rounds count up from it.
-// --deterministic: leave out SPOP, XADD *, consumer-group reads and claims, and blocking commands.
+// --deterministic: leave out SPOP, XADD *, consumer-group reads and claims, and blocking commands. --exclude: leave out
+// these operations by their stats names (e.g. PFCOUNT,blocking), to narrow a failure down.
 // Exit code 1 when any restore differed from the source; every failure line names its seed.
 import { randomInt } from 'node:crypto';
 import { parseArgs } from 'node:util';
@@ -17,12 +18,13 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '1' },
     seed: { type: 'string' },
     deterministic: { type: 'boolean', default: false },
+    exclude: { type: 'string', default: '' },
   },
 });
 const firstSeed = Number(values.seed ?? process.env.FLASHBACK_SEED ?? randomInt(2 ** 31));
 const rounds = Number(values.rounds);
 if (!Number.isSafeInteger(firstSeed) || !Number.isSafeInteger(rounds) || rounds < 0) {
-  console.error('usage: differential-soak.ts [--long] [--rounds N] [--seed N] [--deterministic]');
+  console.error('usage: differential-soak.ts [--long] [--rounds N] [--seed N] [--deterministic] [--exclude A,B]');
   process.exit(2);
 }
 const size: Omit<DifferentialOptions, 'seed'> = values.long
@@ -37,7 +39,8 @@ try {
     const seed = firstSeed + round;
     const started = Date.now();
     log(`round ${round + 1}: seed ${seed} (FLASHBACK_SEED=${seed})${values.deterministic ? ', deterministic families only' : ''}`);
-    const r = await runDifferential(stack, { ...size, seed, nondeterministic: !values.deterministic, log });
+    const exclude = values.exclude.split(',').filter(Boolean);
+    const r = await runDifferential(stack, { ...size, seed, nondeterministic: !values.deterministic, exclude, log });
     log(`round ${round + 1}: seed ${seed}: ${r.workload.ops} operations, ${r.restores} restores, ${r.failures.length} differed, ${Math.round((Date.now() - started) / 1000)} s`);
     log(`error replies ${JSON.stringify(r.workload.errors)}`);
     for (const f of r.failures) console.log(f);

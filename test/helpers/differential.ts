@@ -36,6 +36,8 @@ export interface DifferentialOptions {
   keysPerFamily?: number;
   /** The workload's nondeterministic and blocking families (see RandomWorkloadOptions). @default false */
   nondeterministic?: boolean;
+  /** Workload operations left out (RandomWorkloadOptions.exclude). @default [] */
+  exclude?: string[];
   /** Progress lines. @default none */
   log?: (line: string) => void;
 }
@@ -73,7 +75,7 @@ const MARKER_KEY = '__fbdiff__:sync';
  * `failures`), only when the machinery itself fails.
  */
 export async function runDifferential(stack: Stack, options: DifferentialOptions): Promise<DifferentialResult> {
-  const { seed, clients = 4, points = 6, opsPerPoint = [150, 600], prefillOps = 300, dbs = 3, keysPerFamily = 6, nondeterministic = false, log = () => {} } = options;
+  const { seed, clients = 4, points = 6, opsPerPoint = [150, 600], prefillOps = 300, dbs = 3, keysPerFamily = 6, nondeterministic = false, exclude = [], log = () => {} } = options;
   const dice = seededRandom(seed ^ 0x5eed5eed);
   const int = (n: number) => Math.floor(dice() * n);
   const nc = await connectNats({ url: stack.nats.url, name: `differential-${seed}` });
@@ -81,7 +83,7 @@ export async function runDifferential(stack: Stack, options: DifferentialOptions
   const instancesDir = await mkdtemp(path.join(os.tmpdir(), 'fb-differential-'));
   const src = await startSource(stack);
   const ctl = new Redis(src.redis.url);
-  const workload = new RandomWorkload({ url: src.redis.url, seed, clients, dbs, keysPerFamily, nondeterministic });
+  const workload = new RandomWorkload({ url: src.redis.url, seed, clients, dbs, keysPerFamily, nondeterministic, exclude });
   const result: DifferentialResult = { seed, node: src.node, points: [], restores: 0, failures: [], workload: { ops: 0, byOp: {}, errors: {} } };
   const spawned: number[] = [];
   try {

@@ -34,6 +34,8 @@ export interface RandomWorkloadOptions {
   nondeterministic?: boolean;
   /** Chance per operation of a FLUSHDB or SWAPDB. @default 0.0005 */
   wipeChance?: number;
+  /** Operations and commands left out, by the names the stats use (`PFCOUNT`, `XADD *`, `blocking` …), to narrow a failure down. @default [] */
+  exclude?: string[];
 }
 
 /** What the workload did: operations by name, and error replies by their first word (WRONGTYPE …). */
@@ -91,6 +93,11 @@ const SCRIPTS = {
   relativeTtl: "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]); return redis.call('PEXPIRE', KEYS[2], ARGV[3])",
   toggle: "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DEL', KEYS[1]) else return redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2]) end",
   floatTtl: "redis.call('HINCRBYFLOAT', KEYS[1], 'f', ARGV[1]); return redis.call('EXPIRE', KEYS[1], ARGV[2])",
+  // Another db from inside the script: its MONITOR lines carry that db.
+  crossDb: "redis.call('SELECT', ARGV[1]); redis.call('SET', KEYS[1], ARGV[2]); return redis.call('INCR', KEYS[2])",
+  // Values the script computes (server clock, Lua PRNG): replay must apply what it wrote, not run it again.
+  clock: "local t = redis.call('TIME'); return redis.call('HSET', KEYS[1], 'at', t[1] .. '.' .. t[2])",
+  luaRandom: "return redis.call('RPUSH', KEYS[1], tostring(math.random(1000000)))",
   // Nondeterministic: the member popped or drawn is the source's choice.
   spopToList: "local m = redis.call('SPOP', KEYS[1]); if m then redis.call('RPUSH', KEYS[2], m) end; return m",
   srandRemove: "local m = redis.call('SRANDMEMBER', KEYS[1]); if m then redis.call('SREM', KEYS[1], m); redis.call('HSET', KEYS[2], 'drawn', m) end; return m",
@@ -165,12 +172,13 @@ export class RandomWorkload {
   private failure: Error | undefined;
 
   constructor(options: RandomWorkloadOptions) {
-    const { url, seed, clients = 4, dbs = 3, keysPerFamily = 6, nondeterministic = false, wipeChance = 0.0005 } = options;
+    const { url, seed, clients = 4, dbs = 3, keysPerFamily = 6, nondeterministic = false, wipeChance = 0.0005, exclude = [] } = options;
     this.seed = seed;
-    this.o = { url, clients, dbs, keysPerFamily, nondeterministic, wipeChance };
-    this.gens = this.generators();
+    this.o = { url, clients, dbs, keysPerFamily, nondeterministic, wipeChance, exclude };
+    const out = new Set(exclude);
+    this.gens = this.generators().filter((g) => !out.has(g.name));
     this.genTotal = this.gens.reduce((s, g) => s + g.weight, 0);
-    this.ops = this.operations();
+    this.ops = this.operations().filter((op) => !out.has(op.name));
     this.opTotal = this.ops.reduce((s, op) => s + op.weight, 0);
   }
 
@@ -477,6 +485,9 @@ export class RandomWorkload {
       { name: 'RENAME', weight: 1.5, argv: (d) => this.sameFamily(d, (a, b) => [d.pick(['RENAME', 'RENAMENX']), a, b]) },
       { name: 'COPY', weight: 1, argv: (d) => this.sameFamily(d, (a, b) => ['COPY', a, b, ...(d.chance(0.5) ? ['DB', this.db(d)] : []), ...(d.chance(0.5) ? ['REPLACE'] : [])]) },
       { name: 'MOVE', weight: 0.8, argv: (d) => ['MOVE', this.anyKey(d), this.db(d)] },
+      // A script as one command of many, so MULTI gets scripts too.
+      { name: 'EVAL setAppend', weight: 0.5, argv: (d) => ['EVAL', SCRIPTS.setAppend, 1, K(d, 'str'), this.value(d), this.value(d)] },
+      { name: 'FCALL tag', weight: 0.3, argv: (d) => ['FCALL', 'fbdiff_tag', 1, K(d, 'hash'), this.member(d), this.value(d)] },
     ];
     if (this.o.nondeterministic) {
       gens.push(
@@ -618,6 +629,7 @@ export class RandomWorkload {
       ['ZSCORE', key, this.member(d)],
       ['XLEN', key],
       ['MGET', key, this.anyKey(d)],
+      ['EVAL_RO', "return redis.call('EXISTS', KEYS[1])", 1, key],
     ]);
     this.count(`read ${argv[0]}`);
     await this.send(c, c.main, argv, this.db(d));
@@ -643,7 +655,16 @@ export class RandomWorkload {
     let name: keyof typeof SCRIPTS;
     let keys: Buffer[];
     let args: Arg[];
-    switch (d.int(6)) {
+    switch (d.int(9)) {
+      case 6:
+        [name, keys, args] = ['crossDb', [K('str'), K('cnt')], [this.db(d), this.value(d)]];
+        break;
+      case 7:
+        [name, keys, args] = ['clock', [K('hash')], []];
+        break;
+      case 8:
+        [name, keys, args] = ['luaRandom', [K('list')], []];
+        break;
       case 0:
         [name, keys, args] = ['setAppend', [K('str')], [this.value(d), this.value(d)]];
         break;
