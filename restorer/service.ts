@@ -7,7 +7,7 @@ import { jetstream, type Consumer, type JsMsg } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
 import { openClickHouse, type Store } from '../core/clickhouse.js';
-import { describeError, ErrorCode, FlashbackError } from '../core/errors.js';
+import { ConfigError, describeError, ErrorCode, FlashbackError } from '../core/errors.js';
 import { startHealthServer, type Metric } from '../core/health-server.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { connectNats, ensureBaselineStore, type NatsConnection } from '../core/nats.js';
@@ -116,6 +116,8 @@ export async function startRestorer(o: RestorerOptions): Promise<Restorer> {
     closeTimeoutMs = 30_000,
     pullExpiresMs = 2_000,
   } = o;
+  // JetStream refuses a pull that expires in under a second; it would be retried forever.
+  if (!(pullExpiresMs >= 1_000)) throw new ConfigError(`pullExpiresMs must be at least 1000 (JetStream's minimum), got ${pullExpiresMs}`);
   const id = `${os.hostname()}/${process.pid}/${Math.random().toString(36).slice(2, 8)}`;
   const store = await openClickHouse(clickhouseUrl);
   let nc: NatsConnection;

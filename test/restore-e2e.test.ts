@@ -12,7 +12,7 @@ import { startRedisServer } from '../core/servers/redis-server.js';
 import { stopPid } from '../core/servers/server-process.js';
 import { sqlString } from '../core/sql-literal.js';
 import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
-import { startSource, startStack, waitFor, waitForEvents, waitForWindow, type Stack } from './helpers/stack.js';
+import { serverTimeUs, startSource, startStack, waitFor, waitForEvents, waitForWindow, type Stack } from './helpers/stack.js';
 import { restoreWindows } from '../core/windows.js';
 import { testRedis } from './helpers/servers.js';
 
@@ -152,7 +152,7 @@ test('digest oracle: restoring to each recorded time gives the digest the source
         await writer;
       }
       const digest = await digestOf(src.redis.url);
-      points.push({ ts: Date.now() * 1000, digest });
+      points.push({ ts: await serverTimeUs(r), digest });
     }
     await synced(src);
     // Idle now: the agent's heartbeat proves capture up to the last recorded point.

@@ -242,3 +242,10 @@ test('close() while a job hangs hands it back to the queue: the next restorer ta
     await target.stop();
   }
 });
+
+test('a pull expiry under JetStream’s one-second minimum is refused at start, not retried forever', async () => {
+  await assert.rejects(
+    startRestorer({ natsUrl: stack.nats.url, clickhouseUrl: stack.clickhouse.url, pullExpiresMs: 500 }),
+    /pullExpiresMs must be at least 1000/,
+  );
+});

@@ -12,7 +12,7 @@ import { stopPid } from '../core/servers/server-process.js';
 import { sqlString } from '../core/sql-literal.js';
 import { restoreWindows } from '../core/windows.js';
 import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
-import { startSource, startStack, waitFor, waitForEvents, type Stack } from './helpers/stack.js';
+import { serverTimeUs, startSource, startStack, waitFor, waitForEvents, type Stack } from './helpers/stack.js';
 
 let stack: Stack;
 let nc: NatsConnection;
@@ -97,7 +97,7 @@ test('SPOP (also inside a script) and XADD * / XREADGROUP / XCLAIM / XAUTOCLAIM 
       await step.run();
       const n = seen.get(step.command) ?? 0;
       seen.set(step.command, n + 1);
-      points.push({ command: step.command, n, before: beforeFp, after: await fingerprint(r, ['st']), tsUs: Date.now() * 1000 });
+      points.push({ command: step.command, n, before: beforeFp, after: await fingerprint(r, ['st']), tsUs: await serverTimeUs(r) });
     }
     await synced(src);
     const stats = src.agent.stats();

@@ -87,3 +87,9 @@ export async function waitForWindow(stack: Stack, node: string, tsUs: number, ti
     return ws.some((w) => w.fromTsUs <= tsUs && tsUs <= w.toTsUs) ? true : undefined;
   }, timeoutMs);
 }
+
+/** The source server's clock in µs (`TIME`): a cutoff taken from it follows every event it has timestamped. */
+export async function serverTimeUs(r: { time(): Promise<[string, string] | (string | number)[]> }): Promise<number> {
+  const [s, us] = await r.time();
+  return Number(s) * 1_000_000 + Number(us);
+}
