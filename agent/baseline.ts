@@ -1,13 +1,14 @@
 import { keysInInfo } from '../core/keyspace-info.js';
 import { randomUUID } from 'node:crypto';
 import { baselineObjectName, MARKER_CHANNEL, type BaselineRecord } from '../core/baseline.js';
-import { ConfigError, ProtocolError } from '../core/errors.js';
+import { ConfigError, ConnectionError, ProtocolError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { translateNatsError, type ObjectStore } from '../core/nats.js';
 import type { RawRedis } from '../core/raw-redis.js';
 import { redisAddress, type RedisTarget } from '../core/redis-url.js';
 import { RespError, type RespValue } from '../core/resp.js';
 import { captureReplicationBaseline } from './replication-client.js';
+import { clusterMarkerKey, isClusterNode, readRole } from './source-role.js';
 
 /** Options of one baseline. */
 export interface TakeBaselineOptions {
@@ -48,10 +49,18 @@ export async function takeBaseline(o: TakeBaselineOptions): Promise<Omit<Baselin
   const metadata = { node, epoch: String(epoch), markerId };
   let facts: MarkerFacts | undefined;
   let storedRdbBytes = -1;
+  const role = await readRole(control);
+  if (role.role === 'slave') {
+    const master = role.master ? ` (it follows ${role.master.host}:${role.master.port})` : '';
+    throw new ConnectionError(`Redis ${redisAddress(target)} is a replica now${master}: the node was demoted (failover?) or the agent points at a replica; a baseline needs the master, whose own writes the replication stream carries`);
+  }
+  // Cluster mode: PUBLISH goes over the cluster bus, not down the replication stream; a key write marks the tail.
+  const markerKey = (await isClusterNode(control)) ? await clusterMarkerKey(control) : undefined;
 
   const capture = captureReplicationBaseline({
     target,
     markerChannel: MARKER_CHANNEL,
+    markerKey,
     markerId,
     timeoutMs,
     logger,
@@ -64,7 +73,7 @@ export async function takeBaseline(o: TakeBaselineOptions): Promise<Omit<Baselin
       }
     },
     onRdbDone: async () => {
-      facts = await publishMarker({ control, node, epoch, markerId, digest, logger });
+      facts = await publishMarker({ control, node, epoch, markerId, digest, markerKey, logger });
     },
   });
   let captured;
@@ -101,19 +110,29 @@ export async function takeBaseline(o: TakeBaselineOptions): Promise<Omit<Baselin
 
 /**
  * Sends, as one transaction on `control`: MULTI, INFO keyspace, [DEBUG DIGEST],
- * PUBLISH MARKER_CHANNEL {"markerId","node","epoch"}, EXEC. The keys and digest
- * are therefore those of the dataset at the marker. If DEBUG is refused the
- * whole MULTI aborts (EXECABORT) before anything ran, so it is sent again
- * without DEBUG and the digest is ''.
+ * PUBLISH MARKER_CHANNEL {"markerId","node","epoch"}, [SET markerKey payload,
+ * DEL markerKey], EXEC. The keys and digest are therefore those of the dataset
+ * at the marker. MONITOR shows the PUBLISH (the marker event); the replication
+ * stream carries the PUBLISH on a standalone server, and the SET (with the
+ * payload) on a cluster node, which sends PUBLISH over the cluster bus only.
+ * SET then DEL leaves nothing behind. If DEBUG is refused the whole MULTI
+ * aborts (EXECABORT) before anything ran, so it is sent again without DEBUG
+ * and the digest is ''.
  */
-export async function publishMarker(o: { control: RawRedis; node: string; epoch: number; markerId: string; digest: boolean; logger?: Logger }): Promise<MarkerFacts> {
-  const { control, node, epoch, markerId, logger = silentLogger } = o;
+export async function publishMarker(o: { control: RawRedis; node: string; epoch: number; markerId: string; digest: boolean; markerKey?: string; logger?: Logger }): Promise<MarkerFacts> {
+  const { control, node, epoch, markerId, markerKey, logger = silentLogger } = o;
   const where = `Redis ${redisAddress(control.target)}`;
   const payload = JSON.stringify({ markerId, node, epoch });
   let withDigest = o.digest;
   for (;;) {
     // Queued in one synchronous burst: nothing else on `control` can land inside our MULTI.
-    const argvs: string[][] = [['MULTI'], ['INFO', 'keyspace'], ...(withDigest ? [['DEBUG', 'DIGEST']] : []), ['PUBLISH', MARKER_CHANNEL, payload], ['EXEC']];
+    const inner: string[][] = [
+      ['INFO', 'keyspace'],
+      ...(withDigest ? [['DEBUG', 'DIGEST']] : []),
+      ['PUBLISH', MARKER_CHANNEL, payload],
+      ...(markerKey !== undefined ? [['SET', markerKey, payload], ['DEL', markerKey]] : []),
+    ];
+    const argvs = [['MULTI'], ...inner, ['EXEC']];
     const replies = await Promise.all(argvs.map((argv) => control.call(argv)));
     const exec = replies[replies.length - 1];
     const debugQueued = withDigest ? replies[2] : undefined;
@@ -124,18 +143,18 @@ export async function publishMarker(o: { control: RawRedis; node: string; epoch:
         continue;
       }
       const queued = replies.slice(0, -1).find((r) => r instanceof RespError) as RespError | undefined;
-      throw markerError(where, queued?.message ?? exec.message);
+      throw markerError(where, queued?.message ?? exec.message, markerKey);
     }
-    if (!Array.isArray(exec) || exec.length !== argvs.length - 2) {
-      throw new ProtocolError(`${where} answered the marker EXEC with ${describeReply(exec)}; expected ${argvs.length - 2} replies`);
+    if (!Array.isArray(exec) || exec.length !== inner.length) {
+      throw new ProtocolError(`${where} answered the marker EXEC with ${describeReply(exec)}; expected ${inner.length} replies`);
     }
-    const [info, ...rest] = exec;
-    const published = rest[rest.length - 1];
-    if (published instanceof RespError) throw markerError(where, published.message);
+    const info = exec[0];
+    const failed = exec.slice(withDigest ? 2 : 1).find((r) => r instanceof RespError) as RespError | undefined;
+    if (failed) throw markerError(where, failed.message, markerKey);
     if (!Buffer.isBuffer(info)) throw new ProtocolError(`${where} answered INFO keyspace with ${describeReply(info)} inside the marker MULTI`);
     let digest = '';
     if (withDigest) {
-      const d = rest[0];
+      const d = exec[1];
       if (typeof d === 'string' || Buffer.isBuffer(d)) digest = d.toString();
       else logger.warn({ reason: describeReply(d) }, `DEBUG DIGEST failed on ${where}; baseline recorded without a digest`);
     }
@@ -143,14 +162,18 @@ export async function publishMarker(o: { control: RawRedis; node: string; epoch:
   }
 }
 
-function markerError(where: string, message: string): Error {
+function markerError(where: string, message: string, markerKey?: string): Error {
   if (/^NOPERM/.test(message)) {
-    return new ConfigError(`${where} refused the baseline marker: ${message}; the agent's user needs +multi +exec +info +publish and channel ${MARKER_CHANNEL} (ACL SETUSER <user> +@transaction +info +publish &${MARKER_CHANNEL})`);
+    const keyAcl = markerKey !== undefined ? ` +set +del ~__flashback__:*` : '';
+    return new ConfigError(
+      `${where} refused the baseline marker: ${message}; the agent's user needs +multi +exec +info +publish${markerKey !== undefined ? ' +set +del on keys __flashback__:*' : ''} and channel ${MARKER_CHANNEL} (ACL SETUSER <user> +@transaction +info +publish${keyAcl} &${MARKER_CHANNEL})`,
+    );
+  }
+  if (/^(MOVED|ASK|CLUSTERDOWN|TRYAGAIN)/.test(message)) {
+    return new ConnectionError(`${where} refused the baseline marker key ${markerKey ?? ''}: ${message}; its slots moved (resharding or failover) while the baseline ran, so it will be retried`);
   }
   return new ProtocolError(`${where} refused the baseline marker transaction: ${message}`);
 }
-
-/** Sum of `keys=` over the `dbN:` lines of INFO keyspace. */
 
 function describeReply(v: RespValue | undefined): string {
   if (v instanceof RespError) return `error "${v.message}"`;

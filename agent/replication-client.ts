@@ -29,7 +29,12 @@ export interface ReplicationBaselineOptions {
   onRdbDone: () => Promise<void>;
   /** Channel of the marker PUBLISH. */
   markerChannel: string;
-  /** The tail ends at `PUBLISH markerChannel <payload containing markerId>`. */
+  /**
+   * Key of the cluster-mode marker: in cluster mode Redis never puts PUBLISH into the replication stream, so the
+   * marker MULTI also runs `SET markerKey <payload>` (then DEL), which it does carry. Undefined on a standalone node.
+   */
+  markerKey?: string;
+  /** The tail ends at `PUBLISH markerChannel <payload containing markerId>`, or at `SET markerKey <payload containing it>`. */
   markerId: string;
   /** The whole exchange (wait for BGSAVE, RDB, tail) must finish within this, ms. @default 900_000 (15 min) */
   timeoutMs?: number;
@@ -90,8 +95,11 @@ class ReplicationCapture {
   /** Commands of an open MULTI, added to the tail at its EXEC (the marker may sit inside one). */
   private tx: Buffer[] | undefined;
 
+  private readonly markerKey: Buffer | undefined;
+
   constructor(private readonly o: ReplicationBaselineOptions) {
     this.where = `Redis ${redisAddress(o.target)}`;
+    this.markerKey = o.markerKey === undefined ? undefined : Buffer.from(o.markerKey);
     this.logger = o.logger ?? silentLogger;
   }
 
@@ -147,9 +155,35 @@ class ReplicationCapture {
       this.phase === 'rdb'
         ? `while sending the RDB (${this.rdbBytes}${this.framing === 'disk' ? ` of ${this.rdbBytes + this.rdbRemaining}` : ''} bytes received)`
         : this.phase === 'stream'
-          ? `before the marker arrived in the replication stream (client-output-buffer-limit replica may be too small for the write load while the RDB was stored)`
+          ? `before the marker arrived in the replication stream`
           : `during the PSYNC handshake`;
-    this.fail(new ConnectionError(`${this.where} closed the replication link ${what}; see the master's log`));
+    // A master demoted by a failover drops its replicas, our link among them: say so rather than blame a buffer limit.
+    void this.demotedTo().then((master) => {
+      if (master !== undefined) {
+        this.fail(new ConnectionError(`${this.where} closed the replication link ${what} because the node was demoted to a replica${master ? ` of ${master}` : ''} (a failover): take the baseline on the shard's new master`));
+        return;
+      }
+      const hint = this.phase === 'stream' ? ' (client-output-buffer-limit replica may be too small for the write load while the RDB was stored)' : '';
+      this.fail(new ConnectionError(`${this.where} closed the replication link ${what}${hint}; see the master's log`));
+    });
+  }
+
+  /** After the link closed: the master the node now follows ('' when unknown), or undefined when it is no replica (or cannot tell). */
+  private async demotedTo(): Promise<string | undefined> {
+    let conn: RawRedis | undefined;
+    try {
+      conn = await RawRedis.connect(this.o.target, { clientName: 'flashback-baseline', timeoutMs: 2_000 });
+      const info = await conn.call(['INFO', 'replication']);
+      const text = Buffer.isBuffer(info) ? info.toString('latin1') : '';
+      if (!/^role:slave\r?$/m.test(text)) return undefined;
+      const host = /^master_host:(.*?)\r?$/m.exec(text)?.[1];
+      const port = /^master_port:(\d+)\r?$/m.exec(text)?.[1];
+      return host && port ? `${host}:${port}` : '';
+    } catch {
+      return undefined;
+    } finally {
+      conn?.close();
+    }
   }
 
   private fail(err: Error): void {
@@ -381,6 +415,14 @@ class ReplicationCapture {
       case 'publish':
         if (argv.length === 3 && argv[1].toString('latin1') === this.o.markerChannel && argv[2].includes(this.o.markerId)) {
           // Redis 7.0 propagates a lone PUBLISH from a MULTI without MULTI/EXEC; if it is wrapped, the tail ends before MULTI.
+          this.tx = undefined;
+          this.markerArrived();
+          return;
+        }
+        break;
+      case 'set':
+        if (this.markerKey !== undefined && argv.length === 3 && argv[1].equals(this.markerKey) && argv[2].includes(this.o.markerId)) {
+          // Our MULTI holds only our own commands: the tail ends before its MULTI, as for a wrapped PUBLISH.
           this.tx = undefined;
           this.markerArrived();
           return;

@@ -2,9 +2,9 @@ import { Redis } from 'ioredis';
 import { ConnectionError, describeError, ErrorCode, FlashbackError } from '../core/errors.js';
 import { keyspaceCounts } from '../core/keyspace-info.js';
 import { parseRedisUrl, redactedRedisUrl, type RedisTarget } from '../core/redis-url.js';
+import { CLUSTER_SLOTS, keySlot } from '../core/cluster-slot.js';
 
-/** Hash slots of a Redis Cluster. */
-export const CLUSTER_SLOTS = 16_384;
+export { CLUSTER_SLOTS, keySlot };
 
 /** One key to write with `RESTORE key ttl payload [REPLACE] [ABSTTL]`. */
 export interface RestoreEntry {
@@ -252,34 +252,4 @@ function sum(values: Iterable<number>): number {
   let n = 0;
   for (const v of values) n += v;
   return n;
-}
-
-/** CRC16-CCITT (XMODEM), the checksum Redis Cluster hashes keys with (cluster.c keyHashSlot). */
-const CRC16_TABLE = (() => {
-  const t = new Uint16Array(256);
-  for (let i = 0; i < 256; i++) {
-    let c = i << 8;
-    for (let j = 0; j < 8; j++) c = c & 0x8000 ? ((c << 1) ^ 0x1021) & 0xffff : (c << 1) & 0xffff;
-    t[i] = c;
-  }
-  return t;
-})();
-
-function crc16(buf: Buffer, from: number, to: number): number {
-  let crc = 0;
-  for (let i = from; i < to; i++) crc = ((crc << 8) & 0xffff) ^ CRC16_TABLE[((crc >> 8) ^ buf[i]!) & 0xff]!;
-  return crc;
-}
-
-/**
- * The hash slot of a key, as Redis Cluster computes it: CRC16 of the key mod 16384, or of the hash tag — the bytes
- * between the first `{` and the first `}` after it, when there are any.
- */
-export function keySlot(key: Buffer): number {
-  const open = key.indexOf(0x7b);
-  if (open >= 0) {
-    const close = key.indexOf(0x7d, open + 1);
-    if (close > open + 1) return crc16(key, open + 1, close) & (CLUSTER_SLOTS - 1);
-  }
-  return crc16(key, 0, key.length) & (CLUSTER_SLOTS - 1);
 }
