@@ -166,6 +166,8 @@ export async function runDifferential(stack: Stack, options: DifferentialOptions
       log(`seed ${seed}: point ${p.index + 1} restored and compared (${result.failures.length} failure(s) so far)`);
     }
     return result;
+  } catch (err) {
+    throw new Error(`differential run with seed ${seed} (FLASHBACK_SEED=${seed}) failed: ${(err as Error).message}`, { cause: err });
   } finally {
     await workload.close();
     ctl.disconnect();
