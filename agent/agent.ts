@@ -3,7 +3,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { ObjectStore } from '@nats-io/obj';
 import { baselineSubject, HEARTBEAT_MESSAGE, MARKER_CHANNEL, type BaselineRecord } from '../core/baseline.js';
 import { CommandTable } from '../core/command-table.js';
-import { describeError } from '../core/errors.js';
+import { ConnectionError, describeError } from '../core/errors.js';
 import { keysInInfo } from '../core/keyspace-info.js';
 import type { FlashbackEvent } from '../core/event.js';
 import { startHealthServer, type Metric } from '../core/health-server.js';
@@ -21,6 +21,7 @@ import { ensureNotifyFlags, ensurePubsubOutputLimit, parseServerChange, SERVER_C
 import { EventPublisher } from './publisher.js';
 import { ExpiryCorrector } from './expiry-corrector.js';
 import { StateCapture } from './state-capture.js';
+import { clusterNodes, isClusterNode, peerAddresses, readRole, shardIds, shardMaster, type SourceRole } from './source-role.js';
 
 /** Options of one capture agent (one per Redis node). */
 export interface AgentOptions {
@@ -73,6 +74,12 @@ export interface AgentStats {
   baselines: number;
   lastBaselineSeq: number;
   serverChanges: number;
+  /** Epoch of the last stored baseline. */
+  lastBaselineEpoch: number;
+  /** The node captured now (`host:port`): it changes when the agent follows its shard's new master after a failover. */
+  redis: string;
+  /** Times the agent followed a new master. */
+  failovers: number;
   /** Relative expiries whose millisecond MONITOR left uncertain: corrected by 1 ms, confirmed, or left as computed. */
   expiryCorrected: number;
   expiryConfirmed: number;
@@ -122,29 +129,17 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
 
   const control = await RawRedis.connect(target, { clientName: 'flashback-control' });
   let nc: NatsConnection | undefined;
-  let probe: RawRedis | undefined;
-  let state: RawRedis | undefined;
+  let source: Source | undefined;
   try {
     // Everything that can fail is checked before the source's configuration is touched.
     nc = await connectNats({ url: options.natsUrl, name: `flashback-agent ${node}`, logger });
     await ensureEventStream(nc, { maxAgeMs: retentionMs });
     const store = await ensureBaselineStore(nc);
     const js = jetstream(nc);
-    const table = await CommandTable.load(control);
-    const controlAddr = await clientAddr(control);
-    probe = await RawRedis.connect(target, { clientName: 'flashback-expiry' });
-    const probeAddr = await clientAddr(probe);
-    state = await RawRedis.connect(target, { clientName: 'flashback-state' });
-    const stateAddr = await clientAddr(state);
-    const skewUs = await clockSkewUs(control);
-    const notify = await ensureNotifyFlags(control, logger);
-    // One line of a large value is up to 4× its size, and Redis counts the allocation (a size class above it):
-    // 8× our own overload limit lets a 64 MiB value of unprintable bytes through (measured: 4× stopped at ~56 MiB).
-    if (notify.error === undefined) await ensurePubsubOutputLimit(control, 8 * maxMonitorOutputBytes, logger);
+    source = await openSource(target, control, maxMonitorOutputBytes, logger);
     const agent = new CaptureAgent({
-      target, node, table, control, controlAddr, probe, probeAddr, state, stateAddr, nc, js, store, skewUs, logger,
+      ...source, node, nc, js, store, logger,
       baselineIntervalMs, baselineEveryEvents, baselineDigest, maxMonitorOutputBytes, maxQueuedBytes, metricsIntervalMs, heartbeatIntervalMs,
-      notify: notify.error === undefined,
     });
     await agent.start();
     if (options.healthPort !== undefined) {
@@ -156,9 +151,60 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     return agent;
   } catch (err) {
     control.close();
+    source?.probe.close();
+    source?.state.close();
+    await nc?.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+/** The connections to one Redis node and what the agent learned from it: one set per node followed. */
+interface Source {
+  target: RedisTarget;
+  table: CommandTable;
+  control: RawRedis;
+  controlAddr: string;
+  /** Connection of the expiry corrector's PEXPIRETIME probes. */
+  probe: RawRedis;
+  probeAddr: string;
+  /** Connection of the state probes (DUMP + PEXPIRETIME scripts): agent/state-capture.ts. */
+  state: RawRedis;
+  stateAddr: string;
+  skewUs: number;
+  notify: boolean;
+  /** Role when the connections were opened: only a master that becomes a replica is followed to its new master. */
+  role: SourceRole['role'];
+  /** Cluster mode: every other node's `ip:port` (a MONITOR line from one is our master link's) and the shard's node ids. */
+  cluster: { peers: Set<string>; shard: Set<string> } | undefined;
+}
+
+/** Opens the probe and state connections next to `control`, loads the command table and sets the notifications. */
+async function openSource(target: RedisTarget, control: RawRedis, maxMonitorOutputBytes: number, logger: Logger): Promise<Source> {
+  let probe: RawRedis | undefined;
+  let state: RawRedis | undefined;
+  try {
+    const table = await CommandTable.load(control);
+    const controlAddr = await clientAddr(control);
+    probe = await RawRedis.connect(target, { clientName: 'flashback-expiry' });
+    const probeAddr = await clientAddr(probe);
+    state = await RawRedis.connect(target, { clientName: 'flashback-state' });
+    const stateAddr = await clientAddr(state);
+    const skewUs = await clockSkewUs(control);
+    const { role } = await readRole(control);
+    let cluster: Source['cluster'];
+    if (await isClusterNode(control)) {
+      const rows = await clusterNodes(control);
+      const me = rows.find((r) => r.flags.includes('myself'));
+      cluster = { peers: peerAddresses(rows), shard: me ? shardIds(rows, me.flags.includes('master') ? me.id : me.masterId) : new Set() };
+    }
+    const notify = await ensureNotifyFlags(control, logger);
+    // One line of a large value is up to 4× its size, and Redis counts the allocation (a size class above it):
+    // 8× our own overload limit lets a 64 MiB value of unprintable bytes through (measured: 4× stopped at ~56 MiB).
+    if (notify.error === undefined) await ensurePubsubOutputLimit(control, 8 * maxMonitorOutputBytes, logger);
+    return { target, table, control, controlAddr, probe, probeAddr, state, stateAddr, skewUs, notify: notify.error === undefined, role, cluster };
+  } catch (err) {
     probe?.close();
     state?.close();
-    await nc?.close().catch(() => undefined);
     throw err;
   }
 }
@@ -181,22 +227,11 @@ async function clockSkewUs(conn: RawRedis): Promise<number> {
   return (before + after) / 2 - server;
 }
 
-interface CaptureDeps {
-  target: RedisTarget;
+interface CaptureDeps extends Source {
   node: string;
-  table: CommandTable;
-  control: RawRedis;
-  controlAddr: string;
-  /** Connection of the expiry corrector's PEXPIRETIME probes. */
-  probe: RawRedis;
-  probeAddr: string;
-  /** Connection of the state probes (DUMP + PEXPIRETIME scripts): agent/state-capture.ts. */
-  state: RawRedis;
-  stateAddr: string;
   nc: NatsConnection;
   js: JetStreamClient;
   store: ObjectStore;
-  skewUs: number;
   logger: Logger;
   baselineIntervalMs: number;
   baselineEveryEvents: number;
@@ -205,7 +240,6 @@ interface CaptureDeps {
   maxQueuedBytes: number;
   metricsIntervalMs: number;
   heartbeatIntervalMs: number;
-  notify: boolean;
 }
 
 /** One epoch's moving parts: a new set is built whenever continuity is lost. */
@@ -219,6 +253,8 @@ interface EpochRun {
   monitor: MonitorSource | undefined;
   lastTsUs: number;
   ended: boolean;
+  /** A MONITOR line of our master link was seen: the node is a replica now, nothing more of this epoch is read. */
+  demoted: boolean;
 }
 
 class CaptureAgent implements Agent {
@@ -237,12 +273,13 @@ class CaptureAgent implements Agent {
   private seenMarkers = new Map<string, FlashbackEvent>();
   private baselineRunning: Promise<BaselineRecord> | undefined;
   private eventsAtLastBaseline = 0;
-  private totals = { captured: 0, published: 0, bytesRead: 0, bytesPublished: 0, baselines: 0, lastBaselineSeq: 0, serverChanges: 0 };
+  private totals = { captured: 0, published: 0, bytesRead: 0, bytesPublished: 0, baselines: 0, lastBaselineSeq: 0, lastBaselineEpoch: 0, serverChanges: 0, failovers: 0 };
   private rate = { at: Date.now(), captured: 0, perSecond: 0 };
   private omem = { now: 0, max: 0 };
   private restarting: Promise<void> | undefined;
 
-  constructor(private readonly d: CaptureDeps) {
+  /** Replaced when the agent follows its shard's new master (a failover): see ensureSource. */
+  constructor(private d: CaptureDeps) {
     this.node = d.node;
   }
 
@@ -262,9 +299,21 @@ class CaptureAgent implements Agent {
     this.heartbeatTimer.unref();
   }
 
-  /** ECHOes the heartbeat; its MONITOR line becomes a heartbeat event. */
+  /**
+   * ECHOes the heartbeat; its MONITOR line becomes a heartbeat event. On a cluster master the role is read first: a
+   * heartbeat proves the epoch's history complete up to its instant, which stops being true once a failover has
+   * demoted the node (the new master's writes reach it later, if at all).
+   */
   heartbeat(): void {
-    this.d.control.call(['ECHO', HEARTBEAT_MESSAGE]).catch(() => undefined);
+    const { control, cluster } = this.d;
+    if (!cluster || this.d.role !== 'master') {
+      control.call(['ECHO', HEARTBEAT_MESSAGE]).catch(() => undefined);
+      return;
+    }
+    const run = this.run;
+    readRole(control)
+      .then((role) => (role.role === 'master' && this.run === run && !run?.ended && !run?.demoted ? control.call(['ECHO', HEARTBEAT_MESSAGE]) : undefined))
+      .catch(() => undefined);
   }
 
   private async startEpoch(reason: string): Promise<void> {
@@ -278,7 +327,7 @@ class CaptureAgent implements Agent {
       logger: d.logger,
       onOverflow: () => void this.restartEpoch('publish backlog overflow: NATS too slow or unreachable'),
     });
-    const run: EpochRun = { epoch, publisher, assembler: undefined as never, corrector: undefined as never, states: undefined as never, parser: undefined as never, monitor: undefined, lastTsUs: 0, ended: false };
+    const run: EpochRun = { epoch, publisher, assembler: undefined as never, corrector: undefined as never, states: undefined as never, parser: undefined as never, monitor: undefined, lastTsUs: 0, ended: false, demoted: false };
     run.states = new StateCapture(
       d.state,
       d.table,
@@ -306,6 +355,14 @@ class CaptureAgent implements Agent {
     run.corrector = new ExpiryCorrector(d.probe, run.assembler.uncertainExpiry, (events) => publisher.enqueue(events), d.logger);
     run.parser = new MonitorParser(
       (line) => {
+        if (run.ended || run.demoted) return;
+        // In cluster mode a line from another node's address is our master link's: a failover demoted this node.
+        // Its lines are the new master's writes, which the new master's epoch captures: this epoch ends before them.
+        if (d.cluster?.peers.has(line.client)) {
+          run.demoted = true;
+          void this.restartEpoch(`the node was demoted to a replica (failover): MONITOR shows its master link ${line.client}`);
+          return;
+        }
         run.lastTsUs = line.tsUs;
         run.assembler.push(line);
       },
@@ -337,8 +394,11 @@ class CaptureAgent implements Agent {
       },
     }, d.notify ? SERVER_CHANGE_PATTERNS : []);
     d.logger.info({ epoch, reason }, 'epoch started');
-    // The first baseline of an epoch starts its restorable window.
-    void this.baseline().catch(() => undefined);
+    // The first baseline of an epoch starts its restorable window. One still running belongs to the previous epoch
+    // (it will fail: its marker cannot land in this one): take ours after it.
+    const previous = this.baselineRunning;
+    if (!previous) void this.baseline().catch(() => undefined);
+    else void previous.catch(() => undefined).then(() => (this.run === run && !run.ended && this.totals.lastBaselineEpoch !== epoch ? this.baseline() : undefined)).catch(() => undefined);
   }
 
   /** Sends an ECHO whose MONITOR line proves a running script has ended (lua lines carry no end marker). */
@@ -370,6 +430,7 @@ class CaptureAgent implements Agent {
       let delay = 200;
       while (!this.closed) {
         try {
+          await this.ensureSource();
           await this.startEpoch(reason);
           return;
         } catch (err) {
@@ -380,6 +441,66 @@ class CaptureAgent implements Agent {
       }
     })().finally(() => (this.restarting = undefined));
     return this.restarting;
+  }
+
+  /**
+   * Before a new epoch: makes sure the agent talks to the master of its shard. A master that became a replica (a
+   * failover) is left for the master it follows now (in cluster mode, when the node cannot tell, the master its
+   * shard's nodes name), under the same node id; connections that died are opened again. The new epoch's baseline
+   * then starts a new window there; the old epoch's window stays restorable.
+   */
+  private async ensureSource(): Promise<void> {
+    const { d } = this;
+    const role = await readRole(d.control).catch(() => undefined);
+    if (role !== undefined && (role.role === 'master' || d.role === 'slave')) return;
+    let next: RedisTarget = d.target;
+    if (role?.role === 'slave' || d.cluster) {
+      const master = role?.master ?? (await this.findShardMaster());
+      if (!master) throw new ConnectionError(`Redis ${redisAddress(d.target)} ${role ? 'is a replica now and names no master' : 'cannot be reached and no node of its shard names a master'}; waiting for the failover to settle`);
+      if (master.host !== d.target.host || master.port !== d.target.port) next = { ...d.target, host: master.host, port: master.port };
+    }
+    const control = await RawRedis.connect(next, { clientName: 'flashback-control' });
+    let source: Source;
+    try {
+      if (role?.role === 'slave' || next !== d.target) {
+        const nextRole = await readRole(control);
+        if (nextRole.role !== 'master') throw new ConnectionError(`Redis ${redisAddress(next)}, the master ${redisAddress(d.target)} follows now, is not a master yet; waiting for the failover to settle`);
+      }
+      source = await openSource(next, control, d.maxMonitorOutputBytes, d.logger);
+    } catch (err) {
+      control.close();
+      throw err;
+    }
+    const old = d;
+    this.d = { ...d, ...source };
+    old.control.close();
+    old.probe.close();
+    old.state.close();
+    if (next !== old.target) {
+      this.totals.failovers++;
+      d.logger.warn({ from: redisAddress(old.target), to: redisAddress(next) }, 'failover: following the new master of the shard under the same node id; a new epoch with a new baseline starts there');
+    }
+  }
+
+  /** Cluster mode: the current master of our shard, as the nodes we know (ours and its peers) tell it. */
+  private async findShardMaster(): Promise<{ host: string; port: number } | undefined> {
+    const { cluster, target } = this.d;
+    if (!cluster) return undefined;
+    const candidates = [`${target.host}:${target.port}`, ...cluster.peers];
+    for (const addr of candidates) {
+      const colon = addr.lastIndexOf(':');
+      let conn: RawRedis | undefined;
+      try {
+        conn = await RawRedis.connect({ ...target, host: addr.slice(0, colon), port: Number(addr.slice(colon + 1)) }, { clientName: 'flashback-control', timeoutMs: 2_000 });
+        const m = shardMaster(await clusterNodes(conn), cluster.shard);
+        if (m) return { host: m.host, port: m.port };
+      } catch {
+        // That node is down too, or no cluster node any more: ask the next.
+      } finally {
+        conn?.close();
+      }
+    }
+    return undefined;
   }
 
   private onMarker(ev: FlashbackEvent): void {
@@ -448,6 +569,7 @@ class CaptureAgent implements Agent {
       await d.js.publish(baselineSubject(d.node), JSON.stringify(record), { msgID: `baseline:${d.node}:${epoch}:${record.seq}` });
       this.totals.baselines++;
       this.totals.lastBaselineSeq = record.seq;
+      this.totals.lastBaselineEpoch = epoch;
       this.eventsAtLastBaseline = this.totals.captured;
       d.logger.info({ epoch, seq: record.seq, rdbBytes: record.rdbBytes, tailBytes: record.tailBytes, keys: record.keys, digest: record.digest || undefined, ms: Date.now() - started }, 'baseline stored');
       return record;
@@ -466,6 +588,14 @@ class CaptureAgent implements Agent {
     this.rate = { at: now, captured, perSecond: this.rate.perSecond };
     this.lag.roll();
     if (this.d.baselineEveryEvents > 0 && captured - this.eventsAtLastBaseline >= this.d.baselineEveryEvents) void this.baseline().catch(() => undefined);
+    if (this.d.role === 'master') {
+      // A failover without writes shows no master-link line for a while (and none at all outside cluster mode).
+      const role = await readRole(this.d.control).catch(() => undefined);
+      if (role?.role === 'slave' && this.run === run && !run.ended) {
+        void this.restartEpoch(`the node was demoted to a replica (failover)${role.master ? ` of ${role.master.host}:${role.master.port}` : ''}`);
+        return;
+      }
+    }
     if (!run.monitor) return;
     try {
       const r = await this.d.control.call(['CLIENT', 'LIST', 'ID', run.monitor.clientId]);
@@ -506,6 +636,9 @@ class CaptureAgent implements Agent {
       baselines: this.totals.baselines,
       lastBaselineSeq: this.totals.lastBaselineSeq,
       serverChanges: this.totals.serverChanges,
+      lastBaselineEpoch: this.totals.lastBaselineEpoch,
+      redis: redisAddress(this.d.target),
+      failovers: this.totals.failovers,
       expiryCorrected: run?.corrector.corrected ?? 0,
       expiryConfirmed: run?.corrector.confirmed ?? 0,
       expiryUncorrectable: run?.corrector.uncorrectable ?? 0,

@@ -1,4 +1,4 @@
-// Redis Cluster topologies: several nodes restored at one instant into one standalone instance or a Redis Cluster (library, CLI, API + restorer), a standalone source into a Cluster, and capture of a real Cluster's masters.
+// Redis Cluster topologies: several nodes restored at one instant into one standalone instance or a Redis Cluster (library, CLI, API + restorer), a standalone source into a Cluster, capture of a real Cluster's masters, and agents following their shard through a failover.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -16,7 +16,7 @@ import { getJob } from '../core/restore-jobs.js';
 import { seededRandom } from '../core/seeded-random.js';
 import { startRedisServer } from '../core/servers/redis-server.js';
 import { stopPid } from '../core/servers/server-process.js';
-import { silentLogger } from '../core/log.js';
+import { createLogger, silentLogger } from '../core/log.js';
 import { restoreWindows } from '../core/windows.js';
 import { clickHouseEventStore, clusterRestore, keySlot, restore, startRestorer, type ClusterRestoreRequest, type RestoreRequest } from '../restorer/index.js';
 import { startTestCluster, withRedis, type TestCluster } from './helpers/cluster.js';
@@ -451,6 +451,101 @@ test('a Redis Cluster source: one agent per master captures it, and the masters 
     assert.deepEqual(b.masters!.map((m) => m.digest), masterDigests);
   } finally {
     client?.disconnect();
+    for (const a of agents) await a.close();
+  }
+});
+
+test('a failover on a Redis Cluster source: each agent follows its shard to the new master in a new epoch under the same node id; both epochs restore exactly by time', async () => {
+  await using source = await startTestCluster([...SOURCE_ARGS, ...DEBUG_ARGS]);
+  const run = randomUUID().slice(0, 6);
+  const logger = process.env.FLASHBACK_TEST_LOG ? createLogger('agent') : silentLogger;
+  // Shard 1's agent notices the demotion by polling the role (writes or not); shard 2's polls too rarely for that in
+  // this test, so it notices by the first MONITOR line of its master link (the new master's writes replicated to it).
+  const shards = [0, 1].map((i) => ({ oldMaster: source.masters[i]!, newMaster: source.replicas[i]!, node: `c2-shard${i + 1}-${run}`, metricsIntervalMs: i === 0 ? 1_000 : 600_000 }));
+  const agents: Agent[] = [];
+  const client = source.client();
+  const sendCluster = async (cmds: [string, Buffer, ...Arg[]][], tx: boolean) => {
+    if (!tx) {
+      const [name, ...args] = argvOf(cmds[0]!);
+      await client.callBuffer(name, ...args);
+      return;
+    }
+    const m = client.multi();
+    for (const cmd of cmds) {
+      const [name, ...args] = argvOf(cmd);
+      m.callBuffer(name, ...args);
+    }
+    await m.exec();
+  };
+  const role = (url: string) => withRedis(url, async (r) => /^role:(\w+)/m.exec(String(await r.call('INFO', 'replication')))?.[1]);
+  const addr = (n: { server: { host: string; port: number } }) => `${n.server.host}:${n.server.port}`;
+  try {
+    for (const s of shards) agents.push(await startAgent({ redisUrl: s.oldMaster.url, nodeId: s.node, natsUrl: stack.nats.url, logger, baselineDigest: 'always', metricsIntervalMs: s.metricsIntervalMs }));
+    await waitFor('the first baseline on each old master', async () => (agents.every((a) => a.stats().baselines >= 1) ? true : undefined));
+    const first = agents.map((a) => a.stats());
+    shards.forEach((s, i) => assert.equal(first[i]!.redis, addr(s.oldMaster)));
+    await workload(sendCluster, 400, 31);
+    // T1, before the failover: each shard's data is its old master's.
+    const atT1 = await Promise.all(shards.map((s) => keyState([s.oldMaster.url])));
+    const digestT1 = await Promise.all(shards.map((s) => digestOf(s.oldMaster.url)));
+    const T1 = Math.max(...(await Promise.all(shards.map((s) => serverNowUs(s.oldMaster.url)))));
+    for (const k of atT1) assert.ok(k.size > 0);
+    await workload(sendCluster, 200, 32);
+    for (const [i, a] of agents.entries()) {
+      assert.equal(await a.flush(), true);
+      await waitForWindow(stack, shards[i]!.node, T1);
+    }
+
+    // Manual failovers: each replica takes over, its old master follows it.
+    for (const s of shards) assert.equal(await withRedis(s.newMaster.url, (r) => r.call('CLUSTER', 'FAILOVER')), 'OK');
+    await waitFor('the replicas promoted and the old masters demoted', async () => {
+      for (const s of shards) if ((await role(s.newMaster.url)) !== 'master' || (await role(s.oldMaster.url)) !== 'slave') return undefined;
+      return true;
+    }, 30_000);
+    const followed = (i: number) => {
+      const s = agents[i]!.stats();
+      return s.redis === addr(shards[i]!.newMaster) && s.epoch !== first[i]!.epoch && s.lastBaselineEpoch === s.epoch ? s : undefined;
+    };
+    await waitFor('shard 1\'s agent on its new master in a new epoch with its own baseline', async () => followed(0), 30_000);
+    // Writes reach shard 2's demoted node through its master link: its agent notices them and follows.
+    await workload(sendCluster, 400, 33);
+    await waitFor('shard 2\'s agent on its new master in a new epoch with its own baseline', async () => followed(1), 30_000);
+    const after = [followed(0)!, followed(1)!];
+    for (const [i, s] of after.entries()) {
+      assert.equal(s.node, shards[i]!.node);
+      assert.equal(s.failovers, 1);
+      assert.ok(s.epoch > first[i]!.epoch);
+    }
+
+    await workload(sendCluster, 400, 34);
+    const atT2 = await Promise.all(shards.map((s) => keyState([s.newMaster.url])));
+    const digestT2 = await Promise.all(shards.map((s) => digestOf(s.newMaster.url)));
+    const T2 = Math.max(...(await Promise.all(shards.map((s) => serverNowUs(s.newMaster.url)))));
+    await workload(sendCluster, 200, 35);
+    for (const [i, a] of agents.entries()) {
+      const { node } = shards[i]!;
+      assert.equal(await a.flush(), true);
+      const last = a.stats().lastSeq;
+      await waitFor(`the window of epoch ${after[i]!.epoch} of ${node} reaching seq ${last}`, async () => ((await restoreWindows(stack.store, node)).some((w) => w.epoch === after[i]!.epoch && w.toSeq >= last) ? true : undefined));
+      await waitForWindow(stack, node, T2);
+    }
+
+    for (const [i, s] of shards.entries()) {
+      // Both epochs' windows, under one node id; each instant restores from the epoch that covered it.
+      const epochs = [...new Set((await restoreWindows(stack.store, s.node)).map((w) => w.epoch))];
+      assert.deepEqual(epochs, [first[i]!.epoch, after[i]!.epoch]);
+      assert.notEqual(digestT2[i], digestT1[i]);
+      const r1 = await restoreNode({ node: s.node, to: T1, spawn: {} });
+      assert.equal(r1.epoch, first[i]!.epoch);
+      assert.equal(r1.digest, digestT1[i]);
+      assert.deepEqual(await keyState([r1.url!]), atT1[i]);
+      const r2 = await restoreNode({ node: s.node, to: T2, spawn: {} });
+      assert.equal(r2.epoch, after[i]!.epoch);
+      assert.equal(r2.digest, digestT2[i]);
+      assert.deepEqual(await keyState([r2.url!]), atT2[i]);
+    }
+  } finally {
+    client.disconnect();
     for (const a of agents) await a.close();
   }
 });
