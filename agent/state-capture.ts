@@ -3,6 +3,7 @@ import { EventKind, type FlashbackEvent } from '../core/event.js';
 import type { Logger } from '../core/log.js';
 import type { RawRedis } from '../core/raw-redis.js';
 import { RespError } from '../core/resp.js';
+import { autoIdIndex } from '../core/xadd.js';
 
 /**
  * Reads each key's exact state on the source: DUMP and PEXPIRETIME, atomic in one script. Missing key → nil, -2.
@@ -123,7 +124,7 @@ export class StateCapture {
     /** The state of some keys could not be read: the epoch must end (what follows cannot be proven exact). */
     private readonly onFailure: (reason: string) => void,
     private readonly logger: Logger,
-    private readonly timeoutMs = 5_000,
+    private readonly timeoutMs = 30_000,
     private readonly maxHeld = 200_000,
   ) {
     for (const spec of table.commands.values()) if (spec.write && spec.nondeterministic) this.nondeterministic.add(spec.name.toUpperCase());
@@ -452,34 +453,23 @@ export class StateCapture {
   releaseAll(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    if (!this.idle) this.logger.warn({ keys: this.taints.size, probes: this.probes.length }, 'closing with probes unanswered: the last group lacks their state');
+    const incomplete = !this.idle;
+    if (incomplete) this.logger.warn({ keys: this.taints.size, probes: this.probes.length, events: this.held.length }, 'closing with probes unanswered: the last events are stored as an unfinished group, outside any restorable window');
     this.probes.length = 0;
     this.taints.clear();
     this.uncovered.clear();
-    this.release(this.held.length);
+    const group = this.held;
+    this.held = [];
+    this.cleanPoints = [];
+    // One tx that the epoch ends inside: a window never ends inside a tx (core/windows.ts), so none reaches these.
+    if (incomplete) for (const e of group) if (e.kind !== EventKind.Baseline) e.tx = group[0]!.seq;
+    if (group.length > 0) this.out(group);
   }
 
   /** Resolves when nothing is held (or after the timeout). */
   async drain(): Promise<void> {
     const deadline = Date.now() + this.timeoutMs;
     while (this.held.length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-/** Index of XADD's id argument when it is generated (`*` or `<ms>-*`, after NOMKSTREAM and MAXLEN/MINID [=|~] n [LIMIT c]); -1 otherwise. */
-export function autoIdIndex(args: Buffer[]): number {
-  let i = 2;
-  for (;;) {
-    const a = args[i]?.toString('latin1').toUpperCase();
-    if (a === undefined) return -1;
-    if (a === 'NOMKSTREAM') i++;
-    else if (a === 'MAXLEN' || a === 'MINID') {
-      i++;
-      const op = args[i]?.toString('latin1');
-      if (op === '=' || op === '~') i++;
-      i++;
-      if (args[i]?.toString('latin1').toUpperCase() === 'LIMIT') i += 2;
-    } else return a === '*' || a.endsWith('-*') ? i : -1;
   }
 }
 

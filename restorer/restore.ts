@@ -11,6 +11,8 @@ import { formatTsUs } from '../core/time.js';
 import { CommandTable } from '../core/command-table.js';
 import { RawRedis } from '../core/raw-redis.js';
 import { parseRedisUrl } from '../core/redis-url.js';
+import { decodeCommand } from '../core/resp.js';
+import { autoIdIndex } from '../core/xadd.js';
 import { sqlString, sqlUInt } from '../core/sql-literal.js';
 import { createAofDir, writeBaseRdb } from './aof-dir.js';
 import { resolveCutoff, type CutoffSpec, type ResolvedCutoff } from '../core/cutoff.js';
@@ -188,24 +190,30 @@ export type { ResolvedCutoff };
 async function exactnessWarnings(events: EventStore, url: string, node: string, epoch: number, afterSeq: number, toSeq: number): Promise<string[]> {
   if (toSeq <= afterSeq) return [];
   const where = `node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)}`;
+  const unstated = `seq > ${sqlUInt(afterSeq)} AND seq <= ${sqlUInt(toSeq)} AND kind = 'command' ` +
+    `AND (tx = 0 OR tx NOT IN (SELECT tx FROM flashback.events WHERE ${where} AND kind = 'state' AND length(replay) > 0 AND tx != 0))`;
   const rows = await events.query<{ command: string; n: number | string }>(
-    `SELECT command, count() AS n FROM flashback.events WHERE ${where} AND seq > ${sqlUInt(afterSeq)} AND seq <= ${sqlUInt(toSeq)} AND kind = 'command' ` +
-      // XADD with an explicit id is deterministic: only `*` / `<ms>-*` ids get a state.
-      `AND NOT (command = 'XADD' AND NOT arrayExists(a -> a = '*' OR a LIKE '%-*', args)) ` +
-      `AND (tx = 0 OR tx NOT IN (SELECT tx FROM flashback.events WHERE ${where} AND kind = 'state' AND length(replay) > 0 AND tx != 0)) GROUP BY command ORDER BY command`,
+    `SELECT command, count() AS n FROM flashback.events WHERE ${where} AND ${unstated} AND command != 'XADD' GROUP BY command ORDER BY command`,
   );
-  if (rows.length === 0) return [];
-  const conn = await RawRedis.connect(parseRedisUrl(url));
-  try {
-    const table = await CommandTable.load(conn);
-    const random: string[] = [];
-    for (const r of rows) {
-      const spec = table.lookup([Buffer.from(r.command)]);
-      if ((spec?.nondeterministic && spec.write) || r.command === 'XREADGROUP') random.push(`${r.command} ×${Number(r.n)}`);
+  // XADD is deterministic unless its replay still asks for a generated id (the agent writes the source's id in).
+  const xadds = await events.query<{ replay: string }>(
+    `SELECT replay FROM flashback.events WHERE ${where} AND ${unstated} AND command = 'XADD' AND arrayExists(a -> a = '*' OR a LIKE '%-*', args) LIMIT 100000`,
+  );
+  const generated = xadds.filter((x) => autoIdIndex(decodeCommand(Buffer.from(x.replay, 'base64'))) >= 0).length;
+  const random: string[] = [];
+  if (rows.length > 0) {
+    const conn = await RawRedis.connect(parseRedisUrl(url));
+    try {
+      const table = await CommandTable.load(conn);
+      for (const r of rows) {
+        const spec = table.lookup([Buffer.from(r.command)]);
+        if ((spec?.nondeterministic && spec.write) || r.command === 'XREADGROUP') random.push(`${r.command} ×${Number(r.n)}`);
+      }
+    } finally {
+      conn.close();
     }
-    if (random.length === 0) return [];
-    return [`replayed as issued without the state the source reached (its capture failed), their result may differ: ${random.join(', ')}`];
-  } finally {
-    conn.close();
   }
+  if (generated > 0) random.push(`XADD ×${generated}`);
+  if (random.length === 0) return [];
+  return [`replayed as issued without the state the source reached (its capture failed), their result may differ: ${random.join(', ')}`];
 }

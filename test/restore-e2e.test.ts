@@ -287,7 +287,7 @@ test('key-subset restore: only matching keys (and only --db), each exactly as at
   }
 });
 
-test('SPOP and a served BLPOP restore exactly and the report has no warning: their state was captured', async () => {
+test('SPOP, a served BLPOP and XADD * restore exactly and the report has no warning: their state (or id) was captured', async () => {
   const src = await startSource(stack);
   const r = new Redis(src.redis.url);
   try {
@@ -297,6 +297,7 @@ test('SPOP and a served BLPOP restore exactly and the report has no warning: the
     await r.rpush('l', 'x', 'y');
     await r.blpop('l', 1);
     await r.xadd('st', '1-1', 'f', 'v');
+    await r.xadd('st', '*', 'f', 'generated');
     const digest = await digestOf(src.redis.url);
     const last = await synced(src);
     const report = await doRestore({ node: src.node, toSeq: last, spawn: {} });

@@ -1,7 +1,7 @@
 // Which XADD forms get a state probe: only generated ids (`*`, `<ms>-*`), past every option.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { autoIdIndex } from './state-capture.js';
+import { autoIdIndex } from './xadd.js';
 
 const argv = (s: string) => s.split(' ').map((a) => Buffer.from(a));
 
