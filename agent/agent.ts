@@ -459,7 +459,10 @@ class CaptureAgent implements Agent {
       if (!master) throw new ConnectionError(`Redis ${redisAddress(d.target)} ${role ? 'is a replica now and names no master' : 'cannot be reached and no node of its shard names a master'}; waiting for the failover to settle`);
       if (master.host !== d.target.host || master.port !== d.target.port) next = { ...d.target, host: master.host, port: master.port };
     }
-    const control = await RawRedis.connect(next, { clientName: 'flashback-control' });
+    const control = await RawRedis.connect(next, { clientName: 'flashback-control' }).catch((err: unknown) => {
+      if (!d.cluster || next !== d.target) throw err;
+      throw new ConnectionError(`${describeError(err)}; no other node of its shard is master yet: waiting for the cluster to fail over, or for the node to return`, { cause: err });
+    });
     let source: Source;
     try {
       if (role?.role === 'slave' || next !== d.target) {

@@ -549,3 +549,73 @@ test('a failover on a Redis Cluster source: each agent follows its shard to the 
     for (const a of agents) await a.close();
   }
 });
+
+test('an unplanned failover (the master stops, its replica is elected): the agent finds its shard\'s new master through the other nodes and goes on there in a new epoch', async () => {
+  await using source = await startTestCluster([...SOURCE_ARGS, ...DEBUG_ARGS]);
+  const oldMaster = source.masters[2]!;
+  const newMaster = source.replicas[2]!;
+  const node = `c3-shard3-${randomUUID().slice(0, 6)}`;
+  const logger = process.env.FLASHBACK_TEST_LOG ? createLogger('agent') : silentLogger;
+  const agent = await startAgent({ redisUrl: oldMaster.url, nodeId: node, natsUrl: stack.nats.url, logger, baselineDigest: 'always' });
+  const clients: Cluster[] = [];
+  const sender = () => {
+    const c = source.client();
+    clients.push(c);
+    return async (cmds: [string, Buffer, ...Arg[]][], tx: boolean) => {
+      if (!tx) {
+        const [name, ...args] = argvOf(cmds[0]!);
+        await c.callBuffer(name, ...args);
+        return;
+      }
+      const m = c.multi();
+      for (const cmd of cmds) {
+        const [name, ...args] = argvOf(cmd);
+        m.callBuffer(name, ...args);
+      }
+      await m.exec();
+    };
+  };
+  try {
+    await waitFor('the first baseline on the old master', async () => (agent.stats().baselines >= 1 ? true : undefined));
+    const first = agent.stats();
+    const before = sender();
+    await workload(before, 400, 41);
+    const atT1 = await keyState([oldMaster.url]);
+    const digestT1 = await digestOf(oldMaster.url);
+    const T1 = await serverNowUs(oldMaster.url);
+    // Everything is on the replica before the master goes away (an unplanned failover may lose acknowledged writes otherwise).
+    assert.equal(await withRedis(oldMaster.url, (r) => r.call('WAIT', 1, 10_000)), 1);
+    assert.equal(await agent.flush(), true);
+    await waitForWindow(stack, node, T1);
+
+    await oldMaster.server.stop();
+    await waitFor('the replica elected master', async () => (/^role:master/m.test(await withRedis(newMaster.url, async (r) => String(await r.call('INFO', 'replication')))) ? true : undefined), 60_000);
+    const after = await waitFor('the agent on the new master in a new epoch with its own baseline', async () => {
+      const s = agent.stats();
+      return s.redis === `${newMaster.server.host}:${newMaster.server.port}` && s.epoch !== first.epoch && s.lastBaselineEpoch === s.epoch ? s : undefined;
+    }, 60_000);
+    assert.equal(after.failovers, 1);
+
+    await workload(sender(), 400, 43);
+    const atT2 = await keyState([newMaster.url]);
+    const digestT2 = await digestOf(newMaster.url);
+    const T2 = await serverNowUs(newMaster.url);
+    assert.notEqual(digestT2, digestT1);
+    assert.equal(await agent.flush(), true);
+    const last = agent.stats().lastSeq;
+    await waitFor(`the window of epoch ${after.epoch} reaching seq ${last}`, async () => ((await restoreWindows(stack.store, node)).some((w) => w.epoch === after.epoch && w.toSeq >= last) ? true : undefined));
+    await waitForWindow(stack, node, T2);
+
+    const r1 = await restoreNode({ node, to: T1, spawn: {} });
+    assert.equal(r1.epoch, first.epoch);
+    assert.equal(r1.digest, digestT1);
+    assert.deepEqual(await keyState([r1.url!]), atT1);
+    const r2 = await restoreNode({ node, to: T2, spawn: {} });
+    assert.equal(r2.epoch, after.epoch);
+    assert.equal(r2.digest, digestT2);
+    assert.deepEqual(await keyState([r2.url!]), atT2);
+  } finally {
+    for (const c of clients) c.disconnect();
+    await agent.close();
+  }
+});
