@@ -228,21 +228,34 @@ export class StateCapture {
       for (const k of e.keys) taint(e.db, k);
     }
     if (this.blocked.size > 0 && e.replay.length > 0) {
-      // Where this write may put data: its keys in its db; MOVE/COPY … DB also in the other db; SWAPDB both whole dbs.
-      const target = targetDb(e);
-      const swap = name === 'SWAPDB' ? [Number(e.args[1]?.toString('latin1')), Number(e.args[2]?.toString('latin1'))] : undefined;
       for (const [client, b] of this.blocked) {
         if (b.untilUs < e.tsUs) {
           this.blocked.delete(client);
           this.watched.delete(client);
-          continue;
         }
-        if (client === e.client) continue;
-        const hit = swap
-          ? swap.includes(b.db)
-          : (b.db === e.db || b.db === target) && e.keys.some((k) => b.keys.some((x) => x.equals(k)));
-        // The serve, if any, runs right after this command: probe every key the blocked command may change.
-        if (hit) for (const k of b.keys) taint(b.db, k);
+      }
+      // Where this write may put data: its keys in its db; MOVE/COPY … DB also in the other db; SWAPDB both whole
+      // dbs. A served BLMOVE pushes into its destination, which may serve another blocked client: to a fixpoint.
+      const target = targetDb(e);
+      const swap = name === 'SWAPDB' ? [Number(e.args[1]?.toString('latin1')), Number(e.args[2]?.toString('latin1'))] : undefined;
+      const written: { db: number; key: Buffer }[] = e.keys.map((key) => ({ db: e.db, key }));
+      if (target !== undefined) for (const key of e.keys) written.push({ db: target, key });
+      const served = new Set<string>();
+      let grew = true;
+      while (grew) {
+        grew = false;
+        for (const [client, b] of this.blocked) {
+          if (client === e.client || served.has(client)) continue;
+          const hit = (swap !== undefined && swap.includes(b.db)) || written.some((w) => w.db === b.db && b.keys.some((k) => k.equals(w.key)));
+          if (!hit) continue;
+          // The serve, if any, runs right after this command: probe every key the blocked command may change.
+          served.add(client);
+          grew = true;
+          for (const k of b.keys) {
+            taint(b.db, k);
+            written.push({ db: b.db, key: k });
+          }
+        }
       }
     }
     const timeoutAt = BLOCKING_TIMEOUT_AT[name];

@@ -117,10 +117,10 @@ test('SPOP (also inside a script) and XADD * / XREADGROUP / XCLAIM / XAUTOCLAIM 
   }
 });
 
-test('pops served later to blocked clients (BLPOP, BLMOVE, BZPOPMIN, XREADGROUP BLOCK) restore exactly', async () => {
+test('pops served later to blocked clients (BLPOP, BLMOVE and the BLMOVE its push serves, BZPOPMIN, XREADGROUP BLOCK) restore exactly', async () => {
   const src = await startSource(stack);
   const r = new Redis(src.redis.url);
-  const blocked = [new Redis(src.redis.url), new Redis(src.redis.url), new Redis(src.redis.url), new Redis(src.redis.url)];
+  const blocked = [new Redis(src.redis.url), new Redis(src.redis.url), new Redis(src.redis.url), new Redis(src.redis.url), new Redis(src.redis.url)];
   try {
     await src.agent.baseline();
     await r.xgroup('CREATE', 'jobs', 'workers', '$', 'MKSTREAM');
@@ -129,9 +129,11 @@ test('pops served later to blocked clients (BLPOP, BLMOVE, BZPOPMIN, XREADGROUP 
       blocked[1]!.blmove('src', 'dst', 'LEFT', 'RIGHT', 0),
       blocked[2]!.bzpopmin('z', 0),
       blocked[3]!.xreadgroup('GROUP', 'workers', 'w1', 'BLOCK', 0, 'STREAMS', 'jobs', '>'),
+      // Served in a chain: the first BLMOVE's push into dst serves this one, which pushes into dst2.
+      blocked[4]!.blmove('dst', 'dst2', 'LEFT', 'LEFT', 0),
     ];
     // Every client is blocked on the server (not merely sent): the serve must come from the pushes below.
-    await waitFor('four blocked clients', async () => (String(await r.info('clients')).includes('blocked_clients:4') ? true : undefined));
+    await waitFor('five blocked clients', async () => (String(await r.info('clients')).includes('blocked_clients:5') ? true : undefined));
     const beforeFp = await fingerprint(r, ['jobs']);
     await r.rpush('q', 'a', 'b');
     await r.rpush('src', 'x', 'y');
@@ -140,6 +142,8 @@ test('pops served later to blocked clients (BLPOP, BLMOVE, BZPOPMIN, XREADGROUP 
     await Promise.all(waits);
     const afterFp = await fingerprint(r, ['jobs']);
     assert.deepEqual(await r.lrange('q', 0, -1), ['b'], 'the source served the blocked BLPOP');
+    assert.equal(await r.exists('dst'), 0, 'the BLMOVE served the BLMOVE blocked on its destination');
+    assert.deepEqual(await r.lrange('dst2', 0, -1), ['x']);
     const last = await synced(src);
     assert.equal(await restoredFingerprint(src, { toSeq: last }, ['jobs']), afterFp);
     assert.equal(await restoredFingerprint(src, { beforeSeq: await seqOf(src, 'RPUSH') }, ['jobs']), beforeFp);
