@@ -434,6 +434,12 @@ test('a Redis Cluster source: one agent per master captures it, and the masters 
       async () => (agents.every((a) => a.stats().baselines >= 1) ? true : undefined),
       15_000,
     );
+    // The marker's SET and DEL of __flashback__:marker:{fb:N} (what the replication stream carries) are the agent's
+    // own lines: never captured as commands, and the key is gone from every master.
+    for (const a of agents) assert.equal(await a.flush(), true);
+    const markerWrites = await stack.store.query<{ n: string }>(`SELECT count() AS n FROM flashback.events WHERE node LIKE 'c1-m%-${run}' AND arrayExists(k -> position(k, '__flashback__:marker') = 1, keys)`);
+    assert.equal(Number(markerWrites[0]!.n), 0);
+    for (const m of source.masters) assert.deepEqual(await withRedis(m.url, (r) => r.keys('__flashback__*')), []);
     await workload(sendCluster, 400, 22);
     const urls = source.masters.map((m) => m.url);
     const atT = await keyState(urls);
