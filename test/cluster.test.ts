@@ -10,6 +10,9 @@ import type { ObjectStore } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Redis, type Cluster } from 'ioredis';
 import { startAgent, type Agent } from '../agent/index.js';
+import { captureReplicationBaseline } from '../agent/replication-client.js';
+import { MARKER_CHANNEL } from '../core/baseline.js';
+import { parseRedisUrl } from '../core/redis-url.js';
 import { buildApp, natsJobClient } from '../api/index.js';
 import { connectNats, ensureBaselineStore } from '../core/nats.js';
 import { getJob } from '../core/restore-jobs.js';
@@ -623,5 +626,40 @@ test('an unplanned failover (the master stops, its replica is elected): the agen
   } finally {
     for (const c of clients) c.disconnect();
     await agent.close();
+  }
+});
+
+test('a baseline cut short by a failover says the node was demoted, not that a buffer limit was hit', async () => {
+  await using source = await startTestCluster([...SOURCE_ARGS, ...DEBUG_ARGS]);
+  const master = source.masters[1]!;
+  const replica = source.replicas[1]!;
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  let rdbIn!: () => void;
+  const reading = new Promise<void>((r) => (rdbIn = r));
+  const capture = captureReplicationBaseline({
+    target: parseRedisUrl(master.url),
+    markerChannel: MARKER_CHANNEL,
+    markerId: randomUUID(),
+    timeoutMs: 60_000,
+    // The RDB is taken in, then its store "hangs": the link stays open, waiting for a marker, when the failover comes.
+    writeRdb: async (rdb) => {
+      rdbIn();
+      await held;
+      await rdb.cancel().catch(() => undefined);
+    },
+    onRdbDone: async () => undefined,
+  });
+  capture.catch(() => undefined);
+  try {
+    await reading;
+    assert.equal(await withRedis(replica.url, (r) => r.call('CLUSTER', 'FAILOVER')), 'OK');
+    await assert.rejects(capture, (err: Error) => {
+      assert.match(err.message, /closed the replication link .*because the node was demoted to a replica of 127\.0\.0\.1:\d+ \(a failover\)/);
+      assert.doesNotMatch(err.message, /client-output-buffer-limit/);
+      return true;
+    });
+  } finally {
+    release();
   }
 });
