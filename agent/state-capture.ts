@@ -10,7 +10,9 @@ import { autoIdIndex } from '../core/xadd.js';
  * EVAL_RO would do, but EVAL keeps the probe working on servers where the agent's user lacks @scripting read-only.
  */
 export const STATE_PROBE_SCRIPT =
-  "local r = {} for i, k in ipairs(KEYS) do r[#r + 1] = redis.call('DUMP', k) r[#r + 1] = redis.call('PEXPIRETIME', k) end return r";
+  "local r = {} for i, k in ipairs(KEYS) do r[#r + 1] = redis.call('DUMP', k) r[#r + 1] = redis.call('PEXPIRETIME', k) local n = -1 " +
+  "if redis.call('TYPE', k)['ok'] == 'stream' then local x = redis.call('XINFO', 'STREAM', k) for j = 1, #x, 2 do if x[j] == 'entries-added' then n = x[j + 1] end end end " +
+  "r[#r + 1] = n end return r";
 
 /** Writes whose effect replay cannot reproduce: the tip `nondeterministic_output` (SPOP, XCLAIM …; XADD only with a generated id) plus delivery-time writers. */
 const ALWAYS_PROBED = new Set(['XREADGROUP', 'XCLAIM', 'XAUTOCLAIM']);
@@ -85,10 +87,13 @@ const keyId = (db: number, key: Buffer) => `${db}:${key.toString('hex')}`;
  *
  * XADD with a generated id (`*`, `<ms>-*`) is the common stream write, and a
  * DUMP per XADD would cost the stream's size each time. Its only unknown is
- * the id: the agent reads the stream's newest entries (XREVRANGE … COUNT n)
- * and, when the XADDs captured since are exactly those entries (same order,
- * same fields and values), writes each id into its event's replay. Anything
- * else on that stream meanwhile, or a mismatch, falls back to the state.
+ * the id: the agent reads, in one MULTI, the stream's counter of entries ever
+ * added and its newest entries (XINFO STREAM, XREVRANGE … COUNT n). When the
+ * counter moved by exactly the number of XADDs captured since the last known
+ * point (none failed) and those are the newest entries (same order, fields
+ * and values), each id is written into its event's replay. The first XADD of
+ * a stream in an epoch, anything else on that stream meanwhile, or a mismatch
+ * falls back to the state (which also tells the counter).
  *
  * Blocked clients: a blocking write (BLPOP …, XREADGROUP BLOCK) marks its
  * client as possibly blocked on its keys until the client's next line or its
@@ -100,6 +105,8 @@ export class StateCapture {
   private readonly taints = new Map<string, Taint>();
   /** XADDs waiting for their id, by key, not yet covered by an ids probe's line. */
   private readonly uncovered = new Map<string, PendingId[]>();
+  /** A stream's count of entries ever added (XINFO entries-added) at the last point its state or ids were known. */
+  private readonly entriesAdded = new Map<string, number>();
   /** Entries to ask for next time, per stream, after a read that was too short. */
   private readonly countHint = new Map<string, number>();
   private readonly probes: Probe[] = [];
@@ -198,8 +205,9 @@ export class StateCapture {
       const t = this.taints.get(id);
       if (t) t.since = e.seq;
       else this.taints.set(id, { db, key, since: e.seq });
-      // Waiting XADD ids on it are moot: the state will be read.
+      // Waiting XADD ids on it are moot: the state will be read (and with it the stream's counter).
       this.uncovered.delete(id);
+      this.entriesAdded.delete(id);
       ids.delete(id);
       const list = fresh.get(db) ?? [];
       if (!list.some((k) => k.equals(key))) list.push(key);
@@ -301,8 +309,13 @@ export class StateCapture {
     // Enough entries for every XADD of this key captured until the probe runs, most likely; a short read retries larger.
     const count = kind === 'ids' ? Math.max(this.countHint.get(keyId(db, keys[0]!)) ?? 64, 2 * (this.uncovered.get(keyId(db, keys[0]!))?.length ?? 0) + 16) : 0;
     p.count = count;
-    const argv = kind === 'state' ? ['EVAL', STATE_PROBE_SCRIPT, keys.length, ...keys] : ['XREVRANGE', keys[0]!, '+', '-', 'COUNT', count];
-    this.conn.call(argv).then(
+    // An ids probe reads, atomically, the stream's count of entries ever added and its newest entries.
+    if (kind === 'ids') {
+      this.conn.call(['MULTI']).catch(() => undefined);
+      this.conn.call(['XINFO', 'STREAM', keys[0]!]).catch(() => undefined);
+      this.conn.call(['XREVRANGE', keys[0]!, '+', '-', 'COUNT', count]).catch(() => undefined);
+    }
+    this.conn.call(kind === 'state' ? ['EVAL', STATE_PROBE_SCRIPT, keys.length, ...keys] : ['EXEC']).then(
       (r) => {
         if (r instanceof RespError) p.failed = r.message;
         else p.reply = r;
@@ -373,14 +386,18 @@ export class StateCapture {
   }
 
   private fillStates(p: Probe): void {
-    const reply = Array.isArray(p.reply) && p.reply.length === p.keys.length * 2 ? (p.reply as (Buffer | number | null)[]) : undefined;
+    const reply = Array.isArray(p.reply) && p.reply.length === p.keys.length * 3 ? (p.reply as (Buffer | number | null)[]) : undefined;
     if (!reply) {
       this.fail(`unexpected reply to a state probe: ${String(p.reply).slice(0, 200)}`);
       return;
     }
     p.placeholders!.forEach((e, i) => {
-      const dump = reply[2 * i];
-      const at = Number(reply[2 * i + 1]);
+      const dump = reply[3 * i];
+      const at = Number(reply[3 * i + 1]);
+      const added = Number(reply[3 * i + 2]);
+      // Where the next XADD ids are checked from: a stream's count of entries ever added, at this state.
+      if (added >= 0) this.entriesAdded.set(keyId(e.db, e.keys[0]!), added);
+      else this.entriesAdded.delete(keyId(e.db, e.keys[0]!));
       e.replay = Buffer.isBuffer(dump) ? [RESTORE, e.keys[0]!, at > 0 ? Buffer.from(String(at)) : ZERO, dump, REPLACE, ABSTTL] : [DEL, e.keys[0]!];
       this.statesCaptured++;
     });
@@ -388,18 +405,27 @@ export class StateCapture {
 
   /** The probe read as many entries as it asked for, and that is fewer than the XADDs it covers. */
   private tooShort(p: Probe): boolean {
-    return Array.isArray(p.reply) && p.reply.length === p.count && (p.covers?.length ?? 0) > p.count;
+    const entries = idsReply(p.reply)?.entries;
+    return entries !== undefined && entries.length === p.count && (p.covers?.length ?? 0) > p.count;
   }
 
   /** Matches the covered XADDs with the newest entries; on success writes each id into its replay. */
   private resolveIds(p: Probe): boolean {
     const covers = p.covers ?? [];
-    if (covers.length === 0) return true;
-    if (!Array.isArray(p.reply) || p.reply.length < covers.length) return false;
+    const id = keyId(p.db, p.keys[0]!);
+    const got = idsReply(p.reply);
+    if (covers.length === 0) {
+      if (got) this.entriesAdded.set(id, got.added);
+      return true;
+    }
+    // Every covered XADD added an entry (none failed: a failed one would let an older entry of the same content
+    // pass for it) only if the stream's counter moved by exactly their number since the last known point.
+    const before = this.entriesAdded.get(id);
+    if (!got || before === undefined || got.added - before !== covers.length || got.entries.length < covers.length) return false;
     // Newest first: the last covered XADD is entry 0.
     const ids: Buffer[] = [];
     for (let i = 0; i < covers.length; i++) {
-      const entry = p.reply[covers.length - 1 - i] as unknown;
+      const entry = got.entries[covers.length - 1 - i] as unknown;
       if (!Array.isArray(entry) || !Buffer.isBuffer(entry[0]) || !Array.isArray(entry[1])) return false;
       const fields = entry[1] as unknown[];
       const c = covers[i]!;
@@ -412,6 +438,7 @@ export class StateCapture {
       c.event.replay[c.at] = ids[i]!;
       this.idsResolved++;
     });
+    this.entriesAdded.set(id, got.added);
     return true;
   }
 
@@ -484,6 +511,16 @@ export class StateCapture {
     const deadline = Date.now() + this.timeoutMs;
     while (this.held.length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/** An ids probe's EXEC reply: XINFO STREAM's entries-added and XREVRANGE's entries. */
+function idsReply(reply: unknown): { added: number; entries: unknown[] } | undefined {
+  if (!Array.isArray(reply) || reply.length !== 2 || !Array.isArray(reply[0]) || !Array.isArray(reply[1])) return undefined;
+  const info = reply[0] as unknown[];
+  for (let i = 0; i + 1 < info.length; i += 2) {
+    if (Buffer.isBuffer(info[i]) && (info[i] as Buffer).toString('latin1') === 'entries-added') return { added: Number(info[i + 1]), entries: reply[1] as unknown[] };
+  }
+  return undefined;
 }
 
 /** XREADGROUP's BLOCK milliseconds, if given. */
