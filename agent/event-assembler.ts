@@ -33,6 +33,12 @@ export interface AssemblerOptions {
   onWatchedLine?: (client: string) => void;
 }
 
+/** An absolute expiry derived from a relative one: `replay[at]`, possibly up to `slackMs` ms later than the source's. */
+export interface UncertainExpiry {
+  at: number;
+  slackMs: number;
+}
+
 /** A server-side change seen through a keyspace notification (not in MONITOR). */
 export interface ServerEvent {
   kind: 'expired' | 'evicted';
@@ -219,8 +225,8 @@ export class EventAssembler {
     if (spec.write) this.script.lines.push({ line, spec, prevTsUs });
   }
 
-  /** Events whose replay holds an absolute expiry derived from a relative one that may be 1 ms late: index of that value in `replay`. */
-  readonly uncertainExpiry = new WeakMap<FlashbackEvent, number>();
+  /** Events whose replay holds an absolute expiry derived from a relative one that may be a few ms late. */
+  readonly uncertainExpiry = new WeakMap<FlashbackEvent, UncertainExpiry>();
   private lastLineTsUs = 0;
 
   private ownLine(line: MonitorLine): void {
@@ -318,11 +324,13 @@ export class EventAssembler {
         tx: atomic ? first : 0,
       };
       // MONITOR stamps a line just after its command ran; the command started after the previous line. When those
-      // two instants lie in different milliseconds, the source's expiry may be 1 ms earlier than computed.
+      // two instants lie in different milliseconds, the source's expiry may be up to that many ms earlier than
+      // computed (1 ms on a normal server; more when the server itself was slow between the two lines).
       const p = group[i]!;
-      if (Math.floor(p.prevTsUs / 1000) < Math.floor(line.tsUs / 1000)) {
+      const slackMs = Math.floor(line.tsUs / 1000) - Math.floor(p.prevTsUs / 1000);
+      if (slackMs > 0) {
         const at = relativeExpiryIndex(spec, argv, events[i]!.replay);
-        if (at >= 0) this.uncertainExpiry.set(events[i]!, at);
+        if (at >= 0) this.uncertainExpiry.set(events[i]!, { at, slackMs });
       }
     }
     this.o.emit(events);

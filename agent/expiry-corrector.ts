@@ -1,4 +1,5 @@
 import type { FlashbackEvent } from '../core/event.js';
+import type { UncertainExpiry } from './event-assembler.js';
 import type { Logger } from '../core/log.js';
 import type { MonitorLine } from '../core/monitor-line.js';
 import type { RawRedis } from '../core/raw-redis.js';
@@ -7,6 +8,8 @@ interface Probe {
   event: FlashbackEvent;
   /** Index in event.replay of the computed absolute expiry (ms, decimal text). */
   at: number;
+  /** The true expiry lies in [computedMs − slackMs, computedMs]. */
+  slackMs: number;
   computedMs: number;
   db: number;
   key: Buffer;
@@ -21,7 +24,9 @@ interface Probe {
  * Makes relative expiries exact. MONITOR stamps a line a few µs after its
  * command ran, so `floor(ts/1000) + ttl` is 1 ms late when a millisecond
  * boundary fell in between (0.1–0.2 % of SET EX under load; nearly every one
- * on an idle server, where the previous line is far back). For those events
+ * on an idle server, where the previous line is far back) — more when the
+ * server was slow between the previous line and this one (a loaded machine:
+ * 2 ms seen). The answer is accepted anywhere in that span. For those events
  * only, the agent asks the source `PEXPIRETIME key` on a connection of its
  * own and takes the answer when no other event touched the key between the
  * command and the probe's own MONITOR line — the answer is then exactly the
@@ -38,7 +43,7 @@ export class ExpiryCorrector {
 
   constructor(
     private readonly conn: RawRedis,
-    private readonly uncertain: WeakMap<FlashbackEvent, number>,
+    private readonly uncertain: WeakMap<FlashbackEvent, UncertainExpiry>,
     private readonly out: (events: FlashbackEvent[]) => void,
     private readonly logger: Logger,
     private readonly timeoutMs = 2_000,
@@ -50,9 +55,9 @@ export class ExpiryCorrector {
     for (const e of events) {
       // In order: a later event of the same transaction touches the key before the probe runs, too.
       if (this.pending.length > 0) this.taint(e);
-      const at = this.uncertain.get(e);
-      if (at === undefined) (pass ??= []).push(e);
-      else this.probe(e, at);
+      const u = this.uncertain.get(e);
+      if (u === undefined) (pass ??= []).push(e);
+      else this.probe(e, u);
     }
     if (pass) this.out(pass.length === events.length ? events : pass);
   }
@@ -66,7 +71,7 @@ export class ExpiryCorrector {
     }
   }
 
-  private probe(event: FlashbackEvent, at: number): void {
+  private probe(event: FlashbackEvent, { at, slackMs }: UncertainExpiry): void {
     const key = event.keys[0];
     const computedMs = Number(event.replay[at]!.toString('latin1'));
     if (!key) {
@@ -74,7 +79,7 @@ export class ExpiryCorrector {
       return;
     }
     const p: Probe = {
-      event, at, computedMs, db: event.db, key, tainted: false, lineSeen: false, reply: undefined,
+      event, at, slackMs, computedMs, db: event.db, key, tainted: false, lineSeen: false, reply: undefined,
       timer: setTimeout(() => this.settle(p, 'timeout'), this.timeoutMs),
     };
     this.pending.push(p);
@@ -106,8 +111,8 @@ export class ExpiryCorrector {
     this.pending.splice(i, 1);
     clearTimeout(p.timer);
     const r = p.reply;
-    // The true expiry is the computed one or 1 ms earlier; anything else means the answer is not this command's.
-    if (why === 'answered' && !p.tainted && r !== undefined && (r === p.computedMs || r === p.computedMs - 1)) {
+    // The true expiry is the computed one or up to slackMs earlier; anything else means the answer is not this command's.
+    if (why === 'answered' && !p.tainted && r !== undefined && r <= p.computedMs && r >= p.computedMs - p.slackMs) {
       if (r !== p.computedMs) {
         p.event.replay = p.event.replay.slice();
         p.event.replay[p.at] = Buffer.from(String(r));
@@ -115,7 +120,7 @@ export class ExpiryCorrector {
       } else this.confirmed++;
     } else {
       this.uncorrectable++;
-      if (why !== 'answered') this.logger.debug({ seq: p.event.seq, why }, 'expiry left as computed (may be 1 ms late)');
+      if (why !== 'answered') this.logger.debug({ seq: p.event.seq, why }, 'expiry left as computed (may be a few ms late)');
     }
     this.out([p.event]);
     if (this.pending.length === 0) for (const d of this.drained.splice(0)) d();
