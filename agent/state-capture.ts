@@ -217,11 +217,23 @@ export class StateCapture {
     const idAt = name === 'XADD' && e.kind === EventKind.Command ? autoIdIndex(e.replay) : -1;
     // A write that reads a key whose replayed state is unknown writes unknown state.
     if (this.taints.size > 0) this.spread(e, taint);
-    // Anything but another generated-id XADD on a stream with ids still unknown: read its state instead.
-    if (this.uncovered.size > 0 || this.probes.length > 0) {
-      for (const k of e.keys) {
-        const id = keyId(e.db, k);
-        if (idAt < 0 && (this.uncovered.has(id) || this.probes.some((p) => p.kind === 'ids' && p.db === e.db && p.keys[0]!.equals(k) && p.reply === undefined))) taint(e.db, k);
+    // Anything but another generated-id XADD on a stream whose ids are still unknown: read the state instead — of
+    // every key the write touches (RENAME/COPY carry the unknown ids on), in every db it puts them in.
+    if (idAt < 0 && e.replay.length > 0 && (this.uncovered.size > 0 || this.probes.length > 0)) {
+      const pendingIds = (db: number, k: Buffer) =>
+        this.uncovered.has(keyId(db, k)) || this.probes.some((p) => p.kind === 'ids' && p.db === db && p.keys[0]!.equals(k) && p.reply === undefined);
+      if (e.keys.length === 0) {
+        const swap = name === 'SWAPDB' ? [Number(e.args[1]?.toString('latin1')), Number(e.args[2]?.toString('latin1'))] : undefined;
+        for (const list of [...this.uncovered.values()]) {
+          const { db, key } = list[0]!;
+          taint(db, key);
+          if (swap && db === swap[0]) taint(swap[1]!, key);
+          if (swap && db === swap[1]) taint(swap[0]!, key);
+        }
+      } else if (e.keys.some((k) => pendingIds(e.db, k))) {
+        for (const k of e.keys) taint(e.db, k);
+        const target = targetDb(e);
+        if (target !== undefined) for (const k of e.keys) taint(target, k);
       }
     }
     if (e.kind !== EventKind.Command) return;
