@@ -135,7 +135,11 @@ export class StateCapture {
     private readonly maxHeld = 200_000,
   ) {
     for (const spec of table.commands.values()) if (spec.write && spec.nondeterministic) this.nondeterministic.add(spec.name.toUpperCase());
+    this.special = new Set([...this.nondeterministic, 'XADD', 'STATE', ...Object.keys(BLOCKING_TIMEOUT_AT)]);
   }
+
+  /** Commands that may start a probe (or are a probe's placeholder): any other event passes straight on when nothing is pending. */
+  private readonly special: Set<string>;
 
   /** Events held until their group's state is known. */
   get heldEvents(): number {
@@ -154,6 +158,11 @@ export class StateCapture {
 
   /** Events in seq order from the assembler (placeholders of state probes included). */
   process(events: FlashbackEvent[]): void {
+    // The common case, once per event at full write rate: nothing pending and no command that needs a probe.
+    if (this.held.length === 0 && this.blocked.size === 0 && this.idle && !events.some((e) => this.special.has(e.command))) {
+      this.out(events);
+      return;
+    }
     const isState = events[0]?.kind === EventKind.State;
     if (!isState) {
       const fresh = new Map<number, Buffer[]>();
