@@ -60,6 +60,16 @@ export const RestoreRequestBody = z
   })
   .openapi('RestoreRequest');
 
+/** The fields every restore report ends with: warnings, time taken, and where the data went. */
+const reportTail = {
+  warnings: z.array(z.string()),
+  seconds: z.number(),
+  url: z.string().optional(),
+  pid: z.number().optional(),
+  dir: z.string().optional(),
+  rdb: z.string().optional(),
+};
+
 /** What a restore did. */
 export const RestoreReportSchema = z
   .object({
@@ -73,12 +83,7 @@ export const RestoreReportSchema = z
     expiredAtRestore: z.number(),
     digest: z.string(),
     verified: z.enum(['match', 'unchecked']),
-    warnings: z.array(z.string()),
-    seconds: z.number(),
-    url: z.string().optional(),
-    pid: z.number().optional(),
-    dir: z.string().optional(),
-    rdb: z.string().optional(),
+    ...reportTail,
   })
   .openapi('RestoreReport');
 
@@ -91,12 +96,7 @@ export const ClusterRestoreReportSchema = z
     keys: z.number(),
     digest: z.string().optional(),
     masters: z.array(z.object({ url: z.string(), slots: z.array(z.tuple([z.number(), z.number()])).optional(), keys: z.number(), digest: z.string() })).optional(),
-    warnings: z.array(z.string()),
-    seconds: z.number(),
-    url: z.string().optional(),
-    pid: z.number().optional(),
-    dir: z.string().optional(),
-    rdb: z.string().optional(),
+    ...reportTail,
   })
   .openapi('ClusterRestoreReport');
 

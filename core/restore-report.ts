@@ -11,8 +11,18 @@ export interface RestoreProgress {
   totalEvents: number;
 }
 
+/** How long a restore took and where its data went. */
+export interface RestoreOutcome {
+  seconds: number;
+  /** The new instance (spawn), the target, or the RDB file. */
+  url?: string;
+  pid?: number;
+  dir?: string;
+  rdb?: string;
+}
+
 /** What a restore did: the `--json` output and the API's job result. */
-export interface RestoreReport {
+export interface RestoreReport extends RestoreOutcome {
   node: string;
   epoch: number;
   cutoff: { seq: number; tsUs: number; time: string; asked?: string };
@@ -27,17 +37,10 @@ export interface RestoreReport {
   /** 'match': equal to the source's digest recorded at the baseline (cutoff = baseline); 'unchecked' otherwise. */
   verified: 'match' | 'unchecked';
   /**
-   * What may keep this restore from being exact: commands replayed as issued whose effect the argv does not
-   * determine (tip nondeterministic_output: SPOP, XADD *, …) or that can block (BLPOP …: a pop served later is
-   * not in MONITOR). Empty when nothing of the kind was replayed.
+   * What may keep this restore from being exact: nondeterministic commands (SPOP, XADD *, …) replayed as issued
+   * because the agent could not capture the state they reached. Empty when there were none.
    */
   warnings: string[];
-  seconds: number;
-  /** The new instance (spawn), the target, or the RDB file. */
-  url?: string;
-  pid?: number;
-  dir?: string;
-  rdb?: string;
 }
 
 /**
@@ -45,7 +48,7 @@ export interface RestoreReport {
  * restored at one instant into one destination. The `--json` output and the API's job result when the request
  * named `nodes`.
  */
-export interface ClusterRestoreReport {
+export interface ClusterRestoreReport extends RestoreOutcome {
   /** The nodes, in the order asked. */
   nodes: string[];
   /** The instant every node was restored at. */
@@ -60,10 +63,4 @@ export interface ClusterRestoreReport {
   masters?: { url: string; slots?: [number, number][]; keys: number; digest: string }[];
   /** The parts' warnings, each prefixed with its node. */
   warnings: string[];
-  seconds: number;
-  /** The new instance (spawn), the target, or the RDB file. */
-  url?: string;
-  pid?: number;
-  dir?: string;
-  rdb?: string;
 }

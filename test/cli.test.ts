@@ -1,10 +1,10 @@
 // The flashback CLI on bad input: one clear line on stderr naming the problem, exit code ≠ 0; --help lists every command.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { freePort } from '../core/servers/free-port.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
 import { testClickHouse, testNats, testRedis } from './helpers/servers.js';
+import { cli } from './helpers/cli.js';
 
 let redis: ServerProcess;
 let nats: ServerProcess;
@@ -18,17 +18,6 @@ after(async () => {
   await Promise.all([redis?.stop(), nats?.stop(), clickhouse?.stop()]);
 });
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLASHBACK_')));
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, ['bin/flashback.js', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 async function failsWith(args: string[], pattern: RegExp): Promise<void> {
   const r = await cli(args);

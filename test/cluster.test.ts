@@ -1,6 +1,5 @@
 // Redis Cluster topologies: several nodes restored at one instant into one standalone instance or a Redis Cluster (library, CLI, API + restorer), a standalone source into a Cluster, capture of a real Cluster's masters, and agents following their shard through a failover.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -24,6 +23,7 @@ import { restoreWindows } from '../core/windows.js';
 import { clickHouseEventStore, clusterRestore, keySlot, restore, startRestorer, type ClusterRestoreRequest, type RestoreRequest } from '../restorer/index.js';
 import { startTestCluster, withRedis, type TestCluster } from './helpers/cluster.js';
 import { testRedis } from './helpers/servers.js';
+import { cli } from './helpers/cli.js';
 import { SOURCE_ARGS, startSource, startStack, waitFor, waitForEvents, waitForWindow, type Stack } from './helpers/stack.js';
 
 const DEBUG_ARGS = ['--enable-debug-command', 'yes'];
@@ -118,8 +118,8 @@ function argvOf([name, k, ...rest]: [string, Buffer, ...Arg[]]): [string, ...Arg
   return [name, k, ...rest];
 }
 
-/** Runs workload commands on a standalone connection. */
-async function sendTo(r: Redis, cmds: [string, Buffer, ...Arg[]][], tx: boolean): Promise<void> {
+/** Runs workload commands on a connection: a standalone one, or a Cluster client (which routes by key). */
+async function sendTo(r: Redis | Cluster, cmds: [string, Buffer, ...Arg[]][], tx: boolean): Promise<void> {
   if (!tx) {
     const [name, ...args] = argvOf(cmds[0]!);
     await r.callBuffer(name, ...args);
@@ -199,17 +199,6 @@ function digestOf(url: string): Promise<string> {
   return withRedis(url, async (r) => String(await r.call('DEBUG', 'DIGEST')));
 }
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLASHBACK_')));
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, ['bin/flashback.js', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 test('key slots: ours are the server\'s (CLUSTER KEYSLOT) for text, hash-tag and binary keys', async () => {
   const rnd = seededRandom(7);
@@ -401,19 +390,7 @@ test('a Redis Cluster source: one agent per master captures it, and the masters 
     }
     client = source.client();
     const c = client;
-    const sendCluster = async (cmds: [string, Buffer, ...Arg[]][], tx: boolean) => {
-      if (!tx) {
-        const [name, ...args] = argvOf(cmds[0]!);
-        await c.callBuffer(name, ...args);
-        return;
-      }
-      const m = c.multi();
-      for (const cmd of cmds) {
-        const [name, ...args] = argvOf(cmd);
-        m.callBuffer(name, ...args);
-      }
-      await m.exec();
-    };
+    const sendCluster = (cmds: [string, Buffer, ...Arg[]][], tx: boolean) => sendTo(c, cmds, tx);
     await workload(sendCluster, 400, 21);
     // Capture: every master's writes reach its own agent's history.
     for (const a of agents) {
@@ -473,19 +450,7 @@ test('a failover on a Redis Cluster source: each agent follows its shard to the 
   const shards = [0, 1].map((i) => ({ oldMaster: source.masters[i]!, newMaster: source.replicas[i]!, node: `c2-shard${i + 1}-${run}`, metricsIntervalMs: i === 0 ? 1_000 : 600_000 }));
   const agents: Agent[] = [];
   const client = source.client();
-  const sendCluster = async (cmds: [string, Buffer, ...Arg[]][], tx: boolean) => {
-    if (!tx) {
-      const [name, ...args] = argvOf(cmds[0]!);
-      await client.callBuffer(name, ...args);
-      return;
-    }
-    const m = client.multi();
-    for (const cmd of cmds) {
-      const [name, ...args] = argvOf(cmd);
-      m.callBuffer(name, ...args);
-    }
-    await m.exec();
-  };
+  const sendCluster = (cmds: [string, Buffer, ...Arg[]][], tx: boolean) => sendTo(client, cmds, tx);
   const role = (url: string) => withRedis(url, async (r) => /^role:(\w+)/m.exec(String(await r.call('INFO', 'replication')))?.[1]);
   const addr = (n: { server: { host: string; port: number } }) => `${n.server.host}:${n.server.port}`;
   try {

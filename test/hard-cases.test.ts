@@ -10,9 +10,8 @@ import { resolveCutoff, type CutoffSpec } from '../core/cutoff.js';
 import { connectNats, ensureBaselineStore, type NatsConnection } from '../core/nats.js';
 import { stopPid } from '../core/servers/server-process.js';
 import { sqlString, sqlUInt } from '../core/sql-literal.js';
-import { restoreWindows } from '../core/windows.js';
 import { clickHouseEventStore, restore, type EventStore } from '../restorer/index.js';
-import { startSource, startStack, waitFor, waitForEvents, type Stack } from './helpers/stack.js';
+import { startSource, startStack, type Stack, syncedSource, type Source } from './helpers/stack.js';
 
 let stack: Stack;
 let nc: NatsConnection;
@@ -33,7 +32,6 @@ after(async () => {
   if (instancesDir) await rm(instancesDir, { recursive: true, force: true });
 });
 
-type Source = Awaited<ReturnType<typeof startSource>>;
 type Arg = string | number | Buffer;
 
 /** One step of a scenario: commands issued by the test's only client, then the source's state is recorded. */
@@ -105,14 +103,7 @@ async function stateOf(url: string): Promise<State> {
   }
 }
 
-/** Waits until everything the agent captured, baselines included, is stored and restorable. */
-async function synced(src: Source): Promise<number> {
-  assert.equal(await src.agent.flush(), true);
-  const last = src.agent.stats().lastSeq;
-  await waitForEvents(stack, src.node, last);
-  await waitFor(`a window of ${src.node} reaching seq ${last}`, async () => ((await restoreWindows(stack.store, src.node)).some((w) => w.toSeq >= last) ? true : undefined));
-  return last;
-}
+const synced = (src: Source) => syncedSource(stack, src);
 
 async function inBatches<T, R>(items: T[], size: number, fn: (t: T) => Promise<R>): Promise<R[]> {
   const out: R[] = [];

@@ -12,8 +12,7 @@ import { startRedisServer } from '../core/servers/redis-server.js';
 import { stopPid } from '../core/servers/server-process.js';
 import { sqlString } from '../core/sql-literal.js';
 import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
-import { serverTimeUs, startSource, startStack, waitFor, waitForEvents, waitForWindow, type Stack } from './helpers/stack.js';
-import { restoreWindows } from '../core/windows.js';
+import { serverTimeUs, startSource, startStack, waitFor, waitForWindow, type Stack, syncedSource, type Source } from './helpers/stack.js';
 import { testRedis } from './helpers/servers.js';
 
 let stack: Stack;
@@ -42,14 +41,7 @@ async function doRestore(req: RestoreRequest) {
   return report;
 }
 
-/** Waits until everything the agent captured, baselines included, is stored and restorable. */
-async function synced(src: Awaited<ReturnType<typeof startSource>>): Promise<number> {
-  assert.equal(await src.agent.flush(), true);
-  const last = src.agent.stats().lastSeq;
-  await waitForEvents(stack, src.node, last);
-  await waitFor(`a window of ${src.node} reaching seq ${last}`, async () => ((await restoreWindows(stack.store, src.node)).some((w) => w.toSeq >= last) ? true : undefined));
-  return last;
-}
+const synced = (src: Source) => syncedSource(stack, src);
 
 async function digestOf(url: string): Promise<string> {
   const r = new Redis(url);

@@ -10,9 +10,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { connectNats, ensureBaselineStore } from '../core/nats.js';
 import { stopPid } from '../core/servers/server-process.js';
 import { sqlString } from '../core/sql-literal.js';
-import { restoreWindows } from '../core/windows.js';
 import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
-import { serverTimeUs, startSource, startStack, waitFor, waitForEvents, type Stack } from './helpers/stack.js';
+import { serverTimeUs, startSource, startStack, waitFor, type Stack, syncedSource, type Source } from './helpers/stack.js';
 
 let stack: Stack;
 let nc: NatsConnection;
@@ -33,15 +32,7 @@ after(async () => {
   await rm(instancesDir, { recursive: true, force: true });
 });
 
-type Source = Awaited<ReturnType<typeof startSource>>;
-
-async function synced(src: Source): Promise<number> {
-  assert.equal(await src.agent.flush(), true);
-  const last = src.agent.stats().lastSeq;
-  await waitForEvents(stack, src.node, last);
-  await waitFor(`a window of ${src.node} reaching seq ${last}`, async () => ((await restoreWindows(stack.store, src.node)).some((w) => w.toSeq >= last) ? true : undefined));
-  return last;
-}
+const synced = (src: Source) => syncedSource(stack, src);
 
 /** What must match: the dataset digest, and stream internals DEBUG DIGEST may not cover (PEL delivery times, consumers). */
 async function fingerprint(r: Redis, streams: string[] = []): Promise<string> {

@@ -68,19 +68,23 @@ export async function handler(args: Args): Promise<void> {
   try {
     const objects = await ensureBaselineStore(nc);
     const deps = { events: clickHouseEventStore(store, store.client), objects, logger };
+    // Where the restored data goes: the same for one node and for several.
+    const destination = {
+      spawn: args.spawn ? { port: args.port } : undefined,
+      target: args.target,
+      rdb: args.rdb,
+      keepTtlRelative: args.keepTtlRelative,
+      keys: args.keys?.map(String),
+      db: args.db,
+    };
     if (nodes.length > 1) {
       const report = await clusterRestore(
         deps,
         {
           nodes,
           to: args.to!,
-          spawn: args.spawn ? { port: args.port } : undefined,
-          target: args.target,
+          ...destination,
           flush: args.target !== undefined ? args.flush : undefined,
-          rdb: args.rdb,
-          keepTtlRelative: args.keepTtlRelative,
-          keys: args.keys?.map(String),
-          db: args.db,
         },
         (p: RestoreProgress) => progress.update(p.phase, p.events, p.totalEvents),
       );
@@ -96,13 +100,8 @@ export async function handler(args: Args): Promise<void> {
         toSeq: args.toSeq,
         beforeSeq: args.beforeSeq,
         epoch: args.epoch,
-        spawn: args.spawn ? { port: args.port } : undefined,
-        target: args.target,
+        ...destination,
         flush: args.flush,
-        rdb: args.rdb,
-        keepTtlRelative: args.keepTtlRelative,
-        keys: args.keys?.map(String),
-        db: args.db,
       },
       (p: RestoreProgress) => progress.update(p.phase, p.events, p.totalEvents),
     );

@@ -93,3 +93,15 @@ export async function serverTimeUs(r: { time(): Promise<[string, string] | (stri
   const [s, us] = await r.time();
   return Number(s) * 1_000_000 + Number(us);
 }
+
+/** A captured source as startSource returns it. */
+export type Source = Awaited<ReturnType<typeof startSource>>;
+
+/** Waits until everything the agent captured, baselines included, is stored and restorable; returns its last seq. */
+export async function syncedSource(stack: Stack, src: Source): Promise<number> {
+  if (!(await src.agent.flush())) throw new Error(`the agent of ${src.node} did not publish everything`);
+  const last = src.agent.stats().lastSeq;
+  await waitForEvents(stack, src.node, last);
+  await waitFor(`a window of ${src.node} reaching seq ${last}`, async () => ((await restoreWindows(stack.store, src.node)).some((w) => w.toSeq >= last) ? true : undefined));
+  return last;
+}
