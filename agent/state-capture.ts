@@ -233,8 +233,10 @@ export class StateCapture {
         this.uncovered.has(keyId(db, k)) || this.probes.some((p) => p.kind === 'ids' && p.db === db && p.keys[0]!.equals(k) && p.reply === undefined);
       if (e.keys.length === 0) {
         const swap = name === 'SWAPDB' ? [Number(e.args[1]?.toString('latin1')), Number(e.args[2]?.toString('latin1'))] : undefined;
-        for (const list of [...this.uncovered.values()]) {
-          const { db, key } = list[0]!;
+        // Streams with ids unknown: still uncovered, or covered by an ids probe whose answer has not come.
+        const pending = [...this.uncovered.values()].map((l) => ({ db: l[0]!.db, key: l[0]!.key }));
+        for (const p of this.probes) if (p.kind === 'ids' && p.reply === undefined && p.failed === undefined) pending.push({ db: p.db, key: p.keys[0]! });
+        for (const { db, key } of pending) {
           taint(db, key);
           if (swap && db === swap[0]) taint(swap[1]!, key);
           if (swap && db === swap[1]) taint(swap[0]!, key);
