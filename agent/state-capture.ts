@@ -122,7 +122,6 @@ export class StateCapture {
   probesSent = 0;
   statesCaptured = 0;
   idsResolved = 0;
-  groups = 0;
 
   constructor(
     private readonly conn: RawRedis,
@@ -232,19 +231,12 @@ export class StateCapture {
       const pendingIds = (db: number, k: Buffer) =>
         this.uncovered.has(keyId(db, k)) || this.probes.some((p) => p.kind === 'ids' && p.db === db && p.keys[0]!.equals(k) && p.reply === undefined);
       if (e.keys.length === 0) {
-        const swap = name === 'SWAPDB' ? [Number(e.args[1]?.toString('latin1')), Number(e.args[2]?.toString('latin1'))] : undefined;
         // Streams with ids unknown: still uncovered, or covered by an ids probe whose answer has not come.
         const pending = [...this.uncovered.values()].map((l) => ({ db: l[0]!.db, key: l[0]!.key }));
         for (const p of this.probes) if (p.kind === 'ids' && p.reply === undefined && p.failed === undefined) pending.push({ db: p.db, key: p.keys[0]! });
-        for (const { db, key } of pending) {
-          taint(db, key);
-          if (swap && db === swap[0]) taint(swap[1]!, key);
-          if (swap && db === swap[1]) taint(swap[0]!, key);
-        }
+        taintWritten(e, pending, taint);
       } else if (e.keys.some((k) => pendingIds(e.db, k))) {
-        for (const k of e.keys) taint(e.db, k);
-        const target = targetDb(e);
-        if (target !== undefined) for (const k of e.keys) taint(target, k);
+        taintWritten(e, [], taint);
       }
     }
     if (e.kind !== EventKind.Command) return;
@@ -268,7 +260,7 @@ export class StateCapture {
       // Where this write may put data: its keys in its db; MOVE/COPY … DB also in the other db; SWAPDB both whole
       // dbs. A served BLMOVE pushes into its destination, which may serve another blocked client: to a fixpoint.
       const target = targetDb(e);
-      const swap = name === 'SWAPDB' ? [Number(e.args[1]?.toString('latin1')), Number(e.args[2]?.toString('latin1'))] : undefined;
+      const swap = swappedDbs(e);
       const written: { db: number; key: Buffer }[] = e.keys.map((key) => ({ db: e.db, key }));
       if (target !== undefined) for (const key of e.keys) written.push({ db: target, key });
       const served = new Set<string>();
@@ -300,25 +292,12 @@ export class StateCapture {
     }
   }
 
-  /** Taints what a write derives from tainted keys (all its keys, and where MOVE/COPY … DB/SWAPDB put them). */
+  /** Taints what a write derives from tainted keys. */
   private spread(e: FlashbackEvent, taint: (db: number, key: Buffer) => void): void {
     if (e.replay.length === 0) return;
-    const name = e.command;
-    if (e.keys.length === 0) {
-      // FLUSHALL/FLUSHDB/SWAPDB name no keys: probe every tainted key again (and where SWAPDB moved it).
-      const swap = name === 'SWAPDB' ? [Number(e.args[1]?.toString('latin1')), Number(e.args[2]?.toString('latin1'))] : undefined;
-      for (const t of [...this.taints.values()]) {
-        taint(t.db, t.key);
-        if (swap && t.db === swap[0]) taint(swap[1]!, t.key);
-        if (swap && t.db === swap[1]) taint(swap[0]!, t.key);
-      }
-      return;
-    }
-    const hit = e.keys.some((k) => this.taints.has(keyId(e.db, k)));
-    if (!hit) return;
-    for (const k of e.keys) taint(e.db, k);
-    const target = targetDb(e);
-    if (target !== undefined) for (const k of e.keys) taint(target, k);
+    // FLUSHALL/FLUSHDB/SWAPDB name no keys: probe every tainted key again.
+    if (e.keys.length === 0) taintWritten(e, [...this.taints.values()], taint);
+    else if (e.keys.some((k) => this.taints.has(keyId(e.db, k)))) taintWritten(e, [], taint);
   }
 
   private probe(kind: Probe['kind'], db: number, keys: Buffer[]): void {
@@ -490,7 +469,6 @@ export class StateCapture {
         e.tx = first;
         e.tsUs = tsUs;
       }
-      this.groups++;
     }
     this.out(group);
   }
@@ -554,6 +532,31 @@ function blockMs(args: Buffer[]): number | undefined {
     if (a === 'BLOCK') return Number(args[i + 1]!.toString('latin1'));
   }
   return undefined;
+}
+
+/** SWAPDB's two dbs. */
+function swappedDbs(e: FlashbackEvent): [number, number] | undefined {
+  return e.command === 'SWAPDB' ? [Number(e.args[1]?.toString('latin1')), Number(e.args[2]?.toString('latin1'))] : undefined;
+}
+
+/**
+ * Taints what a write that touched unknown state may have written: every key it names, in its db and where
+ * MOVE/COPY … DB put them; for a write that names no keys (FLUSHALL/FLUSHDB/SWAPDB), the given `unknown` keys
+ * and where SWAPDB moved them.
+ */
+function taintWritten(e: FlashbackEvent, unknown: readonly { db: number; key: Buffer }[], taint: (db: number, key: Buffer) => void): void {
+  if (e.keys.length === 0) {
+    const swap = swappedDbs(e);
+    for (const { db, key } of unknown) {
+      taint(db, key);
+      if (swap && db === swap[0]) taint(swap[1], key);
+      if (swap && db === swap[1]) taint(swap[0], key);
+    }
+    return;
+  }
+  for (const k of e.keys) taint(e.db, k);
+  const target = targetDb(e);
+  if (target !== undefined) for (const k of e.keys) taint(target, k);
 }
 
 /** The other db a write puts its keys in: MOVE key db, COPY src dst DB n. */
