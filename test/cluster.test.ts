@@ -535,19 +535,7 @@ test('an unplanned failover (the master stops, its replica is elected): the agen
   const sender = () => {
     const c = source.client();
     clients.push(c);
-    return async (cmds: [string, Buffer, ...Arg[]][], tx: boolean) => {
-      if (!tx) {
-        const [name, ...args] = argvOf(cmds[0]!);
-        await c.callBuffer(name, ...args);
-        return;
-      }
-      const m = c.multi();
-      for (const cmd of cmds) {
-        const [name, ...args] = argvOf(cmd);
-        m.callBuffer(name, ...args);
-      }
-      await m.exec();
-    };
+    return (cmds: [string, Buffer, ...Arg[]][], tx: boolean) => sendTo(c, cmds, tx);
   };
   try {
     await waitFor('the first baseline on the old master', async () => (agent.stats().baselines >= 1 ? true : undefined));
