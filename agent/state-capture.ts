@@ -59,6 +59,13 @@ interface Probe {
   failed: string | undefined;
 }
 
+/** Held events from `from` up to (not including) `to` that must go out as one group: replay inside it is not exact. */
+interface Stretch {
+  from: number;
+  /** Set once every key state the stretch waits for has its probe line (just after those placeholders). */
+  to: number | undefined;
+}
+
 interface Blocked {
   db: number;
   keys: Buffer[];
@@ -111,8 +118,8 @@ export class StateCapture {
   private readonly countHint = new Map<string, number>();
   private readonly probes: Probe[] = [];
   private held: FlashbackEvent[] = [];
-  /** Indexes in `held` where nothing was unknown: the stretch before one may close once its probes are answered. */
-  private cleanPoints: number[] = [];
+  /** Stretches of `held` whose replay is not exact until their states are in; in order, never overlapping. */
+  private stretches: Stretch[] = [];
   private readonly blocked = new Map<string, Blocked>();
   private probeDb = -1;
   private timer: NodeJS.Timeout | undefined;
@@ -163,9 +170,11 @@ export class StateCapture {
       return;
     }
     const isState = events[0]?.kind === EventKind.State;
+    const at = this.held.length;
     if (!isState) {
       const fresh = new Map<number, Buffer[]>();
       const ids = new Map<string, PendingId>();
+      this.batchAt = at;
       for (const e of events) this.inspect(e, fresh, ids);
       for (const [db, keys] of fresh) {
         // One state probe in flight per key: its line, wherever it lands, reads every change made before it.
@@ -179,7 +188,6 @@ export class StateCapture {
       this.out(events);
       return;
     }
-    const at = this.held.length;
     for (const e of events) this.held.push(e);
     if (this.held.length > this.maxHeld) this.fail(`${this.held.length} events held waiting for state (limit ${this.maxHeld}): keys are rewritten faster than their state can be read`);
     if (isState) this.placeholders(events, at);
@@ -198,24 +206,57 @@ export class StateCapture {
     const id = keyId(p.db, p.keys[0]!);
     p.covers = this.uncovered.get(id) ?? [];
     this.uncovered.delete(id);
-    this.markClean();
     this.settle();
   }
 
-  private markClean(): void {
-    if (this.taints.size === 0 && this.uncovered.size === 0) this.cleanPoints.push(this.held.length);
+  /** Where in `held` the batch being inspected starts (a tx is never split: a stretch opens at its first event). */
+  private batchAt = 0;
+
+  /**
+   * Makes a key's replayed state unknown from event `seq` on: its state will be read. XADDs of it still waiting for
+   * their ids are moot (the state holds them, and the counter), so the stretch starts at the first of them.
+   */
+  private taintKey(db: number, key: Buffer, seq: number, from: number): void {
+    const id = keyId(db, key);
+    const t = this.taints.get(id);
+    if (t) t.since = Math.max(t.since, seq);
+    else this.taints.set(id, { db, key, since: seq });
+    const waiting = this.uncovered.get(id);
+    if (waiting) from = Math.min(from, this.indexOf(waiting[0]!.event.seq));
+    this.uncovered.delete(id);
+    this.entriesAdded.delete(id);
+    this.openStretch(from);
+  }
+
+  /** A stretch from `from` on, merged with any stretch it overlaps. */
+  private openStretch(from: number): void {
+    let last = this.stretches[this.stretches.length - 1];
+    if (last && last.to === undefined && last.from <= from) return;
+    while (last && (last.to === undefined || last.to > from)) {
+      from = Math.min(from, last.from);
+      this.stretches.pop();
+      last = this.stretches[this.stretches.length - 1];
+    }
+    this.stretches.push({ from, to: undefined });
+  }
+
+  /** Index in `held` of the event with this seq (held is in seq order); held.length when it is not there yet. */
+  private indexOf(seq: number): number {
+    let lo = 0;
+    let hi = this.held.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.held[mid]!.seq < seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
   }
 
   private inspect(e: FlashbackEvent, fresh: Map<number, Buffer[]>, ids: Map<string, PendingId>): void {
     if (e.kind !== EventKind.Command && e.kind !== EventKind.Expired && e.kind !== EventKind.Evicted) return;
     const taint = (db: number, key: Buffer) => {
       const id = keyId(db, key);
-      const t = this.taints.get(id);
-      if (t) t.since = e.seq;
-      else this.taints.set(id, { db, key, since: e.seq });
-      // Waiting XADD ids on it are moot: the state will be read (and with it the stream's counter).
-      this.uncovered.delete(id);
-      this.entriesAdded.delete(id);
+      this.taintKey(db, key, e.seq, this.batchAt);
       ids.delete(id);
       const list = fresh.get(db) ?? [];
       if (!list.some((k) => k.equals(key))) list.push(key);
@@ -346,7 +387,8 @@ export class StateCapture {
       // State read after the last tainting event is exact from here on.
       if (t && t.since < e.seq) this.taints.delete(id);
     }
-    this.markClean();
+    const open = this.stretches[this.stretches.length - 1];
+    if (this.taints.size === 0 && open && open.to === undefined) open.to = this.held.length;
   }
 
   private settle(): void {
@@ -364,25 +406,17 @@ export class StateCapture {
         const id = keyId(p.db, p.keys[0]!);
         this.countHint.set(id, 2 * (p.covers!.length + (this.uncovered.get(id)?.length ?? 0)) + 64);
         this.uncovered.set(id, [...p.covers!, ...(this.uncovered.get(id) ?? [])]);
-        this.cleanPoints = [];
         if (!this.probes.some((x) => x.kind === 'ids' && x.at === undefined && keyId(x.db, x.keys[0]!) === id)) this.probe('ids', p.db, p.keys);
       } else if (!this.resolveIds(p)) {
-        // The XADDs it covers are not exactly the newest entries: read the stream's state after all.
-        this.cleanPoints = this.cleanPoints.filter((x) => x > this.held.length);
-        this.taints.set(keyId(p.db, p.keys[0]!), { db: p.db, key: p.keys[0]!, since: this.held[this.held.length - 1]?.seq ?? 0 });
+        // The XADDs it covers are not exactly the newest entries: read the stream's state after all; from the first
+        // of them to that state nothing about the stream is known.
+        const first = p.covers![0]!.event.seq;
+        this.taintKey(p.db, p.keys[0]!, this.held[this.held.length - 1]?.seq ?? first, this.indexOf(first));
         this.probe('state', p.db, [p.keys[0]!]);
       }
     }
-    if (this.idle) {
-      this.release(this.held.length);
-    } else {
-      // The latest clean point before every unanswered probe's position.
-      const limit = this.probes[0]?.at ?? Infinity;
-      let point = 0;
-      // Strictly before: an ids probe's clean point is its own position, and the XADDs before it wait for its reply.
-      for (const c of this.cleanPoints) if (c < limit && c > point) point = c;
-      if (point > 0) this.release(point);
-    }
+    this.release(this.releasable());
+
     clearTimeout(this.timer);
     this.timer = this.probes.length > 0 ? setTimeout(() => this.expire(), Math.max(0, this.probes[0]!.sentAt + this.timeoutMs - Date.now())) : undefined;
   }
@@ -444,33 +478,42 @@ export class StateCapture {
     return true;
   }
 
-  /** Emits the first `n` held events as one group: one tx (its first seq), the time of its last command. */
-  private release(n: number): void {
-    const group = n === this.held.length ? this.held : this.held.slice(0, n);
-    this.held = n === this.held.length ? [] : this.held.slice(n);
-    this.cleanPoints = this.cleanPoints.filter((c) => c > n).map((c) => c - n);
-    for (const p of this.probes) if (p.at !== undefined) p.at -= n;
-    if (group.length === 0) return;
-    // A group with no state in it (XADD ids resolved in place) is not a transaction: each event keeps its own place.
-    const grouped = group.some((e) => e.kind === EventKind.State);
-    if (grouped) {
-      const first = group[0]!.seq;
-      // The commit time is the last command's, not the probe's: the probe runs a round trip later than what it reads.
-      let tsUs = group[group.length - 1]!.tsUs;
-      for (let i = group.length - 1; i >= 0; i--) {
-        if (group[i]!.kind !== EventKind.State) {
-          tsUs = group[i]!.tsUs;
-          break;
-        }
-      }
-      for (const e of group) {
-        // A baseline marker keeps its own place: its RDB is the true state there.
-        if (e.kind === EventKind.Baseline) continue;
-        e.tx = first;
-        e.tsUs = tsUs;
-      }
+  /**
+   * How many held events may go: those before the first XADD still waiting for its id, before the placeholders of
+   * the first state not yet read, and never into a stretch whose states are not all in.
+   */
+  private releasable(): number {
+    let limit = this.held.length;
+    for (const p of this.probes) if (p.kind === 'state' && p.at !== undefined) limit = Math.min(limit, p.at);
+    let waiting = Infinity;
+    for (const list of this.uncovered.values()) waiting = Math.min(waiting, list[0]!.event.seq);
+    for (const p of this.probes) if (p.covers && p.covers.length > 0) waiting = Math.min(waiting, p.covers[0]!.event.seq);
+    if (waiting !== Infinity) limit = Math.min(limit, this.indexOf(waiting));
+    for (let i = this.stretches.length - 1; i >= 0; i--) {
+      const s = this.stretches[i]!;
+      if (s.from < limit && (s.to === undefined || s.to > limit)) limit = s.from;
     }
-    this.out(group);
+    return limit;
+  }
+
+  /**
+   * Emits the first `n` held events. Each stretch among them is one group: one tx (its first seq), the time of its
+   * last command. Events outside stretches keep their own place (an XADD's id is written in place).
+   */
+  private release(n: number): void {
+    if (n === 0) return;
+    const out = n === this.held.length ? this.held : this.held.slice(0, n);
+    this.held = n === this.held.length ? [] : this.held.slice(n);
+    for (const p of this.probes) if (p.at !== undefined) p.at -= n;
+    while (this.stretches.length > 0 && this.stretches[0]!.to !== undefined && this.stretches[0]!.to <= n) {
+      const s = this.stretches.shift()!;
+      group(out, s.from, s.to!);
+    }
+    for (const s of this.stretches) {
+      s.from -= n;
+      if (s.to !== undefined) s.to -= n;
+    }
+    this.out(out);
   }
 
   private expire(): void {
@@ -501,7 +544,7 @@ export class StateCapture {
     this.uncovered.clear();
     const group = this.held;
     this.held = [];
-    this.cleanPoints = [];
+    this.stretches = [];
     // One tx that the epoch ends inside: a window never ends inside a tx (core/windows.ts), so none reaches these.
     if (incomplete) for (const e of group) if (e.kind !== EventKind.Baseline) e.tx = group[0]!.seq;
     if (group.length > 0) this.out(group);
@@ -511,6 +554,27 @@ export class StateCapture {
   async drain(): Promise<void> {
     const deadline = Date.now() + this.timeoutMs;
     while (this.held.length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Makes events[from, to) one group: one tx (its first seq), the time of its last command. */
+function group(events: FlashbackEvent[], from: number, to: number): void {
+  if (to <= from) return;
+  const first = events[from]!.seq;
+  // The commit time is the last command's, not the probe's: the probe runs a round trip later than what it reads.
+  let tsUs = events[to - 1]!.tsUs;
+  for (let i = to - 1; i >= from; i--) {
+    if (events[i]!.kind !== EventKind.State) {
+      tsUs = events[i]!.tsUs;
+      break;
+    }
+  }
+  for (let i = from; i < to; i++) {
+    const e = events[i]!;
+    // A baseline marker keeps its own place: its RDB is the true state there.
+    if (e.kind === EventKind.Baseline) continue;
+    e.tx = first;
+    e.tsUs = tsUs;
   }
 }
 

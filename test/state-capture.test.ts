@@ -231,3 +231,70 @@ test('bursts of XADD * from parallel clients get their exact ids; an XDEL or exp
     await src.close();
   }
 });
+
+test('XADD * on several streams without a pause: events go out while the writes go on, with their exact ids', async () => {
+  const src = await startSource(stack);
+  const streams = ['s0', 's1', 's2', 's3'];
+  const clients = streams.map(() => new Redis(src.redis.url));
+  let writing = true;
+  let writers: Promise<void>[] = [];
+  try {
+    await src.agent.baseline();
+    // Each stream's first XADD in an epoch is checked by its state (the agent learns the entry counter).
+    for (const [i, s] of streams.entries()) await clients[i]!.xadd(s, '*', 'init', '1');
+    await synced(src);
+    const startSeq = src.agent.stats().lastSeq;
+    const published = src.agent.stats().eventsPublished;
+    // Small pipelined batches per client, so the agent keeps up while some stream always has an XADD whose id is unknown.
+    writers = clients.map(async (c, i) => {
+      for (let n = 0; writing; n++) {
+        const p = c.pipeline();
+        for (let j = 0; j < 10; j++) p.xadd(streams[i]!, 'MAXLEN', '~', '1000', '*', 'n', String(n), 'j', String(j));
+        await p.exec();
+      }
+    });
+    // The 600 events after the start must be published while every client still writes.
+    await waitFor('600 XADD events published during the load', async () => (src.agent.stats().eventsPublished - published >= 600 ? true : undefined), 30_000);
+    assert.ok(src.agent.stats().lastSeq > startSeq + 600);
+    writing = false;
+    await Promise.all(writers);
+    const end = await fingerprint(clients[0]!, streams);
+    const last = await synced(src);
+    assert.ok(src.agent.stats().xaddIdsResolved >= 600, `XADD ids resolved: ${src.agent.stats().xaddIdsResolved}`);
+    assert.equal(await restoredFingerprint(src, { toSeq: last }, streams), end);
+  } finally {
+    writing = false;
+    await Promise.allSettled(writers);
+    for (const c of clients) c.disconnect();
+    await src.close();
+  }
+});
+
+test('a state read groups only the stretch it makes exact: an XADD * captured just before an SPOP keeps its own place', async () => {
+  const src = await startSource(stack);
+  const r = new Redis(src.redis.url);
+  try {
+    await r.sadd('pool', 'a', 'b', 'c', 'd', 'e');
+    await src.agent.baseline();
+    await r.xadd('log', '*', 'init', '1');
+    await synced(src);
+    // One round trip: the XADD still waits for its id when the SPOP starts a state read.
+    await r.pipeline().xadd('log', '*', 'n', '1').spop('pool').exec();
+    await synced(src);
+    const xadd = await seqOf(src, 'XADD', 1);
+    const report = await restore({ events: clickHouseEventStore(stack.store, stack.store.client), objects, instancesDir }, { node: src.node, toSeq: xadd, spawn: {} });
+    spawned.push(report);
+    const t = new Redis(report.url!);
+    try {
+      assert.equal(report.cutoff.seq, xadd, 'the cutoff stays at the XADD: it is not part of the SPOP\'s group');
+      assert.equal(await t.xlen('log'), 2);
+      assert.equal(await t.scard('pool'), 5);
+    } finally {
+      t.disconnect();
+      await stopPid(report.pid!);
+    }
+  } finally {
+    r.disconnect();
+    await src.close();
+  }
+});
