@@ -7,6 +7,7 @@
 // --deterministic: leave out SPOP, XADD *, consumer-group reads and claims, and blocking commands. --exclude: leave out
 // these operations by their stats names (e.g. PFCOUNT,blocking), to narrow a failure down.
 // Exit code 1 when any restore differed from the source; every failure line names its seed.
+import { spawnSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { runDifferential, type DifferentialOptions } from './helpers/differential.js';
@@ -33,6 +34,14 @@ const size: Omit<DifferentialOptions, 'seed'> = values.long
 const log = (line: string) => console.error(`${new Date().toISOString()} ${line}`);
 
 const stack = await startStack();
+// Ctrl-C (or a kill) mid-round still stops every server this run started: the stack's and the round's source.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`${signal}: stopping the servers this run started`);
+    spawnSync('pkill', ['-TERM', '-P', String(process.pid)]);
+    process.exit(130);
+  });
+}
 let failed = 0;
 try {
   for (let round = 0; rounds === 0 || round < rounds; round++) {

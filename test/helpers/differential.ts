@@ -150,11 +150,12 @@ export async function runDifferential(stack: Stack, options: DifferentialOptions
           const snap = await snapshot(r);
           const diffs = compareSnapshots(p.snapshot, snap, { shiftedExpiries: req.keepTtlRelative === true });
           if (digest !== p.digest || diffs.length > 0) {
-            const first = diffs[0] ?? 'no key differs in type, value digest, expiry or groups (DEBUG DIGEST covers what else?)';
+            const first = diffs[0]?.line ?? 'no key differs in type, value digest, expiry or groups (DEBUG DIGEST covers what else?)';
             result.failures.push(
               `${header(seed, p, how)}: restored digest ${digest}${digest === p.digest ? ' (equal)' : ` != source ${p.digest}`}; ` +
                 `${diffs.length} key(s) differ (source ${p.keys} keys, restored ${snap.size}); first: ${first}` +
-                (report.warnings.length > 0 ? `; restore warnings: ${clip(report.warnings.join('; '), 300)}` : ''),
+                (report.warnings.length > 0 ? `; restore warnings: ${clip(report.warnings.join('; '), 300)}` : '') +
+                (diffs[0] ? `\n${await keyHistory(stack, src.node, diffs[0].key, p.markerSeq)}` : ''),
             );
           }
         } finally {
@@ -373,7 +374,7 @@ function clip(s: string, n: number): string {
  * Differences between two snapshots, ordered by db then key bytes (the first is "the first diverging key").
  * `shiftedExpiries`: the restore moved every expiry by one constant (--keep-ttl-relative); each must move by it.
  */
-export function compareSnapshots(source: Snapshot, restored: Snapshot, options: { shiftedExpiries?: boolean } = {}): string[] {
+export function compareSnapshots(source: Snapshot, restored: Snapshot, options: { shiftedExpiries?: boolean } = {}): { key: Buffer; line: string }[] {
   let shift = 0;
   if (options.shiftedExpiries) {
     const counts = new Map<number, number>();
@@ -388,12 +389,13 @@ export function compareSnapshots(source: Snapshot, restored: Snapshot, options: 
     const [db, kb] = splitId(b);
     return da - db || Buffer.compare(ka, kb);
   });
-  const out: string[] = [];
+  const lines: { key: Buffer; line: string }[] = [];
   for (const id of ids) {
     const s = source.get(id);
     const t = restored.get(id);
     const k = s ?? t!;
     const name = `db ${k.db} key "${readableBytes(k.key)}"`;
+    const out = { push: (line: string) => lines.push({ key: k.key, line }) };
     if (!t) out.push(`${name} (${s!.type}) is missing from the restored instance; source: ${s!.preview}${s!.expireMs > 0 ? ` (PEXPIRETIME ${s!.expireMs})` : ''}`);
     else if (!s) out.push(`${name} (${t.type}) exists only in the restored instance: ${t.preview}${t.expireMs > 0 ? ` (PEXPIRETIME ${t.expireMs})` : ''}`);
     else if (s.type !== t.type) out.push(`${name}: type ${s.type} at the source, ${t.type} restored; source ${s.preview}; restored ${t.preview}`);
@@ -403,7 +405,21 @@ export function compareSnapshots(source: Snapshot, restored: Snapshot, options: 
       out.push(`${name} (${s.type}): PEXPIRETIME ${s.expireMs} at the source, ${t.expireMs} restored${shift ? ` (the restore shifted expiries by ${shift} ms)` : ''}`);
     }
   }
-  return out;
+  return lines;
+}
+
+/** The last stored events up to `uptoSeq` (and a few after) that name `key` or no key (FLUSH*, SWAPDB), oldest first: what a failure report shows. */
+async function keyHistory(stack: Stack, node: string, key: Buffer, uptoSeq: number): Promise<string> {
+  const rows = await stack.store.query<{ seq: string | number; tx: string | number; ts_us: string | number; db: number; client: string; kind: string; command: string; args: string[] }>(
+    `SELECT seq, any(tx) AS tx, any(ts_us) AS ts_us, any(db) AS db, any(client) AS client, any(kind) AS kind, any(command) AS command, any(args) AS args FROM flashback.events ` +
+      `WHERE node = ${sqlString(node)} AND seq <= ${uptoSeq + 20} AND (has(keys, unhex('${key.toString('hex')}')) OR (empty(keys) AND kind = 'command')) ` +
+      `GROUP BY seq ORDER BY seq DESC LIMIT 60`,
+  );
+  const lines = rows.reverse().map((r) => {
+    const args = r.args.map((a) => readableBytes(Buffer.from(a, 'latin1'))).join(' ');
+    return `  seq ${r.seq}${Number(r.tx) ? ` tx ${r.tx}` : ''} ${formatTsUs(Number(r.ts_us))} db ${r.db} ${r.client} ${r.kind === 'command' ? '' : `[${r.kind}] `}${clip(args || r.command, 160)}${Number(r.seq) >= uptoSeq ? ' (after the moment)' : ''}`;
+  });
+  return `events of "${readableBytes(key)}" and keyless writes up to the marker (seq ${uptoSeq}):\n${lines.join('\n')}`;
 }
 
 /** Where two renderings part: a little context before, then each side from there. */
