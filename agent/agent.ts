@@ -334,6 +334,8 @@ class CaptureAgent implements Agent {
       (events) => run.corrector.process(events),
       (reason) => void this.restartEpoch(`state capture failed (${reason}): what follows cannot be proven exact`),
       d.logger,
+      undefined,
+      d.maxMonitorOutputBytes,
     );
     run.assembler = new EventAssembler({
       node: d.node,

@@ -4,6 +4,7 @@ import type { Logger } from '../core/log.js';
 import type { RawRedis } from '../core/raw-redis.js';
 import { RespError } from '../core/resp.js';
 import { autoIdIndex } from '../core/xadd.js';
+import { HeldQueue } from './held-queue.js';
 
 /**
  * Reads each key's exact state on the source: DUMP and PEXPIRETIME, atomic in one script. Missing key → nil, -2.
@@ -48,7 +49,7 @@ interface Probe {
   db: number;
   keys: Buffer[];
   sentAt: number;
-  /** Index in `held` of the probe's position, once its line was seen. */
+  /** Position in `held` of the probe's line, once seen. */
   at: number | undefined;
   placeholders: FlashbackEvent[] | undefined;
   /** XADDs this ids probe resolves: those of its key captured before its line. */
@@ -117,7 +118,7 @@ export class StateCapture {
   /** Entries to ask for next time, per stream, after a read that was too short. */
   private readonly countHint = new Map<string, number>();
   private readonly probes: Probe[] = [];
-  private held: FlashbackEvent[] = [];
+  private readonly held = new HeldQueue();
   /** Stretches of `held` whose replay is not exact until their states are in; in order, never overlapping. */
   private stretches: Stretch[] = [];
   private readonly blocked = new Map<string, Blocked>();
@@ -137,8 +138,10 @@ export class StateCapture {
     /** The state of some keys could not be read: the epoch must end (what follows cannot be proven exact). */
     private readonly onFailure: (reason: string) => void,
     private readonly logger: Logger,
+    /** How long the source may take to answer a probe. (Its line comes as late as the agent lags: that lag has its own guard.) */
     private readonly timeoutMs = 30_000,
-    private readonly maxHeld = 200_000,
+    /** Bytes of held events (their args) at most: what the agent lets Redis buffer for its MONITOR client, by default. */
+    private readonly maxHeldBytes = 64 * 1024 * 1024,
   ) {
     for (const spec of table.commands.values()) if (spec.write && spec.nondeterministic) this.nondeterministic.add(spec.name.toUpperCase());
     this.special = new Set([...this.nondeterministic, 'XADD', 'STATE', ...Object.keys(BLOCKING_TIMEOUT_AT)]);
@@ -170,7 +173,7 @@ export class StateCapture {
       return;
     }
     const isState = events[0]?.kind === EventKind.State;
-    const at = this.held.length;
+    const at = this.held.end;
     if (!isState) {
       const fresh = new Map<number, Buffer[]>();
       const ids = new Map<string, PendingId>();
@@ -189,7 +192,9 @@ export class StateCapture {
       return;
     }
     for (const e of events) this.held.push(e);
-    if (this.held.length > this.maxHeld) this.fail(`${this.held.length} events held waiting for state (limit ${this.maxHeld}): keys are rewritten faster than their state can be read`);
+    if (this.held.bytes > this.maxHeldBytes) {
+      this.fail(`${this.held.length} events (${this.held.bytes} bytes) held waiting for state (limit ${this.maxHeldBytes} bytes): the agent lags too far behind this write rate`);
+    }
     if (isState) this.placeholders(events, at);
     this.settle();
   }
@@ -202,7 +207,7 @@ export class StateCapture {
       this.fail('an ids probe line did not match the probe sent');
       return;
     }
-    p.at = this.held.length;
+    p.at = this.held.end;
     const id = keyId(p.db, p.keys[0]!);
     p.covers = this.uncovered.get(id) ?? [];
     this.uncovered.delete(id);
@@ -222,7 +227,7 @@ export class StateCapture {
     if (t) t.since = Math.max(t.since, seq);
     else this.taints.set(id, { db, key, since: seq });
     const waiting = this.uncovered.get(id);
-    if (waiting) from = Math.min(from, this.indexOf(waiting[0]!.event.seq));
+    if (waiting) from = Math.min(from, this.held.positionOf(waiting[0]!.event.seq));
     this.uncovered.delete(id);
     this.entriesAdded.delete(id);
     this.openStretch(from);
@@ -238,18 +243,6 @@ export class StateCapture {
       last = this.stretches[this.stretches.length - 1];
     }
     this.stretches.push({ from, to: undefined });
-  }
-
-  /** Index in `held` of the event with this seq (held is in seq order); held.length when it is not there yet. */
-  private indexOf(seq: number): number {
-    let lo = 0;
-    let hi = this.held.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.held[mid]!.seq < seq) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
   }
 
   private inspect(e: FlashbackEvent, fresh: Map<number, Buffer[]>, ids: Map<string, PendingId>): void {
@@ -388,7 +381,7 @@ export class StateCapture {
       if (t && t.since < e.seq) this.taints.delete(id);
     }
     const open = this.stretches[this.stretches.length - 1];
-    if (this.taints.size === 0 && open && open.to === undefined) open.to = this.held.length;
+    if (this.taints.size === 0 && open && open.to === undefined) open.to = this.held.end;
   }
 
   private settle(): void {
@@ -411,14 +404,15 @@ export class StateCapture {
         // The XADDs it covers are not exactly the newest entries: read the stream's state after all; from the first
         // of them to that state nothing about the stream is known.
         const first = p.covers![0]!.event.seq;
-        this.taintKey(p.db, p.keys[0]!, this.held[this.held.length - 1]?.seq ?? first, this.indexOf(first));
+        this.taintKey(p.db, p.keys[0]!, this.held.last?.seq ?? first, this.held.positionOf(first));
         this.probe('state', p.db, [p.keys[0]!]);
       }
     }
     this.release(this.releasable());
 
     clearTimeout(this.timer);
-    this.timer = this.probes.length > 0 ? setTimeout(() => this.expire(), Math.max(0, this.probes[0]!.sentAt + this.timeoutMs - Date.now())) : undefined;
+    const waiting = this.unanswered();
+    this.timer = waiting ? setTimeout(() => this.expire(), Math.max(0, waiting.sentAt + this.timeoutMs - Date.now())) : undefined;
   }
 
   private fillStates(p: Probe): void {
@@ -483,12 +477,12 @@ export class StateCapture {
    * the first state not yet read, and never into a stretch whose states are not all in.
    */
   private releasable(): number {
-    let limit = this.held.length;
+    let limit = this.held.end;
     for (const p of this.probes) if (p.kind === 'state' && p.at !== undefined) limit = Math.min(limit, p.at);
     let waiting = Infinity;
     for (const list of this.uncovered.values()) waiting = Math.min(waiting, list[0]!.event.seq);
     for (const p of this.probes) if (p.covers && p.covers.length > 0) waiting = Math.min(waiting, p.covers[0]!.event.seq);
-    if (waiting !== Infinity) limit = Math.min(limit, this.indexOf(waiting));
+    if (waiting !== Infinity) limit = Math.min(limit, this.held.positionOf(waiting));
     for (let i = this.stretches.length - 1; i >= 0; i--) {
       const s = this.stretches[i]!;
       if (s.from < limit && (s.to === undefined || s.to > limit)) limit = s.from;
@@ -497,28 +491,32 @@ export class StateCapture {
   }
 
   /**
-   * Emits the first `n` held events. Each stretch among them is one group: one tx (its first seq), the time of its
-   * last command. Events outside stretches keep their own place (an XADD's id is written in place).
+   * Emits the held events before position `to`. Each stretch among them is one group: one tx (its first seq), the
+   * time of its last command. Events outside stretches keep their own place (an XADD's id is written in place).
    */
-  private release(n: number): void {
-    if (n === 0) return;
-    const out = n === this.held.length ? this.held : this.held.slice(0, n);
-    this.held = n === this.held.length ? [] : this.held.slice(n);
-    for (const p of this.probes) if (p.at !== undefined) p.at -= n;
-    while (this.stretches.length > 0 && this.stretches[0]!.to !== undefined && this.stretches[0]!.to <= n) {
+  private release(to: number): void {
+    const from = this.held.start;
+    if (to <= from) return;
+    const out = this.held.take(to);
+    while (this.stretches.length > 0 && this.stretches[0]!.to !== undefined && this.stretches[0]!.to <= to) {
       const s = this.stretches.shift()!;
-      group(out, s.from, s.to!);
-    }
-    for (const s of this.stretches) {
-      s.from -= n;
-      if (s.to !== undefined) s.to -= n;
+      group(out, s.from - from, s.to! - from);
     }
     this.out(out);
   }
 
+  /** The oldest probe the source has not answered yet. */
+  private unanswered(): Probe | undefined {
+    return this.probes.find((p) => p.reply === undefined && p.failed === undefined);
+  }
+
   private expire(): void {
     this.timer = undefined;
-    if (this.probes.length > 0) this.fail(`a probe of ${this.probes[0]!.keys.length} key(s) was not answered within ${this.timeoutMs} ms`);
+    const p = this.unanswered();
+    if (!p) return;
+    const late = p.sentAt + this.timeoutMs - Date.now();
+    if (late > 0) this.timer = setTimeout(() => this.expire(), late);
+    else this.fail(`the source did not answer a probe of ${p.keys.length} key(s) within ${this.timeoutMs} ms`);
   }
 
   private failed = false;
@@ -542,8 +540,7 @@ export class StateCapture {
     this.probes.length = 0;
     this.taints.clear();
     this.uncovered.clear();
-    const group = this.held;
-    this.held = [];
+    const group = this.held.take(this.held.end);
     this.stretches = [];
     // One tx that the epoch ends inside: a window never ends inside a tx (core/windows.ts), so none reaches these.
     if (incomplete) for (const e of group) if (e.kind !== EventKind.Baseline) e.tx = group[0]!.seq;
