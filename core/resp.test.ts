@@ -137,6 +137,45 @@ describe('RespReader', () => {
     assert.ok(copied <= 2 * wire.length, `copied ${copied} bytes for a ${wire.length}-byte stream`);
   });
 
+  it('parses a 200 000-entry array reply fed in 64 KB chunks once, not once per chunk', () => {
+    // The shape of XREVRANGE … COUNT n: [[id, [field, value]], …].
+    const n = 200_000;
+    const parts: Buffer[] = [Buffer.from(`*${n}\r\n`)];
+    for (let i = 0; i < n; i++) parts.push(Buffer.from(`*2\r\n$${String(i).length + 2}\r\n${i}-0\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n`));
+    const wire = Buffer.concat(parts);
+    const lines = wire.toString('latin1').split('\r\n').length - 1;
+    const reader = new RespReader();
+    // Count the line scans and the bytes copied: re-parsing per chunk would scan ~lines × chunks / 2 times.
+    const concat = Buffer.concat;
+    const indexOf = Buffer.prototype.indexOf;
+    let copied = 0;
+    let scans = 0;
+    Buffer.concat = ((list: readonly Uint8Array[], total?: number) => {
+      const b = concat(list, total);
+      copied += b.length;
+      return b;
+    }) as typeof Buffer.concat;
+    Buffer.prototype.indexOf = function (this: Buffer, ...args: Parameters<Buffer['indexOf']>) {
+      scans++;
+      return indexOf.apply(this, args);
+    } as Buffer['indexOf'];
+    let values: RespValue[];
+    try {
+      values = readAll(reader, pieces(wire, 64 * 1024));
+    } finally {
+      Buffer.concat = concat;
+      Buffer.prototype.indexOf = indexOf;
+    }
+    assert.equal(values.length, 1);
+    const entries = values[0] as RespValue[][];
+    assert.equal(entries.length, n);
+    assert.equal((entries[n - 1]![0] as Buffer).toString(), `${n - 1}-0`);
+    assert.deepEqual((entries[7]![1] as Buffer[]).map(String), ['f', 'v']);
+    assert.equal(reader.consumed, wire.length);
+    assert.ok(scans <= lines + 2 * Math.ceil(wire.length / (64 * 1024)), `${scans} line scans for ${lines} lines`);
+    assert.ok(copied <= wire.length, `copied ${copied} bytes for a ${wire.length}-byte reply`);
+  });
+
   it('hands back unread bytes in order with takeRemaining, including held chunks', () => {
     const reader = new RespReader();
     reader.push(Buffer.from('+FULLRESYNC abc 0\r\n$100\r\n0123'));

@@ -42,17 +42,24 @@ export function encodedCommandLength(argv: readonly Buffer[]): number {
  * Incremental RESP reader (RESP2, and the RESP3 types a handshake or a push brings: maps and pushes as flat arrays): `push` bytes as they arrive, then call `read()`
  * until it returns `undefined` (needs more bytes). `consumed` counts the bytes
  * of every complete value returned (the replication offset needs it).
+ *
+ * Resumable: an array that is not complete yet keeps what it has parsed (a stack of open arrays), so a reply of a
+ * million elements arriving in a few hundred chunks is parsed once, not once per chunk.
  */
 export class RespReader {
   private buf: Buffer = Buffer.alloc(0);
   private pos = 0;
   /** Total bytes of all values returned by `read()`. */
   consumed = 0;
+  /** Bytes of the value being read that are parsed already (its open arrays' headers and complete elements). */
+  private progress = 0;
+  /** Arrays opened and not complete yet, outermost first. */
+  private readonly open: { out: RespValue[]; i: number }[] = [];
 
   /** Chunks held back until a large bulk string is complete (avoids re-concatenating per chunk). */
   private parts: Buffer[] = [];
   private partsLen = 0;
-  /** Bytes from `pos` the value being parsed needs, when known. */
+  /** Bytes from `pos` the element being parsed needs, when known. */
   private wanted = 0;
 
   push(chunk: Buffer): void {
@@ -73,13 +80,14 @@ export class RespReader {
     this.wanted = 0;
   }
 
-  /** Bytes received but not yet returned as values. */
+  /** Bytes received but not yet parsed. */
   get pending(): number {
     return this.buf.length - this.pos + this.partsLen;
   }
 
   /** Takes the unread bytes out of the reader (for a switch to raw framing, such as an RDB payload). */
   takeRemaining(): Buffer {
+    if (this.open.length > 0) throw new ProtocolError('takeRemaining() in the middle of an array reply');
     const rest = Buffer.concat([this.buf.subarray(this.pos), ...this.parts]);
     this.buf = Buffer.alloc(0);
     this.parts = [];
@@ -91,15 +99,30 @@ export class RespReader {
 
   /** The next complete value, or `undefined` when more bytes are needed. */
   read(): RespValue | undefined {
-    const start = this.pos;
-    const v = this.parse();
-    if (v === NEED_MORE) {
-      if (this.wanted > 0) this.wanted = this.wanted - start;
-      this.pos = start;
-      return undefined;
+    for (;;) {
+      const start = this.pos;
+      const v = this.element();
+      if (v === NEED_MORE) {
+        this.pos = start;
+        return undefined;
+      }
+      this.progress += this.pos - start;
+      if (v === OPENED) continue;
+      let done: RespValue = v;
+      // Hand the element to the innermost open array; a completed array is an element of the next one out.
+      for (;;) {
+        const top = this.open[this.open.length - 1];
+        if (!top) {
+          this.consumed += this.progress;
+          this.progress = 0;
+          return done;
+        }
+        top.out[top.i++] = done;
+        if (top.i < top.out.length) break;
+        this.open.pop();
+        done = top.out;
+      }
     }
-    this.consumed += this.pos - start;
-    return v;
   }
 
   private line(): string | typeof NEED_MORE {
@@ -110,8 +133,10 @@ export class RespReader {
     return s;
   }
 
-  private parse(): RespValue | typeof NEED_MORE {
+  /** One scalar, or the header of a non-empty array (pushed on `open`: OPENED). */
+  private element(): RespValue | typeof NEED_MORE | typeof OPENED {
     if (this.pos >= this.buf.length) return NEED_MORE;
+    const start = this.pos;
     const type = this.buf[this.pos++];
     const line = this.line();
     if (line === NEED_MORE) return NEED_MORE;
@@ -128,7 +153,7 @@ export class RespReader {
         if (!Number.isInteger(len)) throw badLength('bulk string', line);
         if (len < 0) return null;
         if (this.pos + len + 2 > this.buf.length) {
-          this.wanted = this.pos + len + 2; // absolute; read() makes it relative to the value's start
+          this.wanted = this.pos + len + 2 - start;
           return NEED_MORE;
         }
         const b = this.buf.subarray(this.pos, this.pos + len);
@@ -150,13 +175,9 @@ export class RespReader {
         if (!Number.isInteger(n)) throw badLength('array', line);
         if (n < 0) return null;
         if (type === 0x25) n *= 2;
-        const out: RespValue[] = new Array(n);
-        for (let i = 0; i < n; i++) {
-          const v = this.parse();
-          if (v === NEED_MORE) return NEED_MORE;
-          out[i] = v;
-        }
-        return out;
+        if (n === 0) return [];
+        this.open.push({ out: new Array(n), i: 0 });
+        return OPENED;
       }
       default:
         throw new ProtocolError(`unexpected RESP type byte 0x${(type ?? 0).toString(16)} in reply`);
@@ -165,6 +186,7 @@ export class RespReader {
 }
 
 const NEED_MORE = Symbol('need-more');
+const OPENED = Symbol('opened');
 
 // A `$EOF:<mark>` RDB header, for one, is not a length: reading it as NaN would corrupt the position.
 function badLength(what: string, line: string): ProtocolError {
