@@ -4,7 +4,7 @@
  * value digest, expiry and stream consumer groups); at the end every recorded moment is restored, by seq and by time,
  * and the restored instance must hold exactly that state. A difference names the seed and the first diverging key.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
@@ -145,22 +145,27 @@ export async function runDifferential(stack: Stack, options: DifferentialOptions
         }
         if (report.pid) spawned.push(report.pid);
         const r = new Redis(report.url!);
+        // A failed restore's instance dir (its AOF above all) is kept for a look: the run's temporary dirs are not.
+        let keep: string | undefined;
         try {
           const digest = String(await r.call('DEBUG', 'DIGEST'));
           const snap = await snapshot(r);
           const diffs = compareSnapshots(p.snapshot, snap, { shiftedExpiries: req.keepTtlRelative === true });
           if (digest !== p.digest || diffs.length > 0) {
+            keep = path.join(os.tmpdir(), 'flashback-differential-failures', `${seed}-moment${p.index}-${how.split(' ')[0]}`);
             const first = diffs[0]?.line ?? 'no key differs in type, value digest, expiry or groups (DEBUG DIGEST covers what else?)';
             result.failures.push(
               `${header(seed, p, how)}: restored digest ${digest}${digest === p.digest ? ' (equal)' : ` != source ${p.digest}`}; ` +
                 `${diffs.length} key(s) differ (source ${p.keys} keys, restored ${snap.size}); first: ${first}` +
                 (report.warnings.length > 0 ? `; restore warnings: ${clip(report.warnings.join('; '), 300)}` : '') +
+                `; the restored instance's files are kept in ${keep}` +
                 (diffs[0] ? `\n${await keyHistory(stack, src.node, diffs[0].key, p.markerSeq)}` : ''),
             );
           }
         } finally {
           r.disconnect();
           if (report.pid) await stopPid(report.pid);
+          if (report.dir && keep) await cp(report.dir, keep, { recursive: true });
           if (report.dir) await rm(report.dir, { recursive: true, force: true });
         }
       }
@@ -410,14 +415,15 @@ export function compareSnapshots(source: Snapshot, restored: Snapshot, options: 
 
 /** The last stored events up to `uptoSeq` (and a few after) that name `key` or no key (FLUSH*, SWAPDB), oldest first: what a failure report shows. */
 async function keyHistory(stack: Stack, node: string, key: Buffer, uptoSeq: number): Promise<string> {
-  const rows = await stack.store.query<{ seq: string | number; tx: string | number; ts_us: string | number; db: number; client: string; kind: string; command: string; args: string[] }>(
-    `SELECT seq, any(tx) AS tx, any(ts_us) AS ts_us, any(db) AS db, any(client) AS client, any(kind) AS kind, any(command) AS command, any(args) AS args FROM flashback.events ` +
+  // Aliases differ from the column names: ClickHouse 18.16 would read an alias in WHERE as the aggregate.
+  const rows = await stack.store.query<{ seq: string | number; t: string | number; ts: string | number; d: number; c: string; k: string; cmd: string; a: string[] }>(
+    `SELECT seq, any(tx) AS t, any(ts_us) AS ts, any(db) AS d, any(client) AS c, any(kind) AS k, any(command) AS cmd, any(args) AS a FROM flashback.events ` +
       `WHERE node = ${sqlString(node)} AND seq <= ${uptoSeq + 20} AND (has(keys, unhex('${key.toString('hex')}')) OR (empty(keys) AND kind = 'command')) ` +
       `GROUP BY seq ORDER BY seq DESC LIMIT 60`,
   );
   const lines = rows.reverse().map((r) => {
-    const args = r.args.map((a) => readableBytes(Buffer.from(a, 'latin1'))).join(' ');
-    return `  seq ${r.seq}${Number(r.tx) ? ` tx ${r.tx}` : ''} ${formatTsUs(Number(r.ts_us))} db ${r.db} ${r.client} ${r.kind === 'command' ? '' : `[${r.kind}] `}${clip(args || r.command, 160)}${Number(r.seq) >= uptoSeq ? ' (after the moment)' : ''}`;
+    const args = r.a.map((a) => readableBytes(Buffer.from(a, 'latin1'))).join(' ');
+    return `  seq ${r.seq}${Number(r.t) ? ` tx ${r.t}` : ''} ${formatTsUs(Number(r.ts))} db ${r.d} ${r.c} ${r.k === 'command' ? '' : `[${r.k}] `}${clip(args || r.cmd, 160)}${Number(r.seq) >= uptoSeq ? ' (after the moment)' : ''}`;
   });
   return `events of "${readableBytes(key)}" and keyless writes up to the marker (seq ${uptoSeq}):\n${lines.join('\n')}`;
 }
