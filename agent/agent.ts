@@ -566,8 +566,13 @@ class CaptureAgent implements Agent {
     let digest = d.baselineDigest === 'always';
     if (d.baselineDigest === 'auto') digest = (await countKeys(d.control)) <= 100_000;
     try {
-      const partial = await takeBaseline({ target: d.target, control: d.control, store: d.store, node: d.node, epoch, digest, logger: d.logger });
+      const { record: partial, approximateGroups } = await takeBaseline({ target: d.target, control: d.control, store: d.store, node: d.node, epoch, digest, logger: d.logger });
       const marker = await this.markerEvent(partial.markerId, epoch);
+      // Consumer groups the tail carried only approximately: their state, read now, lands right after the marker.
+      if (approximateGroups.length > 0 && this.run === run && !run.ended) {
+        run.states.recapture(approximateGroups);
+        d.logger.info({ epoch, seq: marker.seq, streams: approximateGroups.length }, 'baseline tail carried consumer-group reads: those streams are read again after the marker');
+      }
       const record: BaselineRecord = { ...partial, seq: marker.seq, tsUs: marker.tsUs };
       // The marker is an event like any other: make sure it is in the stream before the record that points at it.
       await run.publisher.flush();

@@ -7,6 +7,7 @@ import { translateNatsError, type ObjectStore } from '../core/nats.js';
 import type { RawRedis } from '../core/raw-redis.js';
 import { redisAddress, type RedisTarget } from '../core/redis-url.js';
 import { RespError, type RespValue } from '../core/resp.js';
+import { approximateGroupKeys, type DbKey } from '../core/tail-groups.js';
 import { captureReplicationBaseline } from './replication-client.js';
 import { clusterMarkerKey, isClusterNode, readRole } from './source-role.js';
 
@@ -42,7 +43,7 @@ export interface MarkerFacts {
  * takes those from the marker's MONITOR event (payload `{"markerId",…}` on
  * MARKER_CHANNEL) and publishes the record.
  */
-export async function takeBaseline(o: TakeBaselineOptions): Promise<Omit<BaselineRecord, 'seq' | 'tsUs'>> {
+export async function takeBaseline(o: TakeBaselineOptions): Promise<{ record: Omit<BaselineRecord, 'seq' | 'tsUs'>; approximateGroups: DbKey[] }> {
   const { target, control, store, node, epoch, digest, logger = silentLogger, timeoutMs } = o;
   const markerId = randomUUID();
   const names = baselineObjectName(node, epoch, markerId);
@@ -95,17 +96,8 @@ export async function takeBaseline(o: TakeBaselineOptions): Promise<Omit<Baselin
   }
   const { keys, digest: digestHex } = facts!;
   logger.info({ node, epoch, markerId, framing: captured.framing, rdbBytes: captured.rdbBytes, tailBytes: captured.tail.length, tailCommands: captured.tailCommands, keys }, 'baseline objects stored');
-  return {
-    node,
-    epoch,
-    markerId,
-    rdbObject: names.rdb,
-    tailObject: names.tail,
-    rdbBytes: captured.rdbBytes,
-    tailBytes: captured.tail.length,
-    keys,
-    digest: digestHex,
-  };
+  const record = { node, epoch, markerId, rdbObject: names.rdb, tailObject: names.tail, rdbBytes: captured.rdbBytes, tailBytes: captured.tail.length, keys, digest: digestHex };
+  return { record, approximateGroups: approximateGroupKeys(captured.tail) };
 }
 
 /**

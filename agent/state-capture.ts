@@ -3,6 +3,7 @@ import { EventKind, type FlashbackEvent } from '../core/event.js';
 import type { Logger } from '../core/log.js';
 import type { RawRedis } from '../core/raw-redis.js';
 import { RespError } from '../core/resp.js';
+import type { DbKey } from '../core/tail-groups.js';
 import { autoIdIndex } from '../core/xadd.js';
 import { HeldQueue } from './held-queue.js';
 
@@ -197,6 +198,19 @@ export class StateCapture {
     }
     if (isState) this.placeholders(events, at);
     this.settle();
+  }
+
+  /**
+   * Reads these keys' state now: what the agent has of them is not exact from here on (a baseline's tail carried
+   * their consumer groups approximately, core/tail-groups.ts) until the probe's line.
+   */
+  recapture(keys: readonly DbKey[]): void {
+    const byDb = new Map<number, Buffer[]>();
+    for (const { db, key } of keys) {
+      this.taintKey(db, key, this.held.last?.seq ?? 0, this.held.end);
+      byDb.set(db, [...(byDb.get(db) ?? []), key]);
+    }
+    for (const [db, list] of byDb) this.probe('state', db, list);
   }
 
   /** A line of the state connection other than a state script: an ids probe's XREVRANGE. */

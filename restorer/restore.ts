@@ -19,6 +19,7 @@ import { resolveCutoff, type CutoffSpec, type ResolvedCutoff } from '../core/cut
 import { IncrWriter } from './incr-writer.js';
 import { applyKeyFilter } from './key-filter.js';
 import { LazyExpiryReorder } from './lazy-expiry.js';
+import { settledBaseline } from './settled-baseline.js';
 import { copyToTarget, countKeys, digest, expireDueKeys, keepTtlRelativeScript, loadAofDir, saveRdb, TargetNotEmptyError } from './materialize.js';
 import type { EventStore } from './event-store.js';
 import type { RestoreProgress, RestoreReport } from '../core/restore-report.js';
@@ -71,8 +72,9 @@ export async function restore(deps: RestoreDeps, req: RestoreRequest, onProgress
     const keys = await countKeys(req.target);
     if (keys > 0) throw new TargetNotEmptyError(`target ${req.target} is not empty (${keys} keys); restore into an empty instance, or add --flush to empty it first`, keys);
   }
-  const cut = await resolveCutoff(deps.events, req.node, req);
-  const base = await deps.events.baseline(req.node, cut.epoch, cut.baselineSeq);
+  const resolved = await resolveCutoff(deps.events, req.node, req);
+  const { base, tail } = await settledBaseline(deps.events, deps.objects, req.node, resolved);
+  const cut = { ...resolved, baselineSeq: base.seq };
   const totalEvents = Math.max(0, cut.seq - cut.baselineSeq);
   logger.info({ node: req.node, epoch: cut.epoch, cutoffSeq: cut.seq, baselineSeq: cut.baselineSeq, totalEvents }, 'restore resolved');
 
@@ -87,7 +89,7 @@ export async function restore(deps: RestoreDeps, req: RestoreRequest, onProgress
     onProgress({ phase: 'baseline', events: 0, totalEvents });
     await writeBaseRdb(files.baseRdbPath, await objectStream(deps.objects, base.rdbObject));
     const incr = new IncrWriter(createWriteStream(files.incrPath));
-    await incr.writeTail(await objectBytes(deps.objects, base.tailObject));
+    await incr.writeTail(tail);
     let replayed = 0;
     let expect = cut.baselineSeq + 1;
     const reorder = new LazyExpiryReorder((item) => incr.write(item));
@@ -174,11 +176,6 @@ async function objectStream(objects: ObjectStore, name: string): Promise<Readabl
   return r.data;
 }
 
-async function objectBytes(objects: ObjectStore, name: string): Promise<Buffer> {
-  const b = await objects.getBlob(name);
-  if (!b) throw new FlashbackError(ErrorCode.NotFound, `baseline object "${name}" is missing from the object store (deleted by retention?)`);
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
-}
 
 export type { ResolvedCutoff };
 

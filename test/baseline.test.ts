@@ -256,7 +256,7 @@ for (const { framing, label, args } of framings) {
           let record;
           try {
             await until('the writer to start', () => writer.count() > 10);
-            record = await takeBaseline({ target, control, store, node: `n-${label.replace(/\W+/g, '-')}`, epoch: 7, digest: true, timeoutMs: 60_000 });
+            record = (await takeBaseline({ target, control, store, node: `n-${label.replace(/\W+/g, '-')}`, epoch: 7, digest: true, timeoutMs: 60_000 })).record;
             // At least one write after the marker, so the source's digest moves on (checked below).
             const seen = writer.count();
             await until('a write after the marker', () => writer.count() > seen);
@@ -328,7 +328,7 @@ describe('baseline edge cases', () => {
         }, 20);
         let record;
         try {
-          record = await takeBaseline({ target, control, store, node: 'n-big', epoch: 1, digest: false, timeoutMs: 240_000 });
+          record = (await takeBaseline({ target, control, store, node: 'n-big', epoch: 1, digest: false, timeoutMs: 240_000 })).record;
         } finally {
           clearInterval(sampler);
         }
@@ -385,7 +385,7 @@ describe('baseline edge cases', () => {
       const control = await RawRedis.connect(target);
       try {
         await preload(control);
-        const record = await takeBaseline({ target, control, store, node: 'n-nodebug', epoch: 1, digest: true, timeoutMs: 30_000 });
+        const { record } = await takeBaseline({ target, control, store, node: 'n-nodebug', epoch: 1, digest: true, timeoutMs: 30_000 });
         assert.equal(record.digest, '');
         assert.equal(record.keys, await keyCount(control));
         assert.ok(record.rdbBytes > 0);

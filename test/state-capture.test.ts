@@ -8,6 +8,7 @@ import { Redis } from 'ioredis';
 import type { ObjectStore } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectNats, ensureBaselineStore } from '../core/nats.js';
+import { approximateGroupKeys } from '../core/tail-groups.js';
 import { stopPid } from '../core/servers/server-process.js';
 import { sqlString } from '../core/sql-literal.js';
 import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
@@ -295,6 +296,62 @@ test('a state read groups only the stretch it makes exact: an XADD * captured ju
     }
   } finally {
     r.disconnect();
+    await src.close();
+  }
+});
+
+test('a baseline whose replication tail carried consumer-group reads: the agent re-reads those streams, restores after that are exact and earlier ones start from the baseline before', async () => {
+  const src = await startSource(stack);
+  const r = new Redis(src.redis.url);
+  const reader = new Redis(src.redis.url);
+  try {
+    const first = await src.agent.baseline();
+    const p = r.pipeline();
+    for (let i = 0; i < 3000; i++) p.xadd('jobs', `${i + 1}-0`, 'n', String(i));
+    await p.exec();
+    await r.xgroup('CREATE', 'jobs', 'workers', '0');
+    await synced(src);
+    // Group reads while the baseline is taken: those after its RDB reach it only as XCLAIM … LASTID in the tail,
+    // which (Redis 7.0) leaves the group's entries-read behind the source's.
+    let reading = true;
+    const reads = (async () => {
+      while (reading) await reader.xreadgroup('GROUP', 'workers', 'w1', 'COUNT', 1, 'STREAMS', 'jobs', '>');
+    })();
+    const second = await src.agent.baseline().finally(() => (reading = false));
+    await reads;
+    await r.set('after', '1');
+    const source = await fingerprint(r, ['jobs']);
+    const last = await synced(src);
+    assert.ok(second.seq > first.seq);
+
+    // The scenario happened: the new baseline's tail carries group reads of the stream, and the agent re-read it.
+    const stored = await clickHouseEventStore(stack.store, stack.store.client).baseline(src.node, second.epoch, second.seq);
+    const tail = await objects.getBlob(stored.tailObject);
+    assert.deepEqual(approximateGroupKeys(Buffer.from(tail!)).map((k) => k.key.toString()), ['jobs'], 'the tail carries XCLAIM … LASTID of jobs');
+    const reread = await stack.store.query<{ n: string }>(
+      `SELECT count() AS n FROM flashback.events WHERE node = ${sqlString(src.node)} AND epoch = ${second.epoch} AND kind = 'state' AND key = 'jobs' AND seq > ${second.seq}`,
+    );
+    assert.ok(Number(reread[0]!.n) > 0, 'a state of jobs after the marker');
+
+    const deps = { events: clickHouseEventStore(stack.store, stack.store.client), objects, instancesDir };
+    const settled = await restore(deps, { node: src.node, toSeq: last, spawn: {} });
+    spawned.push(settled);
+    const atMarker = await restore(deps, { node: src.node, toSeq: second.seq, spawn: {} });
+    spawned.push(atMarker);
+    const [t1, t2] = [new Redis(settled.url!), new Redis(atMarker.url!)];
+    try {
+      assert.equal(settled.baseline.seq, second.seq, 'after the re-read the new baseline serves');
+      assert.equal(await fingerprint(t1, ['jobs']), source);
+      assert.equal(atMarker.baseline.seq, first.seq, 'at its marker the new baseline is not settled: the one before serves');
+    } finally {
+      t1.disconnect();
+      t2.disconnect();
+      await stopPid(settled.pid!);
+      await stopPid(atMarker.pid!);
+    }
+  } finally {
+    r.disconnect();
+    reader.disconnect();
     await src.close();
   }
 });

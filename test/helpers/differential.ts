@@ -418,7 +418,7 @@ async function keyHistory(stack: Stack, node: string, key: Buffer, uptoSeq: numb
   // Aliases differ from the column names: ClickHouse 18.16 would read an alias in WHERE as the aggregate.
   const rows = await stack.store.query<{ seq: string | number; t: string | number; ts: string | number; d: number; c: string; k: string; cmd: string; a: string[] }>(
     `SELECT seq, any(tx) AS t, any(ts_us) AS ts, any(db) AS d, any(client) AS c, any(kind) AS k, any(command) AS cmd, any(args) AS a FROM flashback.events ` +
-      `WHERE node = ${sqlString(node)} AND seq <= ${uptoSeq + 20} AND (has(keys, unhex('${key.toString('hex')}')) OR (empty(keys) AND kind = 'command')) ` +
+      `WHERE node = ${sqlString(node)} AND seq <= ${uptoSeq + 20} AND (has(keys, ${sqlString(readableBytes(key))}) OR (empty(keys) AND kind = 'command')) ` +
       `GROUP BY seq ORDER BY seq DESC LIMIT 60`,
   );
   const lines = rows.reverse().map((r) => {
