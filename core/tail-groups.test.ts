@@ -20,3 +20,21 @@ test('tail groups: the keys of XCLAIM … LASTID in their db, once each; other c
   ]);
   assert.deepEqual(approximateGroupKeys(Buffer.alloc(0)), []);
 });
+
+test('tail groups: keys are named where the rest of the tail moved them (SWAPDB, MOVE, RENAME, COPY … DB)', () => {
+  const claim = (key: string) => encodeCommand(['XCLAIM', key, 'g', 'c', '0', '1-0', 'TIME', '5', 'RETRYCOUNT', '1', 'FORCE', 'JUSTID', 'LASTID', '1-0']);
+  const tail = Buffer.concat([
+    encodeCommand(['SELECT', '1']),
+    claim('a'),
+    claim('b'),
+    claim('c'),
+    claim('d'),
+    encodeCommand(['SWAPDB', '1', '0']),
+    encodeCommand(['SELECT', '0']),
+    encodeCommand(['MOVE', 'b', '5']),
+    encodeCommand(['RENAME', 'c', 'c2']),
+    encodeCommand(['COPY', 'd', 'd2', 'DB', '7']),
+  ]);
+  const got = approximateGroupKeys(tail).map((k) => `${k.db}:${k.key.toString()}`).sort();
+  assert.deepEqual(got, ['0:a', '0:c2', '0:d', '5:b', '7:d2']);
+});
