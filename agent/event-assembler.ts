@@ -114,7 +114,6 @@ export class EventAssembler {
     const prevTsUs = this.lastLineTsUs;
     this.lastLineTsUs = line.tsUs;
     const { client } = line;
-    if (this.o.watchedClients !== undefined && this.o.watchedClients.size > 0 && this.o.watchedClients.has(client)) this.o.onWatchedLine?.(client);
     if (client === 'lua') {
       this.pushLua(line, prevTsUs);
       return;
@@ -123,6 +122,8 @@ export class EventAssembler {
     if (this.script) this.flush();
     this.scriptInMulti = undefined;
     if (this.execClient !== undefined && this.execClient !== client) this.abandonMulti(this.execClient);
+    // Only now: what ran before this line (a script just flushed may have served this client) is out first.
+    if (this.o.watchedClients !== undefined && this.o.watchedClients.size > 0 && this.o.watchedClients.has(client)) this.o.onWatchedLine?.(client);
 
     if (this.o.ownClients.has(client)) {
       this.ownLine(line);

@@ -355,3 +355,26 @@ test('a baseline whose replication tail carried consumer-group reads: the agent 
     await src.close();
   }
 });
+
+test('a pop served by a script, the served client\'s own next command the very next line: the serve is still read', async () => {
+  const src = await startSource(stack);
+  const r = new Redis(src.redis.url);
+  const blocked = new Redis(src.redis.url);
+  try {
+    await src.agent.baseline();
+    const popped = blocked.bzpopmin('z', 0);
+    await waitFor('a blocked client', async () => (String(await r.info('clients')).includes('blocked_clients:1') ? true : undefined));
+    // The script's lines, then (before anything else reaches the server) the served client's next command.
+    await r.eval("return redis.call('ZADD', KEYS[1], 1, 'one')", 1, 'z');
+    assert.deepEqual(await popped, ['z', 'one', '1']);
+    await blocked.set('next', '1');
+    const after = await fingerprint(r);
+    const last = await synced(src);
+    assert.equal(await r.exists('z'), 0);
+    assert.equal(await restoredFingerprint(src, { toSeq: last }), after);
+  } finally {
+    r.disconnect();
+    blocked.disconnect();
+    await src.close();
+  }
+});
