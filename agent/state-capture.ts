@@ -162,6 +162,7 @@ export class StateCapture {
 
   /** A line from a watched client: it is not blocked (any more). */
   onClientLine(client: string): void {
+    if (this.blocked.has(client)) this.logger.debug({ client }, 'a line from a client that may have been blocked: it is not');
     this.blocked.delete(client);
     this.watched.delete(client);
   }
@@ -320,6 +321,7 @@ export class StateCapture {
           const hit = (swap !== undefined && swap.includes(b.db)) || written.some((w) => w.db === b.db && b.keys.some((k) => k.equals(w.key)));
           if (!hit) continue;
           // The serve, if any, runs right after this command: probe every key the blocked command may change.
+          this.logger.debug({ seq: e.seq, command: name, client, blockedDb: b.db }, 'a write may serve a blocked client: its keys are read');
           served.add(client);
           grew = true;
           for (const k of b.keys) {
@@ -337,6 +339,7 @@ export class StateCapture {
       const untilUs = !Number.isFinite(seconds) || seconds <= 0 ? Infinity : e.tsUs + seconds * 1_000_000 + 1_000_000;
       this.blocked.set(e.client, { db: e.db, keys: e.keys, untilUs });
       this.watched.add(e.client);
+      this.logger.debug({ seq: e.seq, command: name, client: e.client, db: e.db, keys: e.keys.length }, 'client may be blocked');
     }
   }
 

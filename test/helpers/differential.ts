@@ -159,6 +159,7 @@ export async function runDifferential(stack: Stack, options: DifferentialOptions
                 `${diffs.length} key(s) differ (source ${p.keys} keys, restored ${snap.size}); first: ${first}` +
                 (report.warnings.length > 0 ? `; restore warnings: ${clip(report.warnings.join('; '), 300)}` : '') +
                 `; the restored instance's files are kept in ${keep}` +
+                (process.env.FLASHBACK_TEST_AGENT_LOG ? `; the agent's log: ${path.join(process.env.FLASHBACK_TEST_AGENT_LOG, `${src.node}.log`)}` : '') +
                 (diffs[0] ? `\n${await keyHistory(stack, src.node, diffs[0].key, p.markerSeq)}` : ''),
             );
           }

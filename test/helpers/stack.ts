@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { pino } from 'pino';
 import { startAgent, type Agent } from '../../agent/index.js';
 import { openClickHouse, type Store } from '../../core/clickhouse.js';
 import { silentLogger } from '../../core/log.js';
@@ -44,7 +46,10 @@ export async function startStack(): Promise<Stack> {
 export async function startSource(stack: Stack, args: string[] = []): Promise<{ redis: ServerProcess; agent: Agent; node: string; close(): Promise<void> }> {
   const redis = await testRedis([...SOURCE_ARGS, ...args]);
   const node = `test-${randomUUID().slice(0, 8)}`;
-  const agent = await startAgent({ redisUrl: redis.url, nodeId: node, natsUrl: stack.nats.url, logger: silentLogger, baselineDigest: 'always' });
+  // FLASHBACK_TEST_AGENT_LOG=dir: each source's agent logs at debug level to dir/<node>.log (for chasing a soak failure).
+  const logDir = process.env.FLASHBACK_TEST_AGENT_LOG;
+  const logger = logDir ? pino({ level: 'debug', base: { node } }, pino.destination({ dest: path.join(logDir, `${node}.log`), mkdir: true, sync: false })) : silentLogger;
+  const agent = await startAgent({ redisUrl: redis.url, nodeId: node, natsUrl: stack.nats.url, logger, baselineDigest: 'always' });
   return {
     redis,
     agent,
