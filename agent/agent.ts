@@ -565,13 +565,16 @@ class CaptureAgent implements Agent {
     const started = Date.now();
     let digest = d.baselineDigest === 'always';
     if (d.baselineDigest === 'auto') digest = (await countKeys(d.control)) <= 100_000;
+    // Group reads from here to the marker may reach the baseline only in part (Redis 7.0 replication): noted, re-read.
+    run.states.trackGroupReads();
     try {
       const { record: partial, approximateGroups } = await takeBaseline({ target: d.target, control: d.control, store: d.store, node: d.node, epoch, digest, logger: d.logger });
       const marker = await this.markerEvent(partial.markerId, epoch);
-      // Consumer groups the tail carried only approximately: their state, read now, lands right after the marker.
-      if (approximateGroups.length > 0 && this.run === run && !run.ended) {
-        run.states.recapture(approximateGroups);
-        d.logger.info({ epoch, seq: marker.seq, streams: approximateGroups.length }, 'baseline tail carried consumer-group reads: those streams are read again after the marker');
+      // Their state, read now, lands right after the marker (SETTLE events): the baseline is exact from there on.
+      const reread = new Map([...approximateGroups, ...run.states.takeGroupReads()].map((k) => [`${k.db}:${k.key.toString('hex')}`, k]));
+      if (reread.size > 0 && this.run === run && !run.ended) {
+        run.states.recapture([...reread.values()]);
+        d.logger.info({ epoch, seq: marker.seq, streams: reread.size }, 'consumer-group reads while the baseline was taken: those streams are read again after the marker');
       }
       const record: BaselineRecord = { ...partial, seq: marker.seq, tsUs: marker.tsUs };
       // The marker is an event like any other: make sure it is in the stream before the record that points at it.
@@ -584,6 +587,7 @@ class CaptureAgent implements Agent {
       d.logger.info({ epoch, seq: record.seq, rdbBytes: record.rdbBytes, tailBytes: record.tailBytes, keys: record.keys, digest: record.digest || undefined, ms: Date.now() - started }, 'baseline stored');
       return record;
     } catch (err) {
+      run.states.takeGroupReads();
       d.logger.error({ epoch, err: describeError(err) }, 'baseline failed; will retry at the next interval');
       throw err;
     }

@@ -1,8 +1,12 @@
+import { SETTLE_PROBE_SCRIPT } from './state-capture.js';
 import type { CommandSpec, CommandTable } from '../core/command-table.js';
 import { HEARTBEAT_MESSAGE } from '../core/baseline.js';
 import { EventKind, type FlashbackEvent } from '../core/event.js';
 import type { MonitorLine } from '../core/monitor-line.js';
 import { normalizeArgv, relativeExpiryIndex } from './normalize.js';
+
+/** A state probe's script that marks a baseline's re-read (its events are named SETTLE). */
+const SETTLE_SCRIPT = Buffer.from(SETTLE_PROBE_SCRIPT);
 
 /** Options of an {@link EventAssembler}. */
 export interface AssemblerOptions {
@@ -252,6 +256,7 @@ export class EventAssembler {
   /** One `state` event per key of a state probe (EVAL script n k1 … kn), at its line; the agent fills in the replay. */
   private emitStatePlaceholders(line: MonitorLine): void {
     const n = Number(line.argv[2]?.toString('latin1'));
+    const settle = line.argv[1]?.equals(SETTLE_SCRIPT) === true;
     const events: FlashbackEvent[] = [];
     for (let i = 0; i < n; i++) {
       const key = line.argv[3 + i]!;
@@ -263,7 +268,7 @@ export class EventAssembler {
         db: line.db,
         client: 'agent',
         kind: EventKind.State,
-        command: 'STATE',
+        command: settle ? 'SETTLE' : 'STATE',
         keys: [key],
         args: [key],
         replay: [],

@@ -16,6 +16,15 @@ export const STATE_PROBE_SCRIPT =
   "if redis.call('TYPE', k)['ok'] == 'stream' then local x = redis.call('XINFO', 'STREAM', k) for j = 1, #x, 2 do if x[j] == 'entries-added' then n = x[j + 1] end end end " +
   "r[#r + 1] = n end return r";
 
+/**
+ * The same script, told apart in MONITOR: the re-read after a baseline's marker. Its `state` events are named
+ * SETTLE, so a restore knows from where that baseline is exact (restorer/settled-baseline.ts).
+ */
+export const SETTLE_PROBE_SCRIPT = `-- settle\n${STATE_PROBE_SCRIPT}`;
+
+/** Group reads whose effect Redis 7.0 replication carries only in part (XCLAIM … LASTID without entries-read; none for a history read). */
+const GROUP_READS = new Set(['XREADGROUP', 'XCLAIM', 'XAUTOCLAIM']);
+
 /** Writes whose effect replay cannot reproduce: the tip `nondeterministic_output` (SPOP, XCLAIM …; XADD only with a generated id) plus delivery-time writers. */
 const ALWAYS_PROBED = new Set(['XREADGROUP', 'XCLAIM', 'XAUTOCLAIM']);
 /** Blocking writes: where the timeout argument is (negative = from the end). */
@@ -59,6 +68,8 @@ interface Probe {
   count: number;
   reply: unknown;
   failed: string | undefined;
+  /** A baseline's re-read (SETTLE_PROBE_SCRIPT). */
+  settle?: boolean;
 }
 
 /** Held events from `from` up to (not including) `to` that must go out as one group: replay inside it is not exact. */
@@ -145,7 +156,7 @@ export class StateCapture {
     private readonly maxHeldBytes = 64 * 1024 * 1024,
   ) {
     for (const spec of table.commands.values()) if (spec.write && spec.nondeterministic) this.nondeterministic.add(spec.name.toUpperCase());
-    this.special = new Set([...this.nondeterministic, 'XADD', 'STATE', ...Object.keys(BLOCKING_TIMEOUT_AT)]);
+    this.special = new Set([...this.nondeterministic, 'XADD', 'STATE', 'SETTLE', ...Object.keys(BLOCKING_TIMEOUT_AT)]);
   }
 
   /** Commands that may start a probe (or are a probe's placeholder): any other event passes straight on when nothing is pending. */
@@ -211,7 +222,21 @@ export class StateCapture {
       this.taintKey(db, key, this.held.last?.seq ?? 0, this.held.end);
       byDb.set(db, [...(byDb.get(db) ?? []), key]);
     }
-    for (const [db, list] of byDb) this.probe('state', db, list);
+    for (const [db, list] of byDb) this.probe('state', db, list, true);
+  }
+
+  private tracked: Map<string, DbKey> | undefined;
+
+  /** From now on, notes the streams group reads touch (a baseline is being taken: its RDB may not hold their effect). */
+  trackGroupReads(): void {
+    this.tracked = new Map();
+  }
+
+  /** The streams group reads touched since trackGroupReads(); stops noting them. */
+  takeGroupReads(): DbKey[] {
+    const out = [...(this.tracked?.values() ?? [])];
+    this.tracked = undefined;
+    return out;
   }
 
   /** A line of the state connection other than a state script: an ids probe's XREVRANGE. */
@@ -271,6 +296,7 @@ export class StateCapture {
       fresh.set(db, list);
     };
     const name = e.command;
+    if (this.tracked && GROUP_READS.has(name)) for (const key of e.keys) this.tracked.set(keyId(e.db, key), { db: e.db, key });
     const idAt = name === 'XADD' && e.kind === EventKind.Command ? autoIdIndex(e.replay) : -1;
     // A write that reads a key whose replayed state is unknown writes unknown state.
     if (this.taints.size > 0) this.spread(e, taint);
@@ -351,8 +377,8 @@ export class StateCapture {
     else if (e.keys.some((k) => this.taints.has(keyId(e.db, k)))) taintWritten(e, [], taint);
   }
 
-  private probe(kind: Probe['kind'], db: number, keys: Buffer[]): void {
-    const p: Probe = { kind, db, keys, sentAt: Date.now(), at: undefined, placeholders: undefined, covers: undefined, count: 0, reply: undefined, failed: undefined };
+  private probe(kind: Probe['kind'], db: number, keys: Buffer[], settle = false): void {
+    const p: Probe = { kind, db, keys, sentAt: Date.now(), at: undefined, placeholders: undefined, covers: undefined, count: 0, reply: undefined, failed: undefined, settle };
     this.probes.push(p);
     this.probesSent++;
     if (this.probeDb !== db) {
@@ -368,7 +394,7 @@ export class StateCapture {
       this.conn.call(['XINFO', 'STREAM', keys[0]!]).catch(() => undefined);
       this.conn.call(['XREVRANGE', keys[0]!, '+', '-', 'COUNT', count]).catch(() => undefined);
     }
-    this.conn.call(kind === 'state' ? ['EVAL', STATE_PROBE_SCRIPT, keys.length, ...keys] : ['EXEC']).then(
+    this.conn.call(kind === 'state' ? ['EVAL', settle ? SETTLE_PROBE_SCRIPT : STATE_PROBE_SCRIPT, keys.length, ...keys] : ['EXEC']).then(
       (r) => {
         if (r instanceof RespError) p.failed = r.message;
         else p.reply = r;
