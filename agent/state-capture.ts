@@ -8,13 +8,15 @@ import { autoIdIndex } from '../core/xadd.js';
 import { HeldQueue } from './held-queue.js';
 
 /**
- * Reads each key's exact state on the source: DUMP and PEXPIRETIME, atomic in one script. Missing key → nil, -2.
+ * Reads each key's exact state on the source: DUMP and PEXPIRETIME, atomic in one script, and for a stream its
+ * entries-added and last-generated-id (where the next XADD ids are read from). Missing key → nil, -2, -1, ''.
  * EVAL_RO would do, but EVAL keeps the probe working on servers where the agent's user lacks @scripting read-only.
  */
 export const STATE_PROBE_SCRIPT =
-  "local r = {} for i, k in ipairs(KEYS) do r[#r + 1] = redis.call('DUMP', k) r[#r + 1] = redis.call('PEXPIRETIME', k) local n = -1 " +
-  "if redis.call('TYPE', k)['ok'] == 'stream' then local x = redis.call('XINFO', 'STREAM', k) for j = 1, #x, 2 do if x[j] == 'entries-added' then n = x[j + 1] end end end " +
-  "r[#r + 1] = n end return r";
+  "local r = {} for i, k in ipairs(KEYS) do r[#r + 1] = redis.call('DUMP', k) r[#r + 1] = redis.call('PEXPIRETIME', k) local n = -1 local l = '' " +
+  "if redis.call('TYPE', k)['ok'] == 'stream' then local x = redis.call('XINFO', 'STREAM', k) for j = 1, #x, 2 do " +
+  "if x[j] == 'entries-added' then n = x[j + 1] elseif x[j] == 'last-generated-id' then l = x[j + 1] end end end " +
+  "r[#r + 1] = n r[#r + 1] = l end return r";
 
 /**
  * The same script, told apart in MONITOR: the re-read after a baseline's marker. Its `state` events are named
@@ -54,7 +56,7 @@ interface PendingId {
 }
 
 interface Probe {
-  /** `state`: DUMP + PEXPIRETIME script, placed by its placeholder events. `ids`: XREVRANGE of a stream's newest entries. */
+  /** `state`: DUMP + PEXPIRETIME script, placed by its placeholder events. `ids`: XRANGE of a stream's entries after the last known id. */
   kind: 'state' | 'ids';
   db: number;
   keys: Buffer[];
@@ -64,8 +66,6 @@ interface Probe {
   placeholders: FlashbackEvent[] | undefined;
   /** XADDs this ids probe resolves: those of its key captured before its line. */
   covers: PendingId[] | undefined;
-  /** Entries an ids probe asked for. */
-  count: number;
   reply: unknown;
   failed: string | undefined;
   /** A baseline's re-read (SETTLE_PROBE_SCRIPT). */
@@ -108,12 +108,13 @@ const keyId = (db: number, key: Buffer) => `${db}:${key.toString('hex')}`;
  * XADD with a generated id (`*`, `<ms>-*`) is the common stream write, and a
  * DUMP per XADD would cost the stream's size each time. Its only unknown is
  * the id: the agent reads, in one MULTI, the stream's counter of entries ever
- * added and its newest entries (XINFO STREAM, XREVRANGE … COUNT n). When the
- * counter moved by exactly the number of XADDs captured since the last known
- * point (none failed) and those are the newest entries (same order, fields
- * and values), each id is written into its event's replay. The first XADD of
- * a stream in an epoch, anything else on that stream meanwhile, or a mismatch
- * falls back to the state (which also tells the counter).
+ * added and every entry after the last id it knows (XINFO STREAM, XRANGE key
+ * (id +): as many as were added, however far the agent lags. When the counter
+ * moved by exactly the number of XADDs captured since the last known point
+ * (none failed) and those entries are exactly them (same order, fields and
+ * values), each id is written into its event's replay. The first XADD of a
+ * stream in an epoch, anything else on that stream meanwhile, or a mismatch
+ * falls back to the state (which also tells the counter and the last id).
  *
  * Blocked clients: a blocking write (BLPOP …, XREADGROUP BLOCK) marks its
  * client as possibly blocked on its keys until the client's next line or its
@@ -125,10 +126,8 @@ export class StateCapture {
   private readonly taints = new Map<string, Taint>();
   /** XADDs waiting for their id, by key, not yet covered by an ids probe's line. */
   private readonly uncovered = new Map<string, PendingId[]>();
-  /** A stream's count of entries ever added (XINFO entries-added) at the last point its state or ids were known. */
-  private readonly entriesAdded = new Map<string, number>();
-  /** Entries to ask for next time, per stream, after a read that was too short. */
-  private readonly countHint = new Map<string, number>();
+  /** A stream's count of entries ever added and its last id, at the last point its state or ids were known. */
+  private readonly known = new Map<string, { added: number; lastId: Buffer }>();
   private readonly probes: Probe[] = [];
   private readonly held = new HeldQueue();
   /** Stretches of `held` whose replay is not exact until their states are in; in order, never overlapping. */
@@ -239,9 +238,9 @@ export class StateCapture {
     return out;
   }
 
-  /** A line of the state connection other than a state script: an ids probe's XREVRANGE. */
+  /** A line of the state connection other than a state script: an ids probe's XRANGE. */
   ownLine(line: { argv: Buffer[] }): void {
-    if (line.argv[0]?.toString('latin1').toUpperCase() !== 'XREVRANGE') return;
+    if (line.argv[0]?.toString('latin1').toUpperCase() !== 'XRANGE') return;
     const p = this.probes.find((x) => x.at === undefined);
     if (!p || p.kind !== 'ids' || !p.keys[0]!.equals(line.argv[1]!)) {
       this.fail('an ids probe line did not match the probe sent');
@@ -269,7 +268,7 @@ export class StateCapture {
     const waiting = this.uncovered.get(id);
     if (waiting) from = Math.min(from, this.held.positionOf(waiting[0]!.event.seq));
     this.uncovered.delete(id);
-    this.entriesAdded.delete(id);
+    this.known.delete(id);
     this.openStretch(from);
   }
 
@@ -315,6 +314,8 @@ export class StateCapture {
       }
     }
     if (e.kind !== EventKind.Command) return;
+    // A stream whose counter and last id are not known yet: its state is read instead (and with it, both).
+    if (idAt >= 0 && e.keys[0] && !this.taints.has(keyId(e.db, e.keys[0])) && !this.known.has(keyId(e.db, e.keys[0]))) taint(e.db, e.keys[0]);
     if (idAt >= 0 && e.keys[0] && !this.taints.has(keyId(e.db, e.keys[0]))) {
       const pending: PendingId = { event: e, at: idAt, db: e.db, key: e.keys[0] };
       const id = keyId(e.db, e.keys[0]);
@@ -378,21 +379,20 @@ export class StateCapture {
   }
 
   private probe(kind: Probe['kind'], db: number, keys: Buffer[], settle = false): void {
-    const p: Probe = { kind, db, keys, sentAt: Date.now(), at: undefined, placeholders: undefined, covers: undefined, count: 0, reply: undefined, failed: undefined, settle };
+    const p: Probe = { kind, db, keys, sentAt: Date.now(), at: undefined, placeholders: undefined, covers: undefined, reply: undefined, failed: undefined, settle };
     this.probes.push(p);
     this.probesSent++;
     if (this.probeDb !== db) {
       this.probeDb = db;
       this.conn.call(['SELECT', db]).catch(() => undefined);
     }
-    // Enough entries for every XADD of this key captured until the probe runs, most likely; a short read retries larger.
-    const count = kind === 'ids' ? Math.max(this.countHint.get(keyId(db, keys[0]!)) ?? 64, 2 * (this.uncovered.get(keyId(db, keys[0]!))?.length ?? 0) + 16) : 0;
-    p.count = count;
-    // An ids probe reads, atomically, the stream's count of entries ever added and its newest entries.
+    // An ids probe reads, atomically, the stream's count of entries ever added and every entry after the last id
+    // known when it is sent (those of an ids probe still unanswered among them: they are skipped at settle).
     if (kind === 'ids') {
+      const from = this.known.get(keyId(db, keys[0]!))?.lastId ?? Buffer.from('0-0');
       this.conn.call(['MULTI']).catch(() => undefined);
       this.conn.call(['XINFO', 'STREAM', keys[0]!]).catch(() => undefined);
-      this.conn.call(['XREVRANGE', keys[0]!, '+', '-', 'COUNT', count]).catch(() => undefined);
+      this.conn.call(['XRANGE', keys[0]!, Buffer.concat([Buffer.from('('), from]), '+']).catch(() => undefined);
     }
     this.conn.call(kind === 'state' ? ['EVAL', settle ? SETTLE_PROBE_SCRIPT : STATE_PROBE_SCRIPT, keys.length, ...keys] : ['EXEC']).then(
       (r) => {
@@ -437,17 +437,11 @@ export class StateCapture {
       if (p.at === undefined || (p.reply === undefined && p.failed === undefined)) break;
       this.probes.shift();
       if (p.kind === 'state') this.fillStates(p);
-      else if (this.tooShort(p)) {
-        // More XADDs came before the probe ran than it read: they are all still there, deeper; read again, more.
-        const id = keyId(p.db, p.keys[0]!);
-        this.countHint.set(id, 2 * (p.covers!.length + (this.uncovered.get(id)?.length ?? 0)) + 64);
-        this.uncovered.set(id, [...p.covers!, ...(this.uncovered.get(id) ?? [])]);
-        if (!this.probes.some((x) => x.kind === 'ids' && x.at === undefined && keyId(x.db, x.keys[0]!) === id)) this.probe('ids', p.db, p.keys);
-      } else if (!this.resolveIds(p)) {
+      else if (!this.resolveIds(p)) {
         // The XADDs it covers are not exactly the newest entries: read the stream's state after all; from the first
         // of them to that state nothing about the stream is known.
-        const first = p.covers![0]!.event.seq;
-        this.taintKey(p.db, p.keys[0]!, this.held.last?.seq ?? first, this.held.positionOf(first));
+        const first = p.covers?.[0]?.event.seq;
+        this.taintKey(p.db, p.keys[0]!, this.held.last?.seq ?? 0, first === undefined ? this.held.end : this.held.positionOf(first));
         this.probe('state', p.db, [p.keys[0]!]);
       }
     }
@@ -459,46 +453,41 @@ export class StateCapture {
   }
 
   private fillStates(p: Probe): void {
-    const reply = Array.isArray(p.reply) && p.reply.length === p.keys.length * 3 ? (p.reply as (Buffer | number | null)[]) : undefined;
+    const reply = Array.isArray(p.reply) && p.reply.length === p.keys.length * 4 ? (p.reply as (Buffer | number | null)[]) : undefined;
     if (!reply) {
       this.fail(`unexpected reply to a state probe: ${String(p.reply).slice(0, 200)}`);
       return;
     }
     p.placeholders!.forEach((e, i) => {
-      const dump = reply[3 * i];
-      const at = Number(reply[3 * i + 1]);
-      const added = Number(reply[3 * i + 2]);
-      // Where the next XADD ids are checked from: a stream's count of entries ever added, at this state.
-      if (added >= 0) this.entriesAdded.set(keyId(e.db, e.keys[0]!), added);
-      else this.entriesAdded.delete(keyId(e.db, e.keys[0]!));
+      const dump = reply[4 * i];
+      const at = Number(reply[4 * i + 1]);
+      const added = Number(reply[4 * i + 2]);
+      const lastId = reply[4 * i + 3];
+      // Where the next XADD ids are read and checked from: a stream's counter and last id, at this state.
+      if (added >= 0 && Buffer.isBuffer(lastId) && lastId.length > 0) this.known.set(keyId(e.db, e.keys[0]!), { added, lastId });
+      else this.known.delete(keyId(e.db, e.keys[0]!));
       e.replay = Buffer.isBuffer(dump) ? [RESTORE, e.keys[0]!, at > 0 ? Buffer.from(String(at)) : ZERO, dump, REPLACE, ABSTTL] : [DEL, e.keys[0]!];
       this.statesCaptured++;
     });
   }
 
-  /** The probe read as many entries as it asked for, and that is fewer than the XADDs it covers. */
-  private tooShort(p: Probe): boolean {
-    const entries = idsReply(p.reply)?.entries;
-    return entries !== undefined && entries.length === p.count && (p.covers?.length ?? 0) > p.count;
-  }
-
-  /** Matches the covered XADDs with the newest entries; on success writes each id into its replay. */
+  /** Matches the covered XADDs with the entries after the last known id; on success writes each id into its replay. */
   private resolveIds(p: Probe): boolean {
     const covers = p.covers ?? [];
     const id = keyId(p.db, p.keys[0]!);
     const got = idsReply(p.reply);
-    if (covers.length === 0) {
-      if (got) this.entriesAdded.set(id, got.added);
-      return true;
-    }
-    // Every covered XADD added an entry (none failed: a failed one would let an older entry of the same content
-    // pass for it) only if the stream's counter moved by exactly their number since the last known point.
-    const before = this.entriesAdded.get(id);
-    if (!got || before === undefined || got.added - before !== covers.length || got.entries.length < covers.length) return false;
-    // Newest first: the last covered XADD is entry 0.
+    const before = this.known.get(id);
+    if (!got || !before) return false;
+    // Entries an earlier ids probe already matched (it was sent before this one settled) are not this one's.
+    let first = 0;
+    while (first < got.entries.length && compareIds(entryId(got.entries[first]), before.lastId) <= 0) first++;
+    const entries = got.entries.slice(first);
+    // Every covered XADD added an entry (none failed, none trimmed or deleted since) only if the stream's counter
+    // moved by exactly their number and they are exactly the entries after the last known id, in order.
+    if (got.added - before.added !== covers.length || entries.length !== covers.length) return false;
     const ids: Buffer[] = [];
     for (let i = 0; i < covers.length; i++) {
-      const entry = got.entries[covers.length - 1 - i] as unknown;
+      const entry = entries[i] as unknown;
       if (!Array.isArray(entry) || !Buffer.isBuffer(entry[0]) || !Array.isArray(entry[1])) return false;
       const fields = entry[1] as unknown[];
       const c = covers[i]!;
@@ -511,7 +500,7 @@ export class StateCapture {
       c.event.replay[c.at] = ids[i]!;
       this.idsResolved++;
     });
-    this.entriesAdded.set(id, got.added);
+    if (covers.length > 0) this.known.set(id, { added: got.added, lastId: ids[ids.length - 1]! });
     return true;
   }
 
@@ -618,7 +607,19 @@ function group(events: FlashbackEvent[], from: number, to: number): void {
   }
 }
 
-/** An ids probe's EXEC reply: XINFO STREAM's entries-added and XREVRANGE's entries. */
+/** A stream entry's id (`[id, fields]`), or an empty buffer. */
+function entryId(entry: unknown): Buffer {
+  return Array.isArray(entry) && Buffer.isBuffer(entry[0]) ? entry[0] : Buffer.alloc(0);
+}
+
+/** Orders stream ids `ms-seq` numerically. */
+function compareIds(a: Buffer, b: Buffer): number {
+  const [am, as] = a.toString('latin1').split('-').map((x) => BigInt(x || '0'));
+  const [bm, bs] = b.toString('latin1').split('-').map((x) => BigInt(x || '0'));
+  return am! < bm! ? -1 : am! > bm! ? 1 : as! < bs! ? -1 : as! > bs! ? 1 : 0;
+}
+
+/** An ids probe's EXEC reply: XINFO STREAM's entries-added and XRANGE's entries. */
 function idsReply(reply: unknown): { added: number; entries: unknown[] } | undefined {
   if (!Array.isArray(reply) || reply.length !== 2 || !Array.isArray(reply[0]) || !Array.isArray(reply[1])) return undefined;
   const info = reply[0] as unknown[];
