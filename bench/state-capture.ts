@@ -1,7 +1,7 @@
 /**
  * State-capture overhead: write throughput of a source Redis under workloads
  * whose replay needs state captured by the agent — `XADD s * f v` (ids read
- * back with XREVRANGE), `SPOP` on sets of ~1 000 and ~100 000 members (a
+ * back with XRANGE), `SPOP` on sets of ~1 000 and ~100 000 members (a
  * DUMP + PEXPIRETIME script per probe, one in flight per key) — and plain
  * `SET` for reference, with (a) nothing attached and (c) our agent capturing
  * into a real JetStream. Interleaved rounds (for each workload: a c, …);
@@ -415,7 +415,7 @@ export async function benchStateCapture(size: BenchSize = 'full'): Promise<Bench
         `Command per run: \`redis-benchmark -h 127.0.0.1 -p P -n ${requests} -P 16 -c 50 [-r K] -q --csv CMD…\` with CMD = \`SET k v\`, \`XADD s '*' f v\`, \`SPOP s:__rand_int__\` (-r K = the number of sets).`,
         `${rounds} interleaved round(s): per workload (a) then (c); ratios are against (a) of the same workload and round; with several rounds a cell is median (min–max).`,
         'Each run starts a fresh redis-server. SPOP runs first fill K sets (`element:0` … by SADD pipelines, before the agent starts, so they are in its first baseline) so that each set loses about half its members: K = 2n / members. "smallest set after" is the smallest SCARD left (> 0: SPOP never ran empty).',
-        '"probes sent" = DUMP+PEXPIRETIME scripts (SPOP) and XREVRANGE reads (XADD *), one in flight per key; "states captured" = key states they placed; "XADD ids resolved" = XADD events that got their id from the source; "events held max" = largest number of events held back waiting for a probe (stats().heldForState sampled every 50 ms); all from the agent\'s stats() over the load.',
+        '"probes sent" = DUMP+PEXPIRETIME scripts (SPOP) and XRANGE reads (XADD *), one in flight per key; "states captured" = key states they placed; "XADD ids resolved" = XADD events that got their id from the source; "events held max" = largest number of events held back waiting for a probe (stats().heldForState sampled every 50 ms); all from the agent\'s stats() over the load.',
         '"agent CPU %" is this Node process (the agent) while redis-benchmark ran; "catch-up after load" = time from redis-benchmark\'s end until every request was captured and nothing was held; "epoch ended" = stats().epochs > 1.',
         ...endings,
         check,
