@@ -3,7 +3,7 @@ import { EventKind, type FlashbackEvent } from '../core/event.js';
 import type { Logger } from '../core/log.js';
 import type { RawRedis } from '../core/raw-redis.js';
 import { RespError } from '../core/resp.js';
-import type { DbKey } from '../core/tail-groups.js';
+import { FollowedKeys, type DbKey } from '../core/tail-groups.js';
 import { autoIdIndex } from '../core/xadd.js';
 import { HeldQueue } from './held-queue.js';
 
@@ -180,7 +180,7 @@ export class StateCapture {
   /** Events in seq order from the assembler (placeholders of state probes included). */
   process(events: FlashbackEvent[]): void {
     // The common case, once per event at full write rate: nothing pending and no command that needs a probe.
-    if (this.held.length === 0 && this.blocked.size === 0 && this.idle && !events.some((e) => this.special.has(e.command))) {
+    if (this.held.length === 0 && this.blocked.size === 0 && this.idle && this.tracked === undefined && !events.some((e) => this.special.has(e.command))) {
       this.out(events);
       return;
     }
@@ -224,16 +224,19 @@ export class StateCapture {
     for (const [db, list] of byDb) this.probe('state', db, list, true);
   }
 
-  private tracked: Map<string, DbKey> | undefined;
+  private tracked: FollowedKeys | undefined;
 
-  /** From now on, notes the streams group reads touch (a baseline is being taken: its RDB may not hold their effect). */
+  /**
+   * From now on, notes the streams group reads touch (a baseline is being taken: its RDB + tail may not hold their
+   * effect), and where later writes move them.
+   */
   trackGroupReads(): void {
-    this.tracked = new Map();
+    this.tracked = new FollowedKeys();
   }
 
-  /** The streams group reads touched since trackGroupReads(); stops noting them. */
+  /** The streams group reads touched since trackGroupReads(), where they are now; stops noting them. */
   takeGroupReads(): DbKey[] {
-    const out = [...(this.tracked?.values() ?? [])];
+    const out = this.tracked?.list() ?? [];
     this.tracked = undefined;
     return out;
   }
@@ -295,7 +298,10 @@ export class StateCapture {
       fresh.set(db, list);
     };
     const name = e.command;
-    if (this.tracked && GROUP_READS.has(name)) for (const key of e.keys) this.tracked.set(keyId(e.db, key), { db: e.db, key });
+    if (this.tracked) {
+      if (GROUP_READS.has(name)) for (const key of e.keys) this.tracked.add(e.db, key);
+      else this.tracked.follow(e.db, e.args);
+    }
     const idAt = name === 'XADD' && e.kind === EventKind.Command ? autoIdIndex(e.replay) : -1;
     // A write that reads a key whose replayed state is unknown writes unknown state.
     if (this.taints.size > 0) this.spread(e, taint);

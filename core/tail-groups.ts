@@ -17,43 +17,59 @@ export interface DbKey {
 export function approximateGroupKeys(tail: Buffer): DbKey[] {
   const reader = new RespReader();
   reader.push(tail);
-  const found = new Map<string, DbKey>();
-  const add = (db: number, key: Buffer) => found.set(`${db}:${key.toString('hex')}`, { db, key });
-  const take = (db: number, key: Buffer) => found.delete(`${db}:${key.toString('hex')}`);
+  const keys = new FollowedKeys();
   let db = 0;
   for (let v = reader.read(); v !== undefined; v = reader.read()) {
     if (!Array.isArray(v) || v.length < 2 || !v.every((x) => Buffer.isBuffer(x))) continue;
     const argv = v as Buffer[];
+    const name = argv[0]!.toString('latin1').toUpperCase();
+    if (name === 'SELECT') db = Number(argv[1]!.toString('latin1'));
+    else if (name === 'XCLAIM' && argv.some((a, i) => i > 5 && a.length === 6 && a.toString('latin1').toUpperCase() === 'LASTID')) keys.add(db, argv[1]!);
+    else keys.follow(db, argv);
+  }
+  return keys.list();
+}
+
+/** A set of keys kept where later commands move them: SWAPDB, MOVE, RENAME(NX), COPY (… DB n). */
+export class FollowedKeys {
+  private readonly found = new Map<string, DbKey>();
+
+  add(db: number, key: Buffer): void {
+    this.found.set(`${db}:${key.toString('hex')}`, { db, key });
+  }
+
+  /** Applies what `argv`, run in `db`, does to where the keys are. */
+  follow(db: number, argv: readonly Buffer[]): void {
+    if (this.found.size === 0) return;
     const word = (i: number) => argv[i]?.toString('latin1').toUpperCase();
     const num = (i: number) => Number(argv[i]?.toString('latin1'));
+    const has = (key: Buffer) => this.found.has(`${db}:${key.toString('hex')}`);
+    const take = (key: Buffer) => this.found.delete(`${db}:${key.toString('hex')}`);
     switch (word(0)) {
-      case 'SELECT':
-        db = num(1);
-        break;
-      case 'XCLAIM':
-        if (argv.some((a, i) => i > 5 && a.length === 6 && a.toString('latin1').toUpperCase() === 'LASTID')) add(db, argv[1]!);
-        break;
       case 'SWAPDB': {
         const [a, b] = [num(1), num(2)];
-        const moved = [...found.values()];
-        found.clear();
-        for (const k of moved) add(k.db === a ? b : k.db === b ? a : k.db, k.key);
+        const moved = [...this.found.values()];
+        this.found.clear();
+        for (const k of moved) this.add(k.db === a ? b : k.db === b ? a : k.db, k.key);
         break;
       }
       case 'MOVE':
-        if (take(db, argv[1]!)) add(num(2), argv[1]!);
+        if (argv.length >= 3 && take(argv[1]!)) this.add(num(2), argv[1]!);
         break;
       case 'RENAME':
       case 'RENAMENX':
-        if (argv.length >= 3 && take(db, argv[1]!)) add(db, argv[2]!);
+        if (argv.length >= 3 && take(argv[1]!)) this.add(db, argv[2]!);
         break;
       case 'COPY':
-        if (argv.length >= 3 && found.has(`${db}:${argv[1]!.toString('hex')}`)) {
+        if (argv.length >= 3 && has(argv[1]!)) {
           const at = argv.findIndex((a, i) => i >= 3 && a.toString('latin1').toUpperCase() === 'DB');
-          add(at > 0 ? num(at + 1) : db, argv[2]!);
+          this.add(at > 0 ? num(at + 1) : db, argv[2]!);
         }
         break;
     }
   }
-  return [...found.values()];
+
+  list(): DbKey[] {
+    return [...this.found.values()];
+  }
 }
