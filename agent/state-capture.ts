@@ -24,10 +24,11 @@ export const STATE_PROBE_SCRIPT =
  */
 export const SETTLE_PROBE_SCRIPT = `-- settle\n${STATE_PROBE_SCRIPT}`;
 
-/** Group reads whose effect Redis 7.0 replication carries only in part (XCLAIM … LASTID without entries-read; none for a history read). */
-const GROUP_READS = new Set(['XREADGROUP', 'XCLAIM', 'XAUTOCLAIM']);
-
-/** Writes whose effect replay cannot reproduce: the tip `nondeterministic_output` (SPOP, XCLAIM …; XADD only with a generated id) plus delivery-time writers. */
+/**
+ * Writes whose effect replay cannot reproduce: the tip `nondeterministic_output` (SPOP, XCLAIM …; XADD only with a
+ * generated id) plus delivery-time writers — the group reads, which Redis 7.0 replication also carries only in part
+ * (XCLAIM … LASTID without entries-read; nothing for a history read).
+ */
 const ALWAYS_PROBED = new Set(['XREADGROUP', 'XCLAIM', 'XAUTOCLAIM']);
 /** Blocking writes: where the timeout argument is (negative = from the end). */
 const BLOCKING_TIMEOUT_AT: Record<string, number> = {
@@ -299,7 +300,7 @@ export class StateCapture {
     };
     const name = e.command;
     if (this.tracked) {
-      if (GROUP_READS.has(name)) for (const key of e.keys) this.tracked.add(e.db, key);
+      if (ALWAYS_PROBED.has(name)) for (const key of e.keys) this.tracked.add(e.db, key);
       else this.tracked.follow(e.db, e.args);
     }
     const idAt = name === 'XADD' && e.kind === EventKind.Command ? autoIdIndex(e.replay) : -1;
