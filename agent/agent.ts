@@ -712,6 +712,17 @@ class CaptureAgent implements Agent {
     clearInterval(this.baselineTimer);
     clearInterval(this.heartbeatTimer);
     const run = this.run;
+    if (run && !run.ended && run.monitor) {
+      // A last heartbeat after what is held: a window then reaches the end of a final state group (a group that is
+      // the last stored event cannot be told from one whose rest never came, so no window would reach it).
+      await Promise.race([run.states.drain(), new Promise((r) => setTimeout(r, 5_000))]);
+      if (run.states.heldEvents === 0) {
+        const before = this.stats().lastSeq;
+        this.heartbeat();
+        const deadline = Date.now() + 2_000;
+        while (this.stats().lastSeq <= before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      }
+    }
     if (run) {
       run.ended = true;
       run.monitor?.close();

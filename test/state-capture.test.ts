@@ -9,6 +9,7 @@ import type { ObjectStore } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectNats, ensureBaselineStore } from '../core/nats.js';
 import { approximateGroupKeys } from '../core/tail-groups.js';
+import { restoreWindows } from '../core/windows.js';
 import { stopPid } from '../core/servers/server-process.js';
 import { sqlString } from '../core/sql-literal.js';
 import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
@@ -383,6 +384,34 @@ test('a pop served by a script, the served client\'s own next command the very n
   } finally {
     r.disconnect();
     blocked.disconnect();
+    await src.close();
+  }
+});
+
+test('an agent closed right after a state group leaves it restorable: its last heartbeat ends the window after the group', async () => {
+  const src = await startSource(stack);
+  const r = new Redis(src.redis.url);
+  try {
+    await r.sadd('pool', 'a', 'b', 'c', 'd');
+    await src.agent.baseline();
+    await r.spop('pool');
+    const after = await fingerprint(r);
+    // Closed at once (no idle heartbeat yet): the SPOP's group would be the last stored event.
+    await src.agent.close();
+    const group = await waitFor('the SPOP and its state stored', async () => {
+      const rows = await stack.store.query<{ s: string; t: string }>(
+        `SELECT max(seq) AS s, any(tx) AS t FROM flashback.events WHERE node = ${sqlString(src.node)} AND kind = 'state'`,
+      );
+      return Number(rows[0]?.s ?? 0) > 0 ? Number(rows[0]!.s) : undefined;
+    });
+    const windows = await waitFor('a window', async () => {
+      const ws = await restoreWindows(stack.store, src.node);
+      return ws.some((w) => w.toSeq >= group) ? ws : undefined;
+    });
+    assert.ok(windows.some((w) => w.toSeq >= group), `a window reaches the SPOP's state (seq ${group}): ${JSON.stringify(windows)}`);
+    assert.equal(await restoredFingerprint(src, { toSeq: group }), after);
+  } finally {
+    r.disconnect();
     await src.close();
   }
 });
