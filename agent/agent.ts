@@ -717,10 +717,10 @@ class CaptureAgent implements Agent {
       // the last stored event cannot be told from one whose rest never came, so no window would reach it).
       await Promise.race([run.states.drain(), new Promise((r) => setTimeout(r, 5_000))]);
       if (run.states.heldEvents === 0) {
-        const before = this.stats().lastSeq;
+        const before = run.assembler.lastSeq;
         this.heartbeat();
         const deadline = Date.now() + 2_000;
-        while (this.stats().lastSeq <= before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+        while (run.assembler.lastSeq <= before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
       }
     }
     if (run) {

@@ -3,7 +3,7 @@ import { EventKind, type FlashbackEvent } from '../core/event.js';
 import type { Logger } from '../core/log.js';
 import type { RawRedis } from '../core/raw-redis.js';
 import { RespError } from '../core/resp.js';
-import { FollowedKeys, type DbKey } from '../core/tail-groups.js';
+import { FollowedKeys, swappedDbs, targetDb, type DbKey } from '../core/key-moves.js';
 import { autoIdIndex } from '../core/xadd.js';
 import { HeldQueue } from './held-queue.js';
 
@@ -181,7 +181,8 @@ export class StateCapture {
   /** Events in seq order from the assembler (placeholders of state probes included). */
   process(events: FlashbackEvent[]): void {
     // The common case, once per event at full write rate: nothing pending and no command that needs a probe.
-    if (this.held.length === 0 && this.blocked.size === 0 && this.idle && this.tracked === undefined && !events.some((e) => this.special.has(e.command))) {
+    // (Noting group reads for a baseline needs no look at other events until one was noted: group reads are special.)
+    if (this.held.length === 0 && this.blocked.size === 0 && this.idle && !this.tracked?.size && !events.some((e) => this.special.has(e.command))) {
       this.out(events);
       return;
     }
@@ -321,11 +322,12 @@ export class StateCapture {
       }
     }
     if (e.kind !== EventKind.Command) return;
+    const stream = idAt >= 0 ? e.keys[0] : undefined;
+    const id = stream ? keyId(e.db, stream) : '';
     // A stream whose counter and last id are not known yet: its state is read instead (and with it, both).
-    if (idAt >= 0 && e.keys[0] && !this.taints.has(keyId(e.db, e.keys[0])) && !this.known.has(keyId(e.db, e.keys[0]))) taint(e.db, e.keys[0]);
-    if (idAt >= 0 && e.keys[0] && !this.taints.has(keyId(e.db, e.keys[0]))) {
-      const pending: PendingId = { event: e, at: idAt, db: e.db, key: e.keys[0] };
-      const id = keyId(e.db, e.keys[0]);
+    if (stream && !this.taints.has(id) && !this.known.has(id)) taint(e.db, stream);
+    if (stream && !this.taints.has(id)) {
+      const pending: PendingId = { event: e, at: idAt, db: e.db, key: stream };
       const list = this.uncovered.get(id);
       if (list) list.push(pending);
       else this.uncovered.set(id, [pending]);
@@ -342,8 +344,8 @@ export class StateCapture {
       }
       // Where this write may put data: its keys in its db; MOVE/COPY … DB also in the other db; SWAPDB both whole
       // dbs. A served BLMOVE pushes into its destination, which may serve another blocked client: to a fixpoint.
-      const target = targetDb(e);
-      const swap = swappedDbs(e);
+      const target = targetDb(e.args);
+      const swap = swappedDbs(e.args);
       const written: { db: number; key: Buffer }[] = e.keys.map((key) => ({ db: e.db, key }));
       if (target !== undefined) for (const key of e.keys) written.push({ db: target, key });
       const served = new Set<string>();
@@ -646,11 +648,6 @@ function blockMs(args: Buffer[]): number | undefined {
   return undefined;
 }
 
-/** SWAPDB's two dbs. */
-function swappedDbs(e: FlashbackEvent): [number, number] | undefined {
-  return e.command === 'SWAPDB' ? [Number(e.args[1]?.toString('latin1')), Number(e.args[2]?.toString('latin1'))] : undefined;
-}
-
 /**
  * Taints what a write that touched unknown state may have written: every key it names, in its db and where
  * MOVE/COPY … DB put them; for a write that names no keys (FLUSHALL/FLUSHDB/SWAPDB), the given `unknown` keys
@@ -658,7 +655,7 @@ function swappedDbs(e: FlashbackEvent): [number, number] | undefined {
  */
 function taintWritten(e: FlashbackEvent, unknown: readonly { db: number; key: Buffer }[], taint: (db: number, key: Buffer) => void): void {
   if (e.keys.length === 0) {
-    const swap = swappedDbs(e);
+    const swap = swappedDbs(e.args);
     for (const { db, key } of unknown) {
       taint(db, key);
       if (swap && db === swap[0]) taint(swap[1], key);
@@ -667,15 +664,6 @@ function taintWritten(e: FlashbackEvent, unknown: readonly { db: number; key: Bu
     return;
   }
   for (const k of e.keys) taint(e.db, k);
-  const target = targetDb(e);
+  const target = targetDb(e.args);
   if (target !== undefined) for (const k of e.keys) taint(target, k);
-}
-
-/** The other db a write puts its keys in: MOVE key db, COPY src dst DB n. */
-function targetDb(e: FlashbackEvent): number | undefined {
-  if (e.command === 'MOVE') return Number(e.args[2]?.toString('latin1'));
-  if (e.command === 'COPY') {
-    for (let i = 3; i < e.args.length - 1; i++) if (e.args[i]!.toString('latin1').toUpperCase() === 'DB') return Number(e.args[i + 1]!.toString('latin1'));
-  }
-  return undefined;
 }

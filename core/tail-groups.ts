@@ -1,10 +1,7 @@
+import { FollowedKeys, type DbKey } from './key-moves.js';
 import { RespReader } from './resp.js';
 
-/** A key in a logical database. */
-export interface DbKey {
-  db: number;
-  key: Buffer;
-}
+export type { DbKey };
 
 /**
  * Stream keys whose consumer groups a replication tail carries only approximately. Redis 7.0 propagates a group
@@ -28,48 +25,4 @@ export function approximateGroupKeys(tail: Buffer): DbKey[] {
     else keys.follow(db, argv);
   }
   return keys.list();
-}
-
-/** A set of keys kept where later commands move them: SWAPDB, MOVE, RENAME(NX), COPY (… DB n). */
-export class FollowedKeys {
-  private readonly found = new Map<string, DbKey>();
-
-  add(db: number, key: Buffer): void {
-    this.found.set(`${db}:${key.toString('hex')}`, { db, key });
-  }
-
-  /** Applies what `argv`, run in `db`, does to where the keys are. */
-  follow(db: number, argv: readonly Buffer[]): void {
-    if (this.found.size === 0) return;
-    const word = (i: number) => argv[i]?.toString('latin1').toUpperCase();
-    const num = (i: number) => Number(argv[i]?.toString('latin1'));
-    const has = (key: Buffer) => this.found.has(`${db}:${key.toString('hex')}`);
-    const take = (key: Buffer) => this.found.delete(`${db}:${key.toString('hex')}`);
-    switch (word(0)) {
-      case 'SWAPDB': {
-        const [a, b] = [num(1), num(2)];
-        const moved = [...this.found.values()];
-        this.found.clear();
-        for (const k of moved) this.add(k.db === a ? b : k.db === b ? a : k.db, k.key);
-        break;
-      }
-      case 'MOVE':
-        if (argv.length >= 3 && take(argv[1]!)) this.add(num(2), argv[1]!);
-        break;
-      case 'RENAME':
-      case 'RENAMENX':
-        if (argv.length >= 3 && take(argv[1]!)) this.add(db, argv[2]!);
-        break;
-      case 'COPY':
-        if (argv.length >= 3 && has(argv[1]!)) {
-          const at = argv.findIndex((a, i) => i >= 3 && a.toString('latin1').toUpperCase() === 'DB');
-          this.add(at > 0 ? num(at + 1) : db, argv[2]!);
-        }
-        break;
-    }
-  }
-
-  list(): DbKey[] {
-    return [...this.found.values()];
-  }
 }
