@@ -20,6 +20,7 @@ import { IncrWriter } from './incr-writer.js';
 import { applyKeyFilter } from './key-filter.js';
 import { LazyExpiryReorder } from './lazy-expiry.js';
 import { settledBaseline } from './settled-baseline.js';
+import { objectStream } from './baseline-objects.js';
 import { copyToTarget, countKeys, digest, expireDueKeys, keepTtlRelativeScript, loadAofDir, saveRdb, TargetNotEmptyError } from './materialize.js';
 import type { EventStore } from './event-store.js';
 import type { RestoreProgress, RestoreReport } from '../core/restore-report.js';
@@ -169,13 +170,6 @@ export async function restore(deps: RestoreDeps, req: RestoreRequest, onProgress
 function sanitize(s: string): string {
   return s.replace(/[^A-Za-z0-9_.-]/g, '_');
 }
-
-async function objectStream(objects: ObjectStore, name: string): Promise<ReadableStream<Uint8Array>> {
-  const r = await objects.get(name);
-  if (!r) throw new FlashbackError(ErrorCode.NotFound, `baseline object "${name}" is missing from the object store (deleted by retention?)`);
-  return r.data;
-}
-
 
 export type { ResolvedCutoff };
 

@@ -1,9 +1,10 @@
 import type { ObjectStore } from '@nats-io/obj';
 import type { ResolvedCutoff } from '../core/cutoff.js';
-import { ErrorCode, FlashbackError, RestoreWindowError } from '../core/errors.js';
+import { RestoreWindowError } from '../core/errors.js';
 import { sqlString, sqlUInt } from '../core/sql-literal.js';
 import { approximateGroupKeys } from '../core/tail-groups.js';
 import { formatTsUs } from '../core/time.js';
+import { objectBytes } from './baseline-objects.js';
 import type { EventStore, StoredBaseline } from './event-store.js';
 
 /**
@@ -47,10 +48,4 @@ async function settlePoint(events: EventStore, node: string, epoch: number, afte
   const group = tx === 0 ? `seq = ${sqlUInt(Number(first[0]!.s))}` : `tx = ${sqlUInt(tx)}`;
   const end = await events.query<{ s: string | number; at: string | number }>(`SELECT max(seq) AS s, argMax(ts_us, seq) AS at FROM flashback.events WHERE ${where} AND ${group}`);
   return { seq: Number(end[0]!.s), tsUs: Number(end[0]!.at) };
-}
-
-async function objectBytes(objects: ObjectStore, name: string): Promise<Buffer> {
-  const b = await objects.getBlob(name);
-  if (!b) throw new FlashbackError(ErrorCode.NotFound, `baseline object "${name}" is missing from the object store (deleted by retention?)`);
-  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
