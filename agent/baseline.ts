@@ -9,7 +9,7 @@ import { redisAddress, type RedisTarget } from '../core/redis-url.js';
 import { RespError, type RespValue } from '../core/resp.js';
 import { approximateGroupKeys, type DbKey } from '../core/tail-groups.js';
 import { captureReplicationBaseline } from './replication-client.js';
-import { clusterMarkerKey, isClusterNode, readRole } from './source-role.js';
+import { clusterMarkerKey, isClusterNode, readRole, readSourceInfo } from './source-role.js';
 
 /** Options of one baseline. */
 export interface TakeBaselineOptions {
@@ -57,6 +57,7 @@ export async function takeBaseline(o: TakeBaselineOptions): Promise<{ record: Om
   }
   // Cluster mode: PUBLISH goes over the cluster bus, not down the replication stream; a key write marks the tail.
   const markerKey = (await isClusterNode(control)) ? await clusterMarkerKey(control) : undefined;
+  const source = await readSourceInfo(control);
 
   const capture = captureReplicationBaseline({
     target,
@@ -96,7 +97,7 @@ export async function takeBaseline(o: TakeBaselineOptions): Promise<{ record: Om
   }
   const { keys, digest: digestHex } = facts!;
   logger.info({ node, epoch, markerId, framing: captured.framing, rdbBytes: captured.rdbBytes, tailBytes: captured.tail.length, tailCommands: captured.tailCommands, keys }, 'baseline objects stored');
-  const record = { node, epoch, markerId, rdbObject: names.rdb, tailObject: names.tail, rdbBytes: captured.rdbBytes, tailBytes: captured.tail.length, keys, digest: digestHex };
+  const record = { node, epoch, markerId, rdbObject: names.rdb, tailObject: names.tail, rdbBytes: captured.rdbBytes, tailBytes: captured.tail.length, keys, digest: digestHex, source };
   return { record, approximateGroups: approximateGroupKeys(captured.tail) };
 }
 

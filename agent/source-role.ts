@@ -1,3 +1,4 @@
+import { REPLAY_CONFIG, type SourceInfo } from '../core/baseline.js';
 import { CLUSTER_SLOTS, hashTagForSlots } from '../core/cluster-slot.js';
 import { ConfigError, ProtocolError } from '../core/errors.js';
 import type { RawRedis } from '../core/raw-redis.js';
@@ -115,4 +116,21 @@ export function shardMaster(rows: ClusterNodeRow[], shard: ReadonlySet<string>):
 /** Ids of the shard of `self` (a master): itself and every replica following it. */
 export function shardIds(rows: ClusterNodeRow[], selfId: string): Set<string> {
   return new Set([selfId, ...rows.filter((r) => r.masterId === selfId).map((r) => r.id)]);
+}
+
+/**
+ * Which server and version the node runs, and the settings a restore server must share with it (REPLAY_CONFIG).
+ * A setting CONFIG GET does not give (refused by ACL, unknown to the version) is left out; a restore then uses
+ * the restore server's default for it.
+ */
+export async function readSourceInfo(conn: RawRedis): Promise<SourceInfo> {
+  const info = await text(conn, ['INFO', 'server']);
+  const valkey = field(info, 'valkey_version');
+  const server = field(info, 'server_name') ?? (valkey !== undefined ? 'valkey' : 'redis');
+  const config: Record<string, string> = {};
+  for (const name of REPLAY_CONFIG) {
+    const r: RespValue = await conn.call(['CONFIG', 'GET', name]);
+    if (Array.isArray(r) && r.length >= 2 && Buffer.isBuffer(r[1])) config[name] = r[1].toString('latin1');
+  }
+  return { server, version: (server === 'valkey' ? valkey : undefined) ?? field(info, 'redis_version') ?? '', config };
 }

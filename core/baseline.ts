@@ -36,7 +36,26 @@ export interface BaselineRecord {
   keys: number;
   /** `DEBUG DIGEST` at the marker, or '' when not taken. */
   digest: string;
+  /** The server the baseline was taken from; absent in records of older agents. */
+  source?: SourceInfo;
 }
+
+/**
+ * What a restore must know of the source server beyond its data: which server and version wrote the RDB, and the
+ * settings under which the source accepted or refused the commands of its history (a restore server runs with
+ * the same ones: restorer/refusal-guard.ts).
+ */
+export interface SourceInfo {
+  /** `redis` or `valkey` (INFO server `server_name`, absent before Valkey). */
+  server: string;
+  /** `redis_version` (or `valkey_version`). */
+  version: string;
+  /** Settings that decide what a command may do, by name (CONFIG GET), e.g. `proto-max-bulk-len`. */
+  config: Record<string, string>;
+}
+
+/** Source settings a restore server takes over: {@link SourceInfo.config} holds these when the source let us read them. */
+export const REPLAY_CONFIG = ['proto-max-bulk-len'] as const;
 
 /** Subject of a node's baseline records (in the FLASHBACK_EVENTS stream). */
 export function baselineSubject(node: string): string {

@@ -1,6 +1,6 @@
 import { ClickHouseError, ClickHouseLogLevel, createClient, type ClickHouseClient, type ClickHouseSettings } from '@clickhouse/client';
 import { ConfigError, ConnectionError, ErrorCode, FlashbackError, InputError } from './errors.js';
-import { BASELINES_TABLE, EPOCHS_TABLE, EVENTS_TABLE, schemaFeatures, schemaStatements, versionSql, type BaselineRow, type EpochRow, type EventRow, type SchemaFeatures } from './schema.js';
+import { ADDED_COLUMNS, BASELINES_TABLE, BROKEN_EVENTS_TABLE, columnsSql, DATABASE, EPOCHS_TABLE, EVENTS_TABLE, schemaFeatures, schemaStatements, versionSql, type BaselineRow, type BrokenEventRow, type EpochRow, type EventRow, type SchemaFeatures } from './schema.js';
 
 /** Options of {@link openClickHouse}. */
 export interface ClickHouseOptions {
@@ -42,6 +42,8 @@ export interface Store {
   insertBaselines(rows: readonly BaselineRow[]): Promise<void>;
   /** Inserts rows into flashback.epochs. */
   insertEpochs(rows: readonly EpochRow[]): Promise<void>;
+  /** Events a restore server could not load (restorer/broken-events.ts). */
+  insertBrokenEvents(rows: readonly BrokenEventRow[]): Promise<void>;
   /**
    * Runs one of our own SELECTs (built with core/sql-literal.ts) and returns
    * its rows (JSONEachRow). 64-bit integers come back as numbers: exact below
@@ -256,10 +258,16 @@ function createStore(client: ClickHouseClient, display: string, version: string)
     client,
     async ensureSchema() {
       for (const statement of schemaStatements(version)) await run(() => client.command({ query: statement }));
+      const rs = await run(async () => (await client.query({ query: columnsSql(), format: 'JSONEachRow' })).json<{ table: string; name: string }>());
+      const have = new Set(rs.map((c) => `${c.table}.${c.name}`));
+      for (const c of ADDED_COLUMNS) {
+        if (!have.has(`${c.table}.${c.column}`)) await run(() => client.command({ query: `ALTER TABLE ${DATABASE}.${c.table} ADD COLUMN ${c.column} ${c.type}` }));
+      }
     },
     insertEvents: (rows) => insert(EVENTS_TABLE, rows),
     insertBaselines: (rows) => insert(BASELINES_TABLE, rows),
     insertEpochs: (rows) => insert(EPOCHS_TABLE, rows),
+    insertBrokenEvents: (rows) => insert(BROKEN_EVENTS_TABLE, rows),
     query: <T>(sql: string) =>
       run(async () => {
         const rs = await client.query({ query: sql, format: 'JSONEachRow', clickhouse_settings: { output_format_json_quote_64bit_integers: 0 } });

@@ -11,6 +11,7 @@ export const DATABASE = 'flashback';
 export const EVENTS_TABLE = `${DATABASE}.events`;
 export const BASELINES_TABLE = `${DATABASE}.baselines`;
 export const EPOCHS_TABLE = `${DATABASE}.epochs`;
+export const BROKEN_EVENTS_TABLE = `${DATABASE}.broken_events`;
 
 /** A row of `flashback.events` as inserted (JSONEachRow). UInt64 columns are numbers: seq and ts_us stay below 2^53. */
 export interface EventRow {
@@ -50,6 +51,26 @@ export interface BaselineRow {
   tail_bytes: number;
   keys: number;
   digest: string;
+  /** JSON of the baseline's SourceInfo (core/baseline.ts); '' when the agent did not record it. */
+  source?: string;
+}
+
+/**
+ * A row of `flashback.broken_events`: an event a restore server could not load (it aborted, or refused the AOF),
+ * recorded by the restore that found it. Later restores skip it and say so; windows show it.
+ */
+export interface BrokenEventRow {
+  node: string;
+  epoch: number;
+  seq: number;
+  ts_us: number;
+  command: string;
+  /** argv as issued, readable and shortened. */
+  args: string;
+  /** What the restore server said (its log line). */
+  reason: string;
+  /** When a restore found it, µs. */
+  found_us: number;
 }
 
 /** A row of `flashback.epochs`. */
@@ -123,7 +144,8 @@ ORDER BY (node, epoch, seq)`,
   rdb_bytes UInt64,
   tail_bytes UInt64,
   keys UInt64,
-  digest String
+  digest String,
+  source String
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toDate(time)
 ORDER BY (node, epoch, seq)`,
@@ -134,7 +156,29 @@ ORDER BY (node, epoch, seq)`,
   reason String
 ) ENGINE = ReplacingMergeTree()
 ORDER BY (node, epoch)`,
+    `CREATE TABLE IF NOT EXISTS ${BROKEN_EVENTS_TABLE} (
+  node String,
+  epoch UInt64,
+  seq UInt64,
+  ts_us UInt64,
+  command String,
+  args String,
+  reason String,
+  found_us UInt64
+) ENGINE = ReplacingMergeTree()
+ORDER BY (node, epoch, seq)`,
   ];
+}
+
+/**
+ * Columns added after a table's first release: `ensureSchema` adds each one a table lacks. 18.16 has no
+ * `ADD COLUMN IF NOT EXISTS`, so the columns are looked up in system.columns first.
+ */
+export const ADDED_COLUMNS: readonly { table: string; column: string; type: string }[] = [{ table: 'baselines', column: 'source', type: "String DEFAULT ''" }];
+
+/** SQL: the columns of flashback's tables (for {@link ADDED_COLUMNS}). */
+export function columnsSql(): string {
+  return `SELECT table, name FROM system.columns WHERE database = '${DATABASE}'`;
 }
 
 /** The query that picks the schema variant. */

@@ -1,5 +1,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
+import type { SourceInfo } from '../core/baseline.js';
 import { ErrorCode, FlashbackError } from '../core/errors.js';
+import { BROKEN_EVENTS_TABLE, type BrokenEventRow } from '../core/schema.js';
 import { sqlString, sqlUInt } from '../core/sql-literal.js';
 import type { QueryRunner } from '../core/windows.js';
 import type { ReplayItem } from './incr-writer.js';
@@ -12,6 +14,8 @@ export interface StoredBaseline {
   tailObject: string;
   rdbBytes: number;
   digest: string;
+  /** The source server and its replay settings; undefined for baselines of older agents. */
+  source?: SourceInfo;
 }
 
 /** An event as the restore reads it: what the incr AOF needs, plus its time and kind. */
@@ -27,6 +31,15 @@ export interface EventStore extends QueryRunner {
   replayItems(node: string, epoch: number, afterSeq: number, toSeq: number): AsyncIterable<StoredEvent>;
   /** Expirations stored after `afterSeq` with ts_us ≤ untilTsUs (late notifications of expirations before the cutoff). */
   expiredAfter(node: string, epoch: number, afterSeq: number, untilTsUs: number): Promise<StoredEvent[]>;
+  /** Events with afterSeq < seq ≤ toSeq that a restore server could not load, ascending by seq. */
+  brokenEvents(node: string, epoch: number, afterSeq: number, toSeq: number): Promise<BrokenEventRow[]>;
+  /** Records an event a restore server could not load. */
+  recordBroken(row: BrokenEventRow): Promise<void>;
+}
+
+/** SQL of the broken events of a span (JSONEachRow). */
+export function brokenEventsSql(node: string, epoch: number, afterSeq: number, toSeq: number): string {
+  return `SELECT node, epoch, seq, any(ts_us) AS ts_us, any(command) AS command, any(args) AS args, any(reason) AS reason, min(found_us) AS found_us FROM ${BROKEN_EVENTS_TABLE} WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq > ${sqlUInt(afterSeq)} AND seq <= ${sqlUInt(toSeq)} GROUP BY node, epoch, seq ORDER BY seq`;
 }
 
 /** SQL of the replay stream: TabSeparated, base64 has no tabs or newlines. */
@@ -40,7 +53,7 @@ export function expiredAfterSql(node: string, epoch: number, afterSeq: number, u
 }
 
 export function baselineSql(node: string, epoch: number, seq: number): string {
-  return `SELECT seq, ts_us, rdb_object, tail_object, rdb_bytes, digest FROM flashback.baselines WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq = ${sqlUInt(seq)} LIMIT 1`;
+  return `SELECT seq, ts_us, rdb_object, tail_object, rdb_bytes, digest, source FROM flashback.baselines WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq = ${sqlUInt(seq)} LIMIT 1`;
 }
 
 /** The history store on ClickHouse: queries through `runner`, the replay stream straight from the client. */
@@ -58,7 +71,15 @@ export function clickHouseEventStore(runner: QueryRunner, client: ClickHouseClie
         tailObject: String(r.tail_object),
         rdbBytes: Number(r.rdb_bytes),
         digest: String(r.digest ?? ''),
+        source: parseSource(String(r.source ?? '')),
       };
+    },
+    async brokenEvents(node, epoch, afterSeq, toSeq) {
+      const rows = await runner.query<Record<string, string | number>>(brokenEventsSql(node, epoch, afterSeq, toSeq));
+      return rows.map((r) => ({ node: String(r.node), epoch: Number(r.epoch), seq: Number(r.seq), ts_us: Number(r.ts_us), command: String(r.command), args: String(r.args), reason: String(r.reason), found_us: Number(r.found_us) }));
+    },
+    async recordBroken(row) {
+      await client.insert({ table: BROKEN_EVENTS_TABLE, values: [row], format: 'JSONEachRow' });
     },
     async expiredAfter(node, epoch, afterSeq, untilTsUs) {
       const rows = await runner.query<{ seq: number; db: number; tx: number; ts_us: number; replay: string }>(expiredAfterSql(node, epoch, afterSeq, untilTsUs));
@@ -87,4 +108,15 @@ export function clickHouseEventStore(runner: QueryRunner, client: ClickHouseClie
       }
     },
   };
+}
+
+/** The `source` column: SourceInfo JSON, or '' (baselines of older agents). */
+function parseSource(json: string): SourceInfo | undefined {
+  if (json === '') return undefined;
+  try {
+    const v = JSON.parse(json) as SourceInfo;
+    return typeof v === 'object' && v !== null && typeof v.config === 'object' && v.config !== null ? v : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -45,6 +45,7 @@ export function baselineToRow(b: BaselineRecord): BaselineRow {
     tail_bytes: b.tailBytes,
     keys: b.keys,
     digest: b.digest,
+    source: b.source ? JSON.stringify(b.source) : '',
   };
 }
 
@@ -66,6 +67,13 @@ export function parseBaselineRecord(body: Uint8Array): BaselineRecord {
   }
   for (const f of STRING_FIELDS) {
     if (typeof r[f] !== 'string') throw new ProtocolError(`baseline record field "${f}" is ${JSON.stringify(r[f])}, not a string`);
+  }
+  if (r.source !== undefined) {
+    const src = r.source as Record<string, unknown> | null;
+    const config = src?.config as Record<string, unknown> | null | undefined;
+    if (typeof src !== 'object' || src === null || typeof src.server !== 'string' || typeof src.version !== 'string' || typeof config !== 'object' || config === null || !Object.values(config).every((v) => typeof v === 'string')) {
+      throw new ProtocolError(`baseline record field "source" is ${JSON.stringify(r.source)}, not {server, version, config} of strings`);
+    }
   }
   return r as unknown as BaselineRecord;
 }

@@ -5,12 +5,12 @@ import { Session } from 'chdb';
 import { checkReadOnlySql, openClickHouse, readOnlySettings, translateClickHouseError, type Store } from '../core/clickhouse.js';
 import { ErrorCode, InputError } from '../core/errors.js';
 import type { FlashbackEvent } from '../core/event.js';
-import { schemaFeatures, schemaStatements, versionSql } from '../core/schema.js';
+import { columnsSql, schemaFeatures, schemaStatements, versionSql, type BrokenEventRow } from '../core/schema.js';
 import { sqlString, sqlStringArray, sqlUInt } from '../core/sql-literal.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
 import { eventPartitionsSql, neededBaselinesSql, partitionDaySql } from '../core/retention.js';
-import { baselinesSql, epochSummarySql, eventTimesSql, holeSql, nodesSql } from '../core/windows.js';
-import { baselineSql, replaySql } from '../restorer/event-store.js';
+import { baselinesSql, brokenSql, epochSummarySql, eventTimesSql, holeSql, nodesSql } from '../core/windows.js';
+import { baselineSql, brokenEventsSql, replaySql } from '../restorer/event-store.js';
 import { baselineToRow, eventToRow } from '../sink/rows.js';
 import { testClickHouse } from './helpers/servers.js';
 
@@ -44,7 +44,9 @@ const BASELINE = baselineToRow({
   tailBytes: 5,
   keys: 3,
   digest: '00ff',
+  source: { server: 'redis', version: '7.0.15', config: { 'proto-max-bulk-len': '536870912' } },
 });
+const BROKEN: BrokenEventRow = { node: NODE, epoch: EPOCH, seq: 5, ts_us: T0 + 5_000, command: 'SET', args: "SET \\x00 it's", reason: 'Guru Meditation: aborting', found_us: T0 + 9_000 };
 
 /** Every SELECT the code issues, as built by its own functions, over the fixture above. */
 function queries(): Record<string, string> {
@@ -58,6 +60,9 @@ function queries(): Record<string, string> {
     nodes: nodesSql(),
     replay: replaySql(NODE, EPOCH, 1, 5),
     baseline: baselineSql(NODE, EPOCH, 1),
+    broken: brokenSql(NODE),
+    brokenEvents: brokenEventsSql(NODE, EPOCH, 1, 6),
+    columns: `${columnsSql()} AND table = 'baselines' ORDER BY name`,
     partitions: eventPartitionsSql(),
     neededBaselines: neededBaselinesSql(T0 + 10_000),
     partitionDay: partitionDaySql(EPOCH / 1_000),
@@ -74,6 +79,7 @@ before(async () => {
   await store.insertEvents(EVENTS.map(eventToRow));
   await store.insertBaselines([BASELINE]);
   await store.insertEpochs([{ node: NODE, epoch: EPOCH, started_us: T0, reason: 'start' }]);
+  await store.insertBrokenEvents([BROKEN]);
 
   current = new Session();
   currentVersion = String(chdbRows(current, versionSql())[0]!.version);
@@ -83,6 +89,7 @@ before(async () => {
   insert('flashback.events', EVENTS.map(eventToRow));
   insert('flashback.baselines', [BASELINE]);
   insert('flashback.epochs', [{ node: NODE, epoch: EPOCH, started_us: T0, reason: 'start' }]);
+  insert('flashback.broken_events', [BROKEN]);
 });
 
 after(async () => {
@@ -111,8 +118,25 @@ test('the DDL is plain on 18.16 and compact on the current release, and both var
   // The plain variant also runs on a current server (a store created by an old release keeps working).
   // chdb allows one data dir per process, so it goes into a database of its own.
   for (const statement of schemaStatements('18.16.1')) current.query(statement.replaceAll('flashback', 'flashback_plain'));
-  assert.equal(chdbRows(current, "SELECT count() AS n FROM system.tables WHERE database = 'flashback_plain'")[0]!.n, 3);
+  assert.equal(chdbRows(current, "SELECT count() AS n FROM system.tables WHERE database = 'flashback_plain'")[0]!.n, 4);
   assert.equal(chdbRows(current, "SELECT type FROM system.columns WHERE database = 'flashback_plain' AND table = 'events' AND name = 'node'")[0]!.type, 'String');
+});
+
+test('a store made before a column was added gets it from ensureSchema, and keeps its rows', async () => {
+  await store.command('DROP TABLE IF EXISTS flashback.baselines_before');
+  await store.command('RENAME TABLE flashback.baselines TO flashback.baselines_before');
+  try {
+    // The baselines table as the first release made it: no `source`.
+    await store.command(`CREATE TABLE flashback.baselines (node String, epoch UInt64, seq UInt64, ts_us UInt64, time DateTime, marker String, rdb_object String, tail_object String, rdb_bytes UInt64, tail_bytes UInt64, keys UInt64, digest String) ENGINE = ReplacingMergeTree() PARTITION BY toDate(time) ORDER BY (node, epoch, seq)`);
+    const { source: _dropped, ...old } = BASELINE;
+    await store.insertBaselines([old]);
+    await store.ensureSchema();
+    const rows = await store.query<{ source: string; digest: string }>(`SELECT source, digest FROM flashback.baselines WHERE node = ${sqlString(NODE)}`);
+    assert.deepEqual(rows, [{ source: '', digest: '00ff' }]);
+  } finally {
+    await store.command('DROP TABLE flashback.baselines');
+    await store.command('RENAME TABLE flashback.baselines_before TO flashback.baselines');
+  }
 });
 
 test('every query the code issues runs on 18.16 and on the current release with the same answers', async () => {
@@ -131,6 +155,8 @@ test('every query the code issues runs on 18.16 and on the current release with 
   }
   const q = queries();
   assert.deepEqual(await store.query(q.holes!), [{ seq: 3 }, { seq: 6 }]);
+  assert.deepEqual(await store.query(q.brokenEvents!), [BROKEN]);
+  assert.deepEqual((await store.query<{ source: string }>(q.baseline!))[0]!.source, BASELINE.source);
   assert.deepEqual(await store.query(q.partitions!), [{ partition: '2025-08-03' }]);
   assert.deepEqual(await store.query(q.partitionDay!), [{ day: '2025-08-03' }], 'the day retention compares partitions with');
   assert.deepEqual(await store.query(q.byKey!), [{ seq: 2, command: 'SET', args: ['SET', '\\x00\\xff\\x02', 'v2'] }]);
