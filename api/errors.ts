@@ -15,6 +15,7 @@ const STATUS: Partial<Record<string, ContentfulStatusCode>> = {
   [ErrorCode.TargetNotEmpty]: 409,
   [ErrorCode.OutsideWindow]: 422,
   [ErrorCode.CaptureGap]: 422,
+  [ErrorCode.BrokenEvent]: 422,
   [ErrorCode.Connection]: 503,
 };
 

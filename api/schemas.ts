@@ -141,6 +141,9 @@ export const WindowSchema = z
     toTsUs: z.number(),
     to: z.string(),
     baselines: z.array(z.number()),
+    broken: z
+      .array(z.object({ seq: z.number(), tsUs: z.number(), time: z.string(), command: z.string(), args: z.string(), reason: z.string() }))
+      .openapi({ description: 'events a restore server could not load: restores past one skip it and warn; before-seq of one gives the state just before it' }),
   })
   .openapi('Window');
 

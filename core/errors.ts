@@ -7,6 +7,8 @@ export const ErrorCode = {
   UnknownNode: 'UNKNOWN_NODE',
   OutsideWindow: 'OUTSIDE_WINDOW',
   CaptureGap: 'CAPTURE_GAP',
+  /** A restore server could not load the history to the asked instant (an event broke it). */
+  BrokenEvent: 'BROKEN_EVENT',
   TargetNotEmpty: 'TARGET_NOT_EMPTY',
   ReadOnlySql: 'READ_ONLY_SQL',
   Protocol: 'PROTOCOL',

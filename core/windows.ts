@@ -17,6 +17,24 @@ export interface RestoreWindow {
   toTsUs: number;
   /** Baselines inside the window (marker seqs, ascending). */
   baselines: number[];
+  /** Events in the window a restore server could not load: restores past one skip it and warn; `--before-seq` of one is its state just before. */
+  broken: BrokenEvent[];
+}
+
+/** An event a restore server could not load (flashback.broken_events). */
+export interface BrokenEvent {
+  seq: number;
+  tsUs: number;
+  command: string;
+  /** argv, readable and shortened. */
+  args: string;
+  /** What the restore server said. */
+  reason: string;
+}
+
+/** SQL: a node's broken events. */
+export function brokenSql(node: string): string {
+  return `SELECT epoch, seq, any(ts_us) AS ts_us, any(command) AS command, any(args) AS args, any(reason) AS reason FROM flashback.broken_events WHERE node = ${sqlString(node)} GROUP BY epoch, seq ORDER BY epoch, seq`;
 }
 
 /** Per-epoch facts about the stored history of a node. */
@@ -88,7 +106,12 @@ export async function epochSummaries(db: QueryRunner, node: string): Promise<Epo
  * window. Nothing is restorable across a hole or before an epoch's first baseline.
  */
 export async function restoreWindows(db: QueryRunner, node: string): Promise<RestoreWindow[]> {
-  const [epochs, baselineRows] = await Promise.all([epochSummaries(db, node), db.query<Record<string, string | number>>(baselinesSql(node))]);
+  const [epochs, baselineRows, brokenRows] = await Promise.all([
+    epochSummaries(db, node),
+    db.query<Record<string, string | number>>(baselinesSql(node)),
+    // A store whose schema predates flashback.broken_events has none.
+    db.query<Record<string, string | number>>(brokenSql(node)).catch(() => []),
+  ]);
   const byEpoch = new Map<number, { seq: number; tsUs: number }[]>();
   for (const b of baselineRows) {
     const e = Number(b.epoch);
@@ -108,7 +131,7 @@ export async function restoreWindows(db: QueryRunner, node: string): Promise<Res
         current.baselines.push(b.seq);
         continue;
       }
-      current = { node, epoch: ep.epoch, fromSeq: b.seq, fromTsUs: b.tsUs, toSeq: end, toTsUs: 0, baselines: [b.seq] };
+      current = { node, epoch: ep.epoch, fromSeq: b.seq, fromTsUs: b.tsUs, toSeq: end, toTsUs: 0, baselines: [b.seq], broken: [] };
       windows.push(current);
       ends.push(end);
     }
@@ -125,6 +148,11 @@ export async function restoreWindows(db: QueryRunner, node: string): Promise<Res
       const before = cut.length > 0 ? await facts(cut.map((w) => w.toSeq)) : new Map<number, { tsUs: number; tx: number }>();
       for (const w of ws) w.toTsUs = (before.get(w.toSeq) ?? atEnd.get(w.toSeq))?.tsUs ?? ep.lastTsUs;
     }
+  }
+  for (const r of brokenRows) {
+    const seq = Number(r.seq);
+    const w = windows.find((x) => x.epoch === Number(r.epoch) && x.fromSeq < seq && seq <= x.toSeq);
+    w?.broken.push({ seq, tsUs: Number(r.ts_us), command: String(r.command), args: String(r.args), reason: String(r.reason) });
   }
   // A transaction cut before its baseline leaves nothing restorable in that window.
   return windows.filter((w) => w.toSeq >= w.fromSeq);

@@ -21,8 +21,12 @@ import { applyKeyFilter } from './key-filter.js';
 import { LazyExpiryReorder } from './lazy-expiry.js';
 import { settledBaseline } from './settled-baseline.js';
 import { objectStream } from './baseline-objects.js';
-import { copyToTarget, countKeys, digest, expireDueKeys, keepTtlRelativeScript, loadAofDir, saveRdb, TargetNotEmptyError } from './materialize.js';
-import type { EventStore } from './event-store.js';
+import { AofLoadError, copyToTarget, countKeys, digest, expireDueKeys, keepTtlRelativeScript, loadAofDir, saveRdb, TargetNotEmptyError } from './materialize.js';
+import { guardRefusable } from './refusal-guard.js';
+import { findBrokenEvent, parseLoadFailure, readServerLog, recordBrokenEvent, shortArgs } from './broken-events.js';
+import type { SourceInfo } from '../core/baseline.js';
+import type { EventStore, StoredEvent } from './event-store.js';
+import type { BrokenEventRow } from '../core/schema.js';
 import type { RestoreProgress, RestoreReport } from '../core/restore-report.js';
 
 /** Where the restored dataset goes: exactly one. */
@@ -85,6 +89,7 @@ export async function restore(deps: RestoreDeps, req: RestoreRequest, onProgress
     : await mkdtemp(path.join(os.tmpdir(), 'flashback-restore-'));
   await mkdir(dir, { recursive: true });
   let server: ServerProcess | undefined;
+  let keepFiles = false;
   try {
     const files = await createAofDir(dir);
     onProgress({ phase: 'baseline', events: 0, totalEvents });
@@ -95,12 +100,14 @@ export async function restore(deps: RestoreDeps, req: RestoreRequest, onProgress
     let expect = cut.baselineSeq + 1;
     const reorder = new LazyExpiryReorder((item) => incr.write(item));
     let lastTsUs = 0;
+    const broken = await deps.events.brokenEvents(req.node, cut.epoch, cut.baselineSeq, cut.seq);
+    const skip = new Set(broken.map((b) => b.seq));
     for await (const item of deps.events.replayItems(req.node, cut.epoch, cut.baselineSeq, cut.seq)) {
       if (item.seq < expect) continue; // a duplicate row not merged yet
       if (item.seq !== expect) throw new CaptureGapError(`events ${expect}–${item.seq - 1} of node "${req.node}" epoch ${cut.epoch} are missing: nothing is restored across a hole`);
       expect++;
       lastTsUs = item.tsUs;
-      if (item.resp.length > 0) await reorder.push(item);
+      if (item.resp.length > 0 && !skip.has(item.seq)) await reorder.push({ ...item, resp: replayBytes(item) });
       replayed++;
       if ((replayed & 0x3fff) === 0) onProgress({ phase: 'events', events: replayed, totalEvents });
     }
@@ -113,7 +120,13 @@ export async function restore(deps: RestoreDeps, req: RestoreRequest, onProgress
     onProgress({ phase: 'events', events: replayed, totalEvents });
 
     onProgress({ phase: 'load', events: replayed, totalEvents });
-    server = await loadAofDir(dir, { port: req.spawn?.port, detached: keep });
+    try {
+      server = await loadAofDir(dir, { port: req.spawn?.port, detached: keep, args: replayConfigArgs(base.source) });
+    } catch (err) {
+      if (!(err instanceof AofLoadError)) throw err;
+      keepFiles = true;
+      throw await explainLoadFailure(deps, req.node, cut, dir, err, logger);
+    }
     onProgress({ phase: 'verify', events: replayed, totalEvents });
     const subset = (req.keys?.length ?? 0) > 0 || req.db !== undefined;
     const droppedKeys = subset ? await applyKeyFilter(server.url, { patterns: req.keys, db: req.db }) : 0;
@@ -124,7 +137,7 @@ export async function restore(deps: RestoreDeps, req: RestoreRequest, onProgress
     if (atBaseline && base.digest !== '' && base.digest !== restoredDigest) {
       throw new FlashbackError(ErrorCode.Internal, `restored digest ${restoredDigest} differs from the source's digest ${base.digest} recorded at baseline seq ${cut.baselineSeq}: the restore is not exact; report this with the node and seq`);
     }
-    const warnings = await exactnessWarnings(deps.events, server.url, req.node, cut.epoch, cut.baselineSeq, cut.seq);
+    const warnings = [...brokenWarnings(broken), ...(await exactnessWarnings(deps.events, server.url, req.node, cut.epoch, cut.baselineSeq, cut.seq))];
     const expiredAtRestore = await expireDueKeys(server.url);
     const keys = await countKeys(server.url);
     const report: RestoreReport = {
@@ -157,14 +170,67 @@ export async function restore(deps: RestoreDeps, req: RestoreRequest, onProgress
     return report;
   } catch (err) {
     if (server && keep) await server.stop().catch(() => undefined);
-    if (keep) await rm(dir, { recursive: true, force: true });
+    if (keep && !keepFiles) await rm(dir, { recursive: true, force: true });
     throw err;
   } finally {
     if (!keep) {
       await server?.stop().catch(() => undefined);
-      await rm(dir, { recursive: true, force: true });
+      if (!keepFiles) await rm(dir, { recursive: true, force: true });
     }
   }
+}
+
+/** What the restore writes for an event: a captured command the source may have refused goes through the guard. */
+function replayBytes(item: StoredEvent): Buffer {
+  return item.kind === 'command' ? guardRefusable(item.resp) : item.resp;
+}
+
+/** redis-server args giving the restore server the source's replay settings (SourceInfo.config). */
+export function replayConfigArgs(source: SourceInfo | undefined): string[] {
+  return Object.entries(source?.config ?? {}).flatMap(([name, value]) => [`--${name}`, value]);
+}
+
+/** A restore whose AOF did not load: the event that broke it when the server's log names one, and where the files are. */
+export class RestoreLoadError extends FlashbackError {
+  /** The restore's files (AOF dir and the server's log `redis.log`), kept for a look. */
+  readonly dir: string;
+  /** The event the server's log names, if it names one of the replayed events. */
+  readonly event?: { epoch: number; seq: number; tsUs: number; command: string; args: string };
+  constructor(message: string, o: ErrorOptions & { dir: string; event?: RestoreLoadError['event'] }) {
+    super(ErrorCode.BrokenEvent, message, o);
+    this.dir = o.dir;
+    this.event = o.event;
+  }
+}
+
+/**
+ * Reads the restore server's log, finds the event it names among the replayed ones, records it as broken (later
+ * restores skip it and warn; windows show it) and builds the error that says all of it, with the way out.
+ */
+async function explainLoadFailure(deps: RestoreDeps, node: string, cut: ResolvedCutoff & { baselineSeq: number }, dir: string, err: AofLoadError, logger: Logger): Promise<RestoreLoadError> {
+  const failure = parseLoadFailure((await readServerLog(path.join(dir, 'redis.log'))) || err.logTail);
+  const found = await findBrokenEvent(deps.events.replayItems(node, cut.epoch, cut.baselineSeq, cut.seq), failure, replayBytes).catch(() => undefined);
+  const kept = `its files are kept in ${dir} (redis.log has the server's report; remove the dir when done)`;
+  if (!found) {
+    logger.error({ node, epoch: cut.epoch, cutoffSeq: cut.seq, reason: failure.reason, dir }, 'restore AOF did not load; the log names no replayed event');
+    return new RestoreLoadError(`restore of node "${node}" epoch ${cut.epoch} to seq ${cut.seq} did not load: redis-server said "${failure.reason}", naming no event of the history (the baseline's own tail, or an unknown cause); ${kept}`, { cause: err, dir });
+  }
+  const { item, argv } = found;
+  const command = argv[0]!.toString('latin1').toUpperCase();
+  const args = shortArgs(argv);
+  const recorded = await recordBrokenEvent(deps.events, { node, epoch: cut.epoch, seq: item.seq, ts_us: item.tsUs, command, args, reason: failure.reason, found_us: Date.now() * 1000 });
+  logger.error({ node, epoch: cut.epoch, seq: item.seq, command, args, reason: failure.reason, dir, recorded }, 'restore AOF did not load: an event broke it');
+  const before = item.seq > cut.baselineSeq + 1 ? `restore to before it (--before-seq ${item.seq}, ${formatTsUs(item.tsUs)}) for the state just before it` : 'restore to an earlier window for the state before it';
+  const later = recorded ? '; it is now recorded as broken: later restores past it skip it and warn, and `flashback windows` lists it' : '; recording it as broken failed, so later restores past it fail the same way';
+  return new RestoreLoadError(
+    `restore of node "${node}" did not load: event seq ${item.seq} of epoch ${cut.epoch} (${formatTsUs(item.tsUs)}, ${args}) broke it — redis-server: "${failure.reason}"; ${before}${later}; ${kept}`,
+    { cause: err, dir, event: { epoch: cut.epoch, seq: item.seq, tsUs: item.tsUs, command, args } },
+  );
+}
+
+/** Report warnings for recorded broken events a restore skipped. */
+function brokenWarnings(broken: BrokenEventRow[]): string[] {
+  return broken.map((b) => `event seq ${b.seq} (${formatTsUs(b.ts_us)}, ${b.args}) was skipped: a restore server could not load it ("${b.reason}"); if the source ran it rather than refused it, the restored data after it may differ`);
 }
 
 function sanitize(s: string): string {

@@ -24,7 +24,7 @@ const windowsRoute = createRoute({
 
 /** A window with readable times. */
 export function windowJson(w: RestoreWindow): z.infer<typeof WindowSchema> {
-  return { ...w, from: formatTsUs(w.fromTsUs), to: formatTsUs(w.toTsUs) };
+  return { ...w, from: formatTsUs(w.fromTsUs), to: formatTsUs(w.toTsUs), broken: w.broken.map((b) => ({ ...b, time: formatTsUs(b.tsUs) })) };
 }
 
 /** `GET /nodes`, `GET /nodes/{node}/windows`. */

@@ -40,7 +40,12 @@ function print(all: RestoreWindow[], json: boolean): void {
     return;
   }
   printTable(
-    ['node', 'epoch', 'from', 'to', 'seq', 'baselines'],
-    all.map((w) => [w.node, w.epoch, formatTsUs(w.fromTsUs), formatTsUs(w.toTsUs), `${w.fromSeq}–${w.toSeq}`, w.baselines.length]),
+    ['node', 'epoch', 'from', 'to', 'seq', 'baselines', 'broken'],
+    all.map((w) => [w.node, w.epoch, formatTsUs(w.fromTsUs), formatTsUs(w.toTsUs), `${w.fromSeq}–${w.toSeq}`, w.baselines.length, (w.broken ?? []).length]),
   );
+  for (const w of all) {
+    for (const b of w.broken ?? []) {
+      process.stdout.write(`broken: ${w.node} epoch ${w.epoch} seq ${b.seq} (${formatTsUs(b.tsUs)}) ${b.args} — "${b.reason}"; restores past it skip it and warn; its state just before: --before-seq ${b.seq}\n`);
+    }
+  }
 }

@@ -1,0 +1,195 @@
+// Commands the source refused (MONITOR shows them like any other) never change a restore: each member of the class Redis checks only for ordinary clients, then normal writes, restored digest-equal to the source; and an event a restore server cannot load is named, kept, listed and skipped afterwards.
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import type { ObjectStore } from '@nats-io/obj';
+import { Redis } from 'ioredis';
+import { connectNats, ensureBaselineStore, type NatsConnection } from '../core/nats.js';
+import { encodeCommand } from '../core/resp.js';
+import { stopPid } from '../core/servers/server-process.js';
+import { sqlString, sqlUInt } from '../core/sql-literal.js';
+import { restoreWindows } from '../core/windows.js';
+import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
+import { RestoreLoadError } from '../restorer/restore.js';
+import { startSource, startStack, waitFor, type Source, type Stack } from './helpers/stack.js';
+
+let stack: Stack;
+let nc: NatsConnection;
+let objects: ObjectStore;
+let instancesDir: string;
+const spawned: { pid?: number }[] = [];
+
+before(async () => {
+  stack = await startStack();
+  nc = await connectNats({ url: stack.nats.url, name: 'refused-test' });
+  objects = await ensureBaselineStore(nc);
+  instancesDir = await mkdtemp(path.join(os.tmpdir(), 'fb-refused-'));
+});
+after(async () => {
+  for (const s of spawned) if (s.pid) await stopPid(s.pid);
+  await nc?.close();
+  await stack?.close();
+  await rm(instancesDir, { recursive: true, force: true });
+});
+
+const deps = () => ({ events: clickHouseEventStore(stack.store, stack.store.client), objects, instancesDir });
+
+async function doRestore(node: string, req: Omit<RestoreRequest, 'node' | 'spawn'>) {
+  const report = await restore(deps(), { node, spawn: {}, ...req } as RestoreRequest);
+  spawned.push(report);
+  return report;
+}
+
+/** Sends one command with exact bytes and returns its reply or its error. */
+function send(r: Redis, ...argv: (string | number | Buffer)[]): Promise<unknown> {
+  return r.callBuffer(String(argv[0]), ...argv.slice(1)).catch((err: unknown) => err);
+}
+
+/** Writes a marker key and waits until its event is stored; returns that event's seq (everything before it is stored too). */
+async function markStored(src: Source, r: Redis, name: string): Promise<number> {
+  const key = `__test_marker:${name}`;
+  await r.set(key, '1');
+  return waitFor(`marker ${key} of ${src.node} stored`, async () => {
+    const rows = await stack.store.query<{ seq: number }>(`SELECT seq FROM flashback.events WHERE node = ${sqlString(src.node)} AND key = ${sqlString(key)} LIMIT 1`);
+    if (rows.length === 0) return undefined;
+    const seq = Number(rows[0]!.seq);
+    const n = await stack.store.query<{ n: number }>(`SELECT uniqExact(seq) AS n FROM flashback.events WHERE node = ${sqlString(src.node)} AND seq <= ${sqlUInt(seq)}`);
+    return Number(n[0]?.n) >= seq ? seq : undefined;
+  }, 60_000);
+}
+
+const digestOf = async (r: Redis) => String(await r.call('DEBUG', 'DIGEST'));
+
+/** Asserts that `reply` is the error the source gave, so the test knows the command really was refused. */
+function refused(reply: unknown, pattern: RegExp, what: string): void {
+  assert.ok(reply instanceof Error, `${what} was not refused by the source (reply ${String(reply)})`);
+  assert.match(reply.message, pattern, what);
+}
+
+test('refused SETRANGE (both offsets), SETBIT, BITFIELD, XADD LIMIT, in MULTI and scripts, and an XTRIM the loader would not cap: restores after them are digest-equal', async () => {
+  const src = await startSource(stack);
+  const r = new Redis(src.redis.url);
+  try {
+    await src.agent.baseline();
+    await r.set('a', '1');
+    await r.hset('h', 'f', 'v');
+    await r.set('K', 'abc');
+    const tooBig = /string exceeds maximum allowed size/;
+    const badOffset = /bit offset is not an integer or out of range/;
+    refused(await send(r, 'SETRANGE', 'K', '9223372036854775807', 'A'), tooBig, 'SETRANGE at 2^63-1');
+    refused(await send(r, 'SETRANGE', 'fresh', '536870911', 'xx'), tooBig, 'SETRANGE past 512 MB on a new key');
+    refused(await send(r, 'SETRANGE', 'K', '536870911', 'xx'), tooBig, 'SETRANGE past 512 MB on an existing key');
+    refused(await send(r, 'SETBIT', 'B', '4294967296', '1'), badOffset, 'SETBIT at 2^32');
+    refused(await send(r, 'BITFIELD', 'B', 'SET', 'u8', '4294967296', '1'), badOffset, 'BITFIELD SET at bit 2^32');
+    refused(await send(r, 'BITFIELD', 'B', 'INCRBY', 'u8', '#536870912', '1'), badOffset, 'BITFIELD INCRBY at #2^29');
+    refused(await send(r, 'XADD', 'st', 'MAXLEN', '10', 'LIMIT', '5', '1-1', 'f', 'v'), /LIMIT cannot be used without/, 'XADD LIMIT without ~');
+    refused(await send(r, 'XTRIM', 'st', 'MAXLEN', '10', 'LIMIT', '5'), /LIMIT cannot be used without/, 'XTRIM LIMIT without ~');
+    const tx = (await r.multi().call('SETRANGE', 'K', '9223372036854775807', 'A').set('in-multi', '1').exec()) ?? [];
+    refused(tx[0]?.[0], tooBig, 'SETRANGE inside MULTI');
+    assert.equal(tx[1]?.[1], 'OK');
+    const script = "redis.pcall('SETBIT', KEYS[1], '4294967296', '1') redis.pcall('SETRANGE', KEYS[1], '9223372036854775807', 'A') return redis.call('SET', KEYS[2], 'x')";
+    assert.equal(await r.eval(script, 2, 'B', 'in-script'), 'OK');
+    // Approximate trimming: a client's XTRIM removes at most LIMIT (default 100 × 100) entries, a loading server all.
+    const p = r.pipeline();
+    for (let i = 1; i <= 30_000; i++) p.xadd('trim', `${i}-1`, 'f', 'v');
+    await p.exec();
+    assert.equal(await r.xtrim('trim', 'MAXLEN', '~', 0), 10_000);
+    const beforeNormal = await markStored(src, r, 'refused');
+    const refusedDigest = await digestOf(r);
+
+    await r.set('b', '2');
+    await r.setrange('K', 5, 'Z');
+    await r.setbit('B', 100, 1);
+    await r.call('BITFIELD', 'B', 'SET', 'u8', '#3', '7');
+    await r.append('K', 'tail');
+    await r.xadd('st', 'MAXLEN', '~', '10', 'LIMIT', '5', '1-2', 'f', 'v');
+    const last = await markStored(src, r, 'normal');
+    const finalDigest = await digestOf(r);
+
+    const atRefused = await doRestore(src.node, { toSeq: beforeNormal });
+    assert.equal(atRefused.digest, refusedDigest, 'restored just after the refused commands');
+    const atEnd = await doRestore(src.node, { toSeq: last });
+    assert.equal(atEnd.digest, finalDigest, 'restored after the normal writes that followed');
+    assert.deepEqual(atEnd.warnings, []);
+  } finally {
+    r.disconnect();
+    await src.close();
+  }
+});
+
+test('with a small proto-max-bulk-len at the source, a refused APPEND, SETRANGE and SETBIT stay refused in the restore', async () => {
+  const src = await startSource(stack, ['--proto-max-bulk-len', '1mb']);
+  const r = new Redis(src.redis.url);
+  try {
+    await src.agent.baseline();
+    const limit = 1024 * 1024;
+    await r.set('big', Buffer.alloc(limit - 100, 0x61));
+    refused(await send(r, 'APPEND', 'big', Buffer.alloc(200, 0x62)), /string exceeds maximum allowed size/, 'APPEND past the limit');
+    refused(await send(r, 'SETRANGE', 'big', String(limit - 5), '0123456789'), /string exceeds maximum allowed size/, 'SETRANGE past the limit');
+    refused(await send(r, 'SETBIT', 'bits', String(limit * 8), '1'), /bit offset is not an integer or out of range/, 'SETBIT past the limit');
+    await r.append('big', 'ok'); // within the limit: must be replayed
+    await r.setbit('bits', limit * 8 - 1, 1);
+    const last = await markStored(src, r, 'end');
+    const sourceDigest = await digestOf(r);
+    const report = await doRestore(src.node, { toSeq: last });
+    assert.equal(report.digest, sourceDigest);
+  } finally {
+    r.disconnect();
+    await src.close();
+  }
+});
+
+test('an event a restore server cannot load is named with its seq, its files kept, listed by windows, and skipped with a warning afterwards', async () => {
+  const src = await startSource(stack);
+  const r = new Redis(src.redis.url);
+  try {
+    await src.agent.baseline();
+    await r.set('before', '1');
+    await r.set('victim', 'v');
+    await r.set('after', '1');
+    const last = await markStored(src, r, 'end');
+    // Forge the history: the event of `SET victim v` now replays as a command that crashes a loading server.
+    const where = `node = ${sqlString(src.node)}`;
+    const [victim] = await stack.store.query<Record<string, string | number>>(`SELECT * FROM flashback.events WHERE ${where} AND key = 'victim' LIMIT 1`);
+    assert.ok(victim, 'the SET victim event is stored');
+    const seq = Number(victim.seq);
+    await stack.store.insertEvents([{ ...victim, replay: encodeCommand(["DEBUG", "SEGFAULT"]).toString("base64") } as never]);
+    await stack.store.command('OPTIMIZE TABLE flashback.events FINAL');
+
+    const err = await restore(deps(), { node: src.node, toSeq: last, spawn: {} }).then(
+      () => assert.fail('the restore loaded a crashing event'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof RestoreLoadError, String(err));
+    assert.equal(err.code, 'BROKEN_EVENT');
+    assert.equal(err.event?.seq, seq);
+    assert.equal(err.event?.command, 'DEBUG');
+    assert.match(err.message, new RegExp(`event seq ${seq} of epoch`));
+    assert.match(err.message, new RegExp(`--before-seq ${seq}`));
+    assert.match(err.message, /crashed by signal/);
+    assert.ok(existsSync(path.join(err.dir, 'redis.log')), `the failed restore's files are kept in ${err.dir}`);
+    await rm(err.dir, { recursive: true, force: true });
+
+    const windows = await restoreWindows(stack.store, src.node);
+    const broken = windows.flatMap((w) => w.broken);
+    assert.deepEqual(broken.map((b) => [b.seq, b.command]), [[seq, 'DEBUG']]);
+
+    const justBefore = await doRestore(src.node, { beforeSeq: seq });
+    assert.deepEqual(justBefore.warnings, []);
+    const skipped = await doRestore(src.node, { toSeq: last });
+    assert.equal(skipped.warnings.length, 1);
+    assert.match(skipped.warnings[0]!, new RegExp(`event seq ${seq} .* was skipped`));
+    const restored = new Redis(skipped.url!);
+    try {
+      assert.deepEqual([await restored.get('before'), await restored.get('victim'), await restored.get('after')], ['1', null, '1']);
+    } finally {
+      restored.disconnect();
+    }
+  } finally {
+    r.disconnect();
+    await src.close();
+  }
+});
