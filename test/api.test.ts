@@ -123,7 +123,7 @@ describe('history', () => {
     const res = await req(`/nodes/${node}/windows`);
     assert.equal(res.status, 200);
     const { windows } = (await res.json()) as { windows: Record<string, unknown>[] };
-    assert.deepEqual(windows, [{ node, epoch: 1, fromSeq: 1, fromTsUs: ts(1), from: formatTsUs(ts(1)), toSeq: 10, toTsUs: ts(10), to: formatTsUs(ts(10)), baselines: [1] }]);
+    assert.deepEqual(windows, [{ node, epoch: 1, fromSeq: 1, fromTsUs: ts(1), from: formatTsUs(ts(1)), toSeq: 10, toTsUs: ts(10), to: formatTsUs(ts(10)), baselines: [1], broken: [] }]);
     const msg = await expectError(await req('/nodes/no-such-node/windows'), 404, 'UNKNOWN_NODE');
     assert.match(msg, new RegExp(node));
   });
