@@ -1,13 +1,13 @@
-import { keysInInfo } from '../core/keyspace-info.js';
+import { keysInInfo } from '../core/redis/keyspace-info.js';
 import { randomUUID } from 'node:crypto';
-import { baselineObjectName, MARKER_CHANNEL, type BaselineRecord } from '../core/baseline.js';
+import { baselineObjectName, MARKER_CHANNEL, type BaselineRecord } from '../core/bus/baseline.js';
 import { ConfigError, ConnectionError, ProtocolError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import { translateNatsError, type ObjectStore } from '../core/nats.js';
-import type { RawRedis } from '../core/raw-redis.js';
-import { redisAddress, type RedisTarget } from '../core/redis-url.js';
-import { RespError, type RespValue } from '../core/resp.js';
-import { approximateGroupKeys, type DbKey } from '../core/tail-groups.js';
+import { translateNatsError, type ObjectStore } from '../core/bus/nats.js';
+import type { RawRedis } from '../core/redis/raw-redis.js';
+import { redisAddress, type RedisTarget } from '../core/redis/redis-url.js';
+import { RespError, type RespValue } from '../core/redis/resp.js';
+import { approximateGroupKeys, type DbKey } from '../core/redis/tail-groups.js';
 import { captureReplicationBaseline } from './replication-client.js';
 import { clusterMarkerKey, isClusterNode, readRole, readSourceInfo } from './source-role.js';
 

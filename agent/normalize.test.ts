@@ -1,7 +1,7 @@
 // normalizeArgv without a server: each rewrite rule, identity when nothing changes, binary bytes kept (live checks: test/normalize.test.ts).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { CommandSpec } from '../core/command-table.js';
+import type { CommandSpec } from '../core/redis/command-table.js';
 import { CONDITIONAL_EXPIRE_SCRIPT, DEL_IF_STRING_SCRIPT, normalizeArgv } from './normalize.js';
 
 const spec = (name: string, write = true): CommandSpec => ({

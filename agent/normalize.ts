@@ -1,4 +1,4 @@
-import type { CommandSpec } from '../core/command-table.js';
+import type { CommandSpec } from '../core/redis/command-table.js';
 
 /*
  * Relative expiries become absolute, as Redis 7.0 rewrites them for its AOF and

@@ -1,6 +1,6 @@
 import type { Logger } from '../core/log.js';
-import { RespError, type RespValue } from '../core/resp.js';
-import type { RawRedis } from '../core/raw-redis.js';
+import { RespError, type RespValue } from '../core/redis/resp.js';
+import type { RawRedis } from '../core/redis/raw-redis.js';
 
 /**
  * Keyspace notification classes the agent needs: keyevent (E) for expired (x)

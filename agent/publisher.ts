@@ -1,8 +1,8 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { headers, type NatsConnection } from '@nats-io/transport-node';
-import { encodeBatch } from '../core/event-codec.js';
-import { BATCH_HEADER, formatPart, maxPartBytes, PART_HEADER, partMessageId, splitBody, type PartPosition } from '../core/event-parts.js';
-import { eventSubject, messageId, type FlashbackEvent } from '../core/event.js';
+import { encodeBatch } from '../core/bus/event-codec.js';
+import { BATCH_HEADER, formatPart, maxPartBytes, PART_HEADER, partMessageId, splitBody, type PartPosition } from '../core/bus/event-parts.js';
+import { eventSubject, messageId, type FlashbackEvent } from '../core/bus/event.js';
 import type { Logger } from '../core/log.js';
 import { silentLogger } from '../core/log.js';
 

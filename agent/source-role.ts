@@ -1,9 +1,9 @@
-import { REPLAY_CONFIG, type SourceInfo } from '../core/baseline.js';
-import { CLUSTER_SLOTS, hashTagForSlots } from '../core/cluster-slot.js';
+import { REPLAY_CONFIG, type SourceInfo } from '../core/bus/baseline.js';
+import { CLUSTER_SLOTS, hashTagForSlots } from '../core/redis/cluster-slot.js';
 import { ConfigError, ProtocolError } from '../core/errors.js';
-import type { RawRedis } from '../core/raw-redis.js';
-import { redisAddress } from '../core/redis-url.js';
-import { RespError, type RespValue } from '../core/resp.js';
+import type { RawRedis } from '../core/redis/raw-redis.js';
+import { redisAddress } from '../core/redis/redis-url.js';
+import { RespError, type RespValue } from '../core/redis/resp.js';
 
 /** What a node says about its replication role (INFO replication). */
 export interface SourceRole {

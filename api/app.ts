@@ -1,9 +1,9 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
-import type { Store } from '../core/clickhouse.js';
+import type { Store } from '../core/store/clickhouse.js';
 import { ErrorCode, InputError } from '../core/errors.js';
 import type { Metric } from '../core/health-server.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import type { NatsConnection } from '../core/nats.js';
+import type { NatsConnection } from '../core/bus/nats.js';
 import {
   getJob,
   listInstances,
@@ -14,7 +14,7 @@ import {
   type RestoreJobRequest,
   type RestoreJobState,
   type RestoreJobStatus,
-} from '../core/restore-jobs.js';
+} from '../core/bus/restore-jobs.js';
 import { bearerAuth } from './auth.js';
 import { describeIssues, errorBody, errorHandler } from './errors.js';
 import { countRequests, registerMetricsRoute, RequestCounter } from './metrics.js';

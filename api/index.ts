@@ -1,10 +1,10 @@
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
-import { openClickHouse } from '../core/clickhouse.js';
+import { openClickHouse } from '../core/store/clickhouse.js';
 import { ConfigError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import { connectNats } from '../core/nats.js';
-import { restoreInfra } from '../core/restore-jobs.js';
+import { connectNats } from '../core/bus/nats.js';
+import { restoreInfra } from '../core/bus/restore-jobs.js';
 import { parseApiTokens } from './auth.js';
 import { buildApp, natsJobClient, type ApiDeps } from './app.js';
 

@@ -1,7 +1,7 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
 import { renderPrometheus, type Metric } from '../core/health-server.js';
-import { nodesSql } from '../core/windows.js';
+import { nodesSql } from '../core/store/windows.js';
 import type { ApiDeps } from './app.js';
 import { errorResponses } from './schemas.js';
 

@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { startAgent, type Agent } from '../agent/index.js';
 import { silentLogger } from '../core/log.js';
-import { connectNats, EVENT_STREAM, natsJetStreamManager, type NatsConnection } from '../core/nats.js';
+import { connectNats, EVENT_STREAM, natsJetStreamManager, type NatsConnection } from '../core/bus/nats.js';
 import { startNatsServer } from '../core/servers/nats-server.js';
 import { startRedisServer } from '../core/servers/redis-server.js';
 import { median, pollUntil, round, runIfMain, spread, type BenchResult, type BenchRow, type BenchSize } from './report.js';

@@ -7,9 +7,9 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readableBytes } from '../core/escape.js';
-import { MonitorParser } from '../core/monitor-parser.js';
-import { seededRandom } from '../core/seeded-random.js';
+import { readableBytes } from '../core/redis/escape.js';
+import { MonitorParser } from '../core/redis/monitor-parser.js';
+import { seededRandom } from '../test/helpers/seeded-random.js';
 
 /** Number of MONITOR lines generated. @default 1_000_000 */
 const LINES = Number(process.env.BENCH_MONITOR_LINES ?? 1_000_000);

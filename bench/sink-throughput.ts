@@ -9,17 +9,17 @@
  */
 import { createClient } from '@clickhouse/client';
 import { jetstream } from '@nats-io/jetstream';
-import { encodeBatch, decodeBatch } from '../core/event-codec.js';
-import { eventSubject, messageId, type FlashbackEvent } from '../core/event.js';
+import { encodeBatch, decodeBatch } from '../core/bus/event-codec.js';
+import { eventSubject, messageId, type FlashbackEvent } from '../core/bus/event.js';
 import { silentLogger } from '../core/log.js';
-import { connectNats, ensureEventStream, EVENT_STREAM, natsJetStreamManager, type NatsConnection } from '../core/nats.js';
-import { openClickHouse } from '../core/clickhouse.js';
-import { EVENTS_TABLE } from '../core/schema.js';
+import { connectNats, ensureEventStream, EVENT_STREAM, natsJetStreamManager, type NatsConnection } from '../core/bus/nats.js';
+import { openClickHouse } from '../core/store/clickhouse.js';
+import { EVENTS_TABLE } from '../core/store/schema.js';
 import { startClickHouseServer } from '../core/servers/clickhouse-server.js';
 import { startNatsServer } from '../core/servers/nats-server.js';
 import { eventToRow, startSink } from '../sink/index.js';
 import { pollUntil, round, runIfMain, secondsSince, spread, type BenchResult, type BenchSize } from './report.js';
-import { seededRandom } from '../core/seeded-random.js';
+import { seededRandom } from '../test/helpers/seeded-random.js';
 
 const EVENTS_PER_MESSAGE = 2_000;
 /** The sink's default maxBatchRows: the raw baseline inserts batches of the same size. */

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError, ConnectionError, ErrorCode, FlashbackError } from '../core/errors.js';
-import type { InstanceRecord, RestoreJobRequest, RestoreJobStatus } from '../core/restore-jobs.js';
-import type { RestoreWindow } from '../core/windows.js';
+import type { InstanceRecord, RestoreJobRequest, RestoreJobStatus } from '../core/bus/restore-jobs.js';
+import type { RestoreWindow } from '../core/store/windows.js';
 
 /** A window as the API returns it (times also as text). */
 export type ApiWindow = RestoreWindow & { from: string; to: string };

@@ -1,7 +1,7 @@
 // What a restore server's log says about a failed load: the reason line and the command it names, matched against what the restore wrote.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { encodeCommand } from '../core/resp.js';
+import { encodeCommand } from '../core/redis/resp.js';
 import { matchesFailure, parseLoadFailure, shortArgs } from './broken-events.js';
 
 // Shaped like Redis 7.0.15's crash report (trimmed).

@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
-import { readableBytes } from '../core/escape.js';
-import { parseMonitorLine } from '../core/monitor-parser.js';
-import { decodeCommand } from '../core/resp.js';
-import type { BrokenEventRow } from '../core/schema.js';
-import type { EventStore, StoredEvent } from './event-store.js';
+import { readableBytes } from '../core/redis/escape.js';
+import { parseMonitorLine } from '../core/redis/monitor-parser.js';
+import { decodeCommand } from '../core/redis/resp.js';
+import type { BrokenEventRow } from '../core/store/schema.js';
+import type { EventStore, StoredEvent } from '../core/store/event-store.js';
 import { commandName } from './refusal-guard.js';
 
 /*

@@ -1,12 +1,12 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { resolveCutoff } from '../core/cutoff.js';
+import { resolveCutoff } from '../core/store/cutoff.js';
 import { ErrorCode, FlashbackError, InputError } from '../core/errors.js';
-import { readableBytes } from '../core/escape.js';
+import { readableBytes } from '../core/redis/escape.js';
 import { silentLogger } from '../core/log.js';
-import type { RestoreJobRequest } from '../core/restore-jobs.js';
-import type { ClusterRestoreReport, RestoreProgress, RestoreReport } from '../core/restore-report.js';
+import type { RestoreJobRequest } from '../core/bus/restore-jobs.js';
+import type { ClusterRestoreReport, RestoreProgress, RestoreReport } from '../core/bus/restore-report.js';
 import { startRedisServer } from '../core/servers/redis-server.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
 import { formatTsUs, parseCutoffTime } from '../core/time.js';

@@ -1,19 +1,11 @@
 import { once } from 'node:events';
 import { finished } from 'node:stream/promises';
 import { ErrorCode, FlashbackError } from '../core/errors.js';
-import { encodeCommand } from '../core/resp.js';
+import { encodeCommand } from '../core/redis/resp.js';
+import type { ReplayItem } from '../core/store/event-store.js';
 
-/** One event to replay, as the incr AOF needs it. */
-export interface ReplayItem {
-  /** Position in the event stream (for error messages; the writer keeps the caller's order). */
-  seq: number;
-  /** Database the command runs in. */
-  db: number;
-  /** Transaction / script id (seq of its first event); 0 for none. Consecutive items with the same non-zero id form one MULTI/EXEC. */
-  tx: number;
-  /** RESP bytes of the replay command, exact. */
-  resp: Buffer;
-}
+export type { ReplayItem };
+
 
 /** What {@link IncrWriter.end} reports. */
 export interface IncrWriteResult {

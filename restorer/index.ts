@@ -4,7 +4,7 @@ export type { ClusterRestoreReport, ClusterRestoreRequest } from './cluster-rest
 export { keySlot, openKeyTarget } from './key-target.js';
 export type { KeyTarget } from './key-target.js';
 export type { RestoreReport, RestoreRequest, RestoreProgress, RestoreDeps } from './restore.js';
-export { clickHouseEventStore } from './event-store.js';
-export type { EventStore } from './event-store.js';
+export { clickHouseEventStore } from '../core/store/event-store.js';
+export type { EventStore } from '../core/store/event-store.js';
 export { startRestorer } from './service.js';
 export type { Restorer, RestorerOptions, RestorerStats } from './service.js';

@@ -1,8 +1,8 @@
 import { Redis } from 'ioredis';
 import { ConnectionError, describeError, ErrorCode, FlashbackError } from '../core/errors.js';
-import { keyspaceCounts } from '../core/keyspace-info.js';
-import { parseRedisUrl, redactedRedisUrl, type RedisTarget } from '../core/redis-url.js';
-import { CLUSTER_SLOTS, keySlot } from '../core/cluster-slot.js';
+import { keyspaceCounts } from '../core/redis/keyspace-info.js';
+import { parseRedisUrl, redactedRedisUrl, type RedisTarget } from '../core/redis/redis-url.js';
+import { CLUSTER_SLOTS, keySlot } from '../core/redis/cluster-slot.js';
 
 export { CLUSTER_SLOTS, keySlot };
 

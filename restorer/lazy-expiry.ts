@@ -1,5 +1,5 @@
-import { decodeCommand, encodeCommand } from '../core/resp.js';
-import type { StoredEvent } from './event-store.js';
+import { decodeCommand, encodeCommand } from '../core/redis/resp.js';
+import type { StoredEvent } from '../core/store/event-store.js';
 import type { ReplayItem } from './incr-writer.js';
 
 /**

@@ -1,7 +1,7 @@
 // The guard wraps exactly the commands a loading server checks more loosely than a client, byte-exact, and leaves every other command untouched.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { decodeCommand, encodeCommand } from '../core/resp.js';
+import { decodeCommand, encodeCommand } from '../core/redis/resp.js';
 import { commandName, guardRefusable, REFUSAL_GUARD_SCRIPT } from './refusal-guard.js';
 
 const enc = (...argv: (string | Buffer)[]) => encodeCommand(argv);

@@ -1,4 +1,4 @@
-import { decodeCommand, encodeCommand } from '../core/resp.js';
+import { decodeCommand, encodeCommand } from '../core/redis/resp.js';
 
 /*
  * Commands the source may have refused although MONITOR showed them.

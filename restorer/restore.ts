@@ -8,14 +8,14 @@ import type { Logger } from '../core/log.js';
 import { silentLogger } from '../core/log.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
 import { formatTsUs } from '../core/time.js';
-import { CommandTable } from '../core/command-table.js';
-import { RawRedis } from '../core/raw-redis.js';
-import { parseRedisUrl } from '../core/redis-url.js';
-import { decodeCommand } from '../core/resp.js';
-import { autoIdIndex } from '../core/xadd.js';
-import { sqlString, sqlUInt } from '../core/sql-literal.js';
+import { CommandTable } from '../core/redis/command-table.js';
+import { RawRedis } from '../core/redis/raw-redis.js';
+import { parseRedisUrl } from '../core/redis/redis-url.js';
+import { decodeCommand } from '../core/redis/resp.js';
+import { autoIdIndex } from '../core/redis/xadd.js';
+import { sqlString, sqlUInt } from '../core/store/sql-literal.js';
 import { createAofDir, writeBaseRdb } from './aof-dir.js';
-import { resolveCutoff, type CutoffSpec, type ResolvedCutoff } from '../core/cutoff.js';
+import { resolveCutoff, type CutoffSpec, type ResolvedCutoff } from '../core/store/cutoff.js';
 import { IncrWriter } from './incr-writer.js';
 import { applyKeyFilter } from './key-filter.js';
 import { LazyExpiryReorder } from './lazy-expiry.js';
@@ -24,10 +24,10 @@ import { objectStream } from './baseline-objects.js';
 import { AofLoadError, copyToTarget, countKeys, digest, expireDueKeys, keepTtlRelativeScript, loadAofDir, saveRdb, TargetNotEmptyError } from './materialize.js';
 import { guardRefusable } from './refusal-guard.js';
 import { findBrokenEvent, parseLoadFailure, readServerLog, recordBrokenEvent, shortArgs } from './broken-events.js';
-import type { SourceInfo } from '../core/baseline.js';
-import type { EventStore, StoredEvent } from './event-store.js';
-import type { BrokenEventRow } from '../core/schema.js';
-import type { RestoreProgress, RestoreReport } from '../core/restore-report.js';
+import type { SourceInfo } from '../core/bus/baseline.js';
+import type { EventStore, StoredEvent } from '../core/store/event-store.js';
+import type { BrokenEventRow } from '../core/store/schema.js';
+import type { RestoreProgress, RestoreReport } from '../core/bus/restore-report.js';
 
 /** Where the restored dataset goes: exactly one. */
 export interface RestoreDestination {

@@ -6,11 +6,11 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { jetstream, type Consumer, type JsMsg } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
-import { openClickHouse, type Store } from '../core/clickhouse.js';
+import { openClickHouse, type Store } from '../core/store/clickhouse.js';
 import { ConfigError, describeError, ErrorCode, FlashbackError } from '../core/errors.js';
 import { startHealthServer, type Metric } from '../core/health-server.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import { connectNats, ensureBaselineStore, type NatsConnection } from '../core/nats.js';
+import { connectNats, ensureBaselineStore, type NatsConnection } from '../core/bus/nats.js';
 import {
   deleteInstance,
   ensureRestoreInfra,
@@ -27,10 +27,10 @@ import {
   type RestoreJobRequest,
   type RestoreJobStatus,
   type StopInstanceReply,
-} from '../core/restore-jobs.js';
-import type { RestoreProgress } from '../core/restore-report.js';
+} from '../core/bus/restore-jobs.js';
+import type { RestoreProgress } from '../core/bus/restore-report.js';
 import { isPidAlive, stopPid } from '../core/servers/server-process.js';
-import { clickHouseEventStore } from './event-store.js';
+import { clickHouseEventStore } from '../core/store/event-store.js';
 import { isClusterReport, runRestoreRequest } from './cluster-restore.js';
 import type { RestoreDeps } from './restore.js';
 

@@ -1,11 +1,11 @@
 import type { ObjectStore } from '@nats-io/obj';
-import type { ResolvedCutoff } from '../core/cutoff.js';
+import type { ResolvedCutoff } from '../core/store/cutoff.js';
 import { RestoreWindowError } from '../core/errors.js';
-import { sqlString, sqlUInt } from '../core/sql-literal.js';
-import { approximateGroupKeys } from '../core/tail-groups.js';
+import { sqlString, sqlUInt } from '../core/store/sql-literal.js';
+import { approximateGroupKeys } from '../core/redis/tail-groups.js';
 import { formatTsUs } from '../core/time.js';
 import { objectBytes } from './baseline-objects.js';
-import type { EventStore, StoredBaseline } from './event-store.js';
+import type { EventStore, StoredBaseline } from '../core/store/event-store.js';
 
 /**
  * The baseline a restore starts from, with its tail: the newest one at or before the cutoff whose dataset is exact

@@ -1,9 +1,9 @@
-import type { BaselineRecord } from '../core/baseline.js';
+import type { BaselineRecord } from '../core/bus/baseline.js';
 import { ProtocolError } from '../core/errors.js';
-import { readableBytes } from '../core/escape.js';
-import type { FlashbackEvent } from '../core/event.js';
-import { encodeCommand } from '../core/resp.js';
-import type { BaselineRow, EventRow } from '../core/schema.js';
+import { readableBytes } from '../core/redis/escape.js';
+import type { FlashbackEvent } from '../core/bus/event.js';
+import { encodeCommand } from '../core/redis/resp.js';
+import type { BaselineRow, EventRow } from '../core/store/schema.js';
 
 /**
  * One row of flashback.events for an event. Readable columns escape bytes

@@ -1,14 +1,14 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, jetstream, type Consumer, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
-import { openClickHouse, type Store } from '../core/clickhouse.js';
+import { openClickHouse, type Store } from '../core/store/clickhouse.js';
 import { describeError, isRetryable, ProtocolError } from '../core/errors.js';
-import { decodeBatch } from '../core/event-codec.js';
-import { BATCH_HEADER, PART_HEADER, PartCollector, parsePart, type HeldBatch } from '../core/event-parts.js';
+import { decodeBatch } from '../core/bus/event-codec.js';
+import { BATCH_HEADER, PART_HEADER, PartCollector, parsePart, type HeldBatch } from '../core/bus/event-parts.js';
 import { startHealthServer, type Metric } from '../core/health-server.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import { connectNats, ensureBaselineStore, ensureEventStream, EVENT_STREAM, natsJetStreamManager, SINK_DURABLE, translateNatsError, type NatsConnection } from '../core/nats.js';
-import type { BaselineRow, EventRow } from '../core/schema.js';
-import { applyRetention } from '../core/retention.js';
+import { connectNats, ensureBaselineStore, ensureEventStream, EVENT_STREAM, natsJetStreamManager, SINK_DURABLE, translateNatsError, type NatsConnection } from '../core/bus/nats.js';
+import type { BaselineRow, EventRow } from '../core/store/schema.js';
+import { applyRetention } from './retention.js';
 import { baselineToRow, eventToRow, parseBaselineRecord } from './rows.js';
 
 /** Options of {@link startSink}. */

@@ -3,12 +3,12 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { buildApp, natsJobClient } from '../api/index.js';
-import { openClickHouse, type Store } from '../core/clickhouse.js';
-import { connectNats, type NatsConnection } from '../core/nats.js';
-import { getJob } from '../core/restore-jobs.js';
+import { openClickHouse, type Store } from '../core/store/clickhouse.js';
+import { connectNats, type NatsConnection } from '../core/bus/nats.js';
+import { getJob } from '../core/bus/restore-jobs.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
 import { formatTsUs } from '../core/time.js';
-import type { EventRow } from '../core/schema.js';
+import type { EventRow } from '../core/store/schema.js';
 import { testClickHouse, testNats } from './helpers/servers.js';
 
 const TOKEN = `tok-${randomUUID()}`;

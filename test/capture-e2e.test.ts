@@ -2,10 +2,10 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Redis } from 'ioredis';
-import { readableBytes } from '../core/escape.js';
-import { decodeCommand } from '../core/resp.js';
-import type { EventRow } from '../core/schema.js';
-import { sqlString } from '../core/sql-literal.js';
+import { readableBytes } from '../core/redis/escape.js';
+import { decodeCommand } from '../core/redis/resp.js';
+import type { EventRow } from '../core/store/schema.js';
+import { sqlString } from '../core/store/sql-literal.js';
 import { startSource, startStack, waitForEvents, type Stack } from './helpers/stack.js';
 
 let stack: Stack;

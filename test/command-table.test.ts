@@ -1,10 +1,10 @@
 // CommandTable against a real redis-server: lookup (subcommands, case), flags, and keys compared with the server's own COMMAND GETKEYS.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { CommandTable } from '../core/command-table.js';
-import { RawRedis } from '../core/raw-redis.js';
-import { parseRedisUrl } from '../core/redis-url.js';
-import { RespError } from '../core/resp.js';
+import { CommandTable } from '../core/redis/command-table.js';
+import { RawRedis } from '../core/redis/raw-redis.js';
+import { parseRedisUrl } from '../core/redis/redis-url.js';
+import { RespError } from '../core/redis/resp.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
 import { testRedis } from './helpers/servers.js';
 

@@ -6,10 +6,10 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import type { ObjectStore } from '@nats-io/obj';
-import { resolveCutoff, type CutoffSpec } from '../core/cutoff.js';
-import { connectNats, ensureBaselineStore, type NatsConnection } from '../core/nats.js';
+import { resolveCutoff, type CutoffSpec } from '../core/store/cutoff.js';
+import { connectNats, ensureBaselineStore, type NatsConnection } from '../core/bus/nats.js';
 import { stopPid } from '../core/servers/server-process.js';
-import { sqlString, sqlUInt } from '../core/sql-literal.js';
+import { sqlString, sqlUInt } from '../core/store/sql-literal.js';
 import { clickHouseEventStore, restore, type EventStore } from '../restorer/index.js';
 import { startSource, startStack, type Stack, syncedSource, type Source } from './helpers/stack.js';
 

@@ -6,9 +6,9 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { Redis } from 'ioredis';
 import type { ObjectStore } from '@nats-io/obj';
-import { connectNats, ensureBaselineStore, type NatsConnection } from '../core/nats.js';
+import { connectNats, ensureBaselineStore, type NatsConnection } from '../core/bus/nats.js';
 import { stopPid } from '../core/servers/server-process.js';
-import { sqlString } from '../core/sql-literal.js';
+import { sqlString } from '../core/store/sql-literal.js';
 import { clickHouseEventStore, restore } from '../restorer/index.js';
 import { startSource, startStack, waitFor, waitForEvents, type Stack } from './helpers/stack.js';
 

@@ -2,15 +2,15 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Session } from 'chdb';
-import { checkReadOnlySql, openClickHouse, readOnlySettings, translateClickHouseError, type Store } from '../core/clickhouse.js';
+import { checkReadOnlySql, openClickHouse, readOnlySettings, translateClickHouseError, type Store } from '../core/store/clickhouse.js';
 import { ErrorCode, InputError } from '../core/errors.js';
-import type { FlashbackEvent } from '../core/event.js';
-import { columnsSql, schemaFeatures, schemaStatements, versionSql, type BrokenEventRow } from '../core/schema.js';
-import { sqlString, sqlStringArray, sqlUInt } from '../core/sql-literal.js';
+import type { FlashbackEvent } from '../core/bus/event.js';
+import { columnsSql, schemaFeatures, schemaStatements, versionSql, type BrokenEventRow } from '../core/store/schema.js';
+import { sqlString, sqlStringArray, sqlUInt } from '../core/store/sql-literal.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
-import { eventPartitionsSql, neededBaselinesSql, partitionDaySql } from '../core/retention.js';
-import { baselinesSql, brokenSql, epochSummarySql, eventTimesSql, holeSql, nodesSql } from '../core/windows.js';
-import { baselineSql, brokenEventsSql, replaySql } from '../restorer/event-store.js';
+import { eventPartitionsSql, neededBaselinesSql, partitionDaySql } from '../sink/retention.js';
+import { baselinesSql, brokenSql, epochSummarySql, eventTimesSql, holeSql, nodesSql } from '../core/store/windows.js';
+import { baselineSql, brokenEventsSql, replaySql } from '../core/store/event-store.js';
 import { baselineToRow, eventToRow } from '../sink/rows.js';
 import { testClickHouse } from './helpers/servers.js';
 

@@ -7,11 +7,11 @@ import { after, before, test } from 'node:test';
 import { Redis } from 'ioredis';
 import type { ObjectStore } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { connectNats, ensureBaselineStore } from '../core/nats.js';
-import { approximateGroupKeys } from '../core/tail-groups.js';
-import { restoreWindows } from '../core/windows.js';
+import { connectNats, ensureBaselineStore } from '../core/bus/nats.js';
+import { approximateGroupKeys } from '../core/redis/tail-groups.js';
+import { restoreWindows } from '../core/store/windows.js';
 import { stopPid } from '../core/servers/server-process.js';
-import { sqlString } from '../core/sql-literal.js';
+import { sqlString } from '../core/store/sql-literal.js';
 import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
 import { serverTimeUs, startSource, startStack, waitFor, type Stack, syncedSource, type Source } from './helpers/stack.js';
 

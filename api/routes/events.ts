@@ -1,7 +1,7 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import { sqlString, sqlUInt } from '../../core/sql-literal.js';
+import { sqlString, sqlUInt } from '../../core/store/sql-literal.js';
 import { formatTsUs, parseCutoffTime } from '../../core/time.js';
-import type { QueryRunner } from '../../core/windows.js';
+import type { QueryRunner } from '../../core/store/windows.js';
 import type { ApiDeps } from '../app.js';
 import { errorResponses, EventSchema, EventsQuery } from '../schemas.js';
 

@@ -1,6 +1,6 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import { resolveCutoff } from '../../core/cutoff.js';
-import type { RestoreJobRequest } from '../../core/restore-jobs.js';
+import { resolveCutoff } from '../../core/store/cutoff.js';
+import type { RestoreJobRequest } from '../../core/bus/restore-jobs.js';
 import { formatTsUs } from '../../core/time.js';
 import type { ApiDeps } from '../app.js';
 import { errorResponses, IdParam, ListQuery, RestoreAccepted, RestoreJobSchema, RestoreRequestBody } from '../schemas.js';

@@ -3,7 +3,7 @@ import { startAgent } from '../../agent/index.js';
 import { createLogger } from '../../core/log.js';
 import { healthPortOption, natsOption } from '../options.js';
 import { runUntilSignal } from '../run-service.js';
-import { parseDuration } from '../../core/duration.js';
+import { parseDuration } from '../duration.js';
 
 export const command = 'agent';
 export const describe = 'capture one Redis node (MONITOR + keyspace notifications + baselines) into NATS JetStream';

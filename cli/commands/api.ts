@@ -1,6 +1,6 @@
 import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { startApi } from '../../api/index.js';
-import { parseDuration } from '../../core/duration.js';
+import { parseDuration } from '../duration.js';
 import { createLogger } from '../../core/log.js';
 import { clickhouseOption, natsOption } from '../options.js';
 import { runUntilSignal } from '../run-service.js';

@@ -1,8 +1,8 @@
 import type { ArgumentsCamelCase, Argv } from 'yargs';
-import { openClickHouse } from '../../core/clickhouse.js';
+import { openClickHouse } from '../../core/store/clickhouse.js';
 import { ErrorCode, InputError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
-import { connectNats, ensureBaselineStore } from '../../core/nats.js';
+import { connectNats, ensureBaselineStore } from '../../core/bus/nats.js';
 import { clickHouseEventStore, clusterRestore, restore, type ClusterRestoreReport, type RestoreProgress, type RestoreReport } from '../../restorer/index.js';
 import { apiClientFrom, apiOptions, type ApiClient } from '../api-client.js';
 import { clickhouseOption, natsOption } from '../options.js';

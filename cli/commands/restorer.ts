@@ -1,5 +1,5 @@
 import type { ArgumentsCamelCase, Argv } from 'yargs';
-import { parseDuration } from '../../core/duration.js';
+import { parseDuration } from '../duration.js';
 import { createLogger } from '../../core/log.js';
 import { startRestorer } from '../../restorer/index.js';
 import { clickhouseOption, healthPortOption, natsOption } from '../options.js';

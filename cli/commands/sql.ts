@@ -1,5 +1,5 @@
 import type { ArgumentsCamelCase, Argv } from 'yargs';
-import { openClickHouse } from '../../core/clickhouse.js';
+import { openClickHouse } from '../../core/store/clickhouse.js';
 import { clickhouseOption } from '../options.js';
 import { printTable } from '../table.js';
 

@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { ArgumentsCamelCase, Argv } from 'yargs';
-import { parseDuration } from '../../core/duration.js';
+import { parseDuration } from '../duration.js';
 import { createLogger } from '../../core/log.js';
 import { startRedisServer } from '../../core/servers/redis-server.js';
 import { ApiClient } from '../api-client.js';

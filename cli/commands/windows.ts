@@ -1,7 +1,7 @@
 import type { ArgumentsCamelCase, Argv } from 'yargs';
-import { openClickHouse } from '../../core/clickhouse.js';
+import { openClickHouse } from '../../core/store/clickhouse.js';
 import { formatTsUs } from '../../core/time.js';
-import { nodesSql, restoreWindows, type RestoreWindow } from '../../core/windows.js';
+import { nodesSql, restoreWindows, type RestoreWindow } from '../../core/store/windows.js';
 import { apiClientFrom, apiOptions } from '../api-client.js';
 import { clickhouseOption } from '../options.js';
 import { printTable } from '../table.js';

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
 import { ConnectionError } from '../errors.js';
-import { encodeCommand, RespError, RespReader, type RespValue } from '../resp.js';
+import { encodeCommand, RespError, RespReader, type RespValue } from '../redis/resp.js';
 import { freePort } from './free-port.js';
 import { resolveBinary, retryOnPortInUse, spawnServer, urlHost, type ServerProcess } from './server-process.js';
 

@@ -11,7 +11,7 @@
  * again, so a caller can read the source at a moment no command is in flight.
  */
 import { Redis } from 'ioredis';
-import { seededRandom } from '../../core/seeded-random.js';
+import { seededRandom } from './seeded-random.js';
 
 /** Longest "short" TTL the workload sets, ms: such keys expire during the run. */
 export const SHORT_TTL_MAX_MS = 1_500;

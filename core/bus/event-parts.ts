@@ -1,4 +1,4 @@
-import { ProtocolError } from './errors.js';
+import { ProtocolError } from '../errors.js';
 
 /**
  * A batch body larger than one NATS message (the server's max_payload, 1 MiB

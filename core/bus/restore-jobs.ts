@@ -3,7 +3,7 @@ import os from 'node:os';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, jetstream, RetentionPolicy, StorageType, type ConsumerConfig, type JetStreamClient } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
-import { ConfigError, ConnectionError, ErrorCode, FlashbackError } from './errors.js';
+import { ConfigError, ConnectionError, ErrorCode, FlashbackError } from '../errors.js';
 import { natsJetStreamManager, translateNatsError } from './nats.js';
 import type { ClusterRestoreReport, RestoreProgress, RestoreReport } from './restore-report.js';
 

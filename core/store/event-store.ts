@@ -1,10 +1,9 @@
 import type { ClickHouseClient } from '@clickhouse/client';
-import type { SourceInfo } from '../core/baseline.js';
-import { ErrorCode, FlashbackError } from '../core/errors.js';
-import { BROKEN_EVENTS_TABLE, type BrokenEventRow } from '../core/schema.js';
-import { sqlString, sqlUInt } from '../core/sql-literal.js';
-import type { QueryRunner } from '../core/windows.js';
-import type { ReplayItem } from './incr-writer.js';
+import type { SourceInfo } from '../bus/baseline.js';
+import { ErrorCode, FlashbackError } from '../errors.js';
+import { BROKEN_EVENTS_TABLE, type BrokenEventRow } from './schema.js';
+import { sqlString, sqlUInt } from './sql-literal.js';
+import type { QueryRunner } from './windows.js';
 
 /** A stored baseline, as the restorer needs it. */
 export interface StoredBaseline {
@@ -16,6 +15,18 @@ export interface StoredBaseline {
   digest: string;
   /** The source server and its replay settings; undefined for baselines of older agents. */
   source?: SourceInfo;
+}
+
+/** One event to replay, as a restore's incr AOF needs it. */
+export interface ReplayItem {
+  /** Position in the event stream. */
+  seq: number;
+  /** Database the command runs in. */
+  db: number;
+  /** Transaction / script id (seq of its first event); 0 for none. Consecutive items with the same non-zero id form one MULTI/EXEC. */
+  tx: number;
+  /** RESP bytes of the replay command, exact. */
+  resp: Buffer;
 }
 
 /** An event as the restore reads it: what the incr AOF needs, plus its time and kind. */

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { readableBytes } from './escape.js';
-import { FIXTURE_DIR, type MonitorFixture } from '../test/fixtures/capture-monitor.js';
+import { FIXTURE_DIR, type MonitorFixture } from '../../test/fixtures/capture-monitor.js';
 
 describe('readableBytes', () => {
   it('escapes exactly the bytes sdscatrepr escapes, each the way it does', () => {

@@ -1,4 +1,4 @@
-import { ProtocolError } from './errors.js';
+import { ProtocolError } from '../errors.js';
 import type { RawRedis } from './raw-redis.js';
 import { RespError, type RespValue } from './resp.js';
 

@@ -1,4 +1,4 @@
-import { ConfigError } from './errors.js';
+import { ConfigError } from '../errors.js';
 
 /** Where and how to reach one Redis server. */
 export interface RedisTarget {

@@ -1,5 +1,5 @@
 import { EVENT_KINDS, type EventKind, type FlashbackEvent } from './event.js';
-import { ProtocolError } from './errors.js';
+import { ProtocolError } from '../errors.js';
 
 /**
  * Binary codec for a batch of consecutive events of one (node, epoch): the body

@@ -1,5 +1,5 @@
 import { ClickHouseError, ClickHouseLogLevel, createClient, type ClickHouseClient, type ClickHouseSettings } from '@clickhouse/client';
-import { ConfigError, ConnectionError, ErrorCode, FlashbackError, InputError } from './errors.js';
+import { ConfigError, ConnectionError, ErrorCode, FlashbackError, InputError } from '../errors.js';
 import { ADDED_COLUMNS, BASELINES_TABLE, BROKEN_EVENTS_TABLE, columnsSql, DATABASE, EPOCHS_TABLE, EVENTS_TABLE, schemaFeatures, schemaStatements, versionSql, type BaselineRow, type BrokenEventRow, type EpochRow, type EventRow, type SchemaFeatures } from './schema.js';
 
 /** Options of {@link openClickHouse}. */

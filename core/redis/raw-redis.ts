@@ -1,6 +1,6 @@
 import net from 'node:net';
 import tls from 'node:tls';
-import { ConfigError, ConnectionError, ProtocolError } from './errors.js';
+import { ConfigError, ConnectionError, ProtocolError } from '../errors.js';
 import { encodeCommand, RespError, RespReader, type RespValue } from './resp.js';
 import { redisAddress, type RedisTarget } from './redis-url.js';
 

@@ -1,6 +1,6 @@
-import { ErrorCode, InputError, RestoreWindowError } from './errors.js';
+import { ErrorCode, InputError, RestoreWindowError } from '../errors.js';
 import { sqlString, sqlUInt } from './sql-literal.js';
-import { formatTsUs, parseCutoffTime } from './time.js';
+import { formatTsUs, parseCutoffTime } from '../time.js';
 import { nodesSql, restoreWindows, type QueryRunner, type RestoreWindow } from './windows.js';
 
 /** Where a restore stops: exactly one of the three. */

@@ -1,4 +1,4 @@
-import { ProtocolError } from './errors.js';
+import { ProtocolError } from '../errors.js';
 import { readableBytes } from './escape.js';
 import type { MonitorLine } from './monitor-line.js';
 

@@ -1,8 +1,8 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { DiscardPolicy, JetStreamApiCodes, JetStreamApiError, jetstreamManager, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
 import { Objm, StorageType as ObjStorageType, type ObjectStore } from '@nats-io/obj';
-import { ConfigError, ConnectionError, FlashbackError, ErrorCode } from './errors.js';
-import type { Logger } from './log.js';
+import { ConfigError, ConnectionError, FlashbackError, ErrorCode } from '../errors.js';
+import type { Logger } from '../log.js';
 
 export type { NatsConnection, ObjectStore };
 

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { query } from 'chdb';
 import { sqlString, sqlStringArray, sqlUInt } from './sql-literal.js';
-import { ErrorCode, InputError } from './errors.js';
+import { ErrorCode, InputError } from '../errors.js';
 
 /** Strings that break naive quoting. */
 const TRICKY_STRINGS: readonly string[] = [

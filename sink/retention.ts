@@ -1,7 +1,7 @@
 import type { ObjectStore } from '@nats-io/obj';
-import type { Logger } from './log.js';
-import { silentLogger } from './log.js';
-import { sqlString, sqlUInt } from './sql-literal.js';
+import type { Logger } from '../core/log.js';
+import { silentLogger } from '../core/log.js';
+import { sqlString, sqlUInt } from '../core/store/sql-literal.js';
 
 /** What retention needs from the store. */
 export interface RetentionStore {

@@ -1,4 +1,4 @@
-import { ProtocolError } from './errors.js';
+import { ProtocolError } from '../errors.js';
 
 /** A RESP2 value as read off the wire. Bulk strings stay bytes. */
 export type RespValue = string | number | Buffer | null | RespError | RespValue[];

@@ -3,11 +3,11 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { ProtocolError } from './errors.js';
+import { ProtocolError } from '../errors.js';
 import type { MonitorLine } from './monitor-line.js';
 import { MonitorParser, parseMonitorLine } from './monitor-parser.js';
-import { captureMonitor, FIXTURE_DIR, startRedis, WORKLOADS, type MonitorCapture, type MonitorFixture } from '../test/fixtures/capture-monitor.js';
-import { seededRandom } from './seeded-random.js';
+import { captureMonitor, FIXTURE_DIR, startRedis, WORKLOADS, type MonitorCapture, type MonitorFixture } from '../../test/fixtures/capture-monitor.js';
+import { seededRandom } from '../../test/helpers/seeded-random.js';
 
 function loadFixture(name: string): MonitorCapture {
   return {

@@ -1,7 +1,7 @@
 // RESP codec: encodeCommand round-trips through RespReader; the reader handles every reply type split at every byte, large bulks in linear time, and takeRemaining.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ProtocolError } from './errors.js';
+import { ProtocolError } from '../errors.js';
 import { encodeCommand, encodedCommandLength, RespError, RespReader, type RespValue } from './resp.js';
 
 /** Pushes `chunks` and reads after each; returns every value read, in order. */

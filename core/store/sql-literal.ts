@@ -1,4 +1,4 @@
-import { ErrorCode, InputError } from './errors.js';
+import { ErrorCode, InputError } from '../errors.js';
 
 /*
  * The one way values enter SQL text. ClickHouse 18.16 rejects server-side
