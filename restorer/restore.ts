@@ -13,7 +13,7 @@ import { RawRedis } from '../core/redis/raw-redis.js';
 import { parseRedisUrl } from '../core/redis/redis-url.js';
 import { decodeCommand } from '../core/redis/resp.js';
 import { autoIdIndex } from '../core/redis/xadd.js';
-import { sqlString, sqlUInt } from '../core/store/sql-literal.js';
+import { unstatedCommandsSql, unstatedXaddsSql } from '../core/store/restore-sql.js';
 import { createAofDir, writeBaseRdb } from './aof-dir.js';
 import { resolveCutoff, type CutoffSpec, type ResolvedCutoff } from '../core/store/cutoff.js';
 import { IncrWriter } from './incr-writer.js';
@@ -23,10 +23,9 @@ import { settledBaseline } from './settled-baseline.js';
 import { objectStream } from './baseline-objects.js';
 import { AofLoadError, copyToTarget, countKeys, digest, expireDueKeys, keepTtlRelativeScript, loadAofDir, saveRdb, TargetNotEmptyError } from './materialize.js';
 import { guardRefusable } from './refusal-guard.js';
-import { findBrokenEvent, parseLoadFailure, readServerLog, recordBrokenEvent, shortArgs } from './broken-events.js';
+import { brokenWarnings, explainLoadFailure } from './load-failure.js';
 import type { SourceInfo } from '../core/bus/baseline.js';
 import type { EventStore, StoredEvent } from '../core/store/event-store.js';
-import type { BrokenEventRow } from '../core/store/schema.js';
 import type { RestoreProgress, RestoreReport } from '../core/bus/restore-report.js';
 
 /** Where the restored dataset goes: exactly one. */
@@ -125,7 +124,7 @@ export async function restore(deps: RestoreDeps, req: RestoreRequest, onProgress
     } catch (err) {
       if (!(err instanceof AofLoadError)) throw err;
       keepFiles = true;
-      throw await explainLoadFailure(deps, req.node, cut, dir, err, logger);
+      throw await explainLoadFailure({ events: deps.events, node: req.node, cut, dir, err, logger, write: replayBytes });
     }
     onProgress({ phase: 'verify', events: replayed, totalEvents });
     const subset = (req.keys?.length ?? 0) > 0 || req.db !== undefined;
@@ -190,48 +189,6 @@ export function replayConfigArgs(source: SourceInfo | undefined): string[] {
   return Object.entries(source?.config ?? {}).flatMap(([name, value]) => [`--${name}`, value]);
 }
 
-/** A restore whose AOF did not load: the event that broke it when the server's log names one, and where the files are. */
-export class RestoreLoadError extends FlashbackError {
-  /** The restore's files (AOF dir and the server's log `redis.log`), kept for a look. */
-  readonly dir: string;
-  /** The event the server's log names, if it names one of the replayed events. */
-  readonly event?: { epoch: number; seq: number; tsUs: number; command: string; args: string };
-  constructor(message: string, o: ErrorOptions & { dir: string; event?: RestoreLoadError['event'] }) {
-    super(ErrorCode.BrokenEvent, message, o);
-    this.dir = o.dir;
-    this.event = o.event;
-  }
-}
-
-/**
- * Reads the restore server's log, finds the event it names among the replayed ones, records it as broken (later
- * restores skip it and warn; windows show it) and builds the error that says all of it, with the way out.
- */
-async function explainLoadFailure(deps: RestoreDeps, node: string, cut: ResolvedCutoff & { baselineSeq: number }, dir: string, err: AofLoadError, logger: Logger): Promise<RestoreLoadError> {
-  const failure = parseLoadFailure((await readServerLog(path.join(dir, 'redis.log'))) || err.logTail);
-  const found = await findBrokenEvent(deps.events.replayItems(node, cut.epoch, cut.baselineSeq, cut.seq), failure, replayBytes).catch(() => undefined);
-  const kept = `its files are kept in ${dir} (redis.log has the server's report; remove the dir when done)`;
-  if (!found) {
-    logger.error({ node, epoch: cut.epoch, cutoffSeq: cut.seq, reason: failure.reason, dir }, 'restore AOF did not load; the log names no replayed event');
-    return new RestoreLoadError(`restore of node "${node}" epoch ${cut.epoch} to seq ${cut.seq} did not load: redis-server said "${failure.reason}", naming no event of the history (the baseline's own tail, or an unknown cause); ${kept}`, { cause: err, dir });
-  }
-  const { item, argv } = found;
-  const command = argv[0]!.toString('latin1').toUpperCase();
-  const args = shortArgs(argv);
-  const recorded = await recordBrokenEvent(deps.events, { node, epoch: cut.epoch, seq: item.seq, ts_us: item.tsUs, command, args, reason: failure.reason, found_us: Date.now() * 1000 });
-  logger.error({ node, epoch: cut.epoch, seq: item.seq, command, args, reason: failure.reason, dir, recorded }, 'restore AOF did not load: an event broke it');
-  const before = item.seq > cut.baselineSeq + 1 ? `restore to before it (--before-seq ${item.seq}, ${formatTsUs(item.tsUs)}) for the state just before it` : 'restore to an earlier window for the state before it';
-  const later = recorded ? '; it is now recorded as broken: later restores past it skip it and warn, and `flashback windows` lists it' : '; recording it as broken failed, so later restores past it fail the same way';
-  return new RestoreLoadError(
-    `restore of node "${node}" did not load: event seq ${item.seq} of epoch ${cut.epoch} (${formatTsUs(item.tsUs)}, ${args}) broke it — redis-server: "${failure.reason}"; ${before}${later}; ${kept}`,
-    { cause: err, dir, event: { epoch: cut.epoch, seq: item.seq, tsUs: item.tsUs, command, args } },
-  );
-}
-
-/** Report warnings for recorded broken events a restore skipped. */
-function brokenWarnings(broken: BrokenEventRow[]): string[] {
-  return broken.map((b) => `event seq ${b.seq} (${formatTsUs(b.ts_us)}, ${b.args}) was skipped: a restore server could not load it ("${b.reason}"); if the source ran it rather than refused it, the restored data after it may differ`);
-}
 
 function sanitize(s: string): string {
   return s.replace(/[^A-Za-z0-9_.-]/g, '_');
@@ -246,16 +203,9 @@ export type { ResolvedCutoff };
  */
 async function exactnessWarnings(events: EventStore, url: string, node: string, epoch: number, afterSeq: number, toSeq: number): Promise<string[]> {
   if (toSeq <= afterSeq) return [];
-  const where = `node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)}`;
-  const unstated = `seq > ${sqlUInt(afterSeq)} AND seq <= ${sqlUInt(toSeq)} AND kind = 'command' ` +
-    `AND (tx = 0 OR tx NOT IN (SELECT tx FROM flashback.events WHERE ${where} AND kind = 'state' AND length(replay) > 0 AND tx != 0))`;
-  const rows = await events.query<{ command: string; n: number | string }>(
-    `SELECT command, count() AS n FROM flashback.events WHERE ${where} AND ${unstated} AND command != 'XADD' GROUP BY command ORDER BY command`,
-  );
+  const rows = await events.query<{ command: string; n: number | string }>(unstatedCommandsSql(node, epoch, afterSeq, toSeq));
   // XADD is deterministic unless its replay still asks for a generated id (the agent writes the source's id in).
-  const xadds = await events.query<{ replay: string }>(
-    `SELECT replay FROM flashback.events WHERE ${where} AND ${unstated} AND command = 'XADD' AND arrayExists(a -> a = '*' OR a LIKE '%-*', args) LIMIT 100000`,
-  );
+  const xadds = await events.query<{ replay: string }>(unstatedXaddsSql(node, epoch, afterSeq, toSeq));
   const generated = xadds.filter((x) => autoIdIndex(decodeCommand(Buffer.from(x.replay, 'base64'))) >= 0).length;
   const random: string[] = [];
   if (rows.length > 0) {

@@ -1,7 +1,7 @@
 import type { ObjectStore } from '@nats-io/obj';
 import type { ResolvedCutoff } from '../core/store/cutoff.js';
 import { RestoreWindowError } from '../core/errors.js';
-import { sqlString, sqlUInt } from '../core/store/sql-literal.js';
+import { firstSettleSql, groupEndSql } from '../core/store/restore-sql.js';
 import { approximateGroupKeys } from '../core/redis/tail-groups.js';
 import { formatTsUs } from '../core/time.js';
 import { objectBytes } from './baseline-objects.js';
@@ -38,14 +38,8 @@ export async function settledBaseline(events: EventStore, objects: ObjectStore, 
 
 /** The end of the SETTLE group after marker `afterSeq` (before the next baseline): where that baseline is exact from. */
 async function settlePoint(events: EventStore, node: string, epoch: number, afterSeq: number, beforeSeq: number): Promise<{ seq: number; tsUs: number } | undefined> {
-  const where = `node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)}`;
-  // Aliases differ from the column names: 18.16 would read `seq` in WHERE as the aggregate.
-  const first = await events.query<{ s: string | number; t: string | number; n: string | number }>(
-    `SELECT min(seq) AS s, argMin(tx, seq) AS t, count() AS n FROM flashback.events WHERE ${where} AND seq > ${sqlUInt(afterSeq)} AND seq < ${sqlUInt(beforeSeq)} AND command = 'SETTLE'`,
-  );
+  const first = await events.query<{ s: string | number; t: string | number; n: string | number }>(firstSettleSql(node, epoch, afterSeq, beforeSeq));
   if (Number(first[0]?.n ?? 0) === 0) return undefined;
-  const tx = Number(first[0]!.t);
-  const group = tx === 0 ? `seq = ${sqlUInt(Number(first[0]!.s))}` : `tx = ${sqlUInt(tx)}`;
-  const end = await events.query<{ s: string | number; at: string | number }>(`SELECT max(seq) AS s, argMax(ts_us, seq) AS at FROM flashback.events WHERE ${where} AND ${group}`);
+  const end = await events.query<{ s: string | number; at: string | number }>(groupEndSql(node, epoch, Number(first[0]!.t), Number(first[0]!.s)));
   return { seq: Number(end[0]!.s), tsUs: Number(end[0]!.at) };
 }

@@ -13,7 +13,7 @@ import { stopPid } from '../core/servers/server-process.js';
 import { sqlString, sqlUInt } from '../core/store/sql-literal.js';
 import { restoreWindows } from '../core/store/windows.js';
 import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
-import { RestoreLoadError } from '../restorer/restore.js';
+import { RestoreLoadError } from '../restorer/load-failure.js';
 import { startSource, startStack, waitFor, type Source, type Stack } from './helpers/stack.js';
 
 let stack: Stack;

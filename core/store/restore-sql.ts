@@ -1,0 +1,42 @@
+import { sqlString, sqlUInt } from './sql-literal.js';
+
+/*
+ * Queries a restore asks of the stored history besides the replay stream (core/store/event-store.ts): where a
+ * baseline taken during consumer-group reads is exact from, and which replayed commands lack the state the source
+ * reached. Every one runs on ClickHouse 18.16 and current releases (test/schema-chdb.test.ts).
+ */
+
+function epochWhere(node: string, epoch: number): string {
+  return `node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)}`;
+}
+
+/**
+ * SQL: the first `SETTLE` event between two markers — its seq `s`, its tx `t`, and how many there are `n`.
+ * Aliases differ from the column names: 18.16 would read `seq` in WHERE as the aggregate.
+ */
+export function firstSettleSql(node: string, epoch: number, afterSeq: number, beforeSeq: number): string {
+  return `SELECT min(seq) AS s, argMin(tx, seq) AS t, count() AS n FROM flashback.events WHERE ${epochWhere(node, epoch)} AND seq > ${sqlUInt(afterSeq)} AND seq < ${sqlUInt(beforeSeq)} AND command = 'SETTLE'`;
+}
+
+/** SQL: the last seq `s` and its time `at` of a group: tx `tx`, or the single event `seq` when tx is 0. */
+export function groupEndSql(node: string, epoch: number, tx: number, seq: number): string {
+  const group = tx === 0 ? `seq = ${sqlUInt(seq)}` : `tx = ${sqlUInt(tx)}`;
+  return `SELECT max(seq) AS s, argMax(ts_us, seq) AS at FROM flashback.events WHERE ${epochWhere(node, epoch)} AND ${group}`;
+}
+
+/** Commands of (afterSeq, toSeq] that no captured state follows in their group. */
+function unstatedWhere(node: string, epoch: number, afterSeq: number, toSeq: number): string {
+  const where = epochWhere(node, epoch);
+  return `${where} AND seq > ${sqlUInt(afterSeq)} AND seq <= ${sqlUInt(toSeq)} AND kind = 'command' ` +
+    `AND (tx = 0 OR tx NOT IN (SELECT tx FROM flashback.events WHERE ${where} AND kind = 'state' AND length(replay) > 0 AND tx != 0))`;
+}
+
+/** SQL: per command name `command`, how many `n` replayed commands (XADD aside) lack the state their group should hold. */
+export function unstatedCommandsSql(node: string, epoch: number, afterSeq: number, toSeq: number): string {
+  return `SELECT command, count() AS n FROM flashback.events WHERE ${unstatedWhere(node, epoch, afterSeq, toSeq)} AND command != 'XADD' GROUP BY command ORDER BY command`;
+}
+
+/** SQL: the replay (base64 RESP) of XADDs issued with a generated id that lack a captured state, at most 100 000. */
+export function unstatedXaddsSql(node: string, epoch: number, afterSeq: number, toSeq: number): string {
+  return `SELECT replay FROM flashback.events WHERE ${unstatedWhere(node, epoch, afterSeq, toSeq)} AND command = 'XADD' AND arrayExists(a -> a = '*' OR a LIKE '%-*', args) LIMIT 100000`;
+}
