@@ -1,22 +1,9 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
-import type { Store } from '../core/store/clickhouse.js';
 import { ErrorCode, InputError } from '../core/errors.js';
-import type { Metric } from '../core/health-server.js';
-import { silentLogger, type Logger } from '../core/log.js';
-import type { NatsConnection } from '../core/bus/nats.js';
-import {
-  getJob,
-  listInstances,
-  listJobs,
-  stopInstance,
-  submitRestoreJob,
-  type InstanceRecord,
-  type RestoreJobRequest,
-  type RestoreJobState,
-  type RestoreJobStatus,
-} from '../core/bus/restore-jobs.js';
+import { silentLogger } from '../core/log.js';
 import { bearerAuth } from './auth.js';
 import { describeIssues, errorBody, errorHandler } from './errors.js';
+import type { ApiDeps } from './deps.js';
 import { countRequests, registerMetricsRoute, RequestCounter } from './metrics.js';
 import { registerEventRoutes } from './routes/events.js';
 import { registerHealthRoutes } from './routes/health.js';
@@ -24,50 +11,6 @@ import { registerInstanceRoutes } from './routes/instances.js';
 import { registerNodeRoutes } from './routes/nodes.js';
 import { registerRestoreRoutes } from './routes/restores.js';
 import { registerSqlRoutes } from './routes/sql.js';
-
-/** What the API needs from ClickHouse. */
-export type ApiStore = Pick<Store, 'query' | 'readOnlySql' | 'ping'>;
-
-/** What the API needs from the restore-job infrastructure. */
-export interface JobClient {
-  submit(request: RestoreJobRequest): Promise<string>;
-  get(id: string): Promise<RestoreJobStatus>;
-  list(o: { state?: RestoreJobState; limit?: number }): Promise<RestoreJobStatus[]>;
-  instances(): Promise<InstanceRecord[]>;
-  stopInstance(id: string): Promise<InstanceRecord>;
-  /** Whether the bus is reachable now (for /health). */
-  connected(): boolean;
-}
-
-/** The job client over a NATS connection (core/restore-jobs.ts). */
-export function natsJobClient(nc: NatsConnection): JobClient {
-  return {
-    submit: (r) => submitRestoreJob(nc, r),
-    get: (id) => getJob(nc, id),
-    list: (o) => listJobs(nc, o),
-    instances: () => listInstances(nc),
-    stopInstance: (id) => stopInstance(nc, id),
-    connected: () => !nc.isClosed() && !('isReconnecting' in nc && (nc as { isReconnecting?: () => boolean }).isReconnecting?.()),
-  };
-}
-
-/** Dependencies of {@link buildApp}. */
-export interface ApiDeps {
-  store: ApiStore;
-  jobs: JobClient;
-  /** Bearer tokens accepted (parseApiTokens); every route but /health needs one. */
-  tokens: readonly string[];
-  /** @default silent */
-  logger?: Logger;
-  /** Upper bound of rows a `POST /sql` may return. @default 10_000 */
-  sqlMaxRows?: number;
-  /** Time limit of a `POST /sql` query, seconds. @default 30 */
-  sqlMaxSeconds?: number;
-  /** History retention, ms, shown by `GET /nodes` when known. @default unknown (null) */
-  retentionMs?: number;
-  /** More metrics for `GET /metrics`. @default none */
-  metrics?: () => Metric[] | Promise<Metric[]>;
-}
 
 /**
  * The HTTP API as a Hono app (serve it with startApi, or call

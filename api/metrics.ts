@@ -2,7 +2,7 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
 import { renderPrometheus, type Metric } from '../core/health-server.js';
 import { nodesSql } from '../core/store/windows.js';
-import type { ApiDeps } from './app.js';
+import type { ApiDeps } from './deps.js';
 import { errorResponses } from './schemas.js';
 
 /** Requests served, by method, route and status: counted by {@link countRequests}. */

@@ -1,4 +1,5 @@
 import { z } from '@hono/zod-openapi';
+import type { HistoryEvent } from '../core/store/key-history.js';
 
 /**
  * The API's request and response shapes: zod validates requests with them
@@ -162,7 +163,7 @@ export const NodeSchema = z
   })
   .openapi('Node');
 
-/** One stored event (readable columns; binary bytes escaped as stored). */
+/** One stored event (readable columns; binary bytes escaped as stored): a HistoryEvent (core/store/key-history.ts). */
 export const EventSchema = z
   .object({
     node: z.string(),
@@ -178,7 +179,7 @@ export const EventSchema = z
     args: z.array(z.string()),
     tx: z.number(),
   })
-  .openapi('Event');
+  .openapi('Event') satisfies z.ZodType<HistoryEvent>;
 
 /** Query of `GET /events`. */
 export const EventsQuery = z.object({

@@ -1,5 +1,5 @@
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
-import type { ApiDeps } from '../app.js';
+import type { ApiDeps } from '../deps.js';
 import { HealthSchema } from '../schemas.js';
 
 const route = createRoute({

@@ -1,5 +1,5 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import type { ApiDeps } from '../app.js';
+import type { ApiDeps } from '../deps.js';
 import { errorResponses, IdParam, InstanceSchema } from '../schemas.js';
 
 const listRoute = createRoute({

@@ -2,7 +2,7 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { ErrorCode, InputError } from '../../core/errors.js';
 import { formatTsUs } from '../../core/time.js';
 import { nodesSql, restoreWindows, type RestoreWindow } from '../../core/store/windows.js';
-import type { ApiDeps } from '../app.js';
+import type { ApiDeps } from '../deps.js';
 import { errorResponses, NodeParam, NodeSchema, WindowSchema } from '../schemas.js';
 
 const listRoute = createRoute({

@@ -2,7 +2,7 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { resolveCutoff } from '../../core/store/cutoff.js';
 import type { RestoreJobRequest } from '../../core/bus/restore-jobs.js';
 import { formatTsUs } from '../../core/time.js';
-import type { ApiDeps } from '../app.js';
+import type { ApiDeps } from '../deps.js';
 import { errorResponses, IdParam, ListQuery, RestoreAccepted, RestoreJobSchema, RestoreRequestBody } from '../schemas.js';
 
 const createJob = createRoute({

@@ -1,6 +1,6 @@
 import type { ArgumentsCamelCase, Argv } from 'yargs';
-import { keyHistory, type HistoryEvent } from '../../api/index.js';
 import { openClickHouse } from '../../core/store/clickhouse.js';
+import { keyHistory, type HistoryEvent } from '../../core/store/key-history.js';
 import { apiClientFrom, apiOptions } from '../api-client.js';
 import { clickhouseOption } from '../options.js';
 import { printTable } from '../table.js';

@@ -1,0 +1,93 @@
+import type { AddressInfo } from 'node:net';
+import { serve, type ServerType } from '@hono/node-server';
+import { openClickHouse } from '../core/store/clickhouse.js';
+import { ConfigError } from '../core/errors.js';
+import { silentLogger, type Logger } from '../core/log.js';
+import { connectNats } from '../core/bus/nats.js';
+import { restoreInfra } from '../core/bus/restore-jobs.js';
+import { buildApp } from './app.js';
+import { parseApiTokens } from './auth.js';
+import { natsJobClient, type ApiDeps } from './deps.js';
+
+/** Options of {@link startApi}. */
+export interface ApiOptions {
+  /** TCP port; 0 picks a free one. @default 8080 */
+  port?: number;
+  /** Interface to listen on. @default '127.0.0.1' */
+  host?: string;
+  natsUrl: string;
+  clickhouseUrl: string;
+  /** Accepted bearer tokens. @default FLASHBACK_API_TOKENS (comma-separated) */
+  tokens?: readonly string[];
+  /** @default silent */
+  logger?: Logger;
+  /** Upper bound of rows of `POST /sql`. @default 10_000 */
+  sqlMaxRows?: number;
+  /** Time limit of `POST /sql`, seconds. @default 30 */
+  sqlMaxSeconds?: number;
+  /** History retention, ms, shown by `GET /nodes`. @default unknown */
+  retentionMs?: number;
+}
+
+/** A running API server. */
+export interface Api {
+  readonly port: number;
+  /** `http://host:port`. */
+  readonly url: string;
+  /** Stops listening, closes NATS and ClickHouse. Idempotent. */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * Connects to ClickHouse and NATS, creates the restore-job stream and buckets, and serves {@link buildApp} over HTTP.
+ */
+export async function startApi(o: ApiOptions): Promise<Api> {
+  const { port = 8080, host = '127.0.0.1', natsUrl, clickhouseUrl, logger = silentLogger } = o;
+  const tokens = parseApiTokens(o.tokens ?? process.env.FLASHBACK_API_TOKENS);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535)
+    throw new ConfigError(`API port ${port} is not a port number; use 0–65535 (0 picks a free one)`);
+  const store = await openClickHouse(clickhouseUrl);
+  let nc;
+  try {
+    nc = await connectNats({ url: natsUrl, name: 'flashback-api', logger });
+    await restoreInfra(nc);
+  } catch (err) {
+    await nc?.close();
+    await store.close();
+    throw err;
+  }
+  const deps: ApiDeps = {
+    store,
+    jobs: natsJobClient(nc),
+    tokens,
+    logger,
+    sqlMaxRows: o.sqlMaxRows,
+    sqlMaxSeconds: o.sqlMaxSeconds,
+    retentionMs: o.retentionMs,
+  };
+  const app = buildApp(deps);
+  let server: ServerType;
+  const address = await new Promise<AddressInfo>((resolve, reject) => {
+    server = serve({ fetch: app.fetch, port, hostname: host }, (info) => resolve(info));
+    server.once('error', reject);
+  }).catch(async (err: unknown) => {
+    await nc.close();
+    await store.close();
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(
+      `cannot listen on ${host}:${port}${code === 'EADDRINUSE' ? ': the port is taken; pick another with --port' : ''}`,
+      { cause: err },
+    );
+  });
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
+  logger.info({ url, tokens: tokens.length }, 'API listening');
+  let closed: Promise<void> | undefined;
+  const close = () =>
+    (closed ??= (async () => {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await nc.drain().catch(() => nc.close());
+      await store.close();
+    })());
+  return { port: address.port, url, close, [Symbol.asyncDispose]: close };
+}
