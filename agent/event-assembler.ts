@@ -1,9 +1,9 @@
-import { SETTLE_PROBE_SCRIPT } from './state-capture.js';
 import type { CommandSpec, CommandTable } from '../core/redis/command-table.js';
 import { HEARTBEAT_MESSAGE } from '../core/bus/baseline.js';
 import { EventKind, type FlashbackEvent } from '../core/bus/event.js';
 import type { MonitorLine } from '../core/redis/monitor-line.js';
 import { normalizeArgv, relativeExpiryIndex } from './normalize.js';
+import { SETTLE_PROBE_SCRIPT } from './probe-scripts.js';
 
 /** A state probe's script that marks a baseline's re-read (its events are named SETTLE). */
 const SETTLE_SCRIPT = Buffer.from(SETTLE_PROBE_SCRIPT);
