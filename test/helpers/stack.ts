@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
+import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { startAgent, type Agent } from '../../agent/index.js';
 import { openClickHouse, type Store } from '../../core/store/clickhouse.js';
 import { silentLogger } from '../../core/log.js';
-import { sqlString } from '../../core/store/sql-literal.js';
+import { sqlString, sqlUInt } from '../../core/store/sql-literal.js';
 import { restoreWindows } from '../../core/store/windows.js';
 import type { ServerProcess } from '../../core/servers/server-process.js';
 import { startSink, type Sink } from '../../sink/index.js';
@@ -102,11 +103,76 @@ export async function serverTimeUs(r: { time(): Promise<[string, string] | (stri
 /** A captured source as startSource returns it. */
 export type Source = Awaited<ReturnType<typeof startSource>>;
 
-/** Waits until everything the agent captured, baselines included, is stored and restorable; returns its last seq. */
-export async function syncedSource(stack: Stack, src: Source): Promise<number> {
-  if (!(await src.agent.flush())) throw new Error(`the agent of ${src.node} did not publish everything`);
-  const last = src.agent.stats().lastSeq;
-  await waitForEvents(stack, src.node, last);
-  await waitFor(`a window of ${src.node} reaching seq ${last}`, async () => ((await restoreWindows(stack.store, src.node)).some((w) => w.toSeq >= last) ? true : undefined));
-  return last;
+/** What a marker is written with: an ioredis connection (standalone or to one cluster node), or a Redis URL (a connection is opened for it). */
+export type MarkerClient = Redis | string;
+
+/** A marker event as stored: its epoch and seq. */
+export interface StoredMarker {
+  key: string;
+  epoch: number;
+  seq: number;
+}
+
+/**
+ * Writes a marker on a captured source and waits until its event is stored with every event before it in its epoch:
+ * a fact about the history, unlike `agent.flush()`, which cannot know about MONITOR lines the server has not yet
+ * delivered. The marker is `DEL __test_marker:<name>` (with a hash tag owned by the node if it is a cluster node): it
+ * changes no data, so digests, key lists and DBSIZE taken before or after it are the same; it adds one `DEL`
+ * command event to the history. Returns the marker's epoch and seq (a restore cutoff that includes everything written
+ * before the marker).
+ */
+export async function markStoredEvent(stack: Stack, node: string | { node: string }, redis: MarkerClient, name: string = randomUUID(), timeoutMs = 60_000): Promise<StoredMarker> {
+  const nodeId = typeof node === 'string' ? node : node.node;
+  const conn = typeof redis === 'string' ? new Redis(redis, { lazyConnect: false, maxRetriesPerRequest: 3 }) : redis;
+  let key: string | undefined;
+  try {
+    // A cluster node refuses (MOVED) a key of a slot it does not serve; a refused-by-redirect command never reaches MONITOR.
+    for (let i = 0; i < 200 && key === undefined; i++) {
+      const k = i === 0 ? `__test_marker:${name}` : `__test_marker:{${name}.${i}}`;
+      try {
+        await conn.call('DEL', k);
+        key = k;
+      } catch (err) {
+        if (!/^(MOVED|ASK) /.test(String((err as Error).message))) throw err;
+      }
+    }
+  } finally {
+    if (typeof redis === 'string') conn.disconnect();
+  }
+  if (key === undefined) throw new Error(`no marker key of ${nodeId} found that its server serves`);
+  const k = key;
+  return waitFor(`marker ${k} of ${nodeId} stored with every event before it`, async () => {
+    const rows = await stack.store.query<{ epoch: number; seq: number }>(
+      `SELECT epoch, seq FROM flashback.events WHERE node = ${sqlString(nodeId)} AND key = ${sqlString(k)} AND command = 'DEL' ORDER BY epoch DESC, seq DESC LIMIT 1`,
+    );
+    if (rows.length === 0) return undefined;
+    const epoch = Number(rows[0]!.epoch);
+    const seq = Number(rows[0]!.seq);
+    // Seqs of an epoch run from 1: seq distinct seqs at or below the marker mean none before it is missing.
+    const n = await stack.store.query<{ n: number }>(
+      `SELECT uniqExact(seq) AS n FROM flashback.events WHERE node = ${sqlString(nodeId)} AND epoch = ${sqlUInt(epoch)} AND seq <= ${sqlUInt(seq)}`,
+    );
+    return Number(n[0]?.n) >= seq ? { key: k, epoch, seq } : undefined;
+  }, timeoutMs);
+}
+
+/** markStoredEvent, returning only the marker's seq. */
+export async function markAndWait(stack: Stack, node: string | { node: string }, redis: MarkerClient, name?: string, timeoutMs?: number): Promise<number> {
+  return (await markStoredEvent(stack, node, redis, name, timeoutMs)).seq;
+}
+
+/** Waits until a restorable window of `node`'s `epoch` reaches `seq`. */
+export async function waitForWindowSeq(stack: Stack, node: string, epoch: number, seq: number, timeoutMs = 20_000): Promise<void> {
+  await waitFor(`a window of epoch ${epoch} of ${node} reaching seq ${seq}`, async () => ((await restoreWindows(stack.store, node)).some((w) => w.epoch === epoch && w.toSeq >= seq) ? true : undefined), timeoutMs);
+}
+
+/**
+ * Waits until everything written to the source before this call, baselines included, is stored and restorable: writes a
+ * marker (markStoredEvent: one `DEL` event that changes no data), waits for it and every event before it, and for a
+ * window reaching it; returns its seq (the last stored seq).
+ */
+export async function syncedSource(stack: Stack, src: Source, redis: MarkerClient = src.redis.url): Promise<number> {
+  const m = await markStoredEvent(stack, src.node, redis);
+  await waitForWindowSeq(stack, src.node, m.epoch, m.seq);
+  return m.seq;
 }
