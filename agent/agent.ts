@@ -328,15 +328,14 @@ class CaptureAgent implements Agent {
       onOverflow: () => void this.restartEpoch('publish backlog overflow: NATS too slow or unreachable'),
     });
     const run: EpochRun = { epoch, publisher, assembler: undefined as never, corrector: undefined as never, states: undefined as never, parser: undefined as never, monitor: undefined, lastTsUs: 0, ended: false, demoted: false };
-    run.states = new StateCapture(
-      d.state,
-      d.table,
-      (events) => run.corrector.process(events),
-      (reason) => void this.restartEpoch(`state capture failed (${reason}): what follows cannot be proven exact`),
-      d.logger,
-      undefined,
-      d.maxMonitorOutputBytes,
-    );
+    run.states = new StateCapture({
+      conn: d.state,
+      table: d.table,
+      out: (events) => run.corrector.process(events),
+      onFailure: (reason) => void this.restartEpoch(`state capture failed (${reason}): what follows cannot be proven exact`),
+      logger: d.logger,
+      maxHeldBytes: d.maxMonitorOutputBytes,
+    });
     run.assembler = new EventAssembler({
       node: d.node,
       epoch,
@@ -354,7 +353,12 @@ class CaptureAgent implements Agent {
       onMarker: (ev) => this.onMarker(ev),
       onOwnLine: (line) => (line.client === d.stateAddr ? run.states.ownLine(line) : run.corrector.ownLine(line)),
     });
-    run.corrector = new ExpiryCorrector(d.probe, run.assembler.uncertainExpiry, (events) => publisher.enqueue(events), d.logger);
+    run.corrector = new ExpiryCorrector({
+      conn: d.probe,
+      uncertain: run.assembler.uncertainExpiry,
+      out: (events) => publisher.enqueue(events),
+      logger: d.logger,
+    });
     run.parser = new MonitorParser(
       (line) => {
         if (run.ended || run.demoted) return;

@@ -35,6 +35,11 @@ export interface AssemblerOptions {
   /** Clients whose next line someone waits for (possibly blocked clients): `onWatchedLine` is called with it first. */
   watchedClients?: ReadonlySet<string>;
   onWatchedLine?: (client: string) => void;
+  /**
+   * Where events whose absolute expiry may be late are noted: shared with the ExpiryCorrector that settles them.
+   * @default a new map
+   */
+  uncertainExpiry?: WeakMap<FlashbackEvent, UncertainExpiry>;
 }
 
 /** An absolute expiry derived from a relative one: `replay[at]`, possibly up to `slackMs` ms later than the source's. */
@@ -90,7 +95,9 @@ export class EventAssembler {
   private unknown = 0;
   private heldServer: ServerEvent[] = [];
 
-  constructor(private readonly o: AssemblerOptions) {}
+  constructor(private readonly o: AssemblerOptions) {
+    this.uncertainExpiry = o.uncertainExpiry ?? new WeakMap();
+  }
 
   /** True while a script's lines may still arrive; a line from any client (e.g. an ECHO probe) ends it. */
   get pendingScript(): boolean {
@@ -231,7 +238,7 @@ export class EventAssembler {
   }
 
   /** Events whose replay holds an absolute expiry derived from a relative one that may be a few ms late. */
-  readonly uncertainExpiry = new WeakMap<FlashbackEvent, UncertainExpiry>();
+  readonly uncertainExpiry: WeakMap<FlashbackEvent, UncertainExpiry>;
   private lastLineTsUs = 0;
 
   private ownLine(line: MonitorLine): void {

@@ -20,6 +20,19 @@ interface Probe {
   timer: NodeJS.Timeout;
 }
 
+/** Options of an {@link ExpiryCorrector}. */
+export interface ExpiryCorrectorOptions {
+  /** The agent's own connection for the PEXPIRETIME probes. */
+  conn: RawRedis;
+  /** The events whose expiry may be late, noted by the assembler (shared with it). */
+  uncertain: WeakMap<FlashbackEvent, UncertainExpiry>;
+  /** Receives the events, each once its expiry is settled. */
+  out: (events: FlashbackEvent[]) => void;
+  logger: Logger;
+  /** How long the source may take to answer a probe before the expiry is left as computed, ms. @default 2_000 */
+  timeoutMs?: number;
+}
+
 /**
  * Makes relative expiries exact. MONITOR stamps a line a few µs after its
  * command ran, so `floor(ts/1000) + ttl` is 1 ms late when a millisecond
@@ -41,13 +54,19 @@ export class ExpiryCorrector {
   confirmed = 0;
   uncorrectable = 0;
 
-  constructor(
-    private readonly conn: RawRedis,
-    private readonly uncertain: WeakMap<FlashbackEvent, UncertainExpiry>,
-    private readonly out: (events: FlashbackEvent[]) => void,
-    private readonly logger: Logger,
-    private readonly timeoutMs = 2_000,
-  ) {}
+  private readonly conn: RawRedis;
+  private readonly uncertain: WeakMap<FlashbackEvent, UncertainExpiry>;
+  private readonly out: (events: FlashbackEvent[]) => void;
+  private readonly logger: Logger;
+  private readonly timeoutMs: number;
+
+  constructor({ conn, uncertain, out, logger, timeoutMs = 2_000 }: ExpiryCorrectorOptions) {
+    this.conn = conn;
+    this.uncertain = uncertain;
+    this.out = out;
+    this.logger = logger;
+    this.timeoutMs = timeoutMs;
+  }
 
   /** Events in seq order from the assembler. */
   process(events: FlashbackEvent[]): void {

@@ -73,6 +73,26 @@ interface Blocked {
 
 const keyId = (db: number, key: Buffer) => `${db}:${key.toString('hex')}`;
 
+/** Options of a {@link StateCapture}. */
+export interface StateCaptureOptions {
+  /** The agent's own connection for the probes (DUMP + PEXPIRETIME scripts, stream id reads). */
+  conn: RawRedis;
+  /** The source server's command table: tells which writes are nondeterministic. */
+  table: CommandTable;
+  /** Receives the events in seq order, once their group's state is known. */
+  out: (events: FlashbackEvent[]) => void;
+  /** The state of some keys could not be read: the epoch must end (what follows cannot be proven exact). */
+  onFailure: (reason: string) => void;
+  logger: Logger;
+  /**
+   * How long the source may take to answer a probe, ms. (Its line comes as late as the agent lags: that lag has
+   * its own guard.) @default 30_000
+   */
+  timeoutMs?: number;
+  /** Bytes of held events (their args) at most. @default 64 MiB: what the agent lets Redis buffer for its MONITOR */
+  maxHeldBytes?: number;
+}
+
 /**
  * Makes nondeterministic and served-later effects exact by capturing state.
  *
@@ -127,18 +147,21 @@ export class StateCapture {
   statesCaptured = 0;
   idsResolved = 0;
 
-  constructor(
-    private readonly conn: RawRedis,
-    table: CommandTable,
-    private readonly out: (events: FlashbackEvent[]) => void,
-    /** The state of some keys could not be read: the epoch must end (what follows cannot be proven exact). */
-    private readonly onFailure: (reason: string) => void,
-    private readonly logger: Logger,
-    /** How long the source may take to answer a probe. (Its line comes as late as the agent lags: that lag has its own guard.) */
-    private readonly timeoutMs = 30_000,
-    /** Bytes of held events (their args) at most: what the agent lets Redis buffer for its MONITOR client, by default. */
-    private readonly maxHeldBytes = 64 * 1024 * 1024,
-  ) {
+  private readonly conn: RawRedis;
+  private readonly out: (events: FlashbackEvent[]) => void;
+  private readonly onFailure: (reason: string) => void;
+  private readonly logger: Logger;
+  private readonly timeoutMs: number;
+  private readonly maxHeldBytes: number;
+
+  constructor(options: StateCaptureOptions) {
+    const { conn, table, out, onFailure, logger, timeoutMs = 30_000, maxHeldBytes = 64 * 1024 * 1024 } = options;
+    this.conn = conn;
+    this.out = out;
+    this.onFailure = onFailure;
+    this.logger = logger;
+    this.timeoutMs = timeoutMs;
+    this.maxHeldBytes = maxHeldBytes;
     for (const spec of table.commands.values()) if (spec.write && spec.nondeterministic) this.nondeterministic.add(spec.name.toUpperCase());
     this.special = new Set([...this.nondeterministic, 'XADD', 'STATE', 'SETTLE', ...Object.keys(BLOCKING_TIMEOUT_AT)]);
   }
