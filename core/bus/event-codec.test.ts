@@ -1,0 +1,162 @@
+// Event batch codec: byte layout, round-trip of binary keys/args/replay, shared replay, and refusal of bad bodies.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ProtocolError } from '../errors.js';
+import { decodeBatch, encodeBatch, type EventBatch } from './event-codec.js';
+import { EVENT_KINDS, type FlashbackEvent } from './event.js';
+
+const allBytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+
+function ev(seq: number, over: Partial<FlashbackEvent> = {}): FlashbackEvent {
+  const args = [Buffer.from('SET'), Buffer.from([0x00, 0xff, 0x0d, 0x0a]), allBytes];
+  return {
+    node: 'nœud:6379',
+    epoch: 1_785_788_000_000,
+    seq,
+    tsUs: 1_785_788_890_123_456 + seq,
+    db: 15,
+    client: '10.0.0.1:5000',
+    kind: 'command',
+    command: 'SET',
+    keys: [args[1]!],
+    args,
+    replay: args,
+    tx: 0,
+    ...over,
+  };
+}
+
+/** Plain copies of the Buffers so deepEqual compares bytes, not views. */
+const plain = (e: FlashbackEvent) => ({
+  ...e,
+  keys: e.keys.map((k) => [...k]),
+  args: e.args.map((a) => [...a]),
+  replay: e.replay.map((r) => [...r]),
+});
+
+describe('encodeBatch / decodeBatch', () => {
+  it('round-trips every field and every byte value, in order', () => {
+    const events = [
+      ev(1),
+      ev(2, { kind: 'state', command: 'RESTORE', replay: [Buffer.from('RESTORE'), Buffer.alloc(0), allBytes], tx: 2 }),
+      ev(3, { kind: 'expired', command: 'expired', client: 'agent', keys: [Buffer.alloc(0)], args: [], replay: [] }),
+      ev(4, { kind: 'heartbeat', db: 65_535, keys: [], args: [], replay: [], tx: 0 }),
+    ];
+    const batch: EventBatch = { node: 'nœud:6379', epoch: 1_785_788_000_000, events };
+    const back = decodeBatch(encodeBatch(batch));
+    assert.equal(back.node, 'nœud:6379');
+    assert.equal(back.epoch, 1_785_788_000_000);
+    assert.deepEqual(back.events.map(plain), events.map(plain));
+    assert.deepEqual(
+      back.events.map((e) => e.seq),
+      [1, 2, 3, 4],
+    );
+  });
+
+  it('writes the documented layout byte for byte', () => {
+    const a = [Buffer.from('DEL'), Buffer.from([0xff])];
+    const e: FlashbackEvent = {
+      node: 'n',
+      epoch: 2,
+      seq: 3,
+      tsUs: 4,
+      db: 5,
+      client: 'c',
+      kind: 'evicted',
+      command: 'X',
+      keys: [a[1]!],
+      args: a,
+      replay: a,
+      tx: 6,
+    };
+    const buf = encodeBatch({ node: 'n', epoch: 2, events: [e] });
+    const f64 = (v: number) => {
+      const b = Buffer.alloc(8);
+      b.writeDoubleLE(v);
+      return b;
+    };
+    const u32 = (v: number) => {
+      const b = Buffer.alloc(4);
+      b.writeUInt32LE(v);
+      return b;
+    };
+    // prettier-ignore
+    const want = Buffer.concat([
+      Buffer.from([1]), u32(1), Buffer.from('n'), f64(2), u32(1), // version, node, epoch, count
+      f64(3), f64(4), Buffer.from([5, 0]), u32(1), Buffer.from('c'), // seq, tsUs, db, client
+      Buffer.from([EVENT_KINDS.indexOf('evicted')]), u32(1), Buffer.from('X'), f64(6), // kind, command, tx
+      u32(1), u32(1), Buffer.from([0xff]), // keys
+      u32(2), u32(3), Buffer.from('DEL'), u32(1), Buffer.from([0xff]), // args
+      Buffer.from([1]), // replay is args
+    ]);
+    assert.deepEqual(buf, want);
+  });
+
+  it('stores replay once when it is the args array, and decodes it as that same array', () => {
+    const shared = ev(1);
+    const copied = ev(1, { replay: shared.args.map((x) => Buffer.from(x)) });
+    const sharedBuf = encodeBatch({ node: shared.node, epoch: shared.epoch, events: [shared] });
+    const copiedBuf = encodeBatch({ node: shared.node, epoch: shared.epoch, events: [copied] });
+    // a separate replay list costs its own bytes: u32 count + per arg u32 len + bytes
+    const listBytes = 4 + shared.args.reduce((n, a) => n + 4 + a.length, 0);
+    assert.equal(copiedBuf.length - sharedBuf.length, listBytes);
+    const back = decodeBatch(sharedBuf).events[0]!;
+    assert.equal(back.replay, back.args);
+    const backCopied = decodeBatch(copiedBuf).events[0]!;
+    assert.notEqual(backCopied.replay, backCopied.args);
+    assert.deepEqual(
+      backCopied.replay.map((r) => [...r]),
+      shared.args.map((a) => [...a]),
+    );
+  });
+
+  it('decodes from a Uint8Array view at an offset', () => {
+    const buf = encodeBatch({ node: 'n1', epoch: 9, events: [ev(1, { node: 'n1', epoch: 9 })] });
+    const big = new Uint8Array(buf.length + 7);
+    big.set(buf, 3);
+    const back = decodeBatch(big.subarray(3, 3 + buf.length));
+    assert.equal(back.node, 'n1');
+    assert.deepEqual([...back.events[0]!.args[2]!], [...allBytes]);
+  });
+
+  it('round-trips an empty batch', () => {
+    assert.deepEqual(decodeBatch(encodeBatch({ node: '', epoch: 0, events: [] })), { node: '', epoch: 0, events: [] });
+  });
+
+  it('refuses another version, naming it', () => {
+    const buf = encodeBatch({ node: 'n', epoch: 1, events: [] });
+    buf[0] = 2;
+    assert.throws(
+      () => decodeBatch(buf),
+      (e: unknown) => e instanceof ProtocolError && /version 2 is not supported \(expected 1\)/.test(e.message),
+    );
+  });
+
+  it('refuses a truncated body at every cut, naming the byte', () => {
+    const buf = encodeBatch({
+      node: 'n',
+      epoch: 1,
+      events: [ev(1, { node: 'n', epoch: 1 }), ev(2, { node: 'n', epoch: 1 })],
+    });
+    for (let cut = 0; cut < buf.length; cut++) {
+      assert.throws(
+        () => decodeBatch(buf.subarray(0, cut)),
+        (e: unknown) => e instanceof ProtocolError && new RegExp(`truncated at byte \\d+ of ${cut}$`).test(e.message),
+        `cut at ${cut}`,
+      );
+    }
+  });
+
+  it('refuses an unknown event kind', () => {
+    const e = ev(1, { node: 'n', epoch: 1, client: 'c' });
+    const buf = encodeBatch({ node: 'n', epoch: 1, events: [e] });
+    // version, node str, epoch, count, seq, tsUs, db, client str → kind byte
+    const kindAt = 1 + 4 + 1 + 8 + 4 + 8 + 8 + 2 + 4 + 1;
+    assert.equal(buf[kindAt], EVENT_KINDS.indexOf('command'));
+    buf[kindAt] = 200;
+    assert.throws(
+      () => decodeBatch(buf),
+      (e: unknown) => e instanceof ProtocolError && e.message.includes(`unknown event kind at byte ${kindAt}`),
+    );
+  });
+});
