@@ -1,0 +1,116 @@
+import { CommandTable } from '../core/redis/command-table.js';
+import type { Logger } from '../core/log.js';
+import { RawRedis } from '../core/redis/raw-redis.js';
+import type { RedisTarget } from '../core/redis/redis-url.js';
+import { ensureNotifyFlags, ensurePubsubOutputLimit } from './notifications.js';
+import { clusterNodes, isClusterNode, peerAddresses, readRole, shardIds, type SourceRole } from './source-role.js';
+
+/** The connections to one Redis node and what the agent learned from it: one set per node followed. */
+export interface Source {
+  target: RedisTarget;
+  table: CommandTable;
+  control: RawRedis;
+  controlAddr: string;
+  /** Connection of the expiry corrector's PEXPIRETIME probes. */
+  probe: RawRedis;
+  probeAddr: string;
+  /** Connection of the state probes (DUMP + PEXPIRETIME scripts): agent/state-capture.ts. */
+  state: RawRedis;
+  stateAddr: string;
+  /** Agent clock − server clock, µs. */
+  skewUs: number;
+  /** Keyspace notifications are on: expiries and evictions are captured. */
+  notify: boolean;
+  /** Role when the connections were opened: only a master that becomes a replica is followed to its new master. */
+  role: SourceRole['role'];
+  /**
+   * Cluster mode: every other node's `ip:port` (a MONITOR line from one is our master link's) and the shard's
+   * node ids.
+   */
+  cluster: { peers: Set<string>; shard: Set<string> } | undefined;
+}
+
+/** Options of {@link openSource}. */
+export interface OpenSourceOptions {
+  target: RedisTarget;
+  /** The control connection, already open to `target`. */
+  control: RawRedis;
+  /** The agent's limit on Redis's MONITOR output buffer, bytes: the pubsub output limit is raised above it. */
+  maxMonitorOutputBytes: number;
+  logger: Logger;
+}
+
+/** Opens the probe and state connections next to `control`, loads the command table and sets the notifications. */
+export async function openSource({
+  target,
+  control,
+  maxMonitorOutputBytes,
+  logger,
+}: OpenSourceOptions): Promise<Source> {
+  let probe: RawRedis | undefined;
+  let state: RawRedis | undefined;
+  try {
+    const table = await CommandTable.load(control);
+    const controlAddr = await clientAddr(control);
+    probe = await RawRedis.connect(target, { clientName: 'flashback-expiry' });
+    const probeAddr = await clientAddr(probe);
+    state = await RawRedis.connect(target, { clientName: 'flashback-state' });
+    const stateAddr = await clientAddr(state);
+    const skewUs = await clockSkewUs(control);
+    const { role } = await readRole(control);
+    let cluster: Source['cluster'];
+    if (await isClusterNode(control)) {
+      const rows = await clusterNodes(control);
+      const me = rows.find((r) => r.flags.includes('myself'));
+      const shard = me ? shardIds(rows, me.flags.includes('master') ? me.id : me.masterId) : new Set<string>();
+      cluster = { peers: peerAddresses(rows), shard };
+    }
+    const notify = await ensureNotifyFlags(control, logger);
+    // One line of a large value is up to 4× its size, and Redis counts the allocation (a size class above it):
+    // 8× our own overload limit lets a 64 MiB value of unprintable bytes through (measured: 4× stopped at ~56 MiB).
+    if (notify.error === undefined) await ensurePubsubOutputLimit(control, 8 * maxMonitorOutputBytes, logger);
+    return {
+      target,
+      table,
+      control,
+      controlAddr,
+      probe,
+      probeAddr,
+      state,
+      stateAddr,
+      skewUs,
+      notify: notify.error === undefined,
+      role,
+      cluster,
+    };
+  } catch (err) {
+    probe?.close();
+    state?.close();
+    throw err;
+  }
+}
+
+/** Closes every connection of a source. */
+export function closeSource(source: Source): void {
+  source.control.close();
+  source.probe.close();
+  source.state.close();
+}
+
+async function clientAddr(conn: RawRedis): Promise<string> {
+  const info = await conn.call(['CLIENT', 'INFO']);
+  const text = Buffer.isBuffer(info) ? info.toString('latin1') : String(info);
+  const m = /(?:^|\s)addr=(\S+)/.exec(text);
+  if (!m) throw new Error(`cannot read our own client address from CLIENT INFO: ${text.slice(0, 120)}`);
+  return m[1]!;
+}
+
+/** agent clock − server clock, µs (TIME), so lag is not skewed by clock differences. */
+async function clockSkewUs(conn: RawRedis): Promise<number> {
+  const before = Date.now() * 1000;
+  const t = await conn.call(['TIME']);
+  const after = Date.now() * 1000;
+  if (!Array.isArray(t)) return 0;
+  const server = Number(String(t[0])) * 1e6 + Number(String(t[1]));
+  return (before + after) / 2 - server;
+}
