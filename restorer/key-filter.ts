@@ -20,8 +20,9 @@ export async function applyKeyFilter(url: string, filter: KeyFilter): Promise<nu
   const patterns = filter.patterns ?? [];
   if (patterns.length === 0 && filter.db === undefined) return 0;
   const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  await r.connect();
   try {
+    // connect() inside the try: a failed connect must still disconnect, or ioredis retries forever.
+    await r.connect();
     const info = String(await r.info('keyspace'));
     const dbs = [...info.matchAll(/^db(\d+):/gm)].map((m) => Number(m[1]));
     let dropped = 0;
