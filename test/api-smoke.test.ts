@@ -11,7 +11,7 @@ import { ApiClient } from '../cli/api-client.js';
 import { FlashbackError } from '../core/errors.js';
 import { isPidAlive } from '../core/servers/server-process.js';
 import { startRestorer, type Restorer } from '../restorer/index.js';
-import { startSource, startStack, waitFor, waitForEvents, type Stack } from './helpers/stack.js';
+import { markAndWait, startSource, startStack, waitFor, type Stack } from './helpers/stack.js';
 
 const TOKEN = `tok-${randomUUID()}`;
 let stack: Stack;
@@ -51,8 +51,8 @@ test('a restore through the HTTP API lands in a spawned instance holding the dat
     });
     await r.hset('userprofile', 'after', '3');
     await r.del('bin\x00key');
-    assert.equal(await src.agent.flush(), true);
-    await waitForEvents(stack, src.node, src.agent.stats().lastSeq);
+    // A marker after the last write: stored with every seq before it means the whole history above is stored.
+    await markAndWait(stack, src, r);
 
     const client = new ApiClient(api.url, TOKEN);
     const health = await fetch(`${api.url}/health`);

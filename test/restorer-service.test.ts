@@ -12,7 +12,7 @@ import { isPidAlive } from '../core/servers/server-process.js';
 import { sqlString } from '../core/store/sql-literal.js';
 import { startRestorer, type Restorer } from '../restorer/index.js';
 import { testRedis } from './helpers/servers.js';
-import { startSource, startStack, waitFor, waitForEvents, type Stack } from './helpers/stack.js';
+import { markAndWait, startSource, startStack, waitFor, type Stack } from './helpers/stack.js';
 
 let stack: Stack;
 let nc: NatsConnection;
@@ -31,11 +31,11 @@ before(async () => {
   try {
     await src.agent.baseline();
     for (let i = 1; i <= 20; i++) await r.hset('h', `f${String(i).padStart(2, '0')}`, i);
+    // A marker after the HSETs: once it and every seq before it are stored, so are the 20 HSETs.
+    await markAndWait(stack, src, r);
   } finally {
     r.disconnect();
   }
-  assert.equal(await src.agent.flush(), true);
-  await waitForEvents(stack, src.node, src.agent.stats().lastSeq);
   const rows = await stack.store.query<{ seq: number; args: string[] }>(
     `SELECT seq, any(args) AS args FROM flashback.events WHERE node = ${sqlString(src.node)} AND command = 'HSET' GROUP BY seq ORDER BY seq`,
   );
