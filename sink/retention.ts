@@ -1,7 +1,16 @@
 import type { ObjectStore } from '@nats-io/obj';
-import type { Logger } from '../core/log.js';
-import { silentLogger } from '../core/log.js';
-import { sqlString, sqlUInt } from '../core/store/sql-literal.js';
+import { ensureBaselineStore, type NatsConnection } from '../core/bus/nats.js';
+import { describeError } from '../core/errors.js';
+import { silentLogger, type Logger } from '../core/log.js';
+import {
+  deleteOldBaselinesSql,
+  dropEventPartitionSql,
+  eventNodesSql,
+  eventPartitionsSql,
+  neededBaselinesSql,
+  oldBaselinesSql,
+  partitionDaySql,
+} from '../core/store/retention-sql.js';
 
 /** What retention needs from the store. */
 export interface RetentionStore {
@@ -17,21 +26,6 @@ export interface RetentionResult {
   deletedBaselines: number;
 }
 
-/** SQL: per node, the newest baseline at or before the horizon (the one restoring to the horizon needs). */
-export function neededBaselinesSql(horizonUs: number): string {
-  return `SELECT node, max(ts_us) AS keep_us FROM flashback.baselines WHERE ts_us <= ${sqlUInt(horizonUs)} GROUP BY node`;
-}
-
-/** SQL: day partitions of the events table, oldest first. */
-export function eventPartitionsSql(): string {
-  return `SELECT DISTINCT partition FROM system.parts WHERE database = 'flashback' AND table = 'events' AND active ORDER BY partition`;
-}
-
-/** SQL: the day partition (`YYYY-MM-DD`, server time zone) that an instant (epoch seconds) falls in. */
-export function partitionDaySql(epochSeconds: number): string {
-  return `SELECT toString(toDate(toDateTime(${sqlUInt(epochSeconds)}))) AS day`;
-}
-
 /**
  * One retention pass (DESIGN.md, Storage; issue: Retention). History older
  * than `retentionMs` goes, but never in a way that leaves a window pointing
@@ -41,14 +35,20 @@ export function partitionDaySql(epochSeconds: number): string {
  * day partitions (every ClickHouse version can drop one), and only days
  * older than every node's kept baseline.
  */
-export async function applyRetention(o: { store: RetentionStore; objects?: ObjectStore; retentionMs: number; nowMs?: number; logger?: Logger }): Promise<RetentionResult> {
+export async function applyRetention(o: {
+  store: RetentionStore;
+  objects?: ObjectStore;
+  retentionMs: number;
+  nowMs?: number;
+  logger?: Logger;
+}): Promise<RetentionResult> {
   const { store, objects, retentionMs, nowMs = Date.now(), logger = silentLogger } = o;
   const horizonUs = Math.max(0, Math.round((nowMs - retentionMs) * 1000));
   const needed = await store.query<{ node: string; keep_us: number | string }>(neededBaselinesSql(horizonUs));
   const keepFromTsUs: Record<string, number> = {};
   for (const n of needed) keepFromTsUs[n.node] = Number(n.keep_us);
   // Nodes with no baseline at or before the horizon keep everything from the horizon on.
-  const nodes = await store.query<{ node: string }>(`SELECT DISTINCT node FROM flashback.events`);
+  const nodes = await store.query<{ node: string }>(eventNodesSql());
   for (const n of nodes) keepFromTsUs[n.node] ??= horizonUs;
   const keepAllFrom = Math.min(horizonUs, ...Object.values(keepFromTsUs));
   // Partitions are toDate(time) in the server's time zone: ask the server which day that instant falls on.
@@ -61,19 +61,22 @@ export async function applyRetention(o: { store: RetentionStore; objects?: Objec
   for (const p of parts) {
     const day = p.partition.replace(/'/g, '');
     if (day < keepDay) {
-      await store.command(`ALTER TABLE flashback.events DROP PARTITION ${sqlString(day)}`);
+      await store.command(dropEventPartitionSql(day));
       droppedPartitions.push(day);
     }
   }
 
   let deletedBaselines = 0;
   for (const [node, keepUs] of Object.entries(keepFromTsUs)) {
-    const old = await store.query<{ rdb_object: string; tail_object: string; seq: number | string; epoch: number | string }>(
-      `SELECT rdb_object, tail_object, seq, epoch FROM flashback.baselines WHERE node = ${sqlString(node)} AND ts_us < ${sqlUInt(keepUs)}`,
-    );
+    const old = await store.query<{
+      rdb_object: string;
+      tail_object: string;
+      seq: number | string;
+      epoch: number | string;
+    }>(oldBaselinesSql(node, keepUs));
     if (old.length === 0) continue;
     // Rows first: a restore never picks a baseline whose objects are going.
-    await store.command(`ALTER TABLE flashback.baselines DELETE WHERE node = ${sqlString(node)} AND ts_us < ${sqlUInt(keepUs)}`);
+    await store.command(deleteOldBaselinesSql(node, keepUs));
     for (const b of old) {
       await objects?.delete(b.rdb_object).catch(() => undefined);
       await objects?.delete(b.tail_object).catch(() => undefined);
@@ -81,7 +84,49 @@ export async function applyRetention(o: { store: RetentionStore; objects?: Objec
     deletedBaselines += old.length;
   }
   if (droppedPartitions.length > 0 || deletedBaselines > 0) {
-    logger.info({ horizon: new Date(horizonUs / 1000).toISOString(), droppedPartitions, deletedBaselines }, 'retention applied');
+    const horizon = new Date(horizonUs / 1000).toISOString();
+    logger.info({ horizon, droppedPartitions, deletedBaselines }, 'retention applied');
   }
   return { keepFromTsUs, droppedPartitions, deletedBaselines };
+}
+
+/** Options of {@link scheduleRetention}. */
+export interface RetentionScheduleOptions {
+  nc: NatsConnection;
+  store: RetentionStore;
+  /** History kept, ms. */
+  retentionMs: number;
+  /** How often a pass runs, ms (also once at start). */
+  intervalMs: number;
+  logger: Logger;
+}
+
+/** Retention passes of a running sink, one at a time. */
+export interface RetentionSchedule {
+  /** Starts no more passes; resolves when the pass in progress, if any, has ended. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Runs {@link applyRetention} now and every `intervalMs`; a failed pass is logged and tried again next time. */
+export function scheduleRetention(o: RetentionScheduleOptions): RetentionSchedule {
+  const { nc, store, retentionMs, intervalMs, logger } = o;
+  const pass = async (): Promise<void> => {
+    try {
+      const objects = await ensureBaselineStore(nc);
+      await applyRetention({ store, objects, retentionMs, logger });
+    } catch (err) {
+      logger.warn({ err: describeError(err) }, 'retention pass failed; will try again');
+    }
+  };
+  let running = pass();
+  const timer = setInterval(() => {
+    running = running.then(pass);
+  }, intervalMs);
+  timer.unref();
+  return {
+    close: () => {
+      clearInterval(timer);
+      return running;
+    },
+  };
 }

@@ -8,7 +8,7 @@ import type { FlashbackEvent } from '../core/bus/event.js';
 import { columnsSql, schemaFeatures, schemaStatements, versionSql, type BrokenEventRow } from '../core/store/schema.js';
 import { sqlString, sqlStringArray, sqlUInt } from '../core/store/sql-literal.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
-import { eventPartitionsSql, neededBaselinesSql, partitionDaySql } from '../sink/retention.js';
+import { eventPartitionsSql, neededBaselinesSql, partitionDaySql } from '../core/store/retention-sql.js';
 import { baselinesSql, brokenSql, epochSummarySql, eventTimesSql, holeSql, nodesSql } from '../core/store/windows.js';
 import { baselineSql, brokenEventsSql, replaySql } from '../core/store/event-store.js';
 import { baselineToRow, eventToRow } from '../sink/rows.js';
