@@ -24,7 +24,7 @@ import { clickHouseEventStore, clusterRestore, keySlot, restore, startRestorer, 
 import { startTestCluster, withRedis, type TestCluster } from './helpers/cluster.js';
 import { testRedis } from './helpers/servers.js';
 import { cli } from './helpers/cli.js';
-import { SOURCE_ARGS, startSource, startStack, waitFor, waitForEvents, waitForWindow, type Stack } from './helpers/stack.js';
+import { markStoredEvent, SOURCE_ARGS, startSource, startStack, waitFor, waitForWindow, waitForWindowSeq, type MarkerClient, type Stack } from './helpers/stack.js';
 
 const DEBUG_ARGS = ['--enable-debug-command', 'yes'];
 
@@ -67,12 +67,15 @@ async function restoreNode(req: RestoreRequest) {
 
 type Source = Awaited<ReturnType<typeof startSource>>;
 
-/** Waits until everything the agent captured is stored and restorable. */
-async function synced(agent: Agent): Promise<void> {
-  assert.equal(await agent.flush(), true);
-  const last = agent.stats().lastSeq;
-  await waitForEvents(stack, agent.node, last);
-  await waitFor(`a window of ${agent.node} reaching seq ${last}`, async () => ((await restoreWindows(stack.store, agent.node)).some((w) => w.toSeq >= last) ? true : undefined));
+/**
+ * Waits until everything written to the node's server before the call is stored and restorable: a marker written there
+ * (a DEL of a missing key, on a slot the server serves) is stored with every seq before it, in a window; returns the
+ * marker's epoch and seq.
+ */
+async function synced(node: string, redis: MarkerClient): Promise<{ epoch: number; seq: number }> {
+  const m = await markStoredEvent(stack, node, redis);
+  await waitForWindowSeq(stack, node, m.epoch, m.seq);
+  return m;
 }
 
 type Arg = string | Buffer | number;
@@ -229,7 +232,7 @@ test('three nodes at one instant: into a new standalone instance, a Redis Cluste
     const T = Math.max(...(await Promise.all(urls.map(serverNowUs))));
     for (let i = 0; i < 3; i++) assert.ok(atT.size > 0 && (await withRedis(urls[i]!, (r) => r.dbsize())) > 0, `node ${i} holds keys`);
     await workload(send, 300, 3); // after T: must not show
-    for (const s of shards) await synced(s.agent);
+    for (const s of shards) await synced(s.node, s.redis.url);
     for (const s of shards) await waitForWindow(stack, s.node, T);
     const nodes = shards.map((s) => s.node);
     assert.notEqual(await unionDigest(urls), expected, 'the writes after T changed the data');
@@ -260,13 +263,13 @@ test('three nodes at one instant: into a new standalone instance, a Redis Cluste
     const lateConn = new Redis(late.redis.url);
     try {
       await late.agent.baseline();
-      await synced(late.agent);
+      await synced(late.node, lateConn);
       await assert.rejects(restoreNodes({ nodes: [nodes[0]!, late.node], to: T, spawn: {} }), { code: 'OUTSIDE_WINDOW', message: new RegExp(`node "${late.node}"`) });
       // Two nodes holding one key cannot share an instance: refused, naming the key and both nodes.
       const shared = (await withRedis(urls[0]!, (r) => r.keys('s:*'))).find((k) => /^s:\d+$/.test(k))!;
       await lateConn.set(shared, 'other');
-      await synced(late.agent);
-      await synced(shards[0]!.agent);
+      await synced(late.node, lateConn);
+      await synced(shards[0]!.node, conns[0]!);
       const T2 = Math.max(await serverNowUs(late.redis.url), await serverNowUs(urls[0]!));
       await waitForWindow(stack, late.node, T2);
       await waitForWindow(stack, nodes[0]!, T2);
@@ -352,7 +355,7 @@ test('a standalone source restored into a Redis Cluster: every key on its slot\'
     await r.set('in-db-1', 'x');
     await r.select(0);
     const T2 = await serverNowUs(src.redis.url);
-    await synced(src.agent);
+    await synced(src.node, r);
     await waitForWindow(stack, src.node, T2);
 
     const report = await restoreNode({ node: src.node, to: T, target: target.masters[0]!.url, flush: true });
@@ -392,11 +395,8 @@ test('a Redis Cluster source: one agent per master captures it, and the masters 
     const c = client;
     const sendCluster = (cmds: [string, Buffer, ...Arg[]][], tx: boolean) => sendTo(c, cmds, tx);
     await workload(sendCluster, 400, 21);
-    // Capture: every master's writes reach its own agent's history.
-    for (const a of agents) {
-      assert.equal(await a.flush(), true);
-      await waitForEvents(stack, a.node, a.stats().lastSeq);
-    }
+    // Capture: every master's writes reach its own agent's history (a marker on each master, stored with all before it).
+    for (const [i, a] of agents.entries()) await synced(a.node, source.masters[i]!.url);
     const writes = await stack.store.query<{ node: string; n: string }>(`SELECT node, count() AS n FROM flashback.events WHERE node LIKE 'c1-m%-${run}' AND kind = 'command' GROUP BY node ORDER BY node`);
     assert.deepEqual(writes.map((w) => w.node), agents.map((a) => a.node));
     for (const w of writes) assert.ok(Number(w.n) > 50, `${w.node} captured ${w.n} writes`);
@@ -415,8 +415,9 @@ test('a Redis Cluster source: one agent per master captures it, and the masters 
       15_000,
     );
     // The marker's SET and DEL of __flashback__:marker:{fb:N} (what the replication stream carries) are the agent's
-    // own lines: never captured as commands, and the key is gone from every master.
-    for (const a of agents) assert.equal(await a.flush(), true);
+    // own lines: never captured as commands, and the key is gone from every master. A marker per master after the
+    // baselines: once stored, everything the agents captured before it is stored too.
+    for (const [i, a] of agents.entries()) await synced(a.node, source.masters[i]!.url);
     const markerWrites = await stack.store.query<{ n: string }>(`SELECT count() AS n FROM flashback.events WHERE node LIKE 'c1-m%-${run}' AND arrayExists(k -> position(k, '__flashback__:marker') = 1, keys)`);
     assert.equal(Number(markerWrites[0]!.n), 0);
     for (const m of source.masters) assert.deepEqual(await withRedis(m.url, (r) => r.keys('__flashback__*')), []);
@@ -427,7 +428,7 @@ test('a Redis Cluster source: one agent per master captures it, and the masters 
     const expected = await unionDigest(urls);
     const T = Math.max(...(await Promise.all(urls.map(serverNowUs))));
     await workload(sendCluster, 200, 23);
-    for (const a of agents) await synced(a);
+    for (const [i, a] of agents.entries()) await synced(a.node, source.masters[i]!.url);
     for (const a of agents) await waitForWindow(stack, a.node, T);
     const nodes = agents.map((a) => a.node);
     const a = await restoreNodes({ nodes, to: T, spawn: {} });
@@ -465,10 +466,8 @@ test('a failover on a Redis Cluster source: each agent follows its shard to the 
     const T1 = Math.max(...(await Promise.all(shards.map((s) => serverNowUs(s.oldMaster.url)))));
     for (const k of atT1) assert.ok(k.size > 0);
     await workload(sendCluster, 200, 32);
-    for (const [i, a] of agents.entries()) {
-      assert.equal(await a.flush(), true);
-      await waitForWindow(stack, shards[i]!.node, T1);
-    }
+    // A window covering T1 (writes follow T1) means every event up to T1 is stored.
+    for (const s of shards) await waitForWindow(stack, s.node, T1);
 
     // Manual failovers: each replica takes over, its old master follows it.
     for (const s of shards) assert.equal(await withRedis(s.newMaster.url, (r) => r.call('CLUSTER', 'FAILOVER')), 'OK');
@@ -496,12 +495,11 @@ test('a failover on a Redis Cluster source: each agent follows its shard to the 
     const digestT2 = await Promise.all(shards.map((s) => digestOf(s.newMaster.url)));
     const T2 = Math.max(...(await Promise.all(shards.map((s) => serverNowUs(s.newMaster.url)))));
     await workload(sendCluster, 200, 35);
-    for (const [i, a] of agents.entries()) {
-      const { node } = shards[i]!;
-      assert.equal(await a.flush(), true);
-      const last = a.stats().lastSeq;
-      await waitFor(`the window of epoch ${after[i]!.epoch} of ${node} reaching seq ${last}`, async () => ((await restoreWindows(stack.store, node)).some((w) => w.epoch === after[i]!.epoch && w.toSeq >= last) ? true : undefined));
-      await waitForWindow(stack, node, T2);
+    for (const [i, s] of shards.entries()) {
+      // A marker on the new master: stored in the new epoch with every seq before it, in that epoch's window.
+      const m = await synced(s.node, s.newMaster.url);
+      assert.equal(m.epoch, after[i]!.epoch, `the marker of ${s.node} is in the new epoch`);
+      await waitForWindow(stack, s.node, T2);
     }
 
     for (const [i, s] of shards.entries()) {
@@ -547,7 +545,7 @@ test('an unplanned failover (the master stops, its replica is elected): the agen
     const T1 = await serverNowUs(oldMaster.url);
     // Everything is on the replica before the master goes away (an unplanned failover may lose acknowledged writes otherwise).
     assert.equal(await withRedis(oldMaster.url, (r) => r.call('WAIT', 1, 10_000)), 1);
-    assert.equal(await agent.flush(), true);
+    // A window covering T1 (an idle heartbeat after T1, stored with every seq before it) means every event up to T1 is stored.
     await waitForWindow(stack, node, T1);
 
     await oldMaster.server.stop();
@@ -563,9 +561,8 @@ test('an unplanned failover (the master stops, its replica is elected): the agen
     const digestT2 = await digestOf(newMaster.url);
     const T2 = await serverNowUs(newMaster.url);
     assert.notEqual(digestT2, digestT1);
-    assert.equal(await agent.flush(), true);
-    const last = agent.stats().lastSeq;
-    await waitFor(`the window of epoch ${after.epoch} reaching seq ${last}`, async () => ((await restoreWindows(stack.store, node)).some((w) => w.epoch === after.epoch && w.toSeq >= last) ? true : undefined));
+    const m = await synced(node, newMaster.url);
+    assert.equal(m.epoch, after.epoch, 'the marker is in the new epoch');
     await waitForWindow(stack, node, T2);
 
     const r1 = await restoreNode({ node, to: T1, spawn: {} });

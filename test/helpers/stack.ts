@@ -78,7 +78,7 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
   }
 }
 
-/** Waits until ClickHouse holds `count` events of `node` (after the agent flushed). */
+/** Waits until ClickHouse holds at least `count` distinct seqs of `node` (all epochs): a lower bound on what is stored, not a sync point (markStoredEvent is). */
 export async function waitForEvents(stack: Stack, node: string, count: number, timeoutMs = 20_000): Promise<void> {
   await waitFor(`${count} events of ${node} in ClickHouse`, async () => {
     const r = await stack.store.query<{ n: string }>(`SELECT uniqExact(seq) AS n FROM flashback.events WHERE node = ${sqlString(node)}`);
