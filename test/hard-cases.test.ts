@@ -138,11 +138,13 @@ async function scenario(seed: (r: Redis) => Promise<unknown>, steps: Step[]): Pr
       await step.run(r, src);
       states.push(await stateOf(src.redis.url));
     }
+    // synced writes a marker (a DEL of a missing key: no state changes) and waits for it and every seq before it.
     const lastSeq = await synced(src);
 
-    // Aliases must not shadow columns (18.16); GROUP BY seq: a duplicate row may not be merged yet.
+    // Aliases must not shadow columns (18.16); GROUP BY seq: a duplicate row may not be merged yet. The steps' events
+    // are those before the marker.
     const rows = await stack.store.query<{ s: string; t: string; k: string; c: string; x: string }>(
-      `SELECT seq AS s, any(ts_us) AS t, any(kind) AS k, any(command) AS c, any(tx) AS x FROM flashback.events WHERE node = ${sqlString(src.node)} AND epoch = ${sqlUInt(base.epoch)} AND seq > ${sqlUInt(base.seq)} GROUP BY seq ORDER BY seq`,
+      `SELECT seq AS s, any(ts_us) AS t, any(kind) AS k, any(command) AS c, any(tx) AS x FROM flashback.events WHERE node = ${sqlString(src.node)} AND epoch = ${sqlUInt(base.epoch)} AND seq > ${sqlUInt(base.seq)} AND seq < ${sqlUInt(lastSeq)} GROUP BY seq ORDER BY seq`,
     );
     const data = rows.filter((x) => x.k !== 'heartbeat' && x.k !== 'baseline').map((x) => ({ seq: Number(x.s), tsUs: Number(x.t), kind: x.k, command: x.c, tx: Number(x.x) }));
     const placed: Placed[] = [];

@@ -11,13 +11,12 @@ import { Redis } from 'ioredis';
 import { connectNats, ensureBaselineStore } from '../../core/bus/nats.js';
 import { readableBytes } from '../../core/redis/escape.js';
 import { stopPid } from '../../core/servers/server-process.js';
-import { sqlString } from '../../core/store/sql-literal.js';
+import { sqlString, sqlUInt } from '../../core/store/sql-literal.js';
 import { seededRandom } from './seeded-random.js';
 import { formatTsUs } from '../../core/time.js';
-import { restoreWindows } from '../../core/store/windows.js';
 import { clickHouseEventStore, restore, type RestoreRequest } from '../../restorer/index.js';
 import { LONG_TTL_MIN_MS, RandomWorkload, type WorkloadStats } from './random-workload.js';
-import { startSource, waitFor, waitForEvents, waitForWindow, type Stack } from './stack.js';
+import { startSource, waitFor, waitForWindow, waitForWindowSeq, type Stack } from './stack.js';
 
 /** Options of {@link runDifferential}. */
 export interface DifferentialOptions {
@@ -106,8 +105,8 @@ export async function runDifferential(stack: Stack, options: DifferentialOptions
     // Every marker stored (the last one's MONITOR line may still be on its way), and restorable.
     const markers = await waitFor(`the ${points} markers of ${src.node} stored`, async () => {
       assertFlushed(await src.agent.flush());
-      const rows = await stack.store.query<{ seq: string | number; args: string[] }>(
-        `SELECT DISTINCT seq, args FROM flashback.events WHERE node = ${sqlString(src.node)} AND key = ${sqlString(MARKER_KEY)} AND command = 'SET' ORDER BY seq`,
+      const rows = await stack.store.query<{ epoch: string | number; seq: string | number; args: string[] }>(
+        `SELECT DISTINCT epoch, seq, args FROM flashback.events WHERE node = ${sqlString(src.node)} AND key = ${sqlString(MARKER_KEY)} AND command = 'SET' ORDER BY epoch, seq`,
       );
       return rows.length >= points ? rows : undefined;
     }, 60_000);
@@ -117,9 +116,17 @@ export async function runDifferential(stack: Stack, options: DifferentialOptions
     }
     const lagging = result.points.filter((p) => p.markerSeq > 0 && p.agentLastSeq !== p.markerSeq - 1).length;
     log(`seed ${seed}: markers stored; the agent's lastSeq after flush() was not the event before the marker at ${lagging} of ${points} moments`);
-    const lastSeq = Math.max(0, ...markers.map((m) => Number(m.seq)));
-    await waitForEvents(stack, src.node, lastSeq, 60_000);
-    await waitFor(`a window of ${src.node} reaching seq ${lastSeq}`, async () => ((await restoreWindows(stack.store, src.node)).some((w) => w.toSeq >= lastSeq) ? true : undefined), 60_000);
+    // Every seq up to the last marker stored, in the last marker's epoch (seqs of an epoch run from 1), and a window reaching it.
+    const lastMarker = markers[markers.length - 1]!;
+    const lastEpoch = Number(lastMarker.epoch);
+    const lastSeq = Number(lastMarker.seq);
+    await waitFor(`every seq of epoch ${lastEpoch} of ${src.node} up to ${lastSeq} stored`, async () => {
+      const n = await stack.store.query<{ n: string | number }>(
+        `SELECT uniqExact(seq) AS n FROM flashback.events WHERE node = ${sqlString(src.node)} AND epoch = ${sqlUInt(lastEpoch)} AND seq <= ${sqlUInt(lastSeq)}`,
+      );
+      return Number(n[0]?.n ?? 0) >= lastSeq ? true : undefined;
+    }, 60_000);
+    await waitForWindowSeq(stack, src.node, lastEpoch, lastSeq, 60_000);
     const last = result.points[result.points.length - 1];
     if (last) await waitForWindow(stack, src.node, last.tsUs, 60_000);
 
