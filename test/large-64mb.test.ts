@@ -10,7 +10,7 @@ import { connectNats, ensureBaselineStore, type NatsConnection } from '../core/b
 import { stopPid } from '../core/servers/server-process.js';
 import { sqlString } from '../core/store/sql-literal.js';
 import { clickHouseEventStore, restore } from '../restorer/index.js';
-import { startSource, startStack, waitFor, waitForEvents, type Stack } from './helpers/stack.js';
+import { markAndWait, startSource, startStack, waitFor, type Stack } from './helpers/stack.js';
 
 let stack: Stack;
 let nc: NatsConnection;
@@ -47,9 +47,8 @@ test('a 64 MiB value of bytes 0x80–0xff (a 256 MiB MONITOR line): one epoch, s
       return Number(c!.n) === 3 ? true : undefined;
     }, 180_000);
     assert.equal(stored, true, `capture ended its epoch instead of capturing the 64 MiB SET (epochs: ${src.agent.stats().epochs}, max MONITOR output seen: ${src.agent.stats().maxMonitorOutputBytesSeen} bytes)`);
-    assert.equal(await src.agent.flush(120_000), true);
-    const last = src.agent.stats().lastSeq;
-    await waitForEvents(stack, src.node, last, 120_000);
+    // A marker after the SETs (a DEL of a missing key: the digest stays): stored with every seq before it, it is the cutoff.
+    const last = await markAndWait(stack, src, r, undefined, 120_000);
     const report = await restore({ events: clickHouseEventStore(stack.store, stack.store.client), objects, instancesDir }, { node: src.node, toSeq: last, spawn: {} });
     const restored = new Redis(report.url!);
     try {
