@@ -10,11 +10,11 @@ import { Redis } from 'ioredis';
 import { connectNats, ensureBaselineStore, type NatsConnection } from '../core/bus/nats.js';
 import { encodeCommand } from '../core/redis/resp.js';
 import { stopPid } from '../core/servers/server-process.js';
-import { sqlString, sqlUInt } from '../core/store/sql-literal.js';
+import { sqlString } from '../core/store/sql-literal.js';
 import { restoreWindows } from '../core/store/windows.js';
 import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
 import { RestoreLoadError } from '../restorer/load-failure.js';
-import { startSource, startStack, waitFor, type Source, type Stack } from './helpers/stack.js';
+import { markAndWait, startSource, startStack, type Source, type Stack } from './helpers/stack.js';
 
 let stack: Stack;
 let nc: NatsConnection;
@@ -48,18 +48,8 @@ function send(r: Redis, ...argv: (string | number | Buffer)[]): Promise<unknown>
   return r.callBuffer(String(argv[0]), ...argv.slice(1)).catch((err: unknown) => err);
 }
 
-/** Writes a marker key and waits until its event is stored; returns that event's seq (everything before it is stored too). */
-async function markStored(src: Source, r: Redis, name: string): Promise<number> {
-  const key = `__test_marker:${name}`;
-  await r.set(key, '1');
-  return waitFor(`marker ${key} of ${src.node} stored`, async () => {
-    const rows = await stack.store.query<{ seq: number }>(`SELECT seq FROM flashback.events WHERE node = ${sqlString(src.node)} AND key = ${sqlString(key)} LIMIT 1`);
-    if (rows.length === 0) return undefined;
-    const seq = Number(rows[0]!.seq);
-    const n = await stack.store.query<{ n: number }>(`SELECT uniqExact(seq) AS n FROM flashback.events WHERE node = ${sqlString(src.node)} AND seq <= ${sqlUInt(seq)}`);
-    return Number(n[0]?.n) >= seq ? seq : undefined;
-  }, 60_000);
-}
+/** Writes a marker and waits until it and every event before it are stored; returns its seq. */
+const markStored = (src: Source, r: Redis, name: string) => markAndWait(stack, src, r, name);
 
 const digestOf = async (r: Redis) => String(await r.call('DEBUG', 'DIGEST'));
 

@@ -82,8 +82,9 @@ function decodeReplay(b64: string): Buffer[] {
   return decodeCommand(Buffer.from(b64, 'base64'));
 }
 
+// Fixtures carry fixed past dates: a retention window of 10 years keeps the sink's own retention pass off them.
 const startTestSink = (o: Partial<Parameters<typeof startSink>[0]> = {}): Promise<Sink> =>
-  startSink({ natsUrl: nats.url, clickhouseUrl: clickhouse.url, logger: silentLogger, flushIntervalMs: 50, ...o });
+  startSink({ natsUrl: nats.url, clickhouseUrl: clickhouse.url, logger: silentLogger, flushIntervalMs: 50, retentionMs: 10 * 365 * 86_400_000, ...o });
 
 test('every column is stored and replay decodes to the exact bytes; baseline records land in flashback.baselines', async () => {
   const node = `n-${randomUUID()}`;
