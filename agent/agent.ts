@@ -29,15 +29,24 @@ export interface AgentOptions {
   baselineIntervalMs?: number;
   /** Also take a baseline after this many events (0 = never by count). @default 0 */
   baselineEveryEvents?: number;
-  /** Record DEBUG DIGEST in each baseline: 'auto' = when the dataset has ≤ 100 000 keys (it blocks Redis O(N)). @default 'auto' */
+  /**
+   * Record DEBUG DIGEST in each baseline: 'auto' = when the dataset has ≤ 100 000 keys (it blocks Redis O(N)). @default
+   * 'auto'
+   */
   baselineDigest?: 'auto' | 'always' | 'never';
-  /** Server-side output buffer of our MONITOR client above which, still growing a sample later, the epoch ends (protects the source). @default 64 MiB */
+  /**
+   * Server-side output buffer of our MONITOR client above which, still growing a sample later, the epoch ends (protects
+   * the source). @default 64 MiB
+   */
   maxMonitorOutputBytes?: number;
   /** Bytes waiting for NATS before the epoch ends. @default 256 MiB */
   maxQueuedBytes?: number;
   /** How often output buffer, lag and rates are sampled. @default 1_000 */
   metricsIntervalMs?: number;
-  /** When Redis has been idle this long, the agent ECHOes a heartbeat so the restorable window reaches now. @default 1_000 */
+  /**
+   * When Redis has been idle this long, the agent ECHOes a heartbeat so the restorable window reaches now. @default
+   * 1_000
+   */
   heartbeatIntervalMs?: number;
   /** Port for GET /health and /metrics; undefined = none. */
   healthPort?: number;

@@ -43,7 +43,9 @@ export interface MarkerFacts {
  * takes those from the marker's MONITOR event (payload `{"markerId",…}` on
  * MARKER_CHANNEL) and publishes the record.
  */
-export async function takeBaseline(o: TakeBaselineOptions): Promise<{ record: Omit<BaselineRecord, 'seq' | 'tsUs'>; approximateGroups: DbKey[] }> {
+export async function takeBaseline(
+  o: TakeBaselineOptions,
+): Promise<{ record: Omit<BaselineRecord, 'seq' | 'tsUs'>; approximateGroups: DbKey[] }> {
   const { target, control, store, node, epoch, digest, logger = silentLogger, timeoutMs } = o;
   const markerId = randomUUID();
   const names = baselineObjectName(node, epoch, markerId);
@@ -53,7 +55,9 @@ export async function takeBaseline(o: TakeBaselineOptions): Promise<{ record: Om
   const role = await readRole(control);
   if (role.role === 'slave') {
     const master = role.master ? ` (it follows ${role.master.host}:${role.master.port})` : '';
-    throw new ConnectionError(`Redis ${redisAddress(target)} is a replica now${master}: the node was demoted (failover?) or the agent points at a replica; a baseline needs the master, whose own writes the replication stream carries`);
+    throw new ConnectionError(
+      `Redis ${redisAddress(target)} is a replica now${master}: the node was demoted (failover?) or the agent points at a replica; a baseline needs the master, whose own writes the replication stream carries`,
+    );
   }
   // Cluster mode: PUBLISH goes over the cluster bus, not down the replication stream; a key write marks the tail.
   const markerKey = (await isClusterNode(control)) ? await clusterMarkerKey(control) : undefined;
@@ -68,7 +72,10 @@ export async function takeBaseline(o: TakeBaselineOptions): Promise<{ record: Om
     logger,
     writeRdb: async (rdb) => {
       try {
-        const info = await store.put({ name: names.rdb, description: `RDB of baseline ${markerId} of ${node} epoch ${epoch}`, metadata }, rdb);
+        const info = await store.put(
+          { name: names.rdb, description: `RDB of baseline ${markerId} of ${node} epoch ${epoch}`, metadata },
+          rdb,
+        );
         storedRdbBytes = info.size;
       } catch (cause) {
         throw translateNatsError(cause, `object store (RDB ${names.rdb})`);
@@ -88,16 +95,44 @@ export async function takeBaseline(o: TakeBaselineOptions): Promise<{ record: Om
   }
 
   if (storedRdbBytes !== captured.rdbBytes) {
-    throw new ProtocolError(`RDB object ${names.rdb} holds ${storedRdbBytes} bytes but the master sent ${captured.rdbBytes}; the baseline is not usable, take another`);
+    throw new ProtocolError(
+      `RDB object ${names.rdb} holds ${storedRdbBytes} bytes but the master sent ${captured.rdbBytes}; the baseline is not usable, take another`,
+    );
   }
   try {
-    await store.putBlob({ name: names.tail, description: `replication tail of baseline ${markerId} of ${node} epoch ${epoch}`, metadata }, captured.tail);
+    await store.putBlob(
+      { name: names.tail, description: `replication tail of baseline ${markerId} of ${node} epoch ${epoch}`, metadata },
+      captured.tail,
+    );
   } catch (cause) {
     throw translateNatsError(cause, `object store (tail ${names.tail})`);
   }
   const { keys, digest: digestHex } = facts!;
-  logger.info({ node, epoch, markerId, framing: captured.framing, rdbBytes: captured.rdbBytes, tailBytes: captured.tail.length, tailCommands: captured.tailCommands, keys }, 'baseline objects stored');
-  const record = { node, epoch, markerId, rdbObject: names.rdb, tailObject: names.tail, rdbBytes: captured.rdbBytes, tailBytes: captured.tail.length, keys, digest: digestHex, source };
+  logger.info(
+    {
+      node,
+      epoch,
+      markerId,
+      framing: captured.framing,
+      rdbBytes: captured.rdbBytes,
+      tailBytes: captured.tail.length,
+      tailCommands: captured.tailCommands,
+      keys,
+    },
+    'baseline objects stored',
+  );
+  const record = {
+    node,
+    epoch,
+    markerId,
+    rdbObject: names.rdb,
+    tailObject: names.tail,
+    rdbBytes: captured.rdbBytes,
+    tailBytes: captured.tail.length,
+    keys,
+    digest: digestHex,
+    source,
+  };
   return { record, approximateGroups: approximateGroupKeys(captured.tail) };
 }
 
@@ -112,7 +147,15 @@ export async function takeBaseline(o: TakeBaselineOptions): Promise<{ record: Om
  * aborts (EXECABORT) before anything ran, so it is sent again without DEBUG
  * and the digest is ''.
  */
-export async function publishMarker(o: { control: RawRedis; node: string; epoch: number; markerId: string; digest: boolean; markerKey?: string; logger?: Logger }): Promise<MarkerFacts> {
+export async function publishMarker(o: {
+  control: RawRedis;
+  node: string;
+  epoch: number;
+  markerId: string;
+  digest: boolean;
+  markerKey?: string;
+  logger?: Logger;
+}): Promise<MarkerFacts> {
   const { control, node, epoch, markerId, markerKey, logger = silentLogger } = o;
   const where = `Redis ${redisAddress(control.target)}`;
   const payload = JSON.stringify({ markerId, node, epoch });
@@ -123,7 +166,12 @@ export async function publishMarker(o: { control: RawRedis; node: string; epoch:
       ['INFO', 'keyspace'],
       ...(withDigest ? [['DEBUG', 'DIGEST']] : []),
       ['PUBLISH', MARKER_CHANNEL, payload],
-      ...(markerKey !== undefined ? [['SET', markerKey, payload], ['DEL', markerKey]] : []),
+      ...(markerKey !== undefined
+        ? [
+            ['SET', markerKey, payload],
+            ['DEL', markerKey],
+          ]
+        : []),
     ];
     const argvs = [['MULTI'], ...inner, ['EXEC']];
     const replies = await Promise.all(argvs.map((argv) => control.call(argv)));
@@ -131,7 +179,10 @@ export async function publishMarker(o: { control: RawRedis; node: string; epoch:
     const debugQueued = withDigest ? replies[2] : undefined;
     if (exec instanceof RespError) {
       if (debugQueued instanceof RespError) {
-        logger.warn({ reason: debugQueued.message }, `DEBUG DIGEST refused by ${where}; baseline recorded without a digest (set enable-debug-command local or yes to record one)`);
+        logger.warn(
+          { reason: debugQueued.message },
+          `DEBUG DIGEST refused by ${where}; baseline recorded without a digest (set enable-debug-command local or yes to record one)`,
+        );
         withDigest = false;
         continue;
       }
@@ -139,17 +190,24 @@ export async function publishMarker(o: { control: RawRedis; node: string; epoch:
       throw markerError(where, queued?.message ?? exec.message, markerKey);
     }
     if (!Array.isArray(exec) || exec.length !== inner.length) {
-      throw new ProtocolError(`${where} answered the marker EXEC with ${describeReply(exec)}; expected ${inner.length} replies`);
+      throw new ProtocolError(
+        `${where} answered the marker EXEC with ${describeReply(exec)}; expected ${inner.length} replies`,
+      );
     }
     const info = exec[0];
     const failed = exec.slice(withDigest ? 2 : 1).find((r) => r instanceof RespError) as RespError | undefined;
     if (failed) throw markerError(where, failed.message, markerKey);
-    if (!Buffer.isBuffer(info)) throw new ProtocolError(`${where} answered INFO keyspace with ${describeReply(info)} inside the marker MULTI`);
+    if (!Buffer.isBuffer(info))
+      throw new ProtocolError(`${where} answered INFO keyspace with ${describeReply(info)} inside the marker MULTI`);
     let digest = '';
     if (withDigest) {
       const d = exec[1];
       if (typeof d === 'string' || Buffer.isBuffer(d)) digest = d.toString();
-      else logger.warn({ reason: describeReply(d) }, `DEBUG DIGEST failed on ${where}; baseline recorded without a digest`);
+      else
+        logger.warn(
+          { reason: describeReply(d) },
+          `DEBUG DIGEST failed on ${where}; baseline recorded without a digest`,
+        );
     }
     return { keys: keysInInfo(info.toString('latin1')), digest };
   }
@@ -163,7 +221,9 @@ function markerError(where: string, message: string, markerKey?: string): Error 
     );
   }
   if (/^(MOVED|ASK|CLUSTERDOWN|TRYAGAIN)/.test(message)) {
-    return new ConnectionError(`${where} refused the baseline marker key ${markerKey ?? ''}: ${message}; its slots moved (resharding or failover) while the baseline ran, so it will be retried`);
+    return new ConnectionError(
+      `${where} refused the baseline marker key ${markerKey ?? ''}: ${message}; its slots moved (resharding or failover) while the baseline ran, so it will be retried`,
+    );
   }
   return new ProtocolError(`${where} refused the baseline marker transaction: ${message}`);
 }

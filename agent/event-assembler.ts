@@ -30,7 +30,10 @@ export interface AssemblerOptions {
   onMarker?: (event: FlashbackEvent) => void;
   /** Called with every other line of an own client (the agent's probes), in stream order. */
   onOwnLine?: (line: MonitorLine) => void;
-  /** The own client whose EVAL lines are state probes: each becomes one placeholder `state` event per key, emitted as one group. */
+  /**
+   * The own client whose EVAL lines are state probes: each becomes one placeholder `state` event per key, emitted as
+   * one group.
+   */
   stateClient?: string;
   /** Clients whose next line someone waits for (possibly blocked clients): `onWatchedLine` is called with it first. */
   watchedClients?: ReadonlySet<string>;
@@ -42,7 +45,9 @@ export interface AssemblerOptions {
   uncertainExpiry?: WeakMap<FlashbackEvent, UncertainExpiry>;
 }
 
-/** An absolute expiry derived from a relative one: `replay[at]`, possibly up to `slackMs` ms later than the source's. */
+/**
+ * An absolute expiry derived from a relative one: `replay[at]`, possibly up to `slackMs` ms later than the source's.
+ */
 export interface UncertainExpiry {
   at: number;
   slackMs: number;
@@ -134,7 +139,8 @@ export class EventAssembler {
     this.scriptInMulti = undefined;
     if (this.execClient !== undefined && this.execClient !== client) this.abandonMulti(this.execClient);
     // Only now: what ran before this line (a script just flushed may have served this client) is out first.
-    if (this.o.watchedClients !== undefined && this.o.watchedClients.size > 0 && this.o.watchedClients.has(client)) this.o.onWatchedLine?.(client);
+    if (this.o.watchedClients !== undefined && this.o.watchedClients.size > 0 && this.o.watchedClients.has(client))
+      this.o.onWatchedLine?.(client);
 
     if (this.o.ownClients.has(client)) {
       this.ownLine(line);
@@ -251,7 +257,11 @@ export class EventAssembler {
       this.o.emit([this.ownEvent(line, EventKind.Heartbeat, 'ECHO')]);
       return;
     }
-    if (argv.length !== 3 || this.o.table.lookup(argv)?.name !== 'publish' || argv[1]!.toString('latin1') !== this.o.markerChannel) {
+    if (
+      argv.length !== 3 ||
+      this.o.table.lookup(argv)?.name !== 'publish' ||
+      argv[1]!.toString('latin1') !== this.o.markerChannel
+    ) {
       this.o.onOwnLine?.(line);
       return;
     }

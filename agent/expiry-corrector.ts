@@ -98,7 +98,15 @@ export class ExpiryCorrector {
       return;
     }
     const p: Probe = {
-      event, at, slackMs, computedMs, db: event.db, key, tainted: false, lineSeen: false, reply: undefined,
+      event,
+      at,
+      slackMs,
+      computedMs,
+      db: event.db,
+      key,
+      tainted: false,
+      lineSeen: false,
+      reply: undefined,
       timer: setTimeout(() => this.settle(p, 'timeout'), this.timeoutMs),
     };
     this.pending.push(p);
@@ -130,7 +138,8 @@ export class ExpiryCorrector {
     this.pending.splice(i, 1);
     clearTimeout(p.timer);
     const r = p.reply;
-    // The true expiry is the computed one or up to slackMs earlier; anything else means the answer is not this command's.
+    // The true expiry is the computed one or up to slackMs earlier; anything else means the answer is not this
+    // command's.
     if (why === 'answered' && !p.tainted && r !== undefined && r <= p.computedMs && r >= p.computedMs - p.slackMs) {
       if (r !== p.computedMs) {
         p.event.replay = p.event.replay.slice();
@@ -139,7 +148,8 @@ export class ExpiryCorrector {
       } else this.confirmed++;
     } else {
       this.uncorrectable++;
-      if (why !== 'answered') this.logger.debug({ seq: p.event.seq, why }, 'expiry left as computed (may be a few ms late)');
+      if (why !== 'answered')
+        this.logger.debug({ seq: p.event.seq, why }, 'expiry left as computed (may be a few ms late)');
     }
     this.out([p.event]);
     if (this.pending.length === 0) for (const d of this.drained.splice(0)) d();

@@ -4,7 +4,18 @@ import { EventKind, type FlashbackEvent } from '../core/bus/event.js';
 import { HeldQueue } from './held-queue.js';
 
 const event = (seq: number): FlashbackEvent => ({
-  node: 'n', epoch: 1, seq, tsUs: seq, db: 0, client: 'c', kind: EventKind.Command, command: 'SET', keys: [], args: [Buffer.from('SET'), Buffer.alloc(10)], replay: [], tx: 0,
+  node: 'n',
+  epoch: 1,
+  seq,
+  tsUs: seq,
+  db: 0,
+  client: 'c',
+  kind: EventKind.Command,
+  command: 'SET',
+  keys: [],
+  args: [Buffer.from('SET'), Buffer.alloc(10)],
+  replay: [],
+  tx: 0,
 });
 
 test('held queue: positions stay valid while the front is taken, across compactions; bytes follow what is held', () => {

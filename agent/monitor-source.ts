@@ -34,20 +34,26 @@ export class MonitorSource {
       const hello = await conn.call(['HELLO', '3']);
       if (hello instanceof RespError) {
         conn.close();
-        throw new ProtocolError(`Redis refused HELLO 3 (${hello.message}): RESP3 (Redis 6 or later) is needed to read notifications in order with MONITOR`);
+        throw new ProtocolError(
+          `Redis refused HELLO 3 (${hello.message}): RESP3 (Redis 6 or later) is needed to read notifications in order with MONITOR`,
+        );
       }
       for (const pattern of subscribe) {
         const r = await conn.call(['PSUBSCRIBE', pattern]);
         if (r instanceof RespError) {
           conn.close();
-          throw new ProtocolError(`Redis refused PSUBSCRIBE ${pattern}: ${r.message}; the user needs the &* channel permission`);
+          throw new ProtocolError(
+            `Redis refused PSUBSCRIBE ${pattern}: ${r.message}; the user needs the &* channel permission`,
+          );
         }
       }
     }
     const ok = await conn.call(['MONITOR']);
     if (ok !== 'OK') {
       conn.close();
-      throw new ProtocolError(`MONITOR was refused by Redis: ${String((ok as { message?: string })?.message ?? ok)}; the user needs the +monitor ACL permission`);
+      throw new ProtocolError(
+        `MONITOR was refused by Redis: ${String((ok as { message?: string })?.message ?? ok)}; the user needs the +monitor ACL permission`,
+      );
     }
     const source = new MonitorSource(conn, Number(id));
     const rest = conn.detach();
@@ -58,7 +64,8 @@ export class MonitorSource {
     if (rest.length > 0) onData(rest);
     conn.socket.on('data', onData);
     conn.socket.once('close', (hadError) => {
-      if (!source.closing) handlers.onClose(new Error(hadError ? 'MONITOR connection failed' : 'Redis closed the MONITOR connection'));
+      if (!source.closing)
+        handlers.onClose(new Error(hadError ? 'MONITOR connection failed' : 'Redis closed the MONITOR connection'));
       else handlers.onClose(undefined);
     });
     return source;

@@ -1,4 +1,5 @@
-// normalizeArgv without a server: each rewrite rule, identity when nothing changes, binary bytes kept (live checks: test/normalize.test.ts).
+// normalizeArgv without a server: each rewrite rule, identity when nothing changes, binary bytes kept (live checks:
+// test/normalize.test.ts).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { CommandSpec } from '../core/redis/command-table.js';
@@ -43,7 +44,15 @@ test('returns the same array when nothing changes', () => {
 
 test('SET EX/PX/EXAT become PXAT from the event time, other options kept in place', () => {
   assert.deepEqual(norm('set', 'SET', 'k', 'v', 'EX', '10'), ['SET', 'k', 'v', 'PXAT', String(NOW_MS + 10_000)]);
-  assert.deepEqual(norm('set', 'set', 'k', 'v', 'nx', 'px', '1500', 'get'), ['set', 'k', 'v', 'nx', 'PXAT', String(NOW_MS + 1500), 'get']);
+  assert.deepEqual(norm('set', 'set', 'k', 'v', 'nx', 'px', '1500', 'get'), [
+    'set',
+    'k',
+    'v',
+    'nx',
+    'PXAT',
+    String(NOW_MS + 1500),
+    'get',
+  ]);
   assert.deepEqual(norm('set', 'SET', 'k', 'v', 'EXAT', '2000000000'), ['SET', 'k', 'v', 'PXAT', '2000000000000']);
 });
 
@@ -84,12 +93,36 @@ test('past EXPIRE: DEL when unconditional, an EVAL that DELs when the condition 
   assert.deepEqual(norm('expire', 'EXPIRE', 'k', '-1'), ['DEL', 'k']);
   assert.deepEqual(norm('expire', 'EXPIRE', 'k', '0'), ['DEL', 'k']);
   assert.deepEqual(norm('expireat', 'EXPIREAT', 'k', '1000'), ['DEL', 'k']);
-  assert.deepEqual(norm('pexpireat', 'PEXPIREAT', 'k', '1000', 'NX'), ['EVAL', CONDITIONAL_EXPIRE_SCRIPT, '1', 'k', '1000', 'NX']);
-  assert.deepEqual(norm('expire', 'EXPIRE', 'k', '-1', 'GT', 'LT'), ['EVAL', CONDITIONAL_EXPIRE_SCRIPT, '1', 'k', String(NOW_MS - 1000), 'GT', 'LT']);
+  assert.deepEqual(norm('pexpireat', 'PEXPIREAT', 'k', '1000', 'NX'), [
+    'EVAL',
+    CONDITIONAL_EXPIRE_SCRIPT,
+    '1',
+    'k',
+    '1000',
+    'NX',
+  ]);
+  assert.deepEqual(norm('expire', 'EXPIRE', 'k', '-1', 'GT', 'LT'), [
+    'EVAL',
+    CONDITIONAL_EXPIRE_SCRIPT,
+    '1',
+    'k',
+    String(NOW_MS - 1000),
+    'GT',
+    'LT',
+  ]);
 });
 
 test('RESTORE with a relative ttl gets ABSTTL; a past one is DEL with REPLACE and nothing without', () => {
-  assert.deepEqual(norm('restore', 'RESTORE', 'k', '5000', 'p', 'REPLACE', 'IDLETIME', '3'), ['RESTORE', 'k', String(NOW_MS + 5000), 'p', 'REPLACE', 'IDLETIME', '3', 'ABSTTL']);
+  assert.deepEqual(norm('restore', 'RESTORE', 'k', '5000', 'p', 'REPLACE', 'IDLETIME', '3'), [
+    'RESTORE',
+    'k',
+    String(NOW_MS + 5000),
+    'p',
+    'REPLACE',
+    'IDLETIME',
+    '3',
+    'ABSTTL',
+  ]);
   assert.deepEqual(norm('restore', 'RESTORE', 'k', '1000', 'p', 'ABSTTL', 'REPLACE'), ['DEL', 'k']);
   assert.deepEqual(norm('restore', 'RESTORE', 'k', '1000', 'p', 'ABSTTL'), []);
 });
@@ -104,7 +137,13 @@ test('binary keys and values are carried over byte for byte', () => {
 
 test('MIGRATE is never replayed: DEL of the moved keys, nothing with COPY', () => {
   assert.deepEqual(norm('migrate', 'MIGRATE', '10.0.0.5', '6379', 'k', '0', '5000'), ['DEL', 'k']);
-  assert.deepEqual(norm('migrate', 'MIGRATE', '10.0.0.5', '6379', '', '0', '5000', 'REPLACE', 'AUTH', 'pw', 'KEYS', 'a', 'b'), ['DEL', 'a', 'b']);
-  assert.deepEqual(norm('migrate', 'MIGRATE', '10.0.0.5', '6379', '', '0', '5000', 'AUTH2', 'u', 'pw', 'KEYS', 'a'), ['DEL', 'a']);
+  assert.deepEqual(
+    norm('migrate', 'MIGRATE', '10.0.0.5', '6379', '', '0', '5000', 'REPLACE', 'AUTH', 'pw', 'KEYS', 'a', 'b'),
+    ['DEL', 'a', 'b'],
+  );
+  assert.deepEqual(norm('migrate', 'MIGRATE', '10.0.0.5', '6379', '', '0', '5000', 'AUTH2', 'u', 'pw', 'KEYS', 'a'), [
+    'DEL',
+    'a',
+  ]);
   assert.deepEqual(norm('migrate', 'MIGRATE', '10.0.0.5', '6379', 'k', '0', '5000', 'COPY'), []);
 });

@@ -25,7 +25,8 @@ import type { CommandSpec } from '../core/redis/command-table.js';
  */
 
 /** EVAL body: DEL the key only when it holds a string (GETEX and SET … GET fail with WRONGTYPE otherwise). */
-export const DEL_IF_STRING_SCRIPT = "if redis.call('TYPE', KEYS[1])['ok'] == 'string' then return redis.call('DEL', KEYS[1]) end return 0";
+export const DEL_IF_STRING_SCRIPT =
+  "if redis.call('TYPE', KEYS[1])['ok'] == 'string' then return redis.call('DEL', KEYS[1]) end return 0";
 
 /** EVAL body: PEXPIREAT with its NX/XX/GT/LT condition; when it applied (a past time), DEL as the source did. */
 export const CONDITIONAL_EXPIRE_SCRIPT =

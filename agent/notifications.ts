@@ -23,11 +23,17 @@ export function mergeNotifyFlags(current: string, required = REQUIRED_NOTIFY_FLA
  * Checks `notify-keyspace-events` and adds what we need. Returns what it did,
  * for the log; never removes a flag the operator set.
  */
-export async function ensureNotifyFlags(control: RawRedis, logger: Logger): Promise<{ before: string; after: string; changed: boolean; error?: string }> {
+export async function ensureNotifyFlags(
+  control: RawRedis,
+  logger: Logger,
+): Promise<{ before: string; after: string; changed: boolean; error?: string }> {
   const got: RespValue = await control.call(['CONFIG', 'GET', 'notify-keyspace-events']);
   if (got instanceof RespError || !Array.isArray(got)) {
     const error = got instanceof RespError ? got.message : 'unexpected reply';
-    logger.warn({ error }, 'cannot read notify-keyspace-events (CONFIG refused?): expirations and evictions will not be recorded; set notify-keyspace-events to include "Exe" yourself');
+    logger.warn(
+      { error },
+      'cannot read notify-keyspace-events (CONFIG refused?): expirations and evictions will not be recorded; set notify-keyspace-events to include "Exe" yourself',
+    );
     return { before: '?', after: '?', changed: false, error };
   }
   const before = String(got[1] ?? '');
@@ -35,10 +41,16 @@ export async function ensureNotifyFlags(control: RawRedis, logger: Logger): Prom
   if (after === before) return { before, after, changed: false };
   const r = await control.call(['CONFIG', 'SET', 'notify-keyspace-events', after]);
   if (r instanceof RespError) {
-    logger.warn({ error: r.message }, 'cannot set notify-keyspace-events; expirations and evictions will not be recorded');
+    logger.warn(
+      { error: r.message },
+      'cannot set notify-keyspace-events; expirations and evictions will not be recorded',
+    );
     return { before, after: before, changed: false, error: r.message };
   }
-  logger.info({ before, after }, 'notify-keyspace-events changed: the server now publishes keyevent notifications for expired (x) and evicted (e) keys');
+  logger.info(
+    { before, after },
+    'notify-keyspace-events changed: the server now publishes keyevent notifications for expired (x) and evicted (e) keys',
+  );
   return { before, after, changed: true };
 }
 
@@ -70,13 +82,20 @@ export function parseServerChange(items: Buffer[]): ServerChange | undefined {
  * MONITOR: one line of an 8 MB binary value (escaped ×4) would get our MONITOR connection closed. Raises only that
  * class's hard limit, only when it is set and lower than `minHardBytes`; the soft limit (slow subscribers) stays.
  */
-export async function ensurePubsubOutputLimit(control: RawRedis, minHardBytes: number, logger: Logger): Promise<{ before: string; after: string; changed: boolean; error?: string }> {
+export async function ensurePubsubOutputLimit(
+  control: RawRedis,
+  minHardBytes: number,
+  logger: Logger,
+): Promise<{ before: string; after: string; changed: boolean; error?: string }> {
   const got: RespValue = await control.call(['CONFIG', 'GET', 'client-output-buffer-limit']);
   const text = got instanceof RespError || !Array.isArray(got) ? undefined : String(got[1] ?? '');
   const m = text === undefined ? null : /pubsub (\d+) (\d+) (\d+)/.exec(text);
   if (!m) {
     const error = got instanceof RespError ? got.message : 'unexpected reply';
-    logger.warn({ error }, 'cannot read client-output-buffer-limit: MONITOR lines of values over ~8 MB may exceed the pubsub class limit and end the epoch');
+    logger.warn(
+      { error },
+      'cannot read client-output-buffer-limit: MONITOR lines of values over ~8 MB may exceed the pubsub class limit and end the epoch',
+    );
     return { before: '?', after: '?', changed: false, error };
   }
   const [hard, soft, secs] = [Number(m[1]), Number(m[2]), Number(m[3])];
@@ -85,9 +104,15 @@ export async function ensurePubsubOutputLimit(control: RawRedis, minHardBytes: n
   const after = `pubsub ${minHardBytes} ${soft} ${secs}`;
   const r = await control.call(['CONFIG', 'SET', 'client-output-buffer-limit', after]);
   if (r instanceof RespError) {
-    logger.warn({ error: r.message, before }, 'cannot raise the pubsub output-buffer hard limit: MONITOR lines of values over ~8 MB may end the epoch');
+    logger.warn(
+      { error: r.message, before },
+      'cannot raise the pubsub output-buffer hard limit: MONITOR lines of values over ~8 MB may end the epoch',
+    );
     return { before, after: before, changed: false, error: r.message };
   }
-  logger.info({ before, after }, 'client-output-buffer-limit changed: the MONITOR connection also receives notifications, which puts it in the pubsub class; its hard limit now fits large values (the soft limit is unchanged)');
+  logger.info(
+    { before, after },
+    'client-output-buffer-limit changed: the MONITOR connection also receives notifications, which puts it in the pubsub class; its hard limit now fits large values (the soft limit is unchanged)',
+  );
   return { before, after, changed: true };
 }

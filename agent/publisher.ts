@@ -1,7 +1,15 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { headers, type NatsConnection } from '@nats-io/transport-node';
 import { encodeBatch } from '../core/bus/event-codec.js';
-import { BATCH_HEADER, formatPart, maxPartBytes, PART_HEADER, partMessageId, splitBody, type PartPosition } from '../core/bus/event-parts.js';
+import {
+  BATCH_HEADER,
+  formatPart,
+  maxPartBytes,
+  PART_HEADER,
+  partMessageId,
+  splitBody,
+  type PartPosition,
+} from '../core/bus/event-parts.js';
 import { eventSubject, messageId, type FlashbackEvent } from '../core/bus/event.js';
 import type { Logger } from '../core/log.js';
 import { silentLogger } from '../core/log.js';
@@ -15,7 +23,8 @@ export interface PublisherOptions {
   /** Encoded bytes per batch; a larger event is a batch of its own. @default 512 KiB */
   batchMaxBytes?: number;
   /**
-   * Largest message the server takes, bytes; a batch body above it (less header room) goes as parts (core/event-parts.ts).
+   * Largest message the server takes, bytes; a batch body above it (less header room) goes as parts
+   * (core/event-parts.ts).
    * @default the connection's max_payload, read at each batch (1 MiB when unknown)
    */
   maxPayloadBytes?: number;
@@ -59,7 +68,10 @@ interface Message {
  * `enqueue` never blocks: the MONITOR reader must never wait for NATS.
  */
 export class EventPublisher {
-  private readonly o: Required<Omit<PublisherOptions, 'logger' | 'maxPayloadBytes'>> & { logger: Logger; maxPayloadBytes?: number };
+  private readonly o: Required<Omit<PublisherOptions, 'logger' | 'maxPayloadBytes'>> & {
+    logger: Logger;
+    maxPayloadBytes?: number;
+  };
   private readonly subject: string;
   private pending: FlashbackEvent[] = [];
   private pendingBytes = 0;
@@ -98,7 +110,16 @@ export class EventPublisher {
       ackTimeoutMs = 5_000,
       logger = silentLogger,
     } = options;
-    this.o = { ...options, batchMaxEvents, batchMaxBytes, flushIntervalMs, maxInFlightBytes, maxQueuedBytes, ackTimeoutMs, logger };
+    this.o = {
+      ...options,
+      batchMaxEvents,
+      batchMaxBytes,
+      flushIntervalMs,
+      maxInFlightBytes,
+      maxQueuedBytes,
+      ackTimeoutMs,
+      logger,
+    };
     this.subject = eventSubject(options.node);
   }
 
@@ -134,7 +155,14 @@ export class EventPublisher {
     const first = events[0]!;
     const last = events[events.length - 1]!;
     const bodies = splitBody(body, maxPartBytes(this.maxPayloadBytes()));
-    const batch: Batch = { firstSeq: first.seq, lastSeq: last.seq, lastTsUs: last.tsUs, events: events.length, bytes: body.length, unacked: bodies.length };
+    const batch: Batch = {
+      firstSeq: first.seq,
+      lastSeq: last.seq,
+      lastTsUs: last.tsUs,
+      events: events.length,
+      bytes: body.length,
+      unacked: bodies.length,
+    };
     if (bodies.length === 1) this.queue.push({ batch, body });
     else {
       this.splitBatches++;
@@ -143,7 +171,10 @@ export class EventPublisher {
     this.queuedBytes += body.length;
     if (this.queuedBytes + this.inFlightBytes > this.o.maxQueuedBytes && !this.overflowed) {
       this.overflowed = true;
-      this.o.logger.error({ queuedBytes: this.queuedBytes, maxQueuedBytes: this.o.maxQueuedBytes }, 'publish backlog over its bound: ending the epoch');
+      this.o.logger.error(
+        { queuedBytes: this.queuedBytes, maxQueuedBytes: this.o.maxQueuedBytes },
+        'publish backlog over its bound: ending the epoch',
+      );
       this.o.onOverflow(this.queuedBytes);
       return;
     }
@@ -160,7 +191,10 @@ export class EventPublisher {
 
   private pump(): void {
     if (this.retryDelayMs > 0) return;
-    while (this.queue.length > 0 && (this.inFlight === 0 || this.inFlightBytes + this.queue[0]!.body.length <= this.o.maxInFlightBytes)) {
+    while (
+      this.queue.length > 0 &&
+      (this.inFlight === 0 || this.inFlightBytes + this.queue[0]!.body.length <= this.o.maxInFlightBytes)
+    ) {
       const msg = this.queue.shift()!;
       this.queuedBytes -= msg.body.length;
       this.inFlightBytes += msg.body.length;
@@ -210,7 +244,10 @@ export class EventPublisher {
         if (this.closed) return;
         const delay = Math.min(5_000, Math.max(100, this.retryDelayMs * 2));
         if (this.retryDelayMs === 0 || delay !== this.retryDelayMs) {
-          this.o.logger.warn({ err: (err as Error).message, retryInMs: delay, queuedBytes: this.queuedBytes }, 'JetStream publish failed; retrying');
+          this.o.logger.warn(
+            { err: (err as Error).message, retryInMs: delay, queuedBytes: this.queuedBytes },
+            'JetStream publish failed; retrying',
+          );
         }
         this.retryDelayMs = delay;
         setTimeout(() => {

@@ -12,7 +12,9 @@ export interface ReplicationBaseline {
   offset: number;
   /** Bytes of the RDB payload handed to `writeRdb` (framing excluded). */
   rdbBytes: number;
-  /** How the master framed the RDB: `$<len>` after a BGSAVE to disk, or `$EOF:<mark>` streamed from a fork (diskless). */
+  /**
+   * How the master framed the RDB: `$<len>` after a BGSAVE to disk, or `$EOF:<mark>` streamed from a fork (diskless).
+   */
   framing: 'disk' | 'diskless';
   /** RESP of the replication commands after the RDB and before the marker (no PING/REPLCONF, SELECT kept). */
   tail: Buffer;
@@ -34,7 +36,10 @@ export interface ReplicationBaselineOptions {
    * marker MULTI also runs `SET markerKey <payload>` (then DEL), which it does carry. Undefined on a standalone node.
    */
   markerKey?: string;
-  /** The tail ends at `PUBLISH markerChannel <payload containing markerId>`, or at `SET markerKey <payload containing it>`. */
+  /**
+   * The tail ends at `PUBLISH markerChannel <payload containing markerId>`, or at `SET markerKey <payload containing
+   * it>`.
+   */
   markerId: string;
   /** The whole exchange (wait for BGSAVE, RDB, tail) must finish within this, ms. @default 900_000 (15 min) */
   timeoutMs?: number;
@@ -109,10 +114,20 @@ class ReplicationCapture {
       this.reject = reject;
       const { timeoutMs = 900_000 } = this.o;
       const timer = setTimeout(() => {
-        const at = this.phase === 'rdb' || this.phase === 'stream' ? `${this.phase}, ${this.rdbBytes} RDB bytes received` : this.phase;
+        const at =
+          this.phase === 'rdb' || this.phase === 'stream'
+            ? `${this.phase}, ${this.rdbBytes} RDB bytes received`
+            : this.phase;
         // A replica does not pass a PUBLISH run on itself down its replication stream, so the marker never comes.
-        const hint = this.phase === 'stream' ? `the marker never arrived in the replication stream; point the agent at the master, not a replica` : `raise the baseline timeout or check the master's log`;
-        this.fail(new ConnectionError(`baseline of ${this.where} did not finish within ${timeoutMs} ms (stopped in phase ${at}); ${hint}`));
+        const hint =
+          this.phase === 'stream'
+            ? `the marker never arrived in the replication stream; point the agent at the master, not a replica`
+            : `raise the baseline timeout or check the master's log`;
+        this.fail(
+          new ConnectionError(
+            `baseline of ${this.where} did not finish within ${timeoutMs} ms (stopped in phase ${at}); ${hint}`,
+          ),
+        );
       }, timeoutMs);
       this.timers.push(timer);
       this.start().catch((err: Error) => this.fail(err));
@@ -141,12 +156,16 @@ class ReplicationCapture {
 
   private refused(command: string, message: string): Error {
     if (/^NOPERM/.test(message)) {
-      return new ConfigError(`${this.where} refused ${command}: ${message}; the user in the URL needs +psync and +replconf (ACL SETUSER <user> +psync +replconf)`);
+      return new ConfigError(
+        `${this.where} refused ${command}: ${message}; the user in the URL needs +psync and +replconf (ACL SETUSER <user> +psync +replconf)`,
+      );
     }
     if (/^(NOMASTERLINK|LOADING|MASTERDOWN|BUSY)/.test(message)) {
       return new ConnectionError(`${this.where} cannot serve a full resync now: ${message}; it will be retried`);
     }
-    return new ProtocolError(`${this.where} refused ${command}: ${message}; point the agent at a master (a replica does not pass its own PUBLISH on, so no marker would come)`);
+    return new ProtocolError(
+      `${this.where} refused ${command}: ${message}; point the agent at a master (a replica does not pass its own PUBLISH on, so no marker would come)`,
+    );
   }
 
   private onClose(): void {
@@ -160,15 +179,25 @@ class ReplicationCapture {
     // A master demoted by a failover drops its replicas, our link among them: say so rather than blame a buffer limit.
     void this.demotedTo().then((master) => {
       if (master !== undefined) {
-        this.fail(new ConnectionError(`${this.where} closed the replication link ${what} because the node was demoted to a replica${master ? ` of ${master}` : ''} (a failover): take the baseline on the shard's new master`));
+        this.fail(
+          new ConnectionError(
+            `${this.where} closed the replication link ${what} because the node was demoted to a replica${master ? ` of ${master}` : ''} (a failover): take the baseline on the shard's new master`,
+          ),
+        );
         return;
       }
-      const hint = this.phase === 'stream' ? ' (client-output-buffer-limit replica may be too small for the write load while the RDB was stored)' : '';
+      const hint =
+        this.phase === 'stream'
+          ? ' (client-output-buffer-limit replica may be too small for the write load while the RDB was stored)'
+          : '';
       this.fail(new ConnectionError(`${this.where} closed the replication link ${what}${hint}; see the master's log`));
     });
   }
 
-  /** After the link closed: the master the node now follows ('' when unknown), or undefined when it is no replica (or cannot tell). */
+  /**
+   * After the link closed: the master the node now follows ('' when unknown), or undefined when it is no replica (or
+   * cannot tell).
+   */
   private async demotedTo(): Promise<string | undefined> {
     let conn: RawRedis | undefined;
     try {
@@ -208,8 +237,25 @@ class ReplicationCapture {
     this.conn?.close();
     const tail = Buffer.concat(this.tailChunks);
     this.tailChunks = [];
-    this.logger.info({ replid: this.replid, offset: this.offset, rdbBytes: this.rdbBytes, framing: this.framing, tailBytes: tail.length, tailCommands: this.tailCommands }, 'replication baseline captured');
-    this.resolve({ replid: this.replid, offset: this.offset, rdbBytes: this.rdbBytes, framing: this.framing, tail, tailCommands: this.tailCommands });
+    this.logger.info(
+      {
+        replid: this.replid,
+        offset: this.offset,
+        rdbBytes: this.rdbBytes,
+        framing: this.framing,
+        tailBytes: tail.length,
+        tailCommands: this.tailCommands,
+      },
+      'replication baseline captured',
+    );
+    this.resolve({
+      replid: this.replid,
+      offset: this.offset,
+      rdbBytes: this.rdbBytes,
+      framing: this.framing,
+      tail,
+      tailCommands: this.tailCommands,
+    });
   }
 
   private onData(chunk: Buffer): void {
@@ -238,13 +284,19 @@ class ReplicationCapture {
     }
   }
 
-  /** Reads the `+FULLRESYNC` line and the RDB's `$` line, skipping the bare "\n" keepalives the master sends while BGSAVE runs. */
+  /**
+   * Reads the `+FULLRESYNC` line and the RDB's `$` line, skipping the bare "\n" keepalives the master sends while
+   * BGSAVE runs.
+   */
   private onHead(chunk: Buffer): Buffer | undefined {
     this.head = this.head.length === 0 ? chunk : Buffer.concat([this.head, chunk]);
     for (;;) {
       const nl = this.head.indexOf(0x0a);
       if (nl < 0) {
-        if (this.head.length > 4096) throw new ProtocolError(`${this.where} sent ${this.head.length} bytes without a line end during the PSYNC handshake; is it a Redis server?`);
+        if (this.head.length > 4096)
+          throw new ProtocolError(
+            `${this.where} sent ${this.head.length} bytes without a line end during the PSYNC handshake; is it a Redis server?`,
+          );
         return undefined;
       }
       const line = this.head.toString('latin1', 0, nl > 0 && this.head[nl - 1] === 0x0d ? nl - 1 : nl);
@@ -263,7 +315,10 @@ class ReplicationCapture {
   private onReplyLine(line: string): void {
     if (line.startsWith('-')) throw this.refused('PSYNC', line.slice(1));
     const m = /^\+FULLRESYNC ([0-9a-f]{40}) (\d+)$/i.exec(line);
-    if (!m) throw new ProtocolError(`${this.where} answered PSYNC ? -1 with "${line.slice(0, 80)}"; expected +FULLRESYNC <replid> <offset>`);
+    if (!m)
+      throw new ProtocolError(
+        `${this.where} answered PSYNC ? -1 with "${line.slice(0, 80)}"; expected +FULLRESYNC <replid> <offset>`,
+      );
     this.replid = m[1];
     this.offset = Number(m[2]);
     this.phase = 'header';
@@ -274,17 +329,25 @@ class ReplicationCapture {
     if (line.startsWith('-')) throw this.refused('the RDB transfer', line.slice(1));
     if (line.startsWith('$EOF:')) {
       const mark = Buffer.from(line.slice(5), 'latin1');
-      if (mark.length !== EOF_MARK_BYTES) throw new ProtocolError(`${this.where} sent an RDB end mark of ${mark.length} bytes; expected ${EOF_MARK_BYTES}`);
+      if (mark.length !== EOF_MARK_BYTES)
+        throw new ProtocolError(
+          `${this.where} sent an RDB end mark of ${mark.length} bytes; expected ${EOF_MARK_BYTES}`,
+        );
       this.framing = 'diskless';
       this.eofMark = mark;
     } else if (/^\$\d+$/.test(line)) {
       this.framing = 'disk';
       this.rdbRemaining = Number(line.slice(1));
     } else {
-      throw new ProtocolError(`${this.where} sent "${line.slice(0, 80)}" where the RDB should start; expected $<length> or $EOF:<mark>`);
+      throw new ProtocolError(
+        `${this.where} sent "${line.slice(0, 80)}" where the RDB should start; expected $<length> or $EOF:<mark>`,
+      );
     }
     this.phase = 'rdb';
-    this.logger.debug({ framing: this.framing, rdbBytes: this.framing === 'disk' ? this.rdbRemaining : undefined }, 'RDB transfer starts');
+    this.logger.debug(
+      { framing: this.framing, rdbBytes: this.framing === 'disk' ? this.rdbRemaining : undefined },
+      'RDB transfer starts',
+    );
     this.openRdbStream();
     if (this.framing === 'disk' && this.rdbRemaining === 0) this.rdbComplete();
   }
@@ -300,7 +363,9 @@ class ReplicationCapture {
           if (this.phase === 'rdb') this.conn?.socket.resume();
         },
         cancel: (reason) => {
-          this.fail(new ConnectionError(`the RDB consumer of the baseline of ${this.where} stopped reading: ${String(reason)}`));
+          this.fail(
+            new ConnectionError(`the RDB consumer of the baseline of ${this.where} stopped reading: ${String(reason)}`),
+          );
         },
       },
       { highWaterMark: rdbHighWaterMarkBytes, size: (c) => c.byteLength },
@@ -315,7 +380,9 @@ class ReplicationCapture {
     if (this.rdbBytes < RDB_MAGIC.length) {
       const got = bytes.subarray(0, RDB_MAGIC.length - this.rdbBytes);
       if (!got.equals(RDB_MAGIC.subarray(this.rdbBytes, this.rdbBytes + got.length))) {
-        throw new ProtocolError(`${this.where} sent an RDB that does not start with "REDIS"; the transfer is corrupt or the framing was misread`);
+        throw new ProtocolError(
+          `${this.where} sent an RDB that does not start with "REDIS"; the transfer is corrupt or the framing was misread`,
+        );
       }
     }
     this.rdbBytes += bytes.length;
@@ -350,7 +417,8 @@ class ReplicationCapture {
   }
 
   private rdbComplete(): void {
-    if (this.rdbBytes < RDB_MAGIC.length) throw new ProtocolError(`${this.where} sent an RDB of ${this.rdbBytes} bytes; too short to be one`);
+    if (this.rdbBytes < RDB_MAGIC.length)
+      throw new ProtocolError(`${this.where} sent an RDB of ${this.rdbBytes} bytes; too short to be one`);
     this.phase = 'stream';
     this.conn!.socket.resume();
     this.rdb!.close();
@@ -372,11 +440,17 @@ class ReplicationCapture {
     await this.o.onRdbDone();
   }
 
-  /** The marker is in: stop reading, and resolve once `onRdbDone` has resolved too (its EXEC reply may come after the stream). */
+  /**
+   * The marker is in: stop reading, and resolve once `onRdbDone` has resolved too (its EXEC reply may come after the
+   * stream).
+   */
   private markerArrived(): void {
     this.phase = 'done';
     this.conn?.close();
-    void this.markerPublished!.then(() => this.finish(), () => undefined);
+    void this.markerPublished!.then(
+      () => this.finish(),
+      () => undefined,
+    );
   }
 
   private ack(): void {
@@ -392,7 +466,9 @@ class ReplicationCapture {
 
   private onCommand(v: RespValue): void {
     if (!Array.isArray(v) || v.length === 0 || !v.every((a) => Buffer.isBuffer(a))) {
-      throw new ProtocolError(`${this.where} sent a replication stream entry that is not a command (${describe(v)}); the stream is corrupt`);
+      throw new ProtocolError(
+        `${this.where} sent a replication stream entry that is not a command (${describe(v)}); the stream is corrupt`,
+      );
     }
     const argv = v as Buffer[];
     const name = argv[0].toString('latin1').toLowerCase();
@@ -413,15 +489,25 @@ class ReplicationCapture {
         } else this.addToTail([encodeCommand(argv)]);
         return;
       case 'publish':
-        if (argv.length === 3 && argv[1].toString('latin1') === this.o.markerChannel && argv[2].includes(this.o.markerId)) {
-          // Redis 7.0 propagates a lone PUBLISH from a MULTI without MULTI/EXEC; if it is wrapped, the tail ends before MULTI.
+        if (
+          argv.length === 3 &&
+          argv[1].toString('latin1') === this.o.markerChannel &&
+          argv[2].includes(this.o.markerId)
+        ) {
+          // Redis 7.0 propagates a lone PUBLISH from a MULTI without MULTI/EXEC; if it is wrapped, the tail ends before
+          // MULTI.
           this.tx = undefined;
           this.markerArrived();
           return;
         }
         break;
       case 'set':
-        if (this.markerKey !== undefined && argv.length === 3 && argv[1].equals(this.markerKey) && argv[2].includes(this.o.markerId)) {
+        if (
+          this.markerKey !== undefined &&
+          argv.length === 3 &&
+          argv[1].equals(this.markerKey) &&
+          argv[2].includes(this.o.markerId)
+        ) {
           // Our MULTI holds only our own commands: the tail ends before its MULTI, as for a wrapped PUBLISH.
           this.tx = undefined;
           this.markerArrived();

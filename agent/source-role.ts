@@ -27,7 +27,10 @@ export interface ClusterNodeRow {
 async function text(conn: RawRedis, argv: string[]): Promise<string> {
   const r: RespValue = await conn.call(argv);
   if (r instanceof RespError) {
-    if (/^NOPERM/.test(r.message)) throw new ConfigError(`Redis ${redisAddress(conn.target)} refused ${argv.join(' ')}: ${r.message}; the agent's user needs it (ACL SETUSER <user> +${argv[0]!.toLowerCase()})`);
+    if (/^NOPERM/.test(r.message))
+      throw new ConfigError(
+        `Redis ${redisAddress(conn.target)} refused ${argv.join(' ')}: ${r.message}; the agent's user needs it (ACL SETUSER <user> +${argv[0]!.toLowerCase()})`,
+      );
     throw new ProtocolError(`Redis ${redisAddress(conn.target)} refused ${argv.join(' ')}: ${r.message}`);
   }
   return Buffer.isBuffer(r) ? r.toString('latin1') : String(r);
@@ -66,7 +69,14 @@ export async function clusterNodes(conn: RawRedis): Promise<ClusterNodeRow[]> {
       const [from, to = from] = s.split('-');
       slots.push([Number(from), Number(to)]);
     }
-    rows.push({ id: f[0]!, host: addr.slice(0, colon), port: Number(addr.slice(colon + 1)), flags: f[2]!.split(','), masterId: f[3]!, slots });
+    rows.push({
+      id: f[0]!,
+      host: addr.slice(0, colon),
+      port: Number(addr.slice(colon + 1)),
+      flags: f[2]!.split(','),
+      masterId: f[3]!,
+      slots,
+    });
   }
   return rows;
 }
@@ -89,14 +99,21 @@ export async function clusterMarkerKey(conn: RawRedis): Promise<string> {
   const me = rows.find((r) => r.flags.includes('myself'));
   const where = `Redis ${redisAddress(conn.target)}`;
   if (me && !me.flags.includes('master')) {
-    throw new ProtocolError(`${where} is a cluster replica now (the node was demoted, or the agent points at a replica): a baseline needs the shard's master`);
+    throw new ProtocolError(
+      `${where} is a cluster replica now (the node was demoted, or the agent points at a replica): a baseline needs the shard's master`,
+    );
   }
   const tag = hashTagForSlots(ownedSlots(rows));
-  if (!tag) throw new ProtocolError(`${where} is a cluster master that serves no slot: no key can carry the baseline marker; assign it slots or capture the masters that serve them`);
+  if (!tag)
+    throw new ProtocolError(
+      `${where} is a cluster master that serves no slot: no key can carry the baseline marker; assign it slots or capture the masters that serve them`,
+    );
   return `__flashback__:marker:${tag}`;
 }
 
-/** `ip:port` of every other node of the cluster: a MONITOR line from one of them is our master link's (we were demoted). */
+/**
+ * `ip:port` of every other node of the cluster: a MONITOR line from one of them is our master link's (we were demoted).
+ */
 export function peerAddresses(rows: ClusterNodeRow[]): Set<string> {
   return new Set(rows.filter((r) => !r.flags.includes('myself') && r.port > 0).map((r) => `${r.host}:${r.port}`));
 }

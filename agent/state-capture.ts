@@ -16,7 +16,14 @@ import { SETTLE_PROBE_SCRIPT, STATE_PROBE_SCRIPT } from './probe-scripts.js';
 const ALWAYS_PROBED = new Set(['XREADGROUP', 'XCLAIM', 'XAUTOCLAIM']);
 /** Blocking writes: where the timeout argument is (negative = from the end). */
 const BLOCKING_TIMEOUT_AT: Record<string, number> = {
-  BLPOP: -1, BRPOP: -1, BZPOPMIN: -1, BZPOPMAX: -1, BLMOVE: -1, BRPOPLPUSH: -1, BLMPOP: 1, BZMPOP: 1,
+  BLPOP: -1,
+  BRPOP: -1,
+  BZPOPMIN: -1,
+  BZPOPMAX: -1,
+  BLMOVE: -1,
+  BRPOPLPUSH: -1,
+  BLMPOP: 1,
+  BZMPOP: 1,
 };
 const RESTORE = Buffer.from('RESTORE');
 const DEL = Buffer.from('DEL');
@@ -41,7 +48,10 @@ interface PendingId {
 }
 
 interface Probe {
-  /** `state`: DUMP + PEXPIRETIME script, placed by its placeholder events. `ids`: XRANGE of a stream's entries after the last known id. */
+  /**
+   * `state`: DUMP + PEXPIRETIME script, placed by its placeholder events. `ids`: XRANGE of a stream's entries after the
+   * last known id.
+   */
   kind: 'state' | 'ids';
   db: number;
   keys: Buffer[];
@@ -162,11 +172,15 @@ export class StateCapture {
     this.logger = logger;
     this.timeoutMs = timeoutMs;
     this.maxHeldBytes = maxHeldBytes;
-    for (const spec of table.commands.values()) if (spec.write && spec.nondeterministic) this.nondeterministic.add(spec.name.toUpperCase());
+    for (const spec of table.commands.values())
+      if (spec.write && spec.nondeterministic) this.nondeterministic.add(spec.name.toUpperCase());
     this.special = new Set([...this.nondeterministic, 'XADD', 'STATE', 'SETTLE', ...Object.keys(BLOCKING_TIMEOUT_AT)]);
   }
 
-  /** Commands that may start a probe (or are a probe's placeholder): any other event passes straight on when nothing is pending. */
+  /**
+   * Commands that may start a probe (or are a probe's placeholder): any other event passes straight on when nothing is
+   * pending.
+   */
   private readonly special: Set<string>;
 
   /** Events held until their group's state is known. */
@@ -180,7 +194,8 @@ export class StateCapture {
 
   /** A line from a watched client: it is not blocked (any more). */
   onClientLine(client: string): void {
-    if (this.blocked.has(client)) this.logger.debug({ client }, 'a line from a client that may have been blocked: it is not');
+    if (this.blocked.has(client))
+      this.logger.debug({ client }, 'a line from a client that may have been blocked: it is not');
     this.blocked.delete(client);
     this.watched.delete(client);
   }
@@ -189,7 +204,13 @@ export class StateCapture {
   process(events: FlashbackEvent[]): void {
     // The common case, once per event at full write rate: nothing pending and no command that needs a probe.
     // (Noting group reads for a baseline needs no look at other events until one was noted: group reads are special.)
-    if (this.held.length === 0 && this.blocked.size === 0 && this.idle && !this.tracked?.size && !events.some((e) => this.special.has(e.command))) {
+    if (
+      this.held.length === 0 &&
+      this.blocked.size === 0 &&
+      this.idle &&
+      !this.tracked?.size &&
+      !events.some((e) => this.special.has(e.command))
+    ) {
       this.out(events);
       return;
     }
@@ -202,11 +223,18 @@ export class StateCapture {
       for (const e of events) this.inspect(e, fresh, ids);
       for (const [db, keys] of fresh) {
         // One state probe in flight per key: its line, wherever it lands, reads every change made before it.
-        const todo = keys.filter((k) => !this.probes.some((x) => x.kind === 'state' && x.at === undefined && x.db === db && x.keys.some((y) => y.equals(k))));
+        const todo = keys.filter(
+          (k) =>
+            !this.probes.some(
+              (x) => x.kind === 'state' && x.at === undefined && x.db === db && x.keys.some((y) => y.equals(k)),
+            ),
+        );
         if (todo.length > 0) this.probe('state', db, todo);
       }
       // One ids probe in flight per stream: its line covers every XADD captured until then.
-      for (const [id, p] of ids) if (!this.probes.some((x) => x.kind === 'ids' && x.at === undefined && keyId(x.db, x.keys[0]!) === id)) this.probe('ids', p.db, [p.key]);
+      for (const [id, p] of ids)
+        if (!this.probes.some((x) => x.kind === 'ids' && x.at === undefined && keyId(x.db, x.keys[0]!) === id))
+          this.probe('ids', p.db, [p.key]);
     }
     if (this.idle && this.held.length === 0) {
       this.out(events);
@@ -214,7 +242,9 @@ export class StateCapture {
     }
     for (const e of events) this.held.push(e);
     if (this.held.bytes > this.maxHeldBytes) {
-      this.fail(`${this.held.length} events (${this.held.bytes} bytes) held waiting for state (limit ${this.maxHeldBytes} bytes): the agent lags too far behind this write rate`);
+      this.fail(
+        `${this.held.length} events (${this.held.bytes} bytes) held waiting for state (limit ${this.maxHeldBytes} bytes): the agent lags too far behind this write rate`,
+      );
     }
     if (isState) this.placeholders(events, at);
     this.settle();
@@ -318,11 +348,14 @@ export class StateCapture {
     // every key the write touches (RENAME/COPY carry the unknown ids on), in every db it puts them in.
     if (idAt < 0 && e.replay.length > 0 && (this.uncovered.size > 0 || this.probes.length > 0)) {
       const pendingIds = (db: number, k: Buffer) =>
-        this.uncovered.has(keyId(db, k)) || this.probes.some((p) => p.kind === 'ids' && p.db === db && p.keys[0]!.equals(k) && p.reply === undefined);
+        this.uncovered.has(keyId(db, k)) ||
+        this.probes.some((p) => p.kind === 'ids' && p.db === db && p.keys[0]!.equals(k) && p.reply === undefined);
       if (e.keys.length === 0) {
         // Streams with ids unknown: still uncovered, or covered by an ids probe whose answer has not come.
         const pending = [...this.uncovered.values()].map((l) => ({ db: l[0]!.db, key: l[0]!.key }));
-        for (const p of this.probes) if (p.kind === 'ids' && p.reply === undefined && p.failed === undefined) pending.push({ db: p.db, key: p.keys[0]! });
+        for (const p of this.probes)
+          if (p.kind === 'ids' && p.reply === undefined && p.failed === undefined)
+            pending.push({ db: p.db, key: p.keys[0]! });
         taintWritten(e, pending, taint);
       } else if (e.keys.some((k) => pendingIds(e.db, k))) {
         taintWritten(e, [], taint);
@@ -361,10 +394,15 @@ export class StateCapture {
         grew = false;
         for (const [client, b] of this.blocked) {
           if (client === e.client || served.has(client)) continue;
-          const hit = (swap !== undefined && swap.includes(b.db)) || written.some((w) => w.db === b.db && b.keys.some((k) => k.equals(w.key)));
+          const hit =
+            (swap !== undefined && swap.includes(b.db)) ||
+            written.some((w) => w.db === b.db && b.keys.some((k) => k.equals(w.key)));
           if (!hit) continue;
           // The serve, if any, runs right after this command: probe every key the blocked command may change.
-          this.logger.debug({ seq: e.seq, command: name, client, blockedDb: b.db }, 'a write may serve a blocked client: its keys are read');
+          this.logger.debug(
+            { seq: e.seq, command: name, client, blockedDb: b.db },
+            'a write may serve a blocked client: its keys are read',
+          );
           served.add(client);
           grew = true;
           for (const k of b.keys) {
@@ -378,11 +416,17 @@ export class StateCapture {
     const blocking = timeoutAt !== undefined || (name === 'XREADGROUP' && blockMs(e.args) !== undefined);
     // Inside MULTI or a script a blocking command never blocks.
     if (blocking && e.tx === 0 && e.client !== 'lua') {
-      const seconds = timeoutAt !== undefined ? Number(e.args[timeoutAt < 0 ? e.args.length + timeoutAt : timeoutAt]?.toString('latin1')) : blockMs(e.args)! / 1000;
+      const seconds =
+        timeoutAt !== undefined
+          ? Number(e.args[timeoutAt < 0 ? e.args.length + timeoutAt : timeoutAt]?.toString('latin1'))
+          : blockMs(e.args)! / 1000;
       const untilUs = !Number.isFinite(seconds) || seconds <= 0 ? Infinity : e.tsUs + seconds * 1_000_000 + 1_000_000;
       this.blocked.set(e.client, { db: e.db, keys: e.keys, untilUs });
       this.watched.add(e.client);
-      this.logger.debug({ seq: e.seq, command: name, client: e.client, db: e.db, keys: e.keys.length }, 'client may be blocked');
+      this.logger.debug(
+        { seq: e.seq, command: name, client: e.client, db: e.db, keys: e.keys.length },
+        'client may be blocked',
+      );
     }
   }
 
@@ -395,7 +439,18 @@ export class StateCapture {
   }
 
   private probe(kind: Probe['kind'], db: number, keys: Buffer[], settle = false): void {
-    const p: Probe = { kind, db, keys, sentAt: Date.now(), at: undefined, placeholders: undefined, covers: undefined, reply: undefined, failed: undefined, settle };
+    const p: Probe = {
+      kind,
+      db,
+      keys,
+      sentAt: Date.now(),
+      at: undefined,
+      placeholders: undefined,
+      covers: undefined,
+      reply: undefined,
+      failed: undefined,
+      settle,
+    };
     this.probes.push(p);
     this.probesSent++;
     if (this.probeDb !== db) {
@@ -410,24 +465,33 @@ export class StateCapture {
       this.conn.call(['XINFO', 'STREAM', keys[0]!]).catch(() => undefined);
       this.conn.call(['XRANGE', keys[0]!, Buffer.concat([Buffer.from('('), from]), '+']).catch(() => undefined);
     }
-    this.conn.call(kind === 'state' ? ['EVAL', settle ? SETTLE_PROBE_SCRIPT : STATE_PROBE_SCRIPT, keys.length, ...keys] : ['EXEC']).then(
-      (r) => {
-        if (r instanceof RespError) p.failed = r.message;
-        else p.reply = r;
-        this.settle();
-      },
-      (err: Error) => {
-        p.failed = err.message;
-        this.settle();
-      },
-    );
+    this.conn
+      .call(
+        kind === 'state' ? ['EVAL', settle ? SETTLE_PROBE_SCRIPT : STATE_PROBE_SCRIPT, keys.length, ...keys] : ['EXEC'],
+      )
+      .then(
+        (r) => {
+          if (r instanceof RespError) p.failed = r.message;
+          else p.reply = r;
+          this.settle();
+        },
+        (err: Error) => {
+          p.failed = err.message;
+          this.settle();
+        },
+      );
     this.timer ??= setTimeout(() => this.expire(), this.timeoutMs);
   }
 
   /** The probe script's line arrived: the assembler allocated one state event per key at its position. */
   private placeholders(events: FlashbackEvent[], at: number): void {
     const p = this.probes.find((x) => x.at === undefined);
-    if (!p || p.kind !== 'state' || p.keys.length !== events.length || !p.keys.every((k, i) => k.equals(events[i]!.keys[0]!))) {
+    if (
+      !p ||
+      p.kind !== 'state' ||
+      p.keys.length !== events.length ||
+      !p.keys.every((k, i) => k.equals(events[i]!.keys[0]!))
+    ) {
       this.fail('a state probe line did not match the probe sent');
       return;
     }
@@ -457,7 +521,12 @@ export class StateCapture {
         // The XADDs it covers are not exactly the newest entries: read the stream's state after all; from the first
         // of them to that state nothing about the stream is known.
         const first = p.covers?.[0]?.event.seq;
-        this.taintKey(p.db, p.keys[0]!, this.held.last?.seq ?? 0, first === undefined ? this.held.end : this.held.positionOf(first));
+        this.taintKey(
+          p.db,
+          p.keys[0]!,
+          this.held.last?.seq ?? 0,
+          first === undefined ? this.held.end : this.held.positionOf(first),
+        );
         this.probe('state', p.db, [p.keys[0]!]);
       }
     }
@@ -465,11 +534,16 @@ export class StateCapture {
 
     clearTimeout(this.timer);
     const waiting = this.unanswered();
-    this.timer = waiting ? setTimeout(() => this.expire(), Math.max(0, waiting.sentAt + this.timeoutMs - Date.now())) : undefined;
+    this.timer = waiting
+      ? setTimeout(() => this.expire(), Math.max(0, waiting.sentAt + this.timeoutMs - Date.now()))
+      : undefined;
   }
 
   private fillStates(p: Probe): void {
-    const reply = Array.isArray(p.reply) && p.reply.length === p.keys.length * 4 ? (p.reply as (Buffer | number | null)[]) : undefined;
+    const reply =
+      Array.isArray(p.reply) && p.reply.length === p.keys.length * 4
+        ? (p.reply as (Buffer | number | null)[])
+        : undefined;
     if (!reply) {
       this.fail(`unexpected reply to a state probe: ${String(p.reply).slice(0, 200)}`);
       return;
@@ -480,9 +554,12 @@ export class StateCapture {
       const added = Number(reply[4 * i + 2]);
       const lastId = reply[4 * i + 3];
       // Where the next XADD ids are read and checked from: a stream's counter and last id, at this state.
-      if (added >= 0 && Buffer.isBuffer(lastId) && lastId.length > 0) this.known.set(keyId(e.db, e.keys[0]!), { added, lastId });
+      if (added >= 0 && Buffer.isBuffer(lastId) && lastId.length > 0)
+        this.known.set(keyId(e.db, e.keys[0]!), { added, lastId });
       else this.known.delete(keyId(e.db, e.keys[0]!));
-      e.replay = Buffer.isBuffer(dump) ? [RESTORE, e.keys[0]!, at > 0 ? Buffer.from(String(at)) : ZERO, dump, REPLACE, ABSTTL] : [DEL, e.keys[0]!];
+      e.replay = Buffer.isBuffer(dump)
+        ? [RESTORE, e.keys[0]!, at > 0 ? Buffer.from(String(at)) : ZERO, dump, REPLACE, ABSTTL]
+        : [DEL, e.keys[0]!];
       this.statesCaptured++;
     });
   }
@@ -508,7 +585,8 @@ export class StateCapture {
       const fields = entry[1] as unknown[];
       const c = covers[i]!;
       const want = c.event.replay.slice(c.at + 1);
-      if (fields.length !== want.length || !fields.every((f, j) => Buffer.isBuffer(f) && f.equals(want[j]!))) return false;
+      if (fields.length !== want.length || !fields.every((f, j) => Buffer.isBuffer(f) && f.equals(want[j]!)))
+        return false;
       ids.push(entry[0]);
     }
     covers.forEach((c, i) => {
@@ -529,7 +607,8 @@ export class StateCapture {
     for (const p of this.probes) if (p.kind === 'state' && p.at !== undefined) limit = Math.min(limit, p.at);
     let waiting = Infinity;
     for (const list of this.uncovered.values()) waiting = Math.min(waiting, list[0]!.event.seq);
-    for (const p of this.probes) if (p.covers && p.covers.length > 0) waiting = Math.min(waiting, p.covers[0]!.event.seq);
+    for (const p of this.probes)
+      if (p.covers && p.covers.length > 0) waiting = Math.min(waiting, p.covers[0]!.event.seq);
     if (waiting !== Infinity) limit = Math.min(limit, this.held.positionOf(waiting));
     for (let i = this.stretches.length - 1; i >= 0; i--) {
       const s = this.stretches[i]!;
@@ -584,7 +663,11 @@ export class StateCapture {
     clearTimeout(this.timer);
     this.timer = undefined;
     const incomplete = !this.idle;
-    if (incomplete) this.logger.warn({ keys: this.taints.size, probes: this.probes.length, events: this.held.length }, 'closing with probes unanswered: the last events are stored as an unfinished group, outside any restorable window');
+    if (incomplete)
+      this.logger.warn(
+        { keys: this.taints.size, probes: this.probes.length, events: this.held.length },
+        'closing with probes unanswered: the last events are stored as an unfinished group, outside any restorable window',
+      );
     this.probes.length = 0;
     this.taints.clear();
     this.uncovered.clear();
@@ -630,17 +713,25 @@ function entryId(entry: unknown): Buffer {
 
 /** Orders stream ids `ms-seq` numerically. */
 function compareIds(a: Buffer, b: Buffer): number {
-  const [am, as] = a.toString('latin1').split('-').map((x) => BigInt(x || '0'));
-  const [bm, bs] = b.toString('latin1').split('-').map((x) => BigInt(x || '0'));
+  const [am, as] = a
+    .toString('latin1')
+    .split('-')
+    .map((x) => BigInt(x || '0'));
+  const [bm, bs] = b
+    .toString('latin1')
+    .split('-')
+    .map((x) => BigInt(x || '0'));
   return am! < bm! ? -1 : am! > bm! ? 1 : as! < bs! ? -1 : as! > bs! ? 1 : 0;
 }
 
 /** An ids probe's EXEC reply: XINFO STREAM's entries-added and XRANGE's entries. */
 function idsReply(reply: unknown): { added: number; entries: unknown[] } | undefined {
-  if (!Array.isArray(reply) || reply.length !== 2 || !Array.isArray(reply[0]) || !Array.isArray(reply[1])) return undefined;
+  if (!Array.isArray(reply) || reply.length !== 2 || !Array.isArray(reply[0]) || !Array.isArray(reply[1]))
+    return undefined;
   const info = reply[0] as unknown[];
   for (let i = 0; i + 1 < info.length; i += 2) {
-    if (Buffer.isBuffer(info[i]) && (info[i] as Buffer).toString('latin1') === 'entries-added') return { added: Number(info[i + 1]), entries: reply[1] as unknown[] };
+    if (Buffer.isBuffer(info[i]) && (info[i] as Buffer).toString('latin1') === 'entries-added')
+      return { added: Number(info[i + 1]), entries: reply[1] as unknown[] };
   }
   return undefined;
 }
@@ -660,7 +751,11 @@ function blockMs(args: Buffer[]): number | undefined {
  * MOVE/COPY … DB put them; for a write that names no keys (FLUSHALL/FLUSHDB/SWAPDB), the given `unknown` keys
  * and where SWAPDB moved them.
  */
-function taintWritten(e: FlashbackEvent, unknown: readonly { db: number; key: Buffer }[], taint: (db: number, key: Buffer) => void): void {
+function taintWritten(
+  e: FlashbackEvent,
+  unknown: readonly { db: number; key: Buffer }[],
+  taint: (db: number, key: Buffer) => void,
+): void {
   if (e.keys.length === 0) {
     const swap = swappedDbs(e.args);
     for (const { db, key } of unknown) {

@@ -23,15 +23,28 @@ export function buildApp(deps: ApiDeps): OpenAPIHono {
   const app = new OpenAPIHono({
     // zod failures reach onError as our BAD_INPUT error, like every other 400.
     defaultHook: (result) => {
-      if (!result.success) throw new InputError(ErrorCode.BadInput, `invalid request ${result.target}: ${describeIssues(result.error.issues)}`);
+      if (!result.success)
+        throw new InputError(
+          ErrorCode.BadInput,
+          `invalid request ${result.target}: ${describeIssues(result.error.issues)}`,
+        );
     },
   });
   const counter = new RequestCounter();
   app.use('*', countRequests(counter));
   app.use('*', bearerAuth(deps.tokens));
   app.onError(errorHandler(logger));
-  app.notFound((c) => c.json(errorBody(ErrorCode.NotFound, `no route ${c.req.method} ${c.req.path}; GET /openapi.json lists the routes`), 404));
-  app.openAPIRegistry.registerComponent('securitySchemes', 'Bearer', { type: 'http', scheme: 'bearer', description: 'one of FLASHBACK_API_TOKENS' });
+  app.notFound((c) =>
+    c.json(
+      errorBody(ErrorCode.NotFound, `no route ${c.req.method} ${c.req.path}; GET /openapi.json lists the routes`),
+      404,
+    ),
+  );
+  app.openAPIRegistry.registerComponent('securitySchemes', 'Bearer', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'one of FLASHBACK_API_TOKENS',
+  });
 
   registerHealthRoutes(app, deps);
   registerMetricsRoute(app, deps, counter);
@@ -42,7 +55,11 @@ export function buildApp(deps: ApiDeps): OpenAPIHono {
   registerInstanceRoutes(app, deps);
   app.doc('/openapi.json', {
     openapi: '3.0.0',
-    info: { title: 'redis-flashback API', version: '0.1.0', description: 'History, read-only SQL, restorable windows and restore jobs of captured Redis nodes.' },
+    info: {
+      title: 'redis-flashback API',
+      version: '0.1.0',
+      description: 'History, read-only SQL, restorable windows and restore jobs of captured Redis nodes.',
+    },
   });
   return app;
 }

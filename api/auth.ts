@@ -8,8 +8,13 @@ import { errorBody, HttpErrorCode } from './errors.js';
  * entries are dropped. No token at all is a ConfigError: the API never runs open.
  */
 export function parseApiTokens(text: string | readonly string[] | undefined): string[] {
-  const list = (typeof text === 'string' ? text.split(',') : [...(text ?? [])]).map((t) => t.trim()).filter((t) => t !== '');
-  if (list.length === 0) throw new ConfigError('no API token configured; set FLASHBACK_API_TOKENS=token1,token2 (or --tokens); clients send Authorization: Bearer <token>');
+  const list = (typeof text === 'string' ? text.split(',') : [...(text ?? [])])
+    .map((t) => t.trim())
+    .filter((t) => t !== '');
+  if (list.length === 0)
+    throw new ConfigError(
+      'no API token configured; set FLASHBACK_API_TOKENS=token1,token2 (or --tokens); clients send Authorization: Bearer <token>',
+    );
   return list;
 }
 
@@ -28,12 +33,24 @@ export function bearerAuth(tokens: readonly string[], open: readonly string[] = 
     const m = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
     if (!m) {
       c.header('WWW-Authenticate', 'Bearer realm="flashback"');
-      return c.json(errorBody(HttpErrorCode.Unauthorized, 'this endpoint needs a token: send Authorization: Bearer <token> (one of FLASHBACK_API_TOKENS)'), 401);
+      return c.json(
+        errorBody(
+          HttpErrorCode.Unauthorized,
+          'this endpoint needs a token: send Authorization: Bearer <token> (one of FLASHBACK_API_TOKENS)',
+        ),
+        401,
+      );
     }
     const d = digest(m[1]!);
     if (!digests.some((x) => timingSafeEqual(x, d))) {
       c.header('WWW-Authenticate', 'Bearer realm="flashback", error="invalid_token"');
-      return c.json(errorBody(HttpErrorCode.Forbidden, 'the bearer token is not one of the API tokens; check FLASHBACK_API_TOKEN against the server\'s FLASHBACK_API_TOKENS'), 403);
+      return c.json(
+        errorBody(
+          HttpErrorCode.Forbidden,
+          "the bearer token is not one of the API tokens; check FLASHBACK_API_TOKEN against the server's FLASHBACK_API_TOKENS",
+        ),
+        403,
+      );
     }
     return next();
   };

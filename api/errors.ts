@@ -46,16 +46,35 @@ export function errorHandler(logger: Logger) {
     }
     if (err instanceof HTTPException) {
       const status = err.status as ContentfulStatusCode;
-      const code = status === 401 ? HttpErrorCode.Unauthorized : status === 403 ? HttpErrorCode.Forbidden : status === 404 ? ErrorCode.NotFound : status < 500 ? ErrorCode.BadInput : ErrorCode.Internal;
-      const message = /malformed json/i.test(err.message) ? 'the request body is not valid JSON; send Content-Type: application/json and a JSON object' : err.message || 'bad request';
+      const code =
+        status === 401
+          ? HttpErrorCode.Unauthorized
+          : status === 403
+            ? HttpErrorCode.Forbidden
+            : status === 404
+              ? ErrorCode.NotFound
+              : status < 500
+                ? ErrorCode.BadInput
+                : ErrorCode.Internal;
+      const message = /malformed json/i.test(err.message)
+        ? 'the request body is not valid JSON; send Content-Type: application/json and a JSON object'
+        : err.message || 'bad request';
       return c.json(errorBody(code, message), status);
     }
     logger.error({ err: describeError(err), stack: err.stack, path: c.req.path }, 'unexpected error');
-    return c.json(errorBody(ErrorCode.Internal, `internal error while serving ${c.req.method} ${c.req.path}; the API's log has the details`), 500);
+    return c.json(
+      errorBody(
+        ErrorCode.Internal,
+        `internal error while serving ${c.req.method} ${c.req.path}; the API's log has the details`,
+      ),
+      500,
+    );
   };
 }
 
 /** zod issues as one line: `path: message; path: message`. */
 export function describeIssues(issues: readonly { path: readonly PropertyKey[]; message: string }[]): string {
-  return issues.map((i) => (i.path.length > 0 ? `${i.path.map(String).join('.')}: ${i.message}` : i.message)).join('; ');
+  return issues
+    .map((i) => (i.path.length > 0 ? `${i.path.map(String).join('.')}: ${i.message}` : i.message))
+    .join('; ');
 }

@@ -43,10 +43,24 @@ export async function collectMetrics(deps: ApiDeps, counter: RequestCounter): Pr
   const out: Metric[] = [];
   let errors = 0;
   try {
-    const nodes = await deps.store.query<{ node: string; events: number | string; last_ts: number | string }>(nodesSql());
+    const nodes = await deps.store.query<{ node: string; events: number | string; last_ts: number | string }>(
+      nodesSql(),
+    );
     for (const n of nodes) {
-      out.push({ name: 'flashback_events_stored', help: 'Events stored in ClickHouse per node (unmerged duplicates included)', type: 'gauge', value: Number(n.events), labels: { node: n.node } });
-      out.push({ name: 'flashback_last_event_timestamp_seconds', help: 'Server time of the newest stored event per node', type: 'gauge', value: Number(n.last_ts) / 1e6, labels: { node: n.node } });
+      out.push({
+        name: 'flashback_events_stored',
+        help: 'Events stored in ClickHouse per node (unmerged duplicates included)',
+        type: 'gauge',
+        value: Number(n.events),
+        labels: { node: n.node },
+      });
+      out.push({
+        name: 'flashback_last_event_timestamp_seconds',
+        help: 'Server time of the newest stored event per node',
+        type: 'gauge',
+        value: Number(n.last_ts) / 1e6,
+        labels: { node: n.node },
+      });
     }
   } catch {
     errors++;
@@ -65,16 +79,43 @@ export async function collectMetrics(deps: ApiDeps, counter: RequestCounter): Pr
         max = Math.max(max, j.report.seconds);
       }
     }
-    for (const [state, n] of Object.entries(byState)) out.push({ name: 'flashback_restore_jobs', help: 'Restore jobs kept in NATS KV, by state', type: 'gauge', value: n, labels: { state } });
-    out.push({ name: 'flashback_restore_duration_seconds_sum', help: 'Total seconds of the finished restores kept in KV', type: 'gauge', value: seconds });
-    out.push({ name: 'flashback_restore_duration_seconds_count', help: 'Finished restores kept in KV', type: 'gauge', value: done });
-    out.push({ name: 'flashback_restore_duration_seconds_max', help: 'Longest finished restore kept in KV', type: 'gauge', value: max });
+    for (const [state, n] of Object.entries(byState))
+      out.push({
+        name: 'flashback_restore_jobs',
+        help: 'Restore jobs kept in NATS KV, by state',
+        type: 'gauge',
+        value: n,
+        labels: { state },
+      });
+    out.push({
+      name: 'flashback_restore_duration_seconds_sum',
+      help: 'Total seconds of the finished restores kept in KV',
+      type: 'gauge',
+      value: seconds,
+    });
+    out.push({
+      name: 'flashback_restore_duration_seconds_count',
+      help: 'Finished restores kept in KV',
+      type: 'gauge',
+      value: done,
+    });
+    out.push({
+      name: 'flashback_restore_duration_seconds_max',
+      help: 'Longest finished restore kept in KV',
+      type: 'gauge',
+      value: max,
+    });
   } catch {
     errors++;
   }
   out.push(...counter.metrics());
   if (deps.metrics) out.push(...(await deps.metrics()));
-  out.push({ name: 'flashback_api_scrape_errors', help: 'Metric sources that failed in this scrape', type: 'gauge', value: errors });
+  out.push({
+    name: 'flashback_api_scrape_errors',
+    help: 'Metric sources that failed in this scrape',
+    type: 'gauge',
+    value: errors,
+  });
   return out;
 }
 
@@ -83,10 +124,17 @@ const route = createRoute({
   path: '/metrics',
   summary: 'Prometheus text: events per node, restore jobs by state, durations, requests',
   security: [{ Bearer: [] }],
-  responses: { 200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: z.string() } } }, ...errorResponses() },
+  responses: {
+    200: { description: 'Prometheus text exposition format', content: { 'text/plain': { schema: z.string() } } },
+    ...errorResponses(),
+  },
 });
 
 /** `GET /metrics`. */
 export function registerMetricsRoute(app: OpenAPIHono, deps: ApiDeps, counter: RequestCounter): void {
-  app.openapi(route, async (c) => c.text(renderPrometheus(await collectMetrics(deps, counter)), 200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }));
+  app.openapi(route, async (c) =>
+    c.text(renderPrometheus(await collectMetrics(deps, counter)), 200, {
+      'content-type': 'text/plain; version=0.0.4; charset=utf-8',
+    }),
+  );
 }

@@ -12,7 +12,9 @@ export const ErrorBody = z
   .object({
     error: z.object({
       code: z.string().openapi({ example: 'OUTSIDE_WINDOW' }),
-      message: z.string().openapi({ example: 'no restorable window of node "n1" covers 2026-08-03T20:28:10.000000Z; windows: …' }),
+      message: z
+        .string()
+        .openapi({ example: 'no restorable window of node "n1" covers 2026-08-03T20:28:10.000000Z; windows: …' }),
     }),
   })
   .openapi('Error');
@@ -27,37 +29,68 @@ export const RestoreRequestBody = z
       .array(z.string().min(1))
       .min(1)
       .optional()
-      .openapi({ description: "several nodes (a Redis Cluster's masters) restored at one instant `to` into one destination: a standalone instance or a Redis Cluster", example: ['c1-m1', 'c1-m2', 'c1-m3'] }),
-    to: z.string().min(1).optional().openapi({ description: "include every event up to this instant: ISO 8601, 'YYYY-MM-DD HH:MM:SS[.ffffff]', or epoch s/ms/µs", example: '2026-08-03T20:28:10Z' }),
+      .openapi({
+        description:
+          "several nodes (a Redis Cluster's masters) restored at one instant `to` into one destination: a standalone instance or a Redis Cluster",
+        example: ['c1-m1', 'c1-m2', 'c1-m3'],
+      }),
+    to: z.string().min(1).optional().openapi({
+      description: "include every event up to this instant: ISO 8601, 'YYYY-MM-DD HH:MM:SS[.ffffff]', or epoch s/ms/µs",
+      example: '2026-08-03T20:28:10Z',
+    }),
     toSeq: seq.optional().openapi({ description: 'include events up to this seq (and the rest of its transaction)' }),
     beforeSeq: seq.optional().openapi({ description: 'include events before this seq (and before its transaction)' }),
-    epoch: z.number().int().nonnegative().optional().openapi({ description: 'epoch of toSeq/beforeSeq (default: the newest that holds it)' }),
+    epoch: z
+      .number()
+      .int()
+      .nonnegative()
+      .optional()
+      .openapi({ description: 'epoch of toSeq/beforeSeq (default: the newest that holds it)' }),
     spawn: z
       .object({ port: z.number().int().min(1).max(65_535).optional() })
       .strict()
       .optional()
-      .openapi({ description: "start a new redis-server on the restorer's host; it keeps running (DELETE /instances/{id} stops it)" }),
-    target: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL').optional().openapi({ description: 'copy into this existing, empty Redis', example: 'redis://10.0.0.5:6379' }),
+      .openapi({
+        description:
+          "start a new redis-server on the restorer's host; it keeps running (DELETE /instances/{id} stops it)",
+      }),
+    target: z
+      .string()
+      .regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL')
+      .optional()
+      .openapi({ description: 'copy into this existing, empty Redis', example: 'redis://10.0.0.5:6379' }),
     flush: z.boolean().optional().openapi({ description: 'with target: empty it first' }),
     rdb: z.string().min(1).optional().openapi({ description: "write an RDB file at this path on the restorer's host" }),
     keepTtlRelative: z.boolean().optional().openapi({ description: 'shift expiries by (now − cutoff)' }),
-    keys: z.array(z.string().min(1)).min(1).optional().openapi({ description: 'restore only keys matching one of these Redis glob patterns', example: ['user:*'] }),
+    keys: z
+      .array(z.string().min(1))
+      .min(1)
+      .optional()
+      .openapi({ description: 'restore only keys matching one of these Redis glob patterns', example: ['user:*'] }),
     db: z.number().int().nonnegative().optional().openapi({ description: 'restore only this logical database' }),
   })
   .strict()
   .superRefine((b, ctx) => {
-    if ((b.node === undefined) === (b.nodes === undefined)) ctx.addIssue({ code: 'custom', message: 'give exactly one of node and nodes' });
+    if ((b.node === undefined) === (b.nodes === undefined))
+      ctx.addIssue({ code: 'custom', message: 'give exactly one of node and nodes' });
     if (b.nodes !== undefined) {
       const dup = b.nodes.find((n, i) => b.nodes!.indexOf(n) !== i);
       if (dup !== undefined) ctx.addIssue({ code: 'custom', path: ['nodes'], message: `node "${dup}" is named twice` });
-      if (b.to === undefined) ctx.addIssue({ code: 'custom', path: ['nodes'], message: 'nodes go with to: one instant for every node (a seq belongs to one node)' });
+      if (b.to === undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['nodes'],
+          message: 'nodes go with to: one instant for every node (a seq belongs to one node)',
+        });
     }
     const cutoffs = [b.to, b.toSeq, b.beforeSeq].filter((v) => v !== undefined).length;
     if (cutoffs !== 1) ctx.addIssue({ code: 'custom', message: 'give exactly one cutoff: to, toSeq or beforeSeq' });
     const dests = [b.spawn, b.target, b.rdb].filter((v) => v !== undefined).length;
     if (dests !== 1) ctx.addIssue({ code: 'custom', message: 'give exactly one destination: spawn, target or rdb' });
-    if (b.flush && b.target === undefined) ctx.addIssue({ code: 'custom', path: ['flush'], message: 'flush goes with target' });
-    if (b.epoch !== undefined && b.to !== undefined) ctx.addIssue({ code: 'custom', path: ['epoch'], message: 'epoch goes with toSeq or beforeSeq' });
+    if (b.flush && b.target === undefined)
+      ctx.addIssue({ code: 'custom', path: ['flush'], message: 'flush goes with target' });
+    if (b.epoch !== undefined && b.to !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['epoch'], message: 'epoch goes with toSeq or beforeSeq' });
   })
   .openapi('RestoreRequest');
 
@@ -77,7 +110,13 @@ export const RestoreReportSchema = z
     node: z.string(),
     epoch: z.number(),
     cutoff: z.object({ seq: z.number(), tsUs: z.number(), time: z.string(), asked: z.string().optional() }),
-    baseline: z.object({ seq: z.number(), tsUs: z.number(), time: z.string(), rdbBytes: z.number(), digest: z.string() }),
+    baseline: z.object({
+      seq: z.number(),
+      tsUs: z.number(),
+      time: z.string(),
+      rdbBytes: z.number(),
+      digest: z.string(),
+    }),
     eventsReplayed: z.number(),
     keys: z.number(),
     droppedKeys: z.number().optional(),
@@ -96,7 +135,16 @@ export const ClusterRestoreReportSchema = z
     parts: z.array(RestoreReportSchema),
     keys: z.number(),
     digest: z.string().optional(),
-    masters: z.array(z.object({ url: z.string(), slots: z.array(z.tuple([z.number(), z.number()])).optional(), keys: z.number(), digest: z.string() })).optional(),
+    masters: z
+      .array(
+        z.object({
+          url: z.string(),
+          slots: z.array(z.tuple([z.number(), z.number()])).optional(),
+          keys: z.number(),
+          digest: z.string(),
+        }),
+      )
+      .optional(),
     ...reportTail,
   })
   .openapi('ClusterRestoreReport');
@@ -109,7 +157,9 @@ export const RestoreJobSchema = z
     request: z.record(z.string(), z.unknown()),
     progress: z.object({ phase: z.string(), events: z.number(), totalEvents: z.number() }),
     report: RestoreReportSchema.optional().openapi({ description: 'when done, for a request naming one node' }),
-    clusterReport: ClusterRestoreReportSchema.optional().openapi({ description: 'when done, for a request naming nodes' }),
+    clusterReport: ClusterRestoreReportSchema.optional().openapi({
+      description: 'when done, for a request naming nodes',
+    }),
     error: z.object({ code: z.string(), message: z.string() }).optional(),
     attempts: z.number(),
     restorer: z.string().optional(),
@@ -118,7 +168,13 @@ export const RestoreJobSchema = z
   })
   .openapi('RestoreJob');
 
-const AcceptedCutoff = z.object({ epoch: z.number(), seq: z.number(), tsUs: z.number(), time: z.string(), baselineSeq: z.number() });
+const AcceptedCutoff = z.object({
+  epoch: z.number(),
+  seq: z.number(),
+  tsUs: z.number(),
+  time: z.string(),
+  baselineSeq: z.number(),
+});
 
 /** Answer of `POST /restores`. */
 export const RestoreAccepted = z
@@ -126,7 +182,10 @@ export const RestoreAccepted = z
     id: z.string(),
     state: z.literal('queued'),
     cutoff: AcceptedCutoff.openapi({ description: 'the resolved cutoff (for nodes: of the first node)' }),
-    cutoffs: z.array(AcceptedCutoff.extend({ node: z.string() })).optional().openapi({ description: 'with nodes: the resolved cutoff of each node' }),
+    cutoffs: z
+      .array(AcceptedCutoff.extend({ node: z.string() }))
+      .optional()
+      .openapi({ description: 'with nodes: the resolved cutoff of each node' }),
   })
   .openapi('RestoreAccepted');
 
@@ -143,8 +202,20 @@ export const WindowSchema = z
     to: z.string(),
     baselines: z.array(z.number()),
     broken: z
-      .array(z.object({ seq: z.number(), tsUs: z.number(), time: z.string(), command: z.string(), args: z.string(), reason: z.string() }))
-      .openapi({ description: 'events a restore server could not load: restores past one skip it and warn; before-seq of one gives the state just before it' }),
+      .array(
+        z.object({
+          seq: z.number(),
+          tsUs: z.number(),
+          time: z.string(),
+          command: z.string(),
+          args: z.string(),
+          reason: z.string(),
+        }),
+      )
+      .openapi({
+        description:
+          'events a restore server could not load: restores past one skip it and warn; before-seq of one gives the state just before it',
+      }),
   })
   .openapi('Window');
 
@@ -157,7 +228,10 @@ export const NodeSchema = z
     lastTime: z.string(),
     lastEpoch: z.number(),
     windows: z.number(),
-    restorableFrom: z.string().nullable().openapi({ description: 'start of the oldest restorable window (retention moves it forward)' }),
+    restorableFrom: z
+      .string()
+      .nullable()
+      .openapi({ description: 'start of the oldest restorable window (retention moves it forward)' }),
     restorableTo: z.string().nullable().openapi({ description: 'end of the newest restorable window' }),
     retentionMs: z.number().nullable().openapi({ description: 'configured history retention, when the API knows it' }),
   })
@@ -183,18 +257,52 @@ export const EventSchema = z
 
 /** Query of `GET /events`. */
 export const EventsQuery = z.object({
-  node: z.string().min(1).optional().openapi({ param: { name: 'node', in: 'query' }, example: 'n1' }),
-  key: z.string().min(1).optional().openapi({ param: { name: 'key', in: 'query' }, description: 'key as stored (readable, binary bytes escaped)', example: 'userprofile' }),
-  since: z.string().min(1).optional().openapi({ param: { name: 'since', in: 'query' }, description: 'events at or after this time' }),
-  until: z.string().min(1).optional().openapi({ param: { name: 'until', in: 'query' }, description: 'events at or before this time' }),
-  limit: z.coerce.number().int().min(1).max(10_000).default(100).openapi({ param: { name: 'limit', in: 'query' } }),
+  node: z
+    .string()
+    .min(1)
+    .optional()
+    .openapi({ param: { name: 'node', in: 'query' }, example: 'n1' }),
+  key: z
+    .string()
+    .min(1)
+    .optional()
+    .openapi({
+      param: { name: 'key', in: 'query' },
+      description: 'key as stored (readable, binary bytes escaped)',
+      example: 'userprofile',
+    }),
+  since: z
+    .string()
+    .min(1)
+    .optional()
+    .openapi({ param: { name: 'since', in: 'query' }, description: 'events at or after this time' }),
+  until: z
+    .string()
+    .min(1)
+    .optional()
+    .openapi({ param: { name: 'until', in: 'query' }, description: 'events at or before this time' }),
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(10_000)
+    .default(100)
+    .openapi({ param: { name: 'limit', in: 'query' } }),
 });
 
 /** Body of `POST /sql`. */
 export const SqlBody = z
   .object({
-    sql: z.string().min(1).openapi({ example: "SELECT time, client, command, args FROM flashback.events WHERE key = 'userprofile' ORDER BY seq DESC LIMIT 20" }),
-    maxRows: z.number().int().positive().optional().openapi({ description: 'refuse results larger than this (capped by the server setting)' }),
+    sql: z.string().min(1).openapi({
+      example:
+        "SELECT time, client, command, args FROM flashback.events WHERE key = 'userprofile' ORDER BY seq DESC LIMIT 20",
+    }),
+    maxRows: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .openapi({ description: 'refuse results larger than this (capped by the server setting)' }),
   })
   .strict()
   .openapi('SqlRequest');
@@ -225,19 +333,48 @@ export const InstanceSchema = z
 export const HealthSchema = z.object({ ok: z.boolean(), clickhouse: z.boolean(), nats: z.boolean() }).openapi('Health');
 
 /** `:node` and `:id` path parameters. */
-export const NodeParam = z.object({ node: z.string().min(1).openapi({ param: { name: 'node', in: 'path' }, example: 'n1' }) });
-export const IdParam = z.object({ id: z.string().min(1).openapi({ param: { name: 'id', in: 'path' } }) });
+export const NodeParam = z.object({
+  node: z
+    .string()
+    .min(1)
+    .openapi({ param: { name: 'node', in: 'path' }, example: 'n1' }),
+});
+export const IdParam = z.object({
+  id: z
+    .string()
+    .min(1)
+    .openapi({ param: { name: 'id', in: 'path' } }),
+});
 
 /** Query of list endpoints. */
 export const ListQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(1_000).default(100).openapi({ param: { name: 'limit', in: 'query' } }),
-  state: z.enum(['queued', 'running', 'done', 'failed']).optional().openapi({ param: { name: 'state', in: 'query' } }),
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1_000)
+    .default(100)
+    .openapi({ param: { name: 'limit', in: 'query' } }),
+  state: z
+    .enum(['queued', 'running', 'done', 'failed'])
+    .optional()
+    .openapi({ param: { name: 'state', in: 'query' } }),
 });
 
 /** The standard error responses of a route that needs a token. */
 export function errorResponses(...statuses: (400 | 401 | 403 | 404 | 409 | 422 | 503)[]) {
-  const descriptions = { 400: 'bad input', 401: 'no bearer token', 403: 'wrong bearer token', 404: 'not found', 409: 'conflict', 422: 'not restorable', 503: 'a server is unreachable' } as const;
-  const out: Record<number, { description: string; content: { 'application/json': { schema: typeof ErrorBody } } }> = {};
-  for (const s of [401, 403, ...statuses] as const) out[s] = { description: descriptions[s], content: { 'application/json': { schema: ErrorBody } } };
+  const descriptions = {
+    400: 'bad input',
+    401: 'no bearer token',
+    403: 'wrong bearer token',
+    404: 'not found',
+    409: 'conflict',
+    422: 'not restorable',
+    503: 'a server is unreachable',
+  } as const;
+  const out: Record<number, { description: string; content: { 'application/json': { schema: typeof ErrorBody } } }> =
+    {};
+  for (const s of [401, 403, ...statuses] as const)
+    out[s] = { description: descriptions[s], content: { 'application/json': { schema: ErrorBody } } };
   return out;
 }

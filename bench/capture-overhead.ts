@@ -15,9 +15,21 @@ import { silentLogger } from '../core/log.js';
 import { connectNats, EVENT_STREAM, natsJetStreamManager, type NatsConnection } from '../core/bus/nats.js';
 import { startNatsServer } from '../core/servers/nats-server.js';
 import { startRedisServer } from '../core/servers/redis-server.js';
-import { median, pollUntil, round, runIfMain, spread, type BenchResult, type BenchRow, type BenchSize } from './report.js';
+import {
+  median,
+  pollUntil,
+  round,
+  runIfMain,
+  spread,
+  type BenchResult,
+  type BenchRow,
+  type BenchSize,
+} from './report.js';
 
-/** Redis args of every source here: what a captured source gets in the tests (DEBUG DIGEST allowed, baselines start at once). */
+/**
+ * Redis args of every source here: what a captured source gets in the tests (DEBUG DIGEST allowed, baselines start at
+ * once).
+ */
 export const SOURCE_ARGS = ['--enable-debug-command', 'yes', '--repl-diskless-sync-delay', '0'];
 
 const TESTS = ['SET', 'HSET', 'LPUSH', 'INCR'] as const;
@@ -33,7 +45,11 @@ export interface CommandOutput {
 }
 
 /** Runs `cmd args…` to its end (killed after `timeoutMs`); rejects when it cannot start or exits non-zero. */
-export function runCommand(cmd: string, args: readonly string[], timeoutMs = COMMAND_TIMEOUT_MS): Promise<CommandOutput> {
+export function runCommand(
+  cmd: string,
+  args: readonly string[],
+  timeoutMs = COMMAND_TIMEOUT_MS,
+): Promise<CommandOutput> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -83,7 +99,22 @@ export interface RedisBenchmarkOptions {
 /** `redis-benchmark -h 127.0.0.1 -p P -t … -n N -P p -c c -q --csv`, parsed. */
 export async function redisBenchmark(o: RedisBenchmarkOptions): Promise<BenchmarkRun> {
   const tests = o.tests ?? TESTS.map((t) => t.toLowerCase());
-  const args = ['-h', '127.0.0.1', '-p', String(o.port), '-t', tests.join(','), '-n', String(o.requests), '-P', String(o.pipeline ?? 16), '-c', String(o.clients ?? 50), '-q', '--csv'];
+  const args = [
+    '-h',
+    '127.0.0.1',
+    '-p',
+    String(o.port),
+    '-t',
+    tests.join(','),
+    '-n',
+    String(o.requests),
+    '-P',
+    String(o.pipeline ?? 16),
+    '-c',
+    String(o.clients ?? 50),
+    '-q',
+    '--csv',
+  ];
   if (o.keyspace !== undefined) args.push('-r', String(o.keyspace));
   const { stdout } = await runCommand('redis-benchmark', args);
   const rps: Record<string, number> = {};
@@ -195,9 +226,15 @@ async function runConfig(env: Env, config: Config, requests: number, pipeline: n
       consumer = spawn('redis-cli', ['-h', '127.0.0.1', '-p', String(redis.port), 'monitor'], { stdio: 'ignore' });
       await waitForMonitorClient(conn);
     } else if (config === 'c') {
-      agent = await startAgent({ redisUrl: redis.url, nodeId: `bench-${randomUUID().slice(0, 8)}`, natsUrl: env.natsUrl, logger: silentLogger });
+      agent = await startAgent({
+        redisUrl: redis.url,
+        nodeId: `bench-${randomUUID().slice(0, 8)}`,
+        natsUrl: env.natsUrl,
+        logger: silentLogger,
+      });
       const a = agent;
-      if (!(await pollUntil(() => a.stats().baselines >= 1, 30_000))) throw new Error('the agent stored no baseline within 30 s');
+      if (!(await pollUntil(() => a.stats().baselines >= 1, 30_000)))
+        throw new Error('the agent stored no baseline within 30 s');
     }
     const p50s: number[] = [];
     let p99Max = 0;
@@ -274,20 +311,57 @@ function rowsFor(label: string, runs: Record<Config, ConfigRun[]>, showSpread: b
     const row: BenchRow = {
       load: label,
       config: CONFIG_NAMES[config],
-      'kops/s': fmt(rs.map((r) => r.bench.aggregateRps / 1000), 0),
+      'kops/s': fmt(
+        rs.map((r) => r.bench.aggregateRps / 1000),
+        0,
+      ),
       'ratio vs a': fmt(ratios),
     };
-    for (const t of TESTS) row[t] = fmt(rs.map((r, i) => (r.bench.rps[t] ?? Number.NaN) / (runs.a[i]!.bench.rps[t] ?? Number.NaN)));
+    for (const t of TESTS)
+      row[t] = fmt(rs.map((r, i) => (r.bench.rps[t] ?? Number.NaN) / (runs.a[i]!.bench.rps[t] ?? Number.NaN)));
     row['server CPU µs/req'] = fmt(rs.map((r) => r.serverCpuUsPerReq));
-    row['server CPU %'] = fmt(rs.map((r) => r.serverCpuPct), 0);
-    row['consumer CPU %'] = config === 'a' ? '–' : fmt(rs.map((r) => r.consumerCpuPct ?? 0), 0);
-    row['nats-server CPU %'] = config === 'c' ? fmt(rs.map((r) => r.natsCpuPct ?? 0), 0) : '–';
-    row['max MONITOR omem MB'] = config === 'a' ? '–' : fmt(rs.map((r) => (r.maxOmemBytes ?? 0) / MB), 1);
+    row['server CPU %'] = fmt(
+      rs.map((r) => r.serverCpuPct),
+      0,
+    );
+    row['consumer CPU %'] =
+      config === 'a'
+        ? '–'
+        : fmt(
+            rs.map((r) => r.consumerCpuPct ?? 0),
+            0,
+          );
+    row['nats-server CPU %'] =
+      config === 'c'
+        ? fmt(
+            rs.map((r) => r.natsCpuPct ?? 0),
+            0,
+          )
+        : '–';
+    row['max MONITOR omem MB'] =
+      config === 'a'
+        ? '–'
+        : fmt(
+            rs.map((r) => (r.maxOmemBytes ?? 0) / MB),
+            1,
+          );
     if (config === 'c') {
-      row['agent lag p50 ms'] = fmt(rs.map((r) => r.agent!.lagP50Ms), 1);
-      row['agent lag p99 (max) ms'] = fmt(rs.map((r) => r.agent!.lagP99MaxMs), 0);
-      row['catch-up after load s'] = fmt(rs.map((r) => r.agent!.catchUpS), 1);
-      row['epoch ended'] = rs.filter((r) => r.agent!.epochEnded).length > 0 ? `yes (${rs.filter((r) => r.agent!.epochEnded).length}/${rs.length})` : 'no';
+      row['agent lag p50 ms'] = fmt(
+        rs.map((r) => r.agent!.lagP50Ms),
+        1,
+      );
+      row['agent lag p99 (max) ms'] = fmt(
+        rs.map((r) => r.agent!.lagP99MaxMs),
+        0,
+      );
+      row['catch-up after load s'] = fmt(
+        rs.map((r) => r.agent!.catchUpS),
+        1,
+      );
+      row['epoch ended'] =
+        rs.filter((r) => r.agent!.epochEnded).length > 0
+          ? `yes (${rs.filter((r) => r.agent!.epochEnded).length}/${rs.length})`
+          : 'no';
     } else {
       row['agent lag p50 ms'] = '–';
       row['agent lag p99 (max) ms'] = '–';
@@ -321,7 +395,10 @@ export async function benchCaptureOverhead(size: BenchSize = 'full'): Promise<Be
     for (const config of ['a', 'b', 'c'] as const) single[config].push(await runConfig(env, config, unpipelined, 1));
     return {
       name: 'Capture overhead: source write throughput (redis-benchmark -t set,hset,lpush,incr -c 50)',
-      rows: [...rowsFor(`-P 16, n=${requests.toLocaleString('en-US')}/test, ${rounds} rounds`, piped, rounds > 1), ...rowsFor(`-P 1, n=${unpipelined.toLocaleString('en-US')}/test, once`, single, false)],
+      rows: [
+        ...rowsFor(`-P 16, n=${requests.toLocaleString('en-US')}/test, ${rounds} rounds`, piped, rounds > 1),
+        ...rowsFor(`-P 1, n=${unpipelined.toLocaleString('en-US')}/test, once`, single, false),
+      ],
       notes: [
         'Ratios are against config a of the same round; with several rounds a cell is median (min–max) over rounds.',
         'Each run starts a fresh redis-server (empty dataset); (c) starts the agent, waits for its first baseline, then loads.',

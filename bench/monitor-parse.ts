@@ -111,7 +111,11 @@ export async function benchMonitorParse(): Promise<{ name: string; rows: Record<
 function markdown(rows: Record<string, string | number>[]): string {
   const cols = Object.keys(rows[0]);
   const fmt = (v: string | number) => (typeof v === 'number' ? v.toLocaleString('en-US') : v);
-  return [`| ${cols.join(' | ')} |`, `| ${cols.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${cols.map((c) => fmt(r[c])).join(' | ')} |`)].join('\n');
+  return [
+    `| ${cols.join(' | ')} |`,
+    `| ${cols.map(() => '---').join(' | ')} |`,
+    ...rows.map((r) => `| ${cols.map((c) => fmt(r[c])).join(' | ')} |`),
+  ].join('\n');
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

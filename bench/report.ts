@@ -70,7 +70,11 @@ export function spread(xs: readonly number[], digits = 2): string {
 }
 
 /** Polls `check` every `everyMs` until it returns true; false once `timeoutMs` has passed. */
-export async function pollUntil(check: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 50): Promise<boolean> {
+export async function pollUntil(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  everyMs = 50,
+): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await check()) return true;

@@ -30,7 +30,15 @@ import { loadAofDir } from '../restorer/materialize.js';
 import { clickHouseEventStore, restore, type RestoreReport } from '../restorer/index.js';
 import { startSink, type Sink } from '../sink/index.js';
 import { redisBenchmark, SOURCE_ARGS } from './capture-overhead.js';
-import { pollUntil, round, runIfMain, secondsSince, type BenchResult, type BenchRow, type BenchSize } from './report.js';
+import {
+  pollUntil,
+  round,
+  runIfMain,
+  secondsSince,
+  type BenchResult,
+  type BenchRow,
+  type BenchSize,
+} from './report.js';
 
 const BASE_FILE = 'appendonly.aof.1.base.rdb';
 const INCR_FILE = 'appendonly.aof.1.incr.aof';
@@ -76,27 +84,43 @@ async function capture(env: Env, populateKeys: number, events: number): Promise<
     let lastSeq: number;
     const t0 = process.hrtime.bigint();
     try {
-      if (!(await pollUntil(() => agent.stats().baselines >= 1, 300_000))) throw new Error(`the agent stored no baseline of ${populateKeys} keys within 300 s`);
+      if (!(await pollUntil(() => agent.stats().baselines >= 1, 300_000)))
+        throw new Error(`the agent stored no baseline of ${populateKeys} keys within 300 s`);
       const before = agent.stats().eventsCaptured;
       // Random keys out of the populated ones (or 100 000 on an empty source), so writes overwrite baseline keys.
       const perTest = Math.ceil(events / TESTS.length);
-      await redisBenchmark({ port: redis.port, requests: perTest, pipeline: 16, keyspace: Math.max(populateKeys, 100_000), tests: TESTS });
+      await redisBenchmark({
+        port: redis.port,
+        requests: perTest,
+        pipeline: 16,
+        keyspace: Math.max(populateKeys, 100_000),
+        tests: TESTS,
+      });
       const want = perTest * TESTS.length;
-      if (!(await pollUntil(() => agent.stats().eventsCaptured - before >= want, 300_000))) throw new Error(`the agent captured ${agent.stats().eventsCaptured - before} of ${want} writes within 300 s`);
-      if (!(await agent.flush(120_000))) throw new Error('the agent could not publish everything to JetStream within 120 s');
+      if (!(await pollUntil(() => agent.stats().eventsCaptured - before >= want, 300_000)))
+        throw new Error(`the agent captured ${agent.stats().eventsCaptured - before} of ${want} writes within 300 s`);
+      if (!(await agent.flush(120_000)))
+        throw new Error('the agent could not publish everything to JetStream within 120 s');
       const s = agent.stats();
-      if (s.epochs > 1) throw new Error(`the agent ended an epoch while capturing (${s.epochs} epochs): the restore would not span the whole load`);
+      if (s.epochs > 1)
+        throw new Error(
+          `the agent ended an epoch while capturing (${s.epochs} epochs): the restore would not span the whole load`,
+        );
       epoch = s.epoch;
       lastSeq = s.lastSeq;
     } finally {
       await agent.close();
     }
-    const stored = await pollUntil(async () => {
-      const r = await env.store.query<{ n: string | number }>(
-        `SELECT uniqExact(seq) AS n FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq <= ${sqlUInt(lastSeq)}`,
-      );
-      return Number(r[0]?.n ?? 0) >= lastSeq;
-    }, 600_000, 200);
+    const stored = await pollUntil(
+      async () => {
+        const r = await env.store.query<{ n: string | number }>(
+          `SELECT uniqExact(seq) AS n FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq <= ${sqlUInt(lastSeq)}`,
+        );
+        return Number(r[0]?.n ?? 0) >= lastSeq;
+      },
+      600_000,
+      200,
+    );
     if (!stored) throw new Error(`ClickHouse did not receive all ${lastSeq} events of ${node} within 600 s`);
     return { node, epoch, lastSeq, keysAtBaseline: populateKeys, captureS: secondsSince(t0) };
   } finally {
@@ -137,7 +161,11 @@ async function timedRestore(env: Env, c: Captured, hasBase: boolean): Promise<Ti
     marks.push({ phase: p.phase, at: process.hrtime.bigint() });
   };
   const t0 = process.hrtime.bigint();
-  const report = await restore({ events: clickHouseEventStore(env.store, env.store.client), objects: env.objects, instancesDir }, { node: c.node, toSeq: c.lastSeq, spawn: {} }, onProgress);
+  const report = await restore(
+    { events: clickHouseEventStore(env.store, env.store.client), objects: env.objects, instancesDir },
+    { node: c.node, toSeq: c.lastSeq, spawn: {} },
+    onProgress,
+  );
   const end = process.hrtime.bigint();
   try {
     const phases: Record<string, number> = {};
@@ -249,7 +277,9 @@ export async function benchRestoreRate(size: BenchSize = 'full'): Promise<BenchR
         'ratio vs AOF load': 1,
       },
     );
-    notes.push(`(i) history written by redis-benchmark -P 16 -c 50 -r 100000 -t ${TESTS.join(',')} on a source an agent captured; capture + sink until queryable: ${round(c1.captureS, 1)} s.`);
+    notes.push(
+      `(i) history written by redis-benchmark -P 16 -c 50 -r 100000 -t ${TESTS.join(',')} on a source an agent captured; capture + sink until queryable: ${round(c1.captureS, 1)} s.`,
+    );
     await rm(r1.copyDir, { recursive: true, force: true });
 
     // (ii) K keys in the baseline, E events after it, restored to the end.

@@ -20,11 +20,18 @@ const BENCHES: Record<string, (size: BenchSize) => Promise<BenchResult>> = {
   'state-capture': async (s) => (await import('./state-capture.js')).benchStateCapture(s),
 };
 
-/** First line a `--version` prints; clickhouse-client 18.16 prints it and then exits non-zero, so the exit code is ignored. */
+/**
+ * First line a `--version` prints; clickhouse-client 18.16 prints it and then exits non-zero, so the exit code is
+ * ignored.
+ */
 function versionOf(cmd: string, args: string[]): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 30_000 });
   if (r.error) return `${cmd}: not found`;
-  return (r.stdout || r.stderr).trim().split('\n')[0]!.replace(/Unknown option.*$/, '').slice(0, 120);
+  return (r.stdout || r.stderr)
+    .trim()
+    .split('\n')[0]!
+    .replace(/Unknown option.*$/, '')
+    .slice(0, 120);
 }
 
 function machine(): string {
@@ -38,7 +45,10 @@ function machine(): string {
   ];
   return [
     `- when: ${new Date().toISOString()}, size: ${size}, commit: ${git}`,
-    `- machine: ${cpus.length} × ${cpus[0]?.model ?? 'unknown CPU'}, ${round(os.totalmem() / 2 ** 30, 1)} GiB RAM, ${os.type()} ${os.release()}, load average at start ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`,
+    `- machine: ${cpus.length} × ${cpus[0]?.model ?? 'unknown CPU'}, ${round(os.totalmem() / 2 ** 30, 1)} GiB RAM, ${os.type()} ${os.release()}, load average at start ${os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
     `- node ${process.version}; ${redis}; ${benchmark}; ${nats}; ${clickhouse}`,
   ].join('\n');
 }
@@ -62,8 +72,15 @@ for (const name of selected) {
     console.log(markdownSection({ ...result, notes: [...(result.notes ?? []), `(${name}: ${s.toFixed(0)} s)`] }));
   } catch (err) {
     failed++;
-    console.log(`### ${name}: FAILED\n\n\`\`\`\n${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n\`\`\`\n`);
+    console.log(
+      `### ${name}: FAILED\n\n\`\`\`\n${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n\`\`\`\n`,
+    );
   }
 }
-console.log(`Total: ${(Number(process.hrtime.bigint() - started) / 1e9).toFixed(0)} s${failed ? `, ${failed} benchmark(s) failed` : ''}; load average at the end ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}.`);
+console.log(
+  `Total: ${(Number(process.hrtime.bigint() - started) / 1e9).toFixed(0)} s${failed ? `, ${failed} benchmark(s) failed` : ''}; load average at the end ${os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ')}.`,
+);
 process.exitCode = failed ? 1 : 0;

@@ -12,7 +12,13 @@ import { jetstream } from '@nats-io/jetstream';
 import { encodeBatch, decodeBatch } from '../core/bus/event-codec.js';
 import { eventSubject, messageId, type FlashbackEvent } from '../core/bus/event.js';
 import { silentLogger } from '../core/log.js';
-import { connectNats, ensureEventStream, EVENT_STREAM, natsJetStreamManager, type NatsConnection } from '../core/bus/nats.js';
+import {
+  connectNats,
+  ensureEventStream,
+  EVENT_STREAM,
+  natsJetStreamManager,
+  type NatsConnection,
+} from '../core/bus/nats.js';
 import { openClickHouse } from '../core/store/clickhouse.js';
 import { EVENTS_TABLE } from '../core/store/schema.js';
 import { startClickHouseServer } from '../core/servers/clickhouse-server.js';
@@ -29,7 +35,10 @@ const NODE = 'bench-sink';
 
 const rng = seededRandom;
 
-/** `count` events shaped like redis-benchmark's SET/HSET/LPUSH/INCR capture (5 % with binary values), one second of time per 100 000. */
+/**
+ * `count` events shaped like redis-benchmark's SET/HSET/LPUSH/INCR capture (5 % with binary values), one second of time
+ * per 100 000.
+ */
 function buildEvents(count: number): FlashbackEvent[] {
   const random = rng(7);
   const b = (s: string) => Buffer.from(s, 'latin1');
@@ -59,15 +68,30 @@ function buildEvents(count: number): FlashbackEvent[] {
       args = [b('INCR'), keys[0]!];
     }
     events[i] = {
-      node: NODE, epoch: 0, seq: i + 1, tsUs: startUs + i * 10, db: n % 4, client: `127.0.0.1:${50_000 + (n % 8)}`,
-      kind: 'command', command: args[0]!.toString('latin1'), keys, args, replay: args, tx: 0,
+      node: NODE,
+      epoch: 0,
+      seq: i + 1,
+      tsUs: startUs + i * 10,
+      db: n % 4,
+      client: `127.0.0.1:${50_000 + (n % 8)}`,
+      kind: 'command',
+      command: args[0]!.toString('latin1'),
+      keys,
+      args,
+      replay: args,
+      tx: 0,
     };
   }
   return events;
 }
 
 /** Publishes the encoded batches to JetStream with a window of acks in flight; returns seconds. */
-async function publishAll(nc: NatsConnection, node: string, epoch: number, bodies: { firstSeq: number; body: Buffer }[]): Promise<number> {
+async function publishAll(
+  nc: NatsConnection,
+  node: string,
+  epoch: number,
+  bodies: { firstSeq: number; body: Buffer }[],
+): Promise<number> {
   const js = jetstream(nc);
   const subject = eventSubject(node);
   const t0 = process.hrtime.bigint();
@@ -124,7 +148,10 @@ export async function benchSinkThroughput(size: BenchSize = 'full'): Promise<Ben
       const epoch = 2_000 + r;
       const bodies: { firstSeq: number; body: Buffer }[] = [];
       for (let i = 0; i < events.length; i += EVENTS_PER_MESSAGE) {
-        bodies.push({ firstSeq: events[i]!.seq, body: encodeBatch({ node: NODE, epoch, events: events.slice(i, i + EVENTS_PER_MESSAGE) }) });
+        bodies.push({
+          firstSeq: events[i]!.seq,
+          body: encodeBatch({ node: NODE, epoch, events: events.slice(i, i + EVENTS_PER_MESSAGE) }),
+        });
       }
       messageBytes = bodies.reduce((s, m) => s + m.body.length, 0);
       await jsm.streams.purge(EVENT_STREAM);
@@ -133,12 +160,18 @@ export async function benchSinkThroughput(size: BenchSize = 'full'): Promise<Ben
       // What the sink does per message without any I/O: decode and build rows.
       t0 = process.hrtime.bigint();
       let built = 0;
-      for (const m of bodies) for (const e of decodeBatch(m.body).events) built += eventToRow(e).args.length > 0 ? 1 : 0;
+      for (const m of bodies)
+        for (const e of decodeBatch(m.body).events) built += eventToRow(e).args.length > 0 ? 1 : 0;
       decodeS.push(secondsSince(t0));
       if (built !== count) throw new Error(`decoded ${built} events, expected ${count}`);
 
       t0 = process.hrtime.bigint();
-      const sink = await startSink({ natsUrl: nats.url, clickhouseUrl: clickhouse.url, durable: `bench-sink-${r}`, logger: silentLogger });
+      const sink = await startSink({
+        natsUrl: nats.url,
+        clickhouseUrl: clickhouse.url,
+        durable: `bench-sink-${r}`,
+        logger: silentLogger,
+      });
       try {
         const done = await pollUntil(() => sink.stats().inserted >= count, 600_000, 20);
         if (!done) throw new Error(`the sink inserted ${sink.stats().inserted} of ${count} events within 600 s`);
@@ -146,8 +179,14 @@ export async function benchSinkThroughput(size: BenchSize = 'full'): Promise<Ben
       } finally {
         await sink.close();
       }
-      const check = await (await raw.query({ query: `SELECT count() AS n FROM ${EVENTS_TABLE} WHERE node = '${NODE}' AND epoch = ${epoch}`, format: 'JSONEachRow' })).json<{ n: string }>();
-      if (Number(check[0]?.n) < count) throw new Error(`ClickHouse holds ${check[0]?.n} rows of epoch ${epoch}, expected ${count}`);
+      const check = await (
+        await raw.query({
+          query: `SELECT count() AS n FROM ${EVENTS_TABLE} WHERE node = '${NODE}' AND epoch = ${epoch}`,
+          format: 'JSONEachRow',
+        })
+      ).json<{ n: string }>();
+      if (Number(check[0]?.n) < count)
+        throw new Error(`ClickHouse holds ${check[0]?.n} rows of epoch ${epoch}, expected ${count}`);
     }
     const rate = (s: number[]) => s.map((x) => count / x);
     const rawRates = rate(rawS);
@@ -157,10 +196,30 @@ export async function benchSinkThroughput(size: BenchSize = 'full'): Promise<Ben
     return {
       name: `Sink throughput: JetStream → ClickHouse ${version} (${count.toLocaleString('en-US')} events per round, ${rounds} round${many ? 's' : ''})`,
       rows: [
-        { path: 'raw @clickhouse/client JSONEachRow insert, rows pre-built (baseline)', seconds: f(rawS), 'events/s': f(rawRates, 0), 'ratio vs baseline': f(rawS.map(() => 1)) },
-        { path: 'sink: drain the stream into ClickHouse (startSink → all rows inserted)', seconds: f(sinkS), 'events/s': f(rate(sinkS), 0), 'ratio vs baseline': f(ratio(sinkS)) },
-        { path: 'reference: decodeBatch + eventToRow only, one core, no I/O', seconds: f(decodeS), 'events/s': f(rate(decodeS), 0), 'ratio vs baseline': f(ratio(decodeS)) },
-        { path: 'reference: publishing the pre-encoded batches to JetStream', seconds: f(publishS), 'events/s': f(rate(publishS), 0), 'ratio vs baseline': f(ratio(publishS)) },
+        {
+          path: 'raw @clickhouse/client JSONEachRow insert, rows pre-built (baseline)',
+          seconds: f(rawS),
+          'events/s': f(rawRates, 0),
+          'ratio vs baseline': f(rawS.map(() => 1)),
+        },
+        {
+          path: 'sink: drain the stream into ClickHouse (startSink → all rows inserted)',
+          seconds: f(sinkS),
+          'events/s': f(rate(sinkS), 0),
+          'ratio vs baseline': f(ratio(sinkS)),
+        },
+        {
+          path: 'reference: decodeBatch + eventToRow only, one core, no I/O',
+          seconds: f(decodeS),
+          'events/s': f(rate(decodeS), 0),
+          'ratio vs baseline': f(ratio(decodeS)),
+        },
+        {
+          path: 'reference: publishing the pre-encoded batches to JetStream',
+          seconds: f(publishS),
+          'events/s': f(rate(publishS), 0),
+          'ratio vs baseline': f(ratio(publishS)),
+        },
       ],
       notes: [
         `Events: SET/HSET/LPUSH/INCR shapes with short keys, 5 % binary values; ${EVENTS_PER_MESSAGE.toLocaleString('en-US')} events per message, ${(messageBytes / count).toFixed(1)} B/event encoded.`,

@@ -22,7 +22,13 @@ import { baselineSubject } from '../core/bus/baseline.js';
 import { openClickHouse, type Store } from '../core/store/clickhouse.js';
 import { eventSubject } from '../core/bus/event.js';
 import { silentLogger } from '../core/log.js';
-import { connectNats, ensureBaselineStore, EVENT_STREAM, natsJetStreamManager, type NatsConnection } from '../core/bus/nats.js';
+import {
+  connectNats,
+  ensureBaselineStore,
+  EVENT_STREAM,
+  natsJetStreamManager,
+  type NatsConnection,
+} from '../core/bus/nats.js';
 import { startClickHouseServer } from '../core/servers/clickhouse-server.js';
 import { startNatsServer } from '../core/servers/nats-server.js';
 import { startRedisServer } from '../core/servers/redis-server.js';
@@ -31,7 +37,17 @@ import { sqlString, sqlUInt } from '../core/store/sql-literal.js';
 import { clickHouseEventStore, restore } from '../restorer/index.js';
 import { startSink, type Sink } from '../sink/index.js';
 import { processCpuSeconds, runCommand, SOURCE_ARGS } from './capture-overhead.js';
-import { median, pollUntil, round, runIfMain, secondsSince, spread, type BenchResult, type BenchRow, type BenchSize } from './report.js';
+import {
+  median,
+  pollUntil,
+  round,
+  runIfMain,
+  secondsSince,
+  spread,
+  type BenchResult,
+  type BenchRow,
+  type BenchSize,
+} from './report.js';
 
 /** A logger keeping the reasons the agent gave for ending an epoch (warn and above), for the notes. */
 function reasonLogger(): { logger: Logger; reasons: string[] } {
@@ -108,7 +124,8 @@ async function fill(conn: Redis, w: Workload): Promise<void> {
     if (err) throw err;
   }
   const got = await conn.scard(randKey('s:', 0));
-  if (got !== w.sets.members) throw new Error(`filled ${randKey('s:', 0)} with ${got} members, expected ${w.sets.members}`);
+  if (got !== w.sets.members)
+    throw new Error(`filled ${randKey('s:', 0)} with ${got} members, expected ${w.sets.members}`);
 }
 
 /** Smallest set left after a SPOP run (0 = some set ran empty and SPOP popped nothing). */
@@ -201,7 +218,8 @@ async function runConfig(env: Env, w: Workload, config: Config, requests: number
       node = `bench-${randomUUID().slice(0, 8)}`;
       agent = await startAgent({ redisUrl: redis.url, nodeId: node, natsUrl: env.natsUrl, logger: log.logger });
       const a = agent;
-      if (!(await pollUntil(() => a.stats().baselines >= 1, 60_000))) throw new Error('the agent stored no baseline within 60 s');
+      if (!(await pollUntil(() => a.stats().baselines >= 1, 60_000)))
+        throw new Error('the agent stored no baseline within 60 s');
     }
     let heldMax = 0;
     let p99Max = 0;
@@ -243,10 +261,16 @@ async function runConfig(env: Env, w: Workload, config: Config, requests: number
       const t1 = process.hrtime.bigint();
       // Every request captured (state events come on top) and nothing held waiting for a probe any more.
       // An ended epoch drops what it held: stop waiting then.
-      const caughtUp = await pollUntil(() => (a.stats().eventsCaptured - before.eventsCaptured >= requests && a.stats().heldForState === 0) || a.stats().epochs > 1, 300_000);
+      const caughtUp = await pollUntil(
+        () =>
+          (a.stats().eventsCaptured - before.eventsCaptured >= requests && a.stats().heldForState === 0) ||
+          a.stats().epochs > 1,
+        300_000,
+      );
       const catchUpS = secondsSince(t1);
       clearInterval(timer);
-      if (!(await a.flush(120_000))) throw new Error('the agent could not publish everything to JetStream within 120 s');
+      if (!(await a.flush(120_000)))
+        throw new Error('the agent could not publish everything to JetStream within 120 s');
       const s = a.stats();
       heldMax = Math.max(heldMax, s.heldForState);
       run.agent = {
@@ -285,7 +309,8 @@ async function runConfig(env: Env, w: Workload, config: Config, requests: number
     // Keep the stream small between runs: only the run kept for the restore check stays.
     if (node && !kept) {
       const jsm = await natsJetStreamManager(env.nc);
-      for (const filter of [eventSubject(node), baselineSubject(node)]) await jsm.streams.purge(EVENT_STREAM, { filter }).catch(() => undefined);
+      for (const filter of [eventSubject(node), baselineSubject(node)])
+        await jsm.streams.purge(EVENT_STREAM, { filter }).catch(() => undefined);
     }
   }
 }
@@ -305,16 +330,24 @@ async function checkRestore(env: Env, facts: SourceFacts): Promise<string> {
     const s = store;
     sink = await startSink({ natsUrl: env.natsUrl, clickhouseUrl: clickhouse.url, logger: silentLogger });
     const t0 = process.hrtime.bigint();
-    const stored = await pollUntil(async () => {
-      const r = await s.query<{ n: string | number }>(
-        `SELECT uniqExact(seq) AS n FROM flashback.events WHERE node = ${sqlString(facts.node)} AND epoch = ${sqlUInt(facts.epoch)} AND seq <= ${sqlUInt(facts.lastSeq)}`,
-      );
-      return Number(r[0]?.n ?? 0) >= facts.lastSeq;
-    }, 600_000, 200);
-    if (!stored) throw new Error(`ClickHouse did not receive all ${facts.lastSeq} events of ${facts.node} within 600 s`);
+    const stored = await pollUntil(
+      async () => {
+        const r = await s.query<{ n: string | number }>(
+          `SELECT uniqExact(seq) AS n FROM flashback.events WHERE node = ${sqlString(facts.node)} AND epoch = ${sqlUInt(facts.epoch)} AND seq <= ${sqlUInt(facts.lastSeq)}`,
+        );
+        return Number(r[0]?.n ?? 0) >= facts.lastSeq;
+      },
+      600_000,
+      200,
+    );
+    if (!stored)
+      throw new Error(`ClickHouse did not receive all ${facts.lastSeq} events of ${facts.node} within 600 s`);
     const storeS = secondsSince(t0);
     const objects = await ensureBaselineStore(env.nc);
-    const report = await restore({ events: clickHouseEventStore(s, s.client), objects, instancesDir: workDir }, { node: facts.node, toSeq: facts.lastSeq, spawn: {} });
+    const report = await restore(
+      { events: clickHouseEventStore(s, s.client), objects, instancesDir: workDir },
+      { node: facts.node, toSeq: facts.lastSeq, spawn: {} },
+    );
     try {
       const r = new Redis(report.url!, { maxRetriesPerRequest: 1 });
       try {
@@ -350,12 +383,24 @@ function rowsFor(w: Workload, requests: number, runs: Record<Config, Run[]>, sho
     const row: BenchRow = {
       workload: `${w.name}, n=${requests.toLocaleString('en-US')}`,
       config: CONFIG_NAMES[config],
-      'kops/s': fmt(rs.map((r) => r.rps / 1000), 0),
+      'kops/s': fmt(
+        rs.map((r) => r.rps / 1000),
+        0,
+      ),
       'ratio vs a': fmt(rs.map((r, i) => r.rps / runs.a[i]!.rps)),
       'server CPU µs/req': fmt(rs.map((r) => r.serverCpuUsPerReq)),
-      'server CPU %': fmt(rs.map((r) => r.serverCpuPct), 0),
+      'server CPU %': fmt(
+        rs.map((r) => r.serverCpuPct),
+        0,
+      ),
     };
-    const ag = (f: (a: NonNullable<Run['agent']>) => number, d = 0) => (config === 'c' ? fmt(rs.map((r) => f(r.agent!)), d) : '–');
+    const ag = (f: (a: NonNullable<Run['agent']>) => number, d = 0) =>
+      config === 'c'
+        ? fmt(
+            rs.map((r) => f(r.agent!)),
+            d,
+          )
+        : '–';
     row['agent CPU %'] = ag((a) => a.cpuPct);
     row['nats-server CPU %'] = ag((a) => a.natsCpuPct);
     row['probes sent'] = ag((a) => a.probes);
@@ -366,7 +411,12 @@ function rowsFor(w: Workload, requests: number, runs: Record<Config, Run[]>, sho
     row['catch-up after load s'] = ag((a) => a.catchUpS, 1);
     const ended = rs.filter((r) => r.agent?.epochEnded).length;
     row['epoch ended'] = config === 'c' ? (ended > 0 ? `yes (${ended}/${rs.length})` : 'no') : '–';
-    row['smallest set after'] = w.sets ? fmt(rs.map((r) => r.smallestSet), 0) : '–';
+    row['smallest set after'] = w.sets
+      ? fmt(
+          rs.map((r) => r.smallestSet),
+          0,
+        )
+      : '–';
     rows.push(row);
   }
   return rows;
@@ -399,14 +449,18 @@ export async function benchStateCapture(size: BenchSize = 'full'): Promise<Bench
         }
       }
     }
-    const check = facts ? await checkRestore(env, facts) : 'Restore check: not run — the kept XADD run ended an epoch, so no single window spans it.';
+    const check = facts
+      ? await checkRestore(env, facts)
+      : 'Restore check: not run — the kept XADD run ended an epoch, so no single window spans it.';
     const spopRuns = ws.flatMap((w, i) => (w.sets ? [...runs[i]!.a, ...runs[i]!.c] : []));
     const heldAll = runs.flatMap((x) => x.c.map((r) => r.agent!.heldMax));
     const endings = ws.flatMap((w, i) => {
       const rs = runs[i]!.c.filter((r) => r.agent!.epochEnded);
       if (rs.length === 0) return [];
       const reasons = [...new Set(rs.flatMap((r) => r.agent!.reasons))].map((x) => x.slice(0, 300));
-      return [`Epoch ended in ${rs.length}/${runs[i]!.c.length} agent run(s) of "${w.name}"; the agent's reason: ${reasons.map((x) => `"${x}"`).join('; ') || '(none logged)'}. Probe counts then add the ended epoch's last 50 ms sample to the new epoch's counters.`];
+      return [
+        `Epoch ended in ${rs.length}/${runs[i]!.c.length} agent run(s) of "${w.name}"; the agent's reason: ${reasons.map((x) => `"${x}"`).join('; ') || '(none logged)'}. Probe counts then add the ended epoch's last 50 ms sample to the new epoch's counters.`,
+      ];
     });
     return {
       name: 'State capture: source write throughput with nondeterministic writes (redis-benchmark -P 16 -c 50)',

@@ -61,9 +61,12 @@ export class ApiClient {
     try {
       u = new URL(baseUrl);
     } catch (cause) {
-      throw new ConfigError(`API URL "${baseUrl}" is malformed; use http://host:port (env FLASHBACK_API_URL)`, { cause });
+      throw new ConfigError(`API URL "${baseUrl}" is malformed; use http://host:port (env FLASHBACK_API_URL)`, {
+        cause,
+      });
     }
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(`API URL "${baseUrl}" is not http(s); use http://host:port`);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:')
+      throw new ConfigError(`API URL "${baseUrl}" is not http(s); use http://host:port`);
     this.base = u.origin + u.pathname.replace(/\/+$/, '');
   }
 
@@ -74,9 +77,16 @@ export class ApiClient {
     if (body !== undefined) headers['content-type'] = 'application/json';
     let res: Response;
     try {
-      res = await fetch(this.base + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      res = await fetch(this.base + path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
     } catch (cause) {
-      throw new ConnectionError(`cannot reach the flashback API at ${this.base}: ${(cause as Error).cause instanceof Error ? ((cause as Error).cause as Error).message : (cause as Error).message}; is \`flashback api\` running there?`, { cause });
+      throw new ConnectionError(
+        `cannot reach the flashback API at ${this.base}: ${(cause as Error).cause instanceof Error ? ((cause as Error).cause as Error).message : (cause as Error).message}; is \`flashback api\` running there?`,
+        { cause },
+      );
     }
     const text = await res.text();
     let parsed: unknown;
@@ -87,8 +97,16 @@ export class ApiClient {
     }
     if (!res.ok) {
       const e = (parsed as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
-      const message = typeof e?.message === 'string' ? e.message : `${method} ${path} answered ${res.status} ${res.statusText}`;
-      const code = typeof e?.code === 'string' && KNOWN_CODES.has(e.code) ? (e.code as ErrorCode) : res.status === 401 || res.status === 403 ? ErrorCode.Config : res.status >= 500 ? ErrorCode.Internal : ErrorCode.BadInput;
+      const message =
+        typeof e?.message === 'string' ? e.message : `${method} ${path} answered ${res.status} ${res.statusText}`;
+      const code =
+        typeof e?.code === 'string' && KNOWN_CODES.has(e.code)
+          ? (e.code as ErrorCode)
+          : res.status === 401 || res.status === 403
+            ? ErrorCode.Config
+            : res.status >= 500
+              ? ErrorCode.Internal
+              : ErrorCode.BadInput;
       const hint = res.status === 401 ? ' (set --token or FLASHBACK_API_TOKEN)' : '';
       throw new FlashbackError(code, message + hint, { retryable: res.status === 503 });
     }
@@ -98,7 +116,9 @@ export class ApiClient {
 
   /** `GET /nodes/{node}/windows`, or every node's windows. */
   async windows(node?: string): Promise<ApiWindow[]> {
-    if (node !== undefined) return (await this.request<{ windows: ApiWindow[] }>('GET', `/nodes/${encodeURIComponent(node)}/windows`)).windows;
+    if (node !== undefined)
+      return (await this.request<{ windows: ApiWindow[] }>('GET', `/nodes/${encodeURIComponent(node)}/windows`))
+        .windows;
     const { nodes } = await this.request<{ nodes: { node: string }[] }>('GET', '/nodes');
     const all: ApiWindow[] = [];
     for (const n of nodes) all.push(...(await this.windows(n.node)));
@@ -106,7 +126,13 @@ export class ApiClient {
   }
 
   /** `GET /events`. */
-  async history(q: { node?: string; key?: string; since?: string; until?: string; limit?: number }): Promise<ApiEvent[]> {
+  async history(q: {
+    node?: string;
+    key?: string;
+    since?: string;
+    until?: string;
+    limit?: number;
+  }): Promise<ApiEvent[]> {
     const params = new URLSearchParams();
     for (const [k, v] of Object.entries(q)) if (v !== undefined) params.set(k, String(v));
     return (await this.request<{ events: ApiEvent[] }>('GET', `/events?${params}`)).events;
@@ -137,7 +163,11 @@ export class ApiClient {
         const code = s.error && KNOWN_CODES.has(s.error.code) ? (s.error.code as ErrorCode) : ErrorCode.Internal;
         throw new FlashbackError(code, `restore job ${id} failed: ${s.error?.message ?? 'no reason recorded'}`);
       }
-      if (Date.now() > deadline) throw new FlashbackError(ErrorCode.Internal, `restore job ${id} is still ${s.state} after ${Math.round(timeoutMs / 1000)} s; check it later with GET /restores/${id}`);
+      if (Date.now() > deadline)
+        throw new FlashbackError(
+          ErrorCode.Internal,
+          `restore job ${id} is still ${s.state} after ${Math.round(timeoutMs / 1000)} s; check it later with GET /restores/${id}`,
+        );
       await new Promise((r) => setTimeout(r, pollMs));
     }
   }
@@ -155,7 +185,10 @@ export class ApiClient {
 
 /** Shared `--api` / `--token` flags (env FLASHBACK_API_URL / FLASHBACK_API_TOKEN). */
 export const apiOptions = {
-  api: { type: 'string', describe: 'go through the flashback API at this URL instead of ClickHouse/NATS directly (env FLASHBACK_API_URL)' },
+  api: {
+    type: 'string',
+    describe: 'go through the flashback API at this URL instead of ClickHouse/NATS directly (env FLASHBACK_API_URL)',
+  },
   token: { type: 'string', describe: 'bearer token for --api (env FLASHBACK_API_TOKEN)' },
 } as const;
 
@@ -164,7 +197,10 @@ export const apiOptions = {
  * (local mode). yargs' FLASHBACK_ env prefix maps FLASHBACK_API to --api, so
  * the documented FLASHBACK_API_URL / FLASHBACK_API_TOKEN are read here.
  */
-export function apiClientFrom(args: { api?: string; token?: string }, env: NodeJS.ProcessEnv = process.env): ApiClient | undefined {
+export function apiClientFrom(
+  args: { api?: string; token?: string },
+  env: NodeJS.ProcessEnv = process.env,
+): ApiClient | undefined {
   const url = args.api ?? env.FLASHBACK_API_URL;
   if (!url) return undefined;
   return new ApiClient(url, args.token ?? env.FLASHBACK_API_TOKEN ?? localToken());

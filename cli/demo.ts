@@ -43,7 +43,9 @@ export async function runDemo(o: DemoOptions): Promise<{ before: number; after: 
       if (i < writes - 1) await new Promise((res) => setTimeout(res, intervalMs));
     }
     const before = (await r.hkeys('userprofile')).length;
-    say(`started at ${new Date(t0).toISOString()}, ended at ${new Date(times[times.length - 1]!).toISOString()}; hkeys userprofile | wc -l → ${before}`);
+    say(
+      `started at ${new Date(t0).toISOString()}, ended at ${new Date(times[times.length - 1]!).toISOString()}; hkeys userprofile | wc -l → ${before}`,
+    );
     // "Data risks occurred after the moment in the middle": restore to just after the middle write.
     // Date.now() truncates: the middle write ran before the next whole ms, and the next write comes ≥ intervalMs later.
     const midUs = (times[Math.floor(writes / 2) - 1]! + 1) * 1000;
@@ -58,7 +60,9 @@ export async function runDemo(o: DemoOptions): Promise<{ before: number; after: 
       const fields = (await restored.hkeys('userprofile')).sort();
       say(`new instance ${url}: hkeys userprofile | wc -l → ${fields.length} (was ${before})`);
       say(`fields that survived: ${fields.slice(0, 3).join(' ')} … ${fields.slice(-3).join(' ')}`);
-      say(`digest ${done.report!.digest}; stop it with: flashback instances stop, or redis-cli -u ${url} shutdown nosave`);
+      say(
+        `digest ${done.report!.digest}; stop it with: flashback instances stop, or redis-cli -u ${url} shutdown nosave`,
+      );
       return { before, after: fields.length, restoredUrl: url };
     } finally {
       restored.disconnect();
@@ -68,13 +72,19 @@ export async function runDemo(o: DemoOptions): Promise<{ before: number; after: 
   }
 }
 
-async function waitForWindow(api: ApiClient, node: string, tsUs: number, timeoutMs = 60_000): Promise<{ fromTsUs: number; toTsUs: number }> {
+async function waitForWindow(
+  api: ApiClient,
+  node: string,
+  tsUs: number,
+  timeoutMs = 60_000,
+): Promise<{ fromTsUs: number; toTsUs: number }> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const ws = await api.windows(node).catch(() => []);
     const w = ws.find((x) => x.fromTsUs <= tsUs && tsUs <= x.toTsUs);
     if (w) return w;
-    if (Date.now() > deadline) throw new Error(`no window of ${node} covers ${formatTsUs(tsUs)} after ${timeoutMs} ms: is the sink running?`);
+    if (Date.now() > deadline)
+      throw new Error(`no window of ${node} covers ${formatTsUs(tsUs)} after ${timeoutMs} ms: is the sink running?`);
     await new Promise((res) => setTimeout(res, 100));
   }
 }

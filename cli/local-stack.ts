@@ -44,10 +44,16 @@ export interface LocalStack {
 
 /** Reads FLASHBACK_API_TOKENS, or the data dir's token, or makes one and stores it (mode 600). */
 async function apiToken(dataDir: string): Promise<{ token: string; tokens: string[]; created?: string }> {
-  const fromEnv = (process.env.FLASHBACK_API_TOKENS ?? '').split(',').map((t) => t.trim()).filter(Boolean);
+  const fromEnv = (process.env.FLASHBACK_API_TOKENS ?? '')
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
   if (fromEnv.length > 0) return { token: fromEnv[0]!, tokens: fromEnv };
   const file = path.join(dataDir, 'api-token');
-  const existing = await readFile(file, 'utf8').then((t) => t.trim(), () => '');
+  const existing = await readFile(file, 'utf8').then(
+    (t) => t.trim(),
+    () => '',
+  );
   if (existing) return { token: existing, tokens: [existing] };
   // Hex: a token must never start with '-', which a shell's flag parser would take for an option.
   const token = randomBytes(24).toString('hex');
@@ -96,22 +102,54 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       clickhouseUrl = ch.url;
       logger.info({ url: ch.url, pid: ch.pid }, 'clickhouse-server started');
     }
-    const sink = await startSink({ natsUrl, clickhouseUrl, logger: logger.child({ service: 'sink' }), retentionMs: o.retentionMs });
+    const sink = await startSink({
+      natsUrl,
+      clickhouseUrl,
+      logger: logger.child({ service: 'sink' }),
+      retentionMs: o.retentionMs,
+    });
     closers.push(() => sink.close());
-    const restorer = await startRestorer({ natsUrl, clickhouseUrl, instancesDir: path.join(dataDir, 'instances'), logger: logger.child({ service: 'restorer' }) });
+    const restorer = await startRestorer({
+      natsUrl,
+      clickhouseUrl,
+      instancesDir: path.join(dataDir, 'instances'),
+      logger: logger.child({ service: 'restorer' }),
+    });
     closers.push(() => restorer.close());
     const tok = await apiToken(dataDir);
-    const api: Api = await startApi({ port: o.apiPort, natsUrl, clickhouseUrl, tokens: tok.tokens, logger: logger.child({ service: 'api' }), retentionMs: o.retentionMs });
+    const api: Api = await startApi({
+      port: o.apiPort,
+      natsUrl,
+      clickhouseUrl,
+      tokens: tok.tokens,
+      logger: logger.child({ service: 'api' }),
+      retentionMs: o.retentionMs,
+    });
     closers.push(() => api.close());
     const agents: Agent[] = [];
     const addAgent = async (redisUrl: string, nodeId?: string) => {
-      const agent = await startAgent({ redisUrl, nodeId, natsUrl: natsUrl!, retentionMs: o.retentionMs, logger: logger.child({ service: 'agent' }) });
+      const agent = await startAgent({
+        redisUrl,
+        nodeId,
+        natsUrl: natsUrl!,
+        retentionMs: o.retentionMs,
+        logger: logger.child({ service: 'agent' }),
+      });
       agents.push(agent);
       closers.push(() => agent.close());
       return agent;
     };
     for (const url of o.redisUrls) await addAgent(url);
-    return { apiUrl: api.url, token: tok.token, tokenFile: tok.created, natsUrl, clickhouseUrl, agents, addAgent, close };
+    return {
+      apiUrl: api.url,
+      token: tok.token,
+      tokenFile: tok.created,
+      natsUrl,
+      clickhouseUrl,
+      agents,
+      addAgent,
+      close,
+    };
   } catch (err) {
     await close();
     throw err;

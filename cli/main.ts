@@ -32,11 +32,33 @@ export async function runCli(argv: string[]): Promise<number> {
     .scriptName('flashback')
     .env('FLASHBACK')
     // Env-only settings: declared so .strict() accepts them when .env() maps FLASHBACK_* onto flags.
-    .option('log-level', { type: 'string', hidden: true, global: true, describe: 'log level (env FLASHBACK_LOG_LEVEL)' })
-    .option('api-tokens', { type: 'string', hidden: true, global: true, describe: 'tokens the API accepts (env FLASHBACK_API_TOKENS)' })
-    .option('api-url', { type: 'string', hidden: true, global: true, describe: 'API URL for CLI commands (env FLASHBACK_API_URL)' })
-    .option('api-token', { type: 'string', hidden: true, global: true, describe: 'API token for CLI commands (env FLASHBACK_API_TOKEN)' })
-    .usage('$0 <command> [options]\n\nPoint-in-time recovery for Redis: capture every mutation, query history with SQL, restore any instant.')
+    .option('log-level', {
+      type: 'string',
+      hidden: true,
+      global: true,
+      describe: 'log level (env FLASHBACK_LOG_LEVEL)',
+    })
+    .option('api-tokens', {
+      type: 'string',
+      hidden: true,
+      global: true,
+      describe: 'tokens the API accepts (env FLASHBACK_API_TOKENS)',
+    })
+    .option('api-url', {
+      type: 'string',
+      hidden: true,
+      global: true,
+      describe: 'API URL for CLI commands (env FLASHBACK_API_URL)',
+    })
+    .option('api-token', {
+      type: 'string',
+      hidden: true,
+      global: true,
+      describe: 'API token for CLI commands (env FLASHBACK_API_TOKEN)',
+    })
+    .usage(
+      '$0 <command> [options]\n\nPoint-in-time recovery for Redis: capture every mutation, query history with SQL, restore any instant.',
+    )
     .command(guard(up))
     .command(guard(demo))
     .command(guard(agent))
@@ -64,7 +86,11 @@ export async function runCli(argv: string[]): Promise<number> {
       failed = err;
     });
   if (failed !== undefined) {
-    process.stderr.write(`flashback: ${describeError(failed).replace(/\s*\n\s*/g, ' ').trim()}\n`);
+    process.stderr.write(
+      `flashback: ${describeError(failed)
+        .replace(/\s*\n\s*/g, ' ')
+        .trim()}\n`,
+    );
     return failed instanceof FlashbackError && failed.code === ErrorCode.BadInput ? 2 : 1;
   }
   return exit.code;

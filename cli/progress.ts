@@ -18,7 +18,9 @@ export class ProgressLine {
     const rate = done / secs;
     const eta = rate > 0 && total > done ? Math.ceil((total - done) / rate) : 0;
     const pct = total > 0 ? ` ${((100 * done) / total).toFixed(1)}%` : '';
-    this.out.write(`\r\x1b[K${phase}: ${done}/${total} events${pct}, ${Math.round(rate)}/s${eta ? `, ETA ${eta}s` : ''}`);
+    this.out.write(
+      `\r\x1b[K${phase}: ${done}/${total} events${pct}, ${Math.round(rate)}/s${eta ? `, ETA ${eta}s` : ''}`,
+    );
     this.shown = true;
   }
 

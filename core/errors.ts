@@ -18,7 +18,9 @@ export const ErrorCode = {
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
-/** Base of every error we raise: a code, a message that names the thing and the way out, and the original as `cause`. */
+/**
+ * Base of every error we raise: a code, a message that names the thing and the way out, and the original as `cause`.
+ */
 export class FlashbackError extends Error {
   readonly code: ErrorCode;
   /** True when retrying the same operation later may succeed (network, server restart). */
@@ -77,7 +79,9 @@ export class ProtocolError extends FlashbackError {
 export function isRetryable(err: unknown): boolean {
   if (err instanceof FlashbackError) return err.retryable;
   const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH'].includes(code);
+  return (
+    typeof code === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH'].includes(code)
+  );
 }
 
 /** One line for a human: the message, and the cause's message when it adds something. */

@@ -49,8 +49,21 @@ test('without a zone is local time', () => {
 test('local times in a DST gap or overlap are refused with the way out', () => {
   inZone('Europe/Berlin', () => {
     // 2026-03-29 02:30 does not exist in Berlin; 2026-10-25 02:30 happens twice.
-    assert.throws(() => parseCutoffTime('2026-03-29 02:30:00'), (e: unknown) => e instanceof InputError && e.code === ErrorCode.BadTime && /does not exist/.test(e.message) && /\+02:00/.test(e.message));
-    assert.throws(() => parseCutoffTime('2026-10-25 02:30:00'), (e: unknown) => e instanceof InputError && /happens twice/.test(e.message) && e.message.includes('2026-10-25T00:30:00.000Z or 2026-10-25T01:30:00.000Z'));
+    assert.throws(
+      () => parseCutoffTime('2026-03-29 02:30:00'),
+      (e: unknown) =>
+        e instanceof InputError &&
+        e.code === ErrorCode.BadTime &&
+        /does not exist/.test(e.message) &&
+        /\+02:00/.test(e.message),
+    );
+    assert.throws(
+      () => parseCutoffTime('2026-10-25 02:30:00'),
+      (e: unknown) =>
+        e instanceof InputError &&
+        /happens twice/.test(e.message) &&
+        e.message.includes('2026-10-25T00:30:00.000Z or 2026-10-25T01:30:00.000Z'),
+    );
     assert.equal(parseCutoffTime('2026-10-25 02:30:00+01:00'), Date.UTC(2026, 9, 25, 1, 30) * 1000);
     assert.equal(parseCutoffTime('2026-10-25 03:30:00'), Date.UTC(2026, 9, 25, 2, 30) * 1000);
   });
@@ -67,10 +80,30 @@ test('epoch seconds, milliseconds and microseconds by magnitude', () => {
 });
 
 test('anything else is BAD_TIME quoting the input and listing the forms', () => {
-  for (const bad of ['', 'yesterday', '2026-08-03', '2026-13-01 00:00:00', '2026-02-29 10:00:00', '2026-08-03 24:00:00', '2026-08-03 20:61:00', '2026-08-03 20:28:60', '2026-08-03T20:28:10+25:00', '-5', '1e9', '1785788890123456.5', '99999999999999999', '1969-12-31T23:59:59Z']) {
+  for (const bad of [
+    '',
+    'yesterday',
+    '2026-08-03',
+    '2026-13-01 00:00:00',
+    '2026-02-29 10:00:00',
+    '2026-08-03 24:00:00',
+    '2026-08-03 20:61:00',
+    '2026-08-03 20:28:60',
+    '2026-08-03T20:28:10+25:00',
+    '-5',
+    '1e9',
+    '1785788890123456.5',
+    '99999999999999999',
+    '1969-12-31T23:59:59Z',
+  ]) {
     assert.throws(
       () => parseCutoffTime(bad),
-      (e: unknown) => e instanceof InputError && e.code === ErrorCode.BadTime && e.message.startsWith(`time "${bad}"`) && e.message.includes('epoch seconds') && e.message.includes('2026-08-03T20:28:10Z'),
+      (e: unknown) =>
+        e instanceof InputError &&
+        e.code === ErrorCode.BadTime &&
+        e.message.startsWith(`time "${bad}"`) &&
+        e.message.includes('epoch seconds') &&
+        e.message.includes('2026-08-03T20:28:10Z'),
       bad,
     );
   }

@@ -6,7 +6,8 @@ const ACCEPTED =
   'or epoch seconds, milliseconds or microseconds (1785788890, 1785788890.5, 1785788890123, 1785788890123456)';
 
 // Y-M-D, T or space, h:m[:s[.frac]], optional zone. Groups: 1 y, 2 mo, 3 d, 4 h, 5 mi, 6 s, 7 frac, 8 zone.
-const DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?\s*([Zz]|[+-]\d{2}(?::?\d{2})?)?$/;
+const DATE_TIME =
+  /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?\s*([Zz]|[+-]\d{2}(?::?\d{2})?)?$/;
 const EPOCH = /^(\d+)(?:\.(\d+))?$/;
 
 /** Epoch values below this are seconds (until year 5138), below {@link MS_LIMIT} milliseconds, else microseconds. */
@@ -48,7 +49,8 @@ export function parseCutoffTime(text: string): number {
 
 /** `2026-08-03T20:28:10.123456Z`: µs since the epoch as ISO 8601 in UTC with 6 fraction digits. */
 export function formatTsUs(us: number): string {
-  if (!Number.isSafeInteger(us)) throw new InputError(ErrorCode.BadTime, `timestamp ${us} µs is not a safe integer number of microseconds`);
+  if (!Number.isSafeInteger(us))
+    throw new InputError(ErrorCode.BadTime, `timestamp ${us} µs is not a safe integer number of microseconds`);
   const ms = Math.floor(us / 1000);
   const subMs = us - ms * 1000;
   return new Date(ms).toISOString().replace(/Z$/, `${String(subMs).padStart(3, '0')}Z`);
@@ -106,21 +108,42 @@ function zoneOffsetMinutes(text: string, zone: string): number {
  */
 function localToUtcMs(text: string, f: WallClock, wallMs: number): number {
   const offsets = new Set<number>();
-  for (const probe of [wallMs - 86_400_000, wallMs, wallMs + 86_400_000]) offsets.add(new Date(probe).getTimezoneOffset());
+  for (const probe of [wallMs - 86_400_000, wallMs, wallMs + 86_400_000])
+    offsets.add(new Date(probe).getTimezoneOffset());
   const instants = new Set<number>();
   for (const off of offsets) {
     const t = wallMs + off * 60_000;
     const d = new Date(t);
-    if (d.getFullYear() === f.y && d.getMonth() === f.mo - 1 && d.getDate() === f.d && d.getHours() === f.h && d.getMinutes() === f.mi && d.getSeconds() === f.s) {
+    if (
+      d.getFullYear() === f.y &&
+      d.getMonth() === f.mo - 1 &&
+      d.getDate() === f.d &&
+      d.getHours() === f.h &&
+      d.getMinutes() === f.mi &&
+      d.getSeconds() === f.s
+    ) {
       instants.add(t);
     }
   }
   if (instants.size === 1) return [...instants][0]!;
-  if (instants.size === 0) throw badTime(text, 'that local time does not exist (the clock skips it for daylight saving); add a zone offset such as +02:00');
-  const shown = [...instants].sort((a, b) => a - b).map((t) => new Date(t).toISOString()).join(' or ');
-  throw badTime(text, `that local time happens twice (daylight saving ends): ${shown}; add a zone offset such as +02:00`);
+  if (instants.size === 0)
+    throw badTime(
+      text,
+      'that local time does not exist (the clock skips it for daylight saving); add a zone offset such as +02:00',
+    );
+  const shown = [...instants]
+    .sort((a, b) => a - b)
+    .map((t) => new Date(t).toISOString())
+    .join(' or ');
+  throw badTime(
+    text,
+    `that local time happens twice (daylight saving ends): ${shown}; add a zone offset such as +02:00`,
+  );
 }
 
 function badTime(text: string, why?: string): InputError {
-  return new InputError(ErrorCode.BadTime, `time "${text}" ${why ? `is not valid: ${why}` : 'is not a time we read'}; ${ACCEPTED}`);
+  return new InputError(
+    ErrorCode.BadTime,
+    `time "${text}" ${why ? `is not valid: ${why}` : 'is not a time we read'}; ${ACCEPTED}`,
+  );
 }

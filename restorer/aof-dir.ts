@@ -31,7 +31,10 @@ export interface AofDirPaths {
 
 /** Options of {@link createAofDir}. */
 export interface CreateAofDirOptions {
-  /** List a base RDB in the manifest (write it with {@link writeBaseRdb} before loading). Without one the history starts from an empty dataset: Redis 7.0 loads a manifest with only an incr file (checked on 7.0.15). @default true */
+  /**
+   * List a base RDB in the manifest (write it with {@link writeBaseRdb} before loading). Without one the history starts
+   * from an empty dataset: Redis 7.0 loads a manifest with only an incr file (checked on 7.0.15). @default true
+   */
   base?: boolean;
 }
 
@@ -46,7 +49,10 @@ export async function createAofDir(dir: string, options: CreateAofDirOptions = {
   await mkdir(aofDir, { recursive: true });
   const present = await readdir(aofDir);
   if (present.length > 0) {
-    throw new InputError(ErrorCode.BadInput, `AOF dir ${aofDir} is not empty (${present.slice(0, 3).join(', ')}${present.length > 3 ? ' …' : ''}); restore into a new, empty directory`);
+    throw new InputError(
+      ErrorCode.BadInput,
+      `AOF dir ${aofDir} is not empty (${present.slice(0, 3).join(', ')}${present.length > 3 ? ' …' : ''}); restore into a new, empty directory`,
+    );
   }
   const paths: AofDirPaths = {
     dir,
@@ -62,7 +68,9 @@ export async function createAofDir(dir: string, options: CreateAofDirOptions = {
   return paths;
 }
 
-/** Bytes of an RDB: a Node stream, a web ReadableStream (e.g. a NATS object store get) or any async iterable of chunks. */
+/**
+ * Bytes of an RDB: a Node stream, a web ReadableStream (e.g. a NATS object store get) or any async iterable of chunks.
+ */
 export type RdbSource = AsyncIterable<Uint8Array> | NodeJS.ReadableStream | ReadableStream<Uint8Array>;
 
 /**
@@ -72,7 +80,9 @@ export type RdbSource = AsyncIterable<Uint8Array> | NodeJS.ReadableStream | Read
  */
 export async function writeBaseRdb(file: string, source: RdbSource): Promise<{ bytes: number }> {
   const counter = { bytes: 0 };
-  const chunks = isWebStream(source) ? Readable.fromWeb(source as import('node:stream/web').ReadableStream<Uint8Array>) : source;
+  const chunks = isWebStream(source)
+    ? Readable.fromWeb(source as import('node:stream/web').ReadableStream<Uint8Array>)
+    : source;
   await pipeline(checkRdbMagic(chunks as AsyncIterable<Uint8Array | string>, file, counter), createWriteStream(file));
   return counter;
 }
@@ -81,7 +91,11 @@ const RDB_MAGIC = Buffer.from('REDIS');
 /** "REDIS" and 4 version digits. */
 const RDB_HEADER_BYTES = 9;
 
-async function* checkRdbMagic(source: AsyncIterable<Uint8Array | string>, file: string, counter: { bytes: number }): AsyncGenerator<Buffer> {
+async function* checkRdbMagic(
+  source: AsyncIterable<Uint8Array | string>,
+  file: string,
+  counter: { bytes: number },
+): AsyncGenerator<Buffer> {
   let head: Buffer | undefined = Buffer.alloc(0);
   for await (const c of source) {
     const b = typeof c === 'string' ? Buffer.from(c, 'latin1') : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
@@ -103,7 +117,9 @@ function assertRdbHeader(head: Buffer, file: string): void {
   const version = head.toString('latin1', 5, RDB_HEADER_BYTES);
   if (head.length < RDB_HEADER_BYTES || !head.subarray(0, 5).equals(RDB_MAGIC) || !/^\d{4}$/.test(version)) {
     const shown = JSON.stringify(head.toString('latin1', 0, Math.min(head.length, 16)));
-    throw new ProtocolError(`baseline for ${file} is not an RDB (starts with ${shown}, expected "REDIS0…"); check that the baseline object is complete and not a tail`);
+    throw new ProtocolError(
+      `baseline for ${file} is not an RDB (starts with ${shown}, expected "REDIS0…"); check that the baseline object is complete and not a tail`,
+    );
   }
 }
 

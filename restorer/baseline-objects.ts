@@ -2,7 +2,10 @@ import type { ObjectStore } from '@nats-io/obj';
 import { ErrorCode, FlashbackError } from '../core/errors.js';
 
 function missing(name: string): FlashbackError {
-  return new FlashbackError(ErrorCode.NotFound, `baseline object "${name}" is missing from the object store (deleted by retention?)`);
+  return new FlashbackError(
+    ErrorCode.NotFound,
+    `baseline object "${name}" is missing from the object store (deleted by retention?)`,
+  );
 }
 
 /** A baseline object (the RDB) as a stream. */

@@ -1,4 +1,5 @@
-// What a restore server's log says about a failed load: the reason line and the command it names, matched against what the restore wrote.
+// What a restore server's log says about a failed load: the reason line and the command it names, matched against what
+// the restore wrote.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { encodeCommand } from '../core/redis/resp.js';
@@ -23,7 +24,10 @@ argv[3]: '"A"'
 test('a crash report gives the reason and the argv, unescaped to bytes', () => {
   const f = parseLoadFailure(CRASH);
   assert.equal(f.reason, 'Redis aborting for OUT OF MEMORY. Allocating 9223372036854775826 bytes!');
-  assert.deepEqual(f.argv?.map((a) => a.bytes), [Buffer.from('SETRANGE'), Buffer.from('k\x00\n"q', 'latin1'), Buffer.from('9223372036854775807'), Buffer.from('A')]);
+  assert.deepEqual(
+    f.argv?.map((a) => a.bytes),
+    [Buffer.from('SETRANGE'), Buffer.from('k\x00\n"q', 'latin1'), Buffer.from('9223372036854775807'), Buffer.from('A')],
+  );
   const key = Buffer.from('k\x00\n"q', 'latin1');
   assert.ok(matchesFailure(encodeCommand(['setrange', key, '9223372036854775807', 'A']), f));
   assert.ok(!matchesFailure(encodeCommand(['SETRANGE', key, '1', 'A']), f));
@@ -33,16 +37,22 @@ test('a crash report gives the reason and the argv, unescaped to bytes', () => {
 
 test('an argument the report cut at 128 bytes matches by its prefix', () => {
   const long = 'x'.repeat(300);
-  const f = parseLoadFailure(`x # Guru Meditation: boom #a.c:1\n------ CURRENT CLIENT INFO ------\nargv[0]: '"APPEND"'\nargv[1]: '"k"'\nargv[2]: '"${long.slice(0, 128)}"'\n`);
+  const f = parseLoadFailure(
+    `x # Guru Meditation: boom #a.c:1\n------ CURRENT CLIENT INFO ------\nargv[0]: '"APPEND"'\nargv[1]: '"k"'\nargv[2]: '"${long.slice(0, 128)}"'\n`,
+  );
   assert.ok(matchesFailure(encodeCommand(['APPEND', 'k', long]), f));
   assert.ok(!matchesFailure(encodeCommand(['APPEND', 'k', `y${long}`]), f));
 });
 
 test('an unknown command is named; a log without either names nothing but still says why', () => {
-  const unknown = parseLoadFailure("1:M 03 Dec 2026 20:00:00.000 # Unknown command 'HSETEX' reading the append only file appendonly.aof.1.incr.aof\n");
+  const unknown = parseLoadFailure(
+    "1:M 03 Dec 2026 20:00:00.000 # Unknown command 'HSETEX' reading the append only file appendonly.aof.1.incr.aof\n",
+  );
   assert.equal(unknown.unknownCommand, 'HSETEX');
   assert.ok(matchesFailure(encodeCommand(['hsetex', 'h', 'PXAT', '1', 'FIELDS', '1', 'a', 'b']), unknown));
-  const bare = parseLoadFailure('1:M 03 Dec 2026 20:00:00.000 # Server initialized\n1:M 03 Dec 2026 20:00:00.000 # Something odd happened\n');
+  const bare = parseLoadFailure(
+    '1:M 03 Dec 2026 20:00:00.000 # Server initialized\n1:M 03 Dec 2026 20:00:00.000 # Something odd happened\n',
+  );
   assert.equal(bare.reason, 'Something odd happened');
   assert.equal(bare.argv, undefined);
   assert.ok(!matchesFailure(encodeCommand(['SET', 'k', 'v']), bare));
@@ -51,5 +61,8 @@ test('an unknown command is named; a log without either names nothing but still 
 
 test('shortArgs keeps people-sized text', () => {
   assert.equal(shortArgs([Buffer.from('SET'), Buffer.from([0, 255]), Buffer.from('v')]), 'SET \\x00\\xff v');
-  assert.match(shortArgs([Buffer.from('SET'), Buffer.from('k'), Buffer.alloc(1000, 0x61)]), /^SET k a{64}…\(1000 bytes\)$/);
+  assert.match(
+    shortArgs([Buffer.from('SET'), Buffer.from('k'), Buffer.alloc(1000, 0x61)]),
+    /^SET k a{64}…\(1000 bytes\)$/,
+  );
 });

@@ -70,7 +70,9 @@ export function parseLoadFailure(log: string): LoadFailure {
 
 function lastWarning(log: string): string | undefined {
   const warnings = [...log.matchAll(/^\d+:[A-Z] .*? # (.*)$/gm)].map((m) => m[1]!);
-  return warnings.filter((w) => !/WARNING|oO0OoO0OoO0Oo|Redis version=|Configuration loaded|Server initialized/.test(w)).pop();
+  return warnings
+    .filter((w) => !/WARNING|oO0OoO0OoO0Oo|Redis version=|Configuration loaded|Server initialized/.test(w))
+    .pop();
 }
 
 /** Reads a restore server's log file; '' when it is gone. */
@@ -87,7 +89,9 @@ export function matchesFailure(written: Buffer, failure: LoadFailure): boolean {
     const shown = failure.argv;
     if (shown.length < argv.length && shown.length < 128) return false;
     if (shown.length > argv.length) return false;
-    return shown.every((s, i) => i === 0 || (s.cut ? argv[i]!.subarray(0, s.bytes.length).equals(s.bytes) : argv[i]!.equals(s.bytes)));
+    return shown.every(
+      (s, i) => i === 0 || (s.cut ? argv[i]!.subarray(0, s.bytes.length).equals(s.bytes) : argv[i]!.equals(s.bytes)),
+    );
   }
   if (failure.unknownCommand !== undefined) return commandName(written) === failure.unknownCommand.toLowerCase();
   return false;

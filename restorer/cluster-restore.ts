@@ -11,7 +11,14 @@ import { startRedisServer } from '../core/servers/redis-server.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
 import { formatTsUs, parseCutoffTime } from '../core/time.js';
 import { openKeyTarget, type KeyTarget } from './key-target.js';
-import { assertDbsFit, copyKeys, KeyConflictError, prepareTarget, saveRdb, TargetNotEmptyError } from './materialize.js';
+import {
+  assertDbsFit,
+  copyKeys,
+  KeyConflictError,
+  prepareTarget,
+  saveRdb,
+  TargetNotEmptyError,
+} from './materialize.js';
 import { restore, type RestoreDeps, type RestoreDestination } from './restore.js';
 
 /** A cluster-wide restore: several nodes at one instant into one destination. */
@@ -26,7 +33,10 @@ export interface ClusterRestoreRequest extends RestoreDestination {
   db?: number;
   /** Shift every expiry by (restore time − cutoff). */
   keepTtlRelative?: boolean;
-  /** Node restores running at once (each reads its history and loads a scratch server); the copies run one by one. @default 2 */
+  /**
+   * Node restores running at once (each reads its history and loads a scratch server); the copies run one by one.
+   * @default 2
+   */
   concurrency?: number;
 }
 
@@ -46,17 +56,30 @@ export type { ClusterRestoreReport };
  * Every node's cutoff is resolved before any work, so an unknown node or an instant outside some node's windows
  * fails at once, naming that node; a non-empty target is refused then too, unless `flush`.
  */
-export async function clusterRestore(deps: RestoreDeps, req: ClusterRestoreRequest, onProgress: (p: RestoreProgress) => void = () => {}): Promise<ClusterRestoreReport> {
+export async function clusterRestore(
+  deps: RestoreDeps,
+  req: ClusterRestoreRequest,
+  onProgress: (p: RestoreProgress) => void = () => {},
+): Promise<ClusterRestoreReport> {
   const logger = deps.logger ?? silentLogger;
   const started = Date.now();
   const { nodes, concurrency = 2 } = req;
-  if (!Array.isArray(nodes) || nodes.length === 0) throw new InputError(ErrorCode.BadInput, 'name the nodes to restore: --node A --node B … (flashback windows lists them)');
+  if (!Array.isArray(nodes) || nodes.length === 0)
+    throw new InputError(
+      ErrorCode.BadInput,
+      'name the nodes to restore: --node A --node B … (flashback windows lists them)',
+    );
   const dup = nodes.find((n, i) => nodes.indexOf(n) !== i);
   if (dup !== undefined) throw new InputError(ErrorCode.BadInput, `node "${dup}" is named twice; name each node once`);
   const dests = [req.spawn !== undefined, req.target !== undefined, req.rdb !== undefined].filter(Boolean).length;
-  if (dests !== 1) throw new InputError(ErrorCode.BadInput, 'give exactly one destination: --spawn, --target URL or --rdb FILE');
+  if (dests !== 1)
+    throw new InputError(ErrorCode.BadInput, 'give exactly one destination: --spawn, --target URL or --rdb FILE');
   if (req.flush && req.target === undefined) throw new InputError(ErrorCode.BadInput, '--flush goes with --target');
-  if (req.to === undefined) throw new InputError(ErrorCode.BadInput, 'a restore of several nodes needs --to TIME: one instant for every node (a seq belongs to one node)');
+  if (req.to === undefined)
+    throw new InputError(
+      ErrorCode.BadInput,
+      'a restore of several nodes needs --to TIME: one instant for every node (a seq belongs to one node)',
+    );
   const askedUs = typeof req.to === 'number' ? req.to : parseCutoffTime(req.to);
   onProgress({ phase: 'resolve', events: 0, totalEvents: 0 });
 
@@ -71,10 +94,16 @@ export async function clusterRestore(deps: RestoreDeps, req: ClusterRestoreReque
       try {
         const present = await t.countKeys();
         if (present > 0 && !req.flush) {
-          throw new TargetNotEmptyError(`${t.cluster ? 'restore target Redis Cluster' : 'restore target'} ${t.shown} is not empty (${present} keys); restore into an empty instance, or add --flush to empty it first`, present);
+          throw new TargetNotEmptyError(
+            `${t.cluster ? 'restore target Redis Cluster' : 'restore target'} ${t.shown} is not empty (${present} keys); restore into an empty instance, or add --flush to empty it first`,
+            present,
+          );
         }
         if (t.cluster && req.db !== undefined && req.db !== 0) {
-          throw new InputError(ErrorCode.BadInput, `restore target ${t.shown} is a Redis Cluster, which has db 0 only; --db ${req.db} cannot go there`);
+          throw new InputError(
+            ErrorCode.BadInput,
+            `restore target ${t.shown} is a Redis Cluster, which has db 0 only; --db ${req.db} cannot go there`,
+          );
         }
       } finally {
         t.close();
@@ -85,10 +114,19 @@ export async function clusterRestore(deps: RestoreDeps, req: ClusterRestoreReque
     for (const node of nodes) cuts.push(await resolveCutoff(deps.events, node, { to: askedUs }));
     const totalEvents = cuts.reduce((n, c) => n + Math.max(0, c.seq - c.baselineSeq), 0);
     const done = cuts.map(() => 0);
-    const progress = (phase: RestoreProgress['phase']) => onProgress({ phase, events: done.reduce((a, b) => a + b, 0), totalEvents });
-    logger.info({ nodes, asked: formatTsUs(askedUs), cutoffs: cuts.map((c, i) => ({ node: nodes[i], epoch: c.epoch, seq: c.seq })) }, 'cluster restore resolved');
+    const progress = (phase: RestoreProgress['phase']) =>
+      onProgress({ phase, events: done.reduce((a, b) => a + b, 0), totalEvents });
+    logger.info(
+      {
+        nodes,
+        asked: formatTsUs(askedUs),
+        cutoffs: cuts.map((c, i) => ({ node: nodes[i], epoch: c.epoch, seq: c.seq })),
+      },
+      'cluster restore resolved',
+    );
 
-    // 1. Every node into an RDB file of its own, `concurrency` at a time; nothing is written anywhere until all succeeded.
+    // 1. Every node into an RDB file of its own, `concurrency` at a time; nothing is written anywhere until all
+    // succeeded.
     scratchRoot = await mkdtemp(path.join(os.tmpdir(), 'flashback-cluster-restore-'));
     const root = scratchRoot;
     const parts: RestoreReport[] = new Array(nodes.length);
@@ -96,10 +134,21 @@ export async function clusterRestore(deps: RestoreDeps, req: ClusterRestoreReque
     const worker = async () => {
       for (let i = next++; i < nodes.length; i = next++) {
         await mkdir(path.join(root, String(i)));
-        const report = await restore(deps, { node: nodes[i]!, to: askedUs, rdb: path.join(root, String(i), NODE_RDB), keys: req.keys, db: req.db, keepTtlRelative: req.keepTtlRelative }, (p) => {
-          done[i] = p.events;
-          progress(p.phase);
-        });
+        const report = await restore(
+          deps,
+          {
+            node: nodes[i]!,
+            to: askedUs,
+            rdb: path.join(root, String(i), NODE_RDB),
+            keys: req.keys,
+            db: req.db,
+            keepTtlRelative: req.keepTtlRelative,
+          },
+          (p) => {
+            done[i] = p.events;
+            progress(p.phase);
+          },
+        );
         const { rdb: _rdb, ...part } = report;
         parts[i] = part;
       }
@@ -109,7 +158,10 @@ export async function clusterRestore(deps: RestoreDeps, req: ClusterRestoreReque
     // 2. The destination, then each node's keys copied into it from a scratch server on its RDB.
     progress('copy');
     if (req.spawn !== undefined) {
-      const dir = path.join(deps.instancesDir ?? path.join(os.tmpdir(), 'flashback-instances'), `cluster-${askedUs}-${Date.now()}`);
+      const dir = path.join(
+        deps.instancesDir ?? path.join(os.tmpdir(), 'flashback-instances'),
+        `cluster-${askedUs}-${Date.now()}`,
+      );
       await mkdir(dir, { recursive: true });
       // Appendonly like a single-node spawned instance: the restored data survives a restart of the instance.
       dest = await startRedisServer({ dir, port: req.spawn.port, detached: true, args: ['--appendonly', 'yes'] });
@@ -121,14 +173,20 @@ export async function clusterRestore(deps: RestoreDeps, req: ClusterRestoreReque
     if (target.cluster && req.db !== 0) {
       // Every node's data must fit before --flush empties anything or a first node is copied.
       for (let i = 0; i < nodes.length; i++) {
-        await using scratch = await startRedisServer({ dir: path.join(root, String(i)), args: ['--dbfilename', NODE_RDB] });
+        await using scratch = await startRedisServer({
+          dir: path.join(root, String(i)),
+          args: ['--dbfilename', NODE_RDB],
+        });
         await assertDbsFit(scratch.url, target).catch((err: unknown) => {
-          throw err instanceof FlashbackError ? new FlashbackError(err.code, `node "${nodes[i]}": ${err.message}`, { cause: err }) : err;
+          throw err instanceof FlashbackError
+            ? new FlashbackError(err.code, `node "${nodes[i]}": ${err.message}`, { cause: err })
+            : err;
         });
       }
     }
     await prepareTarget(target, req.flush ?? false);
-    for (let i = 0; i < nodes.length; i++) await copyNode(path.join(root, String(i)), nodes, i, askedUs, target, req.target !== undefined);
+    for (let i = 0; i < nodes.length; i++)
+      await copyNode(path.join(root, String(i)), nodes, i, askedUs, target, req.target !== undefined);
 
     progress('verify');
     const summary = await target.summary();
@@ -174,14 +232,24 @@ const NODE_RDB = 'node.rdb';
  * A key already there came from an earlier node: the error names the key and those nodes, and, for an operator's
  * target (`kept`), what it holds now.
  */
-async function copyNode(dir: string, nodes: string[], i: number, askedUs: number, target: KeyTarget, kept: boolean): Promise<void> {
+async function copyNode(
+  dir: string,
+  nodes: string[],
+  i: number,
+  askedUs: number,
+  target: KeyTarget,
+  kept: boolean,
+): Promise<void> {
   const node = nodes[i]!;
   const scratch = await startRedisServer({ dir, args: ['--dbfilename', NODE_RDB] });
   try {
     await copyKeys(scratch.url, target, { replace: false });
   } catch (err) {
     const before = nodes.slice(0, i).map((n) => `"${n}"`);
-    const partly = kept && i > 0 ? `; ${target.shown} now holds the keys of node${i === 1 ? '' : 's'} ${before.join(', ')} and part of "${node}"'s` : '';
+    const partly =
+      kept && i > 0
+        ? `; ${target.shown} now holds the keys of node${i === 1 ? '' : 's'} ${before.join(', ')} and part of "${node}"'s`
+        : '';
     if (err instanceof KeyConflictError) {
       const holders = i === 1 ? `node ${before[0]}` : `one of the nodes ${before.join(', ')}`;
       throw new FlashbackError(
@@ -190,7 +258,8 @@ async function copyNode(dir: string, nodes: string[], i: number, askedUs: number
         { cause: err },
       );
     }
-    if (err instanceof FlashbackError && i > 0) throw new FlashbackError(err.code, `node "${node}": ${err.message}${partly}`, { cause: err });
+    if (err instanceof FlashbackError && i > 0)
+      throw new FlashbackError(err.code, `node "${node}": ${err.message}${partly}`, { cause: err });
     throw err;
   } finally {
     await scratch.stop();
@@ -200,16 +269,38 @@ async function copyNode(dir: string, nodes: string[], i: number, askedUs: number
 /**
  * Runs one restore job request: {@link clusterRestore} when it names `nodes`, {@link restore} for one `node`.
  */
-export async function runRestoreRequest(deps: RestoreDeps, req: RestoreJobRequest, onProgress: (p: RestoreProgress) => void = () => {}): Promise<RestoreReport | ClusterRestoreReport> {
+export async function runRestoreRequest(
+  deps: RestoreDeps,
+  req: RestoreJobRequest,
+  onProgress: (p: RestoreProgress) => void = () => {},
+): Promise<RestoreReport | ClusterRestoreReport> {
   const { node, nodes, to, ...rest } = req;
   if (nodes !== undefined) {
     if (node !== undefined) throw new InputError(ErrorCode.BadInput, 'give exactly one of node and nodes');
     if (rest.toSeq !== undefined || rest.beforeSeq !== undefined || rest.epoch !== undefined) {
-      throw new InputError(ErrorCode.BadInput, 'a restore of several nodes takes --to TIME only: a seq belongs to one node');
+      throw new InputError(
+        ErrorCode.BadInput,
+        'a restore of several nodes takes --to TIME only: a seq belongs to one node',
+      );
     }
-    return clusterRestore(deps, { nodes, to: to!, spawn: rest.spawn, target: rest.target, flush: rest.flush, rdb: rest.rdb, keys: rest.keys, db: rest.db, keepTtlRelative: rest.keepTtlRelative }, onProgress);
+    return clusterRestore(
+      deps,
+      {
+        nodes,
+        to: to!,
+        spawn: rest.spawn,
+        target: rest.target,
+        flush: rest.flush,
+        rdb: rest.rdb,
+        keys: rest.keys,
+        db: rest.db,
+        keepTtlRelative: rest.keepTtlRelative,
+      },
+      onProgress,
+    );
   }
-  if (node === undefined) throw new InputError(ErrorCode.BadInput, 'name the node to restore (node) or the nodes (nodes)');
+  if (node === undefined)
+    throw new InputError(ErrorCode.BadInput, 'name the node to restore (node) or the nodes (nodes)');
   return restore(deps, { ...rest, node, to }, onProgress);
 }
 

@@ -6,7 +6,6 @@ import type { ReplayItem } from '../core/store/event-store.js';
 
 export type { ReplayItem };
 
-
 /** What {@link IncrWriter.end} reports. */
 export interface IncrWriteResult {
   /** Items written with {@link IncrWriter.write}. */
@@ -49,7 +48,10 @@ export class IncrWriter {
     this.chunkBytes = options.chunkBytes ?? 65_536;
   }
 
-  /** The baseline's replication tail (already RESP, with its own SELECTs). After it the db is unknown, so the next item SELECTs. */
+  /**
+   * The baseline's replication tail (already RESP, with its own SELECTs). After it the db is unknown, so the next item
+   * SELECTs.
+   */
   async writeTail(tail: Buffer): Promise<void> {
     this.endTxInternal();
     this.push(tail);
@@ -136,7 +138,8 @@ export class IncrWriter {
   }
 
   private assertOpen(): void {
-    if (this.ended) throw new FlashbackError(ErrorCode.Internal, 'IncrWriter: written to after end(); use one writer per incr file');
+    if (this.ended)
+      throw new FlashbackError(ErrorCode.Internal, 'IncrWriter: written to after end(); use one writer per incr file');
   }
 }
 

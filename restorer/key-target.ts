@@ -69,7 +69,10 @@ export async function openKeyTarget(url: string, flag = '--target'): Promise<Key
   }
 }
 
-/** Connects one ioredis client that never reconnects or retries on its own; ConnectionError naming `flag` when it cannot. */
+/**
+ * Connects one ioredis client that never reconnects or retries on its own; ConnectionError naming `flag` when it
+ * cannot.
+ */
 export async function connectRedis(t: RedisTarget, flag = '--redis'): Promise<Redis> {
   const r = new Redis({
     host: t.host,
@@ -88,7 +91,10 @@ export async function connectRedis(t: RedisTarget, flag = '--redis'): Promise<Re
     await r.connect();
   } catch (cause) {
     r.disconnect();
-    throw new ConnectionError(`cannot connect to Redis at ${redactedRedisUrl(t)} (${describeError(cause)}); check that it runs and that ${flag} is right`, { cause });
+    throw new ConnectionError(
+      `cannot connect to Redis at ${redactedRedisUrl(t)} (${describeError(cause)}); check that it runs and that ${flag} is right`,
+      { cause },
+    );
   }
   return r;
 }
@@ -160,9 +166,17 @@ class ClusterTarget implements KeyTarget {
     const shown = redactedRedisUrl(t);
     const state = /^cluster_state:(\w+)/m.exec(String(await seed.call('CLUSTER', 'INFO')))?.[1];
     if (state !== 'ok') {
-      throw new FlashbackError(ErrorCode.BadInput, `restore target ${shown} is a Redis Cluster in cluster_state:${state ?? 'unknown'}; restore into a healthy cluster (CLUSTER INFO says cluster_state:ok)`);
+      throw new FlashbackError(
+        ErrorCode.BadInput,
+        `restore target ${shown} is a Redis Cluster in cluster_state:${state ?? 'unknown'}; restore into a healthy cluster (CLUSTER INFO says cluster_state:ok)`,
+      );
     }
-    const ranges = (await seed.call('CLUSTER', 'SLOTS')) as [number, number, [string, number, ...unknown[]], ...unknown[]][];
+    const ranges = (await seed.call('CLUSTER', 'SLOTS')) as [
+      number,
+      number,
+      [string, number, ...unknown[]],
+      ...unknown[],
+    ][];
     const owner = new Int16Array(CLUSTER_SLOTS).fill(-1);
     const byAddr = new Map<string, { host: string; port: number; slots: [number, number][] }>();
     for (const [from, to, [host, port]] of ranges) {
@@ -178,12 +192,20 @@ class ClusterTarget implements KeyTarget {
       for (const [from, to] of m.slots) for (let s = from; s <= to; s++) owner[s] = i;
     });
     const unserved = owner.indexOf(-1);
-    if (unserved >= 0) throw new FlashbackError(ErrorCode.BadInput, `restore target ${shown} is a Redis Cluster that serves no master for slot ${unserved}; restore into a cluster with every slot assigned`);
+    if (unserved >= 0)
+      throw new FlashbackError(
+        ErrorCode.BadInput,
+        `restore target ${shown} is a Redis Cluster that serves no master for slot ${unserved}; restore into a cluster with every slot assigned`,
+      );
     const masters: Master[] = [];
     try {
       for (const m of entries) {
         const mt: RedisTarget = { ...t, host: m.host, port: m.port, db: 0 };
-        masters.push({ r: await connectRedis(mt, `${flag} (cluster master ${m.host}:${m.port})`), shown: redactedRedisUrl(mt), slots: m.slots.sort((a, b) => a[0] - b[0]) });
+        masters.push({
+          r: await connectRedis(mt, `${flag} (cluster master ${m.host}:${m.port})`),
+          shown: redactedRedisUrl(mt),
+          slots: m.slots.sort((a, b) => a[0] - b[0]),
+        });
       }
     } catch (err) {
       for (const m of masters) m.r.disconnect();
@@ -207,7 +229,11 @@ class ClusterTarget implements KeyTarget {
   }
 
   async restore(db: number, entries: RestoreEntry[], replace: boolean): Promise<(Error | null)[]> {
-    if (db !== 0) throw new FlashbackError(ErrorCode.BadInput, `restore target ${this.shown} is a Redis Cluster, which has db 0 only; cannot write keys of db ${db}`);
+    if (db !== 0)
+      throw new FlashbackError(
+        ErrorCode.BadInput,
+        `restore target ${this.shown} is a Redis Cluster, which has db 0 only; cannot write keys of db ${db}`,
+      );
     const groups = this.masters.map(() => [] as number[]);
     entries.forEach((e, i) => groups[this.owner[keySlot(e.key)]!]!.push(i));
     const out: (Error | null)[] = new Array(entries.length).fill(null);
@@ -226,7 +252,12 @@ class ClusterTarget implements KeyTarget {
   async summary(): Promise<TargetNodeSummary[]> {
     const out: TargetNodeSummary[] = [];
     for (const m of this.masters) {
-      out.push({ url: m.shown, slots: m.slots, keys: sum(keyspaceCounts(String(await m.r.call('INFO', 'keyspace'))).values()), digest: await digestOrEmpty(m.r) });
+      out.push({
+        url: m.shown,
+        slots: m.slots,
+        keys: sum(keyspaceCounts(String(await m.r.call('INFO', 'keyspace'))).values()),
+        digest: await digestOrEmpty(m.r),
+      });
     }
     return out;
   }
@@ -237,7 +268,13 @@ class ClusterTarget implements KeyTarget {
 }
 
 function restoreArgs(e: RestoreEntry, replace: boolean): (Buffer | number | string)[] {
-  return [e.key, e.expireAtMs > 0 ? e.expireAtMs : 0, e.payload, ...(replace ? ['REPLACE'] : []), ...(e.expireAtMs > 0 ? ['ABSTTL'] : [])];
+  return [
+    e.key,
+    e.expireAtMs > 0 ? e.expireAtMs : 0,
+    e.payload,
+    ...(replace ? ['REPLACE'] : []),
+    ...(e.expireAtMs > 0 ? ['ABSTTL'] : []),
+  ];
 }
 
 async function digestOrEmpty(r: Redis): Promise<string> {

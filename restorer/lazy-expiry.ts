@@ -41,7 +41,8 @@ export class LazyExpiryReorder {
   /**
    * @param out where events (and their guards, same db and tx) go, in order
    * @param windowUs how far back an expiration notification may reach. @default 2 s
-   * @param maxHeld at most this many events are held, whatever their times (bounds memory and the scan per expiration). @default 20_000
+   * @param maxHeld at most this many events are held, whatever their times (bounds memory and the scan per expiration).
+   * @default 20_000
    */
   constructor(
     private readonly out: (item: ReplayItem) => Promise<void>,
@@ -52,7 +53,10 @@ export class LazyExpiryReorder {
   async push(event: StoredEvent): Promise<void> {
     if (event.kind === 'expired') this.guardBefore(event);
     this.held.push({ event, guards: [] });
-    while (this.head < this.held.length && (this.held.length - this.head > this.maxHeld || this.held[this.head]!.event.tsUs < event.tsUs - this.windowUs)) {
+    while (
+      this.head < this.held.length &&
+      (this.held.length - this.head > this.maxHeld || this.held[this.head]!.event.tsUs < event.tsUs - this.windowUs)
+    ) {
       await this.release(this.held[this.head++]!);
     }
     if (this.head > 4_096 && this.head * 2 > this.held.length) {
@@ -61,7 +65,9 @@ export class LazyExpiryReorder {
     }
   }
 
-  /** An expiration stored after the cutoff: it may still belong before events that are not (the notification came late). */
+  /**
+   * An expiration stored after the cutoff: it may still belong before events that are not (the notification came late).
+   */
   lookahead(expired: StoredEvent): void {
     this.guardBefore(expired);
   }
@@ -92,4 +98,3 @@ export class LazyExpiryReorder {
     await this.out(event);
   }
 }
-

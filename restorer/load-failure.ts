@@ -7,7 +7,9 @@ import { formatTsUs } from '../core/time.js';
 import { findBrokenEvent, parseLoadFailure, readServerLog, recordBrokenEvent, shortArgs } from './broken-events.js';
 import type { AofLoadError } from './materialize.js';
 
-/** A restore whose AOF did not load: the event that broke it when the server's log names one, and where the files are. */
+/**
+ * A restore whose AOF did not load: the event that broke it when the server's log names one, and where the files are.
+ */
 export class RestoreLoadError extends FlashbackError {
   /** The restore's files (AOF dir and the server's log `redis.log`), kept for a look. */
   readonly dir: string;
@@ -36,19 +38,46 @@ export async function explainLoadFailure(o: {
 }): Promise<RestoreLoadError> {
   const { events, node, cut, dir, err, logger } = o;
   const failure = parseLoadFailure((await readServerLog(path.join(dir, 'redis.log'))) || err.logTail);
-  const found = await findBrokenEvent(events.replayItems(node, cut.epoch, cut.baselineSeq, cut.seq), failure, o.write).catch(() => undefined);
+  const found = await findBrokenEvent(
+    events.replayItems(node, cut.epoch, cut.baselineSeq, cut.seq),
+    failure,
+    o.write,
+  ).catch(() => undefined);
   const kept = `its files are kept in ${dir} (redis.log has the server's report; remove the dir when done)`;
   if (!found) {
-    logger.error({ node, epoch: cut.epoch, cutoffSeq: cut.seq, reason: failure.reason, dir }, 'restore AOF did not load; the log names no replayed event');
-    return new RestoreLoadError(`restore of node "${node}" epoch ${cut.epoch} to seq ${cut.seq} did not load: redis-server said "${failure.reason}", naming no event of the history (the baseline's own tail, or an unknown cause); ${kept}`, { cause: err, dir });
+    logger.error(
+      { node, epoch: cut.epoch, cutoffSeq: cut.seq, reason: failure.reason, dir },
+      'restore AOF did not load; the log names no replayed event',
+    );
+    return new RestoreLoadError(
+      `restore of node "${node}" epoch ${cut.epoch} to seq ${cut.seq} did not load: redis-server said "${failure.reason}", naming no event of the history (the baseline's own tail, or an unknown cause); ${kept}`,
+      { cause: err, dir },
+    );
   }
   const { item, argv } = found;
   const command = argv[0]!.toString('latin1').toUpperCase();
   const args = shortArgs(argv);
-  const recorded = await recordBrokenEvent(events, { node, epoch: cut.epoch, seq: item.seq, ts_us: item.tsUs, command, args, reason: failure.reason, found_us: Date.now() * 1000 });
-  logger.error({ node, epoch: cut.epoch, seq: item.seq, command, args, reason: failure.reason, dir, recorded }, 'restore AOF did not load: an event broke it');
-  const before = item.seq > cut.baselineSeq + 1 ? `restore to before it (--before-seq ${item.seq}, ${formatTsUs(item.tsUs)}) for the state just before it` : 'restore to an earlier window for the state before it';
-  const later = recorded ? '; it is now recorded as broken: later restores past it skip it and warn, and `flashback windows` lists it' : '; recording it as broken failed, so later restores past it fail the same way';
+  const recorded = await recordBrokenEvent(events, {
+    node,
+    epoch: cut.epoch,
+    seq: item.seq,
+    ts_us: item.tsUs,
+    command,
+    args,
+    reason: failure.reason,
+    found_us: Date.now() * 1000,
+  });
+  logger.error(
+    { node, epoch: cut.epoch, seq: item.seq, command, args, reason: failure.reason, dir, recorded },
+    'restore AOF did not load: an event broke it',
+  );
+  const before =
+    item.seq > cut.baselineSeq + 1
+      ? `restore to before it (--before-seq ${item.seq}, ${formatTsUs(item.tsUs)}) for the state just before it`
+      : 'restore to an earlier window for the state before it';
+  const later = recorded
+    ? '; it is now recorded as broken: later restores past it skip it and warn, and `flashback windows` lists it'
+    : '; recording it as broken failed, so later restores past it fail the same way';
   return new RestoreLoadError(
     `restore of node "${node}" did not load: event seq ${item.seq} of epoch ${cut.epoch} (${formatTsUs(item.tsUs)}, ${args}) broke it — redis-server: "${failure.reason}"; ${before}${later}; ${kept}`,
     { cause: err, dir, event: { epoch: cut.epoch, seq: item.seq, tsUs: item.tsUs, command, args } },
@@ -57,5 +86,8 @@ export async function explainLoadFailure(o: {
 
 /** Report warnings for recorded broken events a restore skipped. */
 export function brokenWarnings(broken: BrokenEventRow[]): string[] {
-  return broken.map((b) => `event seq ${b.seq} (${formatTsUs(b.ts_us)}, ${b.args}) was skipped: a restore server could not load it ("${b.reason}"); if the source ran it rather than refused it, the restored data after it may differ`);
+  return broken.map(
+    (b) =>
+      `event seq ${b.seq} (${formatTsUs(b.ts_us)}, ${b.args}) was skipped: a restore server could not load it ("${b.reason}"); if the source ran it rather than refused it, the restored data after it may differ`,
+  );
 }

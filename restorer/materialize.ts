@@ -36,7 +36,10 @@ export interface LoadAofDirOptions {
   port?: number;
   /** Interface to bind. @default '127.0.0.1' */
   host?: string;
-  /** Keep the server running after our process exits (`--spawn`: the restored instance outlives `flashback restore`). @default false */
+  /**
+   * Keep the server running after our process exits (`--spawn`: the restored instance outlives `flashback restore`).
+   * @default false
+   */
   detached?: boolean;
   /** How long loading may take before we give up; a large history loads at roughly 1 M commands/s. @default 600_000 */
   readyTimeoutMs?: number;
@@ -60,15 +63,31 @@ export async function loadAofDir(dir: string, options: LoadAofDirOptions = {}): 
       host,
       detached,
       readyTimeoutMs,
-      args: ['--appendonly', 'yes', '--appenddirname', AOF_DIR_NAME, '--appendfilename', AOF_FILE_NAME, '--aof-load-truncated', 'no', ...args],
+      args: [
+        '--appendonly',
+        'yes',
+        '--appenddirname',
+        AOF_DIR_NAME,
+        '--appendfilename',
+        AOF_FILE_NAME,
+        '--aof-load-truncated',
+        'no',
+        ...args,
+      ],
     });
   } catch (err) {
     if (!(err instanceof ServerStartError)) throw err;
-    throw new AofLoadError(`restore AOF in ${path.join(dir, AOF_DIR_NAME)} did not load: ${err.message}`, { cause: err, logTail: err.logTail });
+    throw new AofLoadError(`restore AOF in ${path.join(dir, AOF_DIR_NAME)} did not load: ${err.message}`, {
+      cause: err,
+      logTail: err.logTail,
+    });
   }
 }
 
-/** `DEBUG DIGEST` of the whole dataset (40 hex digits; all zeros when empty). Needs `--enable-debug-command local`, which our servers have. */
+/**
+ * `DEBUG DIGEST` of the whole dataset (40 hex digits; all zeros when empty). Needs `--enable-debug-command local`,
+ * which our servers have.
+ */
 export async function digest(url: string): Promise<string> {
   return withRedis(url, async (r) => String(await r.call('DEBUG', 'DIGEST')));
 }
@@ -110,7 +129,10 @@ export async function expireDueKeys(url: string): Promise<number> {
 export interface CopyToTargetOptions {
   /** FLUSHALL the target first instead of refusing a non-empty one (`--flush`). @default false */
   flush?: boolean;
-  /** Keys per DUMP/RESTORE pipeline to start with; adapts to keep a batch's payloads near {@link CopyToTargetOptions.batchBytes}. @default 256 */
+  /**
+   * Keys per DUMP/RESTORE pipeline to start with; adapts to keep a batch's payloads near {@link
+   * CopyToTargetOptions.batchBytes}. @default 256
+   */
   batchKeys?: number;
   /** Payload bytes a batch aims at. @default 16_777_216 */
   batchBytes?: number;
@@ -122,9 +144,14 @@ export interface CopyToTargetOptions {
  * pipelined, keys and payloads as bytes. Keys whose expiry passes during the copy are not created on the target,
  * as absolute TTLs mean. A Redis Cluster target gets each key on the master serving its hash slot (see
  * {@link openKeyTarget}); it has db 0 only, so data in another db is refused before anything is written.
- * @throws TargetNotEmptyError when the target (any master of a Cluster) holds keys and `flush` is not set; nothing is written then.
+ * @throws TargetNotEmptyError when the target (any master of a Cluster) holds keys and `flush` is not set; nothing is
+ * written then.
  */
-export async function copyToTarget(fromUrl: string, targetUrl: string, options: CopyToTargetOptions = {}): Promise<{ keys: number }> {
+export async function copyToTarget(
+  fromUrl: string,
+  targetUrl: string,
+  options: CopyToTargetOptions = {},
+): Promise<{ keys: number }> {
   const { flush = false, ...batching } = options;
   const target = await openKeyTarget(targetUrl, '--target');
   try {
@@ -146,7 +173,10 @@ export async function prepareTarget(target: KeyTarget, flush: boolean): Promise<
   if (present === 0) return;
   if (!flush) {
     const what = target.cluster ? 'restore target Redis Cluster' : 'restore target';
-    throw new TargetNotEmptyError(`${what} ${target.shown} is not empty (${present} key${present === 1 ? '' : 's'}); restore into an empty server, or pass --flush to delete its data first`, present);
+    throw new TargetNotEmptyError(
+      `${what} ${target.shown} is not empty (${present} key${present === 1 ? '' : 's'}); restore into an empty server, or pass --flush to delete its data first`,
+      present,
+    );
   }
   await target.flushAll();
 }
@@ -166,44 +196,56 @@ export class KeyConflictError extends FlashbackError {
 
 /** Options of {@link copyKeys}. */
 export interface CopyKeysOptions extends Omit<CopyToTargetOptions, 'flush'> {
-  /** RESTORE … REPLACE: overwrite keys the target holds. Without it a key already there fails the copy with KeyConflictError. @default true */
+  /**
+   * RESTORE … REPLACE: overwrite keys the target holds. Without it a key already there fails the copy with
+   * KeyConflictError. @default true
+   */
   replace?: boolean;
 }
 
 /**
  * Copies every key of every db of `fromUrl` into an open target (DUMP + PEXPIRETIME → RESTORE … ABSTTL), keys and
  * payloads as bytes; the target's emptiness is the caller's business ({@link prepareTarget}).
- * @throws FlashbackError BAD_INPUT when the target is a Cluster and `fromUrl` holds keys outside db 0 (nothing written then);
+ * @throws FlashbackError BAD_INPUT when the target is a Cluster and `fromUrl` holds keys outside db 0 (nothing written
+ * then);
  *   KeyConflictError when `replace` is false and a key exists on the target.
  */
-export async function copyKeys(fromUrl: string, target: KeyTarget, options: CopyKeysOptions = {}): Promise<{ keys: number }> {
+export async function copyKeys(
+  fromUrl: string,
+  target: KeyTarget,
+  options: CopyKeysOptions = {},
+): Promise<{ keys: number }> {
   const { replace = true, batchBytes = 16_777_216 } = options;
   let batchKeys = options.batchKeys ?? 256;
-  return withRedis(fromUrl, async (from) => {
-    const dbs = await keyspace(from);
-    dbsFit(dbs, target);
-    let copied = 0;
-    for (const db of dbs.keys()) {
-      await from.select(db);
-      let cursor = '0';
-      let queue: Buffer[] = [];
-      do {
-        const [next, keys] = (await from.callBuffer('SCAN', cursor, 'COUNT', 1000)) as [Buffer, Buffer[]];
-        cursor = next.toString('latin1');
-        queue.push(...keys);
-        while (queue.length >= batchKeys || (cursor === '0' && queue.length > 0)) {
-          const batch = queue.slice(0, batchKeys);
-          queue = queue.slice(batch.length);
-          const { keys: n, bytes } = await copyBatch(from, target, db, batch, replace);
-          copied += n;
-          // Big values: fewer keys per round trip, so one batch never holds gigabytes; small ones: more.
-          if (bytes > batchBytes && batchKeys > 1) batchKeys = Math.max(1, batchKeys >> 1);
-          else if (bytes < batchBytes / 4 && batchKeys < 4096) batchKeys <<= 1;
-        }
-      } while (cursor !== '0');
-    }
-    return { keys: copied };
-  }, '--from');
+  return withRedis(
+    fromUrl,
+    async (from) => {
+      const dbs = await keyspace(from);
+      dbsFit(dbs, target);
+      let copied = 0;
+      for (const db of dbs.keys()) {
+        await from.select(db);
+        let cursor = '0';
+        let queue: Buffer[] = [];
+        do {
+          const [next, keys] = (await from.callBuffer('SCAN', cursor, 'COUNT', 1000)) as [Buffer, Buffer[]];
+          cursor = next.toString('latin1');
+          queue.push(...keys);
+          while (queue.length >= batchKeys || (cursor === '0' && queue.length > 0)) {
+            const batch = queue.slice(0, batchKeys);
+            queue = queue.slice(batch.length);
+            const { keys: n, bytes } = await copyBatch(from, target, db, batch, replace);
+            copied += n;
+            // Big values: fewer keys per round trip, so one batch never holds gigabytes; small ones: more.
+            if (bytes > batchBytes && batchKeys > 1) batchKeys = Math.max(1, batchKeys >> 1);
+            else if (bytes < batchBytes / 4 && batchKeys < 4096) batchKeys <<= 1;
+          }
+        } while (cursor !== '0');
+      }
+      return { keys: copied };
+    },
+    '--from',
+  );
 }
 
 /**
@@ -226,7 +268,13 @@ function dbsFit(dbs: Map<number, number>, target: KeyTarget): void {
   }
 }
 
-async function copyBatch(from: Redis, target: KeyTarget, db: number, keys: Buffer[], replace: boolean): Promise<{ keys: number; bytes: number }> {
+async function copyBatch(
+  from: Redis,
+  target: KeyTarget,
+  db: number,
+  keys: Buffer[],
+  replace: boolean,
+): Promise<{ keys: number; bytes: number }> {
   const read = from.pipeline();
   for (const k of keys) {
     read.callBuffer('DUMP', k);
@@ -238,7 +286,12 @@ async function copyBatch(from: Redis, target: KeyTarget, db: number, keys: Buffe
   for (let i = 0; i < keys.length; i++) {
     const [dumpErr, payload] = got[2 * i]!;
     const [ttlErr, expireAtMs] = got[2 * i + 1]!;
-    if (dumpErr || ttlErr) throw new FlashbackError(ErrorCode.Internal, `reading key "${readableBytes(keys[i]!)}" in db ${db} of the scratch server failed: ${describeError(dumpErr ?? ttlErr)}`, { cause: dumpErr ?? ttlErr });
+    if (dumpErr || ttlErr)
+      throw new FlashbackError(
+        ErrorCode.Internal,
+        `reading key "${readableBytes(keys[i]!)}" in db ${db} of the scratch server failed: ${describeError(dumpErr ?? ttlErr)}`,
+        { cause: dumpErr ?? ttlErr },
+      );
     // Gone meanwhile (DUMP nil / PEXPIRETIME -2): it expired, which is what the target must show too.
     if (payload === null || expireAtMs === -2) continue;
     const abs = Number(expireAtMs);
@@ -251,12 +304,24 @@ async function copyBatch(from: Redis, target: KeyTarget, db: number, keys: Buffe
     if (!err) return;
     const key = readableBytes(entries[i]!.key);
     if (!replace && /^BUSYKEY/.test(err.message)) {
-      throw new KeyConflictError(`key "${key}" in db ${db} exists on ${target.shown} already; nothing overwrites it without REPLACE`, entries[i]!.key, db);
+      throw new KeyConflictError(
+        `key "${key}" in db ${db} exists on ${target.shown} already; nothing overwrites it without REPLACE`,
+        entries[i]!.key,
+        db,
+      );
     }
     if (/^(MOVED|ASK|CLUSTERDOWN|TRYAGAIN)\b/.test(err.message)) {
-      throw new FlashbackError(ErrorCode.Internal, `RESTORE of key "${key}" into Redis Cluster ${target.shown} was answered "${err.message}": its slots moved during the copy (resharding or failover?); restore again once the cluster is stable`, { cause: err });
+      throw new FlashbackError(
+        ErrorCode.Internal,
+        `RESTORE of key "${key}" into Redis Cluster ${target.shown} was answered "${err.message}": its slots moved during the copy (resharding or failover?); restore again once the cluster is stable`,
+        { cause: err },
+      );
     }
-    throw new FlashbackError(ErrorCode.Internal, `RESTORE of key "${key}" into db ${db} of the target failed: ${err.message}; the target must run Redis 7.0 or newer (it has to read the scratch server's DUMP format) and accept the key's db`, { cause: err });
+    throw new FlashbackError(
+      ErrorCode.Internal,
+      `RESTORE of key "${key}" into db ${db} of the target failed: ${err.message}; the target must run Redis 7.0 or newer (it has to read the scratch server's DUMP format) and accept the key's db`,
+      { cause: err },
+    );
   });
   return { keys: entries.length, bytes };
 }
@@ -277,7 +342,11 @@ export async function saveRdb(url: string, dir: string, file: string): Promise<{
     await rename(tmp, file);
   } catch (err) {
     await rm(tmp, { force: true });
-    throw new FlashbackError(ErrorCode.Storage, `cannot write the restored RDB to ${file}: ${describeError(err)}; check that its directory exists and is writable`, { cause: err });
+    throw new FlashbackError(
+      ErrorCode.Storage,
+      `cannot write the restored RDB to ${file}: ${describeError(err)}; check that its directory exists and is writable`,
+      { cause: err },
+    );
   }
   return { bytes: (await stat(file)).size };
 }
@@ -321,7 +390,11 @@ return moved
  * `shiftMs` (restore time − cutoff), so keys alive at the cutoff come back with the TTL they had then.
  */
 export function keepTtlRelativeScript(shiftMs: number): Buffer {
-  if (!Number.isSafeInteger(shiftMs)) throw new FlashbackError(ErrorCode.BadInput, `keep-ttl-relative shift ${shiftMs} ms is not a whole number of milliseconds`);
+  if (!Number.isSafeInteger(shiftMs))
+    throw new FlashbackError(
+      ErrorCode.BadInput,
+      `keep-ttl-relative shift ${shiftMs} ms is not a whole number of milliseconds`,
+    );
   return encodeCommand(['EVAL', KEEP_TTL_RELATIVE_LUA, 0, shiftMs]);
 }
 

@@ -1,4 +1,5 @@
-// The guard wraps exactly the commands a loading server checks more loosely than a client, byte-exact, and leaves every other command untouched.
+// The guard wraps exactly the commands a loading server checks more loosely than a client, byte-exact, and leaves every
+// other command untouched.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { decodeCommand, encodeCommand } from '../core/redis/resp.js';
@@ -23,7 +24,14 @@ test('SETRANGE, APPEND, SETBIT and BITFIELD run inside the guard EVAL with their
     [Buffer.from('BITFIELD'), key, Buffer.from('SET'), Buffer.from('u8'), Buffer.from('#3'), Buffer.from('7')],
   ]) {
     const guarded = decodeCommand(guardRefusable(encodeCommand(argv)));
-    assert.deepEqual(guarded, [Buffer.from('EVAL'), Buffer.from(REFUSAL_GUARD_SCRIPT), Buffer.from('1'), key, argv[0], ...argv.slice(2)]);
+    assert.deepEqual(guarded, [
+      Buffer.from('EVAL'),
+      Buffer.from(REFUSAL_GUARD_SCRIPT),
+      Buffer.from('1'),
+      key,
+      argv[0],
+      ...argv.slice(2),
+    ]);
   }
 });
 
@@ -37,7 +45,13 @@ test('XADD and XTRIM are guarded only with ~ or LIMIT', () => {
 });
 
 test('everything else, and commands too long for Lua to unpack, pass through as the same buffer', () => {
-  for (const resp of [enc('SET', 'k', 'v'), enc('HSET', 'h', 'f', 'v'), enc('APPEND'), enc('RESTORE', 'k', '0', 'payload')]) assert.equal(guardRefusable(resp), resp);
+  for (const resp of [
+    enc('SET', 'k', 'v'),
+    enc('HSET', 'h', 'f', 'v'),
+    enc('APPEND'),
+    enc('RESTORE', 'k', '0', 'payload'),
+  ])
+    assert.equal(guardRefusable(resp), resp);
   const long = encodeCommand(['BITFIELD', 'k', ...Array.from({ length: 8_000 }, () => 'GET')]);
   assert.equal(guardRefusable(long), long);
 });

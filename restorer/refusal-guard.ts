@@ -23,7 +23,8 @@ export const REFUSAL_GUARD_SCRIPT = 'redis.pcall(ARGV[1], KEYS[1], unpack(ARGV, 
 /**
  * Names (lower case) of the commands with a check the AOF client skips, and what the source refuses:
  * - `setrange`, `append`: a string longer than `proto-max-bulk-len` ("string exceeds maximum allowed size");
- * - `setbit`, `bitfield`: a bit offset at or past `proto-max-bulk-len` × 8 ("bit offset is not an integer or out of range");
+ * - `setbit`, `bitfield`: a bit offset at or past `proto-max-bulk-len` × 8 ("bit offset is not an integer or out of
+ * range");
  * - `xadd`, `xtrim`: `LIMIT` without `~` ("LIMIT cannot be used without the special ~ option"); and approximate
  *   trimming (`~`), which a client's command caps at `LIMIT` (default 100 × stream-node-max-entries) and the loader
  *   does not (checked on 7.0.15: `XTRIM s MAXLEN ~ 0` over 30 000 entries leaves 20 000 live, 0 when loaded).
@@ -31,7 +32,14 @@ export const REFUSAL_GUARD_SCRIPT = 'redis.pcall(ARGV[1], KEYS[1], unpack(ARGV, 
  * script (rdbReportError), and a `FUNCTION LOAD` refused for its 500 ms timeout; a restore that breaks on one of
  * those names it and later restores skip it (restorer/broken-events.ts).
  */
-export const REFUSABLE_COMMANDS: ReadonlySet<string> = new Set(['setrange', 'append', 'setbit', 'bitfield', 'xadd', 'xtrim']);
+export const REFUSABLE_COMMANDS: ReadonlySet<string> = new Set([
+  'setrange',
+  'append',
+  'setbit',
+  'bitfield',
+  'xadd',
+  'xtrim',
+]);
 
 /** Lua's unpack() fails past its C stack (LUAI_MAXCSTACK 8000); longer commands stay as they are. */
 const MAX_GUARDED_ARGS = 7_000;
@@ -50,8 +58,15 @@ export function guardRefusable(resp: Buffer): Buffer {
   if (name === undefined || !REFUSABLE_COMMANDS.has(name)) return resp;
   const argv = decodeCommand(resp);
   if (argv.length < 2 || argv.length > MAX_GUARDED_ARGS) return resp;
-  // Without `~` or LIMIT a stream command is checked alike by both (a field named "limit" is guarded needlessly, harmlessly).
-  if ((name === 'xadd' || name === 'xtrim') && !argv.some((a) => (a.length === 1 && a[0] === 0x7e) || (a.length === 5 && a.toString('latin1').toLowerCase() === 'limit'))) return resp;
+  // Without `~` or LIMIT a stream command is checked alike by both (a field named "limit" is guarded needlessly,
+  // harmlessly).
+  if (
+    (name === 'xadd' || name === 'xtrim') &&
+    !argv.some(
+      (a) => (a.length === 1 && a[0] === 0x7e) || (a.length === 5 && a.toString('latin1').toLowerCase() === 'limit'),
+    )
+  )
+    return resp;
   return encodeCommand([EVAL, SCRIPT, ONE, argv[1]!, argv[0]!, ...argv.slice(2)]);
 }
 

@@ -21,7 +21,17 @@ import { applyKeyFilter } from './key-filter.js';
 import { LazyExpiryReorder } from './lazy-expiry.js';
 import { settledBaseline } from './settled-baseline.js';
 import { objectStream } from './baseline-objects.js';
-import { AofLoadError, copyToTarget, countKeys, digest, expireDueKeys, keepTtlRelativeScript, loadAofDir, saveRdb, TargetNotEmptyError } from './materialize.js';
+import {
+  AofLoadError,
+  copyToTarget,
+  countKeys,
+  digest,
+  expireDueKeys,
+  keepTtlRelativeScript,
+  loadAofDir,
+  saveRdb,
+  TargetNotEmptyError,
+} from './materialize.js';
 import { guardRefusable } from './refusal-guard.js';
 import { brokenWarnings, explainLoadFailure } from './load-failure.js';
 import type { SourceInfo } from '../core/bus/baseline.js';
@@ -65,26 +75,41 @@ export interface RestoreDeps {
  * directory (base = baseline RDB, incr = tail + events) → let redis-server
  * load it (DESIGN.md, Restore) → hand it over (spawn, target or RDB) → verify.
  */
-export async function restore(deps: RestoreDeps, req: RestoreRequest, onProgress: (p: RestoreProgress) => void = () => {}): Promise<RestoreReport> {
+export async function restore(
+  deps: RestoreDeps,
+  req: RestoreRequest,
+  onProgress: (p: RestoreProgress) => void = () => {},
+): Promise<RestoreReport> {
   const logger = deps.logger ?? silentLogger;
   const started = Date.now();
   const dests = [req.spawn !== undefined, req.target !== undefined, req.rdb !== undefined].filter(Boolean).length;
-  if (dests !== 1) throw new FlashbackError(ErrorCode.BadInput, 'give exactly one destination: --spawn, --target URL or --rdb FILE');
+  if (dests !== 1)
+    throw new FlashbackError(ErrorCode.BadInput, 'give exactly one destination: --spawn, --target URL or --rdb FILE');
   onProgress({ phase: 'resolve', events: 0, totalEvents: 0 });
   if (req.target !== undefined && !req.flush) {
     // Refuse before any work: nothing is ever written to a non-empty target without --flush.
     const keys = await countKeys(req.target);
-    if (keys > 0) throw new TargetNotEmptyError(`target ${req.target} is not empty (${keys} keys); restore into an empty instance, or add --flush to empty it first`, keys);
+    if (keys > 0)
+      throw new TargetNotEmptyError(
+        `target ${req.target} is not empty (${keys} keys); restore into an empty instance, or add --flush to empty it first`,
+        keys,
+      );
   }
   const resolved = await resolveCutoff(deps.events, req.node, req);
   const { base, tail } = await settledBaseline(deps.events, deps.objects, req.node, resolved);
   const cut = { ...resolved, baselineSeq: base.seq };
   const totalEvents = Math.max(0, cut.seq - cut.baselineSeq);
-  logger.info({ node: req.node, epoch: cut.epoch, cutoffSeq: cut.seq, baselineSeq: cut.baselineSeq, totalEvents }, 'restore resolved');
+  logger.info(
+    { node: req.node, epoch: cut.epoch, cutoffSeq: cut.seq, baselineSeq: cut.baselineSeq, totalEvents },
+    'restore resolved',
+  );
 
   const keep = req.spawn !== undefined;
   const dir = keep
-    ? path.join(deps.instancesDir ?? path.join(os.tmpdir(), 'flashback-instances'), `${sanitize(req.node)}-${cut.epoch}-${cut.seq}-${Date.now()}`)
+    ? path.join(
+        deps.instancesDir ?? path.join(os.tmpdir(), 'flashback-instances'),
+        `${sanitize(req.node)}-${cut.epoch}-${cut.seq}-${Date.now()}`,
+      )
     : await mkdtemp(path.join(os.tmpdir(), 'flashback-restore-'));
   await mkdir(dir, { recursive: true });
   let server: ServerProcess | undefined;
@@ -103,16 +128,23 @@ export async function restore(deps: RestoreDeps, req: RestoreRequest, onProgress
     const skip = new Set(broken.map((b) => b.seq));
     for await (const item of deps.events.replayItems(req.node, cut.epoch, cut.baselineSeq, cut.seq)) {
       if (item.seq < expect) continue; // a duplicate row not merged yet
-      if (item.seq !== expect) throw new CaptureGapError(`events ${expect}–${item.seq - 1} of node "${req.node}" epoch ${cut.epoch} are missing: nothing is restored across a hole`);
+      if (item.seq !== expect)
+        throw new CaptureGapError(
+          `events ${expect}–${item.seq - 1} of node "${req.node}" epoch ${cut.epoch} are missing: nothing is restored across a hole`,
+        );
       expect++;
       lastTsUs = item.tsUs;
       if (item.resp.length > 0 && !skip.has(item.seq)) await reorder.push({ ...item, resp: replayBytes(item) });
       replayed++;
       if ((replayed & 0x3fff) === 0) onProgress({ phase: 'events', events: replayed, totalEvents });
     }
-    for (const late of await deps.events.expiredAfter(req.node, cut.epoch, cut.seq, lastTsUs + 2_000_000)) reorder.lookahead(late);
+    for (const late of await deps.events.expiredAfter(req.node, cut.epoch, cut.seq, lastTsUs + 2_000_000))
+      reorder.lookahead(late);
     await reorder.end();
-    if (expect !== cut.seq + 1 && cut.seq > cut.baselineSeq) throw new CaptureGapError(`events ${expect}–${cut.seq} of node "${req.node}" epoch ${cut.epoch} are missing: nothing is restored across a hole`);
+    if (expect !== cut.seq + 1 && cut.seq > cut.baselineSeq)
+      throw new CaptureGapError(
+        `events ${expect}–${cut.seq} of node "${req.node}" epoch ${cut.epoch} are missing: nothing is restored across a hole`,
+      );
     const shiftMs = req.keepTtlRelative ? Math.max(0, Math.round(Date.now() - (cut.askedTsUs ?? cut.tsUs) / 1000)) : 0;
     if (shiftMs > 0) await incr.writeRaw(keepTtlRelativeScript(shiftMs));
     await incr.end();
@@ -124,7 +156,15 @@ export async function restore(deps: RestoreDeps, req: RestoreRequest, onProgress
     } catch (err) {
       if (!(err instanceof AofLoadError)) throw err;
       keepFiles = true;
-      throw await explainLoadFailure({ events: deps.events, node: req.node, cut, dir, err, logger, write: replayBytes });
+      throw await explainLoadFailure({
+        events: deps.events,
+        node: req.node,
+        cut,
+        dir,
+        err,
+        logger,
+        write: replayBytes,
+      });
     }
     onProgress({ phase: 'verify', events: replayed, totalEvents });
     const subset = (req.keys?.length ?? 0) > 0 || req.db !== undefined;
@@ -132,18 +172,36 @@ export async function restore(deps: RestoreDeps, req: RestoreRequest, onProgress
     const restoredDigest = await digest(server.url);
     // The source's baseline digest covers the whole dataset: comparable only for a full restore.
     const atBaseline = cut.seq <= cut.baselineSeq && !subset;
-    const verified: RestoreReport['verified'] = atBaseline && base.digest !== '' && base.digest === restoredDigest ? 'match' : 'unchecked';
+    const verified: RestoreReport['verified'] =
+      atBaseline && base.digest !== '' && base.digest === restoredDigest ? 'match' : 'unchecked';
     if (atBaseline && base.digest !== '' && base.digest !== restoredDigest) {
-      throw new FlashbackError(ErrorCode.Internal, `restored digest ${restoredDigest} differs from the source's digest ${base.digest} recorded at baseline seq ${cut.baselineSeq}: the restore is not exact; report this with the node and seq`);
+      throw new FlashbackError(
+        ErrorCode.Internal,
+        `restored digest ${restoredDigest} differs from the source's digest ${base.digest} recorded at baseline seq ${cut.baselineSeq}: the restore is not exact; report this with the node and seq`,
+      );
     }
-    const warnings = [...brokenWarnings(broken), ...(await exactnessWarnings(deps.events, server.url, req.node, cut.epoch, cut.baselineSeq, cut.seq))];
+    const warnings = [
+      ...brokenWarnings(broken),
+      ...(await exactnessWarnings(deps.events, server.url, req.node, cut.epoch, cut.baselineSeq, cut.seq)),
+    ];
     const expiredAtRestore = await expireDueKeys(server.url);
     const keys = await countKeys(server.url);
     const report: RestoreReport = {
       node: req.node,
       epoch: cut.epoch,
-      cutoff: { seq: cut.seq, tsUs: cut.tsUs, time: formatTsUs(cut.tsUs), asked: cut.askedTsUs !== undefined ? formatTsUs(cut.askedTsUs) : undefined },
-      baseline: { seq: cut.baselineSeq, tsUs: base.tsUs, time: formatTsUs(base.tsUs), rdbBytes: base.rdbBytes, digest: base.digest },
+      cutoff: {
+        seq: cut.seq,
+        tsUs: cut.tsUs,
+        time: formatTsUs(cut.tsUs),
+        asked: cut.askedTsUs !== undefined ? formatTsUs(cut.askedTsUs) : undefined,
+      },
+      baseline: {
+        seq: cut.baselineSeq,
+        tsUs: base.tsUs,
+        time: formatTsUs(base.tsUs),
+        rdbBytes: base.rdbBytes,
+        digest: base.digest,
+      },
       eventsReplayed: replayed,
       keys,
       ...(subset ? { droppedKeys } : {}),
@@ -189,7 +247,6 @@ export function replayConfigArgs(source: SourceInfo | undefined): string[] {
   return Object.entries(source?.config ?? {}).flatMap(([name, value]) => [`--${name}`, value]);
 }
 
-
 function sanitize(s: string): string {
   return s.replace(/[^A-Za-z0-9_.-]/g, '_');
 }
@@ -201,9 +258,18 @@ export type { ResolvedCutoff };
  * restored server's own command table) that no captured state follows in their group. The agent captures that state
  * (agent/state-capture.ts); a command without it comes from an epoch whose state probe failed.
  */
-async function exactnessWarnings(events: EventStore, url: string, node: string, epoch: number, afterSeq: number, toSeq: number): Promise<string[]> {
+async function exactnessWarnings(
+  events: EventStore,
+  url: string,
+  node: string,
+  epoch: number,
+  afterSeq: number,
+  toSeq: number,
+): Promise<string[]> {
   if (toSeq <= afterSeq) return [];
-  const rows = await events.query<{ command: string; n: number | string }>(unstatedCommandsSql(node, epoch, afterSeq, toSeq));
+  const rows = await events.query<{ command: string; n: number | string }>(
+    unstatedCommandsSql(node, epoch, afterSeq, toSeq),
+  );
   // XADD is deterministic unless its replay still asks for a generated id (the agent writes the source's id in).
   const xadds = await events.query<{ replay: string }>(unstatedXaddsSql(node, epoch, afterSeq, toSeq));
   const generated = xadds.filter((x) => autoIdIndex(decodeCommand(Buffer.from(x.replay, 'base64'))) >= 0).length;
@@ -214,7 +280,8 @@ async function exactnessWarnings(events: EventStore, url: string, node: string, 
       const table = await CommandTable.load(conn);
       for (const r of rows) {
         const spec = table.lookup([Buffer.from(r.command)]);
-        if ((spec?.nondeterministic && spec.write) || r.command === 'XREADGROUP') random.push(`${r.command} ×${Number(r.n)}`);
+        if ((spec?.nondeterministic && spec.write) || r.command === 'XREADGROUP')
+          random.push(`${r.command} ×${Number(r.n)}`);
       }
     } finally {
       conn.close();
@@ -222,5 +289,7 @@ async function exactnessWarnings(events: EventStore, url: string, node: string, 
   }
   if (generated > 0) random.push(`XADD ×${generated}`);
   if (random.length === 0) return [];
-  return [`replayed as issued without the state the source reached (its capture failed), their result may differ: ${random.join(', ')}`];
+  return [
+    `replayed as issued without the state the source reached (its capture failed), their result may differ: ${random.join(', ')}`,
+  ];
 }

@@ -80,7 +80,10 @@ export interface RestorerStats {
 export interface Restorer {
   stats(): RestorerStats;
   metrics(): Metric[];
-  /** Stops taking jobs; lets the job in hand finish (up to closeTimeoutMs) or hands it back; closes connections. Idempotent. */
+  /**
+   * Stops taking jobs; lets the job in hand finish (up to closeTimeoutMs) or hands it back; closes connections.
+   * Idempotent.
+   */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -117,7 +120,8 @@ export async function startRestorer(o: RestorerOptions): Promise<Restorer> {
     pullExpiresMs = 2_000,
   } = o;
   // JetStream refuses a pull that expires in under a second; it would be retried forever.
-  if (!(pullExpiresMs >= 1_000)) throw new ConfigError(`pullExpiresMs must be at least 1000 (JetStream's minimum), got ${pullExpiresMs}`);
+  if (!(pullExpiresMs >= 1_000))
+    throw new ConfigError(`pullExpiresMs must be at least 1000 (JetStream's minimum), got ${pullExpiresMs}`);
   const id = `${os.hostname()}/${process.pid}/${Math.random().toString(36).slice(2, 8)}`;
   const store = await openClickHouse(clickhouseUrl);
   let nc: NatsConnection;
@@ -130,13 +134,30 @@ export async function startRestorer(o: RestorerOptions): Promise<Restorer> {
   let deps: RestoreDeps;
   try {
     await ensureRestoreInfra(nc, { consumer: { ackWaitMs, maxAttempts } });
-    deps = { events: clickHouseEventStore(store, store.client), objects: await ensureBaselineStore(nc), instancesDir, logger };
+    deps = {
+      events: clickHouseEventStore(store, store.client),
+      objects: await ensureBaselineStore(nc),
+      instancesDir,
+      logger,
+    };
   } catch (err) {
     await nc.close();
     await store.close();
     throw err;
   }
-  const r = new RestorerService({ id, nc, store, deps, logger, instancesDir, ackWaitMs, maxAttempts, progressIntervalMs, closeTimeoutMs, pullExpiresMs });
+  const r = new RestorerService({
+    id,
+    nc,
+    store,
+    deps,
+    logger,
+    instancesDir,
+    ackWaitMs,
+    maxAttempts,
+    progressIntervalMs,
+    closeTimeoutMs,
+    pullExpiresMs,
+  });
   r.start();
   if (healthPort !== undefined) {
     try {
@@ -185,7 +206,16 @@ class RestorerService implements Restorer {
   private readonly closers: (() => Promise<void>)[] = [];
 
   constructor(private readonly d: ServiceDeps) {
-    this.s = { id: d.id, jobsStarted: 0, jobsDone: 0, jobsFailed: 0, jobsRequeued: 0, instancesStopped: 0, lastJobSeconds: 0, jobSecondsTotal: 0 };
+    this.s = {
+      id: d.id,
+      jobsStarted: 0,
+      jobsDone: 0,
+      jobsFailed: 0,
+      jobsRequeued: 0,
+      instancesStopped: 0,
+      lastJobSeconds: 0,
+      jobSecondsTotal: 0,
+    };
   }
 
   start(): void {
@@ -218,13 +248,49 @@ class RestorerService implements Restorer {
     const s = this.stats();
     const labels = { restorer: s.id };
     return [
-      { name: 'flashback_restorer_jobs_started_total', help: 'Restore jobs this restorer started', type: 'counter', value: s.jobsStarted, labels },
-      { name: 'flashback_restorer_jobs_done_total', help: 'Restore jobs finished with a report', type: 'counter', value: s.jobsDone, labels },
-      { name: 'flashback_restorer_jobs_failed_total', help: 'Restore jobs marked failed', type: 'counter', value: s.jobsFailed, labels },
-      { name: 'flashback_restorer_jobs_requeued_total', help: 'Restore jobs handed back to the queue', type: 'counter', value: s.jobsRequeued, labels },
+      {
+        name: 'flashback_restorer_jobs_started_total',
+        help: 'Restore jobs this restorer started',
+        type: 'counter',
+        value: s.jobsStarted,
+        labels,
+      },
+      {
+        name: 'flashback_restorer_jobs_done_total',
+        help: 'Restore jobs finished with a report',
+        type: 'counter',
+        value: s.jobsDone,
+        labels,
+      },
+      {
+        name: 'flashback_restorer_jobs_failed_total',
+        help: 'Restore jobs marked failed',
+        type: 'counter',
+        value: s.jobsFailed,
+        labels,
+      },
+      {
+        name: 'flashback_restorer_jobs_requeued_total',
+        help: 'Restore jobs handed back to the queue',
+        type: 'counter',
+        value: s.jobsRequeued,
+        labels,
+      },
       { name: 'flashback_restorer_busy', help: '1 while a job runs', type: 'gauge', value: s.running ? 1 : 0, labels },
-      { name: 'flashback_restorer_job_seconds_total', help: 'Seconds spent in successful restores', type: 'counter', value: s.jobSecondsTotal, labels },
-      { name: 'flashback_restorer_last_job_seconds', help: 'Duration of the last successful restore', type: 'gauge', value: s.lastJobSeconds, labels },
+      {
+        name: 'flashback_restorer_job_seconds_total',
+        help: 'Seconds spent in successful restores',
+        type: 'counter',
+        value: s.jobSecondsTotal,
+        labels,
+      },
+      {
+        name: 'flashback_restorer_last_job_seconds',
+        help: 'Duration of the last successful restore',
+        type: 'gauge',
+        value: s.lastJobSeconds,
+        labels,
+      },
     ];
   }
 
@@ -254,7 +320,10 @@ class RestorerService implements Restorer {
       }
       const current: Current = { id: '', msg: m, handedBack: false, done: Promise.resolve() };
       current.done = this.runJob(current).catch((err: unknown) => {
-        logger.error({ err: describeError(err) }, 'restore job handling failed; the message is redelivered after the ack wait');
+        logger.error(
+          { err: describeError(err) },
+          'restore job handling failed; the message is redelivered after the ack wait',
+        );
       });
       this.current = current;
       await current.done;
@@ -268,7 +337,8 @@ class RestorerService implements Restorer {
     let job: JobMessage;
     try {
       job = m.json<JobMessage>();
-      if (typeof job?.id !== 'string' || (typeof job.request?.node !== 'string' && !Array.isArray(job.request?.nodes))) throw new Error('no id, or neither request.node nor request.nodes');
+      if (typeof job?.id !== 'string' || (typeof job.request?.node !== 'string' && !Array.isArray(job.request?.nodes)))
+        throw new Error('no id, or neither request.node nor request.nodes');
     } catch (err) {
       logger.error({ err: describeError(err), seq: m.seq }, 'undecodable restore job message; dropped');
       m.term('undecodable');
@@ -278,7 +348,15 @@ class RestorerService implements Restorer {
     const attempt = m.info.deliveryCount;
     const t = new Date().toISOString();
     const prev = await this.readJob(job.id);
-    let status: RestoreJobStatus = prev ?? { id: job.id, state: 'queued', request: job.request, progress: { phase: 'queued', events: 0, totalEvents: 0 }, attempts: 0, createdAt: t, updatedAt: t };
+    let status: RestoreJobStatus = prev ?? {
+      id: job.id,
+      state: 'queued',
+      request: job.request,
+      progress: { phase: 'queued', events: 0, totalEvents: 0 },
+      attempts: 0,
+      createdAt: t,
+      updatedAt: t,
+    };
     if (isFinal(status.state)) {
       // Its final status is stored; only the ack was lost.
       m.ack();
@@ -289,7 +367,10 @@ class RestorerService implements Restorer {
         ...status,
         state: 'failed',
         attempts: attempt - 1,
-        error: { code: ErrorCode.Internal, message: `the restorer running restore job ${job.id} stopped before finishing, ${maxAttempts} time(s) (last: ${status.restorer ?? 'unknown'}); check that restorer's log, then submit the job again` },
+        error: {
+          code: ErrorCode.Internal,
+          message: `the restorer running restore job ${job.id} stopped before finishing, ${maxAttempts} time(s) (last: ${status.restorer ?? 'unknown'}); check that restorer's log, then submit the job again`,
+        },
       };
       await putJob(nc, status);
       this.s.jobsFailed++;
@@ -299,7 +380,14 @@ class RestorerService implements Restorer {
     }
 
     this.s.jobsStarted++;
-    status = { ...status, state: 'running', attempts: attempt, restorer: this.d.id, error: undefined, progress: { phase: 'resolve', events: 0, totalEvents: 0 } };
+    status = {
+      ...status,
+      state: 'running',
+      attempts: attempt,
+      restorer: this.d.id,
+      error: undefined,
+      progress: { phase: 'resolve', events: 0, totalEvents: 0 },
+    };
     // KV writes go out in order: a throttled progress write never lands after the final status.
     let writes: Promise<void> = putJob(nc, status);
     const write = (s: RestoreJobStatus) => {
@@ -311,9 +399,12 @@ class RestorerService implements Restorer {
     };
     await writes;
     logger.info({ job: job.id, attempt, request: job.request }, 'restore job started');
-    const keepAlive = setInterval(() => {
-      if (!cur.handedBack) m.working();
-    }, Math.max(250, Math.floor(ackWaitMs / 3)));
+    const keepAlive = setInterval(
+      () => {
+        if (!cur.handedBack) m.working();
+      },
+      Math.max(250, Math.floor(ackWaitMs / 3)),
+    );
     let lastWrite = Date.now();
     let lastPhase = status.progress.phase;
     const onProgress = (p: RestoreProgress) => {
@@ -322,7 +413,9 @@ class RestorerService implements Restorer {
       if (p.phase !== lastPhase || now - lastWrite >= progressIntervalMs) {
         lastPhase = p.phase;
         lastWrite = now;
-        void write(status).catch((err: unknown) => logger.warn({ err: describeError(err), job: job.id }, 'progress not written'));
+        void write(status).catch((err: unknown) =>
+          logger.warn({ err: describeError(err), job: job.id }, 'progress not written'),
+        );
       }
     };
     try {
@@ -342,7 +435,9 @@ class RestorerService implements Restorer {
           dir: report.dir,
           // A merged instance of several nodes has no single epoch and seq: 0 there, the nodes joined by commas.
           node: single ? single.node : cluster!.nodes.join(','),
-          cutoff: single ? { epoch: single.epoch, seq: single.cutoff.seq, tsUs: single.cutoff.tsUs, time: single.cutoff.time } : { epoch: 0, seq: 0, tsUs: report.cutoff.tsUs, time: report.cutoff.time },
+          cutoff: single
+            ? { epoch: single.epoch, seq: single.cutoff.seq, tsUs: single.cutoff.tsUs, time: single.cutoff.time }
+            : { epoch: 0, seq: 0, tsUs: report.cutoff.tsUs, time: report.cutoff.time },
           createdAt: new Date().toISOString(),
           host: os.hostname(),
         };
@@ -354,10 +449,23 @@ class RestorerService implements Restorer {
       this.s.jobsDone++;
       this.s.lastJobSeconds = report.seconds;
       this.s.jobSecondsTotal += report.seconds;
-      logger.info({ job: job.id, seconds: report.seconds, events: single?.eventsReplayed, nodes: cluster?.nodes, keys: report.keys, url: report.url }, 'restore job done');
+      logger.info(
+        {
+          job: job.id,
+          seconds: report.seconds,
+          events: single?.eventsReplayed,
+          nodes: cluster?.nodes,
+          keys: report.keys,
+          url: report.url,
+        },
+        'restore job done',
+      );
     } catch (err) {
       if (cur.handedBack) return;
-      const fe = err instanceof FlashbackError ? err : new FlashbackError(ErrorCode.Internal, describeError(err), { cause: err });
+      const fe =
+        err instanceof FlashbackError
+          ? err
+          : new FlashbackError(ErrorCode.Internal, describeError(err), { cause: err });
       const error = { code: fe.code, message: describeError(fe) };
       if (fe.retryable && attempt < maxAttempts && !this.closing) {
         status = { ...status, state: 'queued', error };
@@ -392,12 +500,16 @@ class RestorerService implements Restorer {
     try {
       if (typeof id !== 'string') throw new FlashbackError(ErrorCode.BadInput, 'instance stop request without an id');
       const rec = await getInstance(nc, id);
-      if (rec.host !== os.hostname()) throw new FlashbackError(ErrorCode.BadInput, `instance "${id}" runs on host "${rec.host}", not on "${os.hostname()}"`);
+      if (rec.host !== os.hostname())
+        throw new FlashbackError(
+          ErrorCode.BadInput,
+          `instance "${id}" runs on host "${rec.host}", not on "${os.hostname()}"`,
+        );
       await this.stopProcess(rec.pid, rec.url);
       const dir = path.resolve(rec.dir);
       // Only a dir we create is removed: the record comes from a shared bucket.
       if (dir.startsWith(path.resolve(instancesDir) + path.sep)) await rm(dir, { recursive: true, force: true });
-      else logger.warn({ id, dir }, 'instance files are outside this restorer\'s instances dir; left in place');
+      else logger.warn({ id, dir }, "instance files are outside this restorer's instances dir; left in place");
       await deleteInstance(nc, id);
       this.s.instancesStopped++;
       logger.info({ id, url: rec.url, pid: rec.pid }, 'instance stopped');
@@ -412,7 +524,13 @@ class RestorerService implements Restorer {
   private async stopProcess(pid: number, url: string | undefined): Promise<void> {
     if (!isRedisServer(pid)) return;
     if (url) {
-      const r = new Redis(url, { lazyConnect: true, connectTimeout: 2_000, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
+      const r = new Redis(url, {
+        lazyConnect: true,
+        connectTimeout: 2_000,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => null,
+        enableOfflineQueue: false,
+      });
       r.on('error', () => undefined);
       try {
         await r.connect();
@@ -445,14 +563,24 @@ class RestorerService implements Restorer {
     let handedBack = false;
     if (cur) {
       let timer: NodeJS.Timeout | undefined;
-      const finished = await Promise.race([cur.done.then(() => true), new Promise<boolean>((res) => (timer = setTimeout(() => res(false), closeTimeoutMs)))]);
+      const finished = await Promise.race([
+        cur.done.then(() => true),
+        new Promise<boolean>((res) => (timer = setTimeout(() => res(false), closeTimeoutMs))),
+      ]);
       clearTimeout(timer);
       if (!finished) {
         cur.handedBack = true;
         handedBack = true;
         const prev = await this.readJob(cur.id).catch(() => undefined);
         if (prev && !isFinal(prev.state)) {
-          await putJob(nc, { ...prev, state: 'queued', error: { code: ErrorCode.Connection, message: `restorer ${this.d.id} stopped while running it; handed back to the queue` } }).catch(() => undefined);
+          await putJob(nc, {
+            ...prev,
+            state: 'queued',
+            error: {
+              code: ErrorCode.Connection,
+              message: `restorer ${this.d.id} stopped while running it; handed back to the queue`,
+            },
+          }).catch(() => undefined);
         }
         cur.msg.nak();
         this.s.jobsRequeued++;

@@ -15,7 +15,12 @@ import type { EventStore, StoredBaseline } from '../core/store/event-store.js';
  * on; earlier cutoffs start from the baseline before. A baseline whose tail shows group reads (core/tail-groups.ts)
  * and has no SETTLE (an agent that ended first) is not used.
  */
-export async function settledBaseline(events: EventStore, objects: ObjectStore, node: string, cut: ResolvedCutoff): Promise<{ base: StoredBaseline; tail: Buffer }> {
+export async function settledBaseline(
+  events: EventStore,
+  objects: ObjectStore,
+  node: string,
+  cut: ResolvedCutoff,
+): Promise<{ base: StoredBaseline; tail: Buffer }> {
   const all = [...cut.window.baselines].sort((a, b) => a - b);
   const candidates = all.filter((b) => b <= cut.baselineSeq).reverse();
   let refused: string | undefined;
@@ -33,13 +38,27 @@ export async function settledBaseline(events: EventStore, objects: ObjectStore, 
     if (groups.length === 0) return { base, tail };
     refused ??= `the baseline at seq ${seq} carried reads of ${groups.length} stream consumer group(s) that Redis replication does not carry exactly, and the agent has not re-read them (yet): restore to a later instant once it has, or to one before this baseline`;
   }
-  throw new RestoreWindowError(`cannot restore node "${node}" exactly at seq ${cut.seq}: ${refused}, or before seq ${candidates[candidates.length - 1] ?? cut.baselineSeq} from an earlier window`);
+  throw new RestoreWindowError(
+    `cannot restore node "${node}" exactly at seq ${cut.seq}: ${refused}, or before seq ${candidates[candidates.length - 1] ?? cut.baselineSeq} from an earlier window`,
+  );
 }
 
-/** The end of the SETTLE group after marker `afterSeq` (before the next baseline): where that baseline is exact from. */
-async function settlePoint(events: EventStore, node: string, epoch: number, afterSeq: number, beforeSeq: number): Promise<{ seq: number; tsUs: number } | undefined> {
-  const first = await events.query<{ s: string | number; t: string | number; n: string | number }>(firstSettleSql(node, epoch, afterSeq, beforeSeq));
+/**
+ * The end of the SETTLE group after marker `afterSeq` (before the next baseline): where that baseline is exact from.
+ */
+async function settlePoint(
+  events: EventStore,
+  node: string,
+  epoch: number,
+  afterSeq: number,
+  beforeSeq: number,
+): Promise<{ seq: number; tsUs: number } | undefined> {
+  const first = await events.query<{ s: string | number; t: string | number; n: string | number }>(
+    firstSettleSql(node, epoch, afterSeq, beforeSeq),
+  );
   if (Number(first[0]?.n ?? 0) === 0) return undefined;
-  const end = await events.query<{ s: string | number; at: string | number }>(groupEndSql(node, epoch, Number(first[0]!.t), Number(first[0]!.s)));
+  const end = await events.query<{ s: string | number; at: string | number }>(
+    groupEndSql(node, epoch, Number(first[0]!.t), Number(first[0]!.s)),
+  );
   return { seq: Number(end[0]!.s), tsUs: Number(end[0]!.at) };
 }

@@ -63,16 +63,28 @@ export function parseBaselineRecord(body: Uint8Array): BaselineRecord {
   if (typeof v !== 'object' || v === null) throw new ProtocolError('baseline record is not a JSON object');
   const r = v as Record<string, unknown>;
   for (const f of NUMBER_FIELDS) {
-    if (!Number.isSafeInteger(r[f]) || (r[f] as number) < 0) throw new ProtocolError(`baseline record field "${f}" is ${JSON.stringify(r[f])}, not a non-negative integer`);
+    if (!Number.isSafeInteger(r[f]) || (r[f] as number) < 0)
+      throw new ProtocolError(`baseline record field "${f}" is ${JSON.stringify(r[f])}, not a non-negative integer`);
   }
   for (const f of STRING_FIELDS) {
-    if (typeof r[f] !== 'string') throw new ProtocolError(`baseline record field "${f}" is ${JSON.stringify(r[f])}, not a string`);
+    if (typeof r[f] !== 'string')
+      throw new ProtocolError(`baseline record field "${f}" is ${JSON.stringify(r[f])}, not a string`);
   }
   if (r.source !== undefined) {
     const src = r.source as Record<string, unknown> | null;
     const config = src?.config as Record<string, unknown> | null | undefined;
-    if (typeof src !== 'object' || src === null || typeof src.server !== 'string' || typeof src.version !== 'string' || typeof config !== 'object' || config === null || !Object.values(config).every((v) => typeof v === 'string')) {
-      throw new ProtocolError(`baseline record field "source" is ${JSON.stringify(r.source)}, not {server, version, config} of strings`);
+    if (
+      typeof src !== 'object' ||
+      src === null ||
+      typeof src.server !== 'string' ||
+      typeof src.version !== 'string' ||
+      typeof config !== 'object' ||
+      config === null ||
+      !Object.values(config).every((v) => typeof v === 'string')
+    ) {
+      throw new ProtocolError(
+        `baseline record field "source" is ${JSON.stringify(r.source)}, not {server, version, config} of strings`,
+      );
     }
   }
   return r as unknown as BaselineRecord;

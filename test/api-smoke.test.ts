@@ -1,4 +1,5 @@
-// The API over a real socket: startApi + a restorer; POST /restores → poll GET /restores/:id → the spawned instance holds the data; DELETE /instances stops it.
+// The API over a real socket: startApi + a restorer; POST /restores → poll GET /restores/:id → the spawned instance
+// holds the data; DELETE /instances stops it.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { access, mkdtemp, rm } from 'node:fs/promises';
@@ -24,7 +25,12 @@ before(async () => {
   stack = await startStack();
   dir = await mkdtemp(path.join(os.tmpdir(), 'fb-api-smoke-'));
   api = await startApi({ port: 0, natsUrl: stack.nats.url, clickhouseUrl: stack.clickhouse.url, tokens: [TOKEN] });
-  restorer = await startRestorer({ natsUrl: stack.nats.url, clickhouseUrl: stack.clickhouse.url, instancesDir: dir, closeTimeoutMs: 1_000 });
+  restorer = await startRestorer({
+    natsUrl: stack.nats.url,
+    clickhouseUrl: stack.clickhouse.url,
+    instancesDir: dir,
+    closeTimeoutMs: 1_000,
+  });
 });
 
 after(async () => {
@@ -64,11 +70,17 @@ test('a restore through the HTTP API lands in a spawned instance holding the dat
     const history = await client.history({ node: src.node, key: 'userprofile' });
     assert.deepEqual(
       history.map((e) => e.args.slice(2)),
-      [['after', '3'], ['before1', '1', 'before2', '2']],
+      [
+        ['after', '3'],
+        ['before1', '1', 'before2', '2'],
+      ],
     );
 
     // Outside every window: refused at once, over the wire, as our error.
-    await assert.rejects(client.createRestore({ node: src.node, to: String(windows[0]!.toTsUs + 3_600_000_000), spawn: {} }), (e: unknown) => e instanceof FlashbackError && e.code === 'OUTSIDE_WINDOW');
+    await assert.rejects(
+      client.createRestore({ node: src.node, to: String(windows[0]!.toTsUs + 3_600_000_000), spawn: {} }),
+      (e: unknown) => e instanceof FlashbackError && e.code === 'OUTSIDE_WINDOW',
+    );
 
     const job = await client.createRestore({ node: src.node, to: String(cutoffUs), spawn: {} });
     const phases: string[] = [];
@@ -101,7 +113,10 @@ test('a restore through the HTTP API lands in a spawned instance holding the dat
     assert.equal(isPidAlive(report.pid), false);
     await assert.rejects(access(report.dir));
     assert.deepEqual(await client.instances(), []);
-    await assert.rejects(client.stopInstance(job.id), (e: unknown) => e instanceof FlashbackError && e.code === 'NOT_FOUND');
+    await assert.rejects(
+      client.stopInstance(job.id),
+      (e: unknown) => e instanceof FlashbackError && e.code === 'NOT_FOUND',
+    );
 
     const metrics = await (await fetch(`${api.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text();
     assert.match(metrics, /^flashback_restore_jobs\{state="done"\} 1$/m);

@@ -31,7 +31,8 @@ function req(path: string, init: RequestInit & { token?: string | null } = {}): 
   return Promise.resolve(app.request(path, { ...init, headers }));
 }
 
-const post = (path: string, body: unknown) => req(path, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body) });
+const post = (path: string, body: unknown) =>
+  req(path, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body) });
 
 async function expectError(res: Response, status: number, code: string): Promise<string> {
   const body = (await res.json()) as { error: { code: string; message: string } };
@@ -70,7 +71,20 @@ before(async () => {
   rows.push({ ...rows[9]! });
   await store.insertEvents(rows);
   await store.insertBaselines([
-    { node, epoch: 1, seq: 1, ts_us: ts(1), time: Math.floor(ts(1) / 1e6), marker: 'm1', rdb_object: 'x.rdb', tail_object: 'x.tail', rdb_bytes: 10, tail_bytes: 0, keys: 0, digest: '' },
+    {
+      node,
+      epoch: 1,
+      seq: 1,
+      ts_us: ts(1),
+      time: Math.floor(ts(1) / 1e6),
+      marker: 'm1',
+      rdb_object: 'x.rdb',
+      tail_object: 'x.tail',
+      rdb_bytes: 10,
+      tail_bytes: 0,
+      keys: 0,
+      digest: '',
+    },
   ]);
   app = buildApp({ store, jobs: natsJobClient(nc), tokens: ['other-token', TOKEN], retentionMs: 7 * 86_400_000 });
 });
@@ -89,13 +103,25 @@ describe('auth', () => {
   });
 
   test('no token → 401, wrong token → 403, on every other route', async () => {
-    for (const path of ['/nodes', '/metrics', '/openapi.json', '/restores', '/instances', `/nodes/${node}/windows`, '/events']) {
+    for (const path of [
+      '/nodes',
+      '/metrics',
+      '/openapi.json',
+      '/restores',
+      '/instances',
+      `/nodes/${node}/windows`,
+      '/events',
+    ]) {
       const r401 = await req(path, { token: null });
       await expectError(r401, 401, 'UNAUTHORIZED');
       assert.match(r401.headers.get('www-authenticate') ?? '', /^Bearer/);
       await expectError(await req(path, { token: 'nope' }), 403, 'FORBIDDEN');
     }
-    await expectError(await req('/nodes', { token: null, headers: { authorization: 'Basic abc' } }), 401, 'UNAUTHORIZED');
+    await expectError(
+      await req('/nodes', { token: null, headers: { authorization: 'Basic abc' } }),
+      401,
+      'UNAUTHORIZED',
+    );
   });
 
   test('an unknown route answers 404 with the error body', async () => {
@@ -123,7 +149,20 @@ describe('history', () => {
     const res = await req(`/nodes/${node}/windows`);
     assert.equal(res.status, 200);
     const { windows } = (await res.json()) as { windows: Record<string, unknown>[] };
-    assert.deepEqual(windows, [{ node, epoch: 1, fromSeq: 1, fromTsUs: ts(1), from: formatTsUs(ts(1)), toSeq: 10, toTsUs: ts(10), to: formatTsUs(ts(10)), baselines: [1], broken: [] }]);
+    assert.deepEqual(windows, [
+      {
+        node,
+        epoch: 1,
+        fromSeq: 1,
+        fromTsUs: ts(1),
+        from: formatTsUs(ts(1)),
+        toSeq: 10,
+        toTsUs: ts(10),
+        to: formatTsUs(ts(10)),
+        baselines: [1],
+        broken: [],
+      },
+    ]);
     const msg = await expectError(await req('/nodes/no-such-node/windows'), 404, 'UNKNOWN_NODE');
     assert.match(msg, new RegExp(node));
   });
@@ -140,9 +179,15 @@ describe('history', () => {
     assert.equal(events[0]!.time, formatTsUs(ts(10)));
     assert.equal(events[0]!.command, 'HSET');
     const since = await req(`/events?node=${node}&since=${encodeURIComponent(formatTsUs(ts(9)))}`);
-    assert.deepEqual(((await since.json()) as { events: { seq: number }[] }).events.map((e) => e.seq), [10, 9]);
+    assert.deepEqual(
+      ((await since.json()) as { events: { seq: number }[] }).events.map((e) => e.seq),
+      [10, 9],
+    );
     const until = await req(`/events?node=${node}&until=${ts(2)}`);
-    assert.deepEqual(((await until.json()) as { events: { seq: number }[] }).events.map((e) => e.seq), [2, 1]);
+    assert.deepEqual(
+      ((await until.json()) as { events: { seq: number }[] }).events.map((e) => e.seq),
+      [2, 1],
+    );
   });
 
   test('GET /events refuses a malformed time and a bad limit', async () => {
@@ -154,7 +199,9 @@ describe('history', () => {
 
 describe('POST /sql', () => {
   test('runs a SELECT and returns columns and rows', async () => {
-    const res = await post('/sql', { sql: `SELECT seq, command FROM flashback.events WHERE node = '${node}' AND seq <= 2 GROUP BY seq, command ORDER BY seq` });
+    const res = await post('/sql', {
+      sql: `SELECT seq, command FROM flashback.events WHERE node = '${node}' AND seq <= 2 GROUP BY seq, command ORDER BY seq`,
+    });
     assert.equal(res.status, 200);
     assert.deepEqual(await res.json(), {
       columns: [
@@ -185,8 +232,18 @@ describe('POST /sql', () => {
   });
 
   test('limits rows, and reports SQL mistakes as bad input', async () => {
-    assert.match(await expectError(await post('/sql', { sql: 'SELECT number FROM system.numbers LIMIT 50', maxRows: 10 }), 400, 'BAD_INPUT'), /too large/);
-    assert.match(await expectError(await post('/sql', { sql: 'SELECT nope FROM flashback.events' }), 400, 'BAD_INPUT'), /nope/);
+    assert.match(
+      await expectError(
+        await post('/sql', { sql: 'SELECT number FROM system.numbers LIMIT 50', maxRows: 10 }),
+        400,
+        'BAD_INPUT',
+      ),
+      /too large/,
+    );
+    assert.match(
+      await expectError(await post('/sql', { sql: 'SELECT nope FROM flashback.events' }), 400, 'BAD_INPUT'),
+      /nope/,
+    );
   });
 
   test('bad JSON and schema violations are 400 BAD_INPUT', async () => {
@@ -198,25 +255,52 @@ describe('POST /sql', () => {
 
 describe('restores', () => {
   test('POST /restores validates the cutoff at once', async () => {
-    assert.match(await expectError(await post('/restores', { node, to: '20:28 yesterday', spawn: {} }), 400, 'BAD_TIME'), /"20:28 yesterday"/);
-    await expectError(await post('/restores', { node: 'no-such-node', to: formatTsUs(ts(5)), spawn: {} }), 404, 'UNKNOWN_NODE');
-    assert.match(await expectError(await post('/restores', { node, to: formatTsUs(ts(11)), spawn: {} }), 422, 'OUTSIDE_WINDOW'), /windows:/);
+    assert.match(
+      await expectError(await post('/restores', { node, to: '20:28 yesterday', spawn: {} }), 400, 'BAD_TIME'),
+      /"20:28 yesterday"/,
+    );
+    await expectError(
+      await post('/restores', { node: 'no-such-node', to: formatTsUs(ts(5)), spawn: {} }),
+      404,
+      'UNKNOWN_NODE',
+    );
+    assert.match(
+      await expectError(await post('/restores', { node, to: formatTsUs(ts(11)), spawn: {} }), 422, 'OUTSIDE_WINDOW'),
+      /windows:/,
+    );
     await expectError(await post('/restores', { node, toSeq: 99, spawn: {} }), 422, 'OUTSIDE_WINDOW');
   });
 
   test('POST /restores validates the shape with zod', async () => {
-    assert.match(await expectError(await post('/restores', { node, to: formatTsUs(ts(5)), toSeq: 3, spawn: {} }), 400, 'BAD_INPUT'), /exactly one cutoff/);
-    assert.match(await expectError(await post('/restores', { node, to: formatTsUs(ts(5)) }), 400, 'BAD_INPUT'), /exactly one destination/);
+    assert.match(
+      await expectError(
+        await post('/restores', { node, to: formatTsUs(ts(5)), toSeq: 3, spawn: {} }),
+        400,
+        'BAD_INPUT',
+      ),
+      /exactly one cutoff/,
+    );
+    assert.match(
+      await expectError(await post('/restores', { node, to: formatTsUs(ts(5)) }), 400, 'BAD_INPUT'),
+      /exactly one destination/,
+    );
     await expectError(await post('/restores', { node, toSeq: 'five', spawn: {} }), 400, 'BAD_INPUT');
     await expectError(await post('/restores', { node, toSeq: 5, target: 'http://x' }), 400, 'BAD_INPUT');
-    assert.match(await expectError(await post('/restores', { node, toSeq: 5, spawn: {}, surprise: 1 }), 400, 'BAD_INPUT'), /surprise/);
+    assert.match(
+      await expectError(await post('/restores', { node, toSeq: 5, spawn: {}, surprise: 1 }), 400, 'BAD_INPUT'),
+      /surprise/,
+    );
     await expectError(await post('/restores', '[1,'), 400, 'BAD_INPUT');
   });
 
   test('a valid request is queued (202), listed and readable by id', async () => {
     const res = await post('/restores', { node, to: formatTsUs(ts(5) + 500), spawn: {} });
     assert.equal(res.status, 202, await res.clone().text());
-    const accepted = (await res.json()) as { id: string; state: string; cutoff: { seq: number; tsUs: number; baselineSeq: number; epoch: number } };
+    const accepted = (await res.json()) as {
+      id: string;
+      state: string;
+      cutoff: { seq: number; tsUs: number; baselineSeq: number; epoch: number };
+    };
     assert.equal(accepted.state, 'queued');
     assert.deepEqual(accepted.cutoff, { epoch: 1, seq: 5, tsUs: ts(5), time: formatTsUs(ts(5)), baselineSeq: 1 });
     const stored = await getJob(nc, accepted.id);
@@ -230,7 +314,10 @@ describe('restores', () => {
     assert.equal(job.state, 'queued');
     assert.equal(job.attempts, 0);
 
-    const second = (await (await post('/restores', { node, beforeSeq: 4, rdb: '/tmp/x.rdb' })).json()) as { id: string; cutoff: { seq: number } };
+    const second = (await (await post('/restores', { node, beforeSeq: 4, rdb: '/tmp/x.rdb' })).json()) as {
+      id: string;
+      cutoff: { seq: number };
+    };
     assert.equal(second.cutoff.seq, 3);
     const list = (await (await req('/restores?limit=10')).json()) as { restores: { id: string }[] };
     assert.deepEqual(
@@ -270,9 +357,24 @@ describe('instances, metrics, openapi', () => {
   test('GET /openapi.json documents every route from the zod schemas', async () => {
     const res = await req('/openapi.json');
     assert.equal(res.status, 200);
-    const doc = (await res.json()) as { openapi: string; paths: Record<string, Record<string, unknown>>; components: { schemas: Record<string, unknown> } };
+    const doc = (await res.json()) as {
+      openapi: string;
+      paths: Record<string, Record<string, unknown>>;
+      components: { schemas: Record<string, unknown> };
+    };
     assert.equal(doc.openapi, '3.0.0');
-    assert.deepEqual(Object.keys(doc.paths).sort(), ['/events', '/health', '/instances', '/instances/{id}', '/metrics', '/nodes', '/nodes/{node}/windows', '/restores', '/restores/{id}', '/sql']);
+    assert.deepEqual(Object.keys(doc.paths).sort(), [
+      '/events',
+      '/health',
+      '/instances',
+      '/instances/{id}',
+      '/metrics',
+      '/nodes',
+      '/nodes/{node}/windows',
+      '/restores',
+      '/restores/{id}',
+      '/sql',
+    ]);
     assert.ok(doc.paths['/restores']!.post);
     assert.ok(doc.components.schemas.RestoreRequest);
     assert.ok(doc.components.schemas.Error);

@@ -1,4 +1,5 @@
-// Capture end to end with real redis-server, nats-server -js and clickhouse-server: every mutation becomes one row, in order, byte-exact.
+// Capture end to end with real redis-server, nats-server -js and clickhouse-server: every mutation becomes one row, in
+// order, byte-exact.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Redis } from 'ioredis';
@@ -33,7 +34,11 @@ test('every mutation becomes one ordered, gapless, byte-exact row; reads and abo
     const info = String(await r.client('INFO'));
     const addr = /addr=(\S+)/.exec(info)![1]!;
     const binKey = B([0x00, 0xff, 0x22, 0x5c, 0x0a, 0x20, 0x6b, 0xc3, 0xa9]); // NUL 0xFF " \ LF space k é
-    const binVal = Buffer.concat([B([0, 1, 2, 0xfe, 0xff, 0x0d, 0x0a]), B('"quoted" \\ back'), Buffer.alloc(300_000, 0x61)]);
+    const binVal = Buffer.concat([
+      B([0, 1, 2, 0xfe, 0xff, 0x0d, 0x0a]),
+      B('"quoted" \\ back'),
+      Buffer.alloc(300_000, 0x61),
+    ]);
     type Expect = { db: number; client: string; argv: Buffer[]; replay?: () => Buffer[]; tx?: boolean };
     const expected: Expect[] = [];
     const times: [number, number][] = [];
@@ -46,7 +51,12 @@ test('every mutation becomes one ordered, gapless, byte-exact row; reads and abo
         times.push([t0, t1]);
       }
     };
-    const c = (argv: (string | Buffer)[], extra: Partial<Expect> = {}): Expect => ({ db: 0, client: addr, argv: argv.map((a) => (Buffer.isBuffer(a) ? a : B(a))), ...extra });
+    const c = (argv: (string | Buffer)[], extra: Partial<Expect> = {}): Expect => ({
+      db: 0,
+      client: addr,
+      argv: argv.map((a) => (Buffer.isBuffer(a) ? a : B(a))),
+      ...extra,
+    });
 
     await run(() => r.set(binKey, binVal), c(['set', binKey, binVal]));
     await run(() => r.get(binKey)); // read: no event
@@ -64,7 +74,9 @@ test('every mutation becomes one ordered, gapless, byte-exact row; reads and abo
         await r.set('ttl', 'v', 'EX', 100);
         ttlExpiry = Number(await r.pexpiretime('ttl'));
       },
-      c(['set', 'ttl', 'v', 'EX', '100'], { replay: () => [B('set'), B('ttl'), B('v'), B('PXAT'), B(String(ttlExpiry))] }),
+      c(['set', 'ttl', 'v', 'EX', '100'], {
+        replay: () => [B('set'), B('ttl'), B('v'), B('PXAT'), B(String(ttlExpiry))],
+      }),
     );
     await run(
       async () => {
@@ -77,28 +89,46 @@ test('every mutation becomes one ordered, gapless, byte-exact row; reads and abo
     await run(() => r.lpush('h', 'x'), c(['lpush', 'h', 'x'])); // WRONGTYPE: recorded, fails the same way on replay
     await run(() => r.select(2));
     await run(() => r.set('k2', 'in-db-2'), c(['set', 'k2', 'in-db-2'], { db: 2 }));
-    await run(() => r.multi().incr('c').get('c').hset('h2', 'a', '1').exec(), c(['incr', 'c'], { db: 2, tx: true }), c(['hset', 'h2', 'a', '1'], { db: 2, tx: true }));
+    await run(
+      () => r.multi().incr('c').get('c').hset('h2', 'a', '1').exec(),
+      c(['incr', 'c'], { db: 2, tx: true }),
+      c(['hset', 'h2', 'a', '1'], { db: 2, tx: true }),
+    );
     await run(async () => {
       await r.call('MULTI');
       await r.call('SET', 'never', '1');
       await r.call('DISCARD');
     }); // DISCARD: nothing
     await run(
-      () => r.eval("redis.call('SET', KEYS[1], ARGV[1]); redis.call('GET', KEYS[1]); return redis.call('INCR', KEYS[2])", 2, 'sk', 'sc', B([0xff, 0])),
+      () =>
+        r.eval(
+          "redis.call('SET', KEYS[1], ARGV[1]); redis.call('GET', KEYS[1]); return redis.call('INCR', KEYS[2])",
+          2,
+          'sk',
+          'sc',
+          B([0xff, 0]),
+        ),
       c(['SET', 'sk', B([0xff, 0])], { db: 2, client: 'lua', tx: true }),
       c(['INCR', 'sc'], { db: 2, client: 'lua', tx: true }),
     );
     await run(() => r.select(0));
     await run(() => r.del('l', 'missing'), c(['del', 'l', 'missing']));
 
-    // The test's marker (a DEL of a missing key, written last on r): once it and every seq before it are stored, so is every row above.
+    // The test's marker (a DEL of a missing key, written last on r): once it and every seq before it are stored, so is
+    // every row above.
     const marker = await markStoredEvent(stack, src.node, r);
     const rows = await stack.store.query<Row>(
       `SELECT seq, ts_us, db, client, kind, command, key, keys, args, replay, tx FROM flashback.events WHERE node = ${sqlString(src.node)} AND seq <= ${marker.seq} ORDER BY seq`,
     );
     // Gapless: seq 1..N, each once; the marker is the last.
-    assert.deepEqual(rows.map((x) => Number(x.seq)), rows.map((_, i) => i + 1));
-    assert.ok(rows.some((x) => x.kind === 'baseline'), 'the baseline marker is an event');
+    assert.deepEqual(
+      rows.map((x) => Number(x.seq)),
+      rows.map((_, i) => i + 1),
+    );
+    assert.ok(
+      rows.some((x) => x.kind === 'baseline'),
+      'the baseline marker is an event',
+    );
     assert.deepEqual([rows.at(-1)!.command, rows.at(-1)!.key], ['DEL', marker.key], 'the test marker is the last row');
     const commands = rows.slice(0, -1).filter((x) => x.kind === 'command');
     assert.equal(commands.length, expected.length, `rows: ${commands.map((x) => x.command).join(' ')}`);
@@ -111,14 +141,22 @@ test('every mutation becomes one ordered, gapless, byte-exact row; reads and abo
       assert.equal(row.db, e.db, `#${i} db`);
       assert.equal(row.client, e.client, `#${i} client`);
       assert.deepEqual(row.args, e.argv.map(readableBytes), `#${i} args`);
-      assert.ok(ts >= t0 - 2_000 && ts <= t1 + 2_000, `#${i} ts_us ${ts} within the command's wall time [${t0}, ${t1}]`);
+      assert.ok(
+        ts >= t0 - 2_000 && ts <= t1 + 2_000,
+        `#${i} ts_us ${ts} within the command's wall time [${t0}, ${t1}]`,
+      );
       const replay = decodeReplay(row.replay);
       const want = e.replay ? e.replay() : e.argv;
-      assert.deepEqual(replay.map((b) => b.toString('hex')), want.map((b) => b.toString('hex')), `#${i} replay bytes`);
+      assert.deepEqual(
+        replay.map((b) => b.toString('hex')),
+        want.map((b) => b.toString('hex')),
+        `#${i} replay bytes`,
+      );
       const tx = Number(row.tx);
       if (e.tx) {
         assert.notEqual(tx, 0, `#${i} in a tx`);
-        if (expected[i - 1]?.tx && expected[i - 1]!.client === e.client) assert.equal(tx, lastTx, `#${i} same tx as the previous`);
+        if (expected[i - 1]?.tx && expected[i - 1]!.client === e.client)
+          assert.equal(tx, lastTx, `#${i} same tx as the previous`);
       } else assert.equal(tx, 0, `#${i} not in a tx`);
       lastTx = tx;
     }
@@ -147,7 +185,12 @@ test('restarting the sink mid-stream loses and duplicates nothing', async () => 
     for (let i = total / 2; i < (total * 3) / 4; i += 500) await batch(i);
     const { startSink } = await import('../sink/index.js');
     const { silentLogger } = await import('../core/log.js');
-    stack.sink = await startSink({ natsUrl: stack.nats.url, clickhouseUrl: stack.clickhouse.url, logger: silentLogger, flushIntervalMs: 50 });
+    stack.sink = await startSink({
+      natsUrl: stack.nats.url,
+      clickhouseUrl: stack.clickhouse.url,
+      logger: silentLogger,
+      flushIntervalMs: 50,
+    });
     for (let i = (total * 3) / 4; i < total; i += 500) await batch(i);
     // A marker written after the last batch: stored with every seq before it means every HSET is stored (agent.flush()
     // cannot know about MONITOR lines the server has not delivered yet).
@@ -196,7 +239,11 @@ test('relative expiries are stored as the exact absolute expiry the source set, 
     let wrong = 0;
     for (const [k, v] of expected) if (last.get(k) !== v) wrong++;
     const st = src.agent.stats();
-    assert.equal(wrong, 0, `keys whose stored expiry differs from PEXPIRETIME (corrector: ${st.expiryCorrected} corrected, ${st.expiryConfirmed} confirmed, ${st.expiryUncorrectable} left)`);
+    assert.equal(
+      wrong,
+      0,
+      `keys whose stored expiry differs from PEXPIRETIME (corrector: ${st.expiryCorrected} corrected, ${st.expiryConfirmed} confirmed, ${st.expiryUncorrectable} left)`,
+    );
     assert.ok(st.expiryConfirmed + st.expiryCorrected > 0, 'uncertain expiries were checked against the source');
   } finally {
     r.disconnect();

@@ -1,4 +1,5 @@
-// CommandTable against a real redis-server: lookup (subcommands, case), flags, and keys compared with the server's own COMMAND GETKEYS.
+// CommandTable against a real redis-server: lookup (subcommands, case), flags, and keys compared with the server's own
+// COMMAND GETKEYS.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { CommandTable } from '../core/redis/command-table.js';
@@ -33,7 +34,14 @@ describe('CommandTable (live server)', () => {
     return strs(r as Buffer[]);
   }
 
-  const cases: { argv: Buffer[]; name: string; write: boolean; keys: string[]; blocking?: boolean; nondeterministic?: boolean }[] = [
+  const cases: {
+    argv: Buffer[];
+    name: string;
+    write: boolean;
+    keys: string[];
+    blocking?: boolean;
+    nondeterministic?: boolean;
+  }[] = [
     { argv: argv('SET', 'k', 'v', 'EX', '10'), name: 'set', write: true, keys: ['k'] },
     { argv: argv('mset', 'a', '1', 'b', '2'), name: 'mset', write: true, keys: ['a', 'b'] },
     { argv: argv('HSET', 'h', 'f', 'v', 'g', 'w'), name: 'hset', write: true, keys: ['h'] },
@@ -42,14 +50,45 @@ describe('CommandTable (live server)', () => {
     { argv: argv('XGROUP', 'CREATE', 's', 'g', '$', 'MKSTREAM'), name: 'xgroup|create', write: true, keys: ['s'] },
     { argv: argv('xgroup', 'createconsumer', 's', 'g', 'c'), name: 'xgroup|createconsumer', write: true, keys: ['s'] },
     { argv: argv('EVAL', 'return 1', '2', 'k1', 'k2', 'a1'), name: 'eval', write: false, keys: ['k1', 'k2'] },
-    { argv: argv('SORT', 'src', 'BY', 'w_*', 'LIMIT', '0', '1', 'GET', '#', 'STORE', 'dst'), name: 'sort', write: true, keys: ['src', 'dst'] },
+    {
+      argv: argv('SORT', 'src', 'BY', 'w_*', 'LIMIT', '0', '1', 'GET', '#', 'STORE', 'dst'),
+      name: 'sort',
+      write: true,
+      keys: ['src', 'dst'],
+    },
     { argv: argv('SORT', 'src', 'GET', 'store', 'ALPHA'), name: 'sort', write: true, keys: ['src'] },
-    { argv: argv('ZUNIONSTORE', 'd', '2', 'a', 'b', 'WEIGHTS', '1', '2'), name: 'zunionstore', write: true, keys: ['d', 'a', 'b'] },
+    {
+      argv: argv('ZUNIONSTORE', 'd', '2', 'a', 'b', 'WEIGHTS', '1', '2'),
+      name: 'zunionstore',
+      write: true,
+      keys: ['d', 'a', 'b'],
+    },
     { argv: argv('LMOVE', 'a', 'b', 'LEFT', 'RIGHT'), name: 'lmove', write: true, keys: ['a', 'b'] },
-    { argv: argv('BLMOVE', 'a', 'b', 'LEFT', 'RIGHT', '0'), name: 'blmove', write: true, blocking: true, keys: ['a', 'b'] },
-    { argv: argv('MIGRATE', '127.0.0.1', '1', '', '0', '5000', 'KEYS', 'x', 'y'), name: 'migrate', write: true, keys: ['x', 'y'] },
-    { argv: argv('MIGRATE', '127.0.0.1', '1', 'kk', '0', '5000', 'REPLACE'), name: 'migrate', write: true, keys: ['kk'] },
-    { argv: argv('GEORADIUS', 'g', '0', '0', '1', 'km', 'STORE', 'd1'), name: 'georadius', write: true, keys: ['g', 'd1'] },
+    {
+      argv: argv('BLMOVE', 'a', 'b', 'LEFT', 'RIGHT', '0'),
+      name: 'blmove',
+      write: true,
+      blocking: true,
+      keys: ['a', 'b'],
+    },
+    {
+      argv: argv('MIGRATE', '127.0.0.1', '1', '', '0', '5000', 'KEYS', 'x', 'y'),
+      name: 'migrate',
+      write: true,
+      keys: ['x', 'y'],
+    },
+    {
+      argv: argv('MIGRATE', '127.0.0.1', '1', 'kk', '0', '5000', 'REPLACE'),
+      name: 'migrate',
+      write: true,
+      keys: ['kk'],
+    },
+    {
+      argv: argv('GEORADIUS', 'g', '0', '0', '1', 'km', 'STORE', 'd1'),
+      name: 'georadius',
+      write: true,
+      keys: ['g', 'd1'],
+    },
     { argv: argv('OBJECT', 'FREQ', 'k'), name: 'object|freq', write: false, nondeterministic: true, keys: ['k'] },
     { argv: argv('FUNCTION', 'LOAD', '#!lua name=x\n'), name: 'function|load', write: true, keys: [] },
     { argv: argv('FCALL', 'f', '1', 'fk', 'fv'), name: 'fcall', write: false, keys: ['fk'] },

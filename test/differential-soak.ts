@@ -2,7 +2,8 @@
 //
 //   node --import tsx test/differential-soak.ts [--long] [--rounds N] [--seed N] [--deterministic] [--exclude A,B]
 //
-// --long: about 3 minutes per round, 8 clients, 4 dbs, 30 moments; without it, the test's size. --rounds: how many seeds
+// --long: about 3 minutes per round, 8 clients, 4 dbs, 30 moments; without it, the test's size. --rounds: how many
+// seeds
 // (default 1; 0 = until one fails). --seed (or FLASHBACK_SEED): the first seed, the next rounds count up from it.
 // --deterministic: leave out SPOP, XADD *, consumer-group reads and claims, and blocking commands. --exclude: leave out
 // these operations by their stats names (e.g. PFCOUNT,blocking), to narrow a failure down.
@@ -47,10 +48,14 @@ try {
   for (let round = 0; rounds === 0 || round < rounds; round++) {
     const seed = firstSeed + round;
     const started = Date.now();
-    log(`round ${round + 1}: seed ${seed} (FLASHBACK_SEED=${seed})${values.deterministic ? ', deterministic families only' : ''}`);
+    log(
+      `round ${round + 1}: seed ${seed} (FLASHBACK_SEED=${seed})${values.deterministic ? ', deterministic families only' : ''}`,
+    );
     const exclude = values.exclude.split(',').filter(Boolean);
     const r = await runDifferential(stack, { ...size, seed, nondeterministic: !values.deterministic, exclude, log });
-    log(`round ${round + 1}: seed ${seed}: ${r.workload.ops} operations, ${r.restores} restores, ${r.failures.length} differed, ${Math.round((Date.now() - started) / 1000)} s`);
+    log(
+      `round ${round + 1}: seed ${seed}: ${r.workload.ops} operations, ${r.restores} restores, ${r.failures.length} differed, ${Math.round((Date.now() - started) / 1000)} s`,
+    );
     log(`error replies ${JSON.stringify(r.workload.errors)}`);
     for (const f of r.failures) console.log(f);
     if (r.failures.length > 0) {

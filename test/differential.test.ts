@@ -1,4 +1,6 @@
-// Differential test: a seeded random workload (every type, dbs, MULTI, scripts, functions, TTLs, binary data; then also the nondeterministic and blocking families) on a captured source; every recorded moment restores to exactly the source's state then. `npm run soak` runs it seed after seed.
+// Differential test: a seeded random workload (every type, dbs, MULTI, scripts, functions, TTLs, binary data; then also
+// the nondeterministic and blocking families) on a captured source; every recorded moment restores to exactly the
+// source's state then. `npm run soak` runs it seed after seed.
 import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';
 import { after, before, test, type TestContext } from 'node:test';
@@ -7,7 +9,8 @@ import { startStack, type Stack } from './helpers/stack.js';
 
 /** FLASHBACK_SEED replays a run; without it every run draws a new seed (printed, and in every failure). */
 const seed = process.env.FLASHBACK_SEED ? Number(process.env.FLASHBACK_SEED) : randomInt(2 ** 31);
-if (!Number.isSafeInteger(seed)) throw new Error(`FLASHBACK_SEED must be an integer, got "${process.env.FLASHBACK_SEED}"`);
+if (!Number.isSafeInteger(seed))
+  throw new Error(`FLASHBACK_SEED must be an integer, got "${process.env.FLASHBACK_SEED}"`);
 
 let stack: Stack;
 before(async () => {
@@ -18,16 +21,34 @@ after(async () => {
 });
 
 /** One differential run; every restore must equal the source at its moment, else the first diverging keys are named. */
-async function check(t: TestContext, options: { points: number; clients: number; nondeterministic: boolean }): Promise<void> {
+async function check(
+  t: TestContext,
+  options: { points: number; clients: number; nondeterministic: boolean },
+): Promise<void> {
   const { points } = options;
   t.diagnostic(`seed ${seed}: replay with FLASHBACK_SEED=${seed}`);
-  const r = await runDifferential(stack, { seed, opsPerPoint: [150, 600], ...options, log: (line) => t.diagnostic(line) });
-  t.diagnostic(`seed ${seed}: ${r.workload.ops} operations; ${JSON.stringify(r.workload.byOp)}; error replies ${JSON.stringify(r.workload.errors)}`);
+  const r = await runDifferential(stack, {
+    seed,
+    opsPerPoint: [150, 600],
+    ...options,
+    log: (line) => t.diagnostic(line),
+  });
+  t.diagnostic(
+    `seed ${seed}: ${r.workload.ops} operations; ${JSON.stringify(r.workload.byOp)}; error replies ${JSON.stringify(r.workload.errors)}`,
+  );
   assert.equal(r.points.length, points);
   assert.equal(r.restores, 2 * points);
-  assert.ok(r.points.every((p) => p.keys > 0), 'every recorded moment holds keys');
-  const shown = r.failures.slice(0, 4).join('\n') + (r.failures.length > 4 ? `\n… and ${r.failures.length - 4} more` : '');
-  assert.equal(r.failures.length, 0, `seed ${seed} (FLASHBACK_SEED=${seed}): ${r.failures.length} of ${r.restores} restores differ from the source:\n${shown}`);
+  assert.ok(
+    r.points.every((p) => p.keys > 0),
+    'every recorded moment holds keys',
+  );
+  const shown =
+    r.failures.slice(0, 4).join('\n') + (r.failures.length > 4 ? `\n… and ${r.failures.length - 4} more` : '');
+  assert.equal(
+    r.failures.length,
+    0,
+    `seed ${seed} (FLASHBACK_SEED=${seed}): ${r.failures.length} of ${r.restores} restores differ from the source:\n${shown}`,
+  );
 }
 
 test(`deterministic families: every recorded moment restores exactly, by seq and by time (seed ${seed})`, async (t) => {

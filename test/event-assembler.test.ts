@@ -1,4 +1,5 @@
-// EventAssembler on a real redis-server's MONITOR stream: writes only, gapless seq, MULTI/EXEC, DISCARD, WATCH abort, scripts, markers, bytes, db, expiries.
+// EventAssembler on a real redis-server's MONITOR stream: writes only, gapless seq, MULTI/EXEC, DISCARD, WATCH abort,
+// scripts, markers, bytes, db, expiries.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
@@ -78,7 +79,9 @@ describe('EventAssembler (live MONITOR)', () => {
   /** Waits until the line of our own `ECHO tag` arrived: everything before it has been pushed. */
   async function sync(tag: string): Promise<void> {
     await control.call(['ECHO', tag]);
-    await until(`ECHO ${tag}`, () => lines.some((l) => l.argv[0] && str(l.argv[0]) === 'ECHO' && l.argv[1] && str(l.argv[1]) === tag));
+    await until(`ECHO ${tag}`, () =>
+      lines.some((l) => l.argv[0] && str(l.argv[0]) === 'ECHO' && l.argv[1] && str(l.argv[1]) === tag),
+    );
   }
 
   test('a mixed workload gives exactly the expected events', async () => {
@@ -94,8 +97,18 @@ describe('EventAssembler (live MONITOR)', () => {
     await w.multi({ pipeline: false });
     await assert.rejects(w.call('SET', 'e'));
     await assert.rejects(w.exec());
-    await w.eval("redis.call('set', KEYS[1], ARGV[1]); redis.call('get', KEYS[1]); redis.call('hset', KEYS[2], 'f', ARGV[1]); return 1", 2, 's1', 's2', 'v');
-    await w.multi().set('m1', '1').eval("redis.call('incr', KEYS[1]) return redis.call('get', KEYS[1])", 1, 'm2').exec();
+    await w.eval(
+      "redis.call('set', KEYS[1], ARGV[1]); redis.call('get', KEYS[1]); redis.call('hset', KEYS[2], 'f', ARGV[1]); return 1",
+      2,
+      's1',
+      's2',
+      'v',
+    );
+    await w
+      .multi()
+      .set('m1', '1')
+      .eval("redis.call('incr', KEYS[1]) return redis.call('get', KEYS[1])", 1, 'm2')
+      .exec();
     await w.eval("return redis.call('get', KEYS[1])", 1, 'a');
     await w.set(BIN_KEY, BIN_VALUE);
     await w.select(3);
@@ -106,13 +119,25 @@ describe('EventAssembler (live MONITOR)', () => {
     await control.call(['MULTI']);
     await control.call(['PUBLISH', MARKER_CHANNEL, '{"markerId":"m-1"}']);
     await control.call(['EXEC']);
-    await w.call('FUNCTION', 'LOAD', "#!lua name=lib\nredis.register_function('f', function(keys, args) return redis.call('set', keys[1], args[1]) end)");
+    await w.call(
+      'FUNCTION',
+      'LOAD',
+      "#!lua name=lib\nredis.register_function('f', function(keys, args) return redis.call('set', keys[1], args[1]) end)",
+    );
     await w.fcall('f', 1, 'fk', 'fv');
     await w.flushdb();
     await sync('done');
 
     const events = groups.flat();
-    const shape = events.map((e) => [e.seq, e.kind, e.command, e.args.map(str).join(' '), e.db, e.client === 'lua' ? 'lua' : e.client === 'agent' ? 'agent' : 'client', e.tx]);
+    const shape = events.map((e) => [
+      e.seq,
+      e.kind,
+      e.command,
+      e.args.map(str).join(' '),
+      e.db,
+      e.client === 'lua' ? 'lua' : e.client === 'agent' ? 'agent' : 'client',
+      e.tx,
+    ]);
     const bin = str(BIN_KEY) + ' ' + str(BIN_VALUE);
     assert.deepEqual(shape, [
       [1, 'command', 'SET', 'set a 1', 0, 'client', 0],
@@ -127,7 +152,15 @@ describe('EventAssembler (live MONITOR)', () => {
       [10, 'command', 'SET', 'set in3 x', 3, 'client', 0],
       [11, 'command', 'SET', 'set ttl v EX 100', 0, 'client', 0],
       [12, 'baseline', 'PUBLISH', `PUBLISH ${MARKER_CHANNEL} {"markerId":"m-1"}`, 0, 'client', 0],
-      [13, 'command', 'FUNCTION', `FUNCTION LOAD #!lua name=lib\nredis.register_function('f', function(keys, args) return redis.call('set', keys[1], args[1]) end)`, 0, 'client', 0],
+      [
+        13,
+        'command',
+        'FUNCTION',
+        `FUNCTION LOAD #!lua name=lib\nredis.register_function('f', function(keys, args) return redis.call('set', keys[1], args[1]) end)`,
+        0,
+        'client',
+        0,
+      ],
       [14, 'command', 'SET', 'set fk fv', 0, 'lua', 14],
       [15, 'command', 'FLUSHDB', 'flushdb', 0, 'client', 0],
     ]);
@@ -135,7 +168,10 @@ describe('EventAssembler (live MONITOR)', () => {
     assert.equal(assembler.unknownCommands, 0);
 
     // Groups: one emit per transaction / script, single events otherwise.
-    assert.deepEqual(groups.map((g) => g.map((e) => e.seq)), [[1], [2, 3], [4], [5, 6], [7, 8], [9], [10], [11], [12], [13], [14], [15]]);
+    assert.deepEqual(
+      groups.map((g) => g.map((e) => e.seq)),
+      [[1], [2, 3], [4], [5, 6], [7, 8], [9], [10], [11], [12], [13], [14], [15]],
+    );
     for (const e of events) assert.ok(e.node === 'n1' && e.epoch === 42);
 
     // Binary bytes exact, keys from the key specs.
@@ -149,7 +185,10 @@ describe('EventAssembler (live MONITOR)', () => {
     const lineOf = (pred: (l: MonitorLine) => boolean) => lines.find(pred)!;
     const execs = lines.filter((l) => str(l.argv[0]!).toUpperCase() === 'EXEC' && l.client !== 'lua');
     assert.equal(events[1]!.tsUs, events[2]!.tsUs);
-    assert.ok(execs.some((l) => l.tsUs === events[1]!.tsUs), 'MULTI group at its EXEC time');
+    assert.ok(
+      execs.some((l) => l.tsUs === events[1]!.tsUs),
+      'MULTI group at its EXEC time',
+    );
     const lastLuaOfS = lineOf((l) => l.client === 'lua' && str(l.argv[0]!) === 'hset');
     assert.equal(events[4]!.tsUs, lastLuaOfS.tsUs);
     assert.equal(events[5]!.tsUs, lastLuaOfS.tsUs);
@@ -157,7 +196,13 @@ describe('EventAssembler (live MONITOR)', () => {
 
     // Expiry normalized from the command's own line; replay is args itself where nothing changes.
     const ttlLine = lineOf((l) => str(l.argv[1] ?? Buffer.alloc(0)) === 'ttl');
-    assert.deepEqual(events[10]!.replay.map(str), ['set', 'ttl', 'v', 'PXAT', String(Math.floor(ttlLine.tsUs / 1000) + 100_000)]);
+    assert.deepEqual(events[10]!.replay.map(str), [
+      'set',
+      'ttl',
+      'v',
+      'PXAT',
+      String(Math.floor(ttlLine.tsUs / 1000) + 100_000),
+    ]);
     assert.equal(events[0]!.replay, events[0]!.args);
 
     // The marker: nothing to replay, reported to onMarker with its seq.
@@ -175,14 +220,22 @@ describe('EventAssembler (live MONITOR)', () => {
     await control.call(['ECHO', 'flashback-probe']);
     await until('the probe line', () => !assembler.pendingScript);
     const last = groups.at(-1)!;
-    assert.deepEqual(last.map((e) => [e.seq, e.args.map(str).join(' '), e.tx]), [
-      [before + 1, 'set p1 p', before + 1],
-      [before + 2, 'rpush p2 x', before + 1],
-    ]);
+    assert.deepEqual(
+      last.map((e) => [e.seq, e.args.map(str).join(' '), e.tx]),
+      [
+        [before + 1, 'set p1 p', before + 1],
+        [before + 2, 'rpush p2 x', before + 1],
+      ],
+    );
   });
 
   test('a MULTI left without EXEC (client gone, ip:port reused) yields plain events; unknown commands are counted', () => {
-    const line = (client: string, ...argv: string[]): MonitorLine => ({ tsUs: 1_000_000, db: 0, client, argv: argv.map((a) => Buffer.from(a)) });
+    const line = (client: string, ...argv: string[]): MonitorLine => ({
+      tsUs: 1_000_000,
+      db: 0,
+      client,
+      argv: argv.map((a) => Buffer.from(a)),
+    });
     const before = assembler.lastSeq;
     const unknownBefore = assembler.unknownCommands;
     assembler.push(line('10.0.0.1:1', 'MULTI'));
@@ -201,13 +254,21 @@ describe('EventAssembler (live MONITOR)', () => {
     assembler.pushServerEvent({ kind: 'evicted', db: 2, key: BIN_KEY });
     assert.equal(groups.length, groupsBefore, 'held until the next line proves their time');
     assert.equal(assembler.pendingServerEvents, true);
-    assembler.push({ tsUs: 1_700_000_000_123_456, db: 0, client: '10.0.0.9:9', argv: [Buffer.from('SET'), Buffer.from('k'), Buffer.from('v')] });
+    assembler.push({
+      tsUs: 1_700_000_000_123_456,
+      db: 0,
+      client: '10.0.0.9:9',
+      argv: [Buffer.from('SET'), Buffer.from('k'), Buffer.from('v')],
+    });
     const got = groups.slice(groupsBefore).flat();
-    assert.deepEqual(got.map((e) => [e.seq, e.kind, e.tsUs]), [
-      [before + 1, 'expired', 1_700_000_000_123_456],
-      [before + 2, 'evicted', 1_700_000_000_123_456],
-      [before + 3, 'command', 1_700_000_000_123_456],
-    ]);
+    assert.deepEqual(
+      got.map((e) => [e.seq, e.kind, e.tsUs]),
+      [
+        [before + 1, 'expired', 1_700_000_000_123_456],
+        [before + 2, 'evicted', 1_700_000_000_123_456],
+        [before + 3, 'command', 1_700_000_000_123_456],
+      ],
+    );
     assert.deepEqual(got[0]!.replay.map(str), ['DEL', str(BIN_KEY)]);
     assert.ok(got[0]!.keys[0]!.equals(BIN_KEY));
     assert.deepEqual(got[1]!.replay.map(str), ['DEL', str(BIN_KEY)]);

@@ -1,4 +1,5 @@
-// A 64 MiB value whose every byte MONITOR escapes (\xNN: a 256 MiB line) is captured, stored and restored exactly, in one epoch.
+// A 64 MiB value whose every byte MONITOR escapes (\xNN: a 256 MiB line) is captured, stored and restored exactly, in
+// one epoch.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -41,15 +42,29 @@ test('a 64 MiB value of bytes 0x80–0xff (a 256 MiB MONITOR line): one epoch, s
     await r.set(Buffer.from([0x62, 0x00, 0xff]), v);
     await r.set('after', '1');
     const digest = String(await r.call('DEBUG', 'DIGEST'));
-    const stored = await waitFor('the three SETs stored, or a new epoch', async () => {
-      if (src.agent.stats().epochs > 1) return false;
-      const [c] = await stack.store.query<{ n: string }>(`SELECT uniqExact(seq) AS n FROM flashback.events WHERE node = ${sqlString(src.node)} AND command = 'SET'`);
-      return Number(c!.n) === 3 ? true : undefined;
-    }, 180_000);
-    assert.equal(stored, true, `capture ended its epoch instead of capturing the 64 MiB SET (epochs: ${src.agent.stats().epochs}, max MONITOR output seen: ${src.agent.stats().maxMonitorOutputBytesSeen} bytes)`);
-    // A marker after the SETs (a DEL of a missing key: the digest stays): stored with every seq before it, it is the cutoff.
+    const stored = await waitFor(
+      'the three SETs stored, or a new epoch',
+      async () => {
+        if (src.agent.stats().epochs > 1) return false;
+        const [c] = await stack.store.query<{ n: string }>(
+          `SELECT uniqExact(seq) AS n FROM flashback.events WHERE node = ${sqlString(src.node)} AND command = 'SET'`,
+        );
+        return Number(c!.n) === 3 ? true : undefined;
+      },
+      180_000,
+    );
+    assert.equal(
+      stored,
+      true,
+      `capture ended its epoch instead of capturing the 64 MiB SET (epochs: ${src.agent.stats().epochs}, max MONITOR output seen: ${src.agent.stats().maxMonitorOutputBytesSeen} bytes)`,
+    );
+    // A marker after the SETs (a DEL of a missing key: the digest stays): stored with every seq before it, it is the
+    // cutoff.
     const last = await markAndWait(stack, src, r, undefined, 120_000);
-    const report = await restore({ events: clickHouseEventStore(stack.store, stack.store.client), objects, instancesDir }, { node: src.node, toSeq: last, spawn: {} });
+    const report = await restore(
+      { events: clickHouseEventStore(stack.store, stack.store.client), objects, instancesDir },
+      { node: src.node, toSeq: last, spawn: {} },
+    );
     const restored = new Redis(report.url!);
     try {
       assert.equal(String(await restored.call('DEBUG', 'DIGEST')), digest);

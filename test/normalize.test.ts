@@ -1,4 +1,5 @@
-// normalizeArgv on real servers: commands run at a source, their MONITOR lines normalized into an AOF that a fresh redis-server loads, keys compared.
+// normalizeArgv on real servers: commands run at a source, their MONITOR lines normalized into an AOF that a fresh
+// redis-server loads, keys compared.
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -140,7 +141,10 @@ describe('normalized expiries replayed from an AOF match the source', () => {
 
     const dir = path.join(tmp, 'aof');
     mkdirSync(path.join(dir, 'appendonlydir'), { recursive: true });
-    writeFileSync(path.join(dir, 'appendonlydir', 'appendonly.aof.manifest'), 'file appendonly.aof.1.incr.aof seq 1 type i\n');
+    writeFileSync(
+      path.join(dir, 'appendonlydir', 'appendonly.aof.manifest'),
+      'file appendonly.aof.1.incr.aof seq 1 type i\n',
+    );
     const parts: Buffer[] = [];
     let rewritten = 0;
     for (const line of mon.lines) {
@@ -199,7 +203,9 @@ describe('normalized expiries replayed from an AOF match the source', () => {
       diffs.set(d, (diffs.get(d) ?? 0) + 1);
     }
     const off = n - (diffs.get(0) ?? 0);
-    console.log(`# floor(tsUs/1000) vs source expiry over ${n} SET EX: ${JSON.stringify(Object.fromEntries(diffs))} (ms → count); ${off} off (${((off / n) * 100).toFixed(2)} %)`);
+    console.log(
+      `# floor(tsUs/1000) vs source expiry over ${n} SET EX: ${JSON.stringify(Object.fromEntries(diffs))} (ms → count); ${off} off (${((off / n) * 100).toFixed(2)} %)`,
+    );
     for (const d of diffs.keys()) assert.ok(d === 0 || d === 1, `difference ${d} ms`);
   });
 });

@@ -1,4 +1,6 @@
-// Commands the source refused (MONITOR shows them like any other) never change a restore: each member of the class Redis checks only for ordinary clients, then normal writes, restored digest-equal to the source; and an event a restore server cannot load is named, kept, listed and skipped afterwards.
+// Commands the source refused (MONITOR shows them like any other) never change a restore: each member of the class
+// Redis checks only for ordinary clients, then normal writes, restored digest-equal to the source; and an event a
+// restore server cannot load is named, kept, listed and skipped afterwards.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -75,12 +77,21 @@ test('refused SETRANGE (both offsets), SETBIT, BITFIELD, XADD LIMIT, in MULTI an
     refused(await send(r, 'SETBIT', 'B', '4294967296', '1'), badOffset, 'SETBIT at 2^32');
     refused(await send(r, 'BITFIELD', 'B', 'SET', 'u8', '4294967296', '1'), badOffset, 'BITFIELD SET at bit 2^32');
     refused(await send(r, 'BITFIELD', 'B', 'INCRBY', 'u8', '#536870912', '1'), badOffset, 'BITFIELD INCRBY at #2^29');
-    refused(await send(r, 'XADD', 'st', 'MAXLEN', '10', 'LIMIT', '5', '1-1', 'f', 'v'), /LIMIT cannot be used without/, 'XADD LIMIT without ~');
-    refused(await send(r, 'XTRIM', 'st', 'MAXLEN', '10', 'LIMIT', '5'), /LIMIT cannot be used without/, 'XTRIM LIMIT without ~');
+    refused(
+      await send(r, 'XADD', 'st', 'MAXLEN', '10', 'LIMIT', '5', '1-1', 'f', 'v'),
+      /LIMIT cannot be used without/,
+      'XADD LIMIT without ~',
+    );
+    refused(
+      await send(r, 'XTRIM', 'st', 'MAXLEN', '10', 'LIMIT', '5'),
+      /LIMIT cannot be used without/,
+      'XTRIM LIMIT without ~',
+    );
     const tx = (await r.multi().call('SETRANGE', 'K', '9223372036854775807', 'A').set('in-multi', '1').exec()) ?? [];
     refused(tx[0]?.[0], tooBig, 'SETRANGE inside MULTI');
     assert.equal(tx[1]?.[1], 'OK');
-    const script = "redis.pcall('SETBIT', KEYS[1], '4294967296', '1') redis.pcall('SETRANGE', KEYS[1], '9223372036854775807', 'A') return redis.call('SET', KEYS[2], 'x')";
+    const script =
+      "redis.pcall('SETBIT', KEYS[1], '4294967296', '1') redis.pcall('SETRANGE', KEYS[1], '9223372036854775807', 'A') return redis.call('SET', KEYS[2], 'x')";
     assert.equal(await r.eval(script, 2, 'B', 'in-script'), 'OK');
     // Approximate trimming: a client's XTRIM removes at most LIMIT (default 100 × 100) entries, a loading server all.
     const p = r.pipeline();
@@ -117,9 +128,21 @@ test('with a small proto-max-bulk-len at the source, a refused APPEND, SETRANGE 
     await src.agent.baseline();
     const limit = 1024 * 1024;
     await r.set('big', Buffer.alloc(limit - 100, 0x61));
-    refused(await send(r, 'APPEND', 'big', Buffer.alloc(200, 0x62)), /string exceeds maximum allowed size/, 'APPEND past the limit');
-    refused(await send(r, 'SETRANGE', 'big', String(limit - 5), '0123456789'), /string exceeds maximum allowed size/, 'SETRANGE past the limit');
-    refused(await send(r, 'SETBIT', 'bits', String(limit * 8), '1'), /bit offset is not an integer or out of range/, 'SETBIT past the limit');
+    refused(
+      await send(r, 'APPEND', 'big', Buffer.alloc(200, 0x62)),
+      /string exceeds maximum allowed size/,
+      'APPEND past the limit',
+    );
+    refused(
+      await send(r, 'SETRANGE', 'big', String(limit - 5), '0123456789'),
+      /string exceeds maximum allowed size/,
+      'SETRANGE past the limit',
+    );
+    refused(
+      await send(r, 'SETBIT', 'bits', String(limit * 8), '1'),
+      /bit offset is not an integer or out of range/,
+      'SETBIT past the limit',
+    );
     await r.append('big', 'ok'); // within the limit: must be replayed
     await r.setbit('bits', limit * 8 - 1, 1);
     const last = await markStored(src, r, 'end');
@@ -143,10 +166,14 @@ test('an event a restore server cannot load is named with its seq, its files kep
     const last = await markStored(src, r, 'end');
     // Forge the history: the event of `SET victim v` now replays as a command that crashes a loading server.
     const where = `node = ${sqlString(src.node)}`;
-    const [victim] = await stack.store.query<Record<string, string | number>>(`SELECT * FROM flashback.events WHERE ${where} AND key = 'victim' LIMIT 1`);
+    const [victim] = await stack.store.query<Record<string, string | number>>(
+      `SELECT * FROM flashback.events WHERE ${where} AND key = 'victim' LIMIT 1`,
+    );
     assert.ok(victim, 'the SET victim event is stored');
     const seq = Number(victim.seq);
-    await stack.store.insertEvents([{ ...victim, replay: encodeCommand(["DEBUG", "SEGFAULT"]).toString("base64") } as never]);
+    await stack.store.insertEvents([
+      { ...victim, replay: encodeCommand(['DEBUG', 'SEGFAULT']).toString('base64') } as never,
+    ]);
     await stack.store.command('OPTIMIZE TABLE flashback.events FINAL');
 
     const err = await restore(deps(), { node: src.node, toSeq: last, spawn: {} }).then(
@@ -165,7 +192,10 @@ test('an event a restore server cannot load is named with its seq, its files kep
 
     const windows = await restoreWindows(stack.store, src.node);
     const broken = windows.flatMap((w) => w.broken);
-    assert.deepEqual(broken.map((b) => [b.seq, b.command]), [[seq, 'DEBUG']]);
+    assert.deepEqual(
+      broken.map((b) => [b.seq, b.command]),
+      [[seq, 'DEBUG']],
+    );
 
     const justBefore = await doRestore(src.node, { beforeSeq: seq });
     assert.deepEqual(justBefore.warnings, []);
@@ -174,7 +204,10 @@ test('an event a restore server cannot load is named with its seq, its files kep
     assert.match(skipped.warnings[0]!, new RegExp(`event seq ${seq} .* was skipped`));
     const restored = new Redis(skipped.url!);
     try {
-      assert.deepEqual([await restored.get('before'), await restored.get('victim'), await restored.get('after')], ['1', null, '1']);
+      assert.deepEqual(
+        [await restored.get('before'), await restored.get('victim'), await restored.get('after')],
+        ['1', null, '1'],
+      );
     } finally {
       restored.disconnect();
     }

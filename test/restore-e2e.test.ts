@@ -1,4 +1,5 @@
-// Point-in-time restore end to end: capture with real servers, then restore by time and by seq into spawned, target and RDB destinations.
+// Point-in-time restore end to end: capture with real servers, then restore by time and by seq into spawned, target and
+// RDB destinations.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -12,7 +13,16 @@ import { startRedisServer } from '../core/servers/redis-server.js';
 import { stopPid } from '../core/servers/server-process.js';
 import { sqlString } from '../core/store/sql-literal.js';
 import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
-import { serverTimeUs, startSource, startStack, waitFor, waitForWindow, type Stack, syncedSource, type Source } from './helpers/stack.js';
+import {
+  serverTimeUs,
+  startSource,
+  startStack,
+  waitFor,
+  waitForWindow,
+  type Stack,
+  syncedSource,
+  type Source,
+} from './helpers/stack.js';
 import { testRedis } from './helpers/servers.js';
 
 let stack: Stack;
@@ -34,9 +44,11 @@ after(async () => {
   await rm(instancesDir, { recursive: true, force: true });
 });
 
-
 async function doRestore(req: RestoreRequest) {
-  const report = await restore({ events: clickHouseEventStore(stack.store, stack.store.client), objects, instancesDir }, req);
+  const report = await restore(
+    { events: clickHouseEventStore(stack.store, stack.store.client), objects, instancesDir },
+    req,
+  );
   if (report.pid) spawned.push(report);
   return report;
 }
@@ -82,7 +94,13 @@ test('the seed scenario: restore to a moment in the middle, and to just before o
     const restored2 = new Redis(before.url!);
     try {
       const fields = (await restored2.hkeys('userprofile')).sort();
-      assert.deepEqual(fields, rows.slice(0, 79).map((x) => x.args[2]!).sort());
+      assert.deepEqual(
+        fields,
+        rows
+          .slice(0, 79)
+          .map((x) => x.args[2]!)
+          .sort(),
+      );
       assert.equal(before.cutoff.seq, Number(chosen.seq) - 1);
     } finally {
       restored2.disconnect();
@@ -105,18 +123,47 @@ async function phase(r: Redis, n: number, seed: number): Promise<void> {
     const db = rnd(3);
     await r.select(db);
     switch (rnd(12)) {
-      case 0: await r.set(`s:${k}`, `v${rnd(1000)}`); break;
-      case 1: await r.hset(`h:${k}`, `f${rnd(20)}`, Buffer.from([rnd(256), 0, 255])); break;
-      case 2: await r.rpush(`l:${k}`, `e${rnd(100)}`); break;
-      case 3: await r.lpop(`l:${k}`); break;
-      case 4: await r.sadd(`set:${k}`, `m${rnd(30)}`); break;
-      case 5: await r.zadd(`z:${k}`, rnd(100), `m${rnd(30)}`); break;
-      case 6: await r.xadd(`x:${k}`, `${1000 + i}-${seed}`, 'f', `${rnd(9)}`).catch(() => undefined); break;
-      case 7: await r.incrby(`c:${k}`, rnd(10)); break;
-      case 8: await r.multi().incr(`c:${k}`).hset(`h:${k}`, 'm', `${i}`).exec(); break;
-      case 9: await r.eval("redis.call('SET', KEYS[1], ARGV[1]); return redis.call('APPEND', KEYS[1], 'x')", 1, `e:${k}`, `${i}`); break;
-      case 10: await r.set(`t:${k}`, 'ttl', 'EX', 3600 + rnd(100)); break;
-      case 11: await r.del(`s:${k}`); break;
+      case 0:
+        await r.set(`s:${k}`, `v${rnd(1000)}`);
+        break;
+      case 1:
+        await r.hset(`h:${k}`, `f${rnd(20)}`, Buffer.from([rnd(256), 0, 255]));
+        break;
+      case 2:
+        await r.rpush(`l:${k}`, `e${rnd(100)}`);
+        break;
+      case 3:
+        await r.lpop(`l:${k}`);
+        break;
+      case 4:
+        await r.sadd(`set:${k}`, `m${rnd(30)}`);
+        break;
+      case 5:
+        await r.zadd(`z:${k}`, rnd(100), `m${rnd(30)}`);
+        break;
+      case 6:
+        await r.xadd(`x:${k}`, `${1000 + i}-${seed}`, 'f', `${rnd(9)}`).catch(() => undefined);
+        break;
+      case 7:
+        await r.incrby(`c:${k}`, rnd(10));
+        break;
+      case 8:
+        await r.multi().incr(`c:${k}`).hset(`h:${k}`, 'm', `${i}`).exec();
+        break;
+      case 9:
+        await r.eval(
+          "redis.call('SET', KEYS[1], ARGV[1]); return redis.call('APPEND', KEYS[1], 'x')",
+          1,
+          `e:${k}`,
+          `${i}`,
+        );
+        break;
+      case 10:
+        await r.set(`t:${k}`, 'ttl', 'EX', 3600 + rnd(100));
+        break;
+      case 11:
+        await r.del(`s:${k}`);
+        break;
     }
   }
   await r.select(0);
@@ -162,7 +209,10 @@ test('digest oracle: restoring to each recorded time gives the digest the source
       assert.equal(await digestOf(target.url), last.digest);
       const file = path.join(dir, 'out.rdb');
       await doRestore({ node: src.node, to: last.ts, rdb: file });
-      const fromRdb = await startRedisServer({ dir, args: ['--dbfilename', 'out.rdb', '--enable-debug-command', 'yes'] });
+      const fromRdb = await startRedisServer({
+        dir,
+        args: ['--dbfilename', 'out.rdb', '--enable-debug-command', 'yes'],
+      });
       try {
         assert.equal(await digestOf(fromRdb.url), last.digest);
       } finally {
@@ -201,7 +251,11 @@ test('time semantics: an expired-then-appended key stays gone; a future expiry i
     try {
       assert.equal(await restored.exists('k'), 0, 'k expired: not a persistent "x"');
       assert.equal(Number(await restored.pexpiretime('later')), laterExpiry);
-      assert.equal(Number(await restored.pexpiretime('relative')), relativeExpiry, 'a relative expiry comes back to the exact ms');
+      assert.equal(
+        Number(await restored.pexpiretime('relative')),
+        relativeExpiry,
+        'a relative expiry comes back to the exact ms',
+      );
       assert.ok(report.expiredAtRestore >= 1);
     } finally {
       restored.disconnect();
@@ -213,7 +267,10 @@ test('time semantics: an expired-then-appended key stays gone; a future expiry i
 });
 
 test('errors: unknown node, cutoff outside the windows, a hole in seq', async () => {
-  await assert.rejects(doRestore({ node: 'no-such-node', to: Date.now() * 1000, spawn: {} }), /no events captured for node "no-such-node"/);
+  await assert.rejects(
+    doRestore({ node: 'no-such-node', to: Date.now() * 1000, spawn: {} }),
+    /no events captured for node "no-such-node"/,
+  );
   const src = await startSource(stack);
   const r = new Redis(src.redis.url);
   try {
@@ -223,7 +280,10 @@ test('errors: unknown node, cutoff outside the windows, a hole in seq', async ()
     await r.set('b', '2');
     const last = await synced(src);
     await assert.rejects(doRestore({ node: src.node, to: t0, spawn: {} }), /no restorable window.*windows:/);
-    await assert.rejects(doRestore({ node: src.node, to: Date.now() * 1000 + 3_600_000_000, spawn: {} }), /no restorable window/);
+    await assert.rejects(
+      doRestore({ node: src.node, to: Date.now() * 1000 + 3_600_000_000, spawn: {} }),
+      /no restorable window/,
+    );
     await assert.rejects(doRestore({ node: src.node, to: 'yesterday-ish', spawn: {} }), /not a time|accepted/i);
     // Forge a hole: an event stored at last + 3, nothing at last + 1 and last + 2.
     const epoch = src.agent.stats().epoch;
@@ -319,7 +379,10 @@ test('a lazy expiry is captured exactly where it happened (just before the SET t
     const rows = await stack.store.query<{ kind: string; command: string; args: string }>(
       `SELECT kind, command, arrayStringConcat(args, ' ') AS args FROM flashback.events WHERE node = ${sqlString(src.node)} AND (kind = 'expired' OR command = 'SET') ORDER BY seq`,
     );
-    assert.deepEqual(rows.map((r) => `${r.kind} ${r.command}`), ['command SET', 'expired expired', 'command SET']);
+    assert.deepEqual(
+      rows.map((r) => `${r.kind} ${r.command}`),
+      ['command SET', 'expired expired', 'command SET'],
+    );
     assert.match(rows[2]!.args, /session new/);
     const report = await doRestore({ node: src.node, toSeq: last, spawn: {} });
     const restored = new Redis(report.url!);
@@ -355,7 +418,11 @@ test('a read-modify-write on an expired key (INCR after the TTL) restores as the
       const report = await doRestore({ node: src.node, toSeq, spawn: {} });
       const restored = new Redis(report.url!);
       try {
-        assert.equal(await restored.get('counter'), '1', `restored to seq ${toSeq} (INCR at ${incrSeq}, events: ${JSON.stringify(rows)})`);
+        assert.equal(
+          await restored.get('counter'),
+          '1',
+          `restored to seq ${toSeq} (INCR at ${incrSeq}, events: ${JSON.stringify(rows)})`,
+        );
         assert.equal(Number(await restored.pttl('counter')), -1);
       } finally {
         restored.disconnect();

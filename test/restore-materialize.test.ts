@@ -1,4 +1,5 @@
-// Restore back end on real redis-server: incr AOF writing, AOF dir loading, exact expiry semantics, copy to a target, RDB, keep-ttl-relative.
+// Restore back end on real redis-server: incr AOF writing, AOF dir loading, exact expiry semantics, copy to a target,
+// RDB, keep-ttl-relative.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -16,7 +17,17 @@ import { startRedisServer } from '../core/servers/redis-server.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
 import { createAofDir, writeBaseRdb } from '../restorer/aof-dir.js';
 import { IncrWriter, type ReplayItem } from '../restorer/incr-writer.js';
-import { AofLoadError, TargetNotEmptyError, copyToTarget, countKeys, digest, expireDueKeys, keepTtlRelativeScript, loadAofDir, saveRdb } from '../restorer/materialize.js';
+import {
+  AofLoadError,
+  TargetNotEmptyError,
+  copyToTarget,
+  countKeys,
+  digest,
+  expireDueKeys,
+  keepTtlRelativeScript,
+  loadAofDir,
+  saveRdb,
+} from '../restorer/materialize.js';
 
 type Argv = (Buffer | string | number)[];
 interface Cmd {
@@ -70,7 +81,11 @@ async function runLive(url: string, cmds: Cmd[]): Promise<void> {
 }
 
 /** Writes an AOF dir (optional base RDB, then `items`, then `raw`) and returns its dir. */
-async function buildAofDir(opts: { baseRdb?: string; items: Cmd[]; raw?: Buffer[] }): Promise<{ dir: string; bytes: number; events: number }> {
+async function buildAofDir(opts: {
+  baseRdb?: string;
+  items: Cmd[];
+  raw?: Buffer[];
+}): Promise<{ dir: string; bytes: number; events: number }> {
   const dir = await tempDir();
   const paths = await createAofDir(dir, { base: opts.baseRdb !== undefined });
   if (opts.baseRdb) await writeBaseRdb(paths.baseRdbPath, createReadStream(opts.baseRdb));
@@ -159,7 +174,12 @@ test('IncrWriter: SELECT only where the db changes, before MULTI unless the tx i
   const chunks: Buffer[] = [];
   out.on('data', (c: Buffer) => chunks.push(c));
   const w = new IncrWriter(out, { chunkBytes: 1 });
-  const item = (seq: number, db: number, tx: number, ...argv: Argv): ReplayItem => ({ seq, db, tx, resp: encodeCommand(argv) });
+  const item = (seq: number, db: number, tx: number, ...argv: Argv): ReplayItem => ({
+    seq,
+    db,
+    tx,
+    resp: encodeCommand(argv),
+  });
   await w.writeTail(encodeCommand(['SELECT', 0]));
   await w.write(item(1, 0, 0, 'SET', 'a', '1'));
   await w.write(item(2, 0, 0, 'SET', 'b', '1'));
@@ -172,15 +192,30 @@ test('IncrWriter: SELECT only where the db changes, before MULTI unless the tx i
   await w.write(item(8, 2, 8, 'SET', 'h', '1'));
   const res = await w.end();
   const expected = Buffer.concat(
-    ([
-      ['SELECT', 0],
-      ['SELECT', 0], ['SET', 'a', '1'], ['SET', 'b', '1'],
-      ['SELECT', 1], ['MULTI'], ['SET', 'c', '1'], ['SET', 'd', '1'], ['SELECT', 2], ['SET', 'e', '1'], ['EXEC'],
-      ['MULTI'], ['SET', 'f', '1'], ['EXEC'],
-      ['SET', 'g', '1'],
-      ['PING'],
-      ['SELECT', 2], ['MULTI'], ['SET', 'h', '1'], ['EXEC'],
-    ] as Argv[]).map((a) => encodeCommand(a)),
+    (
+      [
+        ['SELECT', 0],
+        ['SELECT', 0],
+        ['SET', 'a', '1'],
+        ['SET', 'b', '1'],
+        ['SELECT', 1],
+        ['MULTI'],
+        ['SET', 'c', '1'],
+        ['SET', 'd', '1'],
+        ['SELECT', 2],
+        ['SET', 'e', '1'],
+        ['EXEC'],
+        ['MULTI'],
+        ['SET', 'f', '1'],
+        ['EXEC'],
+        ['SET', 'g', '1'],
+        ['PING'],
+        ['SELECT', 2],
+        ['MULTI'],
+        ['SET', 'h', '1'],
+        ['EXEC'],
+      ] as Argv[]
+    ).map((a) => encodeCommand(a)),
   );
   assert.deepEqual(Buffer.concat(chunks), expected);
   assert.deepEqual(res, { events: 8, bytes: expected.length });
@@ -189,7 +224,10 @@ test('IncrWriter: SELECT only where the db changes, before MULTI unless the tx i
 test('createAofDir writes the manifest as Redis 7.0 does and refuses a used dir', async () => {
   const dir = await tempDir();
   const p = await createAofDir(dir);
-  assert.equal(await readFile(p.manifestPath, 'utf8'), 'file appendonly.aof.1.base.rdb seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\n');
+  assert.equal(
+    await readFile(p.manifestPath, 'utf8'),
+    'file appendonly.aof.1.base.rdb seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\n',
+  );
   assert.equal(p.baseRdbPath, path.join(dir, 'appendonlydir', 'appendonly.aof.1.base.rdb'));
   assert.equal((await readFile(p.incrPath)).length, 0);
   await assert.rejects(createAofDir(dir), (e: unknown) => e instanceof Error && /not empty/.test(e.message));
@@ -223,7 +261,8 @@ test('base RDB + incr with MULTI and db changes loads to the live reference dige
     assert.equal(await r.get('counter'), '42');
     assert.equal(await r.pexpiretime('tx:str'), farFutureMs + 3);
   });
-  // db0: str, binary, renamed, hash, big; db1: set, zset, stream, hll; db2: bits, ttl:hash, tx:list, tx:str, counter, after.
+  // db0: str, binary, renamed, hash, big; db1: set, zset, stream, hll; db2: bits, ttl:hash, tx:list, tx:str, counter,
+  // after.
   assert.equal(await countKeys(loaded.url), 15);
 });
 
@@ -287,8 +326,14 @@ test('an AOF that does not load rejects with the server log', async () => {
   });
   // A truncated last command fails too instead of being dropped (aof-load-truncated no).
   const cut = await buildAofDir({ items: [{ db: 0, argv: ['SET', 'a', '1'] }] });
-  await writeFile(path.join(cut.dir, 'appendonlydir', 'appendonly.aof.1.incr.aof'), Buffer.concat([encodeCommand(['SELECT', 0]), encodeCommand(['SET', 'a', '1']).subarray(0, 12)]));
-  await assert.rejects(loadAofDir(cut.dir), (e: unknown) => e instanceof AofLoadError && /truncated|Unexpected end of file/i.test(e.logTail));
+  await writeFile(
+    path.join(cut.dir, 'appendonlydir', 'appendonly.aof.1.incr.aof'),
+    Buffer.concat([encodeCommand(['SELECT', 0]), encodeCommand(['SET', 'a', '1']).subarray(0, 12)]),
+  );
+  await assert.rejects(
+    loadAofDir(cut.dir),
+    (e: unknown) => e instanceof AofLoadError && /truncated|Unexpected end of file/i.test(e.logTail),
+  );
 });
 
 test('copyToTarget copies every db exactly, refuses a non-empty target without writing, flushes on request', async () => {

@@ -1,4 +1,5 @@
-// The restorer service on real servers: jobs shared by two restorers run once each; a restorer killed mid-job leaves the job failed or retried, never done without a report.
+// The restorer service on real servers: jobs shared by two restorers run once each; a restorer killed mid-job leaves
+// the job failed or retried, never done without a report.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
@@ -65,22 +66,51 @@ function killGroup(c: ChildProcess): void {
 function restorerProcess(o: { maxAttempts: number }): ChildProcess {
   const c = spawn(
     process.execPath,
-    ['bin/flashback.js', 'restorer', '--nats', stack.nats.url, '--clickhouse', stack.clickhouse.url, '--instances-dir', dir, '--ack-wait', '1s', '--max-attempts', String(o.maxAttempts)],
-    { cwd: path.resolve(import.meta.dirname, '..'), detached: true, stdio: 'ignore', env: { ...process.env, FLASHBACK_LOG_LEVEL: 'silent' } },
+    [
+      'bin/flashback.js',
+      'restorer',
+      '--nats',
+      stack.nats.url,
+      '--clickhouse',
+      stack.clickhouse.url,
+      '--instances-dir',
+      dir,
+      '--ack-wait',
+      '1s',
+      '--max-attempts',
+      String(o.maxAttempts),
+    ],
+    {
+      cwd: path.resolve(import.meta.dirname, '..'),
+      detached: true,
+      stdio: 'ignore',
+      env: { ...process.env, FLASHBACK_LOG_LEVEL: 'silent' },
+    },
   );
   children.push(c);
   return c;
 }
 
 function inProcess(o: { maxAttempts: number }): Promise<Restorer> {
-  return startRestorer({ natsUrl: stack.nats.url, clickhouseUrl: stack.clickhouse.url, instancesDir: dir, ackWaitMs: 1_000, maxAttempts: o.maxAttempts, pullExpiresMs: 1_000 });
+  return startRestorer({
+    natsUrl: stack.nats.url,
+    clickhouseUrl: stack.clickhouse.url,
+    instancesDir: dir,
+    ackWaitMs: 1_000,
+    maxAttempts: o.maxAttempts,
+    pullExpiresMs: 1_000,
+  });
 }
 
 async function final(id: string, timeoutMs = 60_000): Promise<RestoreJobStatus> {
-  return waitFor(`job ${id} to finish`, async () => {
-    const s = await getJob(nc, id);
-    return isFinal(s.state) ? s : undefined;
-  }, timeoutMs);
+  return waitFor(
+    `job ${id} to finish`,
+    async () => {
+      const s = await getJob(nc, id);
+      return isFinal(s.state) ? s : undefined;
+    },
+    timeoutMs,
+  );
 }
 
 async function hkeys(url: string): Promise<string[]> {
@@ -97,7 +127,10 @@ test('two restorers share the queue: every job runs once and reports', async () 
   await using b = await inProcess({ maxAttempts: 3 });
   const cut = [3, 7, 11, 15, 19];
   const ids = [];
-  for (const n of cut) ids.push(await submitRestoreJob(nc, { node: src.node, toSeq: hsets[n - 1]!.seq, rdb: path.join(dir, `job-${n}.rdb`) }));
+  for (const n of cut)
+    ids.push(
+      await submitRestoreJob(nc, { node: src.node, toSeq: hsets[n - 1]!.seq, rdb: path.join(dir, `job-${n}.rdb`) }),
+    );
   const seen = new Map<string, string[]>();
   await Promise.all(
     ids.map(async (id) => {
@@ -146,17 +179,22 @@ test('a failing job ends failed with the error, acknowledged once', async () => 
 
 /**
  * A job whose target hangs: a real redis-server stopped with SIGSTOP accepts the connection and never answers
- * (the restore checks the target first), so the job stays in hand until the test kills its restorer or resumes the target.
+ * (the restore checks the target first), so the job stays in hand until the test kills its restorer or resumes the
+ * target.
  */
 async function hangingJob(maxAttempts: number) {
   const target = await testRedis();
   process.kill(target.pid, 'SIGSTOP');
   const child = restorerProcess({ maxAttempts });
   const id = await submitRestoreJob(nc, { node: src.node, toSeq: hsets[9]!.seq, target: target.url });
-  const running = await waitFor(`job ${id} running in the child restorer`, async () => {
-    const s = await getJob(nc, id);
-    return s.state === 'running' ? s : undefined;
-  }, 60_000);
+  const running = await waitFor(
+    `job ${id} running in the child restorer`,
+    async () => {
+      const s = await getJob(nc, id);
+      return s.state === 'running' ? s : undefined;
+    },
+    60_000,
+  );
   assert.match(running.restorer!, new RegExp(`/${child.pid}/`));
   assert.equal(running.attempts, 1);
   killGroup(child);
@@ -193,10 +231,14 @@ test('a restorer killed mid-job: another restorer retries it (attempts 2) and it
   const h = await hangingJob(2);
   try {
     await using b = await inProcess({ maxAttempts: 2 });
-    const retry = await waitFor('the retry to run', async () => {
-      const s = await getJob(nc, h.id);
-      return s.state === 'running' && s.attempts === 2 && s.restorer === b.stats().id ? s : undefined;
-    }, 60_000);
+    const retry = await waitFor(
+      'the retry to run',
+      async () => {
+        const s = await getJob(nc, h.id);
+        return s.state === 'running' && s.attempts === 2 && s.restorer === b.stats().id ? s : undefined;
+      },
+      60_000,
+    );
     assert.equal(retry.report, undefined);
     h.resume();
     const s = await final(h.id);
@@ -204,7 +246,10 @@ test('a restorer killed mid-job: another restorer retries it (attempts 2) and it
     assert.equal(s.attempts, 2);
     assert.ok(s.report);
     assert.equal(s.report.cutoff.seq, hsets[9]!.seq);
-    assert.deepEqual(await hkeys(h.target.url), hsets.slice(0, 10).map((x) => x.field));
+    assert.deepEqual(
+      await hkeys(h.target.url),
+      hsets.slice(0, 10).map((x) => x.field),
+    );
   } finally {
     await h.close();
   }
@@ -214,9 +259,21 @@ test('close() while a job hangs hands it back to the queue: the next restorer ta
   const target = await testRedis();
   process.kill(target.pid, 'SIGSTOP');
   try {
-    const a = await startRestorer({ natsUrl: stack.nats.url, clickhouseUrl: stack.clickhouse.url, instancesDir: dir, ackWaitMs: 1_000, maxAttempts: 3, closeTimeoutMs: 200, pullExpiresMs: 1_000 });
+    const a = await startRestorer({
+      natsUrl: stack.nats.url,
+      clickhouseUrl: stack.clickhouse.url,
+      instancesDir: dir,
+      ackWaitMs: 1_000,
+      maxAttempts: 3,
+      closeTimeoutMs: 200,
+      pullExpiresMs: 1_000,
+    });
     const id = await submitRestoreJob(nc, { node: src.node, toSeq: hsets[1]!.seq, target: target.url });
-    await waitFor('the job to run', async () => ((await getJob(nc, id)).state === 'running' ? true : undefined), 60_000);
+    await waitFor(
+      'the job to run',
+      async () => ((await getJob(nc, id)).state === 'running' ? true : undefined),
+      60_000,
+    );
     await a.close();
     const s = await getJob(nc, id);
     assert.equal(s.state, 'queued');
@@ -224,12 +281,24 @@ test('close() while a job hangs hands it back to the queue: the next restorer ta
     assert.match(s.error!.message, /handed back/);
     assert.equal(a.stats().jobsRequeued, 1);
     // Handed back with a nak, not left to the ack wait: the next restorer starts it as its second attempt.
-    const b = await startRestorer({ natsUrl: stack.nats.url, clickhouseUrl: stack.clickhouse.url, instancesDir: dir, ackWaitMs: 1_000, maxAttempts: 3, closeTimeoutMs: 200, pullExpiresMs: 1_000 });
+    const b = await startRestorer({
+      natsUrl: stack.nats.url,
+      clickhouseUrl: stack.clickhouse.url,
+      instancesDir: dir,
+      ackWaitMs: 1_000,
+      maxAttempts: 3,
+      closeTimeoutMs: 200,
+      pullExpiresMs: 1_000,
+    });
     try {
-      const again = await waitFor('attempt 2 on the next restorer', async () => {
-        const x = await getJob(nc, id);
-        return x.state === 'running' && x.attempts === 2 ? x : undefined;
-      }, 30_000);
+      const again = await waitFor(
+        'attempt 2 on the next restorer',
+        async () => {
+          const x = await getJob(nc, id);
+          return x.state === 'running' && x.attempts === 2 ? x : undefined;
+        },
+        30_000,
+      );
       assert.equal(again.restorer, b.stats().id);
       assert.equal(again.report, undefined);
     } finally {

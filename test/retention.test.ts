@@ -1,4 +1,5 @@
-// Retention with real clickhouse-server and nats-server: old day partitions and superseded baselines (rows and objects) go, the baseline the horizon needs and everything after it stay restorable.
+// Retention with real clickhouse-server and nats-server: old day partitions and superseded baselines (rows and objects)
+// go, the baseline the horizon needs and everything after it stay restorable.
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -79,17 +80,58 @@ test('old partitions and superseded baselines go; the baseline at the horizon an
   const rdbs = await rdbsAfter([[['k0', 'zero']], [['k1', 'a']], [['k2', 'b']]]);
   const B = (s: string) => Buffer.from(s);
   const marker = (seq: number, tsUs: number): FlashbackEvent => ({
-    node: NODE, epoch, seq, tsUs, db: 0, client: 'agent', kind: 'baseline', command: 'BASELINE', keys: [], args: [B('PUBLISH'), B('__flashback__:marker'), B(`m${seq}`)], replay: [], tx: 0,
+    node: NODE,
+    epoch,
+    seq,
+    tsUs,
+    db: 0,
+    client: 'agent',
+    kind: 'baseline',
+    command: 'BASELINE',
+    keys: [],
+    args: [B('PUBLISH'), B('__flashback__:marker'), B(`m${seq}`)],
+    replay: [],
+    tx: 0,
   });
   const set = (seq: number, tsUs: number, k: string, v: string): FlashbackEvent => {
     const args = [B('SET'), B(k), B(v)];
-    return { node: NODE, epoch, seq, tsUs, db: 0, client: '127.0.0.1:5000', kind: 'command', command: 'SET', keys: [args[1]!], args, replay: args, tx: 0 };
+    return {
+      node: NODE,
+      epoch,
+      seq,
+      tsUs,
+      db: 0,
+      client: '127.0.0.1:5000',
+      kind: 'command',
+      command: 'SET',
+      keys: [args[1]!],
+      args,
+      replay: args,
+      tx: 0,
+    };
   };
   // Each baseline's RDB holds the events before its marker.
-  const events = [marker(1, at[0]!), set(2, at[0]! + 1_000_000, 'k1', 'a'), marker(3, at[1]!), set(4, at[1]! + 1_000_000, 'k2', 'b'), marker(5, at[2]!), set(6, at[2]! + 1_000_000, 'k3', 'c')];
+  const events = [
+    marker(1, at[0]!),
+    set(2, at[0]! + 1_000_000, 'k1', 'a'),
+    marker(3, at[1]!),
+    set(4, at[1]! + 1_000_000, 'k2', 'b'),
+    marker(5, at[2]!),
+    set(6, at[2]! + 1_000_000, 'k3', 'c'),
+  ];
   await store.insertEvents(events.map(eventToRow));
   const baselines = [1, 3, 5].map((seq, i) => ({
-    node: NODE, epoch, seq, tsUs: at[i]!, markerId: `m${seq}`, rdbObject: `retention/${epoch}/m${seq}.rdb`, tailObject: `retention/${epoch}/m${seq}.tail`, rdbBytes: rdbs[i]!.length, tailBytes: 0, keys: i + 1, digest: '',
+    node: NODE,
+    epoch,
+    seq,
+    tsUs: at[i]!,
+    markerId: `m${seq}`,
+    rdbObject: `retention/${epoch}/m${seq}.rdb`,
+    tailObject: `retention/${epoch}/m${seq}.tail`,
+    rdbBytes: rdbs[i]!.length,
+    tailBytes: 0,
+    keys: i + 1,
+    digest: '',
   }));
   for (const [i, b] of baselines.entries()) {
     await objects.putBlob({ name: b.rdbObject }, rdbs[i]!);
@@ -98,8 +140,16 @@ test('old partitions and superseded baselines go; the baseline at the horizon an
   await store.insertBaselines(baselines.map(baselineToRow));
 
   const windowsBefore = await restoreWindows(store, NODE);
-  assert.deepEqual(windowsBefore.map((w) => [w.fromSeq, w.toSeq]), [[1, 6]]);
-  const partitions = async () => (await store.query<{ partition: string }>(`SELECT DISTINCT partition FROM system.parts WHERE database = 'flashback' AND table = 'events' AND active ORDER BY partition`)).map((p) => p.partition);
+  assert.deepEqual(
+    windowsBefore.map((w) => [w.fromSeq, w.toSeq]),
+    [[1, 6]],
+  );
+  const partitions = async () =>
+    (
+      await store.query<{ partition: string }>(
+        `SELECT DISTINCT partition FROM system.parts WHERE database = 'flashback' AND table = 'events' AND active ORDER BY partition`,
+      )
+    ).map((p) => p.partition);
   const day = (tsUs: number) => new Date(tsUs / 1_000).toISOString().slice(0, 10);
   // 18.16 names a toDate partition 'YYYY-MM-DD' (the test server runs in UTC), as retention assumes.
   assert.deepEqual(await partitions(), at.map(day));
@@ -110,11 +160,19 @@ test('old partitions and superseded baselines go; the baseline at the horizon an
   assert.equal(result.deletedBaselines, 1);
 
   assert.deepEqual(await partitions(), [day(at[1]!), day(at[2]!)]);
-  const seqs = await store.query<{ seq: number }>(`SELECT seq FROM flashback.events WHERE node = ${sqlString(NODE)} ORDER BY seq`);
-  assert.deepEqual(seqs.map((x) => Number(x.seq)), [3, 4, 5, 6], 'events of the dropped day are gone, the rest stay');
+  const seqs = await store.query<{ seq: number }>(
+    `SELECT seq FROM flashback.events WHERE node = ${sqlString(NODE)} ORDER BY seq`,
+  );
+  assert.deepEqual(
+    seqs.map((x) => Number(x.seq)),
+    [3, 4, 5, 6],
+    'events of the dropped day are gone, the rest stay',
+  );
   // ALTER … DELETE is a mutation: it completes in the background.
   await waitFor('the superseded baseline row deleted', async () => {
-    const rows = await store.query<{ seq: number }>(`SELECT seq FROM flashback.baselines WHERE node = ${sqlString(NODE)} ORDER BY seq`);
+    const rows = await store.query<{ seq: number }>(
+      `SELECT seq FROM flashback.baselines WHERE node = ${sqlString(NODE)} ORDER BY seq`,
+    );
     return rows.length === 2 ? rows.map((x) => Number(x.seq)) : undefined;
   }).then((kept) => assert.deepEqual(kept, [3, 5]));
   assert.equal(await objects.get(baselines[0]!.rdbObject), null, 'the old RDB object is deleted');
@@ -126,7 +184,11 @@ test('old partitions and superseded baselines go; the baseline at the horizon an
   }
 
   const windows = await restoreWindows(store, NODE);
-  assert.deepEqual(windows.map((w) => [w.fromSeq, w.fromTsUs, w.toSeq]), [[3, at[1], 6]], 'the window now starts at the kept baseline');
+  assert.deepEqual(
+    windows.map((w) => [w.fromSeq, w.fromTsUs, w.toSeq]),
+    [[3, at[1], 6]],
+    'the window now starts at the kept baseline',
+  );
 
   const deps = { events: clickHouseEventStore(store, store.client), objects, instancesDir };
   const dataset = async (to: number): Promise<Record<string, string>> => {
@@ -142,9 +204,21 @@ test('old partitions and superseded baselines go; the baseline at the horizon an
       if (report.pid) process.kill(report.pid, 'SIGTERM');
     }
   };
-  assert.deepEqual(await dataset(windows[0]!.fromTsUs), { k0: 'zero', k1: 'a' }, 'restore to the window start: the kept baseline');
-  assert.deepEqual(await dataset(at[2]! + 1_000_000), { k0: 'zero', k1: 'a', k2: 'b', k3: 'c' }, 'restore to the last event');
-  await assert.rejects(restore(deps, { node: NODE, to: at[0]! + 1_000_000, spawn: {} }), /window/i, 'a time before the kept baseline is no longer restorable');
+  assert.deepEqual(
+    await dataset(windows[0]!.fromTsUs),
+    { k0: 'zero', k1: 'a' },
+    'restore to the window start: the kept baseline',
+  );
+  assert.deepEqual(
+    await dataset(at[2]! + 1_000_000),
+    { k0: 'zero', k1: 'a', k2: 'b', k3: 'c' },
+    'restore to the last event',
+  );
+  await assert.rejects(
+    restore(deps, { node: NODE, to: at[0]! + 1_000_000, spawn: {} }),
+    /window/i,
+    'a time before the kept baseline is no longer restorable',
+  );
 
   // A second pass with nothing new past the horizon changes nothing.
   const again = await applyRetention({ store, objects, retentionMs, nowMs });

@@ -1,14 +1,29 @@
-// Our DDL and every query the code issues run on ClickHouse 18.16 (real server) and on a current release (chdb), with the same answers; string literals round-trip; read-only SQL is refused before and by the server.
+// Our DDL and every query the code issues run on ClickHouse 18.16 (real server) and on a current release (chdb), with
+// the same answers; string literals round-trip; read-only SQL is refused before and by the server.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Session } from 'chdb';
-import { checkReadOnlySql, openClickHouse, readOnlySettings, translateClickHouseError, type Store } from '../core/store/clickhouse.js';
+import {
+  checkReadOnlySql,
+  openClickHouse,
+  readOnlySettings,
+  translateClickHouseError,
+  type Store,
+} from '../core/store/clickhouse.js';
 import { ErrorCode, InputError } from '../core/errors.js';
 import type { FlashbackEvent } from '../core/bus/event.js';
 import { columnsSql, schemaFeatures, schemaStatements, versionSql, type BrokenEventRow } from '../core/store/schema.js';
 import { sqlString, sqlStringArray, sqlUInt } from '../core/store/sql-literal.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
-import { deleteOldBaselinesSql, dropEventPartitionSql, eventNodesSql, eventPartitionsSql, neededBaselinesSql, oldBaselinesSql, partitionDaySql } from '../core/store/retention-sql.js';
+import {
+  deleteOldBaselinesSql,
+  dropEventPartitionSql,
+  eventNodesSql,
+  eventPartitionsSql,
+  neededBaselinesSql,
+  oldBaselinesSql,
+  partitionDaySql,
+} from '../core/store/retention-sql.js';
 import { firstSettleSql, groupEndSql, unstatedCommandsSql, unstatedXaddsSql } from '../core/store/restore-sql.js';
 import { historySql } from '../core/store/key-history.js';
 import { baselinesSql, brokenSql, epochSummarySql, eventTimesSql, holeSql, nodesSql } from '../core/store/windows.js';
@@ -32,7 +47,20 @@ const T0 = EPOCH * 1_000;
 const B = (s: string | number[]) => (typeof s === 'string' ? Buffer.from(s) : Buffer.from(s));
 const EVENTS: FlashbackEvent[] = [1, 2, 3, 5, 6].map((seq) => {
   const args = [B('SET'), B([0x00, 0xff, seq]), B(`v${seq}`)];
-  return { node: NODE, epoch: EPOCH, seq, tsUs: T0 + seq * 1_000, db: seq % 2, client: '127.0.0.1:5000', kind: seq === 1 ? 'baseline' : 'command', command: 'SET', keys: [args[1]!], args, replay: seq === 1 ? [] : args, tx: seq === 6 ? 5 : 0 };
+  return {
+    node: NODE,
+    epoch: EPOCH,
+    seq,
+    tsUs: T0 + seq * 1_000,
+    db: seq % 2,
+    client: '127.0.0.1:5000',
+    kind: seq === 1 ? 'baseline' : 'command',
+    command: 'SET',
+    keys: [args[1]!],
+    args,
+    replay: seq === 1 ? [] : args,
+    tx: seq === 6 ? 5 : 0,
+  };
 });
 const BASELINE = baselineToRow({
   node: NODE,
@@ -48,7 +76,16 @@ const BASELINE = baselineToRow({
   digest: '00ff',
   source: { server: 'redis', version: '7.0.15', config: { 'proto-max-bulk-len': '536870912' } },
 });
-const BROKEN: BrokenEventRow = { node: NODE, epoch: EPOCH, seq: 5, ts_us: T0 + 5_000, command: 'SET', args: "SET \\x00 it's", reason: 'Guru Meditation: aborting', found_us: T0 + 9_000 };
+const BROKEN: BrokenEventRow = {
+  node: NODE,
+  epoch: EPOCH,
+  seq: 5,
+  ts_us: T0 + 5_000,
+  command: 'SET',
+  args: "SET \\x00 it's",
+  reason: 'Guru Meditation: aborting',
+  found_us: T0 + 9_000,
+};
 
 /** Every SELECT the code issues, as built by its own functions, over the fixture above. */
 function queries(): Record<string, string> {
@@ -95,7 +132,8 @@ before(async () => {
   currentVersion = String(chdbRows(current, versionSql())[0]!.version);
   for (const statement of schemaStatements(currentVersion)) current.query(statement);
   for (const statement of schemaStatements(currentVersion)) current.query(statement);
-  const insert = (table: string, rows: object[]) => current.query(`INSERT INTO ${table} FORMAT JSONEachRow\n${rows.map((r) => JSON.stringify(r)).join('\n')}`);
+  const insert = (table: string, rows: object[]) =>
+    current.query(`INSERT INTO ${table} FORMAT JSONEachRow\n${rows.map((r) => JSON.stringify(r)).join('\n')}`);
   insert('flashback.events', EVENTS.map(eventToRow));
   insert('flashback.baselines', [BASELINE]);
   insert('flashback.epochs', [{ node: NODE, epoch: EPOCH, started_us: T0, reason: 'start' }]);
@@ -114,22 +152,52 @@ test('the DDL is plain on 18.16 and compact on the current release, and both var
   assert.deepEqual(schemaFeatures(currentVersion), { lowCardinality: true, codecs: true });
   const oldDdl = schemaStatements(store.version).join('\n');
   assert.doesNotMatch(oldDdl, /LowCardinality|CODEC|TTL|DateTime64/);
-  const types = await store.query<{ name: string; type: string }>('SELECT name, type FROM system.columns WHERE database = \'flashback\' AND table = \'events\'');
-  assert.deepEqual(
-    Object.fromEntries(types.map((c) => [c.name, c.type])),
-    { node: 'String', epoch: 'UInt64', seq: 'UInt64', ts_us: 'UInt64', time: 'DateTime', db: 'UInt16', client: 'String', kind: 'String', command: 'String', key: 'String', keys: 'Array(String)', args: 'Array(String)', replay: 'String', tx: 'UInt64' },
+  const types = await store.query<{ name: string; type: string }>(
+    "SELECT name, type FROM system.columns WHERE database = 'flashback' AND table = 'events'",
   );
-  const cur = Object.fromEntries(chdbRows(current, "SELECT name, type, compression_codec FROM system.columns WHERE database = 'flashback' AND table = 'events'").map((c) => [c.name, `${c.type} ${c.compression_codec}`.trim()]));
+  assert.deepEqual(Object.fromEntries(types.map((c) => [c.name, c.type])), {
+    node: 'String',
+    epoch: 'UInt64',
+    seq: 'UInt64',
+    ts_us: 'UInt64',
+    time: 'DateTime',
+    db: 'UInt16',
+    client: 'String',
+    kind: 'String',
+    command: 'String',
+    key: 'String',
+    keys: 'Array(String)',
+    args: 'Array(String)',
+    replay: 'String',
+    tx: 'UInt64',
+  });
+  const cur = Object.fromEntries(
+    chdbRows(
+      current,
+      "SELECT name, type, compression_codec FROM system.columns WHERE database = 'flashback' AND table = 'events'",
+    ).map((c) => [c.name, `${c.type} ${c.compression_codec}`.trim()]),
+  );
   assert.equal(cur.node, 'LowCardinality(String)');
   assert.equal(cur.command, 'LowCardinality(String)');
   assert.match(String(cur.seq), /^UInt64 CODEC\(Delta.*ZSTD/);
   assert.match(String(cur.replay), /^String CODEC\(ZSTD/);
-  assert.doesNotMatch(chdbRows(current, "SELECT engine_full FROM system.tables WHERE database = 'flashback' AND name = 'events'")[0]!.engine_full as string, /TTL/);
+  assert.doesNotMatch(
+    chdbRows(current, "SELECT engine_full FROM system.tables WHERE database = 'flashback' AND name = 'events'")[0]!
+      .engine_full as string,
+    /TTL/,
+  );
   // The plain variant also runs on a current server (a store created by an old release keeps working).
   // chdb allows one data dir per process, so it goes into a database of its own.
-  for (const statement of schemaStatements('18.16.1')) current.query(statement.replaceAll('flashback', 'flashback_plain'));
+  for (const statement of schemaStatements('18.16.1'))
+    current.query(statement.replaceAll('flashback', 'flashback_plain'));
   assert.equal(chdbRows(current, "SELECT count() AS n FROM system.tables WHERE database = 'flashback_plain'")[0]!.n, 4);
-  assert.equal(chdbRows(current, "SELECT type FROM system.columns WHERE database = 'flashback_plain' AND table = 'events' AND name = 'node'")[0]!.type, 'String');
+  assert.equal(
+    chdbRows(
+      current,
+      "SELECT type FROM system.columns WHERE database = 'flashback_plain' AND table = 'events' AND name = 'node'",
+    )[0]!.type,
+    'String',
+  );
 });
 
 test('a store made before a column was added gets it from ensureSchema, and keeps its rows', async () => {
@@ -137,11 +205,15 @@ test('a store made before a column was added gets it from ensureSchema, and keep
   await store.command('RENAME TABLE flashback.baselines TO flashback.baselines_before');
   try {
     // The baselines table as the first release made it: no `source`.
-    await store.command(`CREATE TABLE flashback.baselines (node String, epoch UInt64, seq UInt64, ts_us UInt64, time DateTime, marker String, rdb_object String, tail_object String, rdb_bytes UInt64, tail_bytes UInt64, keys UInt64, digest String) ENGINE = ReplacingMergeTree() PARTITION BY toDate(time) ORDER BY (node, epoch, seq)`);
+    await store.command(
+      `CREATE TABLE flashback.baselines (node String, epoch UInt64, seq UInt64, ts_us UInt64, time DateTime, marker String, rdb_object String, tail_object String, rdb_bytes UInt64, tail_bytes UInt64, keys UInt64, digest String) ENGINE = ReplacingMergeTree() PARTITION BY toDate(time) ORDER BY (node, epoch, seq)`,
+    );
     const { source: _dropped, ...old } = BASELINE;
     await store.insertBaselines([old]);
     await store.ensureSchema();
-    const rows = await store.query<{ source: string; digest: string }>(`SELECT source, digest FROM flashback.baselines WHERE node = ${sqlString(NODE)}`);
+    const rows = await store.query<{ source: string; digest: string }>(
+      `SELECT source, digest FROM flashback.baselines WHERE node = ${sqlString(NODE)}`,
+    );
     assert.deepEqual(rows, [{ source: '', digest: '00ff' }]);
   } finally {
     await store.command('DROP TABLE flashback.baselines');
@@ -168,7 +240,11 @@ test('every query the code issues runs on 18.16 and on the current release with 
   assert.deepEqual(await store.query(q.brokenEvents!), [BROKEN]);
   assert.deepEqual((await store.query<{ source: string }>(q.baseline!))[0]!.source, BASELINE.source);
   assert.deepEqual(await store.query(q.partitions!), [{ partition: '2025-08-03' }]);
-  assert.deepEqual(await store.query(q.partitionDay!), [{ day: '2025-08-03' }], 'the day retention compares partitions with');
+  assert.deepEqual(
+    await store.query(q.partitionDay!),
+    [{ day: '2025-08-03' }],
+    'the day retention compares partitions with',
+  );
   assert.deepEqual(await store.query(q.byKey!), [{ seq: 2, command: 'SET', args: ['SET', '\\x00\\xff\\x02', 'v2'] }]);
   // The retention statements that change data, on both.
   assert.deepEqual(await store.query(q.groupEnd!), [{ s: 6, at: T0 + 6_000 }]);
@@ -180,37 +256,89 @@ test('every query the code issues runs on 18.16 and on the current release with 
 });
 
 test('tricky strings round-trip byte for byte through 18.16 and the current release', async () => {
-  const tricky = ['', "it's", '\\', "\\'", "'); DROP TABLE flashback.events; --", 'a\u0000b', '\n\r\t\b\f\u0007\u001b\u007f', '\\x41', 'é 中文 🎉', Array.from({ length: 128 }, (_, i) => String.fromCharCode(i)).join('')];
+  const tricky = [
+    '',
+    "it's",
+    '\\',
+    "\\'",
+    "'); DROP TABLE flashback.events; --",
+    'a\u0000b',
+    '\n\r\t\b\f\u0007\u001b\u007f',
+    '\\x41',
+    'é 中文 🎉',
+    Array.from({ length: 128 }, (_, i) => String.fromCharCode(i)).join(''),
+  ];
   const sql = `SELECT ${tricky.map((s, i) => `hex(${sqlString(s)}) AS h${i}`).join(', ')}, toString(${sqlUInt(2n ** 64n - 1n)}) AS big`;
-  const expected: Record<string, unknown> = Object.fromEntries(tricky.map((s, i) => [`h${i}`, Buffer.from(s, 'utf8').toString('hex').toUpperCase()]));
+  const expected: Record<string, unknown> = Object.fromEntries(
+    tricky.map((s, i) => [`h${i}`, Buffer.from(s, 'utf8').toString('hex').toUpperCase()]),
+  );
   const old = await store.readOnlySql(sql);
-  assert.deepEqual(Object.fromEntries(old.columns.map((c, i) => [c.name, old.rows[0]![i]])), { ...expected, big: '18446744073709551615' });
+  assert.deepEqual(Object.fromEntries(old.columns.map((c, i) => [c.name, old.rows[0]![i]])), {
+    ...expected,
+    big: '18446744073709551615',
+  });
   const cur = chdbRows(current, sql)[0]!;
   assert.deepEqual(cur, { ...expected, big: '18446744073709551615' });
 });
 
 test('readOnlySql refuses writes before they reach the server, and readonly=1 refuses what slips through', async () => {
-  const refused = (err: unknown) => err instanceof InputError && err.code === ErrorCode.ReadOnlySql && /only read-only queries/.test(err.message);
-  for (const sql of ['DROP TABLE flashback.events', 'INSERT INTO flashback.epochs VALUES (1)', 'SELECT 1; DROP TABLE flashback.events', 'ALTER TABLE flashback.events DROP PARTITION 1', '  /* c */ TRUNCATE TABLE flashback.events', '', '-- only a comment']) {
+  const refused = (err: unknown) =>
+    err instanceof InputError && err.code === ErrorCode.ReadOnlySql && /only read-only queries/.test(err.message);
+  for (const sql of [
+    'DROP TABLE flashback.events',
+    'INSERT INTO flashback.epochs VALUES (1)',
+    'SELECT 1; DROP TABLE flashback.events',
+    'ALTER TABLE flashback.events DROP PARTITION 1',
+    '  /* c */ TRUNCATE TABLE flashback.events',
+    '',
+    '-- only a comment',
+  ]) {
     assert.throws(() => checkReadOnlySql(sql), refused, sql);
     await assert.rejects(store.readOnlySql(sql), refused, sql);
   }
   assert.equal(checkReadOnlySql("SELECT ';' AS s; -- trailing"), "SELECT ';' AS s");
   assert.equal(checkReadOnlySql('(SELECT 1) UNION ALL (SELECT 2)'), '(SELECT 1) UNION ALL (SELECT 2)');
-  assert.equal((await store.query<{ n: number }>('SELECT count() AS n FROM flashback.events'))[0]!.n, EVENTS.length, 'nothing was dropped');
+  assert.equal(
+    (await store.query<{ n: number }>('SELECT count() AS n FROM flashback.events'))[0]!.n,
+    EVENTS.length,
+    'nothing was dropped',
+  );
 
-  // The server guard: a statement that passes the check but tries to change a setting, and a write sent with our settings directly.
+  // The server guard: a statement that passes the check but tries to change a setting, and a write sent with our
+  // settings directly.
   await assert.rejects(store.readOnlySql('SELECT 1 SETTINGS readonly = 0'), refused);
   await assert.rejects(
-    store.client.command({ query: 'CREATE TABLE flashback.sneaky (a UInt8) ENGINE = Memory', clickhouse_settings: readOnlySettings(10, 5) }).catch((err: unknown) => {
-      throw translateClickHouseError(err);
-    }),
+    store.client
+      .command({
+        query: 'CREATE TABLE flashback.sneaky (a UInt8) ENGINE = Memory',
+        clickhouse_settings: readOnlySettings(10, 5),
+      })
+      .catch((err: unknown) => {
+        throw translateClickHouseError(err);
+      }),
     refused,
   );
   assert.equal((await store.query('EXISTS TABLE flashback.sneaky'))[0]!.result, 0);
   // Limits hold and come back as input errors.
-  await assert.rejects(store.readOnlySql('SELECT number FROM system.numbers LIMIT 100', { maxRows: 10 }), (err: unknown) => err instanceof InputError && err.code === ErrorCode.BadInput && /too large/.test(err.message));
-  await assert.rejects(store.readOnlySql('SELECT )'), (err: unknown) => err instanceof InputError && err.code === ErrorCode.BadInput && /Syntax error/.test(err.message));
-  const ok = await store.readOnlySql(`SELECT seq, keys FROM flashback.events WHERE node = ${sqlString(NODE)} ORDER BY seq LIMIT 2`);
-  assert.deepEqual(ok, { columns: [{ name: 'seq', type: 'UInt64' }, { name: 'keys', type: 'Array(String)' }], rows: [['1', ['\\x00\\xff\\x01']], ['2', ['\\x00\\xff\\x02']]] });
+  await assert.rejects(
+    store.readOnlySql('SELECT number FROM system.numbers LIMIT 100', { maxRows: 10 }),
+    (err: unknown) => err instanceof InputError && err.code === ErrorCode.BadInput && /too large/.test(err.message),
+  );
+  await assert.rejects(
+    store.readOnlySql('SELECT )'),
+    (err: unknown) => err instanceof InputError && err.code === ErrorCode.BadInput && /Syntax error/.test(err.message),
+  );
+  const ok = await store.readOnlySql(
+    `SELECT seq, keys FROM flashback.events WHERE node = ${sqlString(NODE)} ORDER BY seq LIMIT 2`,
+  );
+  assert.deepEqual(ok, {
+    columns: [
+      { name: 'seq', type: 'UInt64' },
+      { name: 'keys', type: 'Array(String)' },
+    ],
+    rows: [
+      ['1', ['\\x00\\xff\\x01']],
+      ['2', ['\\x00\\xff\\x02']],
+    ],
+  });
 });

@@ -21,7 +21,9 @@ test('freePort returns a port that can be bound on loopback', async () => {
   const port = await freePort();
   assert.ok(port > 1024 && port < 65_536);
   const server = net.createServer();
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen({ host: '127.0.0.1', port }, resolve));
+  await new Promise<void>((resolve, reject) =>
+    server.once('error', reject).listen({ host: '127.0.0.1', port }, resolve),
+  );
   await new Promise((resolve) => server.close(resolve));
 });
 
@@ -37,7 +39,14 @@ test('redis-server: PING, binary SET/GET, default and overriding args, stop remo
     const value = Buffer.from([0x00, 0xff, 0x0d, 0x0a, 0x80]);
     assert.equal(await client.set(Buffer.from('k\x00'), value), 'OK');
     assert.deepEqual(await client.getBuffer(Buffer.from('k\x00')), value);
-    const config = (await client.call('CONFIG', 'GET', 'appendonly', 'save', 'dir', 'enable-debug-command')) as string[];
+    const config = (await client.call(
+      'CONFIG',
+      'GET',
+      'appendonly',
+      'save',
+      'dir',
+      'enable-debug-command',
+    )) as string[];
     const got = Object.fromEntries(config.flatMap((v, i) => (i % 2 === 0 ? [[v, config[i + 1]]] : [])));
     assert.deepEqual(got, { appendonly: 'yes', save: '', dir: redis.dir, 'enable-debug-command': 'local' });
     const digests = (await client.call('DEBUG', 'DIGEST-VALUE', 'k\x00')) as string[];
@@ -60,7 +69,10 @@ test('redis-server: a port another redis-server holds fails with the log tail (n
   );
   assert.ok(err instanceof ServerStartError);
   assert.equal(err.portInUse, true);
-  assert.match(err.message, new RegExp(`redis-server on 127\\.0\\.0\\.1:${other.port} .*exited with code 1 before it was ready`));
+  assert.match(
+    err.message,
+    new RegExp(`redis-server on 127\\.0\\.0\\.1:${other.port} .*exited with code 1 before it was ready`),
+  );
   assert.match(err.logTail, /Address already in use/);
 
   let calls = 0;
@@ -109,7 +121,10 @@ test('redis-server: a detached server outlives the process that started it and i
        const s = await startRedisServer({ detached: true, dir: ${JSON.stringify(redisDir)} });
        process.stdout.write(JSON.stringify({ pid: s.pid, url: s.url }));\n`,
     );
-    const child = spawn(process.execPath, ['--import', 'tsx', launcher], { cwd: path.resolve(import.meta.dirname, '..'), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', launcher], {
+      cwd: path.resolve(import.meta.dirname, '..'),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let errOut = '';
     child.stdout.on('data', (b: Buffer) => (out += b));
@@ -169,7 +184,9 @@ test('clickhouse-server: SELECT version() over HTTP with @clickhouse/client; sto
     assert.match(ch.version ?? '', /^\d+\.\d+/);
     const client = createClient({ url: ch.url });
     try {
-      const rows = await (await client.query({ query: 'SELECT version() AS version, timezone() AS tz', format: 'JSONEachRow' })).json<{ version: string; tz: string }>();
+      const rows = await (
+        await client.query({ query: 'SELECT version() AS version, timezone() AS tz', format: 'JSONEachRow' })
+      ).json<{ version: string; tz: string }>();
       assert.equal(rows.length, 1);
       assert.equal(rows[0].version, ch.version);
       assert.match(rows[0].tz, /UTC$/);

@@ -1,4 +1,5 @@
-// Sink with real nats-server -js and clickhouse-server: every column and replay byte stored, restart and duplicates lose and double nothing, insert failures retried, consumer loss and NATS restarts survived, clear startup errors.
+// Sink with real nats-server -js and clickhouse-server: every column and replay byte stored, restart and duplicates
+// lose and double nothing, insert failures retried, consumer loss and NATS restarts survived, clear startup errors.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -47,7 +48,21 @@ const B = (bytes: number[] | string) => (typeof bytes === 'string' ? Buffer.from
 
 function ev(node: string, epoch: number, seq: number, over: Partial<FlashbackEvent> = {}): FlashbackEvent {
   const args = [B('SET'), B(`k${seq}`), B(`v${seq}`)];
-  return { node, epoch, seq, tsUs: epoch * 1_000 + seq, db: 0, client: '127.0.0.1:5000', kind: 'command' as EventKind, command: 'SET', keys: [args[1]!], args, replay: args, tx: 0, ...over };
+  return {
+    node,
+    epoch,
+    seq,
+    tsUs: epoch * 1_000 + seq,
+    db: 0,
+    client: '127.0.0.1:5000',
+    kind: 'command' as EventKind,
+    command: 'SET',
+    keys: [args[1]!],
+    args,
+    replay: args,
+    tx: 0,
+    ...over,
+  };
 }
 
 /** Publishes consecutive events as the agent does: one batch per message, Nats-Msg-Id of its first seq. */
@@ -56,13 +71,20 @@ async function publish(events: FlashbackEvent[], perMessage = 100): Promise<numb
   for (let i = 0; i < events.length; i += perMessage) {
     const chunk = events.slice(i, i + perMessage);
     const { node, epoch, seq } = chunk[0]!;
-    const ack = await js.publish(eventSubject(node), encodeBatch({ node, epoch, events: chunk }), { msgID: messageId(node, epoch, seq) });
+    const ack = await js.publish(eventSubject(node), encodeBatch({ node, epoch, events: chunk }), {
+      msgID: messageId(node, epoch, seq),
+    });
     if (ack.duplicate) duplicates++;
   }
   return duplicates;
 }
 
-async function waitFor<T>(what: string, probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 30_000): Promise<T> {
+async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T>,
+  done: (v: T) => boolean,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await probe();
@@ -73,7 +95,9 @@ async function waitFor<T>(what: string, probe: () => Promise<T>, done: (v: T) =>
 }
 
 async function counts(node: string): Promise<{ n: number; u: number }> {
-  const [r] = await store.query<{ n: number; u: number }>(`SELECT count() AS n, uniqExact(node, epoch, seq) AS u FROM flashback.events WHERE node = ${sqlString(node)}`);
+  const [r] = await store.query<{ n: number; u: number }>(
+    `SELECT count() AS n, uniqExact(node, epoch, seq) AS u FROM flashback.events WHERE node = ${sqlString(node)}`,
+  );
   return r!;
 }
 
@@ -84,15 +108,32 @@ function decodeReplay(b64: string): Buffer[] {
 
 // Fixtures carry fixed past dates: a retention window of 10 years keeps the sink's own retention pass off them.
 const startTestSink = (o: Partial<Parameters<typeof startSink>[0]> = {}): Promise<Sink> =>
-  startSink({ natsUrl: nats.url, clickhouseUrl: clickhouse.url, logger: silentLogger, flushIntervalMs: 50, retentionMs: 10 * 365 * 86_400_000, ...o });
+  startSink({
+    natsUrl: nats.url,
+    clickhouseUrl: clickhouse.url,
+    logger: silentLogger,
+    flushIntervalMs: 50,
+    retentionMs: 10 * 365 * 86_400_000,
+    ...o,
+  });
 
 test('every column is stored and replay decodes to the exact bytes; baseline records land in flashback.baselines', async () => {
   const node = `n-${randomUUID()}`;
   const epoch = 1_754_252_890_000;
   const binKey = B([0x00, 0xff, 0x22, 0x5c, 0x0a, 0x20, 0x6b, 0xc3, 0xa9]);
-  const binVal = Buffer.concat([B([0, 1, 2, 0xfe, 0xff, 0x0d, 0x0a]), B("it's \"quoted\" \\ back"), Buffer.alloc(70_000, 0x61)]);
+  const binVal = Buffer.concat([
+    B([0, 1, 2, 0xfe, 0xff, 0x0d, 0x0a]),
+    B('it\'s "quoted" \\ back'),
+    Buffer.alloc(70_000, 0x61),
+  ]);
   const events: FlashbackEvent[] = [
-    ev(node, epoch, 1, { kind: 'baseline', command: 'BASELINE', keys: [], args: [B('PUBLISH'), B('__flashback__:marker'), B('m1')], replay: [] }),
+    ev(node, epoch, 1, {
+      kind: 'baseline',
+      command: 'BASELINE',
+      keys: [],
+      args: [B('PUBLISH'), B('__flashback__:marker'), B('m1')],
+      replay: [],
+    }),
     ev(node, epoch, 2, {
       db: 3,
       client: 'unix:/tmp/redis.sock',
@@ -101,10 +142,29 @@ test('every column is stored and replay decodes to the exact bytes; baseline rec
       replay: [B('SET'), binKey, binVal, B('PXAT'), B('1754252900000')],
     }),
     ev(node, epoch, 3, { command: 'MULTI', keys: [], args: [B('MULTI')], replay: [B('MULTI')], tx: 3 }),
-    ev(node, epoch, 4, { command: 'HSET', client: 'lua', keys: [B('h')], args: [B('HSET'), B('h'), B('f'), B([0xff])], tx: 3 }),
+    ev(node, epoch, 4, {
+      command: 'HSET',
+      client: 'lua',
+      keys: [B('h')],
+      args: [B('HSET'), B('h'), B('f'), B([0xff])],
+      tx: 3,
+    }),
     ev(node, epoch, 5, { command: 'MSET', keys: [B('a'), B('b')], args: [B('MSET'), B('a'), B('1'), B('b'), B('2')] }),
-    ev(node, epoch, 6, { kind: 'state', command: 'SPOP', keys: [B('s')], args: [B('SPOP'), B('s')], replay: [B('RESTORE'), B('s'), B('0'), B([0x02, 0x00, 0xff, 0x0a]), B('REPLACE'), B('ABSTTL')] }),
-    ev(node, epoch, 7, { kind: 'expired', command: 'expired', client: 'agent', keys: [B('gone')], args: [B('gone')], replay: [B('DEL'), B('gone')] }),
+    ev(node, epoch, 6, {
+      kind: 'state',
+      command: 'SPOP',
+      keys: [B('s')],
+      args: [B('SPOP'), B('s')],
+      replay: [B('RESTORE'), B('s'), B('0'), B([0x02, 0x00, 0xff, 0x0a]), B('REPLACE'), B('ABSTTL')],
+    }),
+    ev(node, epoch, 7, {
+      kind: 'expired',
+      command: 'expired',
+      client: 'agent',
+      keys: [B('gone')],
+      args: [B('gone')],
+      replay: [B('DEL'), B('gone')],
+    }),
   ];
   events[3]!.replay = events[3]!.args;
   await publish(events, 3);
@@ -124,8 +184,16 @@ test('every column is stored and replay decodes to the exact bytes; baseline rec
   await js.publish(baselineSubject(node), JSON.stringify(record), { msgID: `baseline:${node}:${epoch}:1` });
 
   await using sink = await startTestSink();
-  await waitFor('7 rows', () => counts(node), (c) => c.n === events.length);
-  await waitFor('baseline row', () => store.query(`SELECT 1 FROM flashback.baselines WHERE node = ${sqlString(node)}`), (r) => r.length === 1);
+  await waitFor(
+    '7 rows',
+    () => counts(node),
+    (c) => c.n === events.length,
+  );
+  await waitFor(
+    'baseline row',
+    () => store.query(`SELECT 1 FROM flashback.baselines WHERE node = ${sqlString(node)}`),
+    (r) => r.length === 1,
+  );
 
   const rows = await store.query<Record<string, unknown>>(
     `SELECT node, epoch, seq, ts_us, toUnixTimestamp(time) AS t, db, client, kind, command, key, keys, args, replay, tx FROM flashback.events WHERE node = ${sqlString(node)} ORDER BY seq`,
@@ -180,7 +248,14 @@ test('every column is stored and replay decodes to the exact bytes; baseline rec
     digest: record.digest,
   });
   const s = sink.stats();
-  assert.ok(s.events >= events.length && s.baselines >= 1 && s.inserted >= events.length + 1 && s.batches >= 1 && s.lastInsertMs > 0, JSON.stringify(s));
+  assert.ok(
+    s.events >= events.length &&
+      s.baselines >= 1 &&
+      s.inserted >= events.length + 1 &&
+      s.batches >= 1 &&
+      s.lastInsertMs > 0,
+    JSON.stringify(s),
+  );
   assert.equal(sink.health().ok, true);
 });
 
@@ -192,10 +267,18 @@ test('closing the sink while messages flow and starting it again stores every ev
   let sink = await startTestSink();
   try {
     await publish(events.slice(0, third), 50);
-    await waitFor('first rows', () => counts(node), (c) => c.n > 0);
+    await waitFor(
+      'first rows',
+      () => counts(node),
+      (c) => c.n > 0,
+    );
     // Close while the sink is busy and the second third is still being published to it.
     const publishing = publish(events.slice(third, 2 * third), 20);
-    await waitFor('more rows', () => counts(node), (c) => c.n > third / 2);
+    await waitFor(
+      'more rows',
+      () => counts(node),
+      (c) => c.n > third / 2,
+    );
     await sink.close();
     await sink.close(); // idempotent
     assert.equal(await publishing, 0);
@@ -203,10 +286,17 @@ test('closing the sink while messages flow and starting it again stores every ev
     const stored = (await counts(node)).n;
     assert.ok(stored > 0 && stored < events.length, `stored ${stored} before the restart`);
     sink = await startTestSink();
-    const c = await waitFor(`${events.length} rows`, () => counts(node), (v) => v.u === events.length, 60_000);
+    const c = await waitFor(
+      `${events.length} rows`,
+      () => counts(node),
+      (v) => v.u === events.length,
+      60_000,
+    );
     // Nothing was acked before its insert and nothing inserted twice: no duplicate, even before merges.
     assert.deepEqual(c, { n: events.length, u: events.length });
-    const [range] = await store.query<{ lo: number; hi: number }>(`SELECT min(seq) AS lo, max(seq) AS hi FROM flashback.events WHERE node = ${sqlString(node)}`);
+    const [range] = await store.query<{ lo: number; hi: number }>(
+      `SELECT min(seq) AS lo, max(seq) AS hi FROM flashback.events WHERE node = ${sqlString(node)}`,
+    );
     assert.deepEqual(range, { lo: 1, hi: events.length });
   } finally {
     await sink.close();
@@ -222,7 +312,11 @@ test('a message published twice with the same Nats-Msg-Id is stored once', async
   const later = Array.from({ length: 5 }, (_, i) => ev(node, epoch, i + 11));
   await publish(later, 5);
   await using sink = await startTestSink();
-  const c = await waitFor('15 rows', () => counts(node), (v) => v.u === 15);
+  const c = await waitFor(
+    '15 rows',
+    () => counts(node),
+    (v) => v.u === 15,
+  );
   assert.deepEqual(c, { n: 15, u: 15 });
   assert.ok(sink.stats().events >= 15);
 });
@@ -233,36 +327,72 @@ test('inserts that fail are retried and nothing is acknowledged before ClickHous
   await using sink = await startTestSink({ retryDelayMs: 20, maxRetryDelayMs: 100 });
   await store.command('DROP TABLE flashback.events');
   try {
-    await publish(Array.from({ length: 30 }, (_, i) => ev(node, epoch, i + 1)), 10);
-    await waitFor('failed inserts', async () => sink.stats(), (s) => s.insertFailures >= 2);
+    await publish(
+      Array.from({ length: 30 }, (_, i) => ev(node, epoch, i + 1)),
+      10,
+    );
+    await waitFor(
+      'failed inserts',
+      async () => sink.stats(),
+      (s) => s.insertFailures >= 2,
+    );
     assert.equal(sink.health().clickhouseOk, false);
     assert.equal(sink.health().ok, false);
     assert.match(String(sink.health().lastError), /events/);
     const info = await (await js.consumers.get('FLASHBACK_EVENTS', 'flashback-sink')).info();
-    assert.ok(info.num_ack_pending >= 3, `messages held unacknowledged while ClickHouse fails (ack pending ${info.num_ack_pending})`);
+    assert.ok(
+      info.num_ack_pending >= 3,
+      `messages held unacknowledged while ClickHouse fails (ack pending ${info.num_ack_pending})`,
+    );
   } finally {
     await store.ensureSchema();
   }
-  const c = await waitFor('30 rows after the table is back', () => counts(node), (v) => v.u === 30);
+  const c = await waitFor(
+    '30 rows after the table is back',
+    () => counts(node),
+    (v) => v.u === 30,
+  );
   assert.deepEqual(c, { n: 30, u: 30 });
-  await waitFor('healthy again', async () => sink.health(), (h) => h.ok);
+  await waitFor(
+    'healthy again',
+    async () => sink.health(),
+    (h) => h.ok,
+  );
 });
 
 test('an unreachable ClickHouse or NATS, or a malformed URL, gives one clear error', async () => {
   const port = await freePort();
-  await assert.rejects(startSink({ natsUrl: nats.url, clickhouseUrl: `http://127.0.0.1:${port}`, logger: silentLogger }), (err: unknown) => {
-    assert.ok(err instanceof ConnectionError);
-    assert.equal(err.message.split('\n').length, 1);
-    assert.match(err.message, new RegExp(`^cannot connect to ClickHouse at http://127\\.0\\.0\\.1:${port}; is clickhouse-server running\\?`));
-    return true;
-  });
-  await assert.rejects(startSink({ natsUrl: `nats://127.0.0.1:${port}`, clickhouseUrl: clickhouse.url, logger: silentLogger }), (err: unknown) => {
-    assert.ok(err instanceof ConnectionError);
-    assert.match(err.message, new RegExp(`^cannot connect to NATS at nats://127\\.0\\.0\\.1:${port}; is nats-server -js running there\\?$`));
-    return true;
-  });
-  await assert.rejects(startSink({ natsUrl: nats.url, clickhouseUrl: 'clickhouse:8123', logger: silentLogger }), ConfigError);
-  await assert.rejects(startSink({ natsUrl: 'nats://bad host', clickhouseUrl: clickhouse.url, logger: silentLogger }), ConfigError);
+  await assert.rejects(
+    startSink({ natsUrl: nats.url, clickhouseUrl: `http://127.0.0.1:${port}`, logger: silentLogger }),
+    (err: unknown) => {
+      assert.ok(err instanceof ConnectionError);
+      assert.equal(err.message.split('\n').length, 1);
+      assert.match(
+        err.message,
+        new RegExp(`^cannot connect to ClickHouse at http://127\\.0\\.0\\.1:${port}; is clickhouse-server running\\?`),
+      );
+      return true;
+    },
+  );
+  await assert.rejects(
+    startSink({ natsUrl: `nats://127.0.0.1:${port}`, clickhouseUrl: clickhouse.url, logger: silentLogger }),
+    (err: unknown) => {
+      assert.ok(err instanceof ConnectionError);
+      assert.match(
+        err.message,
+        new RegExp(`^cannot connect to NATS at nats://127\\.0\\.0\\.1:${port}; is nats-server -js running there\\?$`),
+      );
+      return true;
+    },
+  );
+  await assert.rejects(
+    startSink({ natsUrl: nats.url, clickhouseUrl: 'clickhouse:8123', logger: silentLogger }),
+    ConfigError,
+  );
+  await assert.rejects(
+    startSink({ natsUrl: 'nats://bad host', clickhouseUrl: clickhouse.url, logger: silentLogger }),
+    ConfigError,
+  );
 });
 
 test('the sink carries on when its consumer is deleted and when nats-server restarts', async () => {
@@ -272,29 +402,69 @@ test('the sink carries on when its consumer is deleted and when nats-server rest
   const node = `n-${randomUUID()}`;
   const epoch = Date.now();
   const events = Array.from({ length: 300 }, (_, i) => ev(node, epoch, i + 1));
-  const pub = await connectNats({ url: own.url, name: 'sink-test-restart', reconnectDelayMs: 20, maxReconnectDelayMs: 200 });
-  const sink = await startSink({ natsUrl: own.url, clickhouseUrl: clickhouse.url, logger: silentLogger, flushIntervalMs: 50, retryDelayMs: 20, maxRetryDelayMs: 200 });
+  const pub = await connectNats({
+    url: own.url,
+    name: 'sink-test-restart',
+    reconnectDelayMs: 20,
+    maxReconnectDelayMs: 200,
+  });
+  const sink = await startSink({
+    natsUrl: own.url,
+    clickhouseUrl: clickhouse.url,
+    logger: silentLogger,
+    flushIntervalMs: 50,
+    retryDelayMs: 20,
+    maxRetryDelayMs: 200,
+  });
   try {
     const pjs = jetstream(pub);
     const send = async (from: number, to: number) => {
       for (let i = from; i < to; i += 10) {
         const chunk = events.slice(i, i + 10);
-        await pjs.publish(eventSubject(node), encodeBatch({ node, epoch, events: chunk }), { msgID: messageId(node, epoch, chunk[0]!.seq) });
+        await pjs.publish(eventSubject(node), encodeBatch({ node, epoch, events: chunk }), {
+          msgID: messageId(node, epoch, chunk[0]!.seq),
+        });
       }
     };
     await send(0, 100);
-    await waitFor('100 rows', () => counts(node), (c) => c.u === 100);
+    await waitFor(
+      '100 rows',
+      () => counts(node),
+      (c) => c.u === 100,
+    );
 
     await (await jetstreamManager(pub)).consumers.delete('FLASHBACK_EVENTS', 'flashback-sink');
     await send(100, 200);
-    await waitFor('200 rows after the consumer was deleted', () => counts(node), (c) => c.u === 200);
+    await waitFor(
+      '200 rows after the consumer was deleted',
+      () => counts(node),
+      (c) => c.u === 200,
+    );
 
     await own.stop();
     own = await startNatsServer({ dir, port });
-    await waitFor('publisher reconnected', () => jetstreamManager(pub).then((m) => m.getAccountInfo()).then(() => true, () => false), (ok) => ok);
+    await waitFor(
+      'publisher reconnected',
+      () =>
+        jetstreamManager(pub)
+          .then((m) => m.getAccountInfo())
+          .then(
+            () => true,
+            () => false,
+          ),
+      (ok) => ok,
+    );
     await send(200, 300);
-    await waitFor('300 rows after nats-server restarted', () => counts(node), (c) => c.u === 300);
-    await waitFor('healthy', async () => sink.health(), (h) => h.ok && h.natsConnected);
+    await waitFor(
+      '300 rows after nats-server restarted',
+      () => counts(node),
+      (c) => c.u === 300,
+    );
+    await waitFor(
+      'healthy',
+      async () => sink.health(),
+      (h) => h.ok && h.natsConnected,
+    );
   } finally {
     await sink.close();
     await pub.close();

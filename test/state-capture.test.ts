@@ -1,4 +1,5 @@
-// Nondeterministic writes and pops served to blocked clients: the agent captures the keys' state at its exact MONITOR position, so restores are exact just before, at and after them.
+// Nondeterministic writes and pops served to blocked clients: the agent captures the keys' state at its exact MONITOR
+// position, so restores are exact just before, at and after them.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -13,7 +14,15 @@ import { restoreWindows } from '../core/store/windows.js';
 import { stopPid } from '../core/servers/server-process.js';
 import { sqlString } from '../core/store/sql-literal.js';
 import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
-import { serverTimeUs, startSource, startStack, waitFor, type Stack, syncedSource, type Source } from './helpers/stack.js';
+import {
+  serverTimeUs,
+  startSource,
+  startStack,
+  waitFor,
+  type Stack,
+  syncedSource,
+  type Source,
+} from './helpers/stack.js';
 
 let stack: Stack;
 let nc: NatsConnection;
@@ -36,16 +45,26 @@ after(async () => {
 
 const synced = (src: Source) => syncedSource(stack, src);
 
-/** What must match: the dataset digest, and stream internals DEBUG DIGEST may not cover (PEL delivery times, consumers). */
+/**
+ * What must match: the dataset digest, and stream internals DEBUG DIGEST may not cover (PEL delivery times, consumers).
+ */
 async function fingerprint(r: Redis, streams: string[] = []): Promise<string> {
   const parts = [String(await r.call('DEBUG', 'DIGEST'))];
-  for (const s of streams) parts.push(JSON.stringify(await r.call('XINFO', 'STREAM', s, 'FULL').catch((e: Error) => e.message)));
+  for (const s of streams)
+    parts.push(JSON.stringify(await r.call('XINFO', 'STREAM', s, 'FULL').catch((e: Error) => e.message)));
   return parts.join('\n');
 }
 
 /** Restores the source at a cutoff into a spawned instance and returns its fingerprint. */
-async function restoredFingerprint(src: Source, cut: Omit<RestoreRequest, 'node' | 'spawn'>, streams: string[] = []): Promise<string> {
-  const report = await restore({ events: clickHouseEventStore(stack.store, stack.store.client), objects, instancesDir }, { node: src.node, spawn: {}, ...cut } as RestoreRequest);
+async function restoredFingerprint(
+  src: Source,
+  cut: Omit<RestoreRequest, 'node' | 'spawn'>,
+  streams: string[] = [],
+): Promise<string> {
+  const report = await restore(
+    { events: clickHouseEventStore(stack.store, stack.store.client), objects, instancesDir },
+    { node: src.node, spawn: {}, ...cut } as RestoreRequest,
+  );
   spawned.push(report);
   const r = new Redis(report.url!);
   try {
@@ -76,7 +95,10 @@ test('SPOP (also inside a script) and XADD * / XREADGROUP / XCLAIM / XAUTOCLAIM 
     const steps: { command: string; run: () => Promise<unknown> }[] = [
       { command: 'SPOP', run: () => r.spop('s') },
       { command: 'SPOP', run: () => r.spop('s', 5) },
-      { command: 'EVAL', run: () => r.eval("redis.call('SPOP', KEYS[1]) return redis.call('SADD', KEYS[2], 'x')", 2, 's', 'other') },
+      {
+        command: 'EVAL',
+        run: () => r.eval("redis.call('SPOP', KEYS[1]) return redis.call('SADD', KEYS[2], 'x')", 2, 's', 'other'),
+      },
       { command: 'XADD', run: () => r.xadd('st', '*', 'f', 'v1') },
       { command: 'XADD', run: () => r.xadd('st', `${Date.now() + 5}-*`, 'f', 'v2') },
       { command: 'XREADGROUP', run: () => r.xreadgroup('GROUP', 'g', 'c1', 'COUNT', 2, 'STREAMS', 'st', '>') },
@@ -90,7 +112,13 @@ test('SPOP (also inside a script) and XADD * / XREADGROUP / XCLAIM / XAUTOCLAIM 
       await step.run();
       const n = seen.get(step.command) ?? 0;
       seen.set(step.command, n + 1);
-      points.push({ command: step.command, n, before: beforeFp, after: await fingerprint(r, ['st']), tsUs: await serverTimeUs(r) });
+      points.push({
+        command: step.command,
+        n,
+        before: beforeFp,
+        after: await fingerprint(r, ['st']),
+        tsUs: await serverTimeUs(r),
+      });
     }
     await synced(src);
     const stats = src.agent.stats();
@@ -100,9 +128,17 @@ test('SPOP (also inside a script) and XADD * / XREADGROUP / XCLAIM / XAUTOCLAIM 
     for (const p of points) {
       // Lua lines carry the script's writes: the EVAL's own SPOP line is what the agent probes.
       const seq = await seqOf(src, p.command === 'EVAL' ? 'SPOP' : p.command, p.command === 'EVAL' ? 2 : p.n);
-      assert.equal(await restoredFingerprint(src, { beforeSeq: seq }, ['st']), p.before, `just before ${p.command} #${p.n}`);
+      assert.equal(
+        await restoredFingerprint(src, { beforeSeq: seq }, ['st']),
+        p.before,
+        `just before ${p.command} #${p.n}`,
+      );
       assert.equal(await restoredFingerprint(src, { toSeq: seq }, ['st']), p.after, `at ${p.command} #${p.n}`);
-      assert.equal(await restoredFingerprint(src, { to: p.tsUs }, ['st']), p.after, `after ${p.command} #${p.n} (by time)`);
+      assert.equal(
+        await restoredFingerprint(src, { to: p.tsUs }, ['st']),
+        p.after,
+        `after ${p.command} #${p.n} (by time)`,
+      );
     }
   } finally {
     r.disconnect();
@@ -113,7 +149,13 @@ test('SPOP (also inside a script) and XADD * / XREADGROUP / XCLAIM / XAUTOCLAIM 
 test('pops served later to blocked clients (BLPOP, BLMOVE and the BLMOVE its push serves, BZPOPMIN, XREADGROUP BLOCK) restore exactly', async () => {
   const src = await startSource(stack);
   const r = new Redis(src.redis.url);
-  const blocked = [new Redis(src.redis.url), new Redis(src.redis.url), new Redis(src.redis.url), new Redis(src.redis.url), new Redis(src.redis.url)];
+  const blocked = [
+    new Redis(src.redis.url),
+    new Redis(src.redis.url),
+    new Redis(src.redis.url),
+    new Redis(src.redis.url),
+    new Redis(src.redis.url),
+  ];
   try {
     await src.agent.baseline();
     await r.xgroup('CREATE', 'jobs', 'workers', '$', 'MKSTREAM');
@@ -126,7 +168,9 @@ test('pops served later to blocked clients (BLPOP, BLMOVE and the BLMOVE its pus
       blocked[4]!.blmove('dst', 'dst2', 'LEFT', 'LEFT', 0),
     ];
     // Every client is blocked on the server (not merely sent): the serve must come from the pushes below.
-    await waitFor('five blocked clients', async () => (String(await r.info('clients')).includes('blocked_clients:5') ? true : undefined));
+    await waitFor('five blocked clients', async () =>
+      String(await r.info('clients')).includes('blocked_clients:5') ? true : undefined,
+    );
     const beforeFp = await fingerprint(r, ['jobs']);
     await r.rpush('q', 'a', 'b');
     await r.rpush('src', 'x', 'y');
@@ -176,7 +220,9 @@ test('evictions under maxmemory and active expirations are placed exactly: resto
     }
     await synced(src);
     for (const [round, p] of points.entries()) {
-      const rows = await stack.store.query<{ seq: string }>(`SELECT seq FROM flashback.events WHERE node = ${sqlString(src.node)} AND has(keys, ${sqlString(`point:${round}`)})`);
+      const rows = await stack.store.query<{ seq: string }>(
+        `SELECT seq FROM flashback.events WHERE node = ${sqlString(src.node)} AND has(keys, ${sqlString(`point:${round}`)})`,
+      );
       p.seq = Number(rows[0]!.seq);
     }
     const info = String(await r.info('stats'));
@@ -184,7 +230,10 @@ test('evictions under maxmemory and active expirations are placed exactly: resto
     assert.ok(src.agent.stats().serverChanges > 100);
     for (const p of points) {
       // Digest of a restored instance: the restore verifies after expiring passed TTLs, like the source's own state.
-      const report = await restore({ events: clickHouseEventStore(stack.store, stack.store.client), objects, instancesDir }, { node: src.node, toSeq: p.seq, spawn: {} });
+      const report = await restore(
+        { events: clickHouseEventStore(stack.store, stack.store.client), objects, instancesDir },
+        { node: src.node, toSeq: p.seq, spawn: {} },
+      );
       spawned.push(report);
       await stopPid(report.pid!);
       assert.equal(report.digest, p.digest, `at seq ${p.seq}`);
@@ -247,7 +296,8 @@ test('XADD * on several streams without a pause: events go out while the writes 
     await synced(src);
     const startSeq = src.agent.stats().lastSeq;
     const published = src.agent.stats().eventsPublished;
-    // Small pipelined batches per client, so the agent keeps up while some stream always has an XADD whose id is unknown.
+    // Small pipelined batches per client, so the agent keeps up while some stream always has an XADD whose id is
+    // unknown.
     writers = clients.map(async (c, i) => {
       for (let n = 0; writing; n++) {
         const p = c.pipeline();
@@ -256,7 +306,11 @@ test('XADD * on several streams without a pause: events go out while the writes 
       }
     });
     // The 600 events after the start must be published while every client still writes.
-    await waitFor('600 XADD events published during the load', async () => (src.agent.stats().eventsPublished - published >= 600 ? true : undefined), 30_000);
+    await waitFor(
+      '600 XADD events published during the load',
+      async () => (src.agent.stats().eventsPublished - published >= 600 ? true : undefined),
+      30_000,
+    );
     assert.ok(src.agent.stats().lastSeq > startSeq + 600);
     writing = false;
     await Promise.all(writers);
@@ -284,11 +338,14 @@ test('a state read groups only the stretch it makes exact: an XADD * captured ju
     await r.pipeline().xadd('log', '*', 'n', '1').spop('pool').exec();
     await synced(src);
     const xadd = await seqOf(src, 'XADD', 1);
-    const report = await restore({ events: clickHouseEventStore(stack.store, stack.store.client), objects, instancesDir }, { node: src.node, toSeq: xadd, spawn: {} });
+    const report = await restore(
+      { events: clickHouseEventStore(stack.store, stack.store.client), objects, instancesDir },
+      { node: src.node, toSeq: xadd, spawn: {} },
+    );
     spawned.push(report);
     const t = new Redis(report.url!);
     try {
-      assert.equal(report.cutoff.seq, xadd, 'the cutoff stays at the XADD: it is not part of the SPOP\'s group');
+      assert.equal(report.cutoff.seq, xadd, "the cutoff stays at the XADD: it is not part of the SPOP's group");
       assert.equal(await t.xlen('log'), 2);
       assert.equal(await t.scard('pool'), 5);
     } finally {
@@ -334,13 +391,25 @@ test('a baseline taken during consumer-group reads (replicated only in part): th
     assert.ok(second.seq > first.seq);
 
     // The scenario happened: the new baseline's tail carries group reads of the stream, and the agent re-read it.
-    const stored = await clickHouseEventStore(stack.store, stack.store.client).baseline(src.node, second.epoch, second.seq);
+    const stored = await clickHouseEventStore(stack.store, stack.store.client).baseline(
+      src.node,
+      second.epoch,
+      second.seq,
+    );
     const tail = await objects.getBlob(stored.tailObject);
-    assert.deepEqual(approximateGroupKeys(Buffer.from(tail!)).map((k) => k.key.toString()), ['jobs'], 'the tail carries XCLAIM … LASTID of jobs');
+    assert.deepEqual(
+      approximateGroupKeys(Buffer.from(tail!)).map((k) => k.key.toString()),
+      ['jobs'],
+      'the tail carries XCLAIM … LASTID of jobs',
+    );
     const reread = await stack.store.query<{ k: string }>(
       `SELECT DISTINCT key AS k FROM flashback.events WHERE node = ${sqlString(src.node)} AND epoch = ${second.epoch} AND command = 'SETTLE' AND seq > ${second.seq} ORDER BY k`,
     );
-    assert.deepEqual(reread.map((x) => x.k), ['hist', 'jobs'], 'both streams re-read after the marker (SETTLE); hist only from the agent\'s own events');
+    assert.deepEqual(
+      reread.map((x) => x.k),
+      ['hist', 'jobs'],
+      "both streams re-read after the marker (SETTLE); hist only from the agent's own events",
+    );
 
     const deps = { events: clickHouseEventStore(stack.store, stack.store.client), objects, instancesDir };
     const settled = await restore(deps, { node: src.node, toSeq: last, spawn: {} });
@@ -351,7 +420,11 @@ test('a baseline taken during consumer-group reads (replicated only in part): th
     try {
       assert.equal(settled.baseline.seq, second.seq, 'after the re-read the new baseline serves');
       assert.equal(await fingerprint(t1, ['jobs', 'hist']), source);
-      assert.equal(atMarker.baseline.seq, first.seq, 'at its marker the new baseline is not settled: the one before serves');
+      assert.equal(
+        atMarker.baseline.seq,
+        first.seq,
+        'at its marker the new baseline is not settled: the one before serves',
+      );
     } finally {
       t1.disconnect();
       t2.disconnect();
@@ -365,14 +438,16 @@ test('a baseline taken during consumer-group reads (replicated only in part): th
   }
 });
 
-test('a pop served by a script, the served client\'s own next command the very next line: the serve is still read', async () => {
+test("a pop served by a script, the served client's own next command the very next line: the serve is still read", async () => {
   const src = await startSource(stack);
   const r = new Redis(src.redis.url);
   const blocked = new Redis(src.redis.url);
   try {
     await src.agent.baseline();
     const popped = blocked.bzpopmin('z', 0);
-    await waitFor('a blocked client', async () => (String(await r.info('clients')).includes('blocked_clients:1') ? true : undefined));
+    await waitFor('a blocked client', async () =>
+      String(await r.info('clients')).includes('blocked_clients:1') ? true : undefined,
+    );
     // The script's lines, then (before anything else reaches the server) the served client's next command.
     await r.eval("return redis.call('ZADD', KEYS[1], 1, 'one')", 1, 'z');
     assert.deepEqual(await popped, ['z', 'one', '1']);
@@ -408,7 +483,10 @@ test('an agent closed right after a state group leaves it restorable: its last h
       const ws = await restoreWindows(stack.store, src.node);
       return ws.some((w) => w.toSeq >= group) ? ws : undefined;
     });
-    assert.ok(windows.some((w) => w.toSeq >= group), `a window reaches the SPOP's state (seq ${group}): ${JSON.stringify(windows)}`);
+    assert.ok(
+      windows.some((w) => w.toSeq >= group),
+      `a window reaches the SPOP's state (seq ${group}): ${JSON.stringify(windows)}`,
+    );
     assert.equal(await restoredFingerprint(src, { toSeq: group }), after);
   } finally {
     r.disconnect();

@@ -1,4 +1,5 @@
-// `flashback up` as a child process: ready line, capture of a Redis, a restore through POST /restores, clean SIGTERM with no child left.
+// `flashback up` as a child process: ready line, capture of a Redis, a restore through POST /restores, clean SIGTERM
+// with no child left.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -37,17 +38,25 @@ test('flashback up: ready line, capture, restore via the API, SIGTERM stops ever
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'fb-up-'));
   dirs.push(dataDir);
   await using source = await testRedis(SOURCE_ARGS);
-  const child = spawn(process.execPath, ['bin/flashback.js', 'up', '--data-dir', dataDir, '--api-port', '0', '--redis', source.url], {
-    env: { ...process.env, FLASHBACK_LOG_LEVEL: 'warn', FLASHBACK_API_TOKENS: '' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['bin/flashback.js', 'up', '--data-dir', dataDir, '--api-port', '0', '--redis', source.url],
+    {
+      env: { ...process.env, FLASHBACK_LOG_LEVEL: 'warn', FLASHBACK_API_TOKENS: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   try {
-    const apiUrl = await waitFor('the ready line', async () => /^flashback: api (http:\/\/\S+)$/m.exec(out)?.[1], 60_000).catch((e: Error) => {
+    const apiUrl = await waitFor(
+      'the ready line',
+      async () => /^flashback: api (http:\/\/\S+)$/m.exec(out)?.[1],
+      60_000,
+    ).catch((e: Error) => {
       throw new Error(`${e.message}\nstdout: ${out}\nstderr: ${err}`);
     });
     const token = /^flashback: token (\S+)/m.exec(out)?.[1];
@@ -67,18 +76,29 @@ test('flashback up: ready line, capture, restore via the API, SIGTERM stops ever
       r.disconnect();
     }
     // The cutoff is the server time of the 10th HSET, as stored (newest first).
-    const events = await waitFor('the 20 HSETs in the history', async () => {
-      const h = await api.history({ node, key: 'userprofile', limit: 100 });
-      return h.length >= 20 ? h : undefined;
-    }, 30_000);
+    const events = await waitFor(
+      'the 20 HSETs in the history',
+      async () => {
+        const h = await api.history({ node, key: 'userprofile', limit: 100 });
+        return h.length >= 20 ? h : undefined;
+      },
+      30_000,
+    );
     const cutUs = [...events].reverse()[9]!.tsUs;
-    await waitFor('a window covering the cutoff', async () => ((await api.windows(node)).some((w) => w.fromTsUs <= cutUs && cutUs <= w.toTsUs) ? true : undefined), 30_000);
+    await waitFor(
+      'a window covering the cutoff',
+      async () => ((await api.windows(node)).some((w) => w.fromTsUs <= cutUs && cutUs <= w.toTsUs) ? true : undefined),
+      30_000,
+    );
     const job = await api.createRestore({ node, to: String(cutUs), spawn: {} });
     const done = await api.waitForRestore(job.id);
     assert.equal(done.state, 'done');
     const restored = new Redis(done.report!.url!);
     try {
-      assert.deepEqual((await restored.hkeys('userprofile')).sort(), Array.from({ length: 10 }, (_, i) => `foo${i}`).sort());
+      assert.deepEqual(
+        (await restored.hkeys('userprofile')).sort(),
+        Array.from({ length: 10 }, (_, i) => `foo${i}`).sort(),
+      );
     } finally {
       restored.disconnect();
     }
@@ -89,7 +109,11 @@ test('flashback up: ready line, capture, restore via the API, SIGTERM stops ever
     assert.ok(children.length >= 2, `nats-server and clickhouse-server run as children (${children.join(', ')})`);
     child.kill('SIGTERM');
     assert.equal(await exited, 0, `clean exit; stderr: ${err.slice(-2000)}`);
-    await waitFor('every child to be gone', async () => (children.every((p) => !isPidAlive(p)) ? true : undefined), 20_000);
+    await waitFor(
+      'every child to be gone',
+      async () => (children.every((p) => !isPidAlive(p)) ? true : undefined),
+      20_000,
+    );
   } finally {
     if (child.exitCode === null) {
       // A failed run must not leave servers behind: stop the children first, then `up` itself.

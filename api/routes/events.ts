@@ -9,7 +9,13 @@ const route = createRoute({
   summary: 'Event history (e.g. of one key), newest first',
   security: [{ Bearer: [] }],
   request: { query: EventsQuery },
-  responses: { 200: { description: 'events', content: { 'application/json': { schema: z.object({ events: z.array(EventSchema) }) } } }, ...errorResponses(400, 503) },
+  responses: {
+    200: {
+      description: 'events',
+      content: { 'application/json': { schema: z.object({ events: z.array(EventSchema) }) } },
+    },
+    ...errorResponses(400, 503),
+  },
 });
 
 /** `GET /events?node&key&since&until&limit`. */

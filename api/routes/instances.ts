@@ -7,7 +7,13 @@ const listRoute = createRoute({
   path: '/instances',
   summary: 'redis-servers spawned by restores (still running until stopped)',
   security: [{ Bearer: [] }],
-  responses: { 200: { description: 'instances', content: { 'application/json': { schema: z.object({ instances: z.array(InstanceSchema) }) } } }, ...errorResponses(503) },
+  responses: {
+    200: {
+      description: 'instances',
+      content: { 'application/json': { schema: z.object({ instances: z.array(InstanceSchema) }) } },
+    },
+    ...errorResponses(503),
+  },
 });
 
 const stopRoute = createRoute({
@@ -16,7 +22,10 @@ const stopRoute = createRoute({
   summary: "Stop a spawned instance and remove its files (done by a restorer on the instance's host)",
   security: [{ Bearer: [] }],
   request: { params: IdParam },
-  responses: { 200: { description: 'stopped', content: { 'application/json': { schema: z.object({ stopped: InstanceSchema }) } } }, ...errorResponses(404, 503) },
+  responses: {
+    200: { description: 'stopped', content: { 'application/json': { schema: z.object({ stopped: InstanceSchema }) } } },
+    ...errorResponses(404, 503),
+  },
 });
 
 /** `GET /instances`, `DELETE /instances/{id}`. */

@@ -10,7 +10,13 @@ const listRoute = createRoute({
   path: '/nodes',
   summary: 'Captured nodes: events stored, last event, restorable windows',
   security: [{ Bearer: [] }],
-  responses: { 200: { description: 'nodes', content: { 'application/json': { schema: z.object({ nodes: z.array(NodeSchema) }) } } }, ...errorResponses(503) },
+  responses: {
+    200: {
+      description: 'nodes',
+      content: { 'application/json': { schema: z.object({ nodes: z.array(NodeSchema) }) } },
+    },
+    ...errorResponses(503),
+  },
 });
 
 const windowsRoute = createRoute({
@@ -19,18 +25,34 @@ const windowsRoute = createRoute({
   summary: 'Restorable windows of a node, oldest first',
   security: [{ Bearer: [] }],
   request: { params: NodeParam },
-  responses: { 200: { description: 'windows', content: { 'application/json': { schema: z.object({ windows: z.array(WindowSchema) }) } } }, ...errorResponses(404, 503) },
+  responses: {
+    200: {
+      description: 'windows',
+      content: { 'application/json': { schema: z.object({ windows: z.array(WindowSchema) }) } },
+    },
+    ...errorResponses(404, 503),
+  },
 });
 
 /** A window with readable times. */
 export function windowJson(w: RestoreWindow): z.infer<typeof WindowSchema> {
-  return { ...w, from: formatTsUs(w.fromTsUs), to: formatTsUs(w.toTsUs), broken: w.broken.map((b) => ({ ...b, time: formatTsUs(b.tsUs) })) };
+  return {
+    ...w,
+    from: formatTsUs(w.fromTsUs),
+    to: formatTsUs(w.toTsUs),
+    broken: w.broken.map((b) => ({ ...b, time: formatTsUs(b.tsUs) })),
+  };
 }
 
 /** `GET /nodes`, `GET /nodes/{node}/windows`. */
 export function registerNodeRoutes(app: OpenAPIHono, deps: ApiDeps): void {
   app.openapi(listRoute, async (c) => {
-    const rows = await deps.store.query<{ node: string; events: number | string; last_ts: number | string; last_epoch: number | string }>(nodesSql());
+    const rows = await deps.store.query<{
+      node: string;
+      events: number | string;
+      last_ts: number | string;
+      last_epoch: number | string;
+    }>(nodesSql());
     const nodes = [];
     for (const r of rows) {
       const ws = await restoreWindows(deps.store, r.node);
@@ -55,7 +77,10 @@ export function registerNodeRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     if (ws.length === 0) {
       const known = await deps.store.query<{ node: string }>(nodesSql());
       if (!known.some((n) => n.node === node)) {
-        throw new InputError(ErrorCode.UnknownNode, `no events captured for node "${node}"; known nodes: ${known.map((n) => `"${n.node}"`).join(', ') || 'none'}`);
+        throw new InputError(
+          ErrorCode.UnknownNode,
+          `no events captured for node "${node}"; known nodes: ${known.map((n) => `"${n.node}"`).join(', ') || 'none'}`,
+        );
       }
     }
     return c.json({ windows: ws.map(windowJson) }, 200);

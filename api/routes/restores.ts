@@ -3,15 +3,26 @@ import { resolveCutoff } from '../../core/store/cutoff.js';
 import type { RestoreJobRequest } from '../../core/bus/restore-jobs.js';
 import { formatTsUs } from '../../core/time.js';
 import type { ApiDeps } from '../deps.js';
-import { errorResponses, IdParam, ListQuery, RestoreAccepted, RestoreJobSchema, RestoreRequestBody } from '../schemas.js';
+import {
+  errorResponses,
+  IdParam,
+  ListQuery,
+  RestoreAccepted,
+  RestoreJobSchema,
+  RestoreRequestBody,
+} from '../schemas.js';
 
 const createJob = createRoute({
   method: 'post',
   path: '/restores',
-  summary: 'Queue a restore of one node, or of several (`nodes`) at one instant into one destination; every cutoff is checked at once (malformed time, unknown node, outside every window of a node → 4xx naming the node)',
+  summary:
+    'Queue a restore of one node, or of several (`nodes`) at one instant into one destination; every cutoff is checked at once (malformed time, unknown node, outside every window of a node → 4xx naming the node)',
   security: [{ Bearer: [] }],
   request: { body: { required: true, content: { 'application/json': { schema: RestoreRequestBody } } } },
-  responses: { 202: { description: 'queued', content: { 'application/json': { schema: RestoreAccepted } } }, ...errorResponses(400, 404, 422, 503) },
+  responses: {
+    202: { description: 'queued', content: { 'application/json': { schema: RestoreAccepted } } },
+    ...errorResponses(400, 404, 422, 503),
+  },
 });
 
 const listJobs = createRoute({
@@ -20,7 +31,13 @@ const listJobs = createRoute({
   summary: 'Restore jobs, newest first',
   security: [{ Bearer: [] }],
   request: { query: ListQuery },
-  responses: { 200: { description: 'jobs', content: { 'application/json': { schema: z.object({ restores: z.array(RestoreJobSchema) }) } } }, ...errorResponses(400, 503) },
+  responses: {
+    200: {
+      description: 'jobs',
+      content: { 'application/json': { schema: z.object({ restores: z.array(RestoreJobSchema) }) } },
+    },
+    ...errorResponses(400, 503),
+  },
 });
 
 const getJob = createRoute({
@@ -29,7 +46,10 @@ const getJob = createRoute({
   summary: 'A restore job: state, progress, report or error',
   security: [{ Bearer: [] }],
   request: { params: IdParam },
-  responses: { 200: { description: 'job', content: { 'application/json': { schema: RestoreJobSchema } } }, ...errorResponses(404, 503) },
+  responses: {
+    200: { description: 'job', content: { 'application/json': { schema: RestoreJobSchema } } },
+    ...errorResponses(404, 503),
+  },
 });
 
 /** `POST /restores`, `GET /restores`, `GET /restores/{id}`. */
@@ -40,12 +60,27 @@ export function registerRestoreRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     const nodes = body.nodes ?? [body.node!];
     const cutoffs = [];
     for (const node of nodes) {
-      const cut = await resolveCutoff(deps.store, node, { to: body.to, toSeq: body.toSeq, beforeSeq: body.beforeSeq, epoch: body.epoch });
-      cutoffs.push({ node, epoch: cut.epoch, seq: cut.seq, tsUs: cut.tsUs, time: formatTsUs(cut.tsUs), baselineSeq: cut.baselineSeq });
+      const cut = await resolveCutoff(deps.store, node, {
+        to: body.to,
+        toSeq: body.toSeq,
+        beforeSeq: body.beforeSeq,
+        epoch: body.epoch,
+      });
+      cutoffs.push({
+        node,
+        epoch: cut.epoch,
+        seq: cut.seq,
+        tsUs: cut.tsUs,
+        time: formatTsUs(cut.tsUs),
+        baselineSeq: cut.baselineSeq,
+      });
     }
     const request: RestoreJobRequest = body;
     const id = await deps.jobs.submit(request);
-    deps.logger?.info({ job: id, nodes, cutoffs: cutoffs.map((x) => ({ node: x.node, epoch: x.epoch, seq: x.seq })) }, 'restore job queued');
+    deps.logger?.info(
+      { job: id, nodes, cutoffs: cutoffs.map((x) => ({ node: x.node, epoch: x.epoch, seq: x.seq })) },
+      'restore job queued',
+    );
     const { node: _node, ...cutoff } = cutoffs[0]!;
     return c.json({ id, state: 'queued' as const, cutoff, ...(body.nodes ? { cutoffs } : {}) }, 202);
   });

@@ -10,12 +10,28 @@ export const describe = 'capture one Redis node (MONITOR + keyspace notification
 
 export function builder(y: Argv) {
   return y
-    .option('redis', { type: 'string', demandOption: 'give the Redis to capture: --redis redis://host:6379', describe: 'Redis URL: redis://[user:password@]host:port or rediss://… (TLS)' })
+    .option('redis', {
+      type: 'string',
+      demandOption: 'give the Redis to capture: --redis redis://host:6379',
+      describe: 'Redis URL: redis://[user:password@]host:port or rediss://… (TLS)',
+    })
     .option('node-id', { type: 'string', describe: 'capture source id (default host:port of --redis)' })
     .option('nats', natsOption)
-    .option('baseline-interval', { type: 'string', default: '1h', describe: 'take a baseline this often (e.g. 15m, 1h)' })
-    .option('baseline-every-events', { type: 'number', default: 0, describe: 'also take a baseline after this many events (0 = off)' })
-    .option('baseline-digest', { choices: ['auto', 'always', 'never'] as const, default: 'auto' as const, describe: 'record DEBUG DIGEST at baselines (auto: ≤ 100k keys)' })
+    .option('baseline-interval', {
+      type: 'string',
+      default: '1h',
+      describe: 'take a baseline this often (e.g. 15m, 1h)',
+    })
+    .option('baseline-every-events', {
+      type: 'number',
+      default: 0,
+      describe: 'also take a baseline after this many events (0 = off)',
+    })
+    .option('baseline-digest', {
+      choices: ['auto', 'always', 'never'] as const,
+      default: 'auto' as const,
+      describe: 'record DEBUG DIGEST at baselines (auto: ≤ 100k keys)',
+    })
     .option('retention', { type: 'string', default: '7d', describe: 'how long the stream keeps events' })
     .option('health-port', healthPortOption);
 }

@@ -6,13 +6,18 @@ import { clickhouseOption, natsOption } from '../options.js';
 import { runUntilSignal } from '../run-service.js';
 
 export const command = 'api';
-export const describe = 'serve the HTTP API: history, read-only SQL, windows, restore jobs (bearer tokens from FLASHBACK_API_TOKENS)';
+export const describe =
+  'serve the HTTP API: history, read-only SQL, windows, restore jobs (bearer tokens from FLASHBACK_API_TOKENS)';
 
 export function builder(y: Argv) {
   return y
     .option('port', { type: 'number', default: 8080, describe: 'TCP port (0 picks a free one)' })
     .option('host', { type: 'string', default: '127.0.0.1', describe: 'interface to listen on' })
-    .option('tokens', { type: 'string', describe: 'accepted bearer tokens, comma-separated (env FLASHBACK_API_TOKENS; prefer the env var: flags show in ps)' })
+    .option('tokens', {
+      type: 'string',
+      describe:
+        'accepted bearer tokens, comma-separated (env FLASHBACK_API_TOKENS; prefer the env var: flags show in ps)',
+    })
     .option('sql-max-rows', { type: 'number', default: 10_000, describe: 'upper bound of rows of POST /sql' })
     .option('sql-max-seconds', { type: 'number', default: 30, describe: 'time limit of POST /sql' })
     .option('retention', { type: 'string', describe: 'history retention shown by GET /nodes (e.g. 7d)' })

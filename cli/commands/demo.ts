@@ -3,13 +3,22 @@ import { apiClientFrom } from '../api-client.js';
 import { runDemo } from '../demo.js';
 
 export const command = 'demo';
-export const describe = 'run the seed scenario against a running stack (flashback up): writes to --redis, restores through the API';
+export const describe =
+  'run the seed scenario against a running stack (flashback up): writes to --redis, restores through the API';
 
 export function builder(y: Argv) {
   return y
-    .option('api', { type: 'string', default: 'http://127.0.0.1:7480', describe: 'API of the running stack (env FLASHBACK_API)' })
+    .option('api', {
+      type: 'string',
+      default: 'http://127.0.0.1:7480',
+      describe: 'API of the running stack (env FLASHBACK_API)',
+    })
     .option('token', { type: 'string', describe: 'API token (env FLASHBACK_TOKEN)' })
-    .option('redis', { type: 'string', demandOption: 'give the captured Redis to write to: --redis redis://host:port', describe: 'a Redis the stack captures' })
+    .option('redis', {
+      type: 'string',
+      demandOption: 'give the captured Redis to write to: --redis redis://host:port',
+      describe: 'a Redis the stack captures',
+    })
     .option('node', { type: 'string', demandOption: 'give its node id: --node ID', describe: 'its node id' })
     .option('fast', { type: 'boolean', default: false, describe: 'one write every 20 ms instead of every second' });
 }
@@ -17,5 +26,10 @@ export function builder(y: Argv) {
 type Args = ArgumentsCamelCase<Awaited<ReturnType<typeof builder>['argv']>>;
 
 export async function handler(args: Args): Promise<void> {
-  await runDemo({ api: apiClientFrom(args)!, redisUrl: args.redis, node: args.node, intervalMs: args.fast ? 20 : 1_000 });
+  await runDemo({
+    api: apiClientFrom(args)!,
+    redisUrl: args.redis,
+    node: args.node,
+    intervalMs: args.fast ? 20 : 1_000,
+  });
 }

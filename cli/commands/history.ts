@@ -11,7 +11,11 @@ export const describe = 'show the events that touched a key, newest first (Click
 export function builder(y: Argv) {
   return y
     .option('node', { type: 'string', describe: 'capture source id (default: every node)' })
-    .option('key', { type: 'string', demandOption: 'name the key: --key KEY (as stored: binary bytes escaped as \\xHH)', describe: 'the key' })
+    .option('key', {
+      type: 'string',
+      demandOption: 'name the key: --key KEY (as stored: binary bytes escaped as \\xHH)',
+      describe: 'the key',
+    })
     .option('since', { type: 'string', describe: 'events at or after this time' })
     .option('until', { type: 'string', describe: 'events at or before this time' })
     .option('limit', { type: 'number', default: 50, describe: 'at most this many events' })

@@ -8,7 +8,11 @@ export const describe = 'list the instances restores spawned, or stop one (throu
 
 export function builder(y: Argv) {
   return y
-    .positional('action', { choices: ['list', 'stop'] as const, default: 'list' as const, describe: 'list, or stop ID' })
+    .positional('action', {
+      choices: ['list', 'stop'] as const,
+      default: 'list' as const,
+      describe: 'list, or stop ID',
+    })
     .positional('id', { type: 'string', describe: 'instance id (with stop)' })
     .option('api', { ...apiOptions.api, default: 'http://127.0.0.1:7480' })
     .option('token', apiOptions.token)
@@ -20,9 +24,12 @@ type Args = ArgumentsCamelCase<Awaited<ReturnType<typeof builder>['argv']>>;
 export async function handler(args: Args): Promise<void> {
   const api = apiClientFrom(args)!;
   if (args.action === 'stop') {
-    if (!args.id) throw new ConfigError('name the instance to stop: flashback instances stop ID (flashback instances lists them)');
+    if (!args.id)
+      throw new ConfigError('name the instance to stop: flashback instances stop ID (flashback instances lists them)');
     const stopped = await api.stopInstance(args.id);
-    process.stdout.write(args.json ? JSON.stringify(stopped) + '\n' : `stopped ${stopped.id} (${stopped.url}, pid ${stopped.pid})\n`);
+    process.stdout.write(
+      args.json ? JSON.stringify(stopped) + '\n' : `stopped ${stopped.id} (${stopped.url}, pid ${stopped.pid})\n`,
+    );
     return;
   }
   const list = await api.instances();

@@ -3,31 +3,62 @@ import { openClickHouse } from '../../core/store/clickhouse.js';
 import { ErrorCode, InputError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
 import { connectNats, ensureBaselineStore } from '../../core/bus/nats.js';
-import { clickHouseEventStore, clusterRestore, restore, type ClusterRestoreReport, type RestoreProgress, type RestoreReport } from '../../restorer/index.js';
+import {
+  clickHouseEventStore,
+  clusterRestore,
+  restore,
+  type ClusterRestoreReport,
+  type RestoreProgress,
+  type RestoreReport,
+} from '../../restorer/index.js';
 import { apiClientFrom, apiOptions, type ApiClient } from '../api-client.js';
 import { clickhouseOption, natsOption } from '../options.js';
 import { parseCutoffTime } from '../../core/time.js';
 import { ProgressLine } from '../progress.js';
 
 export const command = 'restore';
-export const describe = 'restore a node at an instant (or just before one event), or several nodes (a Redis Cluster) at one instant, into a new instance, a target (standalone or Cluster) or an RDB file';
+export const describe =
+  'restore a node at an instant (or just before one event), or several nodes (a Redis Cluster) at one instant, into a new instance, a target (standalone or Cluster) or an RDB file';
 
 export function builder(y: Argv) {
   return y
-    .option('node', { type: 'string', array: true, describe: 'capture source id; repeat it (or use --nodes) to restore several nodes, e.g. a Redis Cluster\'s masters, at one --to instant into one destination' })
-    .option('nodes', { type: 'string', describe: 'several nodes, comma-separated: --nodes c1-m1,c1-m2,c1-m3 (same as repeating --node)' })
-    .option('to', { type: 'string', describe: "include every event up to this instant: '2026-08-03 20:28:10', ISO 8601, or epoch s/ms" })
+    .option('node', {
+      type: 'string',
+      array: true,
+      describe:
+        "capture source id; repeat it (or use --nodes) to restore several nodes, e.g. a Redis Cluster's masters, at one --to instant into one destination",
+    })
+    .option('nodes', {
+      type: 'string',
+      describe: 'several nodes, comma-separated: --nodes c1-m1,c1-m2,c1-m3 (same as repeating --node)',
+    })
+    .option('to', {
+      type: 'string',
+      describe: "include every event up to this instant: '2026-08-03 20:28:10', ISO 8601, or epoch s/ms",
+    })
     .option('to-seq', { type: 'number', describe: 'include events up to this seq (and the rest of its transaction)' })
     .option('before-seq', { type: 'number', describe: 'include events before this seq (and before its transaction)' })
     .option('epoch', { type: 'number', describe: 'epoch of --to-seq/--before-seq (default: the newest that holds it)' })
     .option('spawn', { type: 'boolean', describe: 'start a new redis-server holding the data (it keeps running)' })
     .option('port', { type: 'number', describe: 'port of the spawned instance (default: a free one)' })
-    .option('target', { type: 'string', describe: 'copy into this existing, empty Redis (redis://host:port); a Redis Cluster node URL means the whole cluster, each key on its slot\'s master' })
+    .option('target', {
+      type: 'string',
+      describe:
+        "copy into this existing, empty Redis (redis://host:port); a Redis Cluster node URL means the whole cluster, each key on its slot's master",
+    })
     .option('flush', { type: 'boolean', default: false, describe: 'with --target: empty it first' })
     .option('rdb', { type: 'string', describe: 'write an RDB file' })
-    .option('keys', { type: 'string', array: true, describe: 'restore only keys matching this Redis glob pattern (repeatable)' })
+    .option('keys', {
+      type: 'string',
+      array: true,
+      describe: 'restore only keys matching this Redis glob pattern (repeatable)',
+    })
     .option('db', { type: 'number', describe: 'restore only this logical database' })
-    .option('keep-ttl-relative', { type: 'boolean', default: false, describe: 'shift expiries by (now − cutoff) so keys keep the TTL they had at the cutoff' })
+    .option('keep-ttl-relative', {
+      type: 'boolean',
+      default: false,
+      describe: 'shift expiries by (now − cutoff) so keys keep the TTL they had at the cutoff',
+    })
     .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' })
     .option('nats', natsOption)
     .option('clickhouse', clickhouseOption)
@@ -35,14 +66,24 @@ export function builder(y: Argv) {
     .option('token', apiOptions.token)
     .check((a) => {
       const nodes = nodeList(a.node, a.nodes);
-      if (nodes.length === 0) throw new InputError(ErrorCode.BadInput, 'name the node: --node ID, or several: --node A --node B / --nodes A,B (flashback windows lists them)');
+      if (nodes.length === 0)
+        throw new InputError(
+          ErrorCode.BadInput,
+          'name the node: --node ID, or several: --node A --node B / --nodes A,B (flashback windows lists them)',
+        );
       const dup = nodes.find((n, i) => nodes.indexOf(n) !== i);
       if (dup !== undefined) throw new InputError(ErrorCode.BadInput, `node "${dup}" is named twice`);
-      if (nodes.length > 1 && a.to === undefined) throw new InputError(ErrorCode.BadInput, 'several nodes are restored at one instant: give --to TIME (a seq belongs to one node)');
+      if (nodes.length > 1 && a.to === undefined)
+        throw new InputError(
+          ErrorCode.BadInput,
+          'several nodes are restored at one instant: give --to TIME (a seq belongs to one node)',
+        );
       const cut = [a.to, a.toSeq, a.beforeSeq].filter((v) => v !== undefined).length;
-      if (cut !== 1) throw new InputError(ErrorCode.BadInput, 'give exactly one cutoff: --to TIME, --to-seq N or --before-seq N');
+      if (cut !== 1)
+        throw new InputError(ErrorCode.BadInput, 'give exactly one cutoff: --to TIME, --to-seq N or --before-seq N');
       const dest = [a.spawn, a.target, a.rdb].filter((v) => v !== undefined && v !== false).length;
-      if (dest !== 1) throw new InputError(ErrorCode.BadInput, 'give exactly one destination: --spawn, --target URL or --rdb FILE');
+      if (dest !== 1)
+        throw new InputError(ErrorCode.BadInput, 'give exactly one destination: --spawn, --target URL or --rdb FILE');
       return true;
     });
 }
@@ -134,9 +175,15 @@ async function restoreViaApi(api: ApiClient, args: Args): Promise<void> {
       keys: args.keys?.map(String),
       db: args.db,
     });
-    const done = await api.waitForRestore(job.id, { onStatus: (s) => progress.update(s.state === 'queued' ? 'queued' : s.progress.phase, s.progress.events, s.progress.totalEvents) });
+    const done = await api.waitForRestore(job.id, {
+      onStatus: (s) =>
+        progress.update(s.state === 'queued' ? 'queued' : s.progress.phase, s.progress.events, s.progress.totalEvents),
+    });
     progress.done();
-    if (done.clusterReport) process.stdout.write(args.json ? JSON.stringify(done.clusterReport) + '\n' : formatClusterReport(done.clusterReport));
+    if (done.clusterReport)
+      process.stdout.write(
+        args.json ? JSON.stringify(done.clusterReport) + '\n' : formatClusterReport(done.clusterReport),
+      );
     else process.stdout.write(args.json ? JSON.stringify(done.report) + '\n' : formatReport(done.report!));
   } finally {
     progress.done();
@@ -154,7 +201,10 @@ export function formatReport(r: RestoreReport): string {
   ];
   for (const w of r.warnings ?? []) lines.push(`  warning    ${w}`);
   if (r.rdb) lines.push(`  rdb        ${r.rdb}`);
-  else if (r.pid) lines.push(`  instance   ${r.url} (pid ${r.pid}, files in ${r.dir}); stop it with: redis-cli -u ${r.url} shutdown nosave`);
+  else if (r.pid)
+    lines.push(
+      `  instance   ${r.url} (pid ${r.pid}, files in ${r.dir}); stop it with: redis-cli -u ${r.url} shutdown nosave`,
+    );
   else lines.push(`  target     ${r.url}`);
   return lines.join('\n') + '\n';
 }
@@ -163,14 +213,22 @@ export function formatReport(r: RestoreReport): string {
 export function formatClusterReport(r: ClusterRestoreReport): string {
   const lines = [`restored ${r.nodes.length} nodes at ${r.cutoff.time} in ${r.seconds} s`];
   for (const p of r.parts) {
-    lines.push(`  node       ${p.node}: seq ${p.cutoff.seq} (${p.cutoff.time}), epoch ${p.epoch}, baseline seq ${p.baseline.seq}, ${p.eventsReplayed} events replayed, ${p.keys} keys, digest ${p.digest}`);
+    lines.push(
+      `  node       ${p.node}: seq ${p.cutoff.seq} (${p.cutoff.time}), epoch ${p.epoch}, baseline seq ${p.baseline.seq}, ${p.eventsReplayed} events replayed, ${p.keys} keys, digest ${p.digest}`,
+    );
   }
   lines.push(`  keys       ${r.keys}`);
   if (r.digest !== undefined) lines.push(`  digest     ${r.digest}`);
-  for (const m of r.masters ?? []) lines.push(`  master     ${m.url} slots ${(m.slots ?? []).map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(',')}: ${m.keys} keys${m.digest ? `, digest ${m.digest}` : ''}`);
+  for (const m of r.masters ?? [])
+    lines.push(
+      `  master     ${m.url} slots ${(m.slots ?? []).map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(',')}: ${m.keys} keys${m.digest ? `, digest ${m.digest}` : ''}`,
+    );
   for (const w of r.warnings) lines.push(`  warning    ${w}`);
   if (r.rdb) lines.push(`  rdb        ${r.rdb}`);
-  else if (r.pid) lines.push(`  instance   ${r.url} (pid ${r.pid}, files in ${r.dir}); stop it with: redis-cli -u ${r.url} shutdown nosave`);
+  else if (r.pid)
+    lines.push(
+      `  instance   ${r.url} (pid ${r.pid}, files in ${r.dir}); stop it with: redis-cli -u ${r.url} shutdown nosave`,
+    );
   else lines.push(`  target     ${r.url}`);
   return lines.join('\n') + '\n';
 }

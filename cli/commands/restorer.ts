@@ -10,10 +10,21 @@ export const describe = 'run restore jobs from the NATS work queue (POST /restor
 
 export function builder(y: Argv) {
   return y
-    .option('instances-dir', { type: 'string', describe: 'where spawned instances keep their files (default: <tmp>/flashback-instances)' })
-    .option('ack-wait', { type: 'string', default: '60s', describe: 'how long a job of a dead restorer waits before another restorer takes it' })
+    .option('instances-dir', {
+      type: 'string',
+      describe: 'where spawned instances keep their files (default: <tmp>/flashback-instances)',
+    })
+    .option('ack-wait', {
+      type: 'string',
+      default: '60s',
+      describe: 'how long a job of a dead restorer waits before another restorer takes it',
+    })
     .option('max-attempts', { type: 'number', default: 3, describe: 'runs of one job before it is marked failed' })
-    .option('close-timeout', { type: 'string', default: '30s', describe: 'on SIGTERM, how long the job in hand may finish before it is handed back' })
+    .option('close-timeout', {
+      type: 'string',
+      default: '30s',
+      describe: 'on SIGTERM, how long the job in hand may finish before it is handed back',
+    })
     .option('nats', natsOption)
     .option('clickhouse', clickhouseOption)
     .option('health-port', healthPortOption);

@@ -15,6 +15,11 @@ type Args = ArgumentsCamelCase<Awaited<ReturnType<typeof builder>['argv']>>;
 
 export async function handler(args: Args): Promise<void> {
   const logger = createLogger('sink');
-  const sink = await startSink({ natsUrl: args.nats, clickhouseUrl: args.clickhouse, healthPort: args.healthPort, logger });
+  const sink = await startSink({
+    natsUrl: args.nats,
+    clickhouseUrl: args.clickhouse,
+    healthPort: args.healthPort,
+    logger,
+  });
   await runUntilSignal(sink, logger);
 }

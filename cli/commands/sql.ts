@@ -8,7 +8,12 @@ export const describe = 'run a read-only SQL query over the history (ClickHouse,
 
 export function builder(y: Argv) {
   return y
-    .positional('query', { type: 'string', demandOption: true, describe: "e.g. \"SELECT time, client, command, args FROM flashback.events WHERE key = 'k' ORDER BY seq DESC LIMIT 20\"" })
+    .positional('query', {
+      type: 'string',
+      demandOption: true,
+      describe:
+        'e.g. "SELECT time, client, command, args FROM flashback.events WHERE key = \'k\' ORDER BY seq DESC LIMIT 20"',
+    })
     .option('clickhouse', clickhouseOption)
     .option('format', { choices: ['table', 'json'] as const, default: 'table' as const, describe: 'output format' })
     .option('max-rows', { type: 'number', default: 10_000, describe: 'refuse results larger than this' })
@@ -24,7 +29,10 @@ export async function handler(args: Args): Promise<void> {
     if (args.format === 'json') {
       process.stdout.write(JSON.stringify(result) + '\n');
     } else {
-      printTable(result.columns.map((c) => c.name), result.rows);
+      printTable(
+        result.columns.map((c) => c.name),
+        result.rows,
+      );
     }
   } finally {
     await store.close();

@@ -10,18 +10,36 @@ import { startLocalStack } from '../local-stack.js';
 import { runUntilSignal } from '../run-service.js';
 
 export const command = 'up';
-export const describe = 'run the whole stack on this machine: nats-server, clickhouse-server, sink, restorer, API and one agent per --redis';
+export const describe =
+  'run the whole stack on this machine: nats-server, clickhouse-server, sink, restorer, API and one agent per --redis';
 
 export function builder(y: Argv) {
   return y
-    .option('redis', { type: 'string', array: true, default: [] as string[], describe: 'Redis to capture (repeatable): redis://host:port' })
-    .option('data-dir', { type: 'string', default: './.flashback', describe: 'where NATS, ClickHouse, restored instances and the API token live' })
+    .option('redis', {
+      type: 'string',
+      array: true,
+      default: [] as string[],
+      describe: 'Redis to capture (repeatable): redis://host:port',
+    })
+    .option('data-dir', {
+      type: 'string',
+      default: './.flashback',
+      describe: 'where NATS, ClickHouse, restored instances and the API token live',
+    })
     .option('api-port', { type: 'number', default: 7480, describe: 'API port (0 = a free one)' })
     .option('nats', { type: 'string', describe: 'use this NATS instead of starting nats-server' })
     .option('clickhouse', { type: 'string', describe: 'use this ClickHouse instead of starting clickhouse-server' })
     .option('retention', { type: 'string', default: '7d', describe: 'history kept (e.g. 7d, 12h)' })
-    .option('demo', { type: 'boolean', default: false, describe: "also run the seed demo on a scratch Redis once the stack is up" })
-    .option('fast', { type: 'boolean', default: false, describe: 'with --demo: one write every 20 ms instead of every second' });
+    .option('demo', {
+      type: 'boolean',
+      default: false,
+      describe: 'also run the seed demo on a scratch Redis once the stack is up',
+    })
+    .option('fast', {
+      type: 'boolean',
+      default: false,
+      describe: 'with --demo: one write every 20 ms instead of every second',
+    });
 }
 
 type Args = ArgumentsCamelCase<Awaited<ReturnType<typeof builder>['argv']>>;
@@ -42,7 +60,8 @@ export async function handler(args: Args): Promise<void> {
     logger,
   });
   say(`api ${stack.apiUrl}`);
-  if (stack.tokenFile) say(`token ${stack.token} (shown once; saved in ${stack.tokenFile}; export FLASHBACK_API_TOKEN=…)`);
+  if (stack.tokenFile)
+    say(`token ${stack.token} (shown once; saved in ${stack.tokenFile}; export FLASHBACK_API_TOKEN=…)`);
   for (const a of stack.agents) say(`capturing ${a.node}`);
   let demoRedis: Awaited<ReturnType<typeof startRedisServer>> | undefined;
   const closeAll = async () => {
@@ -63,7 +82,10 @@ export async function handler(args: Args): Promise<void> {
     }
     const api = new ApiClient(stack.apiUrl, stack.token);
     void runDemo({ api, redisUrl: demoRedis.url, node: 'demo', intervalMs: args.fast ? 20 : 1_000 }).then(
-      () => say('demo done; the stack keeps running: try flashback sql, flashback windows, flashback restore (Ctrl-C stops it all)'),
+      () =>
+        say(
+          'demo done; the stack keeps running: try flashback sql, flashback windows, flashback restore (Ctrl-C stops it all)',
+        ),
       (err: unknown) => say(`demo failed: ${(err as Error).message}`),
     );
   }

@@ -36,16 +36,28 @@ export async function handler(args: Args): Promise<void> {
 
 function print(all: RestoreWindow[], json: boolean): void {
   if (json) {
-    process.stdout.write(JSON.stringify(all.map((w) => ({ ...w, from: formatTsUs(w.fromTsUs), to: formatTsUs(w.toTsUs) }))) + '\n');
+    process.stdout.write(
+      JSON.stringify(all.map((w) => ({ ...w, from: formatTsUs(w.fromTsUs), to: formatTsUs(w.toTsUs) }))) + '\n',
+    );
     return;
   }
   printTable(
     ['node', 'epoch', 'from', 'to', 'seq', 'baselines', 'broken'],
-    all.map((w) => [w.node, w.epoch, formatTsUs(w.fromTsUs), formatTsUs(w.toTsUs), `${w.fromSeq}–${w.toSeq}`, w.baselines.length, (w.broken ?? []).length]),
+    all.map((w) => [
+      w.node,
+      w.epoch,
+      formatTsUs(w.fromTsUs),
+      formatTsUs(w.toTsUs),
+      `${w.fromSeq}–${w.toSeq}`,
+      w.baselines.length,
+      (w.broken ?? []).length,
+    ]),
   );
   for (const w of all) {
     for (const b of w.broken ?? []) {
-      process.stdout.write(`broken: ${w.node} epoch ${w.epoch} seq ${b.seq} (${formatTsUs(b.tsUs)}) ${b.args} — "${b.reason}"; restores past it skip it and warn; its state just before: --before-seq ${b.seq}\n`);
+      process.stdout.write(
+        `broken: ${w.node} epoch ${w.epoch} seq ${b.seq} (${formatTsUs(b.tsUs)}) ${b.args} — "${b.reason}"; restores past it skip it and warn; its state just before: --before-seq ${b.seq}\n`,
+      );
     }
   }
 }

@@ -54,7 +54,9 @@ export interface SourceInfo {
   config: Record<string, string>;
 }
 
-/** Source settings a restore server takes over: {@link SourceInfo.config} holds these when the source let us read them. */
+/**
+ * Source settings a restore server takes over: {@link SourceInfo.config} holds these when the source let us read them.
+ */
 export const REPLAY_CONFIG = ['proto-max-bulk-len'] as const;
 
 /** Subject of a node's baseline records (in the FLASHBACK_EVENTS stream). */

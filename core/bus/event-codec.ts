@@ -114,7 +114,10 @@ export function decodeBatch(buf: Uint8Array): EventBatch {
   };
   need(1);
   const version = b.readUInt8(o++);
-  if (version !== VERSION) throw new ProtocolError(`event batch version ${version} is not supported (expected ${VERSION}); upgrade the sink/restorer`);
+  if (version !== VERSION)
+    throw new ProtocolError(
+      `event batch version ${version} is not supported (expected ${VERSION}); upgrade the sink/restorer`,
+    );
   const node = str();
   const epoch = f64();
   const count = u32();

@@ -58,7 +58,9 @@ export function parsePart(value: string): PartPosition {
   const index = Number(m?.[1]);
   const count = Number(m?.[2]);
   if (!m || index < 1 || index > count) {
-    throw new ProtocolError(`${PART_HEADER} header "${value}" is not i/n with 1 ≤ i ≤ n; was the message published by a flashback agent?`);
+    throw new ProtocolError(
+      `${PART_HEADER} header "${value}" is not i/n with 1 ≤ i ≤ n; was the message published by a flashback agent?`,
+    );
   }
   return { index, count };
 }
@@ -98,15 +100,27 @@ export class PartCollector<M extends { data: Uint8Array }> {
     return this.held.size;
   }
 
-  /** Adds a part; returns the whole batch once its last part is in. ProtocolError when the part count contradicts earlier parts. */
+  /**
+   * Adds a part; returns the whole batch once its last part is in. ProtocolError when the part count contradicts
+   * earlier parts.
+   */
   add(batchId: string, part: PartPosition, msg: M, nowMs = Date.now()): JoinedBatch<M> | undefined {
     let h = this.held.get(batchId);
     if (!h) {
-      h = { batchId, count: part.count, parts: new Array<M | undefined>(part.count).fill(undefined), received: 0, bytes: 0, sinceMs: nowMs };
+      h = {
+        batchId,
+        count: part.count,
+        parts: new Array<M | undefined>(part.count).fill(undefined),
+        received: 0,
+        bytes: 0,
+        sinceMs: nowMs,
+      };
       this.held.set(batchId, h);
     }
     if (h.count !== part.count) {
-      throw new ProtocolError(`part ${formatPart(part)} of batch ${batchId} contradicts the ${h.count} parts announced before; was the batch published twice with different sizes?`);
+      throw new ProtocolError(
+        `part ${formatPart(part)} of batch ${batchId} contradicts the ${h.count} parts announced before; was the batch published twice with different sizes?`,
+      );
     }
     const old = h.parts[part.index - 1];
     if (old) {

@@ -10,7 +10,10 @@ export const EventKind = {
   Evicted: 'evicted',
   /** A baseline marker: the position of a baseline in the stream; replays as nothing. */
   Baseline: 'baseline',
-  /** The agent's idle heartbeat: capture was live and complete up to this instant (a window may end here); replays as nothing. */
+  /**
+   * The agent's idle heartbeat: capture was live and complete up to this instant (a window may end here); replays as
+   * nothing.
+   */
   Heartbeat: 'heartbeat',
 } as const;
 export type EventKind = (typeof EventKind)[keyof typeof EventKind];
@@ -28,7 +31,10 @@ export interface FlashbackEvent {
   epoch: number;
   /** 1, 2, 3 … within the epoch. */
   seq: number;
-  /** Redis server time of the command in µs (MONITOR); agent time for server-side events. For a transaction, its commit time. */
+  /**
+   * Redis server time of the command in µs (MONITOR); agent time for server-side events. For a transaction, its commit
+   * time.
+   */
   tsUs: number;
   /** Logical database the command ran in. */
   db: number;

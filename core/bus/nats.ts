@@ -1,5 +1,14 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { DiscardPolicy, JetStreamApiCodes, JetStreamApiError, jetstreamManager, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
+import {
+  DiscardPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+  type JetStreamManager,
+  type StreamConfig,
+} from '@nats-io/jetstream';
 import { Objm, StorageType as ObjStorageType, type ObjectStore } from '@nats-io/obj';
 import { ConfigError, ConnectionError, FlashbackError, ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -8,7 +17,10 @@ export type { NatsConnection, ObjectStore };
 
 /** JetStream stream holding every node's event batches and baseline records. */
 export const EVENT_STREAM = 'FLASHBACK_EVENTS';
-/** Subjects of EVENT_STREAM: `flashback.events.<node>` (event batches), `flashback.baselines.<node>` (BaselineRecord JSON). */
+/**
+ * Subjects of EVENT_STREAM: `flashback.events.<node>` (event batches), `flashback.baselines.<node>` (BaselineRecord
+ * JSON).
+ */
 export const EVENT_STREAM_SUBJECTS = ['flashback.events.>', 'flashback.baselines.>'] as const;
 /** Object store holding baseline RDBs and tails. */
 export const BASELINE_BUCKET = 'flashback-baselines';
@@ -24,7 +36,10 @@ export interface NatsOptions {
   name: string;
   /** Time to wait for the first connection, ms. @default 5_000 */
   connectTimeoutMs?: number;
-  /** Shortest reconnect delay, ms; the delay grows with the outage (about half of it) up to `maxReconnectDelayMs`, with ±50 % jitter. Reconnects never stop. @default 250 */
+  /**
+   * Shortest reconnect delay, ms; the delay grows with the outage (about half of it) up to `maxReconnectDelayMs`, with
+   * ±50 % jitter. Reconnects never stop. @default 250
+   */
   reconnectDelayMs?: number;
   /** Upper bound of the reconnect delay, ms. @default 10_000 */
   maxReconnectDelayMs?: number;
@@ -38,14 +53,17 @@ export function parseNatsServers(url: string): string[] {
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s !== '');
-  if (servers.length === 0) throw new ConfigError('NATS URL is empty; use nats://host:port (for example nats://127.0.0.1:4222)');
+  if (servers.length === 0)
+    throw new ConfigError('NATS URL is empty; use nats://host:port (for example nats://127.0.0.1:4222)');
   for (const s of servers) {
     const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(s) ? s : `nats://${s}`;
     let u: URL;
     try {
       u = new URL(withScheme);
     } catch (cause) {
-      throw new ConfigError(`NATS URL "${s}" is malformed; use nats://host:port (for example nats://127.0.0.1:4222)`, { cause });
+      throw new ConfigError(`NATS URL "${s}" is malformed; use nats://host:port (for example nats://127.0.0.1:4222)`, {
+        cause,
+      });
     }
     if (!['nats:', 'tls:'].includes(u.protocol) || u.hostname === '' || (u.pathname !== '' && u.pathname !== '/')) {
       throw new ConfigError(`NATS URL "${s}" is not a NATS server address; use nats://host:port or tls://host:port`);
@@ -130,16 +148,23 @@ export function translateNatsError(err: unknown, what: string): FlashbackError {
   const name = (err as Error | null)?.constructor?.name ?? '';
   const msg = err instanceof Error ? err.message : String(err);
   if (name === 'JetStreamNotEnabled' || /jetstream is not enabled/i.test(msg)) {
-    return new ConfigError(`${what} has no JetStream; start nats-server with -js (and a -sd storage dir)`, { cause: err });
+    return new ConfigError(`${what} has no JetStream; start nats-server with -js (and a -sd storage dir)`, {
+      cause: err,
+    });
   }
   if (err instanceof JetStreamApiError) {
     return new FlashbackError(ErrorCode.Storage, `${what} rejected the request: ${msg}`, { cause: err });
   }
-  return new ConnectionError(`${what} did not answer: ${msg}; check that nats-server is running and reachable`, { cause: err });
+  return new ConnectionError(`${what} did not answer: ${msg}; check that nats-server is running and reachable`, {
+    cause: err,
+  });
 }
 
 /** Stream config of EVENT_STREAM for the given retention. */
-export function eventStreamConfig(maxAgeMs: number, duplicateWindowMs: number): Partial<StreamConfig> & { name: string } {
+export function eventStreamConfig(
+  maxAgeMs: number,
+  duplicateWindowMs: number,
+): Partial<StreamConfig> & { name: string } {
   return {
     name: EVENT_STREAM,
     subjects: [...EVENT_STREAM_SUBJECTS],
@@ -167,7 +192,9 @@ export async function ensureEventStream(
 ): Promise<void> {
   const { maxAgeMs = 7 * DAY_MS, duplicateWindowMs = 120_000 } = o;
   if (!(maxAgeMs > 0) || !(duplicateWindowMs > 0) || duplicateWindowMs > maxAgeMs) {
-    throw new ConfigError(`stream retention ${maxAgeMs} ms / duplicate window ${duplicateWindowMs} ms is invalid; both must be > 0 and the window no longer than the retention`);
+    throw new ConfigError(
+      `stream retention ${maxAgeMs} ms / duplicate window ${duplicateWindowMs} ms is invalid; both must be > 0 and the window no longer than the retention`,
+    );
   }
   const jsm = await natsJetStreamManager(nc);
   const config = eventStreamConfig(maxAgeMs, duplicateWindowMs);

@@ -1,7 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, jetstream, RetentionPolicy, StorageType, type ConsumerConfig, type JetStreamClient } from '@nats-io/jetstream';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  jetstream,
+  RetentionPolicy,
+  StorageType,
+  type ConsumerConfig,
+  type JetStreamClient,
+} from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { ConfigError, ConnectionError, ErrorCode, FlashbackError } from '../errors.js';
 import { natsJetStreamManager, translateNatsError } from './nats.js';
@@ -76,7 +86,9 @@ export interface RestoreJobStatus {
   clusterReport?: ClusterRestoreReport;
   /** Set when state is 'failed'; also while 'queued' again after a retryable failure. */
   error?: { code: string; message: string };
-  /** Deliveries to a restorer so far (1 on the first run; +1 per redelivery after a restorer died or handed it back). */
+  /**
+   * Deliveries to a restorer so far (1 on the first run; +1 per redelivery after a restorer died or handed it back).
+   */
   attempts: number;
   /** Restorer running (or last running) the job: `host/pid/random`. */
   restorer?: string;
@@ -152,7 +164,11 @@ const ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 function checkId(id: string, what: string): void {
   // Ids are KV keys: a '.', '*' or '>' would address other keys.
-  if (!ID.test(id)) throw new FlashbackError(ErrorCode.NotFound, `${what} "${id}" does not exist; ids are letters, digits, '-' and '_'`);
+  if (!ID.test(id))
+    throw new FlashbackError(
+      ErrorCode.NotFound,
+      `${what} "${id}" does not exist; ids are letters, digits, '-' and '_'`,
+    );
 }
 
 /**
@@ -168,12 +184,21 @@ export async function ensureRestoreInfra(nc: NatsConnection, o: RestoreInfraOpti
       await jsm.streams.info(RESTORE_STREAM);
     } catch (err) {
       if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamNotFound) throw err;
-      await jsm.streams.add({ name: RESTORE_STREAM, subjects: [RESTORE_JOB_SUBJECT], retention: RetentionPolicy.Workqueue, storage: StorageType.File, num_replicas: 1, duplicate_window: 120 * 1e9 });
+      await jsm.streams.add({
+        name: RESTORE_STREAM,
+        subjects: [RESTORE_JOB_SUBJECT],
+        retention: RetentionPolicy.Workqueue,
+        storage: StorageType.File,
+        num_replicas: 1,
+        duplicate_window: 120 * 1e9,
+      });
     }
     if (consumer) {
       const { ackWaitMs = 60_000, maxAttempts = 3 } = consumer;
       if (!(ackWaitMs >= 1_000) || !Number.isSafeInteger(maxAttempts) || maxAttempts < 1) {
-        throw new ConfigError(`restore job ack wait ${ackWaitMs} ms / max attempts ${maxAttempts} is invalid; use ≥ 1000 ms and ≥ 1 attempt`);
+        throw new ConfigError(
+          `restore job ack wait ${ackWaitMs} ms / max attempts ${maxAttempts} is invalid; use ≥ 1000 ms and ≥ 1 attempt`,
+        );
       }
       const config: Partial<ConsumerConfig> = {
         durable_name: RESTORER_DURABLE,
@@ -187,7 +212,11 @@ export async function ensureRestoreInfra(nc: NatsConnection, o: RestoreInfraOpti
       };
       try {
         await jsm.consumers.info(RESTORE_STREAM, RESTORER_DURABLE);
-        await jsm.consumers.update(RESTORE_STREAM, RESTORER_DURABLE, { ack_wait: config.ack_wait, max_deliver: config.max_deliver, description: config.description });
+        await jsm.consumers.update(RESTORE_STREAM, RESTORER_DURABLE, {
+          ack_wait: config.ack_wait,
+          max_deliver: config.max_deliver,
+          description: config.description,
+        });
       } catch (err) {
         if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.ConsumerNotFound) throw err;
         await jsm.consumers.add(RESTORE_STREAM, config);
@@ -201,7 +230,10 @@ export async function ensureRestoreInfra(nc: NatsConnection, o: RestoreInfraOpti
     return { js: jetstream(nc), jobs, instances };
   } catch (cause) {
     if (cause instanceof FlashbackError) throw cause;
-    throw translateNatsError(cause, `restore job stream ${RESTORE_STREAM} / buckets ${JOBS_BUCKET}, ${INSTANCES_BUCKET} on ${where}`);
+    throw translateNatsError(
+      cause,
+      `restore job stream ${RESTORE_STREAM} / buckets ${JOBS_BUCKET}, ${INSTANCES_BUCKET} on ${where}`,
+    );
   }
 }
 
@@ -230,7 +262,15 @@ export async function submitRestoreJob(nc: NatsConnection, request: RestoreJobRe
   const { js, jobs } = await restoreInfra(nc);
   const id = newJobId();
   const t = now();
-  const status: RestoreJobStatus = { id, state: 'queued', request, progress: { phase: 'queued', events: 0, totalEvents: 0 }, attempts: 0, createdAt: t, updatedAt: t };
+  const status: RestoreJobStatus = {
+    id,
+    state: 'queued',
+    request,
+    progress: { phase: 'queued', events: 0, totalEvents: 0 },
+    attempts: 0,
+    createdAt: t,
+    updatedAt: t,
+  };
   try {
     await jobs.put(id, JSON.stringify(status));
     await js.publish(RESTORE_JOB_SUBJECT, JSON.stringify({ id, request }), { msgID: id });
@@ -251,12 +291,19 @@ export async function getJob(nc: NatsConnection, id: string): Promise<RestoreJob
   checkId(id, 'restore job');
   const { jobs } = await restoreInfra(nc);
   const e = await jobs.get(id);
-  if (!e || e.operation !== 'PUT') throw new FlashbackError(ErrorCode.NotFound, `restore job "${id}" does not exist (job statuses are kept 7 days); GET /restores lists them`);
+  if (!e || e.operation !== 'PUT')
+    throw new FlashbackError(
+      ErrorCode.NotFound,
+      `restore job "${id}" does not exist (job statuses are kept 7 days); GET /restores lists them`,
+    );
   return e.json<RestoreJobStatus>();
 }
 
 /** Jobs, newest first. */
-export async function listJobs(nc: NatsConnection, o: { state?: RestoreJobState; limit?: number } = {}): Promise<RestoreJobStatus[]> {
+export async function listJobs(
+  nc: NatsConnection,
+  o: { state?: RestoreJobState; limit?: number } = {},
+): Promise<RestoreJobStatus[]> {
   const { jobs } = await restoreInfra(nc);
   const out = await readAll<RestoreJobStatus>(jobs);
   return out
@@ -307,7 +354,11 @@ export async function getInstance(nc: NatsConnection, id: string): Promise<Insta
   checkId(id, 'instance');
   const { instances } = await restoreInfra(nc);
   const e = await instances.get(id);
-  if (!e || e.operation !== 'PUT') throw new FlashbackError(ErrorCode.NotFound, `instance "${id}" does not exist (stopped already?); GET /instances lists them`);
+  if (!e || e.operation !== 'PUT')
+    throw new FlashbackError(
+      ErrorCode.NotFound,
+      `instance "${id}" does not exist (stopped already?); GET /instances lists them`,
+    );
   return e.json<InstanceRecord>();
 }
 
@@ -326,17 +377,26 @@ export type StopInstanceReply = { ok: true } | { ok: false; error: { code: strin
  * holds the process and its dir.
  * @throws FlashbackError NOT_FOUND for an unknown id; ConnectionError when no restorer runs on that host.
  */
-export async function stopInstance(nc: NatsConnection, id: string, o: { timeoutMs?: number } = {}): Promise<InstanceRecord> {
+export async function stopInstance(
+  nc: NatsConnection,
+  id: string,
+  o: { timeoutMs?: number } = {},
+): Promise<InstanceRecord> {
   const { timeoutMs = 30_000 } = o;
   const rec = await getInstance(nc, id);
   let reply: StopInstanceReply;
   try {
-    const m = await nc.request(`${INSTANCE_STOP_SUBJECT}.${hostToken(rec.host)}`, JSON.stringify({ id }), { timeout: timeoutMs });
+    const m = await nc.request(`${INSTANCE_STOP_SUBJECT}.${hostToken(rec.host)}`, JSON.stringify({ id }), {
+      timeout: timeoutMs,
+    });
     reply = m.json<StopInstanceReply>();
   } catch (cause) {
     const msg = cause instanceof Error ? cause.message : String(cause);
     if (/no responders/i.test(msg) || (cause as { code?: unknown })?.code === '503') {
-      throw new ConnectionError(`no restorer runs on host "${rec.host}" to stop instance "${id}" (${rec.url}, pid ${rec.pid}); start \`flashback restorer\` there, or stop it there with: redis-cli -u ${rec.url} shutdown nosave`, { cause });
+      throw new ConnectionError(
+        `no restorer runs on host "${rec.host}" to stop instance "${id}" (${rec.url}, pid ${rec.pid}); start \`flashback restorer\` there, or stop it there with: redis-cli -u ${rec.url} shutdown nosave`,
+        { cause },
+      );
     }
     throw translateNatsError(cause, `restorer on host "${rec.host}"`);
   }

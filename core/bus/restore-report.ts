@@ -53,11 +53,16 @@ export interface ClusterRestoreReport extends RestoreOutcome {
   nodes: string[];
   /** The instant every node was restored at. */
   cutoff: { tsUs: number; time: string };
-  /** Each node's own restore (into a scratch server, then copied): epoch, cutoff seq, baseline, events, keys, digest. */
+  /**
+   * Each node's own restore (into a scratch server, then copied): epoch, cutoff seq, baseline, events, keys, digest.
+   */
   parts: RestoreReport[];
   /** Keys written to the destination (each part's keys, less those whose expiry passed during the copy). */
   keys: number;
-  /** `DEBUG DIGEST` of the destination: a standalone instance (spawn, standalone target, RDB); absent for a Cluster target. */
+  /**
+   * `DEBUG DIGEST` of the destination: a standalone instance (spawn, standalone target, RDB); absent for a Cluster
+   * target.
+   */
   digest?: string;
   /** A Cluster target: each master with its slots, keys and `DEBUG DIGEST` ('' where DEBUG is refused). */
   masters?: { url: string; slots?: [number, number][]; keys: number; digest: string }[];

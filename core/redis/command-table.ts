@@ -5,7 +5,10 @@ import { RespError, type RespValue } from './resp.js';
 /** Where a key spec starts looking for keys (`begin_search` of COMMAND INFO). */
 export type BeginSearch =
   | { type: 'index'; index: number }
-  /** Search for `keyword` (case-insensitive) from `startFrom`; a negative `startFrom` counts from the end and searches backwards. */
+  /**
+   * Search for `keyword` (case-insensitive) from `startFrom`; a negative `startFrom` counts from the end and searches
+   * backwards.
+   */
   | { type: 'keyword'; keyword: Buffer; startFrom: number }
   | { type: 'unknown' };
 
@@ -90,7 +93,8 @@ class ByteNameMap<V> {
   }
 }
 
-const text = (v: RespValue | undefined): string => (Buffer.isBuffer(v) ? v.toString('latin1') : typeof v === 'string' ? v : String(v ?? ''));
+const text = (v: RespValue | undefined): string =>
+  Buffer.isBuffer(v) ? v.toString('latin1') : typeof v === 'string' ? v : String(v ?? '');
 const num = (v: RespValue | undefined): number => (typeof v === 'number' ? v : Number(text(v)));
 const list = (v: RespValue | undefined): RespValue[] => (Array.isArray(v) ? v : []);
 
@@ -113,7 +117,11 @@ function parseKeySpec(v: RespValue): KeySpec {
       beginSearch = { type: 'index', index: num(bsSpec.get('index')) };
       break;
     case 'keyword':
-      beginSearch = { type: 'keyword', keyword: Buffer.from(text(bsSpec.get('keyword')).toLowerCase(), 'latin1'), startFrom: num(bsSpec.get('startfrom')) };
+      beginSearch = {
+        type: 'keyword',
+        keyword: Buffer.from(text(bsSpec.get('keyword')).toLowerCase(), 'latin1'),
+        startFrom: num(bsSpec.get('startfrom')),
+      };
       break;
     default:
       beginSearch = { type: 'unknown' };
@@ -123,10 +131,20 @@ function parseKeySpec(v: RespValue): KeySpec {
   let findKeys: FindKeys;
   switch (text(fk.get('type'))) {
     case 'range':
-      findKeys = { type: 'range', lastKey: num(fkSpec.get('lastkey')), keyStep: num(fkSpec.get('keystep')), limit: num(fkSpec.get('limit')) };
+      findKeys = {
+        type: 'range',
+        lastKey: num(fkSpec.get('lastkey')),
+        keyStep: num(fkSpec.get('keystep')),
+        limit: num(fkSpec.get('limit')),
+      };
       break;
     case 'keynum':
-      findKeys = { type: 'keynum', keyNumIndex: num(fkSpec.get('keynumidx')), firstKey: num(fkSpec.get('firstkey')), keyStep: num(fkSpec.get('keystep')) };
+      findKeys = {
+        type: 'keynum',
+        keyNumIndex: num(fkSpec.get('keynumidx')),
+        firstKey: num(fkSpec.get('firstkey')),
+        keyStep: num(fkSpec.get('keystep')),
+      };
       break;
     default:
       findKeys = { type: 'unknown' };
@@ -134,7 +152,10 @@ function parseKeySpec(v: RespValue): KeySpec {
   return { flags, beginSearch, findKeys };
 }
 
-/** One entry of a COMMAND / COMMAND INFO reply: [name, arity, flags, first, last, step, acl, tips, key specs, subcommands]. */
+/**
+ * One entry of a COMMAND / COMMAND INFO reply: [name, arity, flags, first, last, step, acl, tips, key specs,
+ * subcommands].
+ */
 function parseCommand(v: RespValue): CommandSpec | undefined {
   if (!Array.isArray(v) || v.length < 6) return undefined;
   const name = text(v[0]).toLowerCase();
@@ -192,7 +213,9 @@ export class CommandTable {
   static async load(conn: RawRedis): Promise<CommandTable> {
     const reply = await conn.call(['COMMAND']);
     if (reply instanceof RespError) {
-      throw new ProtocolError(`Redis refused COMMAND (${reply.message}); the agent needs it to tell writes from reads: allow it for the agent's user (ACL +command)`);
+      throw new ProtocolError(
+        `Redis refused COMMAND (${reply.message}); the agent needs it to tell writes from reads: allow it for the agent's user (ACL +command)`,
+      );
     }
     return CommandTable.fromReply(reply);
   }
@@ -217,7 +240,10 @@ export class CommandTable {
     return this.subByName.get(spec)!.get(argv[1]!) ?? spec;
   }
 
-  /** Keys argv touches, from the key specs (begin_search index/keyword, find_keys range/keynum); exact Buffers, each once. */
+  /**
+   * Keys argv touches, from the key specs (begin_search index/keyword, find_keys range/keynum); exact Buffers, each
+   * once.
+   */
   keys(argv: readonly Buffer[], spec: CommandSpec | undefined = this.lookup(argv)): Buffer[] {
     if (!spec) return [];
     const out: Buffer[] = [];
@@ -233,7 +259,8 @@ export class CommandTable {
     for (const ks of spec.keySpecs) {
       const found = keysOfSpec(argv, ks);
       if (found === undefined) {
-        // SORT's STORE (and BY/GET patterns) are 'unknown' specs: Redis finds them with sortGetKeys, which COMMAND does not expose.
+        // SORT's STORE (and BY/GET patterns) are 'unknown' specs: Redis finds them with sortGetKeys, which COMMAND does
+        // not expose.
         if (spec.name === 'sort') addSortStoreKey(out, argv);
         continue;
       }
@@ -305,7 +332,9 @@ const GET = Buffer.from('get');
 const BY = Buffer.from('by');
 const STORE = Buffer.from('store');
 
-/** SORT key [BY p] [LIMIT o c] [GET p …] [ASC|DESC] [ALPHA] [STORE dst]: the last STORE wins, as in Redis's sortGetKeys. */
+/**
+ * SORT key [BY p] [LIMIT o c] [GET p …] [ASC|DESC] [ALPHA] [STORE dst]: the last STORE wins, as in Redis's sortGetKeys.
+ */
 function addSortStoreKey(out: Buffer[], argv: readonly Buffer[]): void {
   let store: Buffer | undefined;
   for (let i = 2; i < argv.length; i++) {

@@ -1,4 +1,5 @@
-// readableBytes: the escape of every byte value, and byte-for-byte agreement with what redis-server 7.0 printed in the captured MONITOR fixtures.
+// readableBytes: the escape of every byte value, and byte-for-byte agreement with what redis-server 7.0 printed in the
+// captured MONITOR fixtures.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -11,15 +12,23 @@ describe('readableBytes', () => {
     for (let b = 0; b < 256; b++) {
       const got = readableBytes(Buffer.from([b]));
       const want =
-        b === 0x5c ? '\\\\'
-        : b === 0x22 ? '\\"'
-        : b === 0x0a ? '\\n'
-        : b === 0x0d ? '\\r'
-        : b === 0x09 ? '\\t'
-        : b === 0x07 ? '\\a'
-        : b === 0x08 ? '\\b'
-        : b >= 0x20 && b <= 0x7e ? String.fromCharCode(b)
-        : `\\x${b.toString(16).padStart(2, '0')}`;
+        b === 0x5c
+          ? '\\\\'
+          : b === 0x22
+            ? '\\"'
+            : b === 0x0a
+              ? '\\n'
+              : b === 0x0d
+                ? '\\r'
+                : b === 0x09
+                  ? '\\t'
+                  : b === 0x07
+                    ? '\\a'
+                    : b === 0x08
+                      ? '\\b'
+                      : b >= 0x20 && b <= 0x7e
+                        ? String.fromCharCode(b)
+                        : `\\x${b.toString(16).padStart(2, '0')}`;
       assert.equal(got, want, `byte 0x${b.toString(16)}`);
     }
   });
@@ -45,7 +54,10 @@ describe('readableBytes', () => {
         const argsAt = text.indexOf(prefix) + prefix.length;
         assert.ok(argsAt >= prefix.length, `${name} line ${i} has the prefix ${prefix}`);
         const rendered = line.argv.map((b64) => `"${readableBytes(Buffer.from(b64, 'base64'))}"`).join(' ');
-        assert.ok(text.slice(argsAt) === rendered, `${name} line ${i}: ${text.slice(argsAt, argsAt + 120)} vs ${rendered.slice(0, 120)}`);
+        assert.ok(
+          text.slice(argsAt) === rendered,
+          `${name} line ${i}: ${text.slice(argsAt, argsAt + 120)} vs ${rendered.slice(0, 120)}`,
+        );
       });
       assert.equal(pos, raw.length, `${name}: every line compared`);
     }

@@ -1,4 +1,5 @@
-// MonitorParser/parseMonitorLine: exact bytes from real redis-server MONITOR captures, every chunk split, malformed input, one live capture.
+// MonitorParser/parseMonitorLine: exact bytes from real redis-server MONITOR captures, every chunk split, malformed
+// input, one live capture.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -6,7 +7,14 @@ import { describe, it } from 'node:test';
 import { ProtocolError } from '../errors.js';
 import type { MonitorLine } from './monitor-line.js';
 import { MonitorParser, parseMonitorLine } from './monitor-parser.js';
-import { captureMonitor, FIXTURE_DIR, startRedis, WORKLOADS, type MonitorCapture, type MonitorFixture } from '../../test/fixtures/capture-monitor.js';
+import {
+  captureMonitor,
+  FIXTURE_DIR,
+  startRedis,
+  WORKLOADS,
+  type MonitorCapture,
+  type MonitorFixture,
+} from '../../test/fixtures/capture-monitor.js';
 import { seededRandom } from '../../test/helpers/seeded-random.js';
 
 function loadFixture(name: string): MonitorCapture {
@@ -41,7 +49,8 @@ const rng = seededRandom;
 
 function randomCuts(length: number, random: () => number, maxChunk: number): number[] {
   const cuts: number[] = [];
-  for (let at = 1 + Math.floor(random() * maxChunk); at < length; at += 1 + Math.floor(random() * maxChunk)) cuts.push(at);
+  for (let at = 1 + Math.floor(random() * maxChunk); at < length; at += 1 + Math.floor(random() * maxChunk))
+    cuts.push(at);
   return cuts;
 }
 
@@ -56,9 +65,15 @@ function assertMatches(lines: MonitorLine[], fixture: MonitorFixture, label: str
     want.argv.forEach((b64, j) => {
       const expected = Buffer.from(b64, 'base64');
       assert.ok(Buffer.isBuffer(got.argv[j]), `${label}: line ${i} arg ${j} is a Buffer`);
-      assert.ok(got.argv[j].equals(expected), `${label}: line ${i} arg ${j}: got ${got.argv[j].toString('hex').slice(0, 80)}, want ${expected.toString('hex').slice(0, 80)}`);
+      assert.ok(
+        got.argv[j].equals(expected),
+        `${label}: line ${i} arg ${j}: got ${got.argv[j].toString('hex').slice(0, 80)}, want ${expected.toString('hex').slice(0, 80)}`,
+      );
     });
-    assert.ok(got.tsUs >= fixture.capturedFromUs && got.tsUs <= fixture.capturedToUs, `${label}: ts of line ${i} (${got.tsUs}) within the capture`);
+    assert.ok(
+      got.tsUs >= fixture.capturedFromUs && got.tsUs <= fixture.capturedToUs,
+      `${label}: ts of line ${i} (${got.tsUs}) within the capture`,
+    );
     assert.ok(got.tsUs >= prevTs, `${label}: ts of line ${i} not before the previous line`);
     prevTs = got.tsUs;
   });
@@ -73,10 +88,17 @@ describe('MonitorParser on captured redis-server 7.0 output', () => {
     assertMatches(lines, mixed.fixture, 'whole');
     assert.equal(buffered, 0);
     // The capture covers each client kind and a db above 9.
-    const clients = new Set(lines.map((l) => (l.client.startsWith('unix:') ? 'unix' : l.client.startsWith('[') ? 'ipv6' : l.client === 'lua' ? 'lua' : 'tcp')));
+    const clients = new Set(
+      lines.map((l) =>
+        l.client.startsWith('unix:') ? 'unix' : l.client.startsWith('[') ? 'ipv6' : l.client === 'lua' ? 'lua' : 'tcp',
+      ),
+    );
     assert.deepEqual([...clients].sort(), ['ipv6', 'lua', 'tcp', 'unix']);
     assert.ok(lines.some((l) => l.db === 15));
-    assert.ok(lines.some((l) => l.client.startsWith('unix:') && l.client.includes('] ')), 'a unix path with "] " in it');
+    assert.ok(
+      lines.some((l) => l.client.startsWith('unix:') && l.client.includes('] ')),
+      'a unix path with "] " in it',
+    );
   });
 
   it('gives the same lines when the mixed capture arrives one byte at a time', () => {
@@ -95,11 +117,19 @@ describe('MonitorParser on captured redis-server 7.0 output', () => {
   it('gives the same lines for random splits of both captures', () => {
     for (let seed = 1; seed <= 40; seed++) {
       const random = rng(seed);
-      assertMatches(parseChunks(splitAt(mixed.raw, randomCuts(mixed.raw.length, random, 64))).lines, mixed.fixture, `mixed seed ${seed}`);
+      assertMatches(
+        parseChunks(splitAt(mixed.raw, randomCuts(mixed.raw.length, random, 64))).lines,
+        mixed.fixture,
+        `mixed seed ${seed}`,
+      );
     }
     for (let seed = 1; seed <= 5; seed++) {
       const random = rng(seed);
-      assertMatches(parseChunks(splitAt(large.raw, randomCuts(large.raw.length, random, 70_000))).lines, large.fixture, `large seed ${seed}`);
+      assertMatches(
+        parseChunks(splitAt(large.raw, randomCuts(large.raw.length, random, 70_000))).lines,
+        large.fixture,
+        `large seed ${seed}`,
+      );
     }
   });
 
@@ -175,7 +205,12 @@ describe('parseMonitorLine', () => {
       '1.000000 [0 lua] "\\x0"',
     ];
     for (const s of bad) {
-      assert.throws(() => line(s), (err: unknown) => err instanceof ProtocolError && err.message.includes('MONITOR line') && err.message.includes('reconnect'), s);
+      assert.throws(
+        () => line(s),
+        (err: unknown) =>
+          err instanceof ProtocolError && err.message.includes('MONITOR line') && err.message.includes('reconnect'),
+        s,
+      );
     }
   });
 
@@ -203,7 +238,10 @@ describe('MonitorParser against a live redis-server', () => {
     try {
       for (const [name, workload] of Object.entries(WORKLOADS)) {
         const { raw, fixture } = await captureMonitor(server, workload);
-        assert.ok(Number(fixture.redisVersion.split('.')[0]) >= 7, `redis-server ${fixture.redisVersion} is 7 or later`);
+        assert.ok(
+          Number(fixture.redisVersion.split('.')[0]) >= 7,
+          `redis-server ${fixture.redisVersion} is 7 or later`,
+        );
         const random = rng(name.length);
         assertMatches(parseChunks(splitAt(raw, randomCuts(raw.length, random, 20_000))).lines, fixture, `live ${name}`);
       }
@@ -242,9 +280,13 @@ describe('MonitorParser with RESP3 push frames (notifications on the MONITOR soc
     const whole = parseAll([raw]);
     assert.equal(whole.length, 3);
     assert.ok(whole[0]!.startsWith('line '));
-    assert.equal(whole[1], `push ${['pmessage', '__keyevent@*__:expired', '__keyevent@3__:expired'].map((s) => Buffer.from(s).toString('hex')).join(' ')} ${key.toString('hex')}`);
+    assert.equal(
+      whole[1],
+      `push ${['pmessage', '__keyevent@*__:expired', '__keyevent@3__:expired'].map((s) => Buffer.from(s).toString('hex')).join(' ')} ${key.toString('hex')}`,
+    );
     assert.equal(whole[2], `line ${Buffer.from('GET').toString('hex')} ${key.toString('hex')}`);
-    for (let cut = 1; cut < raw.length; cut++) assert.deepEqual(parseAll(splitAt(raw, [cut])), whole, `split at ${cut}`);
+    for (let cut = 1; cut < raw.length; cut++)
+      assert.deepEqual(parseAll(splitAt(raw, [cut])), whole, `split at ${cut}`);
     assert.deepEqual(parseAll(bytewise(raw)), whole);
   });
 

@@ -22,7 +22,8 @@ function readLength(buf: Buffer, p: number): { value: number; next: number } | u
   const start = p;
   while (p < buf.length && buf[p]! >= 0x30 && buf[p]! <= 0x39) v = v * 10 + (buf[p++]! - 0x30);
   if (p + 1 >= buf.length) return undefined;
-  if (p === start || buf[p] !== CR || buf[p + 1] !== LF) throw new ProtocolError('a RESP length that is not an integer followed by CRLF in the MONITOR stream');
+  if (p === start || buf[p] !== CR || buf[p + 1] !== LF)
+    throw new ProtocolError('a RESP length that is not an integer followed by CRLF in the MONITOR stream');
   return { value: neg ? -v : v, next: p + 2 };
 }
 
@@ -55,12 +56,20 @@ export class MonitorParser {
   private pushFrame(buf: Buffer, pos: number): number {
     const head = readLength(buf, pos + 1);
     if (head === undefined) return -1;
-    if (!this.onPush || head.value < 0) throw malformed(buf, pos, Math.min(buf.length, pos + 80), pos, 'a MONITOR line (a push frame came on a connection that did not subscribe)');
+    if (!this.onPush || head.value < 0)
+      throw malformed(
+        buf,
+        pos,
+        Math.min(buf.length, pos + 80),
+        pos,
+        'a MONITOR line (a push frame came on a connection that did not subscribe)',
+      );
     const items: Buffer[] = new Array(head.value);
     let p = head.next;
     for (let i = 0; i < head.value; i++) {
       if (p >= buf.length) return -1;
-      if (buf[p] !== DOLLAR) throw malformed(buf, pos, Math.min(buf.length, p + 40), p, 'a bulk string inside a push frame');
+      if (buf[p] !== DOLLAR)
+        throw malformed(buf, pos, Math.min(buf.length, p + 40), p, 'a bulk string inside a push frame');
       const len = readLength(buf, p + 1);
       if (len === undefined) return -1;
       if (len.next + len.value + 2 > buf.length) return -1;
@@ -132,7 +141,10 @@ export class MonitorParser {
     }
   }
 
-  /** Appends to the held partial line, growing by doubling so a line that arrives in many small chunks costs linear time. */
+  /**
+   * Appends to the held partial line, growing by doubling so a line that arrives in many small chunks costs linear
+   * time.
+   */
   private hold(bytes: Buffer): void {
     const need = this.pendingLen + bytes.length;
     if (this.pending === undefined || need > this.pending.length) {
@@ -146,7 +158,13 @@ export class MonitorParser {
 
   private emit(buf: Buffer, start: number, nl: number): void {
     if (buf[start] !== PLUS || nl - 1 <= start || buf[nl - 1] !== CR) {
-      throw malformed(buf, start, nl, start, "a line of the form '+<sec>.<usec> [<db> <client>] \"arg\" …' ending in CRLF");
+      throw malformed(
+        buf,
+        start,
+        nl,
+        start,
+        'a line of the form \'+<sec>.<usec> [<db> <client>] "arg" …\' ending in CRLF',
+      );
     }
     this.onLine(parseMonitorLine(buf, start + 1, nl - 1));
   }
@@ -179,7 +197,8 @@ export function parseMonitorLine(buf: Buffer, start = 0, end = buf.length): Moni
     usec = usec * 10 + (c - 0x30);
     p++;
   }
-  if (p - usecStart !== 6 || c !== SPACE || buf[p + 1] !== 0x5b) throw malformed(buf, start, end, p, "six digits of µs, then ' ['");
+  if (p - usecStart !== 6 || c !== SPACE || buf[p + 1] !== 0x5b)
+    throw malformed(buf, start, end, p, "six digits of µs, then ' ['");
   p += 2;
 
   const dbStart = p;
@@ -220,7 +239,9 @@ export function parseMonitorLine(buf: Buffer, start = 0, end = buf.length): Moni
       } else p++;
     }
     if (p >= end) throw malformed(buf, start, end, argStart - 1, 'a closing quote');
-    argv.push(saved === 0 ? buf.subarray(argStart, p) : unescapeRepr(buf, argStart, p, p - argStart - saved, start, end));
+    argv.push(
+      saved === 0 ? buf.subarray(argStart, p) : unescapeRepr(buf, argStart, p, p - argStart - saved, start, end),
+    );
     p++;
     if (p === end) break;
     if (buf[p] !== SPACE) throw malformed(buf, start, end, p, "' ' or the end of the line after an argument");
@@ -307,7 +328,8 @@ function clientName(buf: Buffer, from: number, to: number): string {
 }
 
 function malformed(buf: Buffer, start: number, end: number, at: number, expected: string): ProtocolError {
-  const shown = end - start > 200 ? `${readableBytes(buf.subarray(start, start + 200))}…` : readableBytes(buf.subarray(start, end));
+  const shown =
+    end - start > 200 ? `${readableBytes(buf.subarray(start, start + 200))}…` : readableBytes(buf.subarray(start, end));
   return new ProtocolError(
     `MONITOR line is malformed at byte ${at - start}: expected ${expected} in "${shown}"; ` +
       'the stream is not Redis 7 MONITOR output or lost sync: reconnect and start a new capture epoch',

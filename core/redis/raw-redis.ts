@@ -33,15 +33,26 @@ export class RawRedis {
   }
 
   /** Connects, authenticates and names the client; rejects with one clear error. */
-  static async connect(target: RedisTarget, options: { clientName?: string; timeoutMs?: number } = {}): Promise<RawRedis> {
+  static async connect(
+    target: RedisTarget,
+    options: { clientName?: string; timeoutMs?: number } = {},
+  ): Promise<RawRedis> {
     const { clientName, timeoutMs = 5_000 } = options;
     const socket = await new Promise<net.Socket>((resolve, reject) => {
       const s: net.Socket = target.tls
-        ? tls.connect({ host: target.host, port: target.port, servername: net.isIP(target.host) ? undefined : target.host })
+        ? tls.connect({
+            host: target.host,
+            port: target.port,
+            servername: net.isIP(target.host) ? undefined : target.host,
+          })
         : net.connect({ host: target.host, port: target.port });
       const timer = setTimeout(() => {
         s.destroy();
-        reject(new ConnectionError(`cannot connect to Redis at ${redisAddress(target)}: no answer in ${timeoutMs} ms; check the host and port`));
+        reject(
+          new ConnectionError(
+            `cannot connect to Redis at ${redisAddress(target)}: no answer in ${timeoutMs} ms; check the host and port`,
+          ),
+        );
       }, timeoutMs);
       s.once(target.tls ? 'secureConnect' : 'connect', () => {
         clearTimeout(timer);
@@ -57,14 +68,21 @@ export class RawRedis {
     const conn = new RawRedis(socket, target);
     try {
       if (target.password !== undefined || target.username !== undefined) {
-        const argv = target.username ? ['AUTH', target.username, target.password ?? ''] : ['AUTH', target.password ?? ''];
+        const argv = target.username
+          ? ['AUTH', target.username, target.password ?? '']
+          : ['AUTH', target.password ?? ''];
         const r = await conn.call(argv);
-        if (r instanceof RespError) throw new ConfigError(`Redis ${redisAddress(target)} refused AUTH: ${r.message}; check the user and password in the URL`);
+        if (r instanceof RespError)
+          throw new ConfigError(
+            `Redis ${redisAddress(target)} refused AUTH: ${r.message}; check the user and password in the URL`,
+          );
       }
       const ping = await conn.call(['PING']);
       if (ping instanceof RespError) {
         throw ping.message.startsWith('NOAUTH')
-          ? new ConfigError(`Redis ${redisAddress(target)} needs a password: put it in the URL (redis://user:password@host:port)`)
+          ? new ConfigError(
+              `Redis ${redisAddress(target)} needs a password: put it in the URL (redis://user:password@host:port)`,
+            )
           : new ProtocolError(`Redis ${redisAddress(target)} answered PING with ${ping.message}`);
       }
       if (clientName) await conn.call(['CLIENT', 'SETNAME', clientName]);
@@ -77,8 +95,12 @@ export class RawRedis {
 
   private static translateError(target: RedisTarget, err: Error & { code?: string }): Error {
     const where = `Redis at ${redisAddress(target)}`;
-    if (err.code === 'ECONNREFUSED') return new ConnectionError(`cannot connect to ${where}: connection refused; is redis-server running there?`, { cause: err });
-    if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') return new ConnectionError(`cannot connect to ${where}: unknown host "${target.host}"`, { cause: err });
+    if (err.code === 'ECONNREFUSED')
+      return new ConnectionError(`cannot connect to ${where}: connection refused; is redis-server running there?`, {
+        cause: err,
+      });
+    if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN')
+      return new ConnectionError(`cannot connect to ${where}: unknown host "${target.host}"`, { cause: err });
     return new ConnectionError(`connection to ${where} failed: ${err.message}`, { cause: err });
   }
 

@@ -19,7 +19,10 @@ export function parseRedisUrl(url: string, flag = '--redis'): RedisTarget {
   try {
     u = new URL(url);
   } catch (cause) {
-    throw new ConfigError(`${flag} "${url}" is not a URL; expected redis://[user:password@]host:port[/db] or rediss://… for TLS`, { cause });
+    throw new ConfigError(
+      `${flag} "${url}" is not a URL; expected redis://[user:password@]host:port[/db] or rediss://… for TLS`,
+      { cause },
+    );
   }
   if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
     throw new ConfigError(`${flag} "${url}" has scheme "${u.protocol}"; expected redis:// or rediss://`);
@@ -28,7 +31,8 @@ export function parseRedisUrl(url: string, flag = '--redis'): RedisTarget {
   const port = u.port ? Number(u.port) : 6379;
   const dbText = u.pathname.replace(/^\//, '');
   const db = dbText === '' ? 0 : Number(dbText);
-  if (!Number.isInteger(db) || db < 0) throw new ConfigError(`${flag} "${url}" has database "${dbText}"; expected a number such as /0`);
+  if (!Number.isInteger(db) || db < 0)
+    throw new ConfigError(`${flag} "${url}" has database "${dbText}"; expected a number such as /0`);
   return {
     host: u.hostname.replace(/^\[|\]$/g, ''),
     port,

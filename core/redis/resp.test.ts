@@ -1,4 +1,5 @@
-// RESP codec: encodeCommand round-trips through RespReader; the reader handles every reply type split at every byte, large bulks in linear time, and takeRemaining.
+// RESP codec: encodeCommand round-trips through RespReader; the reader handles every reply type split at every byte,
+// large bulks in linear time, and takeRemaining.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ProtocolError } from '../errors.js';
@@ -141,7 +142,8 @@ describe('RespReader', () => {
     // The shape of XREVRANGE … COUNT n: [[id, [field, value]], …].
     const n = 200_000;
     const parts: Buffer[] = [Buffer.from(`*${n}\r\n`)];
-    for (let i = 0; i < n; i++) parts.push(Buffer.from(`*2\r\n$${String(i).length + 2}\r\n${i}-0\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n`));
+    for (let i = 0; i < n; i++)
+      parts.push(Buffer.from(`*2\r\n$${String(i).length + 2}\r\n${i}-0\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n`));
     const wire = Buffer.concat(parts);
     const lines = wire.toString('latin1').split('\r\n').length - 1;
     const reader = new RespReader();

@@ -39,7 +39,8 @@ export function encodedCommandLength(argv: readonly Buffer[]): number {
 }
 
 /**
- * Incremental RESP reader (RESP2, and the RESP3 types a handshake or a push brings: maps and pushes as flat arrays): `push` bytes as they arrive, then call `read()`
+ * Incremental RESP reader (RESP2, and the RESP3 types a handshake or a push brings: maps and pushes as flat arrays):
+ * `push` bytes as they arrive, then call `read()`
  * until it returns `undefined` (needs more bytes). `consumed` counts the bytes
  * of every complete value returned (the replication offset needs it).
  *
@@ -190,5 +191,7 @@ const OPENED = Symbol('opened');
 
 // A `$EOF:<mark>` RDB header, for one, is not a length: reading it as NaN would corrupt the position.
 function badLength(what: string, line: string): ProtocolError {
-  return new ProtocolError(`RESP ${what} length "${line.slice(0, 60)}" is not an integer; raw framing such as a diskless RDB ($EOF:) must be read after takeRemaining()`);
+  return new ProtocolError(
+    `RESP ${what} length "${line.slice(0, 60)}" is not an integer; raw framing such as a diskless RDB ($EOF:) must be read after takeRemaining()`,
+  );
 }

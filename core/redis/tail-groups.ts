@@ -21,7 +21,11 @@ export function approximateGroupKeys(tail: Buffer): DbKey[] {
     const argv = v as Buffer[];
     const name = argv[0]!.toString('latin1').toUpperCase();
     if (name === 'SELECT') db = Number(argv[1]!.toString('latin1'));
-    else if (name === 'XCLAIM' && argv.some((a, i) => i > 5 && a.length === 6 && a.toString('latin1').toUpperCase() === 'LASTID')) keys.add(db, argv[1]!);
+    else if (
+      name === 'XCLAIM' &&
+      argv.some((a, i) => i > 5 && a.length === 6 && a.toString('latin1').toUpperCase() === 'LASTID')
+    )
+      keys.add(db, argv[1]!);
     else keys.follow(db, argv);
   }
   return keys.list();

@@ -1,4 +1,7 @@
-/** Index of XADD's id argument when it is generated (`*` or `<ms>-*`, after NOMKSTREAM and MAXLEN/MINID [=|~] n [LIMIT c]); -1 otherwise. */
+/**
+ * Index of XADD's id argument when it is generated (`*` or `<ms>-*`, after NOMKSTREAM and MAXLEN/MINID [=|~] n [LIMIT
+ * c]); -1 otherwise.
+ */
 export function autoIdIndex(args: Buffer[]): number {
   let i = 2;
   for (;;) {

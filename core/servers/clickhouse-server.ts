@@ -7,11 +7,16 @@ import { resolveBinary, retryOnPortInUse, spawnServer, urlHost, type ServerProce
 
 /** How to start a clickhouse-server. */
 export interface ClickHouseServerOptions {
-  /** `clickhouse-server` (Debian's 18.16) or the single `clickhouse` binary of current releases (run as `clickhouse server`). @default whichever is found first, in that order, on PATH or in /usr/sbin, /usr/bin … */
+  /**
+   * `clickhouse-server` (Debian's 18.16) or the single `clickhouse` binary of current releases (run as `clickhouse
+   * server`). @default whichever is found first, in that order, on PATH or in /usr/sbin, /usr/bin …
+   */
   bin?: string;
   /** Interface to bind. @default '127.0.0.1' */
   host?: string;
-  /** HTTP port (the one clients and `url` use). @default a free port (retried with another if it gets taken meanwhile) */
+  /**
+   * HTTP port (the one clients and `url` use). @default a free port (retried with another if it gets taken meanwhile)
+   */
   httpPort?: number;
   /** Native TCP port (clickhouse-client). @default a free port */
   tcpPort?: number;
@@ -46,53 +51,67 @@ export async function startClickHouseServer(o: ClickHouseServerOptions = {}): Pr
   const bin = resolveBinary('clickhouse-server', ['clickhouse-server', 'clickhouse'], o.bin);
   // Current releases ship one multi-call binary: `clickhouse server …`.
   const subcommand = path.basename(bin) === 'clickhouse' ? ['server'] : [];
-  return retryOnPortInUse(async () => {
-    const port = o.httpPort ?? (await freePort(host));
-    let tcpPort = o.tcpPort ?? (await freePort(host));
-    while (tcpPort === port) tcpPort = await freePort(host);
-    const dir = o.dir ?? mkdtempSync(path.join(os.tmpdir(), 'flashback-clickhouse-'));
-    const logFile = path.join(dir, 'clickhouse-server.log');
-    const configFile = path.join(dir, 'config.xml');
-    for (const sub of ['data', 'tmp', 'user_files', 'format_schemas', 'access', 'user_scripts']) mkdirSync(path.join(dir, sub), { recursive: true });
-    writeFileSync(configFile, serverConfig({ host, port, tcpPort, dir, logFile, timezone }));
-    writeFileSync(path.join(dir, 'users.xml'), usersConfig());
-    const url = `http://${urlHost(host)}:${port}`;
-    const server = await spawnServer({
-      name: 'clickhouse-server',
-      bin,
-      args: [...subcommand, `--config-file=${configFile}`],
-      host,
-      port,
-      dir,
-      url,
-      logFile,
-      detached,
-      processGroup: o.processGroup,
-      readyTimeoutMs,
-      removeDir: o.dir === undefined,
-      // It waits for open keep-alive connections (up to keep_alive_timeout) before it exits.
-      stopTimeoutMs: 15_000,
-      probe: async (_pid, signal) => {
-        // The log is ours alone, so this tells our server from another one that took the port.
-        // `connection: close` everywhere here: an idle keep-alive socket of ours would delay its shutdown.
-        const log = await readFile(logFile, 'utf8').catch(() => '');
-        if (!log.includes('Ready for connections')) return false;
-        const res = await fetch(`${url}/ping`, { headers: { connection: 'close' }, signal });
-        return res.ok && (await res.text()).trim() === 'Ok.';
-      },
-    });
-    const version = await fetch(`${url}/?query=${encodeURIComponent('SELECT version()')}`, { headers: { connection: 'close' }, signal: AbortSignal.timeout(5_000) })
-      .then(async (res) => (res.ok ? (await res.text()).trim() : undefined))
-      .catch(() => undefined);
-    return Object.assign(server, { tcpPort, version });
-  }, o.httpPort === undefined || o.tcpPort === undefined);
+  return retryOnPortInUse(
+    async () => {
+      const port = o.httpPort ?? (await freePort(host));
+      let tcpPort = o.tcpPort ?? (await freePort(host));
+      while (tcpPort === port) tcpPort = await freePort(host);
+      const dir = o.dir ?? mkdtempSync(path.join(os.tmpdir(), 'flashback-clickhouse-'));
+      const logFile = path.join(dir, 'clickhouse-server.log');
+      const configFile = path.join(dir, 'config.xml');
+      for (const sub of ['data', 'tmp', 'user_files', 'format_schemas', 'access', 'user_scripts'])
+        mkdirSync(path.join(dir, sub), { recursive: true });
+      writeFileSync(configFile, serverConfig({ host, port, tcpPort, dir, logFile, timezone }));
+      writeFileSync(path.join(dir, 'users.xml'), usersConfig());
+      const url = `http://${urlHost(host)}:${port}`;
+      const server = await spawnServer({
+        name: 'clickhouse-server',
+        bin,
+        args: [...subcommand, `--config-file=${configFile}`],
+        host,
+        port,
+        dir,
+        url,
+        logFile,
+        detached,
+        processGroup: o.processGroup,
+        readyTimeoutMs,
+        removeDir: o.dir === undefined,
+        // It waits for open keep-alive connections (up to keep_alive_timeout) before it exits.
+        stopTimeoutMs: 15_000,
+        probe: async (_pid, signal) => {
+          // The log is ours alone, so this tells our server from another one that took the port.
+          // `connection: close` everywhere here: an idle keep-alive socket of ours would delay its shutdown.
+          const log = await readFile(logFile, 'utf8').catch(() => '');
+          if (!log.includes('Ready for connections')) return false;
+          const res = await fetch(`${url}/ping`, { headers: { connection: 'close' }, signal });
+          return res.ok && (await res.text()).trim() === 'Ok.';
+        },
+      });
+      const version = await fetch(`${url}/?query=${encodeURIComponent('SELECT version()')}`, {
+        headers: { connection: 'close' },
+        signal: AbortSignal.timeout(5_000),
+      })
+        .then(async (res) => (res.ok ? (await res.text()).trim() : undefined))
+        .catch(() => undefined);
+      return Object.assign(server, { tcpPort, version });
+    },
+    o.httpPort === undefined || o.tcpPort === undefined,
+  );
 }
 
 function xml(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
-function serverConfig(c: { host: string; port: number; tcpPort: number; dir: string; logFile: string; timezone: string }): string {
+function serverConfig(c: {
+  host: string;
+  port: number;
+  tcpPort: number;
+  dir: string;
+  logFile: string;
+  timezone: string;
+}): string {
   const sub = (name: string) => xml(path.join(c.dir, name) + '/');
   return `<?xml version="1.0"?>
 <yandex>

@@ -41,34 +41,51 @@ export interface NatsServerProcess extends ServerProcess {
 export async function startNatsServer(o: NatsServerOptions = {}): Promise<NatsServerProcess> {
   const { host = '127.0.0.1', args = [], detached = false, readyTimeoutMs = 15_000 } = o;
   const bin = resolveBinary('nats-server', ['nats-server'], o.bin);
-  return retryOnPortInUse(async () => {
-    const port = o.port ?? (await freePort(host));
-    let monitorPort = o.monitorPort ?? (await freePort(host));
-    while (monitorPort === port) monitorPort = await freePort(host);
-    const dir = o.dir ?? mkdtempSync(path.join(os.tmpdir(), 'flashback-nats-'));
-    const logFile = path.join(dir, 'nats.log');
-    const monitorUrl = `http://${urlHost(host)}:${monitorPort}`;
-    const server = await spawnServer({
-      name: 'nats-server',
-      bin,
-      args: ['-js', '-a', host, '-p', String(port), '-m', String(monitorPort), '-sd', path.join(dir, 'jetstream'), '-l', logFile, ...args],
-      host,
-      port,
-      dir,
-      url: `nats://${urlHost(host)}:${port}`,
-      logFile,
-      detached,
-      processGroup: o.processGroup,
-      readyTimeoutMs,
-      removeDir: o.dir === undefined,
-      probe: async (_pid, signal) => {
-        // The monitor answers before the client port listens; the log line comes after both, and the log is ours alone.
-        const log = await readFile(logFile, 'utf8').catch(() => '');
-        if (!log.includes('Server is ready')) return false;
-        const res = await fetch(`${monitorUrl}/healthz?js-enabled-only=true`, { signal });
-        return res.ok;
-      },
-    });
-    return Object.assign(server, { monitorPort, monitorUrl });
-  }, o.port === undefined || o.monitorPort === undefined);
+  return retryOnPortInUse(
+    async () => {
+      const port = o.port ?? (await freePort(host));
+      let monitorPort = o.monitorPort ?? (await freePort(host));
+      while (monitorPort === port) monitorPort = await freePort(host);
+      const dir = o.dir ?? mkdtempSync(path.join(os.tmpdir(), 'flashback-nats-'));
+      const logFile = path.join(dir, 'nats.log');
+      const monitorUrl = `http://${urlHost(host)}:${monitorPort}`;
+      const server = await spawnServer({
+        name: 'nats-server',
+        bin,
+        args: [
+          '-js',
+          '-a',
+          host,
+          '-p',
+          String(port),
+          '-m',
+          String(monitorPort),
+          '-sd',
+          path.join(dir, 'jetstream'),
+          '-l',
+          logFile,
+          ...args,
+        ],
+        host,
+        port,
+        dir,
+        url: `nats://${urlHost(host)}:${port}`,
+        logFile,
+        detached,
+        processGroup: o.processGroup,
+        readyTimeoutMs,
+        removeDir: o.dir === undefined,
+        probe: async (_pid, signal) => {
+          // The monitor answers before the client port listens; the log line comes after both, and the log is ours
+          // alone.
+          const log = await readFile(logFile, 'utf8').catch(() => '');
+          if (!log.includes('Server is ready')) return false;
+          const res = await fetch(`${monitorUrl}/healthz?js-enabled-only=true`, { signal });
+          return res.ok;
+        },
+      });
+      return Object.assign(server, { monitorPort, monitorUrl });
+    },
+    o.port === undefined || o.monitorPort === undefined,
+  );
 }

@@ -17,7 +17,9 @@ export interface RedisServerOptions {
   port?: number;
   /** Data dir (RDB, AOF dir, log). @default a new temp dir, removed on stop() */
   dir?: string;
-  /** Extra redis-server args appended last, so they override the defaults, e.g. `['--appendonly', 'yes']`. @default [] */
+  /**
+   * Extra redis-server args appended last, so they override the defaults, e.g. `['--appendonly', 'yes']`. @default []
+   */
   args?: string[];
   /** Keep running after our process exits (restored instances must outlive `flashback restore`). @default false */
   detached?: boolean;
@@ -42,8 +44,20 @@ export async function startRedisServer(o: RedisServerOptions = {}): Promise<Serv
       name: 'redis-server',
       bin,
       args: [
-        '--bind', host, '--port', String(port), '--dir', dir, '--logfile', logFile,
-        '--save', '', '--appendonly', 'no', '--enable-debug-command', 'local',
+        '--bind',
+        host,
+        '--port',
+        String(port),
+        '--dir',
+        dir,
+        '--logfile',
+        logFile,
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--enable-debug-command',
+        'local',
         ...args,
       ],
       host,
@@ -65,7 +79,9 @@ export async function startRedisServer(o: RedisServerOptions = {}): Promise<Serv
       shutdown: async () => {
         // NOW: do not wait for lagging replicas (a capture agent's PSYNC link counts as one).
         // Success closes the connection without a reply; an error reply means it refused.
-        const reply = await redisCall(host, port, ['SHUTDOWN', 'NOSAVE', 'NOW'], AbortSignal.timeout(5_000)).catch(() => undefined);
+        const reply = await redisCall(host, port, ['SHUTDOWN', 'NOSAVE', 'NOW'], AbortSignal.timeout(5_000)).catch(
+          () => undefined,
+        );
         if (reply instanceof RespError) throw new Error(reply.message);
       },
     });
@@ -86,7 +102,8 @@ function redisCall(host: string, port: number, argv: readonly string[], signal: 
       if (err) reject(err);
       else resolve(value!);
     };
-    const onAbort = () => done(new ConnectionError(`redis-server at ${host}:${port} did not answer ${argv[0]} in time`));
+    const onAbort = () =>
+      done(new ConnectionError(`redis-server at ${host}:${port} did not answer ${argv[0]} in time`));
     if (signal.aborted) return onAbort();
     signal.addEventListener('abort', onAbort, { once: true });
     socket.on('connect', () => socket.write(encodeCommand(argv)));
@@ -99,7 +116,9 @@ function redisCall(host: string, port: number, argv: readonly string[], signal: 
         done(err as Error);
       }
     });
-    socket.on('error', (err) => done(new ConnectionError(`redis-server at ${host}:${port}: ${err.message}`, { cause: err })));
+    socket.on('error', (err) =>
+      done(new ConnectionError(`redis-server at ${host}:${port}: ${err.message}`, { cause: err })),
+    );
     socket.on('close', () => done(new ConnectionError(`redis-server at ${host}:${port} closed the connection`)));
   });
 }

@@ -37,7 +37,10 @@ export class ServerStartError extends FlashbackError {
 
 const extraBinDirs = ['/usr/sbin', '/usr/local/sbin', '/usr/bin', '/usr/local/bin', '/sbin', '/bin'];
 
-/** The path of an executable named `name` on PATH or in the sbin/bin dirs (often not on a user's PATH); undefined if none. */
+/**
+ * The path of an executable named `name` on PATH or in the sbin/bin dirs (often not on a user's PATH); undefined if
+ * none.
+ */
 export function findExecutable(name: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
   if (name.includes('/')) return isExecutable(name) ? name : undefined;
   const dirs = [...(env.PATH ?? '').split(path.delimiter).filter(Boolean), ...extraBinDirs];
@@ -57,18 +60,26 @@ function isExecutable(file: string): boolean {
   }
 }
 
-/** The executable for a launcher: `bin` when given (must exist), else the first of `names` found; throws ConfigError naming the way out. */
+/**
+ * The executable for a launcher: `bin` when given (must exist), else the first of `names` found; throws ConfigError
+ * naming the way out.
+ */
 export function resolveBinary(label: string, names: readonly string[], bin?: string): string {
   if (bin !== undefined) {
     const found = findExecutable(bin);
-    if (!found) throw new ConfigError(`${label} binary "${bin}" is not an executable file; pass the path of ${label} or install it with deploy/install-servers.sh`);
+    if (!found)
+      throw new ConfigError(
+        `${label} binary "${bin}" is not an executable file; pass the path of ${label} or install it with deploy/install-servers.sh`,
+      );
     return found;
   }
   for (const name of names) {
     const found = findExecutable(name);
     if (found) return found;
   }
-  throw new ConfigError(`${label} not found (looked for ${names.join(', ')} on PATH and in ${extraBinDirs.join(', ')}); install it with deploy/install-servers.sh or pass its path`);
+  throw new ConfigError(
+    `${label} not found (looked for ${names.join(', ')} on PATH and in ${extraBinDirs.join(', ')}); install it with deploy/install-servers.sh or pass its path`,
+  );
 }
 
 /** The last `lines` lines of a log file ('' when it does not exist). */
@@ -127,7 +138,11 @@ export async function stopPid(pid: number, options: { timeoutMs?: number } = {})
   if (!signal(pid, 'SIGTERM')) return;
   if (await waitForPidGone(pid, timeoutMs)) return;
   signal(pid, 'SIGKILL');
-  if (!(await waitForPidGone(pid, 5_000))) throw new FlashbackError(ErrorCode.Internal, `process ${pid} is still running after SIGKILL; check it with ps -p ${pid}`);
+  if (!(await waitForPidGone(pid, 5_000)))
+    throw new FlashbackError(
+      ErrorCode.Internal,
+      `process ${pid} is still running after SIGKILL; check it with ps -p ${pid}`,
+    );
 }
 
 function signal(pid: number, sig: NodeJS.Signals): boolean {
@@ -192,13 +207,21 @@ export interface SpawnServerSpec {
   stopTimeoutMs?: number;
 }
 
-/** Starts a server process and resolves once `probe` says it is ready; rejects with ServerStartError (log tail included) if it exits or times out first. */
+/**
+ * Starts a server process and resolves once `probe` says it is ready; rejects with ServerStartError (log tail included)
+ * if it exits or times out first.
+ */
 export async function spawnServer(spec: SpawnServerSpec): Promise<ServerProcess> {
   const { name, bin, args, dir, logFile, detached, readyTimeoutMs, probe } = spec;
   const logFd = openSync(logFile, 'a');
   let child: ChildProcess;
   try {
-    child = spawn(bin, args, { cwd: dir, detached: detached || spec.processGroup === true, stdio: ['ignore', logFd, logFd], env: process.env });
+    child = spawn(bin, args, {
+      cwd: dir,
+      detached: detached || spec.processGroup === true,
+      stdio: ['ignore', logFd, logFd],
+      env: process.env,
+    });
   } finally {
     closeSync(logFd);
   }
@@ -235,11 +258,14 @@ export async function spawnServer(spec: SpawnServerSpec): Promise<ServerProcess>
   let lastProbeError: unknown;
   for (;;) {
     if (exitInfo !== undefined) return fail(`${exitInfo} before it was ready`);
-    // A probe may hang (something else holds the port and never answers): bound it, and stop waiting when the process exits.
+    // A probe may hang (something else holds the port and never answers): bound it, and stop waiting when the process
+    // exits.
     const attempt = new AbortController();
     const timer = setTimeout(() => attempt.abort(), 2_000);
     try {
-      const aborted = new Promise<never>((_, reject) => attempt.signal.addEventListener('abort', () => reject(new Error('probe timed out')), { once: true }));
+      const aborted = new Promise<never>((_, reject) =>
+        attempt.signal.addEventListener('abort', () => reject(new Error('probe timed out')), { once: true }),
+      );
       if (await Promise.race([probe(child.pid!, attempt.signal), aborted, exited.then(() => false)])) break;
     } catch (err) {
       lastProbeError = err;
@@ -248,7 +274,11 @@ export async function spawnServer(spec: SpawnServerSpec): Promise<ServerProcess>
       attempt.abort();
     }
     if (exitInfo !== undefined) return fail(`${exitInfo} before it was ready`);
-    if (Date.now() >= deadline) return fail(`was not ready after ${readyTimeoutMs} ms; raise readyTimeoutMs if it loads a large dataset`, lastProbeError);
+    if (Date.now() >= deadline)
+      return fail(
+        `was not ready after ${readyTimeoutMs} ms; raise readyTimeoutMs if it loads a large dataset`,
+        lastProbeError,
+      );
     await Promise.race([delay(50), exited]);
   }
 
@@ -265,7 +295,11 @@ export async function spawnServer(spec: SpawnServerSpec): Promise<ServerProcess>
       }
       if (!(await waitForPidGone(pid, stopTimeoutMs, exited))) {
         child.kill('SIGKILL');
-        if (!(await waitForPidGone(pid, 5_000, exited))) throw new FlashbackError(ErrorCode.Internal, `${where} (pid ${pid}) is still running after SIGKILL; check it with ps -p ${pid}`);
+        if (!(await waitForPidGone(pid, 5_000, exited)))
+          throw new FlashbackError(
+            ErrorCode.Internal,
+            `${where} (pid ${pid}) is still running after SIGKILL; check it with ps -p ${pid}`,
+          );
       }
     }
     attached.delete(child);

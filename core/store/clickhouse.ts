@@ -1,6 +1,28 @@
-import { ClickHouseError, ClickHouseLogLevel, createClient, type ClickHouseClient, type ClickHouseSettings } from '@clickhouse/client';
+import {
+  ClickHouseError,
+  ClickHouseLogLevel,
+  createClient,
+  type ClickHouseClient,
+  type ClickHouseSettings,
+} from '@clickhouse/client';
 import { ConfigError, ConnectionError, ErrorCode, FlashbackError, InputError } from '../errors.js';
-import { ADDED_COLUMNS, BASELINES_TABLE, BROKEN_EVENTS_TABLE, columnsSql, DATABASE, EPOCHS_TABLE, EVENTS_TABLE, schemaFeatures, schemaStatements, versionSql, type BaselineRow, type BrokenEventRow, type EpochRow, type EventRow, type SchemaFeatures } from './schema.js';
+import {
+  ADDED_COLUMNS,
+  BASELINES_TABLE,
+  BROKEN_EVENTS_TABLE,
+  columnsSql,
+  DATABASE,
+  EPOCHS_TABLE,
+  EVENTS_TABLE,
+  schemaFeatures,
+  schemaStatements,
+  versionSql,
+  type BaselineRow,
+  type BrokenEventRow,
+  type EpochRow,
+  type EventRow,
+  type SchemaFeatures,
+} from './schema.js';
 
 /** Options of {@link openClickHouse}. */
 export interface ClickHouseOptions {
@@ -32,7 +54,10 @@ export interface Store {
   readonly version: string;
   /** What the server's DDL may use (LowCardinality, CODEC). */
   readonly features: SchemaFeatures;
-  /** The underlying client, for streaming large results (the restore's replay); pass its errors through {@link translateClickHouseError}. */
+  /**
+   * The underlying client, for streaming large results (the restore's replay); pass its errors through {@link
+   * translateClickHouseError}.
+   */
   readonly client: ClickHouseClient;
   /** Creates the database and tables if missing (idempotent). */
   ensureSchema(): Promise<void>;
@@ -86,9 +111,11 @@ export function parseClickHouseUrl(url: string): ClickHouseUrl {
     throw new ConfigError(`ClickHouse URL "${url}" is malformed; ${form}`, { cause });
   }
   const display = u.password ? url.replace(`:${u.password}@`, ':***@') : url;
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ConfigError(`ClickHouse URL "${display}" is not HTTP (ClickHouse's HTTP port, 8123 by default); ${form}`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new ConfigError(`ClickHouse URL "${display}" is not HTTP (ClickHouse's HTTP port, 8123 by default); ${form}`);
   if (u.hostname === '') throw new ConfigError(`ClickHouse URL "${display}" has no host; ${form}`);
-  if ((u.pathname !== '' && u.pathname !== '/') || u.search !== '' || u.hash !== '') throw new ConfigError(`ClickHouse URL "${display}" has a path or query; ${form}`);
+  if ((u.pathname !== '' && u.pathname !== '/') || u.search !== '' || u.hash !== '')
+    throw new ConfigError(`ClickHouse URL "${display}" has a path or query; ${form}`);
   return {
     origin: u.origin,
     username: u.username ? decodeURIComponent(u.username) : undefined,
@@ -119,7 +146,10 @@ const READ_ONLY_STATEMENT = /^(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b/
  */
 export function checkReadOnlySql(sql: string): string {
   const refuse = (why: string) =>
-    new InputError(ErrorCode.ReadOnlySql, `only read-only queries may run here (one SELECT, WITH, SHOW, DESCRIBE, EXPLAIN or EXISTS statement): ${why}`);
+    new InputError(
+      ErrorCode.ReadOnlySql,
+      `only read-only queries may run here (one SELECT, WITH, SHOW, DESCRIBE, EXPLAIN or EXISTS statement): ${why}`,
+    );
   let i = 0;
   let firstCode = -1;
   let end = -1;
@@ -153,7 +183,10 @@ export function checkReadOnlySql(sql: string): string {
   if (firstCode < 0) throw refuse('the query is empty');
   const statement = sql.slice(0, end < 0 ? n : end);
   if (/\bFORMAT\s+\w+\s*$/i.test(statement)) {
-    throw new InputError(ErrorCode.BadInput, 'leave out the FORMAT clause: results come back as columns and rows (use --format json for JSON)');
+    throw new InputError(
+      ErrorCode.BadInput,
+      'leave out the FORMAT clause: results come back as columns and rows (use --format json for JSON)',
+    );
   }
   const head = statement.slice(firstCode).replace(/^\(+\s*/, '');
   if (!READ_ONLY_STATEMENT.test(head)) {
@@ -165,7 +198,8 @@ export function checkReadOnlySql(sql: string): string {
 
 /** ClickHouse error codes caused by the query itself (the user can fix them). */
 const USER_ERROR_CODES = new Set([
-  6, 27, 36, 38, 41, 42, 43, 44, 46, 47, 48, 49, 53, 60, 62, 69, 70, 73, 81, 107, 115, 179, 184, 190, 215, 352, 386, 394,
+  6, 27, 36, 38, 41, 42, 43, 44, 46, 47, 48, 49, 53, 60, 62, 69, 70, 73, 81, 107, 115, 179, 184, 190, 215, 352, 386,
+  394,
 ]);
 /** Server-side conditions that pass (load, merges, memory, network). */
 const RETRYABLE_CODES = new Set([159, 202, 209, 210, 241, 242, 252, 279, 425]);
@@ -173,9 +207,12 @@ const RETRYABLE_CODES = new Set([159, 202, 209, 210, 241, 242, 252, 279, 425]);
 /** A ClickHouse error code and message from any server version (18.16 puts them in the message text). */
 function clickHouseCode(err: unknown): { code: number; message: string } | undefined {
   if (!(err instanceof Error)) return undefined;
-  const old = /^Code: (\d+), e\.displayText\(\) = (?:DB::Exception: )?([\s\S]*?)(?:, e\.what\(\) = [\w:]+)?\s*$/.exec(err.message);
+  const old = /^Code: (\d+), e\.displayText\(\) = (?:DB::Exception: )?([\s\S]*?)(?:, e\.what\(\) = [\w:]+)?\s*$/.exec(
+    err.message,
+  );
   if (old) return { code: Number(old[1]), message: old[2]!.trim() };
-  if (err instanceof ClickHouseError && /^\d+$/.test(err.code)) return { code: Number(err.code), message: err.message.trim() };
+  if (err instanceof ClickHouseError && /^\d+$/.test(err.code))
+    return { code: Number(err.code), message: err.message.trim() };
   return undefined;
 }
 
@@ -192,14 +229,40 @@ export function translateClickHouseError(err: unknown, where = 'ClickHouse'): Fl
   if (ch) {
     const { code, message } = ch;
     if ((code === 81 || code === 60) && /flashback/.test(message)) {
-      return new FlashbackError(ErrorCode.NotFound, `${where} holds no flashback history yet (${message.split('\n')[0]}); start the sink (flashback sink or flashback up), which creates the tables`, { cause: err });
+      return new FlashbackError(
+        ErrorCode.NotFound,
+        `${where} holds no flashback history yet (${message.split('\n')[0]}); start the sink (flashback sink or flashback up), which creates the tables`,
+        { cause: err },
+      );
     }
-    if (code === 164) return new InputError(ErrorCode.ReadOnlySql, `only read-only queries may run here; ${where} refused: ${message}`, { cause: err });
-    if (code === 158 || code === 396) return new InputError(ErrorCode.BadInput, `the result is too large (${message}); add a LIMIT, aggregate, or raise the row limit`, { cause: err });
-    if (code === 159) return new InputError(ErrorCode.BadInput, `the query ran too long (${message}); narrow it (WHERE node = … AND time > …) or raise the time limit`, { cause: err });
-    if (code === 192 || code === 193 || code === 194 || code === 516) return new ConfigError(`${where} refused the login (${message}); check user:password in the ClickHouse URL`, { cause: err });
-    if (USER_ERROR_CODES.has(code)) return new InputError(ErrorCode.BadInput, `${where} rejected the query: ${message}`, { cause: err });
-    return new FlashbackError(ErrorCode.Storage, `${where} failed (code ${code}): ${message}`, { cause: err, retryable: RETRYABLE_CODES.has(code) });
+    if (code === 164)
+      return new InputError(
+        ErrorCode.ReadOnlySql,
+        `only read-only queries may run here; ${where} refused: ${message}`,
+        { cause: err },
+      );
+    if (code === 158 || code === 396)
+      return new InputError(
+        ErrorCode.BadInput,
+        `the result is too large (${message}); add a LIMIT, aggregate, or raise the row limit`,
+        { cause: err },
+      );
+    if (code === 159)
+      return new InputError(
+        ErrorCode.BadInput,
+        `the query ran too long (${message}); narrow it (WHERE node = … AND time > …) or raise the time limit`,
+        { cause: err },
+      );
+    if (code === 192 || code === 193 || code === 194 || code === 516)
+      return new ConfigError(`${where} refused the login (${message}); check user:password in the ClickHouse URL`, {
+        cause: err,
+      });
+    if (USER_ERROR_CODES.has(code))
+      return new InputError(ErrorCode.BadInput, `${where} rejected the query: ${message}`, { cause: err });
+    return new FlashbackError(ErrorCode.Storage, `${where} failed (code ${code}): ${message}`, {
+      cause: err,
+      retryable: RETRYABLE_CODES.has(code),
+    });
   }
   const msg = err instanceof Error ? err.message : String(err);
   return new ConnectionError(`cannot reach ${where}: ${msg}; is clickhouse-server running?`, { cause: err });
@@ -230,7 +293,11 @@ export async function openClickHouse(url: string, o: ClickHouseOptions = {}): Pr
   } catch (err) {
     await client.close();
     const e = translateClickHouseError(err, where);
-    if (e instanceof ConnectionError) throw new ConnectionError(`cannot connect to ${where}; is clickhouse-server running? (${(err as Error).message})`, { cause: err });
+    if (e instanceof ConnectionError)
+      throw new ConnectionError(
+        `cannot connect to ${where}; is clickhouse-server running? (${(err as Error).message})`,
+        { cause: err },
+      );
     throw e;
   }
   return createStore(client, target.display, version);
@@ -258,10 +325,15 @@ function createStore(client: ClickHouseClient, display: string, version: string)
     client,
     async ensureSchema() {
       for (const statement of schemaStatements(version)) await run(() => client.command({ query: statement }));
-      const rs = await run(async () => (await client.query({ query: columnsSql(), format: 'JSONEachRow' })).json<{ table: string; name: string }>());
+      const rs = await run(async () =>
+        (await client.query({ query: columnsSql(), format: 'JSONEachRow' })).json<{ table: string; name: string }>(),
+      );
       const have = new Set(rs.map((c) => `${c.table}.${c.name}`));
       for (const c of ADDED_COLUMNS) {
-        if (!have.has(`${c.table}.${c.column}`)) await run(() => client.command({ query: `ALTER TABLE ${DATABASE}.${c.table} ADD COLUMN ${c.column} ${c.type}` }));
+        if (!have.has(`${c.table}.${c.column}`))
+          await run(() =>
+            client.command({ query: `ALTER TABLE ${DATABASE}.${c.table} ADD COLUMN ${c.column} ${c.type}` }),
+          );
       }
     },
     insertEvents: (rows) => insert(EVENTS_TABLE, rows),
@@ -270,7 +342,11 @@ function createStore(client: ClickHouseClient, display: string, version: string)
     insertBrokenEvents: (rows) => insert(BROKEN_EVENTS_TABLE, rows),
     query: <T>(sql: string) =>
       run(async () => {
-        const rs = await client.query({ query: sql, format: 'JSONEachRow', clickhouse_settings: { output_format_json_quote_64bit_integers: 0 } });
+        const rs = await client.query({
+          query: sql,
+          format: 'JSONEachRow',
+          clickhouse_settings: { output_format_json_quote_64bit_integers: 0 },
+        });
         return rs.json<T>();
       }),
     async command(sql) {
@@ -278,10 +354,16 @@ function createStore(client: ClickHouseClient, display: string, version: string)
     },
     async readOnlySql(sql, { maxRows = 10_000, maxSeconds = 30 } = {}) {
       const statement = checkReadOnlySql(sql);
-      if (!Number.isSafeInteger(maxRows) || maxRows < 1) throw new InputError(ErrorCode.BadInput, `max rows ${maxRows} is not a positive integer`);
-      if (!(maxSeconds > 0)) throw new InputError(ErrorCode.BadInput, `max seconds ${maxSeconds} is not a positive number`);
+      if (!Number.isSafeInteger(maxRows) || maxRows < 1)
+        throw new InputError(ErrorCode.BadInput, `max rows ${maxRows} is not a positive integer`);
+      if (!(maxSeconds > 0))
+        throw new InputError(ErrorCode.BadInput, `max seconds ${maxSeconds} is not a positive number`);
       const doc = await run(async () => {
-        const rs = await client.query({ query: statement, format: 'JSONCompact', clickhouse_settings: readOnlySettings(maxRows, maxSeconds) });
+        const rs = await client.query({
+          query: statement,
+          format: 'JSONCompact',
+          clickhouse_settings: readOnlySettings(maxRows, maxSeconds),
+        });
         return rs.json<unknown[]>();
       });
       return { columns: (doc.meta ?? []).map(({ name, type }) => ({ name, type })), rows: doc.data };

@@ -31,13 +31,16 @@ export interface ResolvedCutoff {
 
 function describeWindows(ws: RestoreWindow[]): string {
   if (ws.length === 0) return 'none yet (no baseline stored: is the agent running?)';
-  return ws.map((w) => `${formatTsUs(w.fromTsUs)} – ${formatTsUs(w.toTsUs)} (epoch ${w.epoch}, seq ${w.fromSeq}–${w.toSeq})`).join('; ');
+  return ws
+    .map((w) => `${formatTsUs(w.fromTsUs)} – ${formatTsUs(w.toTsUs)} (epoch ${w.epoch}, seq ${w.fromSeq}–${w.toSeq})`)
+    .join('; ');
 }
 
 /** Resolves a cutoff spec against a node's windows; every failure names the windows. */
 export async function resolveCutoff(db: QueryRunner, node: string, spec: CutoffSpec): Promise<ResolvedCutoff> {
   const given = [spec.to !== undefined, spec.toSeq !== undefined, spec.beforeSeq !== undefined].filter(Boolean).length;
-  if (given !== 1) throw new InputError(ErrorCode.BadInput, 'give exactly one cutoff: --to TIME, --to-seq N or --before-seq N');
+  if (given !== 1)
+    throw new InputError(ErrorCode.BadInput, 'give exactly one cutoff: --to TIME, --to-seq N or --before-seq N');
   // Validate the input before asking the store anything.
   const askedTo = spec.to === undefined ? undefined : typeof spec.to === 'number' ? spec.to : parseCutoffTime(spec.to);
   const windows = await restoreWindows(db, node);
@@ -47,30 +50,52 @@ export async function resolveCutoff(db: QueryRunner, node: string, spec: CutoffS
       const known = nodes.map((n) => `"${n.node}"`).join(', ') || 'none';
       throw new InputError(ErrorCode.UnknownNode, `no events captured for node "${node}"; known nodes: ${known}`);
     }
-    throw new RestoreWindowError(`node "${node}" has no restorable window yet: no baseline has been stored (the agent takes one when it starts)`);
+    throw new RestoreWindowError(
+      `node "${node}" has no restorable window yet: no baseline has been stored (the agent takes one when it starts)`,
+    );
   }
   const list = describeWindows(windows);
   if (spec.to !== undefined) {
     const t = askedTo!;
     const w = [...windows].reverse().find((x) => x.fromTsUs <= t && t <= x.toTsUs);
-    if (!w) throw new RestoreWindowError(`no restorable window of node "${node}" covers ${formatTsUs(t)}; windows: ${list}`);
+    if (!w)
+      throw new RestoreWindowError(`no restorable window of node "${node}" covers ${formatTsUs(t)}; windows: ${list}`);
     // Aliases must not shadow columns: 18.16 resolves `seq` in WHERE to the alias (error 184, aggregate in WHERE).
     const rows = await db.query<{ last_seq: string | number; last_ts: string | number }>(
       `SELECT max(seq) AS last_seq, max(ts_us) AS last_ts FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(w.epoch)} AND seq >= ${sqlUInt(w.fromSeq)} AND seq <= ${sqlUInt(w.toSeq)} AND ts_us <= ${sqlUInt(t)}`,
     );
     const seq = Math.max(w.fromSeq, Number(rows[0]?.last_seq ?? w.fromSeq));
-    return { window: w, epoch: w.epoch, seq, tsUs: Number(rows[0]?.last_ts ?? w.fromTsUs), askedTsUs: t, baselineSeq: pickBaseline(w, seq) };
+    return {
+      window: w,
+      epoch: w.epoch,
+      seq,
+      tsUs: Number(rows[0]?.last_ts ?? w.fromTsUs),
+      askedTsUs: t,
+      baselineSeq: pickBaseline(w, seq),
+    };
   }
   const n = (spec.toSeq ?? spec.beforeSeq)!;
-  if (!Number.isSafeInteger(n) || n < 1) throw new InputError(ErrorCode.BadInput, `seq must be a positive integer, got ${n}`);
-  const holding = windows.filter((x) => (spec.epoch === undefined || x.epoch === spec.epoch) && x.fromSeq <= n && n <= x.toSeq + (spec.beforeSeq !== undefined ? 1 : 0));
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new InputError(ErrorCode.BadInput, `seq must be a positive integer, got ${n}`);
+  const holding = windows.filter(
+    (x) =>
+      (spec.epoch === undefined || x.epoch === spec.epoch) &&
+      x.fromSeq <= n &&
+      n <= x.toSeq + (spec.beforeSeq !== undefined ? 1 : 0),
+  );
   // Seqs restart at 1 in every epoch: a bare seq held by two epochs names two different events.
   const epochs = [...new Set(holding.map((x) => x.epoch))];
   if (spec.epoch === undefined && epochs.length > 1) {
-    throw new InputError(ErrorCode.BadInput, `seq ${n} of node "${node}" exists in ${epochs.length} epochs; add --epoch (one of ${epochs.join(', ')}); windows: ${list}`);
+    throw new InputError(
+      ErrorCode.BadInput,
+      `seq ${n} of node "${node}" exists in ${epochs.length} epochs; add --epoch (one of ${epochs.join(', ')}); windows: ${list}`,
+    );
   }
   const w = holding[holding.length - 1];
-  if (!w) throw new RestoreWindowError(`no restorable window of node "${node}" holds seq ${n}${spec.epoch !== undefined ? ` in epoch ${spec.epoch}` : ''}; windows: ${list}`);
+  if (!w)
+    throw new RestoreWindowError(
+      `no restorable window of node "${node}" holds seq ${n}${spec.epoch !== undefined ? ` in epoch ${spec.epoch}` : ''}; windows: ${list}`,
+    );
   const txRows = await db.query<{ tx_id: string | number }>(
     `SELECT any(tx) AS tx_id FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(w.epoch)} AND seq = ${sqlUInt(Math.min(n, w.toSeq))}`,
   );
@@ -87,7 +112,9 @@ export async function resolveCutoff(db: QueryRunner, node: string, spec: CutoffS
   } else {
     seq = (tx === 0 || n > w.toSeq ? n : tx) - 1;
     if (seq < w.fromSeq - 1) {
-      throw new RestoreWindowError(`seq ${n} is the first event after the baseline at seq ${w.fromSeq} or earlier: nothing before it is restorable in epoch ${w.epoch}; windows: ${list}`);
+      throw new RestoreWindowError(
+        `seq ${n} is the first event after the baseline at seq ${w.fromSeq} or earlier: nothing before it is restorable in epoch ${w.epoch}; windows: ${list}`,
+      );
     }
   }
   const ts = await db.query<{ at_us: string | number }>(

@@ -23,7 +23,10 @@ export interface ReplayItem {
   seq: number;
   /** Database the command runs in. */
   db: number;
-  /** Transaction / script id (seq of its first event); 0 for none. Consecutive items with the same non-zero id form one MULTI/EXEC. */
+  /**
+   * Transaction / script id (seq of its first event); 0 for none. Consecutive items with the same non-zero id form one
+   * MULTI/EXEC.
+   */
   tx: number;
   /** RESP bytes of the replay command, exact. */
   resp: Buffer;
@@ -40,7 +43,9 @@ export interface EventStore extends QueryRunner {
   baseline(node: string, epoch: number, seq: number): Promise<StoredBaseline>;
   /** Events with afterSeq < seq ≤ toSeq, ascending by seq (a not-yet-merged duplicate may repeat a seq). */
   replayItems(node: string, epoch: number, afterSeq: number, toSeq: number): AsyncIterable<StoredEvent>;
-  /** Expirations stored after `afterSeq` with ts_us ≤ untilTsUs (late notifications of expirations before the cutoff). */
+  /**
+   * Expirations stored after `afterSeq` with ts_us ≤ untilTsUs (late notifications of expirations before the cutoff).
+   */
   expiredAfter(node: string, epoch: number, afterSeq: number, untilTsUs: number): Promise<StoredEvent[]>;
   /** Events with afterSeq < seq ≤ toSeq that a restore server could not load, ascending by seq. */
   brokenEvents(node: string, epoch: number, afterSeq: number, toSeq: number): Promise<BrokenEventRow[]>;
@@ -74,7 +79,11 @@ export function clickHouseEventStore(runner: QueryRunner, client: ClickHouseClie
     async baseline(node, epoch, seq) {
       const rows = await runner.query<Record<string, string | number>>(baselineSql(node, epoch, seq));
       const r = rows[0];
-      if (!r) throw new FlashbackError(ErrorCode.NotFound, `baseline seq ${seq} of node "${node}" epoch ${epoch} is not listed in flashback.baselines`);
+      if (!r)
+        throw new FlashbackError(
+          ErrorCode.NotFound,
+          `baseline seq ${seq} of node "${node}" epoch ${epoch} is not listed in flashback.baselines`,
+        );
       return {
         seq: Number(r.seq),
         tsUs: Number(r.ts_us),
@@ -87,14 +96,32 @@ export function clickHouseEventStore(runner: QueryRunner, client: ClickHouseClie
     },
     async brokenEvents(node, epoch, afterSeq, toSeq) {
       const rows = await runner.query<Record<string, string | number>>(brokenEventsSql(node, epoch, afterSeq, toSeq));
-      return rows.map((r) => ({ node: String(r.node), epoch: Number(r.epoch), seq: Number(r.seq), ts_us: Number(r.ts_us), command: String(r.command), args: String(r.args), reason: String(r.reason), found_us: Number(r.found_us) }));
+      return rows.map((r) => ({
+        node: String(r.node),
+        epoch: Number(r.epoch),
+        seq: Number(r.seq),
+        ts_us: Number(r.ts_us),
+        command: String(r.command),
+        args: String(r.args),
+        reason: String(r.reason),
+        found_us: Number(r.found_us),
+      }));
     },
     async recordBroken(row) {
       await client.insert({ table: BROKEN_EVENTS_TABLE, values: [row], format: 'JSONEachRow' });
     },
     async expiredAfter(node, epoch, afterSeq, untilTsUs) {
-      const rows = await runner.query<{ seq: number; db: number; tx: number; ts_us: number; replay: string }>(expiredAfterSql(node, epoch, afterSeq, untilTsUs));
-      return rows.map((r) => ({ seq: Number(r.seq), db: Number(r.db), tx: Number(r.tx), tsUs: Number(r.ts_us), kind: 'expired', resp: Buffer.from(r.replay, 'base64') }));
+      const rows = await runner.query<{ seq: number; db: number; tx: number; ts_us: number; replay: string }>(
+        expiredAfterSql(node, epoch, afterSeq, untilTsUs),
+      );
+      return rows.map((r) => ({
+        seq: Number(r.seq),
+        db: Number(r.db),
+        tx: Number(r.tx),
+        tsUs: Number(r.ts_us),
+        kind: 'expired',
+        resp: Buffer.from(r.replay, 'base64'),
+      }));
     },
     async *replayItems(node, epoch, afterSeq, toSeq) {
       if (toSeq <= afterSeq) return;

@@ -27,11 +27,15 @@ export function groupEndSql(node: string, epoch: number, tx: number, seq: number
 /** Commands of (afterSeq, toSeq] that no captured state follows in their group. */
 function unstatedWhere(node: string, epoch: number, afterSeq: number, toSeq: number): string {
   const where = epochWhere(node, epoch);
-  return `${where} AND seq > ${sqlUInt(afterSeq)} AND seq <= ${sqlUInt(toSeq)} AND kind = 'command' ` +
-    `AND (tx = 0 OR tx NOT IN (SELECT tx FROM flashback.events WHERE ${where} AND kind = 'state' AND length(replay) > 0 AND tx != 0))`;
+  return (
+    `${where} AND seq > ${sqlUInt(afterSeq)} AND seq <= ${sqlUInt(toSeq)} AND kind = 'command' ` +
+    `AND (tx = 0 OR tx NOT IN (SELECT tx FROM flashback.events WHERE ${where} AND kind = 'state' AND length(replay) > 0 AND tx != 0))`
+  );
 }
 
-/** SQL: per command name `command`, how many `n` replayed commands (XADD aside) lack the state their group should hold. */
+/**
+ * SQL: per command name `command`, how many `n` replayed commands (XADD aside) lack the state their group should hold.
+ */
 export function unstatedCommandsSql(node: string, epoch: number, afterSeq: number, toSeq: number): string {
   return `SELECT command, count() AS n FROM flashback.events WHERE ${unstatedWhere(node, epoch, afterSeq, toSeq)} AND command != 'XADD' GROUP BY command ORDER BY command`;
 }

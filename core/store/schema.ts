@@ -174,7 +174,9 @@ ORDER BY (node, epoch, seq)`,
  * Columns added after a table's first release: `ensureSchema` adds each one a table lacks. 18.16 has no
  * `ADD COLUMN IF NOT EXISTS`, so the columns are looked up in system.columns first.
  */
-export const ADDED_COLUMNS: readonly { table: string; column: string; type: string }[] = [{ table: 'baselines', column: 'source', type: "String DEFAULT ''" }];
+export const ADDED_COLUMNS: readonly { table: string; column: string; type: string }[] = [
+  { table: 'baselines', column: 'source', type: "String DEFAULT ''" },
+];
 
 /** SQL: the columns of flashback's tables (for {@link ADDED_COLUMNS}). */
 export function columnsSql(): string {

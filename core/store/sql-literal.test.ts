@@ -1,4 +1,5 @@
-// sqlString/sqlUInt: literal shapes, rejection of bad numbers, and exact byte round-trip of tricky strings through chdb (current ClickHouse).
+// sqlString/sqlUInt: literal shapes, rejection of bad numbers, and exact byte round-trip of tricky strings through chdb
+// (current ClickHouse).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { query } from 'chdb';
@@ -59,12 +60,21 @@ test('sqlUInt accepts non-negative integers up to 2^64-1 and rejects the rest wi
 test('tricky strings round-trip byte for byte through chdb', () => {
   const select = TRICKY_STRINGS.map((s, i) => `hex(${sqlString(s)}) AS h${i}`).join(', ');
   const row = JSON.parse(query(`SELECT ${select}`, 'JSONEachRow')) as Record<string, string>;
-  TRICKY_STRINGS.forEach((s, i) => assert.equal(row[`h${i}`], Buffer.from(s, 'utf8').toString('hex').toUpperCase(), JSON.stringify(s)));
-  const arr = JSON.parse(query(`SELECT arrayMap(x -> hex(x), ${sqlStringArray(TRICKY_STRINGS)}) AS a`, 'JSONEachRow')) as { a: string[] };
+  TRICKY_STRINGS.forEach((s, i) =>
+    assert.equal(row[`h${i}`], Buffer.from(s, 'utf8').toString('hex').toUpperCase(), JSON.stringify(s)),
+  );
+  const arr = JSON.parse(
+    query(`SELECT arrayMap(x -> hex(x), ${sqlStringArray(TRICKY_STRINGS)}) AS a`, 'JSONEachRow'),
+  ) as { a: string[] };
   assert.deepEqual(
     arr.a,
     TRICKY_STRINGS.map((s) => Buffer.from(s, 'utf8').toString('hex').toUpperCase()),
   );
-  const n = JSON.parse(query(`SELECT toString(${sqlUInt(2n ** 64n - 1n)}) AS n, toTypeName(${sqlUInt(2n ** 64n - 1n)}) AS t`, 'JSONEachRow')) as { n: string; t: string };
+  const n = JSON.parse(
+    query(
+      `SELECT toString(${sqlUInt(2n ** 64n - 1n)}) AS n, toTypeName(${sqlUInt(2n ** 64n - 1n)}) AS t`,
+      'JSONEachRow',
+    ),
+  ) as { n: string; t: string };
   assert.deepEqual(n, { n: '18446744073709551615', t: 'UInt64' });
 });

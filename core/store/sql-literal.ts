@@ -36,7 +36,10 @@ export function sqlUInt(n: number | bigint, what = 'value'): string {
   } else if (Number.isSafeInteger(n) && n >= 0) {
     return String(n);
   }
-  throw new InputError(ErrorCode.BadInput, `${what} ${String(n)} is not a non-negative integer; pass a whole number from 0 to ${typeof n === 'bigint' ? MAX_UINT64 : Number.MAX_SAFE_INTEGER}`);
+  throw new InputError(
+    ErrorCode.BadInput,
+    `${what} ${String(n)} is not a non-negative integer; pass a whole number from 0 to ${typeof n === 'bigint' ? MAX_UINT64 : Number.MAX_SAFE_INTEGER}`,
+  );
 }
 
 /** An `Array(String)` literal: `['a', 'b']`. */

@@ -17,7 +17,10 @@ export interface RestoreWindow {
   toTsUs: number;
   /** Baselines inside the window (marker seqs, ascending). */
   baselines: number[];
-  /** Events in the window a restore server could not load: restores past one skip it and warn; `--before-seq` of one is its state just before. */
+  /**
+   * Events in the window a restore server could not load: restores past one skip it and warn; `--before-seq` of one is
+   * its state just before.
+   */
   broken: BrokenEvent[];
 }
 
@@ -55,7 +58,10 @@ export function epochSummarySql(node: string): string {
 FROM flashback.events WHERE node = ${sqlString(node)} GROUP BY epoch ORDER BY epoch`;
 }
 
-/** SQL: seqs of an epoch that are not followed by the next seq (each is the last event before a hole, or the last event). */
+/**
+ * SQL: seqs of an epoch that are not followed by the next seq (each is the last event before a hole, or the last
+ * event).
+ */
 export function holeSql(node: string, epoch: number): string {
   const where = `node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)}`;
   return `SELECT DISTINCT seq FROM flashback.events WHERE ${where} AND (seq + 1) NOT IN (SELECT seq FROM flashback.events WHERE ${where}) ORDER BY seq`;
@@ -131,28 +137,46 @@ export async function restoreWindows(db: QueryRunner, node: string): Promise<Res
         current.baselines.push(b.seq);
         continue;
       }
-      current = { node, epoch: ep.epoch, fromSeq: b.seq, fromTsUs: b.tsUs, toSeq: end, toTsUs: 0, baselines: [b.seq], broken: [] };
+      current = {
+        node,
+        epoch: ep.epoch,
+        fromSeq: b.seq,
+        fromTsUs: b.tsUs,
+        toSeq: end,
+        toTsUs: 0,
+        baselines: [b.seq],
+        broken: [],
+      };
       windows.push(current);
       ends.push(end);
     }
     if (ends.length > 0) {
       const ws = windows.filter((w) => w.epoch === ep.epoch);
       const facts = async (seqs: number[]) => {
-        const rows = await db.query<{ seq: string | number; ts_us: string | number; tx_id: string | number }>(eventTimesSql(node, ep.epoch, seqs));
+        const rows = await db.query<{ seq: string | number; ts_us: string | number; tx_id: string | number }>(
+          eventTimesSql(node, ep.epoch, seqs),
+        );
         return new Map(rows.map((r) => [Number(r.seq), { tsUs: Number(r.ts_us), tx: Number(r.tx_id) }]));
       };
       const atEnd = await facts(ends);
       // A window must not end inside a transaction whose rest is not stored (yet): end it before that transaction.
       const cut = ws.filter((w) => (atEnd.get(w.toSeq)?.tx ?? 0) !== 0);
       for (const w of cut) w.toSeq = atEnd.get(w.toSeq)!.tx - 1;
-      const before = cut.length > 0 ? await facts(cut.map((w) => w.toSeq)) : new Map<number, { tsUs: number; tx: number }>();
+      const before =
+        cut.length > 0 ? await facts(cut.map((w) => w.toSeq)) : new Map<number, { tsUs: number; tx: number }>();
       for (const w of ws) w.toTsUs = (before.get(w.toSeq) ?? atEnd.get(w.toSeq))?.tsUs ?? ep.lastTsUs;
     }
   }
   for (const r of brokenRows) {
     const seq = Number(r.seq);
     const w = windows.find((x) => x.epoch === Number(r.epoch) && x.fromSeq < seq && seq <= x.toSeq);
-    w?.broken.push({ seq, tsUs: Number(r.ts_us), command: String(r.command), args: String(r.args), reason: String(r.reason) });
+    w?.broken.push({
+      seq,
+      tsUs: Number(r.ts_us),
+      command: String(r.command),
+      args: String(r.args),
+      reason: String(r.reason),
+    });
   }
   // A transaction cut before its baseline leaves nothing restorable in that window.
   return windows.filter((w) => w.toSeq >= w.fromSeq);

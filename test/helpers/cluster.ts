@@ -18,7 +18,10 @@ export interface ClusterNode {
 
 /** A loopback Redis Cluster of 3 masters + 3 replicas (each on its own free port and temp dir). */
 export interface TestCluster {
-  /** The masters in slot order: masters[0] holds 0–5460, [1] 5461–10922, [2] 10923–16383 (as `--cluster create` assigns them). */
+  /**
+   * The masters in slot order: masters[0] holds 0–5460, [1] 5461–10922, [2] 10923–16383 (as `--cluster create` assigns
+   * them).
+   */
   masters: ClusterNode[];
   /** replicas[i] replicates masters[i]. */
   replicas: ClusterNode[];
@@ -48,46 +51,69 @@ export async function startTestCluster(args: string[] = []): Promise<TestCluster
     const cli = findExecutable('redis-cli');
     if (!cli) throw new Error('redis-cli not found; install redis-tools (deploy/install-servers.sh)');
     // redis-cli makes the first 3 addresses masters (slots in order) and the next 3 their replicas.
-    await run(cli, ['--cluster', 'create', ...servers.map((s) => `127.0.0.1:${s.port}`), '--cluster-replicas', '1', '--cluster-yes'], { timeout: 60_000 });
-    const ids = await Promise.all(servers.map((s) => withRedis(s.url, async (r) => String(await r.call('CLUSTER', 'MYID')))));
+    await run(
+      cli,
+      ['--cluster', 'create', ...servers.map((s) => `127.0.0.1:${s.port}`), '--cluster-replicas', '1', '--cluster-yes'],
+      { timeout: 60_000 },
+    );
+    const ids = await Promise.all(
+      servers.map((s) => withRedis(s.url, async (r) => String(await r.call('CLUSTER', 'MYID')))),
+    );
     const nodes = servers.map((server, i) => ({ server, url: server.url, id: ids[i]! }));
     // redis-cli returns once the nodes agree on the slots; roles reach every node's table a moment later.
-    const topology = await waitFor('cluster_state:ok and 3 masters with slots + 3 replicas in every node\'s CLUSTER NODES', async () => {
-      let last: string[][] | undefined;
-      for (const n of nodes) {
-        const info = await withRedis(n.url, async (r) => String(await r.call('CLUSTER', 'INFO')));
-        if (!/^cluster_state:ok/m.test(info)) return undefined;
-        const table = await withRedis(n.url, async (r) => String(await r.call('CLUSTER', 'NODES')));
-        const rows = table.trim().split('\n').map((l) => l.split(' '));
-        const masters = rows.filter((f) => f[2]!.includes('master') && f.length > 8);
-        const slaves = rows.filter((f) => f[2]!.includes('slave') && f[3] !== '-');
-        if (rows.length !== 6 || masters.length !== 3 || slaves.length !== 3) return undefined;
-        last = rows;
-      }
-      return last;
-    }, 30_000);
+    const topology = await waitFor(
+      "cluster_state:ok and 3 masters with slots + 3 replicas in every node's CLUSTER NODES",
+      async () => {
+        let last: string[][] | undefined;
+        for (const n of nodes) {
+          const info = await withRedis(n.url, async (r) => String(await r.call('CLUSTER', 'INFO')));
+          if (!/^cluster_state:ok/m.test(info)) return undefined;
+          const table = await withRedis(n.url, async (r) => String(await r.call('CLUSTER', 'NODES')));
+          const rows = table
+            .trim()
+            .split('\n')
+            .map((l) => l.split(' '));
+          const masters = rows.filter((f) => f[2]!.includes('master') && f.length > 8);
+          const slaves = rows.filter((f) => f[2]!.includes('slave') && f[3] !== '-');
+          if (rows.length !== 6 || masters.length !== 3 || slaves.length !== 3) return undefined;
+          last = rows;
+        }
+        return last;
+      },
+      30_000,
+    );
     // Which master each replica follows is redis-cli's choice: pair them by CLUSTER NODES, masters by first slot.
     const masters: ClusterNode[] = [];
     const replicas: ClusterNode[] = [];
-    const masterRows = topology.filter((f) => f[2]!.includes('master')).sort((a, b) => Number(a[8]!.split('-')[0]) - Number(b[8]!.split('-')[0]));
+    const masterRows = topology
+      .filter((f) => f[2]!.includes('master'))
+      .sort((a, b) => Number(a[8]!.split('-')[0]) - Number(b[8]!.split('-')[0]));
     for (const m of masterRows) {
       masters.push(nodes.find((n) => n.id === m[0])!);
       replicas.push(nodes.find((n) => n.id === topology.find((f) => f[3] === m[0])![0])!);
     }
-    await waitFor('every replica synced with its master', async () => {
-      for (const rep of replicas) {
-        const info = await withRedis(rep.url, async (r) => String(await r.call('INFO', 'replication')));
-        if (!/^master_link_status:up/m.test(info) || /^master_sync_in_progress:1/m.test(info)) return undefined;
-      }
-      return true;
-    }, 30_000);
+    await waitFor(
+      'every replica synced with its master',
+      async () => {
+        for (const rep of replicas) {
+          const info = await withRedis(rep.url, async (r) => String(await r.call('INFO', 'replication')));
+          if (!/^master_link_status:up/m.test(info) || /^master_sync_in_progress:1/m.test(info)) return undefined;
+        }
+        return true;
+      },
+      30_000,
+    );
     let closing: Promise<void> | undefined;
     const close = () => (closing ??= stopAll());
     return {
       masters,
       replicas,
       nodes,
-      client: () => new Cluster(masters.map((m) => ({ host: m.server.host, port: m.server.port })), { enableReadyCheck: true, clusterRetryStrategy: () => null }),
+      client: () =>
+        new Cluster(
+          masters.map((m) => ({ host: m.server.host, port: m.server.port })),
+          { enableReadyCheck: true, clusterRetryStrategy: () => null },
+        ),
       close,
       [Symbol.asyncDispose]: close,
     };
@@ -104,7 +130,17 @@ async function startClusterNode(args: string[]): Promise<ServerProcess> {
     try {
       return await startRedisServer({
         port,
-        args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-port', String(bus), '--cluster-node-timeout', '3000', ...args],
+        args: [
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          'nodes.conf',
+          '--cluster-port',
+          String(bus),
+          '--cluster-node-timeout',
+          '3000',
+          ...args,
+        ],
       });
     } catch (err) {
       // Our picked ports may be taken meanwhile (data or bus port): pick others.

@@ -74,7 +74,18 @@ const MARKER_KEY = '__fbdiff__:sync';
  * `failures`), only when the machinery itself fails.
  */
 export async function runDifferential(stack: Stack, options: DifferentialOptions): Promise<DifferentialResult> {
-  const { seed, clients = 4, points = 6, opsPerPoint = [150, 600], prefillOps = 300, dbs = 3, keysPerFamily = 6, nondeterministic = false, exclude = [], log = () => {} } = options;
+  const {
+    seed,
+    clients = 4,
+    points = 6,
+    opsPerPoint = [150, 600],
+    prefillOps = 300,
+    dbs = 3,
+    keysPerFamily = 6,
+    nondeterministic = false,
+    exclude = [],
+    log = () => {},
+  } = options;
   const dice = seededRandom(seed ^ 0x5eed5eed);
   const int = (n: number) => Math.floor(dice() * n);
   const nc = await connectNats({ url: stack.nats.url, name: `differential-${seed}` });
@@ -82,8 +93,23 @@ export async function runDifferential(stack: Stack, options: DifferentialOptions
   const instancesDir = await mkdtemp(path.join(os.tmpdir(), 'fb-differential-'));
   const src = await startSource(stack);
   const ctl = new Redis(src.redis.url);
-  const workload = new RandomWorkload({ url: src.redis.url, seed, clients, dbs, keysPerFamily, nondeterministic, exclude });
-  const result: DifferentialResult = { seed, node: src.node, points: [], restores: 0, failures: [], workload: { ops: 0, byOp: {}, errors: {} } };
+  const workload = new RandomWorkload({
+    url: src.redis.url,
+    seed,
+    clients,
+    dbs,
+    keysPerFamily,
+    nondeterministic,
+    exclude,
+  });
+  const result: DifferentialResult = {
+    seed,
+    node: src.node,
+    points: [],
+    restores: 0,
+    failures: [],
+    workload: { ops: 0, byOp: {}, errors: {} },
+  };
   const spawned: number[] = [];
   try {
     await workload.start();
@@ -97,35 +123,48 @@ export async function runDifferential(stack: Stack, options: DifferentialOptions
       else await workload.run(ops);
       const p = await recordPoint(i);
       result.points.push(p);
-      log(`seed ${seed}: point ${i + 1}/${points} recorded after ${workload.summary().ops} ops: ${p.keys} keys, digest ${p.digest}`);
+      log(
+        `seed ${seed}: point ${i + 1}/${points} recorded after ${workload.summary().ops} ops: ${p.keys} keys, digest ${p.digest}`,
+      );
     }
     await workload.close();
     result.workload = workload.summary();
 
     // Every marker stored (the last one's MONITOR line may still be on its way), and restorable.
-    const markers = await waitFor(`the ${points} markers of ${src.node} stored`, async () => {
-      assertFlushed(await src.agent.flush());
-      const rows = await stack.store.query<{ epoch: string | number; seq: string | number; args: string[] }>(
-        `SELECT DISTINCT epoch, seq, args FROM flashback.events WHERE node = ${sqlString(src.node)} AND key = ${sqlString(MARKER_KEY)} AND command = 'SET' ORDER BY epoch, seq`,
-      );
-      return rows.length >= points ? rows : undefined;
-    }, 60_000);
+    const markers = await waitFor(
+      `the ${points} markers of ${src.node} stored`,
+      async () => {
+        assertFlushed(await src.agent.flush());
+        const rows = await stack.store.query<{ epoch: string | number; seq: string | number; args: string[] }>(
+          `SELECT DISTINCT epoch, seq, args FROM flashback.events WHERE node = ${sqlString(src.node)} AND key = ${sqlString(MARKER_KEY)} AND command = 'SET' ORDER BY epoch, seq`,
+        );
+        return rows.length >= points ? rows : undefined;
+      },
+      60_000,
+    );
     for (const m of markers) {
       const p = result.points[Number(m.args[2])];
       if (p) p.markerSeq = Number(m.seq);
     }
     const lagging = result.points.filter((p) => p.markerSeq > 0 && p.agentLastSeq !== p.markerSeq - 1).length;
-    log(`seed ${seed}: markers stored; the agent's lastSeq after flush() was not the event before the marker at ${lagging} of ${points} moments`);
-    // Every seq up to the last marker stored, in the last marker's epoch (seqs of an epoch run from 1), and a window reaching it.
+    log(
+      `seed ${seed}: markers stored; the agent's lastSeq after flush() was not the event before the marker at ${lagging} of ${points} moments`,
+    );
+    // Every seq up to the last marker stored, in the last marker's epoch (seqs of an epoch run from 1), and a window
+    // reaching it.
     const lastMarker = markers[markers.length - 1]!;
     const lastEpoch = Number(lastMarker.epoch);
     const lastSeq = Number(lastMarker.seq);
-    await waitFor(`every seq of epoch ${lastEpoch} of ${src.node} up to ${lastSeq} stored`, async () => {
-      const n = await stack.store.query<{ n: string | number }>(
-        `SELECT uniqExact(seq) AS n FROM flashback.events WHERE node = ${sqlString(src.node)} AND epoch = ${sqlUInt(lastEpoch)} AND seq <= ${sqlUInt(lastSeq)}`,
-      );
-      return Number(n[0]?.n ?? 0) >= lastSeq ? true : undefined;
-    }, 60_000);
+    await waitFor(
+      `every seq of epoch ${lastEpoch} of ${src.node} up to ${lastSeq} stored`,
+      async () => {
+        const n = await stack.store.query<{ n: string | number }>(
+          `SELECT uniqExact(seq) AS n FROM flashback.events WHERE node = ${sqlString(src.node)} AND epoch = ${sqlUInt(lastEpoch)} AND seq <= ${sqlUInt(lastSeq)}`,
+        );
+        return Number(n[0]?.n ?? 0) >= lastSeq ? true : undefined;
+      },
+      60_000,
+    );
     await waitForWindowSeq(stack, src.node, lastEpoch, lastSeq, 60_000);
     const last = result.points[result.points.length - 1];
     if (last) await waitForWindow(stack, src.node, last.tsUs, 60_000);
@@ -133,13 +172,18 @@ export async function runDifferential(stack: Stack, options: DifferentialOptions
     const deps = { events: clickHouseEventStore(stack.store, stack.store.client), objects, instancesDir };
     for (const p of result.points) {
       if (p.markerSeq === 0) {
-        result.failures.push(`${header(seed, p, 'seq')}: the marker written after this moment (SET ${MARKER_KEY} ${p.index}) was not captured`);
+        result.failures.push(
+          `${header(seed, p, 'seq')}: the marker written after this moment (SET ${MARKER_KEY} ${p.index}) was not captured`,
+        );
         continue;
       }
       const requests: [string, RestoreRequest][] = [
         [`seq ${p.markerSeq - 1}`, { node: src.node, toSeq: p.markerSeq - 1, spawn: {} }],
         // Every other moment by time with --keep-ttl-relative: expiries come back shifted by one constant.
-        [`time ${formatTsUs(p.tsUs)}${p.index % 2 ? ' --keep-ttl-relative' : ''}`, { node: src.node, to: p.tsUs, spawn: {}, keepTtlRelative: p.index % 2 === 1 }],
+        [
+          `time ${formatTsUs(p.tsUs)}${p.index % 2 ? ' --keep-ttl-relative' : ''}`,
+          { node: src.node, to: p.tsUs, spawn: {}, keepTtlRelative: p.index % 2 === 1 },
+        ],
       ];
       for (const [how, req] of requests) {
         result.restores++;
@@ -159,14 +203,22 @@ export async function runDifferential(stack: Stack, options: DifferentialOptions
           const snap = await snapshot(r);
           const diffs = compareSnapshots(p.snapshot, snap, { shiftedExpiries: req.keepTtlRelative === true });
           if (digest !== p.digest || diffs.length > 0) {
-            keep = path.join(os.tmpdir(), 'flashback-differential-failures', `${seed}-moment${p.index}-${how.split(' ')[0]}`);
-            const first = diffs[0]?.line ?? 'no key differs in type, value digest, expiry or groups (DEBUG DIGEST covers what else?)';
+            keep = path.join(
+              os.tmpdir(),
+              'flashback-differential-failures',
+              `${seed}-moment${p.index}-${how.split(' ')[0]}`,
+            );
+            const first =
+              diffs[0]?.line ??
+              'no key differs in type, value digest, expiry or groups (DEBUG DIGEST covers what else?)';
             result.failures.push(
               `${header(seed, p, how)}: restored digest ${digest}${digest === p.digest ? ' (equal)' : ` != source ${p.digest}`}; ` +
                 `${diffs.length} key(s) differ (source ${p.keys} keys, restored ${snap.size}); first: ${first}` +
                 (report.warnings.length > 0 ? `; restore warnings: ${clip(report.warnings.join('; '), 300)}` : '') +
                 `; the restored instance's files are kept in ${keep}` +
-                (process.env.FLASHBACK_TEST_AGENT_LOG ? `; the agent's log: ${path.join(process.env.FLASHBACK_TEST_AGENT_LOG, `${src.node}.log`)}` : '') +
+                (process.env.FLASHBACK_TEST_AGENT_LOG
+                  ? `; the agent's log: ${path.join(process.env.FLASHBACK_TEST_AGENT_LOG, `${src.node}.log`)}`
+                  : '') +
                 (diffs[0] ? `\n${await keyHistory(stack, src.node, diffs[0].key, p.markerSeq)}` : ''),
             );
           }
@@ -181,7 +233,9 @@ export async function runDifferential(stack: Stack, options: DifferentialOptions
     }
     return result;
   } catch (err) {
-    throw new Error(`differential run with seed ${seed} (FLASHBACK_SEED=${seed}) failed: ${(err as Error).message}`, { cause: err });
+    throw new Error(`differential run with seed ${seed} (FLASHBACK_SEED=${seed}) failed: ${(err as Error).message}`, {
+      cause: err,
+    });
   } finally {
     await workload.close();
     ctl.disconnect();
@@ -200,7 +254,9 @@ export async function runDifferential(stack: Stack, options: DifferentialOptions
     const expired = Number(/expired_keys:(\d+)/.exec(String(await ctl.info('stats')))?.[1] ?? 0);
     await waitFor(`${expired} expirations of ${src.node} stored as events`, async () => {
       assertFlushed(await src.agent.flush());
-      const rows = await stack.store.query<{ n: string | number }>(`SELECT uniqExact(seq) AS n FROM flashback.events WHERE node = ${sqlString(src.node)} AND kind = 'expired'`);
+      const rows = await stack.store.query<{ n: string | number }>(
+        `SELECT uniqExact(seq) AS n FROM flashback.events WHERE node = ${sqlString(src.node)} AND kind = 'expired'`,
+      );
       return Number(rows[0]?.n ?? 0) >= expired ? true : undefined;
     });
     const agentLastSeq = src.agent.stats().lastSeq;
@@ -288,7 +344,9 @@ export interface KeyState {
   value: string;
   /** PEXPIRETIME (−1: persistent). */
   expireMs: number;
-  /** Streams: consumer groups, their PELs with delivery times and counts, ids and counters (not consumers' seen-time). */
+  /**
+   * Streams: consumer groups, their PELs with delivery times and counts, ids and counters (not consumers' seen-time).
+   */
   groups: string;
   /** A short readable rendering, for messages. */
   preview: string;
@@ -340,23 +398,38 @@ export async function snapshot(r: Redis): Promise<Snapshot> {
   return out;
 }
 
-/** Fields of XINFO STREAM FULL left out: entries (the value digest covers them), layout, and consumer clocks Redis's own AOF does not keep. */
+/**
+ * Fields of XINFO STREAM FULL left out: entries (the value digest covers them), layout, and consumer clocks Redis's own
+ * AOF does not keep.
+ */
 const STREAM_VOLATILE = new Set(['entries', 'radix-tree-keys', 'radix-tree-nodes', 'seen-time', 'active-time']);
 
 function previewCommands(s: KeyState): [string, ...(string | Buffer | number)[]][] {
   switch (s.type) {
     case 'string':
-      return [['STRLEN', s.key], ['GETRANGE', s.key, 0, 47]];
+      return [
+        ['STRLEN', s.key],
+        ['GETRANGE', s.key, 0, 47],
+      ];
     case 'hash':
       return [['HGETALL', s.key]];
     case 'list':
-      return [['LLEN', s.key], ['LRANGE', s.key, 0, 11]];
+      return [
+        ['LLEN', s.key],
+        ['LRANGE', s.key, 0, 11],
+      ];
     case 'set':
-      return [['SCARD', s.key], ['SORT_RO', s.key, 'ALPHA', 'LIMIT', 0, 12]];
+      return [
+        ['SCARD', s.key],
+        ['SORT_RO', s.key, 'ALPHA', 'LIMIT', 0, 12],
+      ];
     case 'zset':
       return [['ZRANGE', s.key, 0, 11, 'WITHSCORES']];
     case 'stream':
-      return [['XLEN', s.key], ['XRANGE', s.key, '-', '+', 'COUNT', 3]];
+      return [
+        ['XLEN', s.key],
+        ['XRANGE', s.key, '-', '+', 'COUNT', 3],
+      ];
     default:
       return [];
   }
@@ -367,7 +440,11 @@ function render(v: unknown, skip?: ReadonlySet<string>): string {
   if (Buffer.isBuffer(v)) return `"${readableBytes(v)}"`;
   if (v === null || v === undefined) return 'nil';
   if (!Array.isArray(v)) return String(v);
-  const isMap = skip !== undefined && v.length % 2 === 0 && v.length > 0 && v.every((x, i) => i % 2 === 1 || (Buffer.isBuffer(x) && /^[a-z][a-z-]*$/.test(x.toString('latin1'))));
+  const isMap =
+    skip !== undefined &&
+    v.length % 2 === 0 &&
+    v.length > 0 &&
+    v.every((x, i) => i % 2 === 1 || (Buffer.isBuffer(x) && /^[a-z][a-z-]*$/.test(x.toString('latin1'))));
   if (isMap) {
     const parts: string[] = [];
     for (let i = 0; i < v.length; i += 2) {
@@ -387,13 +464,18 @@ function clip(s: string, n: number): string {
  * Differences between two snapshots, ordered by db then key bytes (the first is "the first diverging key").
  * `shiftedExpiries`: the restore moved every expiry by one constant (--keep-ttl-relative); each must move by it.
  */
-export function compareSnapshots(source: Snapshot, restored: Snapshot, options: { shiftedExpiries?: boolean } = {}): { key: Buffer; line: string }[] {
+export function compareSnapshots(
+  source: Snapshot,
+  restored: Snapshot,
+  options: { shiftedExpiries?: boolean } = {},
+): { key: Buffer; line: string }[] {
   let shift = 0;
   if (options.shiftedExpiries) {
     const counts = new Map<number, number>();
     for (const [id, s] of source) {
       const t = restored.get(id);
-      if (t && s.expireMs > 0 && t.expireMs > 0) counts.set(t.expireMs - s.expireMs, (counts.get(t.expireMs - s.expireMs) ?? 0) + 1);
+      if (t && s.expireMs > 0 && t.expireMs > 0)
+        counts.set(t.expireMs - s.expireMs, (counts.get(t.expireMs - s.expireMs) ?? 0) + 1);
     }
     shift = [...counts].sort((a, b) => b[1] - a[1])[0]?.[0] ?? 0;
   }
@@ -409,22 +491,45 @@ export function compareSnapshots(source: Snapshot, restored: Snapshot, options: 
     const k = s ?? t!;
     const name = `db ${k.db} key "${readableBytes(k.key)}"`;
     const out = { push: (line: string) => lines.push({ key: k.key, line }) };
-    if (!t) out.push(`${name} (${s!.type}) is missing from the restored instance; source: ${s!.preview}${s!.expireMs > 0 ? ` (PEXPIRETIME ${s!.expireMs})` : ''}`);
-    else if (!s) out.push(`${name} (${t.type}) exists only in the restored instance: ${t.preview}${t.expireMs > 0 ? ` (PEXPIRETIME ${t.expireMs})` : ''}`);
-    else if (s.type !== t.type) out.push(`${name}: type ${s.type} at the source, ${t.type} restored; source ${s.preview}; restored ${t.preview}`);
-    else if (s.value !== t.value) out.push(`${name} (${s.type}): value differs; source ${s.preview}; restored ${t.preview}`);
-    else if (s.groups !== t.groups) out.push(`${name} (stream): consumer groups differ; ${firstDifference(s.groups, t.groups)}`);
-    else if ((s.expireMs > 0) !== (t.expireMs > 0) || (s.expireMs > 0 && t.expireMs - s.expireMs !== shift)) {
-      out.push(`${name} (${s.type}): PEXPIRETIME ${s.expireMs} at the source, ${t.expireMs} restored${shift ? ` (the restore shifted expiries by ${shift} ms)` : ''}`);
+    if (!t)
+      out.push(
+        `${name} (${s!.type}) is missing from the restored instance; source: ${s!.preview}${s!.expireMs > 0 ? ` (PEXPIRETIME ${s!.expireMs})` : ''}`,
+      );
+    else if (!s)
+      out.push(
+        `${name} (${t.type}) exists only in the restored instance: ${t.preview}${t.expireMs > 0 ? ` (PEXPIRETIME ${t.expireMs})` : ''}`,
+      );
+    else if (s.type !== t.type)
+      out.push(`${name}: type ${s.type} at the source, ${t.type} restored; source ${s.preview}; restored ${t.preview}`);
+    else if (s.value !== t.value)
+      out.push(`${name} (${s.type}): value differs; source ${s.preview}; restored ${t.preview}`);
+    else if (s.groups !== t.groups)
+      out.push(`${name} (stream): consumer groups differ; ${firstDifference(s.groups, t.groups)}`);
+    else if (s.expireMs > 0 !== t.expireMs > 0 || (s.expireMs > 0 && t.expireMs - s.expireMs !== shift)) {
+      out.push(
+        `${name} (${s.type}): PEXPIRETIME ${s.expireMs} at the source, ${t.expireMs} restored${shift ? ` (the restore shifted expiries by ${shift} ms)` : ''}`,
+      );
     }
   }
   return lines;
 }
 
-/** The last stored events up to `uptoSeq` (and a few after) that name `key` or no key (FLUSH*, SWAPDB), oldest first: what a failure report shows. */
+/**
+ * The last stored events up to `uptoSeq` (and a few after) that name `key` or no key (FLUSH*, SWAPDB), oldest first:
+ * what a failure report shows.
+ */
 async function keyHistory(stack: Stack, node: string, key: Buffer, uptoSeq: number): Promise<string> {
   // Aliases differ from the column names: ClickHouse 18.16 would read an alias in WHERE as the aggregate.
-  const rows = await stack.store.query<{ seq: string | number; t: string | number; ts: string | number; d: number; c: string; k: string; cmd: string; a: string[] }>(
+  const rows = await stack.store.query<{
+    seq: string | number;
+    t: string | number;
+    ts: string | number;
+    d: number;
+    c: string;
+    k: string;
+    cmd: string;
+    a: string[];
+  }>(
     `SELECT seq, any(tx) AS t, any(ts_us) AS ts, any(db) AS d, any(client) AS c, any(kind) AS k, any(command) AS cmd, any(args) AS a FROM flashback.events ` +
       `WHERE node = ${sqlString(node)} AND seq <= ${uptoSeq + 20} AND (has(keys, ${sqlString(readableBytes(key))}) OR (empty(keys) AND kind = 'command')) ` +
       `GROUP BY seq ORDER BY seq DESC LIMIT 60`,

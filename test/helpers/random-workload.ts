@@ -30,11 +30,16 @@ export interface RandomWorkloadOptions {
   dbs?: number;
   /** Keys per data type: this many ASCII names plus a few binary ones. @default 6 */
   keysPerFamily?: number;
-  /** Add SPOP, `XADD *`, XREADGROUP / XCLAIM / XAUTOCLAIM and blocking commands served by another client. @default false */
+  /**
+   * Add SPOP, `XADD *`, XREADGROUP / XCLAIM / XAUTOCLAIM and blocking commands served by another client. @default false
+   */
   nondeterministic?: boolean;
   /** Chance per operation of a FLUSHDB or SWAPDB. @default 0.0005 */
   wipeChance?: number;
-  /** Operations and commands left out, by the names the stats use (`PFCOUNT`, `XADD *`, `blocking` …), to narrow a failure down. @default [] */
+  /**
+   * Operations and commands left out, by the names the stats use (`PFCOUNT`, `XADD *`, `blocking` …), to narrow a
+   * failure down. @default []
+   */
   exclude?: string[];
 }
 
@@ -91,7 +96,8 @@ const SCRIPTS = {
   counterToHash: "local n = redis.call('INCRBY', KEYS[1], ARGV[1]); redis.call('HSET', KEYS[2], 'last', n); return n",
   listToSet: "local v = redis.call('LPOP', KEYS[1]); if v then redis.call('SADD', KEYS[2], v) end; return v",
   relativeTtl: "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]); return redis.call('PEXPIRE', KEYS[2], ARGV[3])",
-  toggle: "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DEL', KEYS[1]) else return redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2]) end",
+  toggle:
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DEL', KEYS[1]) else return redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2]) end",
   floatTtl: "redis.call('HINCRBYFLOAT', KEYS[1], 'f', ARGV[1]); return redis.call('EXPIRE', KEYS[1], ARGV[2])",
   // Another db from inside the script: its MONITOR lines carry that db.
   crossDb: "redis.call('SELECT', ARGV[1]); redis.call('SET', KEYS[1], ARGV[2]); return redis.call('INCR', KEYS[2])",
@@ -100,7 +106,8 @@ const SCRIPTS = {
   luaRandom: "return redis.call('RPUSH', KEYS[1], tostring(math.random(1000000)))",
   // Nondeterministic: the member popped or drawn is the source's choice.
   spopToList: "local m = redis.call('SPOP', KEYS[1]); if m then redis.call('RPUSH', KEYS[2], m) end; return m",
-  srandRemove: "local m = redis.call('SRANDMEMBER', KEYS[1]); if m then redis.call('SREM', KEYS[1], m); redis.call('HSET', KEYS[2], 'drawn', m) end; return m",
+  srandRemove:
+    "local m = redis.call('SRANDMEMBER', KEYS[1]); if m then redis.call('SREM', KEYS[1], m); redis.call('HSET', KEYS[2], 'drawn', m) end; return m",
 } as const;
 
 const LIBRARY = `#!lua name=fbdiff
@@ -128,7 +135,19 @@ interface Client {
 }
 
 type Family = 'str' | 'cnt' | 'hash' | 'list' | 'set' | 'zset' | 'stream' | 'hll' | 'astream' | 'blist' | 'bzset';
-const PREFIX: Record<Family, string> = { str: 's', cnt: 'c', hash: 'h', list: 'l', set: 'S', zset: 'z', stream: 'x', hll: 'p', astream: 'xa', blist: 'bl', bzset: 'bz' };
+const PREFIX: Record<Family, string> = {
+  str: 's',
+  cnt: 'c',
+  hash: 'h',
+  list: 'l',
+  set: 'S',
+  zset: 'z',
+  stream: 'x',
+  hll: 'p',
+  astream: 'xa',
+  blist: 'bl',
+  bzset: 'bz',
+};
 /** Families that generic commands (DEL, RENAME, COPY, MOVE, EXPIRE …) pick from. */
 const GENERIC_FAMILIES: readonly Family[] = ['str', 'cnt', 'hash', 'list', 'set', 'zset', 'stream', 'hll'];
 
@@ -172,7 +191,16 @@ export class RandomWorkload {
   private failure: Error | undefined;
 
   constructor(options: RandomWorkloadOptions) {
-    const { url, seed, clients = 4, dbs = 3, keysPerFamily = 6, nondeterministic = false, wipeChance = 0.0005, exclude = [] } = options;
+    const {
+      url,
+      seed,
+      clients = 4,
+      dbs = 3,
+      keysPerFamily = 6,
+      nondeterministic = false,
+      wipeChance = 0.0005,
+      exclude = [],
+    } = options;
     this.seed = seed;
     this.o = { url, clients, dbs, keysPerFamily, nondeterministic, wipeChance, exclude };
     const out = new Set(exclude);
@@ -185,7 +213,8 @@ export class RandomWorkload {
   /** Connects every client, loads the function library, and leaves the clients idle until {@link run}. */
   async start(): Promise<void> {
     for (let i = 0; i < this.o.clients; i++) {
-      const conn = () => new Redis(this.o.url, { maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: true });
+      const conn = () =>
+        new Redis(this.o.url, { maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: true });
       const c: Client = {
         id: i,
         dice: new Dice(seededRandom((this.seed + Math.imul(i + 1, 0x9e3779b1)) | 0)),
@@ -198,7 +227,8 @@ export class RandomWorkload {
       };
       for (const r of [c.main, c.aux, c.blocker]) if (r) c.dbs.set(r, 0);
       if (c.blocker) c.blockerId = Number(await c.blocker.call('CLIENT', 'ID'));
-      for (const [name, body] of Object.entries(SCRIPTS)) c.shas[name] = String(await c.main.call('SCRIPT', 'LOAD', body));
+      for (const [name, body] of Object.entries(SCRIPTS))
+        c.shas[name] = String(await c.main.call('SCRIPT', 'LOAD', body));
       this.clients.push(c);
     }
     await this.clients[0]!.main.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY);
@@ -276,7 +306,9 @@ export class RandomWorkload {
         await this.step(c);
       } catch (err) {
         // Not an error reply (those are counted): the connection or the workload itself failed. Stop everyone.
-        this.failure ??= new Error(`workload client ${c.id} (seed ${this.seed}) failed: ${(err as Error).message}`, { cause: err });
+        this.failure ??= new Error(`workload client ${c.id} (seed ${this.seed}) failed: ${(err as Error).message}`, {
+          cause: err,
+        });
         this.hold();
         this.park(1);
         this.onTarget?.();
@@ -337,7 +369,10 @@ export class RandomWorkload {
     const n = this.o.keysPerFamily;
     const i = d.int(n + 2);
     if (i < n) return Buffer.from(`${p}:${i}`);
-    return Buffer.concat([Buffer.from(`${p}:`), BINARY_SUFFIXES[(i - n + d.int(BINARY_SUFFIXES.length)) % BINARY_SUFFIXES.length]!]);
+    return Buffer.concat([
+      Buffer.from(`${p}:`),
+      BINARY_SUFFIXES[(i - n + d.int(BINARY_SUFFIXES.length)) % BINARY_SUFFIXES.length]!,
+    ]);
   }
 
   private value(d: Dice): Buffer | string {
@@ -423,79 +458,321 @@ export class RandomWorkload {
     const K = (d: Dice, f: Family) => this.key(d, f);
     const gens: Gen[] = [
       // strings
-      { name: 'SET', weight: 8, argv: (d) => ['SET', K(d, 'str'), this.value(d), ...(d.chance(0.3) ? this.setTtl(d) : []), ...(d.chance(0.15) ? [d.pick(['NX', 'XX'])] : []), ...(d.chance(0.1) ? ['GET'] : [])] },
+      {
+        name: 'SET',
+        weight: 8,
+        argv: (d) => [
+          'SET',
+          K(d, 'str'),
+          this.value(d),
+          ...(d.chance(0.3) ? this.setTtl(d) : []),
+          ...(d.chance(0.15) ? [d.pick(['NX', 'XX'])] : []),
+          ...(d.chance(0.1) ? ['GET'] : []),
+        ],
+      },
       { name: 'SET KEEPTTL', weight: 1, argv: (d) => ['SET', K(d, 'str'), this.value(d), 'KEEPTTL'] },
-      { name: 'SET PXAT past', weight: 0.3, argv: (d) => ['SET', K(d, 'str'), this.value(d), 'PXAT', Date.now() - 1 - d.int(5_000)] },
+      {
+        name: 'SET PXAT past',
+        weight: 0.3,
+        argv: (d) => ['SET', K(d, 'str'), this.value(d), 'PXAT', Date.now() - 1 - d.int(5_000)],
+      },
       { name: 'APPEND', weight: 3, argv: (d) => ['APPEND', K(d, 'str'), this.value(d)] },
       { name: 'SETRANGE', weight: 1, argv: (d) => ['SETRANGE', K(d, 'str'), d.int(80), this.value(d)] },
       { name: 'SETBIT', weight: 1, argv: (d) => ['SETBIT', K(d, 'str'), d.int(300), d.int(2)] },
       { name: 'GETDEL', weight: 1, argv: (d) => ['GETDEL', K(d, 'str')] },
-      { name: 'GETEX', weight: 1.5, argv: (d) => ['GETEX', K(d, 'str'), ...(d.chance(0.3) ? ['PERSIST'] : this.setTtl(d))] },
+      {
+        name: 'GETEX',
+        weight: 1.5,
+        argv: (d) => ['GETEX', K(d, 'str'), ...(d.chance(0.3) ? ['PERSIST'] : this.setTtl(d))],
+      },
       { name: 'GETSET', weight: 1, argv: (d) => ['GETSET', K(d, 'str'), this.value(d)] },
       { name: 'MSET', weight: 1.5, argv: (d) => ['MSET', K(d, 'str'), this.value(d), K(d, 'str'), this.value(d)] },
       { name: 'MSETNX', weight: 0.5, argv: (d) => ['MSETNX', K(d, 'str'), this.value(d), K(d, 'str'), this.value(d)] },
-      { name: 'SETEX', weight: 1, argv: (d) => (d.chance(0.5) ? ['SETEX', K(d, 'str'), d.chance(0.6) ? 1 : Math.ceil(this.longTtlMs(d) / 1000), this.value(d)] : ['PSETEX', K(d, 'str'), d.chance(0.6) ? this.shortTtlMs(d) : this.longTtlMs(d), this.value(d)]) },
+      {
+        name: 'SETEX',
+        weight: 1,
+        argv: (d) =>
+          d.chance(0.5)
+            ? ['SETEX', K(d, 'str'), d.chance(0.6) ? 1 : Math.ceil(this.longTtlMs(d) / 1000), this.value(d)]
+            : ['PSETEX', K(d, 'str'), d.chance(0.6) ? this.shortTtlMs(d) : this.longTtlMs(d), this.value(d)],
+      },
       // counters
-      { name: 'INCRBY', weight: 3, argv: (d) => (d.chance(0.5) ? ['INCR', K(d, 'cnt')] : ['INCRBY', K(d, 'cnt'), d.int(2000) - 1000]) },
+      {
+        name: 'INCRBY',
+        weight: 3,
+        argv: (d) => (d.chance(0.5) ? ['INCR', K(d, 'cnt')] : ['INCRBY', K(d, 'cnt'), d.int(2000) - 1000]),
+      },
       { name: 'DECRBY', weight: 1, argv: (d) => ['DECRBY', K(d, 'cnt'), d.int(100)] },
-      { name: 'INCRBYFLOAT', weight: 2, argv: (d) => ['INCRBYFLOAT', K(d, 'cnt'), d.pick(['0.1', '-2.5', '3.0e2', '1.0000001', String(d.int(1000) / 7)])] },
+      {
+        name: 'INCRBYFLOAT',
+        weight: 2,
+        argv: (d) => [
+          'INCRBYFLOAT',
+          K(d, 'cnt'),
+          d.pick(['0.1', '-2.5', '3.0e2', '1.0000001', String(d.int(1000) / 7)]),
+        ],
+      },
       // hashes
-      { name: 'HSET', weight: 6, argv: (d) => ['HSET', K(d, 'hash'), this.member(d), this.value(d), ...(d.chance(0.3) ? [this.member(d), this.value(d)] : [])] },
+      {
+        name: 'HSET',
+        weight: 6,
+        argv: (d) => [
+          'HSET',
+          K(d, 'hash'),
+          this.member(d),
+          this.value(d),
+          ...(d.chance(0.3) ? [this.member(d), this.value(d)] : []),
+        ],
+      },
       { name: 'HSETNX', weight: 1, argv: (d) => ['HSETNX', K(d, 'hash'), this.member(d), this.value(d)] },
       { name: 'HDEL', weight: 2, argv: (d) => ['HDEL', K(d, 'hash'), this.member(d), this.member(d)] },
       { name: 'HINCRBY', weight: 1.5, argv: (d) => ['HINCRBY', K(d, 'hash'), `n${d.int(4)}`, d.int(200) - 100] },
-      { name: 'HINCRBYFLOAT', weight: 1, argv: (d) => ['HINCRBYFLOAT', K(d, 'hash'), `f${d.int(4)}`, d.pick(['0.5', '-1.25', '10.1', String(d.int(100) / 3)])] },
+      {
+        name: 'HINCRBYFLOAT',
+        weight: 1,
+        argv: (d) => [
+          'HINCRBYFLOAT',
+          K(d, 'hash'),
+          `f${d.int(4)}`,
+          d.pick(['0.5', '-1.25', '10.1', String(d.int(100) / 3)]),
+        ],
+      },
       // lists
-      { name: 'LPUSH', weight: 4, argv: (d) => [d.pick(['LPUSH', 'RPUSH', 'LPUSHX', 'RPUSHX']), K(d, 'list'), this.value(d), ...(d.chance(0.4) ? [this.value(d), this.value(d)] : [])] },
-      { name: 'LPOP', weight: 2.5, argv: (d) => [d.pick(['LPOP', 'RPOP']), K(d, 'list'), ...(d.chance(0.3) ? [d.range(1, 3)] : [])] },
+      {
+        name: 'LPUSH',
+        weight: 4,
+        argv: (d) => [
+          d.pick(['LPUSH', 'RPUSH', 'LPUSHX', 'RPUSHX']),
+          K(d, 'list'),
+          this.value(d),
+          ...(d.chance(0.4) ? [this.value(d), this.value(d)] : []),
+        ],
+      },
+      {
+        name: 'LPOP',
+        weight: 2.5,
+        argv: (d) => [d.pick(['LPOP', 'RPOP']), K(d, 'list'), ...(d.chance(0.3) ? [d.range(1, 3)] : [])],
+      },
       { name: 'LSET', weight: 0.8, argv: (d) => ['LSET', K(d, 'list'), d.int(6) - 2, this.value(d)] },
-      { name: 'LINSERT', weight: 0.8, argv: (d) => ['LINSERT', K(d, 'list'), d.pick(['BEFORE', 'AFTER']), this.value(d), this.value(d)] },
+      {
+        name: 'LINSERT',
+        weight: 0.8,
+        argv: (d) => ['LINSERT', K(d, 'list'), d.pick(['BEFORE', 'AFTER']), this.value(d), this.value(d)],
+      },
       { name: 'LREM', weight: 0.8, argv: (d) => ['LREM', K(d, 'list'), d.int(5) - 2, this.value(d)] },
       { name: 'LTRIM', weight: 0.8, argv: (d) => ['LTRIM', K(d, 'list'), d.int(3), d.int(30) - 5] },
-      { name: 'LMOVE', weight: 1.5, argv: (d) => (d.chance(0.3) ? ['RPOPLPUSH', K(d, 'list'), K(d, 'list')] : ['LMOVE', K(d, 'list'), K(d, 'list'), d.pick(['LEFT', 'RIGHT']), d.pick(['LEFT', 'RIGHT'])]) },
-      { name: 'LMPOP', weight: 0.5, argv: (d) => ['LMPOP', 2, K(d, 'list'), K(d, 'list'), d.pick(['LEFT', 'RIGHT']), 'COUNT', d.range(1, 3)] },
-      { name: 'SORT STORE', weight: 0.3, argv: (d) => ['SORT', K(d, 'list'), 'ALPHA', ...(d.chance(0.5) ? ['DESC'] : []), 'LIMIT', 0, d.range(1, 10), 'STORE', K(d, 'list')] },
+      {
+        name: 'LMOVE',
+        weight: 1.5,
+        argv: (d) =>
+          d.chance(0.3)
+            ? ['RPOPLPUSH', K(d, 'list'), K(d, 'list')]
+            : ['LMOVE', K(d, 'list'), K(d, 'list'), d.pick(['LEFT', 'RIGHT']), d.pick(['LEFT', 'RIGHT'])],
+      },
+      {
+        name: 'LMPOP',
+        weight: 0.5,
+        argv: (d) => ['LMPOP', 2, K(d, 'list'), K(d, 'list'), d.pick(['LEFT', 'RIGHT']), 'COUNT', d.range(1, 3)],
+      },
+      {
+        name: 'SORT STORE',
+        weight: 0.3,
+        argv: (d) => [
+          'SORT',
+          K(d, 'list'),
+          'ALPHA',
+          ...(d.chance(0.5) ? ['DESC'] : []),
+          'LIMIT',
+          0,
+          d.range(1, 10),
+          'STORE',
+          K(d, 'list'),
+        ],
+      },
       // sets
-      { name: 'SADD', weight: 4, argv: (d) => ['SADD', K(d, 'set'), this.member(d), ...(d.chance(0.4) ? [this.member(d), this.member(d)] : [])] },
+      {
+        name: 'SADD',
+        weight: 4,
+        argv: (d) => ['SADD', K(d, 'set'), this.member(d), ...(d.chance(0.4) ? [this.member(d), this.member(d)] : [])],
+      },
       { name: 'SREM', weight: 2, argv: (d) => ['SREM', K(d, 'set'), this.member(d), this.member(d)] },
       { name: 'SMOVE', weight: 1, argv: (d) => ['SMOVE', K(d, 'set'), K(d, 'set'), this.member(d)] },
-      { name: 'SxSTORE', weight: 1, argv: (d) => [d.pick(['SINTERSTORE', 'SUNIONSTORE', 'SDIFFSTORE']), K(d, 'set'), K(d, 'set'), K(d, 'set')] },
+      {
+        name: 'SxSTORE',
+        weight: 1,
+        argv: (d) => [d.pick(['SINTERSTORE', 'SUNIONSTORE', 'SDIFFSTORE']), K(d, 'set'), K(d, 'set'), K(d, 'set')],
+      },
       // sorted sets
-      { name: 'ZADD', weight: 4, argv: (d) => ['ZADD', K(d, 'zset'), ...(d.chance(0.2) ? [d.pick(['NX', 'XX', 'GT', 'LT'])] : []), ...(d.chance(0.2) ? ['CH'] : []), this.score(d), this.member(d), ...(d.chance(0.3) ? [this.score(d), this.member(d)] : [])] },
+      {
+        name: 'ZADD',
+        weight: 4,
+        argv: (d) => [
+          'ZADD',
+          K(d, 'zset'),
+          ...(d.chance(0.2) ? [d.pick(['NX', 'XX', 'GT', 'LT'])] : []),
+          ...(d.chance(0.2) ? ['CH'] : []),
+          this.score(d),
+          this.member(d),
+          ...(d.chance(0.3) ? [this.score(d), this.member(d)] : []),
+        ],
+      },
       { name: 'ZADD INCR', weight: 0.5, argv: (d) => ['ZADD', K(d, 'zset'), 'INCR', this.score(d), this.member(d)] },
-      { name: 'ZINCRBY', weight: 1.5, argv: (d) => ['ZINCRBY', K(d, 'zset'), d.pick(['1', '-0.5', '2.25', String(d.int(30) / 7)]), this.member(d)] },
+      {
+        name: 'ZINCRBY',
+        weight: 1.5,
+        argv: (d) => ['ZINCRBY', K(d, 'zset'), d.pick(['1', '-0.5', '2.25', String(d.int(30) / 7)]), this.member(d)],
+      },
       { name: 'ZREM', weight: 1.5, argv: (d) => ['ZREM', K(d, 'zset'), this.member(d)] },
-      { name: 'ZPOPMIN', weight: 1, argv: (d) => [d.pick(['ZPOPMIN', 'ZPOPMAX']), K(d, 'zset'), ...(d.chance(0.3) ? [d.range(1, 3)] : [])] },
-      { name: 'ZMPOP', weight: 0.4, argv: (d) => ['ZMPOP', 2, K(d, 'zset'), K(d, 'zset'), d.pick(['MIN', 'MAX']), 'COUNT', d.range(1, 3)] },
-      { name: 'ZREMRANGE', weight: 0.6, argv: (d) => (d.chance(0.5) ? ['ZREMRANGEBYSCORE', K(d, 'zset'), d.int(20), d.range(20, 40)] : ['ZREMRANGEBYRANK', K(d, 'zset'), 0, d.int(3)]) },
-      { name: 'ZxSTORE', weight: 0.8, argv: (d) => (d.chance(0.3) ? ['ZRANGESTORE', K(d, 'zset'), K(d, 'zset'), 0, d.int(8)] : [d.pick(['ZUNIONSTORE', 'ZINTERSTORE', 'ZDIFFSTORE']), K(d, 'zset'), 2, K(d, 'zset'), K(d, 'zset')]) },
+      {
+        name: 'ZPOPMIN',
+        weight: 1,
+        argv: (d) => [d.pick(['ZPOPMIN', 'ZPOPMAX']), K(d, 'zset'), ...(d.chance(0.3) ? [d.range(1, 3)] : [])],
+      },
+      {
+        name: 'ZMPOP',
+        weight: 0.4,
+        argv: (d) => ['ZMPOP', 2, K(d, 'zset'), K(d, 'zset'), d.pick(['MIN', 'MAX']), 'COUNT', d.range(1, 3)],
+      },
+      {
+        name: 'ZREMRANGE',
+        weight: 0.6,
+        argv: (d) =>
+          d.chance(0.5)
+            ? ['ZREMRANGEBYSCORE', K(d, 'zset'), d.int(20), d.range(20, 40)]
+            : ['ZREMRANGEBYRANK', K(d, 'zset'), 0, d.int(3)],
+      },
+      {
+        name: 'ZxSTORE',
+        weight: 0.8,
+        argv: (d) =>
+          d.chance(0.3)
+            ? ['ZRANGESTORE', K(d, 'zset'), K(d, 'zset'), 0, d.int(8)]
+            : [d.pick(['ZUNIONSTORE', 'ZINTERSTORE', 'ZDIFFSTORE']), K(d, 'zset'), 2, K(d, 'zset'), K(d, 'zset')],
+      },
       // streams with explicit ids, and consumer groups not read from
-      { name: 'XADD id', weight: 3, argv: (d) => ['XADD', K(d, 'stream'), ...(d.chance(0.2) ? ['MAXLEN', d.range(3, 20)] : []), this.streamId(d, d.chance(0.3)), 'f', this.value(d), ...(d.chance(0.3) ? ['g', this.value(d)] : [])] },
-      { name: 'XDEL', weight: 0.8, argv: (d) => ['XDEL', K(d, 'stream'), this.recentStreamId(d), this.recentStreamId(d)] },
-      { name: 'XTRIM', weight: 0.5, argv: (d) => (d.chance(0.5) ? ['XTRIM', K(d, 'stream'), 'MAXLEN', d.range(2, 15)] : ['XTRIM', K(d, 'stream'), 'MINID', this.recentStreamId(d)]) },
+      {
+        name: 'XADD id',
+        weight: 3,
+        argv: (d) => [
+          'XADD',
+          K(d, 'stream'),
+          ...(d.chance(0.2) ? ['MAXLEN', d.range(3, 20)] : []),
+          this.streamId(d, d.chance(0.3)),
+          'f',
+          this.value(d),
+          ...(d.chance(0.3) ? ['g', this.value(d)] : []),
+        ],
+      },
+      {
+        name: 'XDEL',
+        weight: 0.8,
+        argv: (d) => ['XDEL', K(d, 'stream'), this.recentStreamId(d), this.recentStreamId(d)],
+      },
+      {
+        name: 'XTRIM',
+        weight: 0.5,
+        argv: (d) =>
+          d.chance(0.5)
+            ? ['XTRIM', K(d, 'stream'), 'MAXLEN', d.range(2, 15)]
+            : ['XTRIM', K(d, 'stream'), 'MINID', this.recentStreamId(d)],
+      },
       { name: 'XGROUP', weight: 1, argv: (d) => this.xgroup(d, K(d, 'stream'), 'g0') },
       // HyperLogLog
-      { name: 'PFADD', weight: 1, argv: (d) => (d.chance(0.8) ? ['PFADD', K(d, 'hll'), this.member(d), this.member(d)] : ['PFMERGE', K(d, 'hll'), K(d, 'hll'), K(d, 'hll')]) },
+      {
+        name: 'PFADD',
+        weight: 1,
+        argv: (d) =>
+          d.chance(0.8)
+            ? ['PFADD', K(d, 'hll'), this.member(d), this.member(d)]
+            : ['PFMERGE', K(d, 'hll'), K(d, 'hll'), K(d, 'hll')],
+      },
       // Flagged read-only, yet it rewrites the cached cardinality inside the value (Redis propagates it): a write.
       { name: 'PFCOUNT', weight: 0.5, argv: (d) => ['PFCOUNT', K(d, 'hll')] },
       // generic
-      { name: 'DEL', weight: 2, argv: (d) => [d.pick(['DEL', 'UNLINK']), this.anyKey(d), ...(d.chance(0.3) ? [this.anyKey(d)] : [])] },
+      {
+        name: 'DEL',
+        weight: 2,
+        argv: (d) => [d.pick(['DEL', 'UNLINK']), this.anyKey(d), ...(d.chance(0.3) ? [this.anyKey(d)] : [])],
+      },
       { name: 'EXPIRE', weight: 3, argv: (d) => this.expire(d, this.anyKey(d)) },
       { name: 'PERSIST', weight: 1, argv: (d) => ['PERSIST', this.anyKey(d)] },
-      { name: 'RENAME', weight: 1.5, argv: (d) => this.sameFamily(d, (a, b) => [d.pick(['RENAME', 'RENAMENX']), a, b]) },
-      { name: 'COPY', weight: 1, argv: (d) => this.sameFamily(d, (a, b) => ['COPY', a, b, ...(d.chance(0.5) ? ['DB', this.db(d)] : []), ...(d.chance(0.5) ? ['REPLACE'] : [])]) },
+      {
+        name: 'RENAME',
+        weight: 1.5,
+        argv: (d) => this.sameFamily(d, (a, b) => [d.pick(['RENAME', 'RENAMENX']), a, b]),
+      },
+      {
+        name: 'COPY',
+        weight: 1,
+        argv: (d) =>
+          this.sameFamily(d, (a, b) => [
+            'COPY',
+            a,
+            b,
+            ...(d.chance(0.5) ? ['DB', this.db(d)] : []),
+            ...(d.chance(0.5) ? ['REPLACE'] : []),
+          ]),
+      },
       { name: 'MOVE', weight: 0.8, argv: (d) => ['MOVE', this.anyKey(d), this.db(d)] },
       // A script as one command of many, so MULTI gets scripts too.
-      { name: 'EVAL setAppend', weight: 0.5, argv: (d) => ['EVAL', SCRIPTS.setAppend, 1, K(d, 'str'), this.value(d), this.value(d)] },
-      { name: 'FCALL tag', weight: 0.3, argv: (d) => ['FCALL', 'fbdiff_tag', 1, K(d, 'hash'), this.member(d), this.value(d)] },
+      {
+        name: 'EVAL setAppend',
+        weight: 0.5,
+        argv: (d) => ['EVAL', SCRIPTS.setAppend, 1, K(d, 'str'), this.value(d), this.value(d)],
+      },
+      {
+        name: 'FCALL tag',
+        weight: 0.3,
+        argv: (d) => ['FCALL', 'fbdiff_tag', 1, K(d, 'hash'), this.member(d), this.value(d)],
+      },
     ];
     if (this.o.nondeterministic) {
       gens.push(
         { name: 'SPOP', weight: 2, argv: (d) => ['SPOP', K(d, 'set'), ...(d.chance(0.4) ? [d.range(1, 3)] : [])] },
-        { name: 'XADD *', weight: 3, argv: (d) => ['XADD', K(d, 'astream'), ...(d.chance(0.2) ? ['MAXLEN', '~', d.range(5, 30)] : []), '*', 'f', this.value(d)] },
+        {
+          name: 'XADD *',
+          weight: 3,
+          argv: (d) => [
+            'XADD',
+            K(d, 'astream'),
+            ...(d.chance(0.2) ? ['MAXLEN', '~', d.range(5, 30)] : []),
+            '*',
+            'f',
+            this.value(d),
+          ],
+        },
         { name: 'XGROUP *', weight: 1, argv: (d) => this.xgroup(d, K(d, 'astream'), `g${d.int(2)}`) },
-        { name: 'XREADGROUP', weight: 3, argv: (d) => ['XREADGROUP', 'GROUP', `g${d.int(2)}`, `c${d.int(3)}`, 'COUNT', d.range(1, 4), ...(d.chance(0.15) ? ['NOACK'] : []), 'STREAMS', K(d, 'astream'), d.chance(0.8) ? '>' : '0'] },
-        { name: 'XAUTOCLAIM', weight: 1.5, argv: (d) => ['XAUTOCLAIM', K(d, 'astream'), `g${d.int(2)}`, `c${d.int(3)}`, 0, '0-0', 'COUNT', d.range(1, 4), ...(d.chance(0.3) ? ['JUSTID'] : [])] },
+        {
+          name: 'XREADGROUP',
+          weight: 3,
+          argv: (d) => [
+            'XREADGROUP',
+            'GROUP',
+            `g${d.int(2)}`,
+            `c${d.int(3)}`,
+            'COUNT',
+            d.range(1, 4),
+            ...(d.chance(0.15) ? ['NOACK'] : []),
+            'STREAMS',
+            K(d, 'astream'),
+            d.chance(0.8) ? '>' : '0',
+          ],
+        },
+        {
+          name: 'XAUTOCLAIM',
+          weight: 1.5,
+          argv: (d) => [
+            'XAUTOCLAIM',
+            K(d, 'astream'),
+            `g${d.int(2)}`,
+            `c${d.int(3)}`,
+            0,
+            '0-0',
+            'COUNT',
+            d.range(1, 4),
+            ...(d.chance(0.3) ? ['JUSTID'] : []),
+          ],
+        },
       );
     }
     return gens;
@@ -511,7 +788,9 @@ export class RandomWorkload {
       case 3:
         return ['XGROUP', 'CREATECONSUMER', key, group, `c${d.int(3)}`];
       default:
-        return d.chance(0.5) ? ['XGROUP', 'DELCONSUMER', key, group, `c${d.int(3)}`] : ['XGROUP', 'DESTROY', key, group];
+        return d.chance(0.5)
+          ? ['XGROUP', 'DELCONSUMER', key, group, `c${d.int(3)}`]
+          : ['XGROUP', 'DESTROY', key, group];
     }
   }
 
@@ -579,7 +858,9 @@ export class RandomWorkload {
     return ops;
   }
 
-  /** MULTI … EXEC of 2–5 commands, sometimes switching db inside; with `watch`, WATCHed keys another client may touch. */
+  /**
+   * MULTI … EXEC of 2–5 commands, sometimes switching db inside; with `watch`, WATCHed keys another client may touch.
+   */
   private async multi(c: Client, watch: boolean): Promise<void> {
     const d = c.dice;
     const db = this.db(d);
@@ -613,7 +894,9 @@ export class RandomWorkload {
     }
   }
 
-  /** A read: no event of its own, but a key whose TTL passed is expired by it, and that deletion must land right here. */
+  /**
+   * A read: no event of its own, but a key whose TTL passed is expired by it, and that deletion must land right here.
+   */
   private async read(c: Client): Promise<void> {
     const d = c.dice;
     const key = this.anyKey(d);
@@ -643,9 +926,20 @@ export class RandomWorkload {
     const payload = await this.send(c, c.main, ['DUMP', this.key(d, fam)], db);
     if (!Buffer.isBuffer(payload)) return;
     const short = d.chance(0.5);
-    const ttl: Arg[] = d.chance(0.3) ? [0] : d.chance(0.5) ? [short ? this.shortTtlMs(d) : this.longTtlMs(d)] : [Date.now() + (short ? this.shortTtlMs(d) : this.longTtlMs(d))];
+    const ttl: Arg[] = d.chance(0.3)
+      ? [0]
+      : d.chance(0.5)
+        ? [short ? this.shortTtlMs(d) : this.longTtlMs(d)]
+        : [Date.now() + (short ? this.shortTtlMs(d) : this.longTtlMs(d))];
     const abs = ttl.length === 1 && Number(ttl[0]) > 1e12 ? ['ABSTTL'] : [];
-    await this.send(c, c.main, ['RESTORE', this.key(d, fam), ...ttl, payload, ...(d.chance(0.8) ? ['REPLACE'] : []), ...abs]);
+    await this.send(c, c.main, [
+      'RESTORE',
+      this.key(d, fam),
+      ...ttl,
+      payload,
+      ...(d.chance(0.8) ? ['REPLACE'] : []),
+      ...abs,
+    ]);
   }
 
   private async script(c: Client): Promise<void> {
@@ -675,16 +969,26 @@ export class RandomWorkload {
         [name, keys, args] = ['listToSet', [K('list'), K('set')], []];
         break;
       case 3:
-        [name, keys, args] = ['relativeTtl', [K('str'), this.anyKey(d)], [this.value(d), this.shortTtlMs(d), d.chance(0.5) ? this.shortTtlMs(d) : this.longTtlMs(d)]];
+        [name, keys, args] = [
+          'relativeTtl',
+          [K('str'), this.anyKey(d)],
+          [this.value(d), this.shortTtlMs(d), d.chance(0.5) ? this.shortTtlMs(d) : this.longTtlMs(d)],
+        ];
         break;
       case 4:
         [name, keys, args] = ['toggle', [K('zset')], [this.score(d), this.member(d)]];
         break;
       default:
-        [name, keys, args] = ['floatTtl', [K('hash')], ['1.5', d.chance(0.5) ? 1 : Math.ceil(this.longTtlMs(d) / 1000)]];
+        [name, keys, args] = [
+          'floatTtl',
+          [K('hash')],
+          ['1.5', d.chance(0.5) ? 1 : Math.ceil(this.longTtlMs(d) / 1000)],
+        ];
     }
     this.count(`EVAL ${name}`);
-    const argv: Argv = d.chance(0.3) ? ['EVALSHA', c.shas[name]!, keys.length, ...keys, ...args] : ['EVAL', SCRIPTS[name], keys.length, ...keys, ...args];
+    const argv: Argv = d.chance(0.3)
+      ? ['EVALSHA', c.shas[name]!, keys.length, ...keys, ...args]
+      : ['EVAL', SCRIPTS[name], keys.length, ...keys, ...args];
     await this.send(c, c.main, argv, db);
   }
 
@@ -718,7 +1022,16 @@ export class RandomWorkload {
       await this.send(c, c.main, ['XACK', key, group, ...ids]);
       return;
     }
-    await this.send(c, c.main, ['XCLAIM', key, group, `c${d.int(3)}`, 0, ...ids, ...(d.chance(0.3) ? ['JUSTID'] : []), ...(d.chance(0.2) ? ['RETRYCOUNT', d.int(5)] : [])]);
+    await this.send(c, c.main, [
+      'XCLAIM',
+      key,
+      group,
+      `c${d.int(3)}`,
+      0,
+      ...ids,
+      ...(d.chance(0.3) ? ['JUSTID'] : []),
+      ...(d.chance(0.2) ? ['RETRYCOUNT', d.int(5)] : []),
+    ]);
   }
 
   /**
@@ -750,11 +1063,25 @@ export class RandomWorkload {
           call = ['BLMPOP', 5, 2, key, k('blist'), side(), 'COUNT', d.range(1, 3)];
       }
     } else if (fam === 'bzset') {
-      call = d.chance(0.7) ? [d.pick(['BZPOPMIN', 'BZPOPMAX']), key, 5] : ['BZMPOP', 5, 1, key, d.pick(['MIN', 'MAX']), 'COUNT', d.range(1, 2)];
+      call = d.chance(0.7)
+        ? [d.pick(['BZPOPMIN', 'BZPOPMAX']), key, 5]
+        : ['BZMPOP', 5, 1, key, d.pick(['MIN', 'MAX']), 'COUNT', d.range(1, 2)];
     } else {
       const group = `g${d.int(2)}`;
       await this.send(c, c.main, ['XGROUP', 'CREATE', key, group, '$', 'MKSTREAM'], db);
-      call = ['XREADGROUP', 'GROUP', group, `c${d.int(3)}`, 'COUNT', d.range(1, 3), 'BLOCK', 5_000, 'STREAMS', key, '>'];
+      call = [
+        'XREADGROUP',
+        'GROUP',
+        group,
+        `c${d.int(3)}`,
+        'COUNT',
+        d.range(1, 3),
+        'BLOCK',
+        5_000,
+        'STREAMS',
+        key,
+        '>',
+      ];
     }
     this.count(`blocking ${call[0]}`);
     await this.select(c, blocker, db);
@@ -777,8 +1104,10 @@ export class RandomWorkload {
 
   /** What adds data to `key` of family `fam`. */
   private push(d: Dice, fam: 'blist' | 'bzset' | 'astream', key: Buffer): Argv {
-    if (fam === 'blist') return [d.pick(['LPUSH', 'RPUSH']), key, this.value(d), ...(d.chance(0.3) ? [this.value(d)] : [])];
-    if (fam === 'bzset') return ['ZADD', key, this.score(d), this.member(d), ...(d.chance(0.3) ? [this.score(d), this.member(d)] : [])];
+    if (fam === 'blist')
+      return [d.pick(['LPUSH', 'RPUSH']), key, this.value(d), ...(d.chance(0.3) ? [this.value(d)] : [])];
+    if (fam === 'bzset')
+      return ['ZADD', key, this.score(d), this.member(d), ...(d.chance(0.3) ? [this.score(d), this.member(d)] : [])];
     return ['XADD', key, '*', 'f', this.value(d)];
   }
 
@@ -786,7 +1115,11 @@ export class RandomWorkload {
   private async serve(c: Client, fam: 'blist' | 'bzset' | 'astream', key: Buffer, db: number): Promise<void> {
     const d = c.dice;
     // A stream replaced by RENAME or SWAPDB has lost the group: the blocked reader gets an error, not data.
-    const how = d.pick(fam === 'astream' ? (['push', 'push', 'multi', 'script'] as const) : (['push', 'push', 'multi', 'script', 'rename', 'store', 'swapdb'] as const));
+    const how = d.pick(
+      fam === 'astream'
+        ? (['push', 'push', 'multi', 'script'] as const)
+        : (['push', 'push', 'multi', 'script', 'rename', 'store', 'swapdb'] as const),
+    );
     this.count(`served by ${how}`);
     const push = this.push(d, fam, key);
     const other = fam === 'astream' ? key : this.key(d, fam);
@@ -804,13 +1137,23 @@ export class RandomWorkload {
         return;
       }
       case 'script':
-        await this.send(c, c.main, ['EVAL', 'return redis.call(ARGV[1], KEYS[1], unpack(ARGV, 2))', 1, key, push[0], ...push.slice(2)], db);
+        await this.send(
+          c,
+          c.main,
+          ['EVAL', 'return redis.call(ARGV[1], KEYS[1], unpack(ARGV, 2))', 1, key, push[0], ...push.slice(2)],
+          db,
+        );
         return;
       case 'rename':
       case 'store':
         if (!other.equals(key)) {
           await this.send(c, c.main, this.push(d, fam, other), db);
-          const move: Argv = how === 'rename' ? ['RENAME', other, key] : fam === 'blist' ? ['LMOVE', other, key, 'LEFT', 'RIGHT'] : ['ZUNIONSTORE', key, 1, other];
+          const move: Argv =
+            how === 'rename'
+              ? ['RENAME', other, key]
+              : fam === 'blist'
+                ? ['LMOVE', other, key, 'LEFT', 'RIGHT']
+                : ['ZUNIONSTORE', key, 1, other];
           await this.send(c, c.main, move, db);
           return;
         }

@@ -6,7 +6,10 @@ import type { ServerProcess } from '../../core/servers/server-process.js';
 // Each server gets OS-picked loopback ports and a temp dir under os.tmpdir() that stop() removes;
 // servers write only to their own log file there, never to the test's output.
 
-/** A redis-server for one test suite; `args` are appended to the defaults (e.g. `['--appendonly', 'yes']`). Use with `await using`. */
+/**
+ * A redis-server for one test suite; `args` are appended to the defaults (e.g. `['--appendonly', 'yes']`). Use with
+ * `await using`.
+ */
 export function testRedis(args: string[] = []): Promise<ServerProcess> {
   return startRedisServer({ args });
 }

@@ -27,7 +27,12 @@ export async function startStack(): Promise<Stack> {
   const [nats, clickhouse] = await Promise.all([testNats(), testClickHouse()]);
   const store = await openClickHouse(clickhouse.url);
   await store.ensureSchema();
-  const sink = await startSink({ natsUrl: nats.url, clickhouseUrl: clickhouse.url, logger: silentLogger, flushIntervalMs: 50 });
+  const sink = await startSink({
+    natsUrl: nats.url,
+    clickhouseUrl: clickhouse.url,
+    logger: silentLogger,
+    flushIntervalMs: 50,
+  });
   const stack: Stack = {
     nats,
     clickhouse,
@@ -44,13 +49,28 @@ export async function startStack(): Promise<Stack> {
 }
 
 /** A captured source: a fresh redis-server and an agent on it with a random node id. */
-export async function startSource(stack: Stack, args: string[] = []): Promise<{ redis: ServerProcess; agent: Agent; node: string; close(): Promise<void> }> {
+export async function startSource(
+  stack: Stack,
+  args: string[] = [],
+): Promise<{ redis: ServerProcess; agent: Agent; node: string; close(): Promise<void> }> {
   const redis = await testRedis([...SOURCE_ARGS, ...args]);
   const node = `test-${randomUUID().slice(0, 8)}`;
-  // FLASHBACK_TEST_AGENT_LOG=dir: each source's agent logs at debug level to dir/<node>.log (for chasing a soak failure).
+  // FLASHBACK_TEST_AGENT_LOG=dir: each source's agent logs at debug level to dir/<node>.log (for chasing a soak
+  // failure).
   const logDir = process.env.FLASHBACK_TEST_AGENT_LOG;
-  const logger = logDir ? pino({ level: 'debug', base: { node } }, pino.destination({ dest: path.join(logDir, `${node}.log`), mkdir: true, sync: false })) : silentLogger;
-  const agent = await startAgent({ redisUrl: redis.url, nodeId: node, natsUrl: stack.nats.url, logger, baselineDigest: 'always' });
+  const logger = logDir
+    ? pino(
+        { level: 'debug', base: { node } },
+        pino.destination({ dest: path.join(logDir, `${node}.log`), mkdir: true, sync: false }),
+      )
+    : silentLogger;
+  const agent = await startAgent({
+    redisUrl: redis.url,
+    nodeId: node,
+    natsUrl: stack.nats.url,
+    logger,
+    baselineDigest: 'always',
+  });
   return {
     redis,
     agent,
@@ -78,20 +98,33 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
   }
 }
 
-/** Waits until ClickHouse holds at least `count` distinct seqs of `node` (all epochs): a lower bound on what is stored, not a sync point (markStoredEvent is). */
+/**
+ * Waits until ClickHouse holds at least `count` distinct seqs of `node` (all epochs): a lower bound on what is stored,
+ * not a sync point (markStoredEvent is).
+ */
 export async function waitForEvents(stack: Stack, node: string, count: number, timeoutMs = 20_000): Promise<void> {
-  await waitFor(`${count} events of ${node} in ClickHouse`, async () => {
-    const r = await stack.store.query<{ n: string }>(`SELECT uniqExact(seq) AS n FROM flashback.events WHERE node = ${sqlString(node)}`);
-    return Number(r[0]?.n ?? 0) >= count ? true : undefined;
-  }, timeoutMs);
+  await waitFor(
+    `${count} events of ${node} in ClickHouse`,
+    async () => {
+      const r = await stack.store.query<{ n: string }>(
+        `SELECT uniqExact(seq) AS n FROM flashback.events WHERE node = ${sqlString(node)}`,
+      );
+      return Number(r[0]?.n ?? 0) >= count ? true : undefined;
+    },
+    timeoutMs,
+  );
 }
 
 /** Waits until a restorable window of `node` covers `tsUs` (the agent's idle heartbeat extends windows to now). */
 export async function waitForWindow(stack: Stack, node: string, tsUs: number, timeoutMs = 20_000): Promise<void> {
-  await waitFor(`a window of ${node} covering ${tsUs}`, async () => {
-    const ws = await restoreWindows(stack.store, node);
-    return ws.some((w) => w.fromTsUs <= tsUs && tsUs <= w.toTsUs) ? true : undefined;
-  }, timeoutMs);
+  await waitFor(
+    `a window of ${node} covering ${tsUs}`,
+    async () => {
+      const ws = await restoreWindows(stack.store, node);
+      return ws.some((w) => w.fromTsUs <= tsUs && tsUs <= w.toTsUs) ? true : undefined;
+    },
+    timeoutMs,
+  );
 }
 
 /** The source server's clock in µs (`TIME`): a cutoff taken from it follows every event it has timestamped. */
@@ -103,7 +136,10 @@ export async function serverTimeUs(r: { time(): Promise<[string, string] | (stri
 /** A captured source as startSource returns it. */
 export type Source = Awaited<ReturnType<typeof startSource>>;
 
-/** What a marker is written with: an ioredis connection (standalone or to one cluster node), or a Redis URL (a connection is opened for it). */
+/**
+ * What a marker is written with: an ioredis connection (standalone or to one cluster node), or a Redis URL (a
+ * connection is opened for it).
+ */
 export type MarkerClient = Redis | string;
 
 /** A marker event as stored: its epoch and seq. */
@@ -121,12 +157,19 @@ export interface StoredMarker {
  * command event to the history. Returns the marker's epoch and seq (a restore cutoff that includes everything written
  * before the marker).
  */
-export async function markStoredEvent(stack: Stack, node: string | { node: string }, redis: MarkerClient, name: string = randomUUID(), timeoutMs = 60_000): Promise<StoredMarker> {
+export async function markStoredEvent(
+  stack: Stack,
+  node: string | { node: string },
+  redis: MarkerClient,
+  name: string = randomUUID(),
+  timeoutMs = 60_000,
+): Promise<StoredMarker> {
   const nodeId = typeof node === 'string' ? node : node.node;
   const conn = typeof redis === 'string' ? new Redis(redis, { lazyConnect: false, maxRetriesPerRequest: 3 }) : redis;
   let key: string | undefined;
   try {
-    // A cluster node refuses (MOVED) a key of a slot it does not serve; a refused-by-redirect command never reaches MONITOR.
+    // A cluster node refuses (MOVED) a key of a slot it does not serve; a refused-by-redirect command never reaches
+    // MONITOR.
     for (let i = 0; i < 200 && key === undefined; i++) {
       const k = i === 0 ? `__test_marker:${name}` : `__test_marker:{${name}.${i}}`;
       try {
@@ -141,29 +184,50 @@ export async function markStoredEvent(stack: Stack, node: string | { node: strin
   }
   if (key === undefined) throw new Error(`no marker key of ${nodeId} found that its server serves`);
   const k = key;
-  return waitFor(`marker ${k} of ${nodeId} stored with every event before it`, async () => {
-    const rows = await stack.store.query<{ epoch: number; seq: number }>(
-      `SELECT epoch, seq FROM flashback.events WHERE node = ${sqlString(nodeId)} AND key = ${sqlString(k)} AND command = 'DEL' ORDER BY epoch DESC, seq DESC LIMIT 1`,
-    );
-    if (rows.length === 0) return undefined;
-    const epoch = Number(rows[0]!.epoch);
-    const seq = Number(rows[0]!.seq);
-    // Seqs of an epoch run from 1: seq distinct seqs at or below the marker mean none before it is missing.
-    const n = await stack.store.query<{ n: number }>(
-      `SELECT uniqExact(seq) AS n FROM flashback.events WHERE node = ${sqlString(nodeId)} AND epoch = ${sqlUInt(epoch)} AND seq <= ${sqlUInt(seq)}`,
-    );
-    return Number(n[0]?.n) >= seq ? { key: k, epoch, seq } : undefined;
-  }, timeoutMs);
+  return waitFor(
+    `marker ${k} of ${nodeId} stored with every event before it`,
+    async () => {
+      const rows = await stack.store.query<{ epoch: number; seq: number }>(
+        `SELECT epoch, seq FROM flashback.events WHERE node = ${sqlString(nodeId)} AND key = ${sqlString(k)} AND command = 'DEL' ORDER BY epoch DESC, seq DESC LIMIT 1`,
+      );
+      if (rows.length === 0) return undefined;
+      const epoch = Number(rows[0]!.epoch);
+      const seq = Number(rows[0]!.seq);
+      // Seqs of an epoch run from 1: seq distinct seqs at or below the marker mean none before it is missing.
+      const n = await stack.store.query<{ n: number }>(
+        `SELECT uniqExact(seq) AS n FROM flashback.events WHERE node = ${sqlString(nodeId)} AND epoch = ${sqlUInt(epoch)} AND seq <= ${sqlUInt(seq)}`,
+      );
+      return Number(n[0]?.n) >= seq ? { key: k, epoch, seq } : undefined;
+    },
+    timeoutMs,
+  );
 }
 
 /** markStoredEvent, returning only the marker's seq. */
-export async function markAndWait(stack: Stack, node: string | { node: string }, redis: MarkerClient, name?: string, timeoutMs?: number): Promise<number> {
+export async function markAndWait(
+  stack: Stack,
+  node: string | { node: string },
+  redis: MarkerClient,
+  name?: string,
+  timeoutMs?: number,
+): Promise<number> {
   return (await markStoredEvent(stack, node, redis, name, timeoutMs)).seq;
 }
 
 /** Waits until a restorable window of `node`'s `epoch` reaches `seq`. */
-export async function waitForWindowSeq(stack: Stack, node: string, epoch: number, seq: number, timeoutMs = 20_000): Promise<void> {
-  await waitFor(`a window of epoch ${epoch} of ${node} reaching seq ${seq}`, async () => ((await restoreWindows(stack.store, node)).some((w) => w.epoch === epoch && w.toSeq >= seq) ? true : undefined), timeoutMs);
+export async function waitForWindowSeq(
+  stack: Stack,
+  node: string,
+  epoch: number,
+  seq: number,
+  timeoutMs = 20_000,
+): Promise<void> {
+  await waitFor(
+    `a window of epoch ${epoch} of ${node} reaching seq ${seq}`,
+    async () =>
+      (await restoreWindows(stack.store, node)).some((w) => w.epoch === epoch && w.toSeq >= seq) ? true : undefined,
+    timeoutMs,
+  );
 }
 
 /**
