@@ -1,8 +1,8 @@
 // Redis URLs: parseRedisUrl's fields and ConfigErrors naming the flag, redisAddress and the redacted URL.
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, test } from 'node:test';
 import { ConfigError, ErrorCode } from '../errors.js';
-import { parseRedisUrl, redactedRedisUrl, redisAddress } from './redis-url.js';
+import { hidePassword, parseRedisUrl, redactedRedisUrl, redisAddress } from './redis-url.js';
 
 describe('parseRedisUrl', () => {
   it('reads host, port, db and TLS, with defaults port 6379 and db 0', () => {
@@ -100,4 +100,24 @@ describe('redisAddress / redactedRedisUrl', () => {
       assert.deepEqual(parseRedisUrl(redactedRedisUrl(t)), t);
     }
   });
+});
+
+test('bad ports, databases and escapes are refused, and no error shows the password', () => {
+  const refused = (url: string, pattern: RegExp) =>
+    assert.throws(
+      () => parseRedisUrl(url, '--target'),
+      (err: unknown) => err instanceof ConfigError && pattern.test(err.message) && !err.message.includes('s3cret'),
+      url,
+    );
+  refused('redis://u:s3cret@h:0/0', /has port 0; expected a port from 1 to 65535/);
+  refused('redis://u:s3cret@h:6379/0x10', /has database "0x10"/);
+  refused('redis://u:s3cret@h:6379/1e1', /has database "1e1"/);
+  refused('redis://u:s3cret@h:6379/-1', /has database "-1"/);
+  refused('redis://u:s3cret%zz@h:6379', /malformed password/);
+  refused('http://u:s3cret@h:6379', /scheme "http:"/);
+  refused('redis://u:s3cret@', /no host|not a URL/);
+  assert.equal(hidePassword('redis://u:s3cret@h:1/0'), 'redis://u:***@h:1/0');
+  assert.equal(hidePassword('redis://:s3cret@h'), 'redis://:***@h');
+  assert.equal(hidePassword('redis://h:1'), 'redis://h:1');
+  assert.equal(redactedRedisUrl(parseRedisUrl('redis://alice@h:1/2')), 'redis://alice@h:1/2');
 });

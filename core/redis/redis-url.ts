@@ -15,32 +15,50 @@ export interface RedisTarget {
 
 /** Parses `redis://[user[:pass]@]host[:port][/db]` or `rediss://…`; throws ConfigError naming the flag. */
 export function parseRedisUrl(url: string, flag = '--redis'): RedisTarget {
+  // Errors show the URL without its password: they reach logs and terminals.
+  const shown = hidePassword(url);
   let u: URL;
   try {
     u = new URL(url);
   } catch (cause) {
     throw new ConfigError(
-      `${flag} "${url}" is not a URL; expected redis://[user:password@]host:port[/db] or rediss://… for TLS`,
+      `${flag} "${shown}" is not a URL; expected redis://[user:password@]host:port[/db] or rediss://… for TLS`,
       { cause },
     );
   }
   if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
-    throw new ConfigError(`${flag} "${url}" has scheme "${u.protocol}"; expected redis:// or rediss://`);
+    throw new ConfigError(`${flag} "${shown}" has scheme "${u.protocol}"; expected redis:// or rediss://`);
   }
-  if (!u.hostname) throw new ConfigError(`${flag} "${url}" has no host; expected redis://host:port`);
+  if (!u.hostname) throw new ConfigError(`${flag} "${shown}" has no host; expected redis://host:port`);
   const port = u.port ? Number(u.port) : 6379;
+  if (port < 1) throw new ConfigError(`${flag} "${shown}" has port ${u.port}; expected a port from 1 to 65535`);
   const dbText = u.pathname.replace(/^\//, '');
-  const db = dbText === '' ? 0 : Number(dbText);
-  if (!Number.isInteger(db) || db < 0)
-    throw new ConfigError(`${flag} "${url}" has database "${dbText}"; expected a number such as /0`);
+  if (dbText !== '' && !/^\d{1,5}$/.test(dbText)) {
+    throw new ConfigError(`${flag} "${shown}" has database "${dbText}"; expected a number such as /0`);
+  }
+  const decode = (part: string, what: string) => {
+    try {
+      return decodeURIComponent(part);
+    } catch (cause) {
+      throw new ConfigError(
+        `${flag} "${shown}" has a malformed ${what} (a % not followed by two hex digits); percent-encode it`,
+        { cause },
+      );
+    }
+  };
   return {
     host: u.hostname.replace(/^\[|\]$/g, ''),
     port,
-    username: u.username ? decodeURIComponent(u.username) : undefined,
-    password: u.password ? decodeURIComponent(u.password) : undefined,
-    db,
+    username: u.username ? decode(u.username, 'user name') : undefined,
+    password: u.password ? decode(u.password, 'password') : undefined,
+    db: dbText === '' ? 0 : Number(dbText),
     tls: u.protocol === 'rediss:',
   };
+}
+
+/** `url` with the password part of its user info replaced by `***` (also when the URL does not parse). */
+export function hidePassword(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/]*):[^@/]*@/i, '$1:***@');
 }
 
 /** `host:port`, the default node id and what logs show (never the password). */
@@ -50,5 +68,5 @@ export function redisAddress(t: RedisTarget): string {
 
 /** The URL without credentials, for logs and reports. */
 export function redactedRedisUrl(t: RedisTarget): string {
-  return `${t.tls ? 'rediss' : 'redis'}://${t.username ? `${t.username}:***@` : t.password ? ':***@' : ''}${redisAddress(t)}/${t.db}`;
+  return `${t.tls ? 'rediss' : 'redis'}://${t.username ? `${t.username}${t.password ? ':***' : ''}@` : t.password ? ':***@' : ''}${redisAddress(t)}/${t.db}`;
 }
