@@ -1,26 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { ConfigError, ConnectionError, ErrorCode, FlashbackError } from '../core/errors.js';
 import type { InstanceRecord, RestoreJobRequest, RestoreJobStatus } from '../core/bus/restore-jobs.js';
+import type { HistoryEvent } from '../core/store/key-history.js';
 import type { RestoreWindow } from '../core/store/windows.js';
 
 /** A window as the API returns it (times also as text). */
 export type ApiWindow = RestoreWindow & { from: string; to: string };
 
-/** An event of `GET /events`. */
-export interface ApiEvent {
-  node: string;
-  epoch: number;
-  seq: number;
-  tsUs: number;
-  time: string;
-  db: number;
-  client: string;
-  kind: string;
-  command: string;
-  keys: string[];
-  args: string[];
-  tx: number;
-}
+/** An event of `GET /events`: the history event as the store reads it. */
+export type ApiEvent = HistoryEvent;
 
 /** Answer of `POST /restores`. */
 export interface RestoreAccepted {
