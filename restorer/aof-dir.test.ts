@@ -1,5 +1,6 @@
 // AOF dir: createAofDir's files and manifest text, refusal of a used dir, writeBaseRdb's RDB magic check.
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -132,6 +133,7 @@ describe('writeBaseRdb', () => {
               'check that the baseline object is complete and not a tail',
         shown,
       );
+      assert.equal(existsSync(f), false, `no partial base left at ${f}`);
     }
   });
 

@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -83,7 +83,13 @@ export async function writeBaseRdb(file: string, source: RdbSource): Promise<{ b
   const chunks = isWebStream(source)
     ? Readable.fromWeb(source as import('node:stream/web').ReadableStream<Uint8Array>)
     : source;
-  await pipeline(checkRdbMagic(chunks as AsyncIterable<Uint8Array | string>, file, counter), createWriteStream(file));
+  try {
+    await pipeline(checkRdbMagic(chunks as AsyncIterable<Uint8Array | string>, file, counter), createWriteStream(file));
+  } catch (err) {
+    // A refused or broken RDB leaves no partial base behind for a later look to mistake for one.
+    await rm(file, { force: true });
+    throw err;
+  }
   return counter;
 }
 
