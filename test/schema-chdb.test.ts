@@ -27,7 +27,7 @@ import {
 import { firstSettleSql, groupEndSql, unstatedCommandsSql, unstatedXaddsSql } from '../core/store/restore-sql.js';
 import { historySql } from '../core/store/key-history.js';
 import { baselinesSql, brokenSql, epochSummarySql, eventTimesSql, holeSql, nodesSql } from '../core/store/windows.js';
-import { baselineSql, brokenEventsSql, replaySql } from '../core/store/event-store.js';
+import { baselineSql, brokenEventsSql, clickHouseEventStore, replaySql } from '../core/store/event-store.js';
 import { baselineToRow, eventToRow } from '../sink/rows.js';
 import { testClickHouse } from './helpers/servers.js';
 
@@ -210,6 +210,16 @@ test('a store made before a column was added gets it from ensureSchema, and keep
     );
     const { source: _dropped, ...old } = BASELINE;
     await store.insertBaselines([old]);
+    // A restore before the sink has migrated the store reads the baseline without `source`, and no broken events.
+    const events = clickHouseEventStore(store, store.client);
+    const before = await events.baseline(NODE, EPOCH, 1);
+    assert.deepEqual([before.digest, before.source], ['00ff', undefined]);
+    await store.command('RENAME TABLE flashback.broken_events TO flashback.broken_events_before');
+    try {
+      assert.deepEqual(await events.brokenEvents(NODE, EPOCH, 0, 10), []);
+    } finally {
+      await store.command('RENAME TABLE flashback.broken_events_before TO flashback.broken_events');
+    }
     await store.ensureSchema();
     const rows = await store.query<{ source: string; digest: string }>(
       `SELECT source, digest FROM flashback.baselines WHERE node = ${sqlString(NODE)}`,

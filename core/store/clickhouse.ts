@@ -205,7 +205,7 @@ const USER_ERROR_CODES = new Set([
 const RETRYABLE_CODES = new Set([159, 202, 209, 210, 241, 242, 252, 279, 425]);
 
 /** A ClickHouse error code and message from any server version (18.16 puts them in the message text). */
-function clickHouseCode(err: unknown): { code: number; message: string } | undefined {
+export function clickHouseCode(err: unknown): { code: number; message: string } | undefined {
   if (!(err instanceof Error)) return undefined;
   const old = /^Code: (\d+), e\.displayText\(\) = (?:DB::Exception: )?([\s\S]*?)(?:, e\.what\(\) = [\w:]+)?\s*$/.exec(
     err.message,
@@ -223,6 +223,11 @@ function clickHouseCode(err: unknown): { code: number; message: string } | undef
  * retryable errors; anything else → a Storage error with the server's words.
  * @param where names the server in messages (`ClickHouse at http://…`).
  */
+/** The ClickHouse code behind an error, translated (its cause) or not. */
+export function clickHouseCodeOf(err: unknown): number | undefined {
+  return clickHouseCode(err)?.code ?? clickHouseCode((err as { cause?: unknown } | null)?.cause)?.code;
+}
+
 export function translateClickHouseError(err: unknown, where = 'ClickHouse'): FlashbackError {
   if (err instanceof FlashbackError) return err;
   const ch = clickHouseCode(err);

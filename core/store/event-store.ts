@@ -1,6 +1,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { SourceInfo } from '../bus/baseline.js';
 import { ErrorCode, FlashbackError } from '../errors.js';
+import { clickHouseCodeOf } from './clickhouse.js';
 import { BROKEN_EVENTS_TABLE, type BrokenEventRow } from './schema.js';
 import { sqlString, sqlUInt } from './sql-literal.js';
 import type { QueryRunner } from './windows.js';
@@ -68,16 +69,26 @@ export function expiredAfterSql(node: string, epoch: number, afterSeq: number, u
   return `SELECT seq, db, tx, ts_us, replay FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq > ${sqlUInt(afterSeq)} AND kind = 'expired' AND ts_us <= ${sqlUInt(untilTsUs)} ORDER BY seq LIMIT 100000`;
 }
 
-export function baselineSql(node: string, epoch: number, seq: number): string {
-  return `SELECT seq, ts_us, rdb_object, tail_object, rdb_bytes, digest, source FROM flashback.baselines WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq = ${sqlUInt(seq)} LIMIT 1`;
+export function baselineSql(node: string, epoch: number, seq: number, withSource = true): string {
+  return `SELECT seq, ts_us, rdb_object, tail_object, rdb_bytes, digest${withSource ? ', source' : ''} FROM flashback.baselines WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq = ${sqlUInt(seq)} LIMIT 1`;
 }
+
+/** ClickHouse's UNKNOWN_IDENTIFIER (a column the table lacks) and UNKNOWN_TABLE. */
+const UNKNOWN_IDENTIFIER = 47;
+const UNKNOWN_TABLE = 60;
 
 /** The history store on ClickHouse: queries through `runner`, the replay stream straight from the client. */
 export function clickHouseEventStore(runner: QueryRunner, client: ClickHouseClient): EventStore {
   return {
     query: (sql) => runner.query(sql),
     async baseline(node, epoch, seq) {
-      const rows = await runner.query<Record<string, string | number>>(baselineSql(node, epoch, seq));
+      // A store whose sink has not added `source` yet (ensureSchema runs at the sink's start): read without it.
+      const rows = await runner
+        .query<Record<string, string | number>>(baselineSql(node, epoch, seq))
+        .catch((err: unknown) => {
+          if (clickHouseCodeOf(err) !== UNKNOWN_IDENTIFIER) throw err;
+          return runner.query<Record<string, string | number>>(baselineSql(node, epoch, seq, false));
+        });
       const r = rows[0];
       if (!r)
         throw new FlashbackError(
@@ -95,7 +106,13 @@ export function clickHouseEventStore(runner: QueryRunner, client: ClickHouseClie
       };
     },
     async brokenEvents(node, epoch, afterSeq, toSeq) {
-      const rows = await runner.query<Record<string, string | number>>(brokenEventsSql(node, epoch, afterSeq, toSeq));
+      // A store made before flashback.broken_events has none.
+      const rows = await runner
+        .query<Record<string, string | number>>(brokenEventsSql(node, epoch, afterSeq, toSeq))
+        .catch((err: unknown) => {
+          if (clickHouseCodeOf(err) !== UNKNOWN_TABLE) throw err;
+          return [];
+        });
       return rows.map((r) => ({
         node: String(r.node),
         epoch: Number(r.epoch),
