@@ -9,7 +9,7 @@ import { connectNats, ensureBaselineStore, ensureEventStream } from '../core/bus
 import { RawRedis } from '../core/redis/raw-redis.js';
 import { parseRedisUrl, redactedRedisUrl, redisAddress } from '../core/redis/redis-url.js';
 import { BaselineScheduler } from './baseline-scheduler.js';
-import { createEpochRun, startEpochMonitor, type EpochOptions, type EpochRun } from './epoch-run.js';
+import { createEpochRun, startEpochMonitor, type EpochOptions, type EpochRun } from './monitor/epoch-run.js';
 import { CaptureMetrics, prometheusMetrics, type AgentStats } from './metrics.js';
 import { monitorOverload, readClientOutputBytes } from './overload.js';
 import { closeSource, openSource, type Source } from './source.js';

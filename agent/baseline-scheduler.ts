@@ -8,7 +8,7 @@ import { keysInInfo } from '../core/redis/keyspace-info.js';
 import type { RawRedis } from '../core/redis/raw-redis.js';
 import { takeBaseline } from './baseline.js';
 import { BaselineMarkers } from './baseline-markers.js';
-import type { EpochRun } from './epoch-run.js';
+import type { EpochRun } from './monitor/epoch-run.js';
 import type { Source } from './source.js';
 
 /** Options of a {@link BaselineScheduler}. */

@@ -8,7 +8,7 @@ import type { RawRedis } from '../core/redis/raw-redis.js';
 import { redisAddress, type RedisTarget } from '../core/redis/redis-url.js';
 import { RespError, type RespValue } from '../core/redis/resp.js';
 import { approximateGroupKeys, type DbKey } from '../core/redis/tail-groups.js';
-import { captureReplicationBaseline } from './replication-client.js';
+import { captureReplicationBaseline } from './replication/replication-client.js';
 import { clusterMarkerKey, isClusterNode, readRole, readSourceInfo } from './source-role.js';
 
 /** Options of one baseline. */

@@ -2,7 +2,7 @@ import { CommandTable } from '../core/redis/command-table.js';
 import type { Logger } from '../core/log.js';
 import { RawRedis } from '../core/redis/raw-redis.js';
 import type { RedisTarget } from '../core/redis/redis-url.js';
-import { ensureNotifyFlags, ensurePubsubOutputLimit } from './notifications.js';
+import { ensureNotifyFlags, ensurePubsubOutputLimit } from './monitor/notifications.js';
 import { clusterNodes, isClusterNode, peerAddresses, readRole, shardIds, type SourceRole } from './source-role.js';
 
 /** The connections to one Redis node and what the agent learned from it: one set per node followed. */
@@ -14,7 +14,7 @@ export interface Source {
   /** Connection of the expiry corrector's PEXPIRETIME probes. */
   probe: RawRedis;
   probeAddr: string;
-  /** Connection of the state probes (DUMP + PEXPIRETIME scripts): agent/state-capture.ts. */
+  /** Connection of the state probes (DUMP + PEXPIRETIME scripts): agent/monitor/state-capture.ts. */
   state: RawRedis;
   stateAddr: string;
   /** Agent clock − server clock, µs. */

@@ -256,7 +256,7 @@ export type { ResolvedCutoff };
 /**
  * Names the replayed commands whose effect may differ on replay: nondeterministic writes (SPOP, XADD * …, by the
  * restored server's own command table) that no captured state follows in their group. The agent captures that state
- * (agent/state-capture.ts); a command without it comes from an epoch whose state probe failed.
+ * (agent/monitor/state-capture.ts); a command without it comes from an epoch whose state probe failed.
  */
 async function exactnessWarnings(
   events: EventStore,

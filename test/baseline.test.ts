@@ -11,7 +11,7 @@ import vm from 'node:vm';
 import { after, before, describe, test } from 'node:test';
 import { takeBaseline, publishMarker } from '../agent/baseline.js';
 import { keysInInfo } from '../core/redis/keyspace-info.js';
-import { captureReplicationBaseline } from '../agent/replication-client.js';
+import { captureReplicationBaseline } from '../agent/replication/replication-client.js';
 import { MARKER_CHANNEL } from '../core/bus/baseline.js';
 import { ConfigError } from '../core/errors.js';
 import { connectNats, ensureBaselineStore, type NatsConnection, type ObjectStore } from '../core/bus/nats.js';

@@ -11,7 +11,7 @@ import type { ObjectStore } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Redis, type Cluster } from 'ioredis';
 import { startAgent, type Agent } from '../agent/index.js';
-import { captureReplicationBaseline } from '../agent/replication-client.js';
+import { captureReplicationBaseline } from '../agent/replication/replication-client.js';
 import { MARKER_CHANNEL } from '../core/bus/baseline.js';
 import { parseRedisUrl } from '../core/redis/redis-url.js';
 import { buildApp, natsJobClient } from '../api/index.js';

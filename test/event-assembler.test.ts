@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
-import { EventAssembler } from '../agent/event-assembler.js';
+import { EventAssembler } from '../agent/monitor/event-assembler.js';
 import { MARKER_CHANNEL } from '../core/bus/baseline.js';
 import { CommandTable } from '../core/redis/command-table.js';
 import type { FlashbackEvent } from '../core/bus/event.js';

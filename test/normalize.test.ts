@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { normalizeArgv } from '../agent/normalize.js';
+import { normalizeArgv } from '../agent/monitor/normalize.js';
 import { CommandTable } from '../core/redis/command-table.js';
 import type { MonitorLine } from '../core/redis/monitor-line.js';
 import { MonitorParser } from '../core/redis/monitor-parser.js';
@@ -168,7 +168,7 @@ describe('normalized expiries replayed from an AOF match the source', () => {
         assert.equal(got.dump, want.dump, `${name} value`);
         if (want.pexpiretime < 0) assert.equal(got.pexpiretime, want.pexpiretime, `${name} has no expiry`);
         else {
-          // The MONITOR time may be 1 ms past the source's mstime() (see agent/normalize.ts).
+          // The MONITOR time may be 1 ms past the source's mstime() (see agent/monitor/normalize.ts).
           const d = got.pexpiretime - want.pexpiretime;
           assert.ok(d === 0 || d === 1, `${name} PEXPIRETIME ${got.pexpiretime} vs source ${want.pexpiretime}`);
         }

@@ -1,7 +1,7 @@
-import { ProtocolError } from '../core/errors.js';
-import { RawRedis } from '../core/redis/raw-redis.js';
-import { RespError } from '../core/redis/resp.js';
-import type { RedisTarget } from '../core/redis/redis-url.js';
+import { ProtocolError } from '../../core/errors.js';
+import { RawRedis } from '../../core/redis/raw-redis.js';
+import { RespError } from '../../core/redis/resp.js';
+import type { RedisTarget } from '../../core/redis/redis-url.js';
 
 /**
  * The MONITOR connection, read as raw bytes. Every chunk goes to `onData`

@@ -1,16 +1,16 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { MARKER_CHANNEL } from '../core/bus/baseline.js';
-import type { FlashbackEvent } from '../core/bus/event.js';
-import { describeError } from '../core/errors.js';
-import type { Logger } from '../core/log.js';
-import { MonitorParser } from '../core/redis/monitor-parser.js';
+import { MARKER_CHANNEL } from '../../core/bus/baseline.js';
+import type { FlashbackEvent } from '../../core/bus/event.js';
+import { describeError } from '../../core/errors.js';
+import type { Logger } from '../../core/log.js';
+import { MonitorParser } from '../../core/redis/monitor-parser.js';
 import { EventAssembler, type UncertainExpiry } from './event-assembler.js';
 import { ExpiryCorrector } from './expiry-corrector.js';
-import type { CaptureMetrics } from './metrics.js';
+import type { CaptureMetrics } from '../metrics.js';
 import { MonitorSource } from './monitor-source.js';
 import { parseServerChange, SERVER_CHANGE_PATTERNS } from './notifications.js';
-import { EventPublisher } from './publisher.js';
-import type { Source } from './source.js';
+import { EventPublisher } from '../publisher.js';
+import type { Source } from '../source.js';
 import { StateCapture } from './state-capture.js';
 
 /** One epoch's moving parts: a new set is built whenever continuity is lost. */

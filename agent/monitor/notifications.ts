@@ -1,6 +1,6 @@
-import type { Logger } from '../core/log.js';
-import { RespError, type RespValue } from '../core/redis/resp.js';
-import type { RawRedis } from '../core/redis/raw-redis.js';
+import type { Logger } from '../../core/log.js';
+import { RespError, type RespValue } from '../../core/redis/resp.js';
+import type { RawRedis } from '../../core/redis/raw-redis.js';
 
 /**
  * Keyspace notification classes the agent needs: keyevent (E) for expired (x)
@@ -54,7 +54,7 @@ export async function ensureNotifyFlags(
   return { before, after, changed: true };
 }
 
-/** The keyevent patterns the MONITOR connection subscribes to (agent/monitor-source.ts). */
+/** The keyevent patterns the MONITOR connection subscribes to (agent/monitor/monitor-source.ts). */
 export const SERVER_CHANGE_PATTERNS = ['__keyevent@*__:expired', '__keyevent@*__:evicted'] as const;
 
 /** A server-side change seen through a keyevent notification. */

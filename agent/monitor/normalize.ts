@@ -1,4 +1,4 @@
-import type { CommandSpec } from '../core/redis/command-table.js';
+import type { CommandSpec } from '../../core/redis/command-table.js';
 
 /*
  * Relative expiries become absolute, as Redis 7.0 rewrites them for its AOF and
@@ -235,7 +235,7 @@ function normalizeRestore(argv: Buffer[], nowMs: number): Buffer[] {
  * Where `replay` holds an absolute expiry that normalizeArgv computed from a
  * relative one (SET EX/PX, SETEX, PSETEX, GETEX EX/PX, EXPIRE, PEXPIRE,
  * RESTORE ttl), or -1. The agent corrects that value when the MONITOR time
- * leaves the source's millisecond uncertain (agent/expiry-corrector.ts).
+ * leaves the source's millisecond uncertain (agent/monitor/expiry-corrector.ts).
  */
 export function relativeExpiryIndex(spec: CommandSpec | undefined, argv: Buffer[], replay: Buffer[]): number {
   if (!spec || replay === argv || replay.length === 0) return -1;

@@ -1,4 +1,4 @@
-import type { FlashbackEvent } from '../core/bus/event.js';
+import type { FlashbackEvent } from '../../core/bus/event.js';
 
 /**
  * Events held back in seq order, addressed by absolute position (0 = the first event ever pushed), so positions

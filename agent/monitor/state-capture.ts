@@ -1,10 +1,10 @@
-import type { CommandTable } from '../core/redis/command-table.js';
-import { EventKind, type FlashbackEvent } from '../core/bus/event.js';
-import type { Logger } from '../core/log.js';
-import type { RawRedis } from '../core/redis/raw-redis.js';
-import { RespError } from '../core/redis/resp.js';
-import { FollowedKeys, swappedDbs, targetDb, type DbKey } from '../core/redis/key-moves.js';
-import { autoIdIndex } from '../core/redis/xadd.js';
+import type { CommandTable } from '../../core/redis/command-table.js';
+import { EventKind, type FlashbackEvent } from '../../core/bus/event.js';
+import type { Logger } from '../../core/log.js';
+import type { RawRedis } from '../../core/redis/raw-redis.js';
+import { RespError } from '../../core/redis/resp.js';
+import { FollowedKeys, swappedDbs, targetDb, type DbKey } from '../../core/redis/key-moves.js';
+import { autoIdIndex } from '../../core/redis/xadd.js';
 import { HeldQueue } from './held-queue.js';
 import { SETTLE_PROBE_SCRIPT, STATE_PROBE_SCRIPT } from './probe-scripts.js';
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { EventKind, type FlashbackEvent } from '../core/bus/event.js';
+import { EventKind, type FlashbackEvent } from '../../core/bus/event.js';
 import { HeldQueue } from './held-queue.js';
 
 const event = (seq: number): FlashbackEvent => ({

@@ -1,7 +1,7 @@
-import type { CommandSpec, CommandTable } from '../core/redis/command-table.js';
-import { HEARTBEAT_MESSAGE } from '../core/bus/baseline.js';
-import { EventKind, type FlashbackEvent } from '../core/bus/event.js';
-import type { MonitorLine } from '../core/redis/monitor-line.js';
+import type { CommandSpec, CommandTable } from '../../core/redis/command-table.js';
+import { HEARTBEAT_MESSAGE } from '../../core/bus/baseline.js';
+import { EventKind, type FlashbackEvent } from '../../core/bus/event.js';
+import type { MonitorLine } from '../../core/redis/monitor-line.js';
 import { normalizeArgv, relativeExpiryIndex } from './normalize.js';
 import { SETTLE_PROBE_SCRIPT } from './probe-scripts.js';
 

@@ -1,8 +1,8 @@
-import { ConfigError, ConnectionError, ProtocolError } from '../core/errors.js';
-import { silentLogger, type Logger } from '../core/log.js';
-import { RawRedis } from '../core/redis/raw-redis.js';
-import { redisAddress, type RedisTarget } from '../core/redis/redis-url.js';
-import { encodeCommand, RespError, RespReader, type RespValue } from '../core/redis/resp.js';
+import { ConfigError, ConnectionError, ProtocolError } from '../../core/errors.js';
+import { silentLogger, type Logger } from '../../core/log.js';
+import { RawRedis } from '../../core/redis/raw-redis.js';
+import { redisAddress, type RedisTarget } from '../../core/redis/redis-url.js';
+import { encodeCommand, RespError, RespReader, type RespValue } from '../../core/redis/resp.js';
 
 /** What a full resync gave us: the RDB (handed to `writeRdb`) and the replication commands up to the marker. */
 export interface ReplicationBaseline {

@@ -1,8 +1,8 @@
-import type { FlashbackEvent } from '../core/bus/event.js';
+import type { FlashbackEvent } from '../../core/bus/event.js';
 import type { UncertainExpiry } from './event-assembler.js';
-import type { Logger } from '../core/log.js';
-import type { MonitorLine } from '../core/redis/monitor-line.js';
-import type { RawRedis } from '../core/redis/raw-redis.js';
+import type { Logger } from '../../core/log.js';
+import type { MonitorLine } from '../../core/redis/monitor-line.js';
+import type { RawRedis } from '../../core/redis/raw-redis.js';
 
 interface Probe {
   event: FlashbackEvent;

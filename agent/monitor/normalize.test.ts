@@ -2,7 +2,7 @@
 // test/normalize.test.ts).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { CommandSpec } from '../core/redis/command-table.js';
+import type { CommandSpec } from '../../core/redis/command-table.js';
 import { CONDITIONAL_EXPIRE_SCRIPT, DEL_IF_STRING_SCRIPT, normalizeArgv } from './normalize.js';
 
 const spec = (name: string, write = true): CommandSpec => ({
