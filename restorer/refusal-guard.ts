@@ -54,6 +54,7 @@ const ONE = Buffer.from('1');
  * command name is looked at.
  */
 export function guardRefusable(resp: Buffer): Buffer {
+  if (!mayBeRefusable(resp)) return resp;
   const name = commandName(resp);
   if (name === undefined || !REFUSABLE_COMMANDS.has(name)) return resp;
   const argv = decodeCommand(resp);
@@ -68,6 +69,17 @@ export function guardRefusable(resp: Buffer): Buffer {
   )
     return resp;
   return encodeCommand([EVAL, SCRIPT, ONE, argv[1]!, argv[0]!, ...argv.slice(2)]);
+}
+
+/**
+ * A per-event fast path (a restore writes millions): false unless the name has one digit of length and starts with
+ * the first letter of a refusable command (s, a, b, x), without building a string.
+ */
+function mayBeRefusable(resp: Buffer): boolean {
+  const i = resp.indexOf(0x0a);
+  if (i < 0 || resp[i + 1] !== 0x24 || resp[i + 3] !== 0x0d) return false;
+  const c = (resp[i + 5] ?? 0) | 0x20;
+  return c === 0x73 || c === 0x61 || c === 0x62 || c === 0x78;
 }
 
 /** The command name of one RESP command, lower case, without decoding the rest; undefined when it is not one. */

@@ -134,7 +134,10 @@ export async function restore(
         );
       expect++;
       lastTsUs = item.tsUs;
-      if (item.resp.length > 0 && !skip.has(item.seq)) await reorder.push({ ...item, resp: replayBytes(item) });
+      if (item.resp.length > 0 && !skip.has(item.seq)) {
+        item.resp = replayBytes(item);
+        await reorder.push(item);
+      }
       replayed++;
       if ((replayed & 0x3fff) === 0) onProgress({ phase: 'events', events: replayed, totalEvents });
     }
