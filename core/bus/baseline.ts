@@ -4,6 +4,12 @@ import { subjectToken } from './event.js';
 export const MARKER_CHANNEL = '__flashback__:marker';
 
 /**
+ * Channel of the agent's time anchors in replication mode: a script PUBLISHes the server's `TIME` as `sec.usec` on it,
+ * and the PUBLISH reaches the replication stream, which carries no time of its own (agent/replication/anchors.ts).
+ */
+export const ANCHOR_CHANNEL = '__flashback__:anchor';
+
+/**
  * What the agent ECHOes when Redis is idle: its MONITOR line becomes a
  * heartbeat event, proof that capture was complete up to that instant, so a
  * window reaches "now" on an idle node. ECHO is not replicated nor written

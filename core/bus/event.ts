@@ -53,6 +53,16 @@ export interface FlashbackEvent {
   tx: number;
 }
 
+/**
+ * `client` of an event read from the replication stream without attribution (`--attribution off`): the stream carries
+ * no time, so its `tsUs` is an upper bound, the time of the agent's next time anchor; the real instant lies after the
+ * anchor before it (the previous `ANCHOR` heartbeat event). Restores say so when that matters (core/store/cutoff.ts).
+ */
+export const REPLICATION_CLIENT = 'replication';
+
+/** `command` of a heartbeat event that is a time anchor of the replication stream (client `agent`, kind heartbeat). */
+export const ANCHOR_COMMAND = 'ANCHOR';
+
 /** JetStream subject of a node's events. */
 export function eventSubject(node: string): string {
   return `flashback.events.${subjectToken(node)}`;
