@@ -60,19 +60,26 @@ export async function resolveCutoff(db: QueryRunner, node: string, spec: CutoffS
     const w = [...windows].reverse().find((x) => x.fromTsUs <= t && t <= x.toTsUs);
     if (!w)
       throw new RestoreWindowError(`no restorable window of node "${node}" covers ${formatTsUs(t)}; windows: ${list}`);
-    // Aliases must not shadow columns: 18.16 resolves `seq` in WHERE to the alias (error 184, aggregate in WHERE).
-    const rows = await db.query<{ last_seq: string | number; last_ts: string | number }>(
-      `SELECT max(seq) AS last_seq, max(ts_us) AS last_ts FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(w.epoch)} AND seq >= ${sqlUInt(w.fromSeq)} AND seq <= ${sqlUInt(w.toSeq)} AND ts_us <= ${sqlUInt(t)}`,
+    const rows = await db.query<{ last_seq: string | number; last_ts: string | number; last_tx: string | number }>(
+      lastAtOrBeforeSql(node, w, t),
     );
-    const seq = Math.max(w.fromSeq, Number(rows[0]?.last_seq ?? w.fromSeq));
-    return {
-      window: w,
-      epoch: w.epoch,
-      seq,
-      tsUs: Number(rows[0]?.last_ts ?? w.fromTsUs),
-      askedTsUs: t,
-      baselineSeq: pickBaseline(w, seq),
-    };
+    let seq = Math.max(w.fromSeq, Number(rows[0]?.last_seq ?? w.fromSeq));
+    let tsUs = Number(rows[0]?.last_ts ?? w.fromTsUs);
+    // A cutoff never splits a tx: one whose events do not share one time (not written so by the agent today) and that
+    // goes on past T is left out whole, back to the newest baseline marker inside it (its RDB is the true state there).
+    const tx = seq === Number(rows[0]?.last_seq) ? Number(rows[0]?.last_tx ?? 0) : 0;
+    if (tx !== 0) {
+      const end = await db.query<{ tx_end: string | number }>(txEndSql(node, w, tx));
+      if (Number(end[0]?.tx_end ?? 0) > seq) {
+        const marker = w.baselines.filter((b) => b >= tx && b <= seq).pop();
+        seq = Math.max(marker ?? tx - 1, w.fromSeq);
+        const at = await db.query<{ at_us: string | number }>(
+          `SELECT any(ts_us) AS at_us FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(w.epoch)} AND seq = ${sqlUInt(seq)}`,
+        );
+        tsUs = Number(at[0]?.at_us ?? w.fromTsUs);
+      }
+    }
+    return { window: w, epoch: w.epoch, seq, tsUs, askedTsUs: t, baselineSeq: pickBaseline(w, seq) };
   }
   const n = (spec.toSeq ?? spec.beforeSeq)!;
   if (!Number.isSafeInteger(n) || n < 1)
@@ -121,6 +128,23 @@ export async function resolveCutoff(db: QueryRunner, node: string, spec: CutoffS
     `SELECT any(ts_us) AS at_us FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(w.epoch)} AND seq = ${sqlUInt(seq)}`,
   );
   return { window: w, epoch: w.epoch, seq, tsUs: Number(ts[0]?.at_us ?? 0), baselineSeq: pickBaseline(w, seq) };
+}
+
+/**
+ * SQL: the last event of window `w` at or before `t` (µs): its seq, the latest time and its tx. Aliases must not
+ * shadow columns: 18.16 resolves `seq` in WHERE to the alias (error 184, aggregate in WHERE).
+ */
+export function lastAtOrBeforeSql(
+  node: string,
+  w: Pick<RestoreWindow, 'epoch' | 'fromSeq' | 'toSeq'>,
+  t: number,
+): string {
+  return `SELECT max(seq) AS last_seq, max(ts_us) AS last_ts, argMax(tx, seq) AS last_tx FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(w.epoch)} AND seq >= ${sqlUInt(w.fromSeq)} AND seq <= ${sqlUInt(w.toSeq)} AND ts_us <= ${sqlUInt(t)}`;
+}
+
+/** SQL: the last seq of tx `tx` (its first seq) inside window `w`. */
+export function txEndSql(node: string, w: Pick<RestoreWindow, 'epoch' | 'toSeq'>, tx: number): string {
+  return `SELECT max(seq) AS tx_end FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(w.epoch)} AND seq >= ${sqlUInt(tx)} AND seq <= ${sqlUInt(w.toSeq)} AND tx = ${sqlUInt(tx)}`;
 }
 
 /** The newest baseline that holds nothing after the cutoff: marker b holds events < b. */
