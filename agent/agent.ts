@@ -14,7 +14,9 @@ import { CaptureMetrics, prometheusMetrics, type AgentStats } from './metrics.js
 import { monitorOverload, readClientOutputBytes } from './overload.js';
 import { closeSource, openSource, type Source } from './source.js';
 import { demotionReason, ensureMasterSource } from './source-failover.js';
-import { readRole } from './source-role.js';
+import { isClusterNode, readRole } from './source-role.js';
+import { ReplicationAgent } from './replication/replication-agent.js';
+import type { RedisTarget } from '../core/redis/redis-url.js';
 
 export type { AgentStats } from './metrics.js';
 
@@ -52,6 +54,15 @@ export interface AgentOptions {
   healthPort?: number;
   /** Stream retention (max age). @default 7 days */
   retentionMs?: number;
+  /**
+   * Where events come from: `replication` = the agent is a replica of its node (exact effects, replica-class cost,
+   * resumes after a restart); `monitor` = MONITOR and keyspace notifications, for servers that refuse PSYNC. A
+   * cluster node is captured by MONITOR for now (PUBLISH, which carries the time anchors, does not reach a cluster
+   * node's replication stream). @default 'replication'
+   */
+  source?: 'replication' | 'monitor';
+  /** Replication mode: raise the source's repl-backlog-size to at least this. @default 64 MiB */
+  minBacklogBytes?: number;
   logger?: Logger;
 }
 
@@ -98,6 +109,32 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     await ensureEventStream(nc, { maxAgeMs: retentionMs });
     const store = await ensureBaselineStore(nc);
     const js = jetstream(nc);
+    if ((options.source ?? 'replication') === 'replication') {
+      if (!(await isClusterNode(control))) {
+        const agent = new ReplicationAgent({
+          node,
+          target,
+          control,
+          nc,
+          js,
+          store,
+          logger,
+          baselineIntervalMs,
+          baselineEveryEvents,
+          baselineDigest,
+          maxQueuedBytes,
+          metricsIntervalMs,
+          heartbeatIntervalMs,
+          minBacklogBytes: options.minBacklogBytes ?? 64 * 1024 * 1024,
+        });
+        await agent.start();
+        return withHealth(agent, options.healthPort, logger, { target, natsUrl: options.natsUrl });
+      }
+      logger.warn(
+        {},
+        'a cluster node: capturing with MONITOR (its replication stream does not carry the PUBLISH time anchors)',
+      );
+    }
     source = await openSource({ target, control, maxMonitorOutputBytes, logger });
     const agent = new CaptureAgent(source, {
       node,
@@ -114,16 +151,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       heartbeatIntervalMs,
     });
     await agent.start();
-    if (options.healthPort !== undefined) {
-      const hs = await startHealthServer(options.healthPort, {
-        health: () => agent.health(),
-        metrics: () => agent.metrics(),
-      });
-      agent.onClose(() => hs.close());
-      logger.info({ port: hs.port }, 'health endpoint: GET /health, /metrics');
-    }
-    logger.info({ redis: redactedRedisUrl(target), nats: options.natsUrl, epoch: agent.stats().epoch }, 'capturing');
-    return agent;
+    return withHealth(agent, options.healthPort, logger, { target, natsUrl: options.natsUrl });
   } catch (err) {
     control.close();
     source?.probe.close();
@@ -131,6 +159,32 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     await nc?.close().catch(() => undefined);
     throw err;
   }
+}
+
+/** Serves GET /health and /metrics for a started agent when a port is given, and logs that capture runs. */
+async function withHealth<A extends Agent & HealthSource>(
+  agent: A,
+  port: number | undefined,
+  logger: Logger,
+  o: { target: RedisTarget; natsUrl: string },
+): Promise<A> {
+  if (port !== undefined) {
+    const hs = await startHealthServer(port, { health: () => agent.health(), metrics: () => agent.metrics() });
+    agent.onClose(() => hs.close());
+    logger.info({ port: hs.port }, 'health endpoint: GET /health, /metrics');
+  }
+  const s = agent.stats();
+  logger.info(
+    { redis: redactedRedisUrl(o.target), nats: o.natsUrl, epoch: s.epoch, source: s.source ?? 'monitor' },
+    'capturing',
+  );
+  return agent;
+}
+
+/** What withHealth needs of an agent besides {@link Agent}. */
+interface HealthSource {
+  metrics(): Metric[];
+  onClose(fn: () => Promise<void>): void;
 }
 
 /** What an agent runs with besides its source: the connections to NATS and the options, defaults applied. */
@@ -361,6 +415,7 @@ class CaptureAgent implements Agent {
       lastBaselineSeq: baselines.lastSeq,
       serverChanges: counters.serverChanges,
       lastBaselineEpoch: baselines.lastEpoch,
+      source: 'monitor',
       redis: redisAddress(this.source.target),
       failovers: counters.failovers,
       expiryCorrected: run?.corrector.corrected ?? 0,

@@ -8,8 +8,17 @@ import { keysInInfo } from '../core/redis/keyspace-info.js';
 import type { RawRedis } from '../core/redis/raw-redis.js';
 import { takeBaseline } from './baseline.js';
 import { BaselineMarkers } from './baseline-markers.js';
-import type { EpochRun } from './monitor/epoch-run.js';
-import type { Source } from './source.js';
+import type { DbKey } from '../core/redis/tail-groups.js';
+import type { RedisTarget } from '../core/redis/redis-url.js';
+
+/** What a baseline needs of the epoch it is taken in (a MONITOR epoch, or a replication one). */
+export interface BaselineRun {
+  epoch: number;
+  ended: boolean;
+  publisher: { flush(): Promise<boolean> };
+  /** MONITOR mode: consumer-group reads near the marker are read again after it (agent/monitor/state-capture.ts). */
+  states?: { trackGroupReads(): void; takeGroupReads(): DbKey[]; recapture(keys: DbKey[]): void };
+}
 
 /** Options of a {@link BaselineScheduler}. */
 export interface BaselineSchedulerOptions {
@@ -24,9 +33,9 @@ export interface BaselineSchedulerOptions {
   /** Also take one after this many events (0 = never by count). */
   everyEvents: number;
   /** The epoch running now. */
-  currentRun: () => EpochRun | undefined;
+  currentRun: () => BaselineRun | undefined;
   /** The node followed now (another after a failover). */
-  currentSource: () => Source;
+  currentSource: () => { target: RedisTarget; control: RawRedis };
   /** Events captured so far, all epochs. */
   eventsCaptured: () => number;
 }
@@ -67,6 +76,14 @@ export class BaselineScheduler {
     return this.running;
   }
 
+  /** A baseline stored by someone else (a full resync's RDB in replication mode) counts as the last one. */
+  recorded(record: BaselineRecord): void {
+    this.count++;
+    this.lastSeq = record.seq;
+    this.lastEpoch = record.epoch;
+    this.eventsAtLast = this.o.eventsCaptured();
+  }
+
   /** Takes a baseline when `everyEvents` events were captured since the last one. */
   takeIfDue(): void {
     const { everyEvents } = this.o;
@@ -78,7 +95,7 @@ export class BaselineScheduler {
    * The first baseline of an epoch starts its restorable window. One still running belongs to the previous epoch
    * (it will fail: its marker cannot land in this one): ours is taken after it.
    */
-  epochStarted(run: EpochRun): void {
+  epochStarted(run: BaselineRun): void {
     const previous = this.running;
     if (!previous) {
       void this.take().catch(() => undefined);
@@ -99,7 +116,7 @@ export class BaselineScheduler {
     let digest = this.o.digest === 'always';
     if (this.o.digest === 'auto') digest = (await countKeys(source.control)) <= 100_000;
     // Group reads from here to the marker may reach the baseline only in part (Redis 7.0 replication): noted, re-read.
-    run.states.trackGroupReads();
+    run.states?.trackGroupReads();
     try {
       const { record: partial, approximateGroups } = await takeBaseline({
         target: source.target,
@@ -112,10 +129,11 @@ export class BaselineScheduler {
       });
       const marker = await this.markers.wait(partial.markerId, epoch);
       // Their state, read now, lands right after the marker (SETTLE events): the baseline is exact from there on.
-      const groups = [...approximateGroups, ...run.states.takeGroupReads()];
+      const states = run.states;
+      const groups = states ? [...approximateGroups, ...states.takeGroupReads()] : [];
       const reread = new Map(groups.map((k) => [`${k.db}:${k.key.toString('hex')}`, k]));
-      if (reread.size > 0 && this.o.currentRun() === run && !run.ended) {
-        run.states.recapture([...reread.values()]);
+      if (states && reread.size > 0 && this.o.currentRun() === run && !run.ended) {
+        states.recapture([...reread.values()]);
         logger.info(
           { epoch, seq: marker.seq, streams: reread.size },
           'consumer-group reads while the baseline was taken: those streams are read again after the marker',
@@ -139,7 +157,7 @@ export class BaselineScheduler {
       );
       return record;
     } catch (err) {
-      run.states.takeGroupReads();
+      run.states?.takeGroupReads();
       logger.error({ epoch, err: describeError(err) }, 'baseline failed; will retry at the next interval');
       throw err;
     }

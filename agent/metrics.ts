@@ -39,8 +39,15 @@ export interface AgentStats {
   statesCaptured: number;
   /** XADD generated ids read back from the source (no state needed). */
   xaddIdsResolved: number;
-  /** Events held right now until their state is known. */
+  /** Events held right now until their state is known (replication mode: until their time anchor). */
   heldForState: number;
+  /** Where events come from. */
+  source?: 'monitor' | 'replication';
+  /** Replication mode: master offset read, bytes behind `master_repl_offset`, offset acknowledged as kept, anchors. */
+  replicationOffset?: number;
+  replicationLagBytes?: number;
+  durableOffset?: number;
+  anchorsSent?: number;
 }
 
 /** What the agent counts across epochs: capture totals, the capture rate, MONITOR lag and output buffer. */

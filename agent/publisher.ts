@@ -13,6 +13,14 @@ import {
 import { eventSubject, messageId, type FlashbackEvent } from '../core/bus/event.js';
 import type { Logger } from '../core/log.js';
 import { silentLogger } from '../core/log.js';
+import type { ReplicationPosition } from './replication/replica-link.js';
+
+/**
+ * Header of every message of a replication-mode batch: `<epoch> <last seq> <replid> <offset> <last ts µs>`, where the master's
+ * replication stream stands after the batch's events. A restarted agent asks `PSYNC <replid> <offset+1>` and goes on
+ * with seq + 1 (agent/replication/resume.ts).
+ */
+export const POSITION_HEADER = 'Flashback-Position';
 
 /** Options of the batched JetStream publisher. */
 export interface PublisherOptions {
@@ -38,6 +46,8 @@ export interface PublisherOptions {
   ackTimeoutMs?: number;
   /** Called once when the queue overflows: continuity is lost, the agent ends the epoch. */
   onOverflow: (queuedBytes: number) => void;
+  /** Last seq of the epoch already in the stream (a resumed epoch goes on after it). @default 0 */
+  startSeq?: number;
   logger?: Logger;
 }
 
@@ -50,6 +60,8 @@ interface Batch {
   bytes: number;
   /** Messages of the batch not yet acknowledged. */
   unacked: number;
+  /** Replication position the stream is at after the batch's events (replication mode). */
+  position?: ReplicationPosition;
 }
 
 /** One JetStream message: a whole batch, or one part of a batch too large for one message. */
@@ -68,13 +80,23 @@ interface Message {
  * `enqueue` never blocks: the MONITOR reader must never wait for NATS.
  */
 export class EventPublisher {
-  private readonly o: Required<Omit<PublisherOptions, 'logger' | 'maxPayloadBytes'>> & {
+  private readonly o: Required<Omit<PublisherOptions, 'logger' | 'maxPayloadBytes' | 'startSeq'>> & {
     logger: Logger;
     maxPayloadBytes?: number;
   };
   private readonly subject: string;
   private pending: FlashbackEvent[] = [];
   private pendingBytes = 0;
+  private pendingPosition: ReplicationPosition | undefined;
+  /** Sealed batches in seq order until acknowledged (so the durable position only moves over a gapless prefix). */
+  private readonly sealed: Batch[] = [];
+  /** Positions by the last seq enqueued before them, oldest first. */
+  private readonly positions: { seq: number; position: ReplicationPosition }[] = [];
+  private lastEnqueuedSeq: number;
+  /** Every event up to this seq is acknowledged. */
+  ackedPrefixSeq: number;
+  /** Newest replication position all of whose events are acknowledged: what the agent REPLCONF ACKs. */
+  durablePosition: ReplicationPosition | undefined;
   private readonly queue: Message[] = [];
   private queuedBytes = 0;
   private inFlightBytes = 0;
@@ -121,6 +143,8 @@ export class EventPublisher {
       logger,
     };
     this.subject = eventSubject(options.node);
+    this.lastEnqueuedSeq = options.startSeq ?? 0;
+    this.ackedPrefixSeq = this.lastEnqueuedSeq;
   }
 
   /** Bytes waiting (not yet sent) plus bytes in flight. */
@@ -128,9 +152,16 @@ export class EventPublisher {
     return this.queuedBytes + this.inFlightBytes + this.pendingBytes;
   }
 
-  /** Adds events (in seq order). Never blocks. */
-  enqueue(events: FlashbackEvent[]): void {
+  /**
+   * Adds events (in seq order). Never blocks. With a `position` (replication mode) the call's events go into one batch
+   * (parts if large), so a batch ends where the stream stands at a known offset; it may hold no events.
+   */
+  enqueue(events: FlashbackEvent[], position?: ReplicationPosition): void {
     if (this.closed || this.overflowed) return;
+    if (position) {
+      this.enqueueWhole(events, position);
+      return;
+    }
     for (const e of events) {
       const size = approxSize(e);
       // A big event does not drag the small ones before it into its (split) message.
@@ -140,6 +171,30 @@ export class EventPublisher {
       if (this.pending.length >= this.o.batchMaxEvents || this.pendingBytes >= this.o.batchMaxBytes) this.seal();
     }
     if (this.pending.length > 0 && !this.timer) this.timer = setTimeout(() => this.seal(), this.o.flushIntervalMs);
+  }
+
+  private enqueueWhole(events: FlashbackEvent[], position: ReplicationPosition): void {
+    let size = 0;
+    for (const e of events) size += approxSize(e);
+    if (events.length > 0) {
+      if (this.pending.length > 0 && this.pendingBytes + size > this.o.batchMaxBytes) this.seal();
+      for (const e of events) this.pending.push(e);
+      this.pendingBytes += size;
+      this.lastEnqueuedSeq = events[events.length - 1]!.seq;
+    }
+    this.positions.push({ seq: this.lastEnqueuedSeq, position });
+    if (this.pending.length > 0) this.pendingPosition = position;
+    else this.advanceDurable();
+    if (this.pending.length >= this.o.batchMaxEvents || this.pendingBytes >= this.o.batchMaxBytes) this.seal();
+    if (this.pending.length > 0 && !this.timer) this.timer = setTimeout(() => this.seal(), this.o.flushIntervalMs);
+  }
+
+  /** Moves the durable position to the newest one whose events are all acknowledged. */
+  private advanceDurable(): void {
+    while (this.sealed.length > 0 && this.sealed[0]!.unacked === 0) this.ackedPrefixSeq = this.sealed.shift()!.lastSeq;
+    if (this.sealed.length === 0 && this.pending.length === 0) this.ackedPrefixSeq = this.lastEnqueuedSeq;
+    while (this.positions.length > 0 && this.positions[0]!.seq <= this.ackedPrefixSeq)
+      this.durablePosition = this.positions.shift()!.position;
   }
 
   private seal(): void {
@@ -162,7 +217,10 @@ export class EventPublisher {
       events: events.length,
       bytes: body.length,
       unacked: bodies.length,
+      position: this.pendingPosition,
     };
+    this.pendingPosition = undefined;
+    this.sealed.push(batch);
     if (bodies.length === 1) this.queue.push({ batch, body });
     else {
       this.splitBatches++;
@@ -210,11 +268,19 @@ export class EventPublisher {
     const { batch, part } = msg;
     const batchId = messageId(this.o.node, this.o.epoch, batch.firstSeq);
     let opts: Parameters<JetStreamClient['publish']>[2] = { msgID: batchId, timeout: this.o.ackTimeoutMs };
-    if (part) {
+    if (part || batch.position) {
       const h = headers();
-      h.set(PART_HEADER, formatPart(part));
-      h.set(BATCH_HEADER, batchId);
-      opts = { msgID: partMessageId(batchId, part.index), timeout: this.o.ackTimeoutMs, headers: h };
+      if (part) {
+        h.set(PART_HEADER, formatPart(part));
+        h.set(BATCH_HEADER, batchId);
+        opts.msgID = partMessageId(batchId, part.index);
+      }
+      if (batch.position)
+        h.set(
+          POSITION_HEADER,
+          `${this.o.epoch} ${batch.lastSeq} ${batch.position.replid} ${batch.position.offset} ${batch.lastTsUs}`,
+        );
+      opts.headers = h;
     }
     this.js.publish(this.subject, msg.body, opts).then(
       () => {
@@ -228,6 +294,7 @@ export class EventPublisher {
             this.lastAckedSeq = batch.lastSeq;
             this.lastAckedTsUs = batch.lastTsUs;
           }
+          this.advanceDurable();
         }
         this.retryDelayMs = 0;
         this.pump();

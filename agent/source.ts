@@ -106,7 +106,7 @@ async function clientAddr(conn: RawRedis): Promise<string> {
 }
 
 /** agent clock − server clock, µs (TIME), so lag is not skewed by clock differences. */
-async function clockSkewUs(conn: RawRedis): Promise<number> {
+export async function clockSkewUs(conn: RawRedis): Promise<number> {
   const before = Date.now() * 1000;
   const t = await conn.call(['TIME']);
   const after = Date.now() * 1000;

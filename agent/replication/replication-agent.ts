@@ -1,0 +1,473 @@
+import { randomUUID } from 'node:crypto';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { ObjectStore } from '@nats-io/obj';
+import { baselineObjectName, baselineSubject, type BaselineRecord } from '../../core/bus/baseline.js';
+import type { FlashbackEvent } from '../../core/bus/event.js';
+import { translateNatsError } from '../../core/bus/nats.js';
+import { describeError } from '../../core/errors.js';
+import type { Metric } from '../../core/health-server.js';
+import type { Logger } from '../../core/log.js';
+import { CommandTable } from '../../core/redis/command-table.js';
+import { keysInInfo } from '../../core/redis/keyspace-info.js';
+import { RawRedis } from '../../core/redis/raw-redis.js';
+import { redisAddress, type RedisTarget } from '../../core/redis/redis-url.js';
+import type { Agent } from '../agent.js';
+import { clockSkewUs } from '../source.js';
+import { BaselineScheduler } from '../baseline-scheduler.js';
+import { CaptureMetrics, prometheusMetrics, type AgentStats } from '../metrics.js';
+import { readClientOutputBytes } from '../overload.js';
+import { EventPublisher } from '../publisher.js';
+import { readSourceInfo } from '../source-role.js';
+import { AnchorDriver } from './anchors.js';
+import { ensureBacklog, readReplicaClient, readReplicationOffset } from './backlog.js';
+import { ReplicaLink, type ReplicationPosition } from './replica-link.js';
+import { readResumePoint, type ResumePoint } from './resume.js';
+import { StreamAssembler } from './stream-assembler.js';
+
+/** What a replication-mode agent runs with (agent/agent.ts fills it in). */
+export interface ReplicationAgentSettings {
+  node: string;
+  target: RedisTarget;
+  control: RawRedis;
+  nc: NatsConnection;
+  js: JetStreamClient;
+  store: ObjectStore;
+  logger: Logger;
+  baselineIntervalMs: number;
+  baselineEveryEvents: number;
+  baselineDigest: 'auto' | 'always' | 'never';
+  maxQueuedBytes: number;
+  metricsIntervalMs: number;
+  heartbeatIntervalMs: number;
+  /** Raise the source's repl-backlog-size to at least this, bytes. */
+  minBacklogBytes: number;
+}
+
+/** One epoch: a replication history followed from one full resync (or resumed from JetStream) until it breaks. */
+interface ReplicationRun {
+  epoch: number;
+  publisher: EventPublisher;
+  assembler: StreamAssembler;
+  ended: boolean;
+  /** The full resync's baseline, until its record is published. */
+  resync?: { markerId: string; offset: number; keys: number; rdbBytes?: number; marker?: FlashbackEvent };
+}
+
+/**
+ * The agent as a replica of its node (`--source replication`): events are the replication stream's entries, in
+ * stream order, timed by anchors (agent/replication/anchors.ts). It acknowledges to the master only what JetStream
+ * has stored, and after a restart or a dropped link it continues the same epoch with `PSYNC <replid> <offset+1>`.
+ */
+export class ReplicationAgent implements Agent {
+  readonly node: string;
+  private run: ReplicationRun | undefined;
+  private link: ReplicaLink | undefined;
+  private anchors: AnchorDriver | undefined;
+  private anchorConn: RawRedis | undefined;
+  private table!: CommandTable;
+  private skewUs = 0;
+  private epochs = 0;
+  private closed = false;
+  private closers: (() => Promise<void>)[] = [];
+  private metricsTimer: NodeJS.Timeout | undefined;
+  private reconnecting = false;
+  private readonly counters = new CaptureMetrics();
+  private readonly baselines: BaselineScheduler;
+  private replicaOutputBytes = 0;
+  private masterOffset = 0;
+  private pausedForBacklog = false;
+
+  constructor(private readonly o: ReplicationAgentSettings) {
+    this.node = o.node;
+    this.baselines = new BaselineScheduler({
+      node: o.node,
+      js: o.js,
+      store: o.store,
+      logger: o.logger,
+      digest: o.baselineDigest,
+      intervalMs: o.baselineIntervalMs,
+      everyEvents: o.baselineEveryEvents,
+      currentRun: () => this.run,
+      currentSource: () => ({ target: o.target, control: o.control }),
+      eventsCaptured: () => this.counters.eventsCaptured,
+    });
+  }
+
+  onClose(fn: () => Promise<void>): void {
+    this.closers.push(fn);
+  }
+
+  /** Checks what the mode needs of the source, then links up: resumes the last epoch when JetStream says where. */
+  async start(): Promise<void> {
+    const { control, target, logger } = this.o;
+    this.table = await CommandTable.load(control);
+    this.skewUs = await clockSkewUs(control);
+    this.anchorConn = await RawRedis.connect(target, { clientName: 'flashback-anchor' });
+    await AnchorDriver.check(this.anchorConn);
+    await ensureBacklog(control, this.o.minBacklogBytes, logger);
+    const resume = await readResumePoint(this.o.nc, this.node);
+    this.anchors = new AnchorDriver({
+      conn: this.anchorConn,
+      idleIntervalMs: this.o.heartbeatIntervalMs,
+      logger,
+      onFailure: (err) => {
+        logger.error({ err: describeError(err) }, 'time anchor failed; reconnecting the replication link');
+        this.dropLink(err);
+      },
+    });
+    await this.connect(resume);
+    this.anchors.start();
+    this.metricsTimer = setInterval(() => void this.sample(), this.o.metricsIntervalMs);
+    this.metricsTimer.unref();
+    this.baselines.start();
+  }
+
+  /** Opens the link: continuing `from` when given, else from the current run, else with a full resync. */
+  private connect(resume?: ResumePoint): Promise<void> {
+    const { logger, target } = this.o;
+    const current =
+      this.run && !this.run.ended && this.link ? { replid: this.link.replid, offset: this.link.offset } : undefined;
+    const from: ReplicationPosition | undefined = current ?? resume?.position;
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const ready = (): void => {
+        if (!settled) {
+          settled = true;
+          resolve();
+        }
+      };
+      const link = ReplicaLink.open({
+        target,
+        from,
+        clientName: 'flashback-replica',
+        logger,
+        handlers: {
+          onFullResync: (at) => {
+            this.newEpoch(
+              at,
+              from !== undefined ? 'the master could not continue the old stream (full resync)' : 'capture started',
+            );
+            ready();
+          },
+          writeRdb: (rdb) => this.writeResyncRdb(rdb),
+          onRdbStored: () => void this.publishResyncBaseline(),
+          onContinue: (at) => {
+            if (!current && resume) this.resumeEpoch(resume);
+            logger.info(
+              { epoch: this.run?.epoch, replid: at.replid, offset: at.offset },
+              'replication stream continued',
+            );
+            ready();
+          },
+          onCommand: (argv, endOffset) => {
+            this.counters.bytesRead = link.streamBytes;
+            this.run?.assembler.push(argv, endOffset);
+          },
+          ackOffset: () => this.run?.publisher.durablePosition?.offset ?? 0,
+          onClose: (err) => {
+            if (!settled) {
+              settled = true;
+              reject(err);
+              return;
+            }
+            this.dropLink(err);
+          },
+        },
+      });
+      this.link = link;
+    });
+  }
+
+  /** A full resync: the epoch (if any) ends, a new one starts with the RDB as its first baseline. */
+  private newEpoch(at: ReplicationPosition, reason: string): void {
+    const old = this.run;
+    if (old && !old.ended) this.endRun(old, reason);
+    const epoch = Math.max(Date.now(), (old?.epoch ?? 0) + 1);
+    const run = this.buildRun(epoch, 0, 0);
+    const markerId = randomUUID();
+    run.resync = { markerId, offset: at.offset, keys: 0 };
+    this.run = run;
+    this.epochs++;
+    run.assembler.startWithMarker(markerId);
+    // Keys at the fork, near enough: INFO keyspace right after +FULLRESYNC (the record's keys are informational).
+    void this.o.control.call(['INFO', 'keyspace']).then(
+      (info) => run.resync && (run.resync.keys = keysInInfo(Buffer.isBuffer(info) ? info.toString('latin1') : '')),
+      () => undefined,
+    );
+    this.o.logger.info({ epoch, replid: at.replid, offset: at.offset, reason }, 'epoch started (full resync)');
+  }
+
+  /** A restarted agent continues the epoch JetStream ends with. */
+  private resumeEpoch(r: ResumePoint): void {
+    this.run = this.buildRun(r.epoch, r.seq, r.tsUs);
+    this.epochs++;
+    this.o.logger.info({ epoch: r.epoch, seq: r.seq, offset: r.position.offset }, 'epoch resumed after a restart');
+  }
+
+  private buildRun(epoch: number, lastSeq: number, lastAnchorUs: number): ReplicationRun {
+    const { node, logger } = this.o;
+    const publisher = new EventPublisher(this.o.js, {
+      node,
+      epoch,
+      startSeq: lastSeq,
+      maxQueuedBytes: this.o.maxQueuedBytes,
+      logger,
+      onOverflow: () => this.dropLink(new Error('publish backlog overflow: NATS too slow or unreachable')),
+    });
+    const run: ReplicationRun = {
+      epoch,
+      publisher,
+      ended: false,
+      assembler: new StreamAssembler({
+        node,
+        epoch,
+        table: this.table,
+        lastSeq,
+        lastAnchorUs,
+        heartbeatIntervalUs: this.o.heartbeatIntervalMs * 1000,
+        serverNowUs: () => Date.now() * 1000 - this.skewUs,
+        wantAnchor: () => this.anchors?.request(),
+        onMarker: (ev) => this.onMarker(run, ev),
+        emit: (events, endOffset) => {
+          if (events.length > 0) {
+            this.counters.eventsEmitted(events.length);
+            const last = events[events.length - 1]!;
+            this.counters.lag.add((Date.now() * 1000 - this.skewUs - last.tsUs) / 1000);
+          }
+          publisher.enqueue(events, { replid: this.link?.replid ?? '', offset: endOffset });
+          this.throttle();
+        },
+      }),
+    };
+    return run;
+  }
+
+  /** Reading pauses while JetStream is behind: Redis buffers for us (its `replica` output-buffer class) meanwhile. */
+  private throttle(): void {
+    const backlog = this.run?.publisher.backlogBytes ?? 0;
+    if (!this.pausedForBacklog && backlog > this.o.maxQueuedBytes / 2) {
+      this.pausedForBacklog = true;
+      this.link?.pause();
+    } else if (this.pausedForBacklog && backlog < this.o.maxQueuedBytes / 4) {
+      this.pausedForBacklog = false;
+      this.link?.resume();
+    }
+  }
+
+  private onMarker(run: ReplicationRun, ev: FlashbackEvent): void {
+    if (run.resync && ev.seq === 1 && !run.resync.marker) {
+      run.resync.marker = ev;
+      return;
+    }
+    this.baselines.onMarker(ev);
+  }
+
+  private async writeResyncRdb(rdb: ReadableStream<Uint8Array>): Promise<void> {
+    const run = this.run!;
+    const resync = run.resync!;
+    const names = baselineObjectName(this.node, run.epoch, resync.markerId);
+    const metadata = { node: this.node, epoch: String(run.epoch), markerId: resync.markerId };
+    try {
+      const info = await this.o.store.put(
+        { name: names.rdb, description: `RDB of the full resync of ${this.node} epoch ${run.epoch}`, metadata },
+        rdb,
+      );
+      await this.o.store.putBlob(
+        { name: names.tail, description: `empty tail of ${this.node} epoch ${run.epoch}`, metadata },
+        new Uint8Array(0),
+      );
+      resync.rdbBytes = info.size;
+    } catch (cause) {
+      throw translateNatsError(cause, `object store (RDB ${names.rdb})`);
+    }
+  }
+
+  /** Once the RDB is stored and the marker event has its seq: the epoch's first baseline is published. */
+  private async publishResyncBaseline(): Promise<void> {
+    const run = this.run;
+    const resync = run?.resync;
+    if (!run || !resync) return;
+    const { logger, js, control } = this.o;
+    try {
+      const rdbBytes = resync.rdbBytes ?? 0;
+      const deadline = Date.now() + 30_000;
+      while (!resync.marker && !run.ended && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      if (!resync.marker) throw new Error('the first time anchor after the full resync never arrived');
+      const names = baselineObjectName(this.node, run.epoch, resync.markerId);
+      const record: BaselineRecord = {
+        node: this.node,
+        epoch: run.epoch,
+        seq: resync.marker.seq,
+        tsUs: resync.marker.tsUs,
+        markerId: resync.markerId,
+        rdbObject: names.rdb,
+        tailObject: names.tail,
+        rdbBytes,
+        tailBytes: 0,
+        keys: resync.keys,
+        digest: '',
+        source: await readSourceInfo(control),
+      };
+      await run.publisher.flush();
+      await js.publish(baselineSubject(this.node), JSON.stringify(record), {
+        msgID: `baseline:${this.node}:${run.epoch}:${record.seq}`,
+      });
+      run.resync = undefined;
+      this.baselines.recorded(record);
+      logger.info(
+        { epoch: run.epoch, seq: record.seq, rdbBytes, offset: resync.offset },
+        'baseline stored (full resync)',
+      );
+    } catch (err) {
+      logger.error({ epoch: run.epoch, err: describeError(err) }, 'the full resync baseline failed; resyncing again');
+      this.dropLink(err as Error, true);
+    }
+  }
+
+  /** The link broke: reconnect with backoff, continuing the stream (or, with `fresh`, with a new full resync). */
+  private dropLink(err: Error, fresh = false): void {
+    if (this.closed || this.reconnecting) return;
+    this.reconnecting = true;
+    this.link?.close();
+    const { logger } = this.o;
+    if (fresh && this.run) this.endRun(this.run, err.message);
+    logger.warn({ err: describeError(err), offset: this.link?.offset }, 'replication link lost; reconnecting');
+    void (async () => {
+      let delay = 100;
+      while (!this.closed) {
+        try {
+          await this.connect();
+          break;
+        } catch (e) {
+          logger.warn({ err: describeError(e), retryInMs: delay }, 'cannot reconnect the replication link; retrying');
+          await new Promise((r) => setTimeout(r, delay));
+          delay = Math.min(10_000, delay * 2);
+        }
+      }
+      this.reconnecting = false;
+    })();
+  }
+
+  /** Ends an epoch: what waits for an anchor gets the server's time now (a later bound), all is published. */
+  private endRun(run: ReplicationRun, reason: string): void {
+    run.ended = true;
+    run.assembler.closeWith(Date.now() * 1000 - this.skewUs, this.link?.offset ?? 0);
+    this.o.logger.warn({ epoch: run.epoch, lastSeq: run.assembler.lastSeq, reason }, 'epoch ended');
+    void run.publisher.close(60_000).then((ok) => {
+      if (!ok) this.o.logger.error({ epoch: run.epoch }, 'could not publish the end of the epoch');
+    });
+  }
+
+  private async sample(): Promise<void> {
+    if (this.closed) return;
+    this.counters.roll();
+    this.baselines.takeIfDue();
+    this.throttle();
+    try {
+      const { control } = this.o;
+      this.masterOffset = await readReplicationOffset(control);
+      const id = await readReplicaClient(control, 'flashback-replica');
+      if (id !== undefined) {
+        this.replicaOutputBytes = await readClientOutputBytes(control, id);
+        this.counters.recordMonitorOutput(this.replicaOutputBytes);
+      }
+    } catch {
+      // the control connection is gone; the link's own close handler reconnects
+    }
+  }
+
+  baseline(): Promise<BaselineRecord> {
+    return this.baselines.take();
+  }
+
+  stats(): AgentStats {
+    const { run, counters, baselines } = this;
+    return {
+      node: this.node,
+      epoch: run?.epoch ?? 0,
+      epochs: this.epochs,
+      connected: !!run && !run.ended && !this.reconnecting,
+      lastSeq: run?.assembler.lastSeq ?? 0,
+      eventsCaptured: counters.eventsCaptured,
+      eventsPublished: run?.publisher.ackedEvents ?? 0,
+      bytesRead: counters.bytesRead,
+      bytesPublished: run?.publisher.ackedBytes ?? 0,
+      eventsPerSecond: Math.round(counters.eventsPerSecond),
+      lagMsP50: counters.lag.p50,
+      lagMsP99: counters.lag.p99,
+      monitorOutputBytes: counters.monitorOutputBytes,
+      maxMonitorOutputBytesSeen: counters.maxMonitorOutputBytesSeen,
+      publishBacklogBytes: run?.publisher.backlogBytes ?? 0,
+      baselines: baselines.count,
+      lastBaselineSeq: baselines.lastSeq,
+      serverChanges: 0,
+      lastBaselineEpoch: baselines.lastEpoch,
+      redis: redisAddress(this.o.target),
+      failovers: 0,
+      expiryCorrected: 0,
+      expiryConfirmed: 0,
+      expiryUncorrectable: 0,
+      stateProbes: 0,
+      statesCaptured: 0,
+      xaddIdsResolved: 0,
+      heldForState: run?.assembler.heldEvents ?? 0,
+      source: 'replication',
+      replicationOffset: this.link?.offset ?? 0,
+      replicationLagBytes: Math.max(0, this.masterOffset - (this.link?.offset ?? 0)),
+      durableOffset: run?.publisher.durablePosition?.offset ?? 0,
+      anchorsSent: this.anchors?.sent ?? 0,
+    };
+  }
+
+  health(): { ok: boolean } & AgentStats {
+    const s = this.stats();
+    return { ok: s.connected && !this.closed, ...s };
+  }
+
+  metrics(): Metric[] {
+    return prometheusMetrics(this.stats());
+  }
+
+  /** Publishes everything read so far: an anchor times what waits, then JetStream acknowledges it all. */
+  async flush(timeoutMs = 30_000): Promise<boolean> {
+    const run = this.run;
+    if (!run) return true;
+    const deadline = Date.now() + timeoutMs;
+    if (run.assembler.heldEvents > 0) {
+      this.anchors?.request();
+      while (run.assembler.heldEvents > 0 && !run.ended && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 2));
+    }
+    return run.publisher.flush(Math.max(1, deadline - Date.now()));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.flush(10_000).catch(() => false);
+    this.closed = true;
+    clearInterval(this.metricsTimer);
+    this.baselines.close();
+    this.anchors?.close();
+    this.link?.close();
+    const run = this.run;
+    if (run && !run.ended) {
+      run.ended = true;
+      const ok = await run.publisher.close(30_000);
+      if (!ok)
+        this.o.logger.error(
+          { epoch: run.epoch, backlogBytes: run.publisher.backlogBytes },
+          'shutdown: not everything captured reached JetStream',
+        );
+    }
+    for (const c of this.closers) await c().catch(() => undefined);
+    this.anchorConn?.close();
+    this.o.control.close();
+    await this.o.nc.drain().catch(() => undefined);
+    this.o.logger.info(this.stats(), 'agent stopped');
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

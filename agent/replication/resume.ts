@@ -1,0 +1,45 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+import { eventSubject } from '../../core/bus/event.js';
+import { EVENT_STREAM, natsJetStreamManager, translateNatsError } from '../../core/bus/nats.js';
+import { POSITION_HEADER } from '../publisher.js';
+import type { ReplicationPosition } from './replica-link.js';
+
+/** Where the node's history in JetStream ends, when it ends in replication mode. */
+export interface ResumePoint {
+  epoch: number;
+  /** Last seq published. */
+  seq: number;
+  /** Time of that event, µs. */
+  tsUs: number;
+  /** The master's stream right after it. */
+  position: ReplicationPosition;
+}
+
+/**
+ * The position in the node's last published message (POSITION_HEADER), or undefined when there is none (no history,
+ * or the last epoch was captured by MONITOR). Batches end only where a stream entry ends (agent/publisher.ts), so
+ * `PSYNC <replid> <offset+1>` continues exactly after the last stored event.
+ */
+export async function readResumePoint(nc: NatsConnection, node: string): Promise<ResumePoint | undefined> {
+  const jsm = await natsJetStreamManager(nc);
+  let msg;
+  try {
+    msg = await jsm.streams.getMessage(EVENT_STREAM, { last_by_subj: eventSubject(node) });
+  } catch (err) {
+    if (/no message found|not found/i.test(String((err as Error).message))) return undefined;
+    throw translateNatsError(err, `the last event of ${node} in JetStream`);
+  }
+  return parsePosition(msg?.header?.get(POSITION_HEADER));
+}
+
+/** `<epoch> <seq> <replid> <offset> <tsUs>` → a resume point; undefined when absent or malformed. */
+export function parsePosition(value: string | undefined): ResumePoint | undefined {
+  const m = /^(\d+) (\d+) ([0-9a-f]{40}) (\d+) (\d+)$/.exec(value ?? '');
+  if (!m) return undefined;
+  return {
+    epoch: Number(m[1]),
+    seq: Number(m[2]),
+    position: { replid: m[3]!, offset: Number(m[4]) },
+    tsUs: Number(m[5]),
+  };
+}

@@ -1,0 +1,220 @@
+import { ANCHOR_CHANNEL, MARKER_CHANNEL } from '../../core/bus/baseline.js';
+import { ANCHOR_COMMAND, EventKind, REPLICATION_CLIENT, type FlashbackEvent } from '../../core/bus/event.js';
+import { ProtocolError } from '../../core/errors.js';
+import type { CommandTable } from '../../core/redis/command-table.js';
+
+/** Options of a {@link StreamAssembler}. */
+export interface StreamAssemblerOptions {
+  node: string;
+  epoch: number;
+  table: CommandTable;
+  /** Last seq already published in this epoch (0 for a new one). */
+  lastSeq: number;
+  /** Time of the last anchor already published (µs), so times never go back across a resume. */
+  lastAnchorUs?: number;
+  /** Stores an idle anchor as a heartbeat event when the previous stored one is this old, µs. @default 1_000_000 */
+  heartbeatIntervalUs?: number;
+  /** Whole runs of events (each ending with its anchor) and the master offset the stream is at after them. */
+  emit: (events: FlashbackEvent[], endOffset: number) => void;
+  /** A baseline marker event, once it has its seq and time. */
+  onMarker: (ev: FlashbackEvent) => void;
+  /** Stream entries wait for a time anchor: ask for one. */
+  wantAnchor: () => void;
+  /** The server's clock now, µs (agent clock less the measured skew). */
+  serverNowUs: () => number;
+}
+
+interface Pending {
+  event: FlashbackEvent;
+  /** Index in `held` of the first event of its MULTI … EXEC block, or -1. */
+  txStart: number;
+}
+
+const MARKER = Buffer.from(MARKER_CHANNEL);
+const ANCHOR = Buffer.from(ANCHOR_CHANNEL);
+
+/**
+ * Turns replication-stream entries into events, in stream order. The stream carries effects, already normalized by
+ * the master (absolute expiries, SREM for SPOP, ids for `XADD *`, DEL for expiries and evictions, a script's writes
+ * in MULTI … EXEC), but no time: entries wait here until the agent's next time anchor (a PUBLISH of the server's
+ * TIME on ANCHOR_CHANNEL, agent/replication/anchors.ts) and get its time, an upper bound of theirs. The anchor is
+ * stored after them as an ANCHOR heartbeat event, their lower bound: a time cutoff resolves to an anchor, so it never
+ * splits entries it cannot place.
+ */
+export class StreamAssembler {
+  lastSeq: number;
+  /** Stream entries read (all kinds). */
+  entries = 0;
+  /** Messages on the anchor channel that were no anchor (not a time, or a time in the future). */
+  forgedAnchors = 0;
+  private db = 0;
+  private held: Pending[] = [];
+  /** Index in `held` of the open MULTI's first event, or -1 outside one; undefined when no MULTI is open. */
+  private txOpen: number | undefined;
+  private heldOffset = -1;
+  private lastAnchorUs: number;
+  private lastStoredAnchorUs = 0;
+  private readonly heartbeatIntervalUs: number;
+
+  constructor(private readonly o: StreamAssemblerOptions) {
+    this.lastSeq = o.lastSeq;
+    this.lastAnchorUs = o.lastAnchorUs ?? 0;
+    this.heartbeatIntervalUs = o.heartbeatIntervalUs ?? 1_000_000;
+  }
+
+  /** Events waiting for an anchor. */
+  get heldEvents(): number {
+    return this.held.length;
+  }
+
+  /** A full resync's RDB starts the epoch: its marker is the first event, timed by the first anchor. */
+  startWithMarker(markerId: string): void {
+    const payload = Buffer.from(JSON.stringify({ markerId, node: this.o.node, epoch: this.o.epoch }));
+    this.hold(this.ownEvent(EventKind.Baseline, 'PUBLISH', [Buffer.from('PUBLISH'), MARKER, payload]));
+    this.o.wantAnchor();
+  }
+
+  /** One stream entry and the master offset after it. */
+  push(argv: Buffer[], endOffset: number): void {
+    this.entries++;
+    const name = argv[0]!.toString('latin1').toLowerCase();
+    switch (name) {
+      case 'ping':
+      case 'replconf':
+        break;
+      case 'select':
+        this.db = parseDb(argv);
+        break;
+      case 'multi':
+        this.txOpen = -1;
+        break;
+      case 'exec':
+        this.txOpen = undefined;
+        break;
+      case 'publish':
+        if (argv.length === 3 && argv[1]!.equals(ANCHOR) && this.txOpen === undefined) {
+          const t = parseAnchor(argv[2]!);
+          // Anyone allowed to PUBLISH could send one: a time that is no time, or later than the server's clock now,
+          // is no anchor of ours (ACL: only the agent's user should reach the channel, docs/security.md).
+          if (t !== undefined && t <= this.o.serverNowUs() + 5_000_000) {
+            this.heldOffset = endOffset;
+            this.anchor(t, argv);
+            return;
+          }
+          this.forgedAnchors++;
+        }
+        if (argv.length === 3 && argv[1]!.equals(MARKER)) this.hold(this.ownEvent(EventKind.Baseline, 'PUBLISH', argv));
+        // Other messages change no data.
+        break;
+      default:
+        this.hold(this.commandEvent(argv));
+    }
+    this.heldOffset = endOffset;
+    if (this.held.length === 0) {
+      // Nothing waits for a time: the position is kept as soon as what came before is.
+      if (this.txOpen === undefined) this.o.emit([], endOffset);
+    } else this.o.wantAnchor();
+  }
+
+  /**
+   * The epoch ends (the link cannot continue): what waits for an anchor gets `tsUs`, the server's time now, which is
+   * later than all of it; no anchor event follows, since nothing proves the history complete up to then.
+   */
+  closeWith(tsUs: number, endOffset: number): void {
+    if (this.held.length === 0) return;
+    const events = this.time(Math.max(tsUs, this.lastAnchorUs));
+    this.o.emit(events, endOffset);
+  }
+
+  private hold(event: FlashbackEvent): void {
+    let txStart = -1;
+    if (this.txOpen !== undefined) {
+      if (this.txOpen === -1) this.txOpen = this.held.length;
+      txStart = this.txOpen;
+    }
+    this.held.push({ event, txStart });
+  }
+
+  /** An anchor: everything held happened before `tsUs`; it gets seqs and that time, the anchor follows. */
+  private anchor(tsUs: number, argv: Buffer[]): void {
+    const t = Math.max(tsUs, this.lastAnchorUs);
+    this.lastAnchorUs = t;
+    const out = this.time(t);
+    const hadEvents = out.length > 0;
+    if (hadEvents || t - this.lastStoredAnchorUs >= this.heartbeatIntervalUs) {
+      const a = this.ownEvent(EventKind.Heartbeat, ANCHOR_COMMAND, argv);
+      a.seq = ++this.lastSeq;
+      a.tsUs = t;
+      out.push(a);
+      this.lastStoredAnchorUs = t;
+    }
+    this.o.emit(out, this.heldOffset);
+    for (const e of out) if (e.kind === EventKind.Baseline) this.o.onMarker(e);
+  }
+
+  /** Gives the held events their seqs (tx = the first seq of their MULTI block) and time `t`; empties `held`. */
+  private time(t: number): FlashbackEvent[] {
+    const out: FlashbackEvent[] = [];
+    const firstSeqs: number[] = [];
+    for (let i = 0; i < this.held.length; i++) {
+      const { event, txStart } = this.held[i]!;
+      event.seq = ++this.lastSeq;
+      event.tsUs = t;
+      if (txStart >= 0) {
+        firstSeqs[i] = txStart === i ? event.seq : firstSeqs[txStart]!;
+        event.tx = firstSeqs[i]!;
+      } else firstSeqs[i] = event.seq;
+      out.push(event);
+    }
+    this.held = [];
+    return out;
+  }
+
+  private commandEvent(argv: Buffer[]): FlashbackEvent {
+    const spec = this.o.table.lookup(argv);
+    return {
+      node: this.o.node,
+      epoch: this.o.epoch,
+      seq: 0,
+      tsUs: 0,
+      db: this.db,
+      client: REPLICATION_CLIENT,
+      kind: EventKind.Command,
+      command: argv[0]!.toString('latin1').toUpperCase(),
+      keys: spec ? this.o.table.keys(argv, spec) : [],
+      args: argv,
+      replay: argv,
+      tx: 0,
+    };
+  }
+
+  private ownEvent(kind: EventKind, command: string, argv: Buffer[]): FlashbackEvent {
+    return {
+      node: this.o.node,
+      epoch: this.o.epoch,
+      seq: 0,
+      tsUs: 0,
+      db: this.db,
+      client: 'agent',
+      kind,
+      command,
+      keys: [],
+      args: argv,
+      replay: [],
+      tx: 0,
+    };
+  }
+}
+
+function parseDb(argv: Buffer[]): number {
+  const n = Number(argv[1]?.toString('latin1'));
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new ProtocolError(`the replication stream selected database "${argv[1]?.toString('latin1')}"`);
+  return n;
+}
+
+/** `sec.usec` (usec zero-padded to 6 digits) → µs; undefined when it is not that. */
+export function parseAnchor(payload: Buffer): number | undefined {
+  const m = /^(\d{1,12})\.(\d{6})$/.exec(payload.toString('latin1', 0, 24));
+  return m ? Number(m[1]) * 1_000_000 + Number(m[2]) : undefined;
+}
