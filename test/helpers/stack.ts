@@ -52,6 +52,7 @@ export async function startStack(): Promise<Stack> {
 export async function startSource(
   stack: Stack,
   args: string[] = [],
+  options: { source?: 'replication' | 'monitor' } = {},
 ): Promise<{ redis: ServerProcess; agent: Agent; node: string; close(): Promise<void> }> {
   const redis = await testRedis([...SOURCE_ARGS, ...args]);
   const node = `test-${randomUUID().slice(0, 8)}`;
@@ -70,6 +71,8 @@ export async function startSource(
     natsUrl: stack.nats.url,
     logger,
     baselineDigest: 'always',
+    // Tests written for one capture mode say which; the others ran first against MONITOR capture.
+    source: options.source ?? 'monitor',
   });
   return {
     redis,
@@ -152,9 +155,9 @@ export interface StoredMarker {
 /**
  * Writes a marker on a captured source and waits until its event is stored with every event before it in its epoch:
  * a fact about the history, unlike `agent.flush()`, which cannot know about MONITOR lines the server has not yet
- * delivered. The marker is `DEL __test_marker:<name>` (with a hash tag owned by the node if it is a cluster node): it
- * changes no data, so digests, key lists and DBSIZE taken before or after it are the same; it adds one `DEL`
- * command event to the history. Returns the marker's epoch and seq (a restore cutoff that includes everything written
+ * delivered. The marker is `MULTI; SET __test_marker:<name> 1; DEL __test_marker:<name>; EXEC` (with a hash tag
+ * owned by the node if it is a cluster node): it changes no data, so digests, key lists and DBSIZE taken before or
+ * after it are the same; it adds one transaction (SET, DEL) to the history. Returns the marker's epoch and seq (a restore cutoff that includes everything written
  * before the marker).
  */
 export async function markStoredEvent(
@@ -173,10 +176,15 @@ export async function markStoredEvent(
     for (let i = 0; i < 200 && key === undefined; i++) {
       const k = i === 0 ? `__test_marker:${name}` : `__test_marker:{${name}.${i}}`;
       try {
-        await conn.call('DEL', k);
+        // SET then DEL in one transaction: nothing changes, and the replication stream carries it too (a DEL of a
+        // missing key is not replicated).
+        const r = await conn.multi().set(k, '1').del(k).exec();
+        const failed = r?.find(([err]) => err);
+        if (failed) throw failed[0];
+        if (!r) throw new Error(`the marker transaction on ${k} was aborted`);
         key = k;
       } catch (err) {
-        if (!/^(MOVED|ASK) /.test(String((err as Error).message))) throw err;
+        if (!/(MOVED|ASK) /.test(String((err as Error).message))) throw err;
       }
     }
   } finally {
