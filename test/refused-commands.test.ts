@@ -16,7 +16,15 @@ import { sqlString } from '../core/store/sql-literal.js';
 import { restoreWindows } from '../core/store/windows.js';
 import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
 import { RestoreLoadError } from '../restorer/load-failure.js';
-import { markAndWait, startSource, startStack, type Source, type Stack } from './helpers/stack.js';
+import {
+  markAndWait,
+  markStoredEvent,
+  startSource,
+  startStack,
+  waitForWindowSeq,
+  type Source,
+  type Stack,
+} from './helpers/stack.js';
 
 let stack: Stack;
 let nc: NatsConnection;
@@ -149,6 +157,44 @@ test('with a small proto-max-bulk-len at the source, a refused APPEND, SETRANGE 
     const sourceDigest = await digestOf(r);
     const report = await doRestore(src.node, { toSeq: last });
     assert.equal(report.digest, sourceDigest);
+  } finally {
+    r.disconnect();
+    await src.close();
+  }
+});
+
+test("the source's stream-node-max-entries and -bytes reach the restore server: an approximate XADD trim keeps what the source kept", async () => {
+  const src = await startSource(stack, ['--stream-node-max-entries', '7', '--stream-node-max-bytes', '2048']);
+  const r = new Redis(src.redis.url);
+  try {
+    await src.agent.baseline();
+    const p = r.pipeline();
+    for (let i = 1; i <= 1000; i++) p.xadd('s', `${i}-1`, 'f', 'v');
+    await p.exec();
+    // Whole nodes go while 500 entries stay: 71 nodes of 7 → 504 left; a restore server making nodes of 100 (the
+    // default) would keep 501. (An XTRIM gets the stream's state captured after it; an XADD … ~ is replayed as is.)
+    await r.xadd('s', 'MAXLEN', '~', '500', '1001-1', 'f', 'v');
+    assert.equal(await r.xlen('s'), 504);
+    const marker = await markStoredEvent(stack, src, r, 'trimmed');
+    // The marker is a transaction: a window reaches it once an event after it (the idle heartbeat) is stored.
+    await waitForWindowSeq(stack, src.node, marker.epoch, marker.seq);
+    const last = marker.seq;
+    const sourceDigest = await digestOf(r);
+    const report = await doRestore(src.node, { toSeq: last });
+    assert.deepEqual(report.warnings, []);
+    assert.equal(report.digest, sourceDigest);
+    const restored = new Redis(report.url!);
+    try {
+      assert.equal(await restored.xlen('s'), 504);
+      // CONFIG GET with a pattern answers in hash-table order.
+      const pairs = (await restored.config('GET', 'stream-node-max-*')) as string[];
+      assert.deepEqual(Object.fromEntries([0, 2].map((i) => [pairs[i], pairs[i + 1]])), {
+        'stream-node-max-entries': '7',
+        'stream-node-max-bytes': '2048',
+      });
+    } finally {
+      restored.disconnect();
+    }
   } finally {
     r.disconnect();
     await src.close();

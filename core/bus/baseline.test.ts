@@ -18,6 +18,6 @@ describe('baseline names', () => {
   it('the agent channels and replay settings are fixed names', () => {
     assert.equal(MARKER_CHANNEL, '__flashback__:marker');
     assert.equal(HEARTBEAT_MESSAGE, '__flashback__:heartbeat');
-    assert.deepEqual(REPLAY_CONFIG, ['proto-max-bulk-len']);
+    assert.deepEqual(REPLAY_CONFIG, ['proto-max-bulk-len', 'stream-node-max-entries', 'stream-node-max-bytes']);
   });
 });

@@ -62,8 +62,11 @@ export interface SourceInfo {
 
 /**
  * Source settings a restore server takes over: {@link SourceInfo.config} holds these when the source let us read them.
+ * `proto-max-bulk-len` decides which string writes the source refused; `stream-node-max-entries` and
+ * `stream-node-max-bytes` decide where a stream's nodes end, and so how many entries an approximate trim removes
+ * (whole nodes only): an `XADD … MAXLEN ~ n` is replayed as issued.
  */
-export const REPLAY_CONFIG = ['proto-max-bulk-len'] as const;
+export const REPLAY_CONFIG = ['proto-max-bulk-len', 'stream-node-max-entries', 'stream-node-max-bytes'] as const;
 
 /** Subject of a node's baseline records (in the FLASHBACK_EVENTS stream). */
 export function baselineSubject(node: string): string {
