@@ -34,7 +34,7 @@ import {
 } from './materialize.js';
 import { guardRefusable } from './refusal-guard.js';
 import { brokenWarnings, explainLoadFailure } from './load-failure.js';
-import type { SourceInfo } from '../core/bus/baseline.js';
+import { replayConfig } from './replay-config.js';
 import type { EventStore, StoredEvent } from '../core/store/event-store.js';
 import type { RestoreProgress, RestoreReport } from '../core/bus/restore-report.js';
 
@@ -154,8 +154,9 @@ export async function restore(
     onProgress({ phase: 'events', events: replayed, totalEvents });
 
     onProgress({ phase: 'load', events: replayed, totalEvents });
+    const settings = replayConfig(base.source, cut.baselineSeq);
     try {
-      server = await loadAofDir(dir, { port: req.spawn?.port, detached: keep, args: replayConfigArgs(base.source) });
+      server = await loadAofDir(dir, { port: req.spawn?.port, detached: keep, args: settings.args });
     } catch (err) {
       if (!(err instanceof AofLoadError)) throw err;
       keepFiles = true;
@@ -184,6 +185,7 @@ export async function restore(
       );
     }
     const warnings = [
+      ...settings.warnings,
       ...brokenWarnings(broken),
       ...(await exactnessWarnings(deps.events, server.url, req.node, cut.epoch, cut.baselineSeq, cut.seq)),
     ];
@@ -243,11 +245,6 @@ export async function restore(
 /** What the restore writes for an event: a captured command the source may have refused goes through the guard. */
 function replayBytes(item: StoredEvent): Buffer {
   return item.kind === 'command' ? guardRefusable(item.resp) : item.resp;
-}
-
-/** redis-server args giving the restore server the source's replay settings (SourceInfo.config). */
-export function replayConfigArgs(source: SourceInfo | undefined): string[] {
-  return Object.entries(source?.config ?? {}).flatMap(([name, value]) => [`--${name}`, value]);
 }
 
 function sanitize(s: string): string {
