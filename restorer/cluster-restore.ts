@@ -10,7 +10,7 @@ import type { ClusterRestoreReport, RestoreProgress, RestoreReport } from '../co
 import { startRedisServer } from '../core/servers/redis-server.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
 import { formatTsUs, parseCutoffTime } from '../core/time.js';
-import { openKeyTarget, type KeyTarget } from './key-target.js';
+import { openKeyTarget, shownUrl, type KeyTarget } from './key-target.js';
 import {
   assertDbsFit,
   copyKeys,
@@ -199,7 +199,7 @@ export async function clusterRestore(
       warnings: parts.flatMap((p) => p.warnings.map((w) => `node ${p.node}: ${w}`)),
       seconds: 0,
     };
-    if (req.target !== undefined) report.url = req.target;
+    if (req.target !== undefined) report.url = shownUrl(req.target);
     else if (req.rdb !== undefined) {
       await saveRdb(dest!.url, dest!.dir, req.rdb);
       report.rdb = path.resolve(req.rdb);

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { ConnectionError, describeError, ErrorCode, FlashbackError } from '../core/errors.js';
 import { keyspaceCounts } from '../core/redis/keyspace-info.js';
-import { parseRedisUrl, redactedRedisUrl, type RedisTarget } from '../core/redis/redis-url.js';
+import { hidePassword, parseRedisUrl, redactedRedisUrl, type RedisTarget } from '../core/redis/redis-url.js';
 import { CLUSTER_SLOTS, keySlot } from '../core/redis/cluster-slot.js';
 
 export { CLUSTER_SLOTS, keySlot };
@@ -47,6 +47,19 @@ export interface KeyTarget {
   /** Each server behind the target with its keys and digest. */
   summary(): Promise<TargetNodeSummary[]>;
   close(): void;
+}
+
+/**
+ * A target URL as reports, logs and errors show it: as given when it holds no password, else with the password
+ * replaced by `***` (a URL that does not parse: by hidePassword).
+ */
+export function shownUrl(url: string): string {
+  try {
+    const t = parseRedisUrl(url, '--target');
+    return t.password === undefined ? url : redactedRedisUrl(t);
+  } catch {
+    return hidePassword(url);
+  }
 }
 
 /**

@@ -32,6 +32,7 @@ import {
   saveRdb,
   TargetNotEmptyError,
 } from './materialize.js';
+import { shownUrl } from './key-target.js';
 import { guardRefusable } from './refusal-guard.js';
 import { brokenWarnings, explainLoadFailure } from './load-failure.js';
 import { replayConfig } from './replay-config.js';
@@ -91,7 +92,7 @@ export async function restore(
     const keys = await countKeys(req.target);
     if (keys > 0)
       throw new TargetNotEmptyError(
-        `target ${req.target} is not empty (${keys} keys); restore into an empty instance, or add --flush to empty it first`,
+        `target ${shownUrl(req.target)} is not empty (${keys} keys); restore into an empty instance, or add --flush to empty it first`,
         keys,
       );
   }
@@ -219,7 +220,7 @@ export async function restore(
     if (req.target !== undefined) {
       onProgress({ phase: 'copy', events: replayed, totalEvents });
       await copyToTarget(server.url, req.target, { flush: req.flush });
-      report.url = req.target;
+      report.url = shownUrl(req.target);
     } else if (req.rdb !== undefined) {
       await saveRdb(server.url, dir, req.rdb);
       report.rdb = path.resolve(req.rdb);

@@ -32,6 +32,7 @@ import type { RestoreProgress } from '../core/bus/restore-report.js';
 import { isPidAlive, stopPid } from '../core/servers/server-process.js';
 import { clickHouseEventStore } from '../core/store/event-store.js';
 import { isClusterReport, runRestoreRequest } from './cluster-restore.js';
+import { shownUrl } from './key-target.js';
 import type { RestoreDeps } from './restore.js';
 
 /** Options of {@link startRestorer}. */
@@ -398,7 +399,10 @@ class RestorerService implements Restorer {
       return writes;
     };
     await writes;
-    logger.info({ job: job.id, attempt, request: job.request }, 'restore job started');
+    // The request's target URL may hold a password: the log gets it without.
+    const shownRequest =
+      job.request.target === undefined ? job.request : { ...job.request, target: shownUrl(job.request.target) };
+    logger.info({ job: job.id, attempt, request: shownRequest }, 'restore job started');
     const keepAlive = setInterval(
       () => {
         if (!cur.handedBack) m.working();

@@ -16,6 +16,7 @@ import { sqlString } from '../core/store/sql-literal.js';
 import { restoreWindows } from '../core/store/windows.js';
 import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
 import { RestoreLoadError } from '../restorer/load-failure.js';
+import { TargetNotEmptyError } from '../restorer/materialize.js';
 import {
   markAndWait,
   markStoredEvent,
@@ -25,6 +26,7 @@ import {
   type Source,
   type Stack,
 } from './helpers/stack.js';
+import { testRedis } from './helpers/servers.js';
 
 let stack: Stack;
 let nc: NatsConnection;
@@ -60,6 +62,16 @@ function send(r: Redis, ...argv: (string | number | Buffer)[]): Promise<unknown>
 
 /** Writes a marker and waits until it and every event before it are stored; returns its seq. */
 const markStored = (src: Source, r: Redis, name: string) => markAndWait(stack, src, r, name);
+
+/**
+ * markStored, and waits until a window reaches the marker: it is a transaction, and a window ends there only once an
+ * event after it (the idle heartbeat) is stored.
+ */
+async function markRestorable(src: Source, r: Redis, name: string): Promise<number> {
+  const marker = await markStoredEvent(stack, src, r, name);
+  await waitForWindowSeq(stack, src.node, marker.epoch, marker.seq);
+  return marker.seq;
+}
 
 const digestOf = async (r: Redis) => String(await r.call('DEBUG', 'DIGEST'));
 
@@ -175,10 +187,7 @@ test("the source's stream-node-max-entries and -bytes reach the restore server: 
     // default) would keep 501. (An XTRIM gets the stream's state captured after it; an XADD … ~ is replayed as is.)
     await r.xadd('s', 'MAXLEN', '~', '500', '1001-1', 'f', 'v');
     assert.equal(await r.xlen('s'), 504);
-    const marker = await markStoredEvent(stack, src, r, 'trimmed');
-    // The marker is a transaction: a window reaches it once an event after it (the idle heartbeat) is stored.
-    await waitForWindowSeq(stack, src.node, marker.epoch, marker.seq);
-    const last = marker.seq;
+    const last = await markRestorable(src, r, 'trimmed');
     const sourceDigest = await digestOf(r);
     const report = await doRestore(src.node, { toSeq: last });
     assert.deepEqual(report.warnings, []);
@@ -256,6 +265,44 @@ test('an event a restore server cannot load is named with its seq, its files kep
       );
     } finally {
       restored.disconnect();
+    }
+  } finally {
+    r.disconnect();
+    await src.close();
+  }
+});
+
+test('a target URL with a password shows it nowhere: not in the not-empty error, nor in the report', async () => {
+  await using target = await testRedis();
+  const admin = new Redis(target.url);
+  await admin.set('occupied', '1');
+  // Set after start: the launcher's readiness probe does not authenticate.
+  await admin.config('SET', 'requirepass', 's3cret-pw');
+  admin.disconnect();
+  const url = `redis://:s3cret-pw@${target.host}:${target.port}`;
+  const src = await startSource(stack);
+  const r = new Redis(src.redis.url);
+  try {
+    await src.agent.baseline();
+    await r.set('k', 'v');
+    const last = await markRestorable(src, r, 'end');
+    const err = await restore(deps(), { node: src.node, toSeq: last, target: url }).then(
+      () => assert.fail('a non-empty target was written'),
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof TargetNotEmptyError, String(err));
+    assert.equal(
+      err.message,
+      `target redis://:***@${target.host}:${target.port}/0 is not empty (1 keys); restore into an empty instance, or add --flush to empty it first`,
+    );
+    const report = await restore(deps(), { node: src.node, toSeq: last, target: url, flush: true });
+    assert.equal(report.url, `redis://:***@${target.host}:${target.port}/0`);
+    assert.doesNotMatch(JSON.stringify(report), /s3cret/);
+    const check = new Redis(url);
+    try {
+      assert.equal(await check.get('k'), 'v');
+    } finally {
+      check.disconnect();
     }
   } finally {
     r.disconnect();
