@@ -23,7 +23,7 @@ after(async () => {
 /** One differential run; every restore must equal the source at its moment, else the first diverging keys are named. */
 async function check(
   t: TestContext,
-  options: { points: number; clients: number; nondeterministic: boolean },
+  options: { points: number; clients: number; nondeterministic: boolean; source?: 'monitor' | 'replication' },
 ): Promise<void> {
   const { points } = options;
   t.diagnostic(`seed ${seed}: replay with FLASHBACK_SEED=${seed}`);
@@ -57,4 +57,8 @@ test(`deterministic families: every recorded moment restores exactly, by seq and
 
 test(`every family, nondeterministic and blocking ones too (SPOP, XADD *, group reads and claims, pops served later): every recorded moment restores exactly (seed ${seed})`, async (t) => {
   await check(t, { points: 6, clients: 4, nondeterministic: true });
+});
+
+test(`replication mode, every family: every recorded moment restores exactly, by seq and by time (seed ${seed})`, async (t) => {
+  await check(t, { points: 6, clients: 4, nondeterministic: true, source: 'replication' });
 });

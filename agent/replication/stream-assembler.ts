@@ -2,6 +2,7 @@ import { ANCHOR_CHANNEL, MARKER_CHANNEL } from '../../core/bus/baseline.js';
 import { ANCHOR_COMMAND, EventKind, REPLICATION_CLIENT, type FlashbackEvent } from '../../core/bus/event.js';
 import { ProtocolError } from '../../core/errors.js';
 import type { CommandTable } from '../../core/redis/command-table.js';
+import { groupReadReplay } from './group-read-replay.js';
 
 /** Options of a {@link StreamAssembler}. */
 export interface StreamAssemblerOptions {
@@ -183,7 +184,7 @@ export class StreamAssembler {
       command: argv[0]!.toString('latin1').toUpperCase(),
       keys: spec ? this.o.table.keys(argv, spec) : [],
       args: argv,
-      replay: argv,
+      replay: groupReadReplay(argv),
       tx: 0,
     };
   }
