@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ConfigError, ErrorCode } from '../core/errors.js';
-import { parseDuration } from './duration.js';
+import { parseBytes, parseDuration } from './duration.js';
 
 describe('parseDuration', () => {
   it('reads every unit to ms', () => {
@@ -44,6 +44,25 @@ describe('parseDuration', () => {
     }
     for (const bad of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
       assert.throws(() => parseDuration(bad, '--every'), ConfigError, String(bad));
+    }
+  });
+});
+
+describe('parseBytes', () => {
+  it('reads bytes and Redis-style units', () => {
+    assert.equal(parseBytes('0', '--min-backlog'), 0);
+    assert.equal(parseBytes('512kb', '--min-backlog'), 512 * 1024);
+    assert.equal(parseBytes('64MB', '--min-backlog'), 64 * 1024 * 1024);
+    assert.equal(parseBytes(100, '--min-backlog'), 100);
+  });
+
+  it('refuses anything else, naming the flag and the value', () => {
+    for (const bad of ['', 'big', '-1mb', '1.5mb', '1tb']) {
+      assert.throws(
+        () => parseBytes(bad, '--min-backlog'),
+        (e: unknown) => e instanceof ConfigError && e.message.startsWith(`--min-backlog "${bad}" is not a size`),
+        bad,
+      );
     }
   });
 });

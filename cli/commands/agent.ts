@@ -3,10 +3,11 @@ import { startAgent } from '../../agent/index.js';
 import { createLogger } from '../../core/log.js';
 import { healthPortOption, natsOption } from '../options.js';
 import { runUntilSignal } from '../run-service.js';
-import { parseDuration } from '../duration.js';
+import { parseBytes, parseDuration } from '../duration.js';
 
 export const command = 'agent';
-export const describe = 'capture one Redis node (MONITOR + keyspace notifications + baselines) into NATS JetStream';
+export const describe =
+  'capture one Redis node into NATS JetStream: as a replica of it (default) or from MONITOR + keyspace notifications';
 
 export function builder(y: Argv) {
   return y
@@ -33,6 +34,17 @@ export function builder(y: Argv) {
       describe: 'record DEBUG DIGEST at baselines (auto: ≤ 100k keys)',
     })
     .option('retention', { type: 'string', default: '7d', describe: 'how long the stream keeps events' })
+    .option('source', {
+      choices: ['replication', 'monitor'] as const,
+      default: 'replication' as const,
+      describe:
+        'replication: the agent is a replica of the node (exact effects, replica cost, resumes after a restart; needs +psync +replconf); monitor: MONITOR + keyspace notifications, for servers that refuse PSYNC',
+    })
+    .option('min-backlog', {
+      type: 'string',
+      default: '64mb',
+      describe: "replication mode: raise the source's repl-backlog-size to at least this (0 = leave it)",
+    })
     .option('health-port', healthPortOption);
 }
 
@@ -48,6 +60,8 @@ export async function handler(args: Args): Promise<void> {
     baselineEveryEvents: args.baselineEveryEvents,
     baselineDigest: args.baselineDigest,
     retentionMs: parseDuration(args.retention, '--retention'),
+    source: args.source,
+    minBacklogBytes: parseBytes(args.minBacklog, '--min-backlog'),
     healthPort: args.healthPort,
     logger,
   });
