@@ -14,6 +14,8 @@ import { ANCHOR_COMMAND, REPLICATION_CLIENT } from '../core/bus/event.js';
 import { stopPid } from '../core/servers/server-process.js';
 import { sqlString } from '../core/store/sql-literal.js';
 import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
+import { startAgent } from '../agent/index.js';
+import { testRedis } from './helpers/servers.js';
 import { serverTimeUs, startSource, startStack, syncedSource, waitForWindow, type Stack } from './helpers/stack.js';
 
 let stack: Stack;
@@ -84,5 +86,39 @@ test('replication mode: the stream is the history; restores by seq and by time e
   } finally {
     r.disconnect();
     await src.close();
+  }
+});
+
+test('replication mode runs with exactly the ACL rights docs/capture-modes.md lists', async () => {
+  const redis = await testRedis(['--repl-diskless-sync-delay', '0']);
+  const admin = new Redis(redis.url);
+  try {
+    await admin.call(
+      'ACL',
+      'SETUSER',
+      'flashback',
+      'on',
+      '>secret',
+      ...'+psync +replconf +evalsha +eval +time +publish +multi +exec +info +command +client|setname +client|list +client|info +config|get +config|set +ping +echo'.split(
+        ' ',
+      ),
+      'resetchannels',
+      '&__flashback__:anchor',
+      '&__flashback__:marker',
+    );
+    const node = `acl-${Date.now()}`;
+    const url = redis.url.replace('redis://', 'redis://flashback:secret@');
+    const agent = await startAgent({ redisUrl: url, nodeId: node, natsUrl: stack.nats.url, source: 'replication' });
+    try {
+      await admin.set('k', 'v');
+      const seq = await syncedSource(stack, { node, redis, agent, close: async () => {} }, redis.url);
+      assert.ok(seq > 1);
+      assert.equal(agent.stats().source, 'replication');
+    } finally {
+      await agent.close();
+    }
+  } finally {
+    admin.disconnect();
+    await redis.stop();
   }
 });
