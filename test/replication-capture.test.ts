@@ -122,3 +122,38 @@ test('replication mode runs with exactly the ACL rights docs/capture-modes.md li
     await redis.stop();
   }
 });
+
+test('replication mode: a dropped link continues the same epoch (PSYNC), no hole; WAIT counts the agent once the write is kept', async () => {
+  const src = await startSource(stack, [], { source: 'replication' });
+  const r = new Redis(src.redis.url);
+  try {
+    await r.set('before', '1');
+    const first = await syncedSource(stack, src);
+    const epoch = src.agent.stats().epoch;
+    // WAIT returns once a replica acknowledged the write's offset: the agent acknowledges only what JetStream holds.
+    await r.set('waited', '1');
+    assert.equal(await r.call('WAIT', '1', '20000'), 1);
+    const rows = await stack.store.query<{ n: number }>(
+      `SELECT count() AS n FROM flashback.events WHERE node = ${sqlString(src.node)} AND key = 'waited'`,
+    );
+    // Acknowledged by JetStream is not yet in ClickHouse: the sink may still be on its way; JetStream has it.
+    assert.ok(Number(rows[0]?.n ?? 0) <= 1);
+    const killed = await r.call('CLIENT', 'KILL', 'TYPE', 'replica');
+    assert.ok(Number(killed) >= 1);
+    await r.set('after', '2');
+    await r.incr('n');
+    const last = await syncedSource(stack, src);
+    assert.ok(last > first);
+    assert.equal(src.agent.stats().epoch, epoch, 'the same epoch after the link dropped');
+    const seqs = await stack.store.query<{ n: number; top: number; epochs: number }>(
+      `SELECT uniqExact(seq) AS n, max(seq) AS top, uniqExact(epoch) AS epochs FROM flashback.events WHERE node = ${sqlString(src.node)}`,
+    );
+    assert.equal(Number(seqs[0]!.epochs), 1);
+    assert.equal(Number(seqs[0]!.n), Number(seqs[0]!.top), 'gapless');
+    const digest = String(await r.call('DEBUG', 'DIGEST'));
+    assert.equal((await restoredDigest({ node: src.node, toSeq: last })).digest, digest);
+  } finally {
+    r.disconnect();
+    await src.close();
+  }
+});
