@@ -133,6 +133,30 @@ export function prometheusMetrics(s: AgentStats): Metric[] {
       s.stateProbes,
       'counter',
     ),
-    g('flashback_agent_held_for_state', 'Events held until their state is read', s.heldForState),
+    g(
+      'flashback_agent_held_for_state',
+      'Events held until their state (monitor) or time anchor (replication) is known',
+      s.heldForState,
+    ),
+    ...(s.source === 'replication'
+      ? [
+          g(
+            'flashback_agent_replication_lag_bytes',
+            "Bytes of the source's replication stream not yet read (master_repl_offset - our offset)",
+            s.replicationLagBytes ?? 0,
+          ),
+          g(
+            'flashback_agent_replication_acked_offset',
+            'Replication offset acknowledged to the source (everything before it is in JetStream)',
+            s.durableOffset ?? 0,
+          ),
+          g(
+            'flashback_agent_time_anchors_total',
+            'Time anchors placed in the replication stream',
+            s.anchorsSent ?? 0,
+            'counter',
+          ),
+        ]
+      : []),
   ];
 }
