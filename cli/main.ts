@@ -1,6 +1,7 @@
 import yargs from 'yargs';
 import { describeError, ErrorCode, FlashbackError } from '../core/errors.js';
 import * as agent from './commands/agent.js';
+import * as anchorKeeper from './commands/anchor-keeper.js';
 import * as sink from './commands/sink.js';
 import * as sql from './commands/sql.js';
 import * as up from './commands/up.js';
@@ -62,6 +63,7 @@ export async function runCli(argv: string[]): Promise<number> {
     .command(guard(up))
     .command(guard(demo))
     .command(guard(agent))
+    .command(guard(anchorKeeper))
     .command(guard(sink))
     .command(guard(sql))
     .command(guard(restoreCmd))

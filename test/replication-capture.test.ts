@@ -14,9 +14,18 @@ import { ANCHOR_COMMAND, REPLICATION_CLIENT } from '../core/bus/event.js';
 import { stopPid } from '../core/servers/server-process.js';
 import { sqlString } from '../core/store/sql-literal.js';
 import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
-import { startAgent } from '../agent/index.js';
+import { startAgent, startAnchorKeeper, type Agent } from '../agent/index.js';
+import { parseRedisUrl } from '../core/redis/redis-url.js';
 import { testRedis } from './helpers/servers.js';
-import { serverTimeUs, startSource, startStack, syncedSource, waitForWindow, type Stack } from './helpers/stack.js';
+import {
+  serverTimeUs,
+  startSource,
+  startStack,
+  syncedSource,
+  waitFor,
+  waitForWindow,
+  type Stack,
+} from './helpers/stack.js';
 
 let stack: Stack;
 let nc: NatsConnection;
@@ -155,5 +164,50 @@ test('replication mode: a dropped link continues the same epoch (PSYNC), no hole
   } finally {
     r.disconnect();
     await src.close();
+  }
+});
+
+test('anchor keeper: while the agent is away its writes are anchored, so time restores inside the outage are exact after the agent resumes', async () => {
+  const src = await startSource(stack, [], { source: 'replication' });
+  const keeper = await startAnchorKeeper({ target: parseRedisUrl(src.redis.url) });
+  const r = new Redis(src.redis.url);
+  let agent: Agent | undefined;
+  try {
+    await r.set('before', '1');
+    await syncedSource(stack, src);
+    const epoch = src.agent.stats().epoch;
+    await src.agent.close();
+    await waitFor('the keeper to see the agent gone', async () => (keeper.agentLinked ? undefined : true));
+    const instants: { tsUs: number; digest: string }[] = [];
+    for (let i = 0; i < 3; i++) {
+      for (let j = 0; j < 50; j++) await r.incr(`n${j % 5}`);
+      await r.sadd('s', `a${i}`, `b${i}`, `c${i}`);
+      await r.spop('s');
+      const last = Date.now();
+      while (Date.now() < last + 15) await new Promise((res) => setTimeout(res, 1));
+      instants.push({ tsUs: await serverTimeUs(r), digest: String(await r.call('DEBUG', 'DIGEST')) });
+    }
+    // Idle: the keeper looks at the stream but writes nothing while nothing moves.
+    const anchors = keeper.anchors;
+    const checks = keeper.checks;
+    await waitFor('50 idle checks of the keeper', async () => (keeper.checks >= checks + 50 ? true : undefined));
+    assert.ok(keeper.anchors <= anchors + 1, `idle keeper anchored ${keeper.anchors - anchors} times`);
+    agent = await startAgent({
+      redisUrl: src.redis.url,
+      nodeId: src.node,
+      natsUrl: stack.nats.url,
+      source: 'replication',
+    });
+    assert.equal(agent.stats().epoch, epoch, 'the restarted agent continues the epoch');
+    await syncedSource(stack, { ...src, agent });
+    for (const p of instants) {
+      const got = await restoredDigest({ node: src.node, to: p.tsUs });
+      assert.equal(got.digest, p.digest, `instant ${p.tsUs} inside the outage: ${got.warnings.join('; ')}`);
+    }
+  } finally {
+    r.disconnect();
+    await keeper.close();
+    await agent?.close();
+    await src.redis.stop();
   }
 });
