@@ -1,9 +1,10 @@
 /**
- * Capture overhead: write throughput of a source Redis under `redis-benchmark
- * -t set,hset,lpush,incr` with (a) nothing attached, (b) a bare `redis-cli
- * monitor > /dev/null`, (c) our agent capturing into a real JetStream.
- * Interleaved rounds (a b c a b c …); every ratio is against (a) of the same
- * round. Pipelined (-P 16) for several rounds, unpipelined (-P 1) once.
+ * Capture overhead: write throughput of a source Redis under `redis-benchmark -t set,hset,lpush,incr` with
+ * (a) nothing attached, (b) a bare `redis-cli monitor > /dev/null`, (c) a real replica (`redis-server --replicaof`),
+ * (d) our agent in replication mode, (e) the agent with attribution (not built yet: a row without numbers),
+ * (f) our agent in monitor mode; (d) and (f) capture into a real JetStream. Interleaved rounds (a b c d f a b c d f
+ * …); every ratio is against (a) of the same round, and (d) against (c), (f) against (b) of the same round (the
+ * replication-capture issue's goals). Pipelined (-P 16) for several rounds, unpipelined (-P 1) once.
  * Run alone: `node --import tsx bench/capture-overhead.ts [--quick]`.
  */
 import { spawn } from 'node:child_process';
@@ -15,6 +16,7 @@ import { silentLogger } from '../core/log.js';
 import { connectNats, EVENT_STREAM, natsJetStreamManager, type NatsConnection } from '../core/bus/nats.js';
 import { startNatsServer } from '../core/servers/nats-server.js';
 import { startRedisServer } from '../core/servers/redis-server.js';
+import type { ServerProcess } from '../core/servers/server-process.js';
 import {
   median,
   pollUntil,
@@ -143,9 +145,15 @@ export function processCpuSeconds(pid: number): number {
   }
 }
 
-/** Samples `CLIENT LIST` of a server and keeps the largest `omem` of its MONITOR clients. */
-class MonitorOmemSampler {
+/**
+ * Samples `CLIENT LIST` of a server and keeps the largest `omem` of its MONITOR clients (flag O) and replica clients
+ * (flag S: a real replica, or the agent's replication link).
+ */
+class OutputBufferSampler {
   maxBytes = 0;
+  /** Samples taken, and those that listed no MONITOR or replica client (it had dropped or not yet connected). */
+  samples = 0;
+  samplesWithout = 0;
   private timer: NodeJS.Timeout | undefined;
   private busy = false;
   constructor(private readonly conn: Redis) {}
@@ -159,10 +167,14 @@ class MonitorOmemSampler {
     this.busy = true;
     try {
       const list = String(await this.conn.call('CLIENT', 'LIST'));
+      let seen = false;
       for (const line of list.split('\n')) {
-        if (!/\bcmd=monitor\b/.test(line)) continue;
+        if (!/\bflags=\w*[OS]/.test(line)) continue;
+        seen = true;
         this.maxBytes = Math.max(this.maxBytes, Number(/\bomem=(\d+)/.exec(line)?.[1] ?? 0));
       }
+      this.samples++;
+      if (!seen) this.samplesWithout++;
     } catch {
       // the server is stopping
     } finally {
@@ -176,12 +188,24 @@ class MonitorOmemSampler {
   }
 }
 
-type Config = 'a' | 'b' | 'c';
-const CONFIG_NAMES: Record<Config, string> = {
+/** Configs that are measured, in the order of a round. */
+const MEASURED = ['a', 'b', 'c', 'd', 'f'] as const;
+type Config = (typeof MEASURED)[number];
+/** Every row of a load, (e) included. */
+const ROW_ORDER = ['a', 'b', 'c', 'd', 'e', 'f'] as const;
+const CONFIG_NAMES: Record<(typeof ROW_ORDER)[number], string> = {
   a: 'a  nothing attached (baseline)',
   b: 'b  bare `redis-cli monitor > /dev/null`',
-  c: 'c  flashback agent → JetStream',
+  c: 'c  real replica (`redis-server --replicaof`)',
+  d: "d  agent, replication mode → JetStream (source: 'replication')",
+  e: 'e  agent, replication + attribution (MONITOR beside)',
+  f: "f  agent, monitor mode → JetStream (source: 'monitor')",
 };
+const NOT_BUILT = 'not built (attribution: issue 13, left for a later change)';
+/** The agent configs and the mode each passes to startAgent (explicitly: the default is 'replication'). */
+const AGENT_SOURCE: Partial<Record<Config, 'replication' | 'monitor'>> = { d: 'replication', f: 'monitor' };
+/** The reference of an agent config: what it is compared with besides (a). */
+const REFERENCE: Partial<Record<Config, Config>> = { d: 'c', f: 'b' };
 
 /** One measured run of one config. */
 interface ConfigRun {
@@ -191,7 +215,19 @@ interface ConfigRun {
   consumerCpuPct?: number;
   natsCpuPct?: number;
   maxOmemBytes?: number;
-  agent?: { lagP50Ms: number; lagP99MaxMs: number; catchUpS: number; epochEnded: boolean; events: number };
+  /** Output-buffer samples taken while loaded, and those without the MONITOR or replica client (b, c, d, f). */
+  clientSamples?: { taken: number; without: number };
+  /** (c): seconds from the load's end until the replica's offset reached the source's; NaN = not within 60 s. */
+  replicaCatchUpS?: number;
+  agent?: {
+    lagP50Ms: number;
+    lagP99MaxMs: number;
+    /** Replication mode: most bytes the agent was behind master_repl_offset (stats().replicationLagBytes). */
+    maxReplLagBytes?: number;
+    catchUpS: number;
+    epochEnded: boolean;
+    events: number;
+  };
 }
 
 /** Shared servers of one capture-overhead run. */
@@ -206,6 +242,20 @@ async function waitForMonitorClient(conn: Redis): Promise<void> {
   if (!ok) throw new Error('redis-cli monitor did not show up in CLIENT LIST within 10 s');
 }
 
+/** Waits until the source lists one online replica and the replica's link is up with its sync finished. */
+async function waitForReplicaInSync(source: Redis, replica: Redis): Promise<void> {
+  const ok = await pollUntil(async () => {
+    const master = String(await source.call('INFO', 'replication'));
+    const own = String(await replica.call('INFO', 'replication'));
+    return (
+      /^slave0:.*\bstate=online\b/m.test(master) &&
+      /^master_link_status:up\r?$/m.test(own) &&
+      /^master_sync_in_progress:0\r?$/m.test(own)
+    );
+  }, 30_000);
+  if (!ok) throw new Error('the replica (redis-server --replicaof) was not online and in sync within 30 s');
+}
+
 async function stopChild(child: ReturnType<typeof spawn>): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const gone = new Promise((r) => child.once('exit', r));
@@ -217,38 +267,50 @@ async function runConfig(env: Env, config: Config, requests: number, pipeline: n
   const redis = await startRedisServer({ args: SOURCE_ARGS });
   const conn = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
   let consumer: ReturnType<typeof spawn> | undefined;
+  let replica: ServerProcess | undefined;
+  let replicaConn: Redis | undefined;
   let agent: Agent | undefined;
   let statsTimer: NodeJS.Timeout | undefined;
-  const sampler = new MonitorOmemSampler(conn);
+  const sampler = new OutputBufferSampler(conn);
   try {
     await conn.connect();
+    const source = AGENT_SOURCE[config];
     if (config === 'b') {
       consumer = spawn('redis-cli', ['-h', '127.0.0.1', '-p', String(redis.port), 'monitor'], { stdio: 'ignore' });
       await waitForMonitorClient(conn);
     } else if (config === 'c') {
+      replica = await startRedisServer({ args: ['--replicaof', '127.0.0.1', String(redis.port)] });
+      replicaConn = new Redis(replica.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+      await replicaConn.connect();
+      await waitForReplicaInSync(conn, replicaConn);
+    } else if (source) {
       agent = await startAgent({
         redisUrl: redis.url,
         nodeId: `bench-${randomUUID().slice(0, 8)}`,
         natsUrl: env.natsUrl,
+        source,
         logger: silentLogger,
       });
       const a = agent;
       if (!(await pollUntil(() => a.stats().baselines >= 1, 30_000)))
-        throw new Error('the agent stored no baseline within 30 s');
+        throw new Error(`the agent (${source} mode) stored no baseline within 30 s`);
     }
     const p50s: number[] = [];
     let p99Max = 0;
+    let replLagMax = 0;
     if (agent) {
       const a = agent;
       statsTimer = setInterval(() => {
         const s = a.stats();
         if (s.lagMsP50 > 0 || s.lagMsP99 > 0) p50s.push(s.lagMsP50);
         p99Max = Math.max(p99Max, s.lagMsP99);
+        replLagMax = Math.max(replLagMax, s.replicationLagBytes ?? 0);
       }, SAMPLE_EVERY_MS);
     }
+    const consumerPid = consumer?.pid ?? replica?.pid;
     const capturedBefore = agent?.stats().eventsCaptured ?? 0;
     const serverCpu0 = processCpuSeconds(redis.pid);
-    const consumerCpu0 = consumer?.pid ? processCpuSeconds(consumer.pid) : 0;
+    const consumerCpu0 = consumerPid ? processCpuSeconds(consumerPid) : 0;
     const ownCpu0 = process.cpuUsage();
     const natsCpu0 = processCpuSeconds(env.natsPid);
     sampler.start();
@@ -256,7 +318,7 @@ async function runConfig(env: Env, config: Config, requests: number, pipeline: n
     const bench = await redisBenchmark({ port: redis.port, requests, pipeline });
     const wallS = Number(process.hrtime.bigint() - t0) / 1e9;
     const serverCpu = processCpuSeconds(redis.pid) - serverCpu0;
-    const consumerCpu = consumer?.pid ? processCpuSeconds(consumer.pid) - consumerCpu0 : 0;
+    const consumerCpu = consumerPid ? processCpuSeconds(consumerPid) - consumerCpu0 : 0;
     const own = process.cpuUsage(ownCpu0);
     const natsCpu = processCpuSeconds(env.natsPid) - natsCpu0;
     const run: ConfigRun = {
@@ -264,7 +326,17 @@ async function runConfig(env: Env, config: Config, requests: number, pipeline: n
       serverCpuUsPerReq: (serverCpu * 1e6) / bench.requests,
       serverCpuPct: (serverCpu / wallS) * 100,
     };
-    if (consumer) run.consumerCpuPct = (consumerCpu / wallS) * 100;
+    if (consumerPid) run.consumerCpuPct = (consumerCpu / wallS) * 100;
+    if (replicaConn) {
+      const rc = replicaConn;
+      const t1 = process.hrtime.bigint();
+      const synced = await pollUntil(async () => {
+        const target = Number(/^master_repl_offset:(\d+)/m.exec(String(await conn.call('INFO', 'replication')))?.[1]);
+        const at = Number(/^slave_repl_offset:(\d+)/m.exec(String(await rc.call('INFO', 'replication')))?.[1]);
+        return at >= target;
+      }, 60_000);
+      run.replicaCatchUpS = synced ? Number(process.hrtime.bigint() - t1) / 1e9 : Number.NaN;
+    }
     if (agent) {
       const a = agent;
       // The agent runs in this process: its CPU is ours while redis-benchmark (a child) runs.
@@ -283,31 +355,53 @@ async function runConfig(env: Env, config: Config, requests: number, pipeline: n
         epochEnded: s.epochs > 1,
         events: s.eventsCaptured - capturedBefore,
       };
+      if (source === 'replication') run.agent.maxReplLagBytes = replLagMax;
     }
     await sampler.stop();
+    // In replication mode maxMonitorOutputBytesSeen holds the omem of the agent's replica client.
     run.maxOmemBytes = Math.max(sampler.maxBytes, agent?.stats().maxMonitorOutputBytesSeen ?? 0);
+    if (config !== 'a') run.clientSamples = { taken: sampler.samples, without: sampler.samplesWithout };
     return run;
   } finally {
     clearInterval(statsTimer);
     await sampler.stop().catch(() => undefined);
     if (consumer) await stopChild(consumer);
     await agent?.close().catch(() => undefined);
+    replicaConn?.disconnect();
+    await replica?.stop();
     conn.disconnect();
     await redis.stop();
     // Keep the stream small between runs: the events were only the load, not data we read.
-    if (config === 'c') await (await natsJetStreamManager(env.nc)).streams.purge(EVENT_STREAM).catch(() => undefined);
+    if (agent) await (await natsJetStreamManager(env.nc)).streams.purge(EVENT_STREAM).catch(() => undefined);
   }
 }
 
 const MB = 1024 * 1024;
 
-function rowsFor(label: string, runs: Record<Config, ConfigRun[]>, showSpread: boolean): BenchRow[] {
+type Runs = Record<Config, ConfigRun[]>;
+
+function emptyRuns(): Runs {
+  return { a: [], b: [], c: [], d: [], f: [] };
+}
+
+/** Per round: aggregate rps of `config` ÷ that of `reference`. */
+function ratiosOf(runs: Runs, config: Config, reference: Config): number[] {
+  return runs[config].map((r, i) => r.bench.aggregateRps / (runs[reference][i]?.bench.aggregateRps ?? Number.NaN));
+}
+
+function rowsFor(label: string, runs: Runs, showSpread: boolean): BenchRow[] {
   const rows: BenchRow[] = [];
-  for (const config of ['a', 'b', 'c'] as const) {
+  for (const config of ROW_ORDER) {
+    if (config === 'e') {
+      rows.push({ load: label, config: CONFIG_NAMES.e, 'kops/s': NOT_BUILT });
+      continue;
+    }
     const rs = runs[config];
     if (rs.length === 0) continue;
-    const ratios = rs.map((r, i) => r.bench.aggregateRps / runs.a[i]!.bench.aggregateRps);
     const fmt = (xs: number[], d = 2) => (showSpread ? spread(xs, d) : round(xs[0]!, d));
+    const dash = (when: boolean, xs: () => number[], d = 2) => (when ? fmt(xs(), d) : '–');
+    const reference = REFERENCE[config];
+    const agent = AGENT_SOURCE[config] !== undefined;
     const row: BenchRow = {
       load: label,
       config: CONFIG_NAMES[config],
@@ -315,7 +409,8 @@ function rowsFor(label: string, runs: Record<Config, ConfigRun[]>, showSpread: b
         rs.map((r) => r.bench.aggregateRps / 1000),
         0,
       ),
-      'ratio vs a': fmt(ratios),
+      'ratio vs a': fmt(ratiosOf(runs, config, 'a')),
+      'ratio d/c, f/b': reference ? fmt(ratiosOf(runs, config, reference)) : '–',
     };
     for (const t of TESTS)
       row[t] = fmt(rs.map((r, i) => (r.bench.rps[t] ?? Number.NaN) / (runs.a[i]!.bench.rps[t] ?? Number.NaN)));
@@ -324,53 +419,42 @@ function rowsFor(label: string, runs: Record<Config, ConfigRun[]>, showSpread: b
       rs.map((r) => r.serverCpuPct),
       0,
     );
-    row['consumer CPU %'] =
-      config === 'a'
-        ? '–'
-        : fmt(
-            rs.map((r) => r.consumerCpuPct ?? 0),
-            0,
-          );
-    row['nats-server CPU %'] =
+    row['consumer CPU %'] = dash(config !== 'a', () => rs.map((r) => r.consumerCpuPct ?? 0), 0);
+    row['nats-server CPU %'] = dash(agent, () => rs.map((r) => r.natsCpuPct ?? 0), 0);
+    row['max output buffer MB'] = dash(config !== 'a', () => rs.map((r) => (r.maxOmemBytes ?? 0) / MB), 1);
+    row['agent lag p50 ms'] = dash(agent, () => rs.map((r) => r.agent!.lagP50Ms), 1);
+    row['agent lag p99 (max) ms'] = dash(agent, () => rs.map((r) => r.agent!.lagP99MaxMs), 0);
+    row['repl lag max MB'] = dash(config === 'd', () => rs.map((r) => (r.agent!.maxReplLagBytes ?? 0) / MB), 1);
+    row['catch-up after load s'] =
       config === 'c'
         ? fmt(
-            rs.map((r) => r.natsCpuPct ?? 0),
-            0,
-          )
-        : '–';
-    row['max MONITOR omem MB'] =
-      config === 'a'
-        ? '–'
-        : fmt(
-            rs.map((r) => (r.maxOmemBytes ?? 0) / MB),
+            rs.map((r) => r.replicaCatchUpS ?? Number.NaN),
             1,
-          );
-    if (config === 'c') {
-      row['agent lag p50 ms'] = fmt(
-        rs.map((r) => r.agent!.lagP50Ms),
-        1,
-      );
-      row['agent lag p99 (max) ms'] = fmt(
-        rs.map((r) => r.agent!.lagP99MaxMs),
-        0,
-      );
-      row['catch-up after load s'] = fmt(
-        rs.map((r) => r.agent!.catchUpS),
-        1,
-      );
-      row['epoch ended'] =
-        rs.filter((r) => r.agent!.epochEnded).length > 0
-          ? `yes (${rs.filter((r) => r.agent!.epochEnded).length}/${rs.length})`
-          : 'no';
-    } else {
-      row['agent lag p50 ms'] = '–';
-      row['agent lag p99 (max) ms'] = '–';
-      row['catch-up after load s'] = '–';
-      row['epoch ended'] = '–';
-    }
+          )
+        : dash(agent, () => rs.map((r) => r.agent!.catchUpS), 1);
+    const taken = rs.reduce((n, r) => n + (r.clientSamples?.taken ?? 0), 0);
+    const without = rs.reduce((n, r) => n + (r.clientSamples?.without ?? 0), 0);
+    row['client missing (samples)'] = config === 'a' ? '–' : `${without}/${taken}`;
+    const ended = rs.filter((r) => r.agent?.epochEnded).length;
+    row['epoch ended'] = agent ? (ended > 0 ? `yes (${ended}/${rs.length})` : 'no') : '–';
     rows.push(row);
   }
   return rows;
+}
+
+/** The issue's goals against the figures of one load: met or not, with the numbers. */
+function goalNotes(label: string, runs: Runs): string[] {
+  const verdict = (ok: boolean) => (ok ? 'met' : '**not met**');
+  const d = ratiosOf(runs, 'd', 'c');
+  const f = ratiosOf(runs, 'f', 'b');
+  const lagD = Math.max(...runs.d.map((r) => r.agent!.lagP99MaxMs));
+  const lagF = Math.max(...runs.f.map((r) => r.agent!.lagP99MaxMs));
+  return [
+    `${label}: replication mode ÷ real replica = ${spread(d)} (goal ≥ 0.90): ${verdict(median(d) >= 0.9)}; ` +
+      `agent lag p99 ≤ 1 s in replication mode (largest ${round(lagD, 0)} ms): ${verdict(lagD <= 1000)}.`,
+    `${label}: attribution ÷ bare MONITOR (goal ≥ 0.95): not measured, attribution is not built; monitor mode ÷ bare ` +
+      `MONITOR = ${spread(f)}, agent lag p99 in monitor mode largest ${round(lagF, 0)} ms (≤ 1 s: ${verdict(lagF <= 1000)}).`,
+  ];
 }
 
 /** Sizes per run size: requests per test and rounds of the pipelined pass, requests per test of the unpipelined one. */
@@ -387,26 +471,29 @@ export async function benchCaptureOverhead(size: BenchSize = 'full'): Promise<Be
   try {
     nc = await connectNats({ url: nats.url, name: 'bench capture-overhead' });
     const env: Env = { natsUrl: nats.url, natsPid: nats.pid, nc };
-    const piped: Record<Config, ConfigRun[]> = { a: [], b: [], c: [] };
+    const piped = emptyRuns();
     for (let r = 0; r < rounds; r++) {
-      for (const config of ['a', 'b', 'c'] as const) piped[config].push(await runConfig(env, config, requests, 16));
+      for (const config of MEASURED) piped[config].push(await runConfig(env, config, requests, 16));
     }
-    const single: Record<Config, ConfigRun[]> = { a: [], b: [], c: [] };
-    for (const config of ['a', 'b', 'c'] as const) single[config].push(await runConfig(env, config, unpipelined, 1));
+    const single = emptyRuns();
+    for (const config of MEASURED) single[config].push(await runConfig(env, config, unpipelined, 1));
+    const pipedLabel = `-P 16, n=${requests.toLocaleString('en-US')}/test, ${rounds} rounds`;
+    const singleLabel = `-P 1, n=${unpipelined.toLocaleString('en-US')}/test, once`;
     return {
       name: 'Capture overhead: source write throughput (redis-benchmark -t set,hset,lpush,incr -c 50)',
-      rows: [
-        ...rowsFor(`-P 16, n=${requests.toLocaleString('en-US')}/test, ${rounds} rounds`, piped, rounds > 1),
-        ...rowsFor(`-P 1, n=${unpipelined.toLocaleString('en-US')}/test, once`, single, false),
-      ],
+      rows: [...rowsFor(pipedLabel, piped, rounds > 1), ...rowsFor(singleLabel, single, false)],
       notes: [
-        'Ratios are against config a of the same round; with several rounds a cell is median (min–max) over rounds.',
-        'Each run starts a fresh redis-server (empty dataset); (c) starts the agent, waits for its first baseline, then loads.',
+        'Ratios are against config a of the same round ("ratio d/c, f/b": the agent in replication mode against the real replica, in monitor mode against bare MONITOR, same round); with several rounds a cell is median (min–max) over rounds.',
+        'Each run starts a fresh redis-server (empty dataset); (c) starts a second redis-server with --replicaof and waits until the source lists it online and its link is up with the sync done; (d) and (f) start the agent with that source and wait for its first baseline; then the load.',
+        `(e) ${NOT_BUILT}: attribution (MONITOR beside the replication stream) does not exist yet, so nothing is measured for it.`,
         '"server CPU µs/req" is redis-server CPU (utime+stime from /proc) per request: the cost inside the server, independent of CPU contention.',
-        '"consumer CPU %" is redis-cli for (b) and this Node process (the agent) for (c); "nats-server CPU %" is the JetStream server storing the agent events: a third process on the 2 cores.',
-        '"max MONITOR omem" is the largest server-side output buffer of the MONITOR client, sampled from CLIENT LIST every 200 ms (and the agent\'s own 1 s samples).',
-        '"agent lag" is agent clock − server timestamp of the newest MONITOR line read: p50 = median of 200 ms samples of the per-second p50, p99 = largest per-second p99.',
-        '"catch-up after load" = time from redis-benchmark\'s end until the agent had captured every request; "epoch ended" = the agent ended an epoch (stats().epochs > 1).',
+        '"consumer CPU %" is redis-cli for (b), the replica redis-server for (c) and this Node process (the agent) for (d) and (f); "nats-server CPU %" is the JetStream server storing the agent events: another process on the same cores.',
+        '"max output buffer" is the largest server-side output buffer (CLIENT LIST omem) of the MONITOR client (b, f) or the replica client (c, d), sampled every 200 ms (and, for d and f, the agent\'s own 1 s samples, stats().maxMonitorOutputBytesSeen).',
+        '"agent lag" is agent clock − server time of the newest event emitted (monitor mode: the MONITOR line\'s timestamp; replication mode: the time anchor that closed the run of events): p50 = median of 200 ms samples of the per-second p50, p99 = largest per-second p99 (stats().lagMsP99). "repl lag max" = most bytes the agent was behind master_repl_offset (stats().replicationLagBytes, 200 ms samples).',
+        '"catch-up after load" = time from redis-benchmark\'s end until the agent had captured every request, or (c) until the replica\'s offset reached the source\'s; "epoch ended" = the agent ended an epoch (stats().epochs > 1).',
+        '"client missing (samples)" = output-buffer samples (every 200 ms, over all rounds) in which the source listed no MONITOR or replica client: non-zero means the consumer dropped or reconnected during the load, and its row measured partly nothing attached.',
+        ...goalNotes(pipedLabel, piped),
+        ...goalNotes(singleLabel, single),
       ],
     };
   } finally {
