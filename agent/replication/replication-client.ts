@@ -67,7 +67,7 @@ class ReplicationCapture {
   private readonly where: string;
   private readonly logger: Logger;
   private link: ReplicaLink | undefined;
-  private phase: 'handshake' | 'rdb' | 'stream' | 'done' = 'handshake';
+  private phase: 'reply' | 'rdb' | 'stream' | 'done' = 'reply';
   private settled = false;
   private resolve!: (b: ReplicationBaseline) => void;
   private reject!: (e: Error) => void;

@@ -155,19 +155,21 @@ export interface StoredMarker {
 /**
  * Writes a marker on a captured source and waits until its event is stored with every event before it in its epoch:
  * a fact about the history, unlike `agent.flush()`, which cannot know about MONITOR lines the server has not yet
- * delivered. The marker is `MULTI; SET __test_marker:<name> 1; DEL __test_marker:<name>; EXEC` (with a hash tag
- * owned by the node if it is a cluster node): it changes no data, so digests, key lists and DBSIZE taken before or
- * after it are the same; it adds one transaction (SET, DEL) to the history. Returns the marker's epoch and seq (a restore cutoff that includes everything written
+ * delivered. The marker is `DEL __test_marker:<name>` (with a hash tag owned by the node if it is a cluster node), or,
+ * for a replication-mode agent, `MULTI; SET …; DEL …; EXEC` (a DEL of a missing key is not replicated): it changes no
+ * data, so digests, key lists and DBSIZE taken before or after it are the same; it adds one `DEL` command event (after
+ * a `SET` of the same tx in replication mode) to the history. Returns the marker's epoch and seq (a restore cutoff that includes everything written
  * before the marker).
  */
 export async function markStoredEvent(
   stack: Stack,
-  node: string | { node: string },
+  node: string | { node: string } | { node: string; agent: Agent },
   redis: MarkerClient,
   name: string = randomUUID(),
   timeoutMs = 60_000,
 ): Promise<StoredMarker> {
   const nodeId = typeof node === 'string' ? node : node.node;
+  const replication = typeof node === 'object' && 'agent' in node && node.agent.stats().source === 'replication';
   const conn = typeof redis === 'string' ? new Redis(redis, { lazyConnect: false, maxRetriesPerRequest: 3 }) : redis;
   let key: string | undefined;
   try {
@@ -176,15 +178,17 @@ export async function markStoredEvent(
     for (let i = 0; i < 200 && key === undefined; i++) {
       const k = i === 0 ? `__test_marker:${name}` : `__test_marker:{${name}.${i}}`;
       try {
-        // SET then DEL in one transaction: nothing changes, and the replication stream carries it too (a DEL of a
-        // missing key is not replicated).
-        const r = await conn.multi().set(k, '1').del(k).exec();
-        const failed = r?.find(([err]) => err);
-        if (failed) throw failed[0];
-        if (!r) throw new Error(`the marker transaction on ${k} was aborted`);
+        if (replication) {
+          // The replication stream does not carry a DEL of a missing key: SET then DEL in one transaction, which
+          // changes nothing either.
+          const r = await conn.multi().set(k, '1').del(k).exec();
+          const failed = r?.find(([err]) => err);
+          if (failed) throw failed[0];
+          if (!r) throw new Error(`the marker transaction on ${k} was aborted`);
+        } else await conn.call('DEL', k);
         key = k;
       } catch (err) {
-        if (!/(MOVED|ASK) /.test(String((err as Error).message))) throw err;
+        if (!/^(MOVED|ASK) /.test(String((err as Error).message))) throw err;
       }
     }
   } finally {
@@ -244,7 +248,7 @@ export async function waitForWindowSeq(
  * window reaching it; returns its seq (the last stored seq).
  */
 export async function syncedSource(stack: Stack, src: Source, redis: MarkerClient = src.redis.url): Promise<number> {
-  const m = await markStoredEvent(stack, src.node, redis);
+  const m = await markStoredEvent(stack, src, redis);
   await waitForWindowSeq(stack, src.node, m.epoch, m.seq);
   return m.seq;
 }
