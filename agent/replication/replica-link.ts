@@ -9,6 +9,11 @@ export interface ReplicationPosition {
   replid: string;
   /** Master offset of the last byte consumed. */
   offset: number;
+  /**
+   * Database the stream had selected there: a continued stream does not repeat its `SELECT` (the master sends one
+   * only when the db changes), so a restarted agent must know it.
+   */
+  db?: number;
 }
 
 /** What the link reports, in stream order. */

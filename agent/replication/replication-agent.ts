@@ -200,12 +200,12 @@ export class ReplicationAgent implements Agent {
 
   /** A restarted agent continues the epoch JetStream ends with. */
   private resumeEpoch(r: ResumePoint): void {
-    this.run = this.buildRun(r.epoch, r.seq, r.tsUs);
+    this.run = this.buildRun(r.epoch, r.seq, r.tsUs, r.position.db ?? 0);
     this.epochs++;
     this.o.logger.info({ epoch: r.epoch, seq: r.seq, offset: r.position.offset }, 'epoch resumed after a restart');
   }
 
-  private buildRun(epoch: number, lastSeq: number, lastAnchorUs: number): ReplicationRun {
+  private buildRun(epoch: number, lastSeq: number, lastAnchorUs: number, db = 0): ReplicationRun {
     const { node, logger } = this.o;
     const publisher = new EventPublisher(this.o.js, {
       node,
@@ -225,17 +225,18 @@ export class ReplicationAgent implements Agent {
         table: this.table,
         lastSeq,
         lastAnchorUs,
+        db,
         heartbeatIntervalUs: this.o.heartbeatIntervalMs * 1000,
         serverNowUs: () => Date.now() * 1000 - this.skewUs,
         wantAnchor: () => this.anchors?.request(),
         onMarker: (ev) => this.onMarker(run, ev),
-        emit: (events, endOffset) => {
+        emit: (events, endOffset, db) => {
           if (events.length > 0) {
             this.counters.eventsEmitted(events.length);
             const last = events[events.length - 1]!;
             this.counters.lag.add((Date.now() * 1000 - this.skewUs - last.tsUs) / 1000);
           }
-          publisher.enqueue(events, { replid: this.link?.replid ?? '', offset: endOffset });
+          publisher.enqueue(events, { replid: this.link?.replid ?? '', offset: endOffset, db });
           this.throttle();
         },
       }),

@@ -32,14 +32,14 @@ export async function readResumePoint(nc: NatsConnection, node: string): Promise
   return parsePosition(msg?.header?.get(POSITION_HEADER));
 }
 
-/** `<epoch> <seq> <replid> <offset> <tsUs>` → a resume point; undefined when absent or malformed. */
+/** `<epoch> <seq> <replid> <offset> <tsUs> <db>` → a resume point; undefined when absent or malformed. */
 export function parsePosition(value: string | undefined): ResumePoint | undefined {
-  const m = /^(\d+) (\d+) ([0-9a-f]{40}) (\d+) (\d+)$/.exec(value ?? '');
+  const m = /^(\d+) (\d+) ([0-9a-f]{40}) (\d+) (\d+) (\d+)$/.exec(value ?? '');
   if (!m) return undefined;
   return {
     epoch: Number(m[1]),
     seq: Number(m[2]),
-    position: { replid: m[3]!, offset: Number(m[4]) },
+    position: { replid: m[3]!, offset: Number(m[4]), db: Number(m[6]) },
     tsUs: Number(m[5]),
   };
 }

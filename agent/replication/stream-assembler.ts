@@ -13,10 +13,15 @@ export interface StreamAssemblerOptions {
   lastSeq: number;
   /** Time of the last anchor already published (µs), so times never go back across a resume. */
   lastAnchorUs?: number;
+  /** Database the stream has selected where it starts (a continued stream does not repeat its SELECT). @default 0 */
+  db?: number;
   /** Stores an idle anchor as a heartbeat event when the previous stored one is this old, µs. @default 1_000_000 */
   heartbeatIntervalUs?: number;
-  /** Whole runs of events (each ending with its anchor) and the master offset the stream is at after them. */
-  emit: (events: FlashbackEvent[], endOffset: number) => void;
+  /**
+   * Whole runs of events (each ending with its anchor), the master offset the stream is at after them, and the db it
+   * has selected there.
+   */
+  emit: (events: FlashbackEvent[], endOffset: number, db: number) => void;
   /** A baseline marker event, once it has its seq and time. */
   onMarker: (ev: FlashbackEvent) => void;
   /** Stream entries wait for a time anchor: ask for one. */
@@ -59,6 +64,7 @@ export class StreamAssembler {
 
   constructor(private readonly o: StreamAssemblerOptions) {
     this.lastSeq = o.lastSeq;
+    this.db = o.db ?? 0;
     this.lastAnchorUs = o.lastAnchorUs ?? 0;
     this.heartbeatIntervalUs = o.heartbeatIntervalUs ?? 1_000_000;
   }
@@ -113,7 +119,7 @@ export class StreamAssembler {
     this.heldOffset = endOffset;
     if (this.held.length === 0) {
       // Nothing waits for a time: the position is kept as soon as what came before is.
-      if (this.txOpen === undefined) this.o.emit([], endOffset);
+      if (this.txOpen === undefined) this.o.emit([], endOffset, this.db);
     } else this.o.wantAnchor();
   }
 
@@ -124,7 +130,7 @@ export class StreamAssembler {
   closeWith(tsUs: number, endOffset: number): void {
     if (this.held.length === 0) return;
     const events = this.time(Math.max(tsUs, this.lastAnchorUs));
-    this.o.emit(events, endOffset);
+    this.o.emit(events, endOffset, this.db);
   }
 
   private hold(event: FlashbackEvent): void {
@@ -149,7 +155,7 @@ export class StreamAssembler {
       out.push(a);
       this.lastStoredAnchorUs = t;
     }
-    this.o.emit(out, this.heldOffset);
+    this.o.emit(out, this.heldOffset, this.db);
     for (const e of out) if (e.kind === EventKind.Baseline) this.o.onMarker(e);
   }
 
