@@ -16,6 +16,7 @@ import { autoIdIndex } from '../core/redis/xadd.js';
 import { unstatedCommandsSql, unstatedXaddsSql } from '../core/store/restore-sql.js';
 import { createAofDir, writeBaseRdb } from './aof-dir.js';
 import { resolveCutoff, type CutoffSpec, type ResolvedCutoff } from '../core/store/cutoff.js';
+import { cutoffPrecision } from '../core/store/cutoff-precision.js';
 import { IncrWriter } from './incr-writer.js';
 import { applyKeyFilter } from './key-filter.js';
 import { LazyExpiryReorder } from './lazy-expiry.js';
@@ -186,6 +187,8 @@ export async function restore(
       );
     }
     const warnings = [
+      // A --to cutoff whose state is not provably the state at the asked instant says so (asked, resolved, why).
+      ...(await cutoffPrecision(deps.events, req.node, cut)),
       ...settings.warnings,
       ...brokenWarnings(broken),
       ...(await exactnessWarnings(deps.events, server.url, req.node, cut.epoch, cut.baselineSeq, cut.seq)),
