@@ -1,6 +1,6 @@
 // kill -9 of a replication-mode agent (its own process) under write load, then a new agent with the same node id: one
 // epoch, gapless seqs, PSYNC continued (no second baseline), and restores exact before the kill and, by seq, during the
-// outage; a time restore inside the outage says it cannot be exact.
+// outage; a time restore inside the outage says it cannot be exact — or, with the anchor keeper running, is exact.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -10,7 +10,9 @@ import { after, before, test } from 'node:test';
 import { Redis } from 'ioredis';
 import type { ObjectStore } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { startAnchorKeeper, type AnchorKeeper } from '../agent/index.js';
 import { ANCHOR_COMMAND } from '../core/bus/event.js';
+import { parseRedisUrl } from '../core/redis/redis-url.js';
 import { connectNats, ensureBaselineStore } from '../core/bus/nats.js';
 import { stopPid, type ServerProcess } from '../core/servers/server-process.js';
 import { resolveCutoff } from '../core/store/cutoff.js';
@@ -42,12 +44,15 @@ import {
  * - Instants before the kill and after the restart: the writer is paused, and the instant is taken once an anchor
  *   placed after the pause is stored (every write before it then has a time ≤ that anchor < the instant, and the
  *   marker written after the instant gets a later anchor): by seq and by time the restore is the source's state.
- * - Instants during the outage: nobody places anchors (no anchor keeper runs here), so every write of the outage
+ * - Instants during the outage, without the anchor keeper: nobody places anchors, so every write of the outage
  *   (and the unanchored tail before the kill) gets the time of the restarted agent's first anchor, an upper bound. A
  *   time cutoff inside the outage resolves to the last anchor in the stream before those writes (placed by the killed
  *   agent): not the state at the asked instant once the outage wrote something before it, and the report must say so
  *   (asked vs resolved). The history still holds the outage's writes in stream order, each in its db, so the marker
  *   written at the instant (MULTI SET+DEL: changes nothing) restores it exactly by seq.
+ * - With the anchor keeper (`flashback anchor-keeper`, here in-process beside the agent's process): once the agent's
+ *   link is gone it anchors the stream whenever it moved, so the outage's writes are bracketed by anchors too and an
+ *   instant taken after the keeper's next look restores exactly by time.
  */
 
 const SEED = Number(process.env.FLASHBACK_SEED ?? Date.now() % 1_000_000);
@@ -172,12 +177,23 @@ interface Instant {
 }
 
 test(
-  'kill -9 under write load: one epoch, gapless, PSYNC continued; restores exact',
+  'kill -9 under write load: one epoch, gapless, PSYNC continued; restores exact (by time inside the outage: a warning)',
   { timeout: 180_000 },
-  async () => {
+  () => killAndResume(false),
+);
+
+test(
+  'kill -9 under write load with the anchor keeper beside the agent: restores by time inside the outage exact too',
+  { timeout: 180_000 },
+  () => killAndResume(true),
+);
+
+async function killAndResume(withKeeper: boolean): Promise<void> {
+  {
     const node = `test-${randomUUID().slice(0, 8)}`;
     let redis: ServerProcess | undefined;
     let writer: Writer | undefined;
+    let keeper: AnchorKeeper | undefined;
     const ctl: Redis[] = [];
     try {
       redis = await testRedis([...SOURCE_ARGS]);
@@ -196,6 +212,7 @@ test(
       };
       const first = start(1);
       await first.waitForLog('epoch started (full resync)');
+      if (withKeeper) keeper = await startAnchorKeeper({ target: parseRedisUrl(redis.url) });
       await storedMarker(node, control, 'started');
 
       const instants: Instant[] = [];
@@ -212,6 +229,13 @@ test(
             );
             return Number(rows[0]?.n ?? 0) > 0 ? true : undefined;
           });
+        } else if (keeper) {
+          // Fact: the keeper looked at the stream twice since the pause: the first look anchored what moved.
+          const k = keeper;
+          const looks = k.checks;
+          await waitFor('two looks of the anchor keeper after the pause', async () =>
+            k.checks >= looks + 2 ? true : undefined,
+          );
         }
         const tsUs = await serverTimeUs(control);
         const digest = String(await reader.call('DEBUG', 'DIGEST'));
@@ -287,7 +311,7 @@ test(
 
         const byTime = await restoredState({ node, to: p.tsUs });
         const timeDiff = describeDifference(p, byTime);
-        if (!p.outage) {
+        if (!p.outage || keeper) {
           if (timeDiff) failures.push(`${p.label} by time ${formatTsUs(p.tsUs)}: ${timeDiff}`);
         } else if (timeDiff) {
           const asked = `restore to ${formatTsUs(p.tsUs)} resolved to `;
@@ -316,12 +340,13 @@ test(
       assert.deepEqual(failures, [], `seed ${SEED} (FLASHBACK_SEED=${SEED}), node ${node}, logs in ${workDir}`);
     } finally {
       await writer?.stop();
+      await keeper?.close();
       for (const c of ctl) c.disconnect();
       for (const a of agents) await a.kill();
       await redis?.stop();
     }
-  },
-);
+  }
+}
 
 /** MULTI SET+DEL of `key`: changes nothing, and the replication stream carries it (a DEL alone of a missing key not). */
 async function writeMarker(r: Redis, key: string): Promise<void> {
