@@ -57,6 +57,11 @@ export interface AgentOptions {
   source?: 'replication' | 'monitor';
   /** Replication mode: raise the source's repl-backlog-size to at least this. @default 64 MiB */
   minBacklogBytes?: number;
+  /**
+   * Replication mode: `monitor` runs MONITOR beside the stream so each event gets its client, µs time and argv as
+   * issued (MONITOR's cost on the source); `off` keeps replica-class cost, events timed by anchors. @default 'off'
+   */
+  attribution?: 'monitor' | 'off';
   logger?: Logger;
 }
 
@@ -120,6 +125,8 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
           metricsIntervalMs,
           heartbeatIntervalMs,
           minBacklogBytes: options.minBacklogBytes ?? 64 * 1024 * 1024,
+          attribution: options.attribution ?? 'off',
+          maxMonitorOutputBytes,
         });
         await agent.start();
         return withHealth(agent, options.healthPort, logger, { target, natsUrl: options.natsUrl });

@@ -48,6 +48,12 @@ export interface AgentStats {
   replicationLagBytes?: number;
   durableOffset?: number;
   anchorsSent?: number;
+  /** Replication mode: attribution by MONITOR (`paused` while MONITOR is away), events given a write and not. */
+  attribution?: 'monitor' | 'paused' | 'off';
+  attributed?: number;
+  unattributed?: number;
+  /** Server-side output buffer of attribution's MONITOR client, bytes. */
+  attributionMonitorOutputBytes?: number;
 }
 
 /** What the agent counts across epochs: capture totals, the capture rate, MONITOR lag and output buffer. */

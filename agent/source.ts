@@ -97,7 +97,7 @@ export function closeSource(source: Source): void {
   source.state.close();
 }
 
-async function clientAddr(conn: RawRedis): Promise<string> {
+export async function clientAddr(conn: RawRedis): Promise<string> {
   const info = await conn.call(['CLIENT', 'INFO']);
   const text = Buffer.isBuffer(info) ? info.toString('latin1') : String(info);
   const m = /(?:^|\s)addr=(\S+)/.exec(text);

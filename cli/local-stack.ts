@@ -133,6 +133,9 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
         nodeId,
         natsUrl: natsUrl!,
         retentionMs: o.retentionMs,
+        // Replication capture with MONITOR beside it: exact effects, and each event's client and µs time.
+        source: 'replication',
+        attribution: 'monitor',
         logger: logger.child({ service: 'agent' }),
       });
       agents.push(agent);

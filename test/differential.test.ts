@@ -23,7 +23,13 @@ after(async () => {
 /** One differential run; every restore must equal the source at its moment, else the first diverging keys are named. */
 async function check(
   t: TestContext,
-  options: { points: number; clients: number; nondeterministic: boolean; source?: 'monitor' | 'replication' },
+  options: {
+    points: number;
+    clients: number;
+    nondeterministic: boolean;
+    source?: 'monitor' | 'replication';
+    attribution?: 'monitor' | 'off';
+  },
 ): Promise<void> {
   const { points } = options;
   t.diagnostic(`seed ${seed}: replay with FLASHBACK_SEED=${seed}`);
@@ -61,4 +67,8 @@ test(`every family, nondeterministic and blocking ones too (SPOP, XADD *, group 
 
 test(`replication mode, every family: every recorded moment restores exactly, by seq and by time (seed ${seed})`, async (t) => {
   await check(t, { points: 6, clients: 4, nondeterministic: true, source: 'replication' });
+});
+
+test(`replication mode with attribution (MONITOR beside the stream), every family: every recorded moment restores exactly (seed ${seed})`, async (t) => {
+  await check(t, { points: 6, clients: 4, nondeterministic: true, source: 'replication', attribution: 'monitor' });
 });

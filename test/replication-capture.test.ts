@@ -211,3 +211,57 @@ test('anchor keeper: while the agent is away its writes are anchored, so time re
     await src.redis.stop();
   }
 });
+
+test('replication mode with attribution: each event has its client, µs time and argv as issued; a restore to one command’s time holds just the commands before it', async () => {
+  const src = await startSource(stack, [], { source: 'replication', attribution: 'monitor' });
+  const r = new Redis(src.redis.url);
+  try {
+    const me = String(await r.call('CLIENT', 'INFO')).match(/addr=(\S+)/)![1]!;
+    await r.set('ttl', 'v', 'EX', 1000);
+    for (let i = 0; i < 20; i++) await r.hset('userprofile', `foo${i}`, i % 3);
+    await r.sadd('s', 'a', 'b', 'c');
+    await r.spop('s');
+    await syncedSource(stack, src);
+    const rows = await stack.store.query<{
+      seq: number;
+      ts_us: number;
+      client: string;
+      command: string;
+      args: string[];
+      replay: string[];
+    }>(
+      `SELECT seq, ts_us, client, command, args, replay FROM flashback.events WHERE node = ${sqlString(src.node)} AND kind = 'command' AND key IN ('ttl', 'userprofile', 's') ORDER BY seq`,
+    );
+    const set = rows.find((x) => x.command === 'SET')!;
+    assert.equal(set.client, me);
+    // args as issued (EX), replay from the stream (PXAT)
+    assert.ok(set.args.includes('EX'), JSON.stringify(set.args));
+    const spop = rows.find((x) => x.command === 'SPOP');
+    assert.ok(spop, `the stream's SREM is attributed to the SPOP: ${rows.map((x) => x.command).join(' ')}`);
+    const hsets = rows.filter((x) => x.command === 'HSET');
+    assert.equal(hsets.length, 20);
+    assert.ok(hsets.every((x) => x.client === me));
+    // Every HSET has its own time (MONITOR's µs), in order.
+    const times = hsets.map((x) => Number(x.ts_us));
+    assert.equal(new Set(times).size, 20, `distinct times: ${times.join(' ')}`);
+    const report = await restore(
+      { events: clickHouseEventStore(stack.store, stack.store.client), objects, instancesDir },
+      { node: src.node, to: times[9]!, spawn: {} },
+    );
+    if (report.pid) spawned.push(report.pid);
+    const restored = new Redis(report.url!);
+    try {
+      assert.deepEqual(
+        (await restored.hkeys('userprofile')).sort(),
+        Array.from({ length: 10 }, (_, i) => `foo${i}`).sort(),
+      );
+    } finally {
+      restored.disconnect();
+      if (report.pid) await stopPid(report.pid);
+    }
+    assert.ok((src.agent.stats().attributed ?? 0) >= 22);
+  } finally {
+    r.disconnect();
+    await src.close();
+  }
+});

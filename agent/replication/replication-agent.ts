@@ -13,7 +13,10 @@ import { keysInInfo } from '../../core/redis/keyspace-info.js';
 import { RawRedis } from '../../core/redis/raw-redis.js';
 import { redisAddress, type RedisTarget } from '../../core/redis/redis-url.js';
 import type { Agent } from '../agent.js';
-import { clockSkewUs } from '../source.js';
+import { clientAddr, clockSkewUs } from '../source.js';
+import { MonitorParser } from '../../core/redis/monitor-parser.js';
+import { MonitorSource } from '../monitor/monitor-source.js';
+import { Attribution } from './attribution.js';
 import { BaselineScheduler } from '../baseline-scheduler.js';
 import { CaptureMetrics, prometheusMetrics, type AgentStats } from '../metrics.js';
 import { readClientOutputBytes } from '../overload.js';
@@ -42,6 +45,10 @@ export interface ReplicationAgentSettings {
   heartbeatIntervalMs: number;
   /** Raise the source's repl-backlog-size to at least this, bytes. */
   minBacklogBytes: number;
+  /** `monitor`: MONITOR beside the stream gives each event its client, µs time and argv as issued. */
+  attribution: 'monitor' | 'off';
+  /** Attribution's MONITOR output buffer at the source above which attribution stops (the source comes first). */
+  maxMonitorOutputBytes: number;
 }
 
 /** One epoch: a replication history followed from one full resync (or resumed from JetStream) until it breaks. */
@@ -75,8 +82,12 @@ export class ReplicationAgent implements Agent {
   private readonly counters = new CaptureMetrics();
   private readonly baselines: BaselineScheduler;
   private replicaOutputBytes = 0;
+  private monitorOutputBytes = 0;
   private masterOffset = 0;
   private pausedForBacklog = false;
+  private attribution: Attribution | undefined;
+  private monitor: MonitorSource | undefined;
+  private readonly ownClients = new Set<string>();
 
   constructor(private readonly o: ReplicationAgentSettings) {
     this.node = o.node;
@@ -106,6 +117,12 @@ export class ReplicationAgent implements Agent {
     this.anchorConn = await RawRedis.connect(target, { clientName: 'flashback-anchor' });
     await AnchorDriver.check(this.anchorConn);
     await ensureBacklog(control, this.o.minBacklogBytes, logger);
+    this.ownClients.add(await clientAddr(control));
+    this.ownClients.add(await clientAddr(this.anchorConn));
+    if (this.o.attribution === 'monitor') {
+      this.attribution = new Attribution({ table: this.table, ownClients: () => this.ownClients });
+      await this.startMonitor();
+    }
     const resume = await readResumePoint(this.o.nc, this.node);
     this.anchors = new AnchorDriver({
       conn: this.anchorConn,
@@ -236,12 +253,54 @@ export class ReplicationAgent implements Agent {
             const last = events[events.length - 1]!;
             this.counters.lag.add((Date.now() * 1000 - this.skewUs - last.tsUs) / 1000);
           }
-          publisher.enqueue(events, { replid: this.link?.replid ?? '', offset: endOffset, db });
-          this.throttle();
+          const replid = this.link?.replid ?? '';
+          const publish = () => {
+            publisher.enqueue(events, { replid, offset: endOffset, db });
+            this.throttle();
+          };
+          if (this.attribution) this.attribution.submit(events, publish);
+          else publish();
         },
       }),
     };
     return run;
+  }
+
+  /**
+   * Attribution's MONITOR connection. If it fails or falls behind, attribution stops (events keep their anchor times
+   * and the replication client) and is tried again a little later: capture itself never depends on it.
+   */
+  private async startMonitor(): Promise<void> {
+    const attribution = this.attribution!;
+    const parser = new MonitorParser((line) => attribution.onLine(line));
+    const monitor = await MonitorSource.start(this.o.target, {
+      onData: (chunk) => {
+        try {
+          parser.push(chunk);
+        } catch (err) {
+          this.stopAttribution(`cannot read MONITOR: ${describeError(err)}`);
+        }
+      },
+      onClose: (err) => {
+        if (err && this.monitor === monitor) this.stopAttribution(`MONITOR connection lost: ${err.message}`);
+      },
+    });
+    this.monitor = monitor;
+    attribution.start();
+  }
+
+  private stopAttribution(reason: string): void {
+    const monitor = this.monitor;
+    if (!monitor) return;
+    this.monitor = undefined;
+    monitor.close();
+    this.attribution?.stop();
+    this.o.logger.warn({ reason }, 'attribution paused: events keep anchor times until MONITOR is back');
+    const retry = setTimeout(() => {
+      if (!this.closed && !this.monitor)
+        this.startMonitor().catch((err: unknown) => this.stopAttribution(describeError(err)));
+    }, 10_000);
+    retry.unref();
   }
 
   /** Reading pauses while JetStream is behind: Redis buffers for us (its `replica` output-buffer class) meanwhile. */
@@ -373,6 +432,13 @@ export class ReplicationAgent implements Agent {
         this.replicaOutputBytes = await readClientOutputBytes(control, id);
         this.counters.recordMonitorOutput(this.replicaOutputBytes);
       }
+      this.attribution?.tick();
+      if (this.monitor) {
+        const bytes = await readClientOutputBytes(control, this.monitor.clientId);
+        this.monitorOutputBytes = bytes;
+        if (bytes > this.o.maxMonitorOutputBytes)
+          this.stopAttribution(`Redis buffers ${bytes} bytes of MONITOR output for attribution`);
+      }
     } catch {
       // the control connection is gone; the link's own close handler reconnects
     }
@@ -418,6 +484,10 @@ export class ReplicationAgent implements Agent {
       replicationLagBytes: Math.max(0, this.masterOffset - (this.link?.offset ?? 0)),
       durableOffset: run?.publisher.durablePosition?.offset ?? 0,
       anchorsSent: this.anchors?.sent ?? 0,
+      attribution: this.attribution ? (this.monitor ? 'monitor' : 'paused') : 'off',
+      attributed: this.attribution?.attributed ?? 0,
+      unattributed: this.attribution?.unattributed ?? 0,
+      attributionMonitorOutputBytes: this.monitorOutputBytes,
     };
   }
 
@@ -440,6 +510,10 @@ export class ReplicationAgent implements Agent {
       while (run.assembler.heldEvents > 0 && !run.ended && Date.now() < deadline)
         await new Promise((r) => setTimeout(r, 2));
     }
+    while ((this.attribution?.waiting ?? 0) > 0 && Date.now() < deadline) {
+      this.attribution!.tick();
+      await new Promise((r) => setTimeout(r, 2));
+    }
     return run.publisher.flush(Math.max(1, deadline - Date.now()));
   }
 
@@ -451,6 +525,10 @@ export class ReplicationAgent implements Agent {
     this.baselines.close();
     this.anchors?.close();
     this.link?.close();
+    const monitor = this.monitor;
+    this.monitor = undefined;
+    monitor?.close();
+    this.attribution?.stop();
     const run = this.run;
     if (run && !run.ended) {
       run.ended = true;

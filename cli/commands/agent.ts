@@ -40,6 +40,12 @@ export function builder(y: Argv) {
       describe:
         'replication: the agent is a replica of the node (exact effects, replica cost, resumes after a restart; needs +psync +replconf); monitor: MONITOR + keyspace notifications, for servers that refuse PSYNC',
     })
+    .option('attribution', {
+      choices: ['monitor', 'off'] as const,
+      default: 'off' as const,
+      describe:
+        'replication mode: monitor = MONITOR beside the stream gives each event its client, µs time and argv as issued (costs what MONITOR costs); off = events timed by anchors, replica cost',
+    })
     .option('min-backlog', {
       type: 'string',
       default: '64mb',
@@ -61,6 +67,7 @@ export async function handler(args: Args): Promise<void> {
     baselineDigest: args.baselineDigest,
     retentionMs: parseDuration(args.retention, '--retention'),
     source: args.source,
+    attribution: args.attribution,
     minBacklogBytes: parseBytes(args.minBacklog, '--min-backlog'),
     healthPort: args.healthPort,
     logger,

@@ -24,11 +24,15 @@ export function groupEndSql(node: string, epoch: number, tx: number, seq: number
   return `SELECT max(seq) AS s, argMax(ts_us, seq) AS at FROM flashback.events WHERE ${epochWhere(node, epoch)} AND ${group}`;
 }
 
-/** Commands of (afterSeq, toSeq] that no captured state follows in their group. */
+/**
+ * Commands of (afterSeq, toSeq] that no captured state follows in their group. An epoch captured from the replication
+ * stream (it has ANCHOR heartbeats) has none: its replays are the master's effects, never a command to re-run.
+ */
 function unstatedWhere(node: string, epoch: number, afterSeq: number, toSeq: number): string {
   const where = epochWhere(node, epoch);
   return (
     `${where} AND seq > ${sqlUInt(afterSeq)} AND seq <= ${sqlUInt(toSeq)} AND kind = 'command' ` +
+    `AND (SELECT count() FROM flashback.events WHERE ${where} AND kind = 'heartbeat' AND command = 'ANCHOR') = 0 ` +
     `AND (tx = 0 OR tx NOT IN (SELECT tx FROM flashback.events WHERE ${where} AND kind = 'state' AND length(replay) > 0 AND tx != 0))`
   );
 }

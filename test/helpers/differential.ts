@@ -41,6 +41,8 @@ export interface DifferentialOptions {
   log?: (line: string) => void;
   /** Capture mode of the agent. @default 'monitor' */
   source?: 'monitor' | 'replication';
+  /** Replication mode: attribution by MONITOR. @default 'off' */
+  attribution?: 'monitor' | 'off';
 }
 
 /** One recorded moment of the source. */
@@ -88,13 +90,14 @@ export async function runDifferential(stack: Stack, options: DifferentialOptions
     exclude = [],
     log = () => {},
     source = 'monitor',
+    attribution = 'off',
   } = options;
   const dice = seededRandom(seed ^ 0x5eed5eed);
   const int = (n: number) => Math.floor(dice() * n);
   const nc = await connectNats({ url: stack.nats.url, name: `differential-${seed}` });
   const objects = await ensureBaselineStore(nc);
   const instancesDir = await mkdtemp(path.join(os.tmpdir(), 'fb-differential-'));
-  const src = await startSource(stack, [], { source });
+  const src = await startSource(stack, [], { source, attribution });
   const ctl = new Redis(src.redis.url);
   const workload = new RandomWorkload({
     url: src.redis.url,

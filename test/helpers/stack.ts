@@ -52,7 +52,7 @@ export async function startStack(): Promise<Stack> {
 export async function startSource(
   stack: Stack,
   args: string[] = [],
-  options: { source?: 'replication' | 'monitor' } = {},
+  options: { source?: 'replication' | 'monitor'; attribution?: 'monitor' | 'off' } = {},
 ): Promise<{ redis: ServerProcess; agent: Agent; node: string; close(): Promise<void> }> {
   const redis = await testRedis([...SOURCE_ARGS, ...args]);
   const node = `test-${randomUUID().slice(0, 8)}`;
@@ -73,6 +73,7 @@ export async function startSource(
     baselineDigest: 'always',
     // Tests written for one capture mode say which; the others ran first against MONITOR capture.
     source: options.source ?? 'monitor',
+    attribution: options.attribution,
   });
   return {
     redis,

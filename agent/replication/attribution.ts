@@ -1,0 +1,241 @@
+import { ANCHOR_CHANNEL } from '../../core/bus/baseline.js';
+import { EventKind, REPLICATION_CLIENT, type FlashbackEvent } from '../../core/bus/event.js';
+import type { CommandTable } from '../../core/redis/command-table.js';
+import type { MonitorLine } from '../../core/redis/monitor-line.js';
+
+/** A write MONITOR showed between two anchors: who issued it, when, and its argv as issued. */
+interface IssuedWrite {
+  tsUs: number;
+  db: number;
+  client: string;
+  argv: Buffer[];
+  name: string;
+  firstKey: Buffer | undefined;
+}
+
+/** One output of the stream assembler, waiting for the MONITOR lines of its anchor interval. */
+interface Pending {
+  events: FlashbackEvent[];
+  release: () => void;
+  anchor: string | undefined;
+  since: number;
+}
+
+/**
+ * What a stream entry may stand for besides itself: the master rewrites relative expiries, SPOP, INCRBYFLOAT, blocked
+ * and multi-key pops, group reads (docs/research/replication-stream-7.0.md §4). An entry is matched to a MONITOR write
+ * with its argv, else to one of these names on the same first key.
+ */
+const ISSUED_AS: Record<string, readonly string[]> = {
+  SET: ['SET', 'SETEX', 'PSETEX', 'GETSET', 'SETNX', 'INCRBYFLOAT', 'GETEX'],
+  PEXPIREAT: ['EXPIRE', 'PEXPIRE', 'EXPIREAT', 'PEXPIREAT', 'GETEX', 'SET', 'RESTORE'],
+  DEL: [
+    'DEL',
+    'UNLINK',
+    'GETDEL',
+    'SPOP',
+    'EXPIRE',
+    'PEXPIRE',
+    'EXPIREAT',
+    'PEXPIREAT',
+    'GETEX',
+    'SET',
+    'SETEX',
+    'PSETEX',
+  ],
+  SREM: ['SPOP'],
+  XADD: ['XADD'],
+  XCLAIM: ['XREADGROUP', 'XCLAIM', 'XAUTOCLAIM'],
+  XGROUP: ['XREADGROUP', 'XGROUP'],
+  XTRIM: ['XADD', 'XTRIM'],
+  LPOP: ['BLPOP', 'LMPOP', 'BLMPOP'],
+  RPOP: ['BRPOP', 'LMPOP', 'BLMPOP'],
+  LMOVE: ['BLMOVE', 'RPOPLPUSH', 'BRPOPLPUSH'],
+  ZPOPMIN: ['BZPOPMIN', 'ZMPOP', 'BZMPOP'],
+  ZPOPMAX: ['BZPOPMAX', 'ZMPOP', 'BZMPOP'],
+  PERSIST: ['GETEX'],
+};
+
+/** Scripts whose `[db lua]` lines belong to the client that issued them. */
+const SCRIPT_COMMANDS = new Set(['EVAL', 'EVALSHA', 'EVAL_RO', 'EVALSHA_RO', 'FCALL', 'FCALL_RO']);
+
+/**
+ * Attribution (`--attribution monitor`): MONITOR runs beside the replication stream, and each stream entry gets the
+ * client, µs time and argv of the write that caused it (`args` as issued, `replay` from the stream). The agent's
+ * time anchors show in both (the stream's PUBLISH is MONITOR's `[db lua] "PUBLISH"` line), so the two are compared
+ * one anchor interval at a time, in execution order. Matching is conservative: an entry takes a write only when
+ * their argv are equal, or the write is one the master rewrites into that entry (ISSUED_AS) on the same key; an
+ * entry left unmatched (an expiry, an eviction, a pop served later) keeps the replication client and takes the time
+ * of the next matched entry, still an upper bound, so a time cutoff never falls where it is unknown.
+ */
+export class Attribution {
+  /** Stream entries given a MONITOR write, and left unmatched. */
+  attributed = 0;
+  unattributed = 0;
+  /** Outputs released without MONITOR lines (MONITOR late or gone). */
+  timedOut = 0;
+  private current: IssuedWrite[] = [];
+  private readonly intervals = new Map<string, IssuedWrite[]>();
+  private readonly queue: Pending[] = [];
+  private scriptClient = '';
+  private live = false;
+
+  constructor(
+    private readonly o: {
+      table: CommandTable;
+      /** Addresses of the agent's own connections: their lines are no one's writes. */
+      ownClients: () => ReadonlySet<string>;
+      /** How long an output waits for its MONITOR lines, ms. @default 1_000 */
+      waitMs?: number;
+    },
+  ) {}
+
+  /** Outputs waiting for their MONITOR lines. */
+  get waiting(): number {
+    return this.queue.length;
+  }
+
+  /** MONITOR is connected: lines before this are gone, so the interval open now is not whole. */
+  start(): void {
+    this.live = true;
+    this.current = [];
+    this.intervals.clear();
+  }
+
+  /** MONITOR is gone: nothing more will come; what waits is released as it is. */
+  stop(): void {
+    this.live = false;
+    this.current = [];
+    this.intervals.clear();
+    this.drain(true);
+  }
+
+  /** One MONITOR line. */
+  onLine(line: MonitorLine): void {
+    const { argv } = line;
+    const name = argv[0]!.toString('latin1').toUpperCase();
+    if (line.client === 'lua') {
+      if (name === 'PUBLISH' && argv.length === 3 && argv[1]!.toString('latin1') === ANCHOR_CHANNEL) {
+        this.intervals.set(argv[2]!.toString('latin1'), this.current);
+        // MONITOR ahead of a stream that stopped: keep a bounded past.
+        if (this.intervals.size > 10_000) this.intervals.delete(this.intervals.keys().next().value!);
+        this.current = [];
+        this.drain(false);
+        return;
+      }
+    } else if (SCRIPT_COMMANDS.has(name)) {
+      this.scriptClient = line.client;
+      return;
+    }
+    if (this.o.ownClients().has(line.client)) return;
+    const spec = this.o.table.lookup(argv);
+    if (!spec?.write) return;
+    this.current.push({
+      tsUs: line.tsUs,
+      db: line.db,
+      client: line.client === 'lua' ? this.scriptClient || 'lua' : line.client,
+      argv,
+      name,
+      firstKey: this.o.table.keys(argv, spec)[0],
+    });
+  }
+
+  /**
+   * An output of the assembler (events ending with their anchor, or none): `release` runs once its events are
+   * attributed, in the order outputs came.
+   */
+  submit(events: FlashbackEvent[], release: () => void): void {
+    const last = events[events.length - 1];
+    const anchor =
+      last?.kind === EventKind.Heartbeat && last.args.length === 3 ? last.args[2]!.toString('latin1') : undefined;
+    const needs = this.live && anchor !== undefined && events.some((e) => e.client === REPLICATION_CLIENT);
+    this.queue.push({ events, release, anchor: needs ? anchor : undefined, since: Date.now() });
+    this.drain(false);
+  }
+
+  /** Releases outputs whose time has passed (MONITOR behind or silent); the agent calls it on a timer. */
+  tick(): void {
+    this.drain(false);
+  }
+
+  private drain(all: boolean): void {
+    const waitMs = this.o.waitMs ?? 1_000;
+    while (this.queue.length > 0) {
+      const p = this.queue[0]!;
+      if (p.anchor !== undefined && !all) {
+        const writes = this.intervals.get(p.anchor);
+        if (!writes) {
+          if (Date.now() - p.since < waitMs) return;
+          this.timedOut++;
+        } else {
+          // Intervals before this one no output asked for (an anchor the stream did not take as one) go with it.
+          for (const k of this.intervals.keys()) {
+            this.intervals.delete(k);
+            if (k === p.anchor) break;
+          }
+          this.match(p.events, writes);
+        }
+      }
+      this.queue.shift();
+      p.release();
+    }
+  }
+
+  /** Gives the interval's entries their writes, then times: a tx its commit time, unmatched ones the next time. */
+  private match(events: FlashbackEvent[], writes: IssuedWrite[]): void {
+    let next = 0;
+    let last: IssuedWrite | undefined;
+    const times = new Array<number | undefined>(events.length);
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i]!;
+      if (e.client !== REPLICATION_CLIENT || e.kind !== EventKind.Command) continue;
+      let found = -1;
+      for (let j = next; j < writes.length && found < 0; j++) if (sameArgv(writes[j]!, e)) found = j;
+      for (let j = next; j < writes.length && found < 0; j++) if (rewritten(writes[j]!, e)) found = j;
+      let w: IssuedWrite | undefined;
+      if (found >= 0) {
+        w = writes[found]!;
+        next = found + 1;
+      } else if (last && rewritten(last, e)) w = last; // one write, several entries (SPOP 3, SET … EX)
+      if (!w) {
+        this.unattributed++;
+        continue;
+      }
+      last = w;
+      this.attributed++;
+      times[i] = w.tsUs;
+      e.client = w.client;
+      e.command = w.name;
+      if (!sameArgs(w.argv, e.replay)) e.args = w.argv;
+    }
+    // A transaction commits at its last write; an unmatched entry ran by the next matched one, or by the anchor.
+    const txTime = new Map<number, number>();
+    events.forEach((e, i) => {
+      if (e.tx > 0 && times[i] !== undefined) txTime.set(e.tx, Math.max(txTime.get(e.tx) ?? 0, times[i]!));
+    });
+    let upper = events[events.length - 1]!.tsUs;
+    for (let i = events.length - 1; i >= 0; i--) {
+      const e = events[i]!;
+      const t = e.tx > 0 && txTime.has(e.tx) ? txTime.get(e.tx)! : times[i];
+      if (e.kind === EventKind.Heartbeat) continue;
+      e.tsUs = Math.min(upper, t ?? upper);
+      upper = e.tsUs;
+    }
+  }
+}
+
+function sameArgs(a: readonly Buffer[], b: readonly Buffer[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (!a[i]!.equals(b[i]!)) return false;
+  return true;
+}
+
+function sameArgv(w: IssuedWrite, e: FlashbackEvent): boolean {
+  return w.db === e.db && sameArgs(w.argv, e.args);
+}
+
+function rewritten(w: IssuedWrite, e: FlashbackEvent): boolean {
+  if (w.db !== e.db || !ISSUED_AS[e.command]?.includes(w.name)) return false;
+  const k = e.keys[0];
+  return k !== undefined && w.firstKey !== undefined && k.equals(w.firstKey);
+}
