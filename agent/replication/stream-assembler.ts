@@ -1,7 +1,7 @@
 import { ANCHOR_CHANNEL, MARKER_CHANNEL } from '../../core/bus/baseline.js';
 import { ANCHOR_COMMAND, EventKind, REPLICATION_CLIENT, type FlashbackEvent } from '../../core/bus/event.js';
 import { ProtocolError } from '../../core/errors.js';
-import type { CommandTable } from '../../core/redis/command-table.js';
+import type { CommandSpec, CommandTable } from '../../core/redis/command-table.js';
 import { groupReadReplay } from './group-read-replay.js';
 
 /** Options of a {@link StreamAssembler}. */
@@ -84,7 +84,9 @@ export class StreamAssembler {
   /** One stream entry and the master offset after it. */
   push(argv: Buffer[], endOffset: number): void {
     this.entries++;
-    const name = argv[0]!.toString('latin1').toLowerCase();
+    // The table's own name (no string per entry: this runs for every write of the source).
+    const spec = this.o.table.lookup(argv);
+    const name = spec ? spec.name : argv[0]!.toString('latin1').toLowerCase();
     switch (name) {
       case 'ping':
       case 'replconf':
@@ -114,7 +116,7 @@ export class StreamAssembler {
         // Other messages change no data.
         break;
       default:
-        this.hold(this.commandEvent(argv));
+        this.hold(this.commandEvent(argv, spec));
     }
     this.heldOffset = endOffset;
     if (this.held.length === 0) {
@@ -177,8 +179,7 @@ export class StreamAssembler {
     return out;
   }
 
-  private commandEvent(argv: Buffer[]): FlashbackEvent {
-    const spec = this.o.table.lookup(argv);
+  private commandEvent(argv: Buffer[], spec: CommandSpec | undefined): FlashbackEvent {
     return {
       node: this.o.node,
       epoch: this.o.epoch,
@@ -187,7 +188,7 @@ export class StreamAssembler {
       db: this.db,
       client: REPLICATION_CLIENT,
       kind: EventKind.Command,
-      command: argv[0]!.toString('latin1').toUpperCase(),
+      command: spec ? upperName(spec) : argv[0]!.toString('latin1').toUpperCase(),
       keys: spec ? this.o.table.keys(argv, spec) : [],
       args: argv,
       replay: groupReadReplay(argv),
@@ -211,6 +212,18 @@ export class StreamAssembler {
       tx: 0,
     };
   }
+}
+
+const UPPER = new WeakMap<CommandSpec, string>();
+
+/** The command's name as events show it (`XGROUP` for `xgroup|create`), computed once per command. */
+function upperName(spec: CommandSpec): string {
+  let n = UPPER.get(spec);
+  if (n === undefined) {
+    n = spec.name.split('|')[0]!.toUpperCase();
+    UPPER.set(spec, n);
+  }
+  return n;
 }
 
 function parseDb(argv: Buffer[]): number {

@@ -126,6 +126,54 @@ export class RespReader {
     }
   }
 
+  /** A bulk string of `len` bytes at `pos` (its header read from `start`). */
+  private bulk(len: number, start: number): RespValue | typeof NEED_MORE {
+    if (len < 0) return null;
+    if (this.pos + len + 2 > this.buf.length) {
+      this.wanted = this.pos + len + 2 - start;
+      return NEED_MORE;
+    }
+    const b = this.buf.subarray(this.pos, this.pos + len);
+    this.pos += len + 2;
+    return b;
+  }
+
+  /** An array header of `n` elements (RESP2 `*`). */
+  private array(n: number): RespValue | typeof OPENED {
+    if (n < 0) return null;
+    if (n === 0) return [];
+    this.open.push({ out: new Array(n), i: 0 });
+    return OPENED;
+  }
+
+  /**
+   * The integer of a header line (`-1`, `0`, `123`) read from its bytes, or undefined when it is anything else (the
+   * caller then reads it as text, with its error); NEED_MORE when its line end has not arrived.
+   */
+  private intLine(): number | undefined | typeof NEED_MORE {
+    const buf = this.buf;
+    let p = this.pos;
+    let neg = false;
+    if (buf[p] === 0x2d) {
+      neg = true;
+      p++;
+    }
+    let n = 0;
+    const first = p;
+    while (p < buf.length && p - first < 15) {
+      const c = buf[p]!;
+      if (c < 0x30 || c > 0x39) break;
+      n = n * 10 + (c - 0x30);
+      p++;
+    }
+    if (p >= buf.length) return NEED_MORE;
+    if (p === first || buf[p] !== 0x0d) return undefined;
+    if (p + 1 >= buf.length) return NEED_MORE;
+    if (buf[p + 1] !== 0x0a) return undefined;
+    this.pos = p + 2;
+    return neg ? -n : n;
+  }
+
   private line(): string | typeof NEED_MORE {
     const end = this.buf.indexOf(CRLF, this.pos);
     if (end < 0) return NEED_MORE;
@@ -139,6 +187,15 @@ export class RespReader {
     if (this.pos >= this.buf.length) return NEED_MORE;
     const start = this.pos;
     const type = this.buf[this.pos++];
+    // Bulk and array headers are most of a replication stream: their length is read from the bytes, no string.
+    if (type === 0x24 || type === 0x2a) {
+      const n = this.intLine();
+      if (n === NEED_MORE) {
+        this.pos = start;
+        return NEED_MORE;
+      }
+      if (n !== undefined) return type === 0x24 ? this.bulk(n, start) : this.array(n);
+    }
     const line = this.line();
     if (line === NEED_MORE) return NEED_MORE;
     switch (type) {
@@ -152,14 +209,7 @@ export class RespReader {
         // $
         const len = Number(line);
         if (!Number.isInteger(len)) throw badLength('bulk string', line);
-        if (len < 0) return null;
-        if (this.pos + len + 2 > this.buf.length) {
-          this.wanted = this.pos + len + 2 - start;
-          return NEED_MORE;
-        }
-        const b = this.buf.subarray(this.pos, this.pos + len);
-        this.pos += len + 2;
-        return b;
+        return this.bulk(len, start);
       }
       case 0x5f: // _ RESP3 null
         return null;
