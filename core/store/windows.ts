@@ -1,4 +1,8 @@
+import { clickHouseCodeOf } from './clickhouse.js';
 import { sqlString, sqlUInt } from './sql-literal.js';
+
+/** ClickHouse's UNKNOWN_TABLE. */
+const UNKNOWN_TABLE = 60;
 
 /** What windows need from the store: a query returning JSON rows. */
 export interface QueryRunner {
@@ -115,8 +119,11 @@ export async function restoreWindows(db: QueryRunner, node: string): Promise<Res
   const [epochs, baselineRows, brokenRows] = await Promise.all([
     epochSummaries(db, node),
     db.query<Record<string, string | number>>(baselinesSql(node)),
-    // A store whose schema predates flashback.broken_events has none.
-    db.query<Record<string, string | number>>(brokenSql(node)).catch(() => []),
+    // A store whose schema predates flashback.broken_events has none; any other failure is the caller's to see.
+    db.query<Record<string, string | number>>(brokenSql(node)).catch((err: unknown) => {
+      if (clickHouseCodeOf(err) !== UNKNOWN_TABLE) throw err;
+      return [];
+    }),
   ]);
   const byEpoch = new Map<number, { seq: number; tsUs: number }[]>();
   for (const b of baselineRows) {
