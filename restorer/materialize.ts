@@ -1,4 +1,4 @@
-import { copyFile, rename, rm, stat } from 'node:fs/promises';
+import { copyFile, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Redis } from 'ioredis';
 import { ErrorCode, FlashbackError, describeError } from '../core/errors.js';
@@ -52,7 +52,8 @@ export interface LoadAofDirOptions {
  * loaded it (`loading:0`). Loading, unlike a replay over a socket, runs history with its own clock: no key expires
  * while it loads, and a PXAT already past is kept as it was (DESIGN.md, Restore).
  * `--aof-load-truncated no`: a cut-off last command must fail the restore, not be dropped silently.
- * @throws AofLoadError with the server's log lines when the AOF does not load (the server exits).
+ * @throws AofLoadError with the server's log lines when the AOF does not load (the server exits while loading);
+ *   ServerStartError when the server does not start for another reason (port taken, ready timeout).
  */
 export async function loadAofDir(dir: string, options: LoadAofDirOptions = {}): Promise<ServerProcess> {
   const { port, host, detached = false, readyTimeoutMs = 600_000, args = [] } = options;
@@ -76,12 +77,24 @@ export async function loadAofDir(dir: string, options: LoadAofDirOptions = {}): 
       ],
     });
   } catch (err) {
-    if (!(err instanceof ServerStartError)) throw err;
+    if (!(err instanceof ServerStartError) || !(await failedWhileLoading(dir, err))) throw err;
     throw new AofLoadError(`restore AOF in ${path.join(dir, AOF_DIR_NAME)} did not load: ${err.message}`, {
       cause: err,
       logTail: err.logTail,
     });
   }
+}
+
+/**
+ * Whether a failed start is the AOF's doing: the server exited after it began to load. A taken port, a start that
+ * timed out (a slow host or a long history: raise readyTimeoutMs) or an exit before loading (a bad argument) say
+ * nothing about the history.
+ */
+async function failedWhileLoading(dir: string, err: ServerStartError): Promise<boolean> {
+  if (err.portInUse || !/ before it was ready/.test(err.message)) return false;
+  const log = await readFile(path.join(dir, 'redis.log'), 'latin1').catch(() => err.logTail);
+  // Redis 7.0 logs "Server initialized" right before it loads its data (main → loadDataFromDisk).
+  return log.includes('Server initialized');
 }
 
 /**

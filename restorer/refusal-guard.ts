@@ -29,8 +29,9 @@ export const REFUSAL_GUARD_SCRIPT = 'redis.pcall(ARGV[1], KEYS[1], unpack(ARGV, 
  *   trimming (`~`), which a client's command caps at `LIMIT` (default 100 × stream-node-max-entries) and the loader
  *   does not (checked on 7.0.15: `XTRIM s MAXLEN ~ 0` over 30 000 entries leaves 20 000 live, 0 when loaded).
  * Not here: a `RESTORE` payload with a valid checksum and a corrupt body makes a loading server exit even inside a
- * script (rdbReportError), and a `FUNCTION LOAD` refused for its 500 ms timeout; a restore that breaks on one of
- * those names it and later restores skip it (restorer/broken-events.ts).
+ * script (rdbReportError); a restore that breaks on one names it and later restores skip it
+ * (restorer/broken-events.ts). Nor a `FUNCTION LOAD` the source refused for running past 500 ms: the loader does
+ * not time it and loads the library (checked on 7.0.15), and FUNCTION is not allowed in a script.
  */
 export const REFUSABLE_COMMANDS: ReadonlySet<string> = new Set([
   'setrange',

@@ -119,7 +119,7 @@ export async function restore(
   try {
     const files = await createAofDir(dir);
     onProgress({ phase: 'baseline', events: 0, totalEvents });
-    await writeBaseRdb(files.baseRdbPath, await objectStream(deps.objects, base.rdbObject));
+    const baseBytes = (await writeBaseRdb(files.baseRdbPath, await objectStream(deps.objects, base.rdbObject))).bytes;
     const incr = new IncrWriter(createWriteStream(files.incrPath));
     await incr.writeTail(tail);
     let replayed = 0;
@@ -170,6 +170,9 @@ export async function restore(
         err,
         logger,
         write: replayBytes,
+        skip,
+        incr: { path: files.incrPath, tailBytes: tail.length, baseBytes },
+        source: base.source,
       });
     }
     onProgress({ phase: 'verify', events: replayed, totalEvents });

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -11,17 +12,19 @@ import type { ObjectStore } from '@nats-io/obj';
 import { Redis } from 'ioredis';
 import { connectNats, ensureBaselineStore, type NatsConnection } from '../core/bus/nats.js';
 import { encodeCommand } from '../core/redis/resp.js';
-import { stopPid } from '../core/servers/server-process.js';
+import { ServerStartError, stopPid } from '../core/servers/server-process.js';
 import { sqlString } from '../core/store/sql-literal.js';
 import { restoreWindows } from '../core/store/windows.js';
 import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
 import { RestoreLoadError } from '../restorer/load-failure.js';
+import { withDumpChecksum } from '../restorer/dump-payload.js';
 import { TargetNotEmptyError } from '../restorer/materialize.js';
 import {
   markAndWait,
   markStoredEvent,
   startSource,
   startStack,
+  waitFor,
   waitForWindowSeq,
   type Source,
   type Stack,
@@ -72,6 +75,44 @@ async function markRestorable(src: Source, r: Redis, name: string): Promise<numb
   await waitForWindowSeq(stack, src.node, marker.epoch, marker.seq);
   return marker.seq;
 }
+
+/** Makes the stored event that wrote `key` replay as `argv` (a forged history); returns its seq. */
+async function forge(node: string, key: string, argv: (string | Buffer)[]): Promise<number> {
+  const [row] = await stack.store.query<Record<string, string | number>>(
+    `SELECT * FROM flashback.events WHERE node = ${sqlString(node)} AND key = ${sqlString(key)} LIMIT 1`,
+  );
+  assert.ok(row, `the event of ${key} is stored`);
+  const replay = encodeCommand(argv).toString('base64');
+  await stack.store.insertEvents([{ ...row, replay } as never]);
+  await merged(`flashback.events`, `node = ${sqlString(node)} AND seq = ${Number(row.seq)}`, replay);
+  return Number(row.seq);
+}
+
+/**
+ * Merges `table` until the rows `where` selects are one, with `replay` or `source` as given: OPTIMIZE … FINAL does
+ * nothing on 18.16 when a merge (of the sink's inserts) is already running.
+ */
+async function merged(table: string, where: string, value: string): Promise<void> {
+  const column = table.endsWith('events') ? 'replay' : 'source';
+  await waitFor(`one row of ${table} where ${where}`, async () => {
+    await stack.store.command(`OPTIMIZE TABLE ${table} FINAL`);
+    const rows = await stack.store.query<{ v: string }>(`SELECT ${column} AS v FROM ${table} WHERE ${where}`);
+    return rows.length === 1 && rows[0]!.v === value ? true : undefined;
+  });
+}
+
+/** A restore that must fail: its error, the kept files removed. */
+async function failedRestore(node: string, req: Omit<RestoreRequest, 'node'>): Promise<unknown> {
+  const err = await restore(deps(), { node, ...req } as RestoreRequest).then(
+    () => assert.fail('the restore succeeded'),
+    (e: unknown) => e,
+  );
+  if (err instanceof RestoreLoadError) await rm(err.dir, { recursive: true, force: true });
+  return err;
+}
+
+const brokenSeqs = async (node: string) =>
+  (await restoreWindows(stack.store, node)).flatMap((w) => w.broken.map((b) => b.seq));
 
 const digestOf = async (r: Redis) => String(await r.call('DEBUG', 'DIGEST'));
 
@@ -220,16 +261,7 @@ test('an event a restore server cannot load is named with its seq, its files kep
     await r.set('after', '1');
     const last = await markStored(src, r, 'end');
     // Forge the history: the event of `SET victim v` now replays as a command that crashes a loading server.
-    const where = `node = ${sqlString(src.node)}`;
-    const [victim] = await stack.store.query<Record<string, string | number>>(
-      `SELECT * FROM flashback.events WHERE ${where} AND key = 'victim' LIMIT 1`,
-    );
-    assert.ok(victim, 'the SET victim event is stored');
-    const seq = Number(victim.seq);
-    await stack.store.insertEvents([
-      { ...victim, replay: encodeCommand(['DEBUG', 'SEGFAULT']).toString('base64') } as never,
-    ]);
-    await stack.store.command('OPTIMIZE TABLE flashback.events FINAL');
+    const seq = await forge(src.node, 'victim', ['DEBUG', 'SEGFAULT']);
 
     const err = await restore(deps(), { node: src.node, toSeq: last, spawn: {} }).then(
       () => assert.fail('the restore loaded a crashing event'),
@@ -305,6 +337,134 @@ test('a target URL with a password shows it nowhere: not in the not-empty error,
       check.disconnect();
     }
   } finally {
+    r.disconnect();
+    await src.close();
+  }
+});
+
+test('the event named is where the load stopped: of two sharing the 128 bytes a crash report shows, the later; a repeat of a recorded one, itself', async () => {
+  const src = await startSource(stack);
+  const r = new Redis(src.redis.url);
+  try {
+    await src.agent.baseline();
+    await r.set('harmless', '1');
+    const p = r.pipeline();
+    for (let i = 0; i < 1100; i++) p.set(`fill:${i}`, 'v');
+    await p.exec();
+    await r.set('crashing', '1');
+    await r.set('repeat1', '1');
+    await r.set('repeat2', '1');
+    const last = await markRestorable(src, r, 'end');
+    // A script that raises an error crashes a loading 7.0.15 (the report shows EVAL and the script's first 128 bytes);
+    // one that returns does not.
+    const pad = `-- ${'p'.repeat(140)}\n`;
+    const harmless = await forge(src.node, 'harmless', ['EVAL', `${pad}return 1`, '0']);
+    const crashing = await forge(src.node, 'crashing', ['EVAL', `${pad}return redis.call('INCR', 'a', 'x')`, '0']);
+    const repeat1 = await forge(src.node, 'repeat1', ['DEBUG', 'SEGFAULT']);
+    const repeat2 = await forge(src.node, 'repeat2', ['DEBUG', 'SEGFAULT']);
+
+    const first = await failedRestore(src.node, { toSeq: last, spawn: {} });
+    assert.ok(first instanceof RestoreLoadError, String(first));
+    assert.equal(first.event?.seq, crashing, `not seq ${harmless}, loaded 1100 commands before the crash`);
+    assert.equal(first.code, 'BROKEN_EVENT');
+    const second = await failedRestore(src.node, { toSeq: last, spawn: {} });
+    assert.ok(second instanceof RestoreLoadError, String(second));
+    assert.equal(second.event?.seq, repeat1);
+    const third = await failedRestore(src.node, { toSeq: last, spawn: {} });
+    assert.ok(third instanceof RestoreLoadError, String(third));
+    assert.equal(third.event?.seq, repeat2, 'the recorded repeat1 was skipped, so the crash is the other one');
+    assert.deepEqual(await brokenSeqs(src.node), [crashing, repeat1, repeat2]);
+
+    const report = await doRestore(src.node, { toSeq: last });
+    assert.deepEqual(
+      report.warnings.map((w) => Number(/^event seq (\d+) .* was skipped/.exec(w)?.[1])),
+      [crashing, repeat1, repeat2],
+    );
+  } finally {
+    r.disconnect();
+    await src.close();
+  }
+});
+
+test('a RESTORE the source refused for a corrupt payload with a valid checksum is named (the server logs no argv) and skipped afterwards', async () => {
+  const src = await startSource(stack);
+  const r = new Redis(src.redis.url);
+  try {
+    await src.agent.baseline();
+    await r.set('lz', 'a'.repeat(200));
+    const dump = await r.dumpBuffer('lz');
+    const body = Buffer.from(dump);
+    body[4] = 0x7f; // inside the LZF data
+    const corrupt = withDumpChecksum(body);
+    assert.equal(String(await send(r, 'RESTORE', 'good', '0', dump)), 'OK');
+    refused(await send(r, 'RESTORE', 'bad', '0', corrupt), /Bad data format/, 'RESTORE of a corrupt payload');
+    await r.set('after', '1');
+    const last = await markRestorable(src, r, 'end');
+    const sourceDigest = await digestOf(r);
+    const [bad] = await stack.store.query<{ seq: string | number }>(
+      `SELECT seq FROM flashback.events WHERE node = ${sqlString(src.node)} AND key = 'bad' LIMIT 1`,
+    );
+    assert.ok(bad, 'the refused RESTORE is in the history');
+
+    const err = await failedRestore(src.node, { toSeq: last, spawn: {} });
+    assert.ok(err instanceof RestoreLoadError, String(err));
+    assert.equal(err.code, 'BROKEN_EVENT');
+    assert.equal(err.event?.seq, Number(bad.seq), 'the corrupt RESTORE, not the good one before it');
+    assert.equal(err.event?.command, 'RESTORE');
+    assert.match(
+      err.message,
+      /redis-server: "Internal error in RDB reading offset \d+, .*Invalid LZF compressed string"/,
+    );
+
+    const report = await doRestore(src.node, { toSeq: last });
+    assert.equal(report.warnings.length, 1);
+    assert.equal(report.digest, sourceDigest);
+  } finally {
+    r.disconnect();
+    await src.close();
+  }
+});
+
+test('failures of the restore host are not broken events: a taken port, an unknown command on a server older than the source', async () => {
+  const src = await startSource(stack);
+  const r = new Redis(src.redis.url);
+  const blocker = net.createServer();
+  try {
+    await src.agent.baseline();
+    await r.set('victim', 'v');
+    const last = await markRestorable(src, r, 'end');
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const port = (blocker.address() as net.AddressInfo).port;
+    const taken = await failedRestore(src.node, { toSeq: last, spawn: { port } });
+    assert.ok(taken instanceof ServerStartError && !(taken instanceof RestoreLoadError), String(taken));
+    assert.ok(taken.portInUse);
+
+    // HSETEX came with Redis 8.0: a 7.0.15 restore server of a source that runs it does not know it.
+    const seq = await forge(src.node, 'victim', ['HSETEX', 'h', 'FIELDS', '1', 'f', 'v']);
+    const setSourceVersion = async (version: string) => {
+      const [row] = await stack.store.query<Record<string, string | number>>(
+        `SELECT * FROM flashback.baselines WHERE node = ${sqlString(src.node)} LIMIT 1`,
+      );
+      const source = JSON.stringify({ ...(JSON.parse(String(row!.source)) as object), version });
+      await stack.store.insertBaselines([{ ...row, source } as never]);
+      await merged('flashback.baselines', `node = ${sqlString(src.node)} AND seq = ${Number(row!.seq)}`, source);
+    };
+    await setSourceVersion('8.0.2');
+    const older = await failedRestore(src.node, { toSeq: last, spawn: {} });
+    assert.ok(older instanceof RestoreLoadError, String(older));
+    assert.equal(older.code, 'INTERNAL');
+    assert.equal(older.event?.seq, seq);
+    assert.match(older.message, /restore server \(redis 7\.0\.15\) is older than the source \(redis 8\.0\.2\)/);
+    assert.match(older.message, /nothing was recorded as broken/);
+    assert.deepEqual(await brokenSeqs(src.node), []);
+    // The same source version as the restore server's: the event itself is at fault.
+    await setSourceVersion('7.0.15');
+    const same = await failedRestore(src.node, { toSeq: last, spawn: {} });
+    assert.ok(same instanceof RestoreLoadError, String(same));
+    assert.equal(same.code, 'BROKEN_EVENT');
+    assert.deepEqual(await brokenSeqs(src.node), [seq]);
+  } finally {
+    blocker.close();
     r.disconnect();
     await src.close();
   }
