@@ -1,10 +1,12 @@
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { describeError } from '../core/errors.js';
+import { setTimeout as delay } from 'node:timers/promises';
+import { describeError, ErrorCode, FlashbackError } from '../core/errors.js';
 import { readableBytes } from '../core/redis/escape.js';
 import { parseMonitorLine } from '../core/redis/monitor-parser.js';
 import { decodeCommand, RespReader } from '../core/redis/resp.js';
-import type { BrokenEventRow } from '../core/store/schema.js';
+import { BROKEN_EVENTS_TABLE, type BrokenEventRow } from '../core/store/schema.js';
+import { sqlString, sqlUInt } from '../core/store/sql-literal.js';
 import type { EventStore, StoredEvent } from '../core/store/event-store.js';
 import { dumpChecksumOk } from './dump-payload.js';
 
@@ -298,4 +300,41 @@ export async function recordBrokenEvent(events: EventStore, row: BrokenEventRow)
   } catch (err) {
     return describeError(err);
   }
+}
+
+/** What {@link forgetBrokenEvent} needs from the store: queries and a statement without result. */
+export interface BrokenEventStore {
+  query<T = Record<string, unknown>>(sql: string): Promise<T[]>;
+  command(sql: string): Promise<void>;
+}
+
+/**
+ * Removes a recorded broken event (say, one recorded by mistake, or that a newer restore server loads): later
+ * restores replay it again. Resolves once the row is gone (ClickHouse runs `ALTER … DELETE` as a mutation, in the
+ * background on 18.16, which has no `mutations_sync`). Returns whether it was recorded.
+ * @throws FlashbackError INTERNAL when the row is still there after `timeoutMs`.
+ */
+export async function forgetBrokenEvent(
+  store: BrokenEventStore,
+  event: { node: string; epoch: number; seq: number },
+  { timeoutMs = 30_000 } = {},
+): Promise<boolean> {
+  const where = `node = ${sqlString(event.node)} AND epoch = ${sqlUInt(event.epoch)} AND seq = ${sqlUInt(event.seq)}`;
+  const count = async () =>
+    Number(
+      (await store.query<{ n: string | number }>(`SELECT count() AS n FROM ${BROKEN_EVENTS_TABLE} WHERE ${where}`))[0]
+        ?.n ?? 0,
+    );
+  if ((await count()) === 0) return false;
+  await store.command(`ALTER TABLE ${BROKEN_EVENTS_TABLE} DELETE WHERE ${where}`);
+  const deadline = Date.now() + timeoutMs;
+  while ((await count()) > 0) {
+    if (Date.now() > deadline)
+      throw new FlashbackError(
+        ErrorCode.Internal,
+        `broken event seq ${event.seq} of node "${event.node}" epoch ${event.epoch} is still recorded ${timeoutMs} ms after its delete; see system.mutations of ${BROKEN_EVENTS_TABLE} in ClickHouse`,
+      );
+    await delay(100);
+  }
+  return true;
 }

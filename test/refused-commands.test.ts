@@ -29,6 +29,7 @@ import {
   type Source,
   type Stack,
 } from './helpers/stack.js';
+import { cli } from './helpers/cli.js';
 import { testRedis } from './helpers/servers.js';
 
 let stack: Stack;
@@ -380,6 +381,23 @@ test('the event named is where the load stopped: of two sharing the 128 bytes a 
       report.warnings.map((w) => Number(/^event seq (\d+) .* was skipped/.exec(w)?.[1])),
       [crashing, repeat1, repeat2],
     );
+
+    // Forgotten (the CLI), it is replayed again: the restore breaks on it once more.
+    const forgot = await cli([
+      'windows',
+      '--node',
+      src.node,
+      '--forget-broken',
+      `${first.event!.epoch}:${crashing}`,
+      '--clickhouse',
+      stack.clickhouse.url,
+    ]);
+    assert.equal(forgot.code, 0, forgot.stderr);
+    assert.match(forgot.stdout, new RegExp(`^forgot broken event seq ${crashing} of `));
+    assert.deepEqual(await brokenSeqs(src.node), [repeat1, repeat2]);
+    const again = await failedRestore(src.node, { toSeq: last, spawn: {} });
+    assert.ok(again instanceof RestoreLoadError, String(again));
+    assert.equal(again.event?.seq, crashing);
   } finally {
     r.disconnect();
     await src.close();
