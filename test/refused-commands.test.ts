@@ -487,3 +487,28 @@ test('failures of the restore host are not broken events: a taken port, an unkno
     await src.close();
   }
 });
+
+test('a baseline that recorded no source settings (an older agent) restores with the defaults and says so', async () => {
+  const src = await startSource(stack);
+  const r = new Redis(src.redis.url);
+  try {
+    await src.agent.baseline();
+    await r.set('k', 'v');
+    const last = await markRestorable(src, r, 'end');
+    const [row] = await stack.store.query<Record<string, string | number>>(
+      `SELECT * FROM flashback.baselines WHERE node = ${sqlString(src.node)} LIMIT 1`,
+    );
+    await stack.store.insertBaselines([{ ...row, source: '' } as never]);
+    await merged('flashback.baselines', `node = ${sqlString(src.node)} AND seq = ${Number(row!.seq)}`, '');
+    const report = await doRestore(src.node, { toSeq: last });
+    assert.equal(report.warnings.length, 1);
+    assert.match(
+      report.warnings[0]!,
+      /^baseline seq \d+ has no record of the source's proto-max-bulk-len, stream-node-max-entries, stream-node-max-bytes .* runs with its default proto-max-bulk-len 536870912/,
+    );
+    assert.equal(report.digest, await digestOf(r));
+  } finally {
+    r.disconnect();
+    await src.close();
+  }
+});
