@@ -105,7 +105,10 @@ async function merged(table: string, where: string, value: string): Promise<void
 /** A restore that must fail: its error, the kept files removed. */
 async function failedRestore(node: string, req: Omit<RestoreRequest, 'node'>): Promise<unknown> {
   const err = await restore(deps(), { node, ...req } as RestoreRequest).then(
-    () => assert.fail('the restore succeeded'),
+    (report) => {
+      spawned.push(report); // stopped in after()
+      assert.fail('the restore succeeded');
+    },
     (e: unknown) => e,
   );
   if (err instanceof RestoreLoadError) await rm(err.dir, { recursive: true, force: true });
