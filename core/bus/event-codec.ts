@@ -25,33 +25,43 @@ function listSize(list: Buffer[]): number {
   return n;
 }
 
+/** UTF-8 of the few distinct client and command strings of a capture, encoded once (bounded). */
+const encodedStrings = new Map<string, Buffer>();
+
+function utf8(s: string): Buffer {
+  let b = encodedStrings.get(s);
+  if (b === undefined) {
+    b = Buffer.from(s, 'utf8');
+    if (encodedStrings.size >= 4096) encodedStrings.clear();
+    encodedStrings.set(s, b);
+  }
+  return b;
+}
+
 /** Encodes a batch; every event must carry the batch's node and epoch. */
 export function encodeBatch(batch: EventBatch): Buffer {
   const { node, epoch, events } = batch;
-  let size = 1 + 4 + Buffer.byteLength(node) + 8 + 4;
+  const nodeBytes = Buffer.from(node, 'utf8');
+  let size = 1 + 4 + nodeBytes.length + 8 + 4;
   for (const e of events) {
-    size += 8 + 8 + 2 + 4 + Buffer.byteLength(e.client) + 1 + 4 + Buffer.byteLength(e.command) + 8;
+    size += 8 + 8 + 2 + 4 + utf8(e.client).length + 1 + 4 + utf8(e.command).length + 8;
     size += listSize(e.keys) + listSize(e.args) + 1;
     if (e.replay !== e.args) size += listSize(e.replay);
   }
   const buf = Buffer.allocUnsafe(size);
   let o = 0;
-  const str = (s: string) => {
-    const len = buf.write(s, o + 4, 'utf8');
-    buf.writeUInt32LE(len, o);
-    o += 4 + len;
+  const bytes = (b: Buffer) => {
+    buf.writeUInt32LE(b.length, o);
+    o += 4;
+    o += b.copy(buf, o);
   };
   const list = (l: Buffer[]) => {
     buf.writeUInt32LE(l.length, o);
     o += 4;
-    for (const b of l) {
-      buf.writeUInt32LE(b.length, o);
-      o += 4;
-      o += b.copy(buf, o);
-    }
+    for (const b of l) bytes(b);
   };
   buf.writeUInt8(VERSION, o++);
-  str(node);
+  bytes(nodeBytes);
   buf.writeDoubleLE(epoch, o);
   o += 8;
   buf.writeUInt32LE(events.length, o);
@@ -61,15 +71,15 @@ export function encodeBatch(batch: EventBatch): Buffer {
     buf.writeDoubleLE(e.tsUs, o + 8);
     buf.writeUInt16LE(e.db, o + 16);
     o += 18;
-    str(e.client);
-    buf.writeUInt8(EVENT_KINDS.indexOf(e.kind), o++);
-    str(e.command);
+    bytes(utf8(e.client));
+    buf[o++] = EVENT_KINDS.indexOf(e.kind);
+    bytes(utf8(e.command));
     buf.writeDoubleLE(e.tx, o);
     o += 8;
     list(e.keys);
     list(e.args);
     const same = e.replay === e.args;
-    buf.writeUInt8(same ? 1 : 0, o++);
+    buf[o++] = same ? 1 : 0;
     if (!same) list(e.replay);
   }
   return buf;
