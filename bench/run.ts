@@ -1,6 +1,6 @@
 /**
  * `npm run bench [-- --quick] [-- NAME …]`: runs every benchmark (or the named ones: monitor-parse,
- * capture-overhead, sink-throughput, restore-rate, state-capture, refusal-guard) one after another and prints markdown: the machine,
+ * capture-overhead, sink-throughput, restore-rate, state-capture, refusal-guard, replication-pipeline) one after another and prints markdown: the machine,
  * then one table per benchmark. `--quick` uses small sizes (under 2 minutes); the default size takes
  * several minutes on a 2-core machine. A failing benchmark is reported and the others still run.
  */
@@ -19,6 +19,7 @@ const BENCHES: Record<string, (size: BenchSize) => Promise<BenchResult>> = {
   'restore-rate': async (s) => (await import('./restore-rate.js')).benchRestoreRate(s),
   'state-capture': async (s) => (await import('./state-capture.js')).benchStateCapture(s),
   'refusal-guard': async (s) => (await import('./refusal-guard.js')).benchRefusalGuard(s),
+  'replication-pipeline': async (s) => (await import('./replication-pipeline.js')).benchReplicationPipeline(s),
 };
 
 /**
