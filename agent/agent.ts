@@ -108,36 +108,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     await ensureEventStream(nc, { maxAgeMs: retentionMs });
     const store = await ensureBaselineStore(nc);
     const js = jetstream(nc);
-    if ((options.source ?? 'replication') === 'replication') {
-      if (!(await isClusterNode(control))) {
-        const agent = new ReplicationAgent({
-          node,
-          target,
-          control,
-          nc,
-          js,
-          store,
-          logger,
-          baselineIntervalMs,
-          baselineEveryEvents,
-          baselineDigest,
-          maxQueuedBytes,
-          metricsIntervalMs,
-          heartbeatIntervalMs,
-          minBacklogBytes: options.minBacklogBytes ?? 64 * 1024 * 1024,
-          attribution: options.attribution ?? 'off',
-          maxMonitorOutputBytes,
-        });
-        await agent.start();
-        return withHealth(agent, options.healthPort, logger, { target, natsUrl: options.natsUrl });
-      }
-      logger.warn(
-        {},
-        'a cluster node: capturing with MONITOR (its replication stream does not carry the PUBLISH time anchors)',
-      );
-    }
-    source = await openSource({ target, control, maxMonitorOutputBytes, logger });
-    const agent = new CaptureAgent(source, {
+    const settings = {
       node,
       nc,
       js,
@@ -150,7 +121,26 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
       maxQueuedBytes,
       metricsIntervalMs,
       heartbeatIntervalMs,
-    });
+    };
+    if ((options.source ?? 'replication') === 'replication') {
+      if (!(await isClusterNode(control))) {
+        const agent = new ReplicationAgent({
+          ...settings,
+          target,
+          control,
+          minBacklogBytes: options.minBacklogBytes ?? 64 * 1024 * 1024,
+          attribution: options.attribution ?? 'off',
+        });
+        await agent.start();
+        return withHealth(agent, options.healthPort, logger, { target, natsUrl: options.natsUrl });
+      }
+      logger.warn(
+        {},
+        'a cluster node: capturing with MONITOR (its replication stream does not carry the PUBLISH time anchors)',
+      );
+    }
+    source = await openSource({ target, control, maxMonitorOutputBytes, logger });
+    const agent = new CaptureAgent(source, settings);
     await agent.start();
     return withHealth(agent, options.healthPort, logger, { target, natsUrl: options.natsUrl });
   } catch (err) {

@@ -56,6 +56,51 @@ export interface AgentStats {
   attributionMonitorOutputBytes?: number;
 }
 
+/** What both capture modes report the same way; the mode-specific counters start at 0 and each mode fills its own. */
+export function commonStats(o: {
+  node: string;
+  epoch: number;
+  epochs: number;
+  connected: boolean;
+  lastSeq: number;
+  publisher: { ackedEvents: number; ackedBytes: number; backlogBytes: number } | undefined;
+  counters: CaptureMetrics;
+  baselines: { count: number; lastSeq: number; lastEpoch: number };
+  redis: string;
+}): AgentStats {
+  const { counters, publisher, baselines } = o;
+  return {
+    node: o.node,
+    epoch: o.epoch,
+    epochs: o.epochs,
+    connected: o.connected,
+    lastSeq: o.lastSeq,
+    eventsCaptured: counters.eventsCaptured,
+    eventsPublished: publisher?.ackedEvents ?? 0,
+    bytesRead: counters.bytesRead,
+    bytesPublished: publisher?.ackedBytes ?? 0,
+    eventsPerSecond: Math.round(counters.eventsPerSecond),
+    lagMsP50: counters.lag.p50,
+    lagMsP99: counters.lag.p99,
+    monitorOutputBytes: counters.monitorOutputBytes,
+    maxMonitorOutputBytesSeen: counters.maxMonitorOutputBytesSeen,
+    publishBacklogBytes: publisher?.backlogBytes ?? 0,
+    baselines: baselines.count,
+    lastBaselineSeq: baselines.lastSeq,
+    serverChanges: counters.serverChanges,
+    lastBaselineEpoch: baselines.lastEpoch,
+    redis: o.redis,
+    failovers: counters.failovers,
+    expiryCorrected: 0,
+    expiryConfirmed: 0,
+    expiryUncorrectable: 0,
+    stateProbes: 0,
+    statesCaptured: 0,
+    xaddIdsResolved: 0,
+    heldForState: 0,
+  };
+}
+
 /** What the agent counts across epochs: capture totals, the capture rate, MONITOR lag and output buffer. */
 export class CaptureMetrics {
   eventsCaptured = 0;

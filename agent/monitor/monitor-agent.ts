@@ -8,7 +8,7 @@ import type { Logger } from '../../core/log.js';
 import { redisAddress } from '../../core/redis/redis-url.js';
 import type { Agent } from '../agent.js';
 import { BaselineScheduler } from '../baseline-scheduler.js';
-import { CaptureMetrics, prometheusMetrics, type AgentStats } from '../metrics.js';
+import { CaptureMetrics, commonStats, prometheusMetrics, type AgentStats } from '../metrics.js';
 import { monitorOverload, readClientOutputBytes } from '../overload.js';
 import { closeSource, type Source } from '../source.js';
 import { demotionReason, ensureMasterSource } from '../source-failover.js';
@@ -228,28 +228,18 @@ export class CaptureAgent implements Agent {
   stats(): AgentStats {
     const { run, counters, baselines } = this;
     return {
-      node: this.node,
-      epoch: run?.epoch ?? 0,
-      epochs: this.epochs,
-      connected: !!run && !run.ended,
-      lastSeq: run?.assembler.lastSeq ?? 0,
-      eventsCaptured: counters.eventsCaptured,
-      eventsPublished: run?.publisher.ackedEvents ?? 0,
-      bytesRead: counters.bytesRead,
-      bytesPublished: run?.publisher.ackedBytes ?? 0,
-      eventsPerSecond: Math.round(counters.eventsPerSecond),
-      lagMsP50: counters.lag.p50,
-      lagMsP99: counters.lag.p99,
-      monitorOutputBytes: counters.monitorOutputBytes,
-      maxMonitorOutputBytesSeen: counters.maxMonitorOutputBytesSeen,
-      publishBacklogBytes: run?.publisher.backlogBytes ?? 0,
-      baselines: baselines.count,
-      lastBaselineSeq: baselines.lastSeq,
-      serverChanges: counters.serverChanges,
-      lastBaselineEpoch: baselines.lastEpoch,
+      ...commonStats({
+        node: this.node,
+        epoch: run?.epoch ?? 0,
+        epochs: this.epochs,
+        connected: !!run && !run.ended,
+        lastSeq: run?.assembler.lastSeq ?? 0,
+        publisher: run?.publisher,
+        counters,
+        baselines,
+        redis: redisAddress(this.source.target),
+      }),
       source: 'monitor',
-      redis: redisAddress(this.source.target),
-      failovers: counters.failovers,
       expiryCorrected: run?.corrector.corrected ?? 0,
       expiryConfirmed: run?.corrector.confirmed ?? 0,
       expiryUncorrectable: run?.corrector.uncorrectable ?? 0,

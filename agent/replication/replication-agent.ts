@@ -18,7 +18,7 @@ import { MonitorParser } from '../../core/redis/monitor-parser.js';
 import { MonitorSource } from '../monitor/monitor-source.js';
 import { Attribution } from './attribution.js';
 import { BaselineScheduler } from '../baseline-scheduler.js';
-import { CaptureMetrics, prometheusMetrics, type AgentStats } from '../metrics.js';
+import { CaptureMetrics, commonStats, prometheusMetrics, type AgentStats } from '../metrics.js';
 import { readClientOutputBytes } from '../overload.js';
 import { EventPublisher } from '../publisher.js';
 import { readSourceInfo } from '../source-role.js';
@@ -111,6 +111,17 @@ export class ReplicationAgent implements Agent {
 
   /** Checks what the mode needs of the source, then links up: resumes the last epoch when JetStream says where. */
   async start(): Promise<void> {
+    try {
+      await this.startCapture();
+    } catch (err) {
+      this.anchors?.close();
+      this.anchorConn?.close();
+      this.monitor?.close();
+      throw err;
+    }
+  }
+
+  private async startCapture(): Promise<void> {
     const { control, target, logger } = this.o;
     this.table = await CommandTable.load(control);
     this.skewUs = await clockSkewUs(control);
@@ -451,33 +462,17 @@ export class ReplicationAgent implements Agent {
   stats(): AgentStats {
     const { run, counters, baselines } = this;
     return {
-      node: this.node,
-      epoch: run?.epoch ?? 0,
-      epochs: this.epochs,
-      connected: !!run && !run.ended && !this.reconnecting,
-      lastSeq: run?.assembler.lastSeq ?? 0,
-      eventsCaptured: counters.eventsCaptured,
-      eventsPublished: run?.publisher.ackedEvents ?? 0,
-      bytesRead: counters.bytesRead,
-      bytesPublished: run?.publisher.ackedBytes ?? 0,
-      eventsPerSecond: Math.round(counters.eventsPerSecond),
-      lagMsP50: counters.lag.p50,
-      lagMsP99: counters.lag.p99,
-      monitorOutputBytes: counters.monitorOutputBytes,
-      maxMonitorOutputBytesSeen: counters.maxMonitorOutputBytesSeen,
-      publishBacklogBytes: run?.publisher.backlogBytes ?? 0,
-      baselines: baselines.count,
-      lastBaselineSeq: baselines.lastSeq,
-      serverChanges: 0,
-      lastBaselineEpoch: baselines.lastEpoch,
-      redis: redisAddress(this.o.target),
-      failovers: 0,
-      expiryCorrected: 0,
-      expiryConfirmed: 0,
-      expiryUncorrectable: 0,
-      stateProbes: 0,
-      statesCaptured: 0,
-      xaddIdsResolved: 0,
+      ...commonStats({
+        node: this.node,
+        epoch: run?.epoch ?? 0,
+        epochs: this.epochs,
+        connected: !!run && !run.ended && !this.reconnecting,
+        lastSeq: run?.assembler.lastSeq ?? 0,
+        publisher: run?.publisher,
+        counters,
+        baselines,
+        redis: redisAddress(this.o.target),
+      }),
       heldForState: run?.assembler.heldEvents ?? 0,
       source: 'replication',
       replicationOffset: this.link?.offset ?? 0,
