@@ -10,7 +10,8 @@ import type { AgentStats } from './metrics.js';
 import { CaptureAgent } from './monitor/monitor-agent.js';
 import { ReplicationAgent } from './replication/replication-agent.js';
 import { openSource, type Source } from './source.js';
-import { isClusterNode } from './source-role.js';
+import { isClusterNode, readSourceInfo } from './source-role.js';
+import { checkSourceVersion } from './source-version.js';
 
 export type { AgentStats } from './metrics.js';
 
@@ -104,6 +105,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   let source: Source | undefined;
   try {
     // Everything that can fail is checked before the source's configuration is touched.
+    checkSourceVersion(await readSourceInfo(control), `Redis ${redisAddress(target)}`, logger);
     nc = await connectNats({ url: options.natsUrl, name: `flashback-agent ${node}`, logger });
     await ensureEventStream(nc, { maxAgeMs: retentionMs });
     const store = await ensureBaselineStore(nc);

@@ -108,6 +108,21 @@ describe('writeBaseRdb', () => {
     assert.deepEqual(await readFile(b), rdb);
   });
 
+  it('hands the header version to the check, which refuses before anything is kept', async () => {
+    const f = path.join(root, 'v12.rdb');
+    const newer = Buffer.concat([Buffer.from('REDIS0012'), Buffer.alloc(100_000, 1)]);
+    const seen: number[] = [];
+    await assert.rejects(
+      writeBaseRdb(f, chunksOf(newer, 4), (v) => {
+        seen.push(v);
+        throw new Error(`format ${v} refused`);
+      }),
+      /format 12 refused/,
+    );
+    assert.deepEqual(seen, [12]);
+    await assert.rejects(readFile(f), { code: 'ENOENT' });
+  });
+
   it('accepts a header-only RDB of exactly 9 bytes', async () => {
     const f = path.join(root, 'header.rdb');
     assert.deepEqual(await writeBaseRdb(f, chunksOf(Buffer.from('REDIS0009'), 9)), { bytes: 9 });

@@ -78,13 +78,21 @@ export type RdbSource = AsyncIterable<Uint8Array> | NodeJS.ReadableStream | Read
  * fails here with a clear message rather than as a load error of redis-server.
  * @returns the number of bytes written.
  */
-export async function writeBaseRdb(file: string, source: RdbSource): Promise<{ bytes: number }> {
+export async function writeBaseRdb(
+  file: string,
+  source: RdbSource,
+  /** Called with the header's format version before anything is written; throws to refuse the RDB. */
+  checkVersion?: (rdbVersion: number) => void,
+): Promise<{ bytes: number }> {
   const counter = { bytes: 0 };
   const chunks = isWebStream(source)
     ? Readable.fromWeb(source as import('node:stream/web').ReadableStream<Uint8Array>)
     : source;
   try {
-    await pipeline(checkRdbMagic(chunks as AsyncIterable<Uint8Array | string>, file, counter), createWriteStream(file));
+    await pipeline(
+      checkRdbMagic(chunks as AsyncIterable<Uint8Array | string>, file, counter, checkVersion),
+      createWriteStream(file),
+    );
   } catch (err) {
     // A refused or broken RDB leaves no partial base behind for a later look to mistake for one.
     await rm(file, { force: true });
@@ -101,6 +109,7 @@ async function* checkRdbMagic(
   source: AsyncIterable<Uint8Array | string>,
   file: string,
   counter: { bytes: number },
+  checkVersion?: (rdbVersion: number) => void,
 ): AsyncGenerator<Buffer> {
   let head: Buffer | undefined = Buffer.alloc(0);
   for await (const c of source) {
@@ -110,6 +119,7 @@ async function* checkRdbMagic(
       head = Buffer.concat([head, b]);
       if (head.length < RDB_HEADER_BYTES) continue;
       assertRdbHeader(head, file);
+      checkVersion?.(Number(head.toString('latin1', 5, RDB_HEADER_BYTES)));
       yield head;
       head = undefined;
       continue;

@@ -15,6 +15,7 @@ import { decodeCommand } from '../core/redis/resp.js';
 import { autoIdIndex } from '../core/redis/xadd.js';
 import { unstatedCommandsSql, unstatedXaddsSql } from '../core/store/restore-sql.js';
 import { createAofDir, writeBaseRdb } from './aof-dir.js';
+import { assertLoadable, serverBuild } from './rdb-version.js';
 import { resolveCutoff, type CutoffSpec, type ResolvedCutoff } from '../core/store/cutoff.js';
 import { cutoffPrecision } from '../core/store/cutoff-precision.js';
 import { IncrWriter } from './incr-writer.js';
@@ -100,6 +101,10 @@ export async function restore(
   const resolved = await resolveCutoff(deps.events, req.node, req);
   const { base, tail } = await settledBaseline(deps.events, deps.objects, req.node, resolved);
   const cut = { ...resolved, baselineSeq: base.seq };
+  // Before any work: a restore server that cannot read the baseline's RDB (a newer format, another server) is refused.
+  const build = await serverBuild();
+  const what = `the baseline of ${req.node} at epoch ${cut.epoch} seq ${base.seq}`;
+  assertLoadable({ restore: build, source: base.source, what });
   const totalEvents = Math.max(0, cut.seq - cut.baselineSeq);
   logger.info(
     { node: req.node, epoch: cut.epoch, cutoffSeq: cut.seq, baselineSeq: cut.baselineSeq, totalEvents },
@@ -119,7 +124,9 @@ export async function restore(
   try {
     const files = await createAofDir(dir);
     onProgress({ phase: 'baseline', events: 0, totalEvents });
-    const baseBytes = (await writeBaseRdb(files.baseRdbPath, await objectStream(deps.objects, base.rdbObject))).bytes;
+    const rdb = await objectStream(deps.objects, base.rdbObject);
+    const checkRdb = (rdbVersion: number) => assertLoadable({ restore: build, rdbVersion, source: base.source, what });
+    const baseBytes = (await writeBaseRdb(files.baseRdbPath, rdb, checkRdb)).bytes;
     const incr = new IncrWriter(createWriteStream(files.incrPath));
     await incr.writeTail(tail);
     let replayed = 0;
