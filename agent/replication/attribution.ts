@@ -153,6 +153,11 @@ export class Attribution {
     this.drain(false);
   }
 
+  /** Releases everything that waits, as it is (an epoch ends: its publisher closes next). */
+  releaseAll(): void {
+    this.drain(true);
+  }
+
   /** Releases outputs whose time has passed (MONITOR behind or silent); the agent calls it on a timer. */
   tick(): void {
     this.drain(false);

@@ -424,6 +424,8 @@ export class ReplicationAgent implements Agent {
   private endRun(run: ReplicationRun, reason: string): void {
     run.ended = true;
     run.assembler.closeWith(Date.now() * 1000 - this.skewUs, this.link?.offset ?? 0);
+    // What waits for MONITOR lines belongs to this epoch's publisher, which closes now.
+    this.attribution?.releaseAll();
     this.o.logger.warn({ epoch: run.epoch, lastSeq: run.assembler.lastSeq, reason }, 'epoch ended');
     void run.publisher.close(60_000).then((ok) => {
       if (!ok) this.o.logger.error({ epoch: run.epoch }, 'could not publish the end of the epoch');
