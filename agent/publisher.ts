@@ -16,7 +16,7 @@ import { silentLogger } from '../core/log.js';
 import type { ReplicationPosition } from './replication/replica-link.js';
 
 /**
- * Header of every message of a replication-mode batch: `<epoch> <last seq> <replid> <offset> <last ts µs> <db>`, where the master's
+ * Header of every message of a replication-mode batch: `<epoch> <last seq> <replid> <offset> <last ts µs> <db> [end]`, where the master's
  * replication stream stands after the batch's events. A restarted agent asks `PSYNC <replid> <offset+1>` and goes on
  * with seq + 1 (agent/replication/resume.ts).
  */
@@ -278,7 +278,7 @@ export class EventPublisher {
       if (batch.position)
         h.set(
           POSITION_HEADER,
-          `${this.o.epoch} ${batch.lastSeq} ${batch.position.replid} ${batch.position.offset} ${batch.lastTsUs} ${batch.position.db ?? 0}`,
+          `${this.o.epoch} ${batch.lastSeq} ${batch.position.replid} ${batch.position.offset} ${batch.lastTsUs} ${batch.position.db ?? 0}${batch.position.ended ? ' end' : ''}`,
         );
       opts.headers = h;
     }

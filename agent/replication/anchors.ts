@@ -18,6 +18,8 @@ const ANCHOR_SHA = createHash('sha1').update(ANCHOR_SCRIPT).digest('hex');
 export interface AnchorDriverOptions {
   /** A connection of its own: an anchor must never land inside another client's MULTI. */
   conn: RawRedis;
+  /** Opens a new connection when that one is lost (RawRedis does not reconnect). */
+  reconnect: () => Promise<RawRedis>;
   /** Shortest time between two anchors while writes flow, ms. @default 1 */
   minIntervalMs?: number;
   /** An anchor goes at least this often when nothing else asks for one (the window then reaches now), ms. */
@@ -40,8 +42,16 @@ export class AnchorDriver {
   private timer: NodeJS.Timeout | undefined;
   private idle: NodeJS.Timeout | undefined;
   private closed = false;
+  private conn: RawRedis;
 
-  constructor(private readonly o: AnchorDriverOptions) {}
+  constructor(private readonly o: AnchorDriverOptions) {
+    this.conn = o.conn;
+  }
+
+  /** The connection in use (replaced after a reconnect). */
+  get connection(): RawRedis {
+    return this.conn;
+  }
 
   /** Checks once that the source runs the anchor script (rights, version); throws a ConfigError naming the fix. */
   static async check(conn: RawRedis): Promise<void> {
@@ -83,7 +93,7 @@ export class AnchorDriver {
     this.wanted = false;
     this.lastSentAt = Date.now();
     this.sent++;
-    runAnchor(this.o.conn).then(
+    runAnchor(this.conn).then(
       (r) => {
         this.inFlight = false;
         if (r instanceof Error) {
@@ -93,8 +103,20 @@ export class AnchorDriver {
         if (this.wanted) this.request();
       },
       (err: unknown) => {
-        this.inFlight = false;
-        if (!this.closed) this.o.onFailure(err instanceof Error ? err : new Error(String(err)));
+        if (this.closed) return;
+        // The connection is gone: a new one, and the anchor again; what waits is released by it.
+        this.conn.close();
+        this.o.reconnect().then(
+          (conn) => {
+            this.conn = conn;
+            this.inFlight = false;
+            this.request();
+          },
+          () => {
+            this.inFlight = false;
+            this.o.onFailure(err instanceof Error ? err : new Error(String(err)));
+          },
+        );
       },
     );
   }

@@ -189,24 +189,28 @@ export class Attribution {
   /** Gives the interval's entries their writes, then times: a tx its commit time, unmatched ones the next time. */
   private match(events: FlashbackEvent[], writes: IssuedWrite[]): void {
     let next = 0;
-    let last: IssuedWrite | undefined;
+    let last: { w: IssuedWrite; tx: number } | undefined;
     const times = new Array<number | undefined>(events.length);
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!;
       if (e.client !== REPLICATION_CLIENT || e.kind !== EventKind.Command) continue;
+      // Equal argv may skip writes that left no entry (no-ops, refusals). A rewritten entry must be the very next
+      // write: skipping to an earlier write on the same key could give it a time before it ran (an expiry's DEL
+      // taking the time of the SET … PX that set the TTL).
       let found = -1;
       for (let j = next; j < writes.length && found < 0; j++) if (sameArgv(writes[j]!, e)) found = j;
-      for (let j = next; j < writes.length && found < 0; j++) if (rewritten(writes[j]!, e)) found = j;
+      if (found < 0 && next < writes.length && rewritten(writes[next]!, e)) found = next;
       let w: IssuedWrite | undefined;
       if (found >= 0) {
         w = writes[found]!;
         next = found + 1;
-      } else if (last && rewritten(last, e)) w = last; // one write, several entries (SPOP 3, SET … EX)
+      } else if (last && e.tx > 0 && e.tx === last.tx && rewritten(last.w, e)) w = last.w; // SPOP 3: one block
       if (!w) {
         this.unattributed++;
+        last = undefined;
         continue;
       }
-      last = w;
+      last = { w, tx: e.tx };
       this.attributed++;
       times[i] = w.tsUs;
       e.client = w.client;

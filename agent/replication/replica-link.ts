@@ -14,6 +14,8 @@ export interface ReplicationPosition {
    * only when the db changes), so a restarted agent must know it.
    */
   db?: number;
+  /** The epoch ended here (its stream could not go on): no restart may continue from this position. */
+  ended?: boolean;
 }
 
 /** What the link reports, in stream order. */

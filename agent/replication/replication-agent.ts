@@ -57,6 +57,11 @@ interface ReplicationRun {
   publisher: EventPublisher;
   assembler: StreamAssembler;
   ended: boolean;
+  /** Where this run's stream stands: its replid and the offset after the last entry read. */
+  replid: string;
+  offset: number;
+  /** The run is ending: its last batch says so, and no restart continues it. */
+  ending?: boolean;
   /** The full resync's baseline, until its record is published. */
   resync?: { markerId: string; offset: number; keys: number; rdbBytes?: number; marker?: FlashbackEvent };
 }
@@ -137,6 +142,12 @@ export class ReplicationAgent implements Agent {
     const resume = await readResumePoint(this.o.nc, this.node);
     this.anchors = new AnchorDriver({
       conn: this.anchorConn,
+      reconnect: async () => {
+        const conn = await RawRedis.connect(target, { clientName: 'flashback-anchor' });
+        this.ownClients.add(await clientAddr(conn));
+        this.anchorConn = conn;
+        return conn;
+      },
       idleIntervalMs: this.o.heartbeatIntervalMs,
       logger,
       onFailure: (err) => {
@@ -155,7 +166,9 @@ export class ReplicationAgent implements Agent {
   private connect(resume?: ResumePoint): Promise<void> {
     const { logger, target } = this.o;
     const current =
-      this.run && !this.run.ended && this.link ? { replid: this.link.replid, offset: this.link.offset } : undefined;
+      this.run && !this.run.ended && this.run.replid !== ''
+        ? { replid: this.run.replid, offset: this.run.offset }
+        : undefined;
     const from: ReplicationPosition | undefined = current ?? resume?.position;
     return new Promise<void>((resolve, reject) => {
       let settled = false;
@@ -182,6 +195,8 @@ export class ReplicationAgent implements Agent {
           onRdbStored: () => void this.publishResyncBaseline(),
           onContinue: (at) => {
             if (!current && resume) this.resumeEpoch(resume);
+            // A promoted master names its new replid; the offsets go on.
+            if (this.run) this.run.replid = at.replid;
             logger.info(
               { epoch: this.run?.epoch, replid: at.replid, offset: at.offset },
               'replication stream continued',
@@ -190,7 +205,11 @@ export class ReplicationAgent implements Agent {
           },
           onCommand: (argv, endOffset) => {
             this.counters.bytesRead = link.streamBytes;
-            this.run?.assembler.push(argv, endOffset);
+            const run = this.run;
+            if (run) {
+              run.offset = endOffset;
+              run.assembler.push(argv, endOffset);
+            }
           },
           ackOffset: () => this.run?.publisher.durablePosition?.offset ?? 0,
           onClose: (err) => {
@@ -204,6 +223,8 @@ export class ReplicationAgent implements Agent {
         },
       });
       this.link = link;
+      // A new link reads until the JetStream backlog says otherwise.
+      this.pausedForBacklog = false;
     });
   }
 
@@ -212,7 +233,7 @@ export class ReplicationAgent implements Agent {
     const old = this.run;
     if (old && !old.ended) this.endRun(old, reason);
     const epoch = Math.max(Date.now(), (old?.epoch ?? 0) + 1);
-    const run = this.buildRun(epoch, 0, 0);
+    const run = this.buildRun(at, epoch, 0, 0);
     const markerId = randomUUID();
     run.resync = { markerId, offset: at.offset, keys: 0 };
     this.run = run;
@@ -228,12 +249,13 @@ export class ReplicationAgent implements Agent {
 
   /** A restarted agent continues the epoch JetStream ends with. */
   private resumeEpoch(r: ResumePoint): void {
-    this.run = this.buildRun(r.epoch, r.seq, r.tsUs, r.position.db ?? 0);
+    this.run = this.buildRun(r.position, r.epoch, r.seq, r.tsUs);
     this.epochs++;
     this.o.logger.info({ epoch: r.epoch, seq: r.seq, offset: r.position.offset }, 'epoch resumed after a restart');
   }
 
-  private buildRun(epoch: number, lastSeq: number, lastAnchorUs: number, db = 0): ReplicationRun {
+  private buildRun(at: ReplicationPosition, epoch: number, lastSeq: number, lastAnchorUs: number): ReplicationRun {
+    const db = at.db ?? 0;
     const { node, logger } = this.o;
     const publisher = new EventPublisher(this.o.js, {
       node,
@@ -241,12 +263,14 @@ export class ReplicationAgent implements Agent {
       startSeq: lastSeq,
       maxQueuedBytes: this.o.maxQueuedBytes,
       logger,
-      onOverflow: () => this.dropLink(new Error('publish backlog overflow: NATS too slow or unreachable')),
+      onOverflow: () => this.dropLink(new Error('publish backlog overflow: NATS too slow or unreachable'), true),
     });
     const run: ReplicationRun = {
       epoch,
       publisher,
       ended: false,
+      replid: at.replid,
+      offset: at.offset,
       assembler: new StreamAssembler({
         node,
         epoch,
@@ -264,9 +288,9 @@ export class ReplicationAgent implements Agent {
             const last = events[events.length - 1]!;
             this.counters.lag.add((Date.now() * 1000 - this.skewUs - last.tsUs) / 1000);
           }
-          const replid = this.link?.replid ?? '';
+          const position = { replid: run.replid, offset: endOffset, db, ended: run.ending };
           const publish = () => {
-            publisher.enqueue(events, { replid, offset: endOffset, db });
+            publisher.enqueue(events, position);
             this.throttle();
           };
           if (this.attribution) this.attribution.submit(events, publish);
@@ -423,7 +447,9 @@ export class ReplicationAgent implements Agent {
   /** Ends an epoch: what waits for an anchor gets the server's time now (a later bound), all is published. */
   private endRun(run: ReplicationRun, reason: string): void {
     run.ended = true;
-    run.assembler.closeWith(Date.now() * 1000 - this.skewUs, this.link?.offset ?? 0);
+    // The old stream's position, never the new link's: a restart must not continue this epoch from there.
+    run.ending = true;
+    run.assembler.closeWith(Date.now() * 1000 - this.skewUs, run.offset);
     // What waits for MONITOR lines belongs to this epoch's publisher, which closes now.
     this.attribution?.releaseAll();
     this.o.logger.warn({ epoch: run.epoch, lastSeq: run.assembler.lastSeq, reason }, 'epoch ended');
@@ -437,6 +463,8 @@ export class ReplicationAgent implements Agent {
     this.counters.roll();
     this.baselines.takeIfDue();
     this.throttle();
+    // Before any await on the control connection: outputs waiting past their time go out even if it is gone.
+    this.attribution?.tick();
     try {
       const { control } = this.o;
       this.masterOffset = await readReplicationOffset(control);
@@ -445,7 +473,6 @@ export class ReplicationAgent implements Agent {
         this.replicaOutputBytes = await readClientOutputBytes(control, id);
         this.counters.recordMonitorOutput(this.replicaOutputBytes);
       }
-      this.attribution?.tick();
       if (this.monitor) {
         const bytes = await readClientOutputBytes(control, this.monitor.clientId);
         this.monitorOutputBytes = bytes;

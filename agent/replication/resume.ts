@@ -32,7 +32,10 @@ export async function readResumePoint(nc: NatsConnection, node: string): Promise
   return parsePosition(msg?.header?.get(POSITION_HEADER));
 }
 
-/** `<epoch> <seq> <replid> <offset> <tsUs> <db>` → a resume point; undefined when absent or malformed. */
+/**
+ * `<epoch> <seq> <replid> <offset> <tsUs> <db> [end]` → a resume point; undefined when absent, malformed, or the epoch
+ * ended there (`end`: its stream could not go on, so a restart starts a new epoch).
+ */
 export function parsePosition(value: string | undefined): ResumePoint | undefined {
   const m = /^(\d+) (\d+) ([0-9a-f]{40}) (\d+) (\d+) (\d+)$/.exec(value ?? '');
   if (!m) return undefined;

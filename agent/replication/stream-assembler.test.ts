@@ -125,3 +125,20 @@ describe('StreamAssembler', () => {
     assert.deepEqual(ts, [1796000000000500, 1796000000000500, 1796000000000500, 1796000000000500]);
   });
 });
+
+describe('StreamAssembler.closeWith', () => {
+  it('publishes what waits with the given time, but never half a MULTI block', () => {
+    const h = harness();
+    h.push('SET', 'a', '1');
+    h.push('MULTI');
+    h.push('SREM', 's', 'x');
+    h.a.closeWith(1796000000000900, 999);
+    const { events, offset } = h.out[0]!;
+    assert.deepEqual(
+      events.map((e) => [e.seq, e.command, e.tsUs]),
+      [[1, 'SET', 1796000000000900]],
+    );
+    assert.equal(offset, 999);
+    assert.equal(parsePosition(`7 1 ${'a'.repeat(40)} 999 1796000000000900 0 end`), undefined);
+  });
+});

@@ -130,6 +130,11 @@ export class StreamAssembler {
    * later than all of it; no anchor event follows, since nothing proves the history complete up to then.
    */
   closeWith(tsUs: number, endOffset: number): void {
+    // Half a MULTI block never ran as far as the history is concerned: the epoch ends before it.
+    if (this.txOpen !== undefined) {
+      if (this.txOpen >= 0) this.held = this.held.slice(0, this.txOpen);
+      this.txOpen = undefined;
+    }
     if (this.held.length === 0) return;
     const events = this.time(Math.max(tsUs, this.lastAnchorUs));
     this.o.emit(events, endOffset, this.db);
