@@ -11,6 +11,7 @@ import { after, before, test } from 'node:test';
 import type { ObjectStore } from '@nats-io/obj';
 import { Redis } from 'ioredis';
 import { connectNats, ensureBaselineStore, type NatsConnection } from '../core/bus/nats.js';
+import { FlashbackError } from '../core/errors.js';
 import { encodeCommand } from '../core/redis/resp.js';
 import { ServerStartError, stopPid } from '../core/servers/server-process.js';
 import { sqlString } from '../core/store/sql-literal.js';
@@ -460,7 +461,8 @@ test('failures of the restore host are not broken events: a taken port, an unkno
     assert.ok(taken instanceof ServerStartError && !(taken instanceof RestoreLoadError), String(taken));
     assert.ok(taken.portInUse);
 
-    // HSETEX came with Redis 8.0: a 7.0.15 restore server of a source that runs it does not know it.
+    // HSETEX came with Redis 8.0: a 7.0.15 restore server does not know it. The source is said to run a later 7.0
+    // release (same RDB format): a source of a newer RDB format is refused before any work (restorer/rdb-version.ts).
     const seq = await forge(src.node, 'victim', ['HSETEX', 'h', 'FIELDS', '1', 'f', 'v']);
     const setSourceVersion = async (version: string) => {
       const [row] = await stack.store.query<Record<string, string | number>>(
@@ -470,12 +472,12 @@ test('failures of the restore host are not broken events: a taken port, an unkno
       await stack.store.insertBaselines([{ ...row, source } as never]);
       await merged('flashback.baselines', `node = ${sqlString(src.node)} AND seq = ${Number(row!.seq)}`, source);
     };
-    await setSourceVersion('8.0.2');
+    await setSourceVersion('7.0.99');
     const older = await failedRestore(src.node, { toSeq: last, spawn: {} });
     assert.ok(older instanceof RestoreLoadError, String(older));
     assert.equal(older.code, 'INTERNAL');
     assert.equal(older.event?.seq, seq);
-    assert.match(older.message, /restore server \(redis 7\.0\.15\) is older than the source \(redis 8\.0\.2\)/);
+    assert.match(older.message, /restore server \(redis 7\.0\.15\) is older than the source \(redis 7\.0\.99\)/);
     assert.match(older.message, /nothing was recorded as broken/);
     assert.deepEqual(await brokenSeqs(src.node), []);
     // The same source version as the restore server's: the event itself is at fault.
@@ -484,6 +486,14 @@ test('failures of the restore host are not broken events: a taken port, an unkno
     assert.ok(same instanceof RestoreLoadError, String(same));
     assert.equal(same.code, 'BROKEN_EVENT');
     assert.deepEqual(await brokenSeqs(src.node), [seq]);
+    // A source of a newer RDB format (Redis 8 writes 12, 7.0 reads up to 10): refused before any work, both named.
+    await setSourceVersion('8.0.2');
+    const newer = await failedRestore(src.node, { toSeq: last, spawn: {} });
+    assert.ok(newer instanceof FlashbackError && !(newer instanceof RestoreLoadError), String(newer));
+    assert.match(
+      (newer as Error).message,
+      /format version 12 \(written by redis 8\.0\.2\); the restore server redis 7\.0\.15 reads up to version 10/,
+    );
   } finally {
     blocker.close();
     r.disconnect();
