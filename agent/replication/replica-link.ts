@@ -168,7 +168,7 @@ export class ReplicaLink {
   refused(command: string, message: string): Error {
     if (/^NOPERM/.test(message)) {
       return new ConfigError(
-        `${this.where} refused ${command}: ${message}; the user in the URL needs +psync and +replconf (ACL SETUSER <user> +psync +replconf)`,
+        `${this.where} refused ${command}: ${message}; the user in the URL needs +psync and +replconf (ACL SETUSER <user> +psync +replconf), or capture with --source monitor`,
       );
     }
     if (/^(NOMASTERLINK|LOADING|MASTERDOWN|BUSY)/.test(message)) {
