@@ -16,9 +16,9 @@ import { silentLogger } from '../core/log.js';
 import type { ReplicationPosition } from './replication/replica-link.js';
 
 /**
- * Header of every message of a replication-mode batch: `<epoch> <last seq> <replid> <offset> <last ts µs> <db> [end]`, where the master's
- * replication stream stands after the batch's events. A restarted agent asks `PSYNC <replid> <offset+1>` and goes on
- * with seq + 1 (agent/replication/resume.ts).
+ * Header of every message of a replication-mode batch: `<epoch> <last seq> <replid> <offset> <last ts µs> <db> [end]`,
+ * where the master's replication stream stands after the batch's events. A restarted agent asks
+ * `PSYNC <replid> <offset+1>` and goes on with seq + 1 (agent/replication/resume.ts).
  */
 export const POSITION_HEADER = 'Flashback-Position';
 

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { ANCHOR_CHANNEL } from '../../core/bus/baseline.js';
 import { ConfigError, ProtocolError } from '../../core/errors.js';
-import type { Logger } from '../../core/log.js';
 import type { RawRedis } from '../../core/redis/raw-redis.js';
 import { redisAddress } from '../../core/redis/redis-url.js';
 import { RespError } from '../../core/redis/resp.js';
@@ -26,7 +25,6 @@ export interface AnchorDriverOptions {
   idleIntervalMs: number;
   /** An anchor failed: capture cannot place what follows in time. */
   onFailure: (err: Error) => void;
-  logger: Logger;
 }
 
 /**
@@ -46,11 +44,6 @@ export class AnchorDriver {
 
   constructor(private readonly o: AnchorDriverOptions) {
     this.conn = o.conn;
-  }
-
-  /** The connection in use (replaced after a reconnect). */
-  get connection(): RawRedis {
-    return this.conn;
   }
 
   /** Checks once that the source runs the anchor script (rights, version); throws a ConfigError naming the fix. */

@@ -1,6 +1,6 @@
 import { ANCHOR_CHANNEL } from '../../core/bus/baseline.js';
 import { EventKind, REPLICATION_CLIENT, type FlashbackEvent } from '../../core/bus/event.js';
-import type { CommandTable } from '../../core/redis/command-table.js';
+import { commandName, type CommandTable } from '../../core/redis/command-table.js';
 import type { MonitorLine } from '../../core/redis/monitor-line.js';
 
 /** A write MONITOR showed between two anchors: who issued it, when, and its argv as issued. */
@@ -56,8 +56,10 @@ const ISSUED_AS: Record<string, readonly string[]> = {
   PERSIST: ['GETEX'],
 };
 
-/** Scripts whose `[db lua]` lines belong to the client that issued them. */
-const SCRIPT_COMMANDS = new Set(['EVAL', 'EVALSHA', 'EVAL_RO', 'EVALSHA_RO', 'FCALL', 'FCALL_RO']);
+const ANCHOR = Buffer.from(ANCHOR_CHANNEL);
+
+/** Scripts whose `[db lua]` lines belong to the client that issued them (command table names). */
+const SCRIPT_COMMANDS = new Set(['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro']);
 
 /**
  * Attribution (`--attribution monitor`): MONITOR runs beside the replication stream, and each stream entry gets the
@@ -113,9 +115,10 @@ export class Attribution {
   /** One MONITOR line. */
   onLine(line: MonitorLine): void {
     const { argv } = line;
-    const name = argv[0]!.toString('latin1').toUpperCase();
+    // The table's own names: no string per line (this runs for every command the source executes).
+    const spec = this.o.table.lookup(argv);
     if (line.client === 'lua') {
-      if (name === 'PUBLISH' && argv.length === 3 && argv[1]!.toString('latin1') === ANCHOR_CHANNEL) {
+      if (spec?.name === 'publish' && argv.length === 3 && argv[1]!.equals(ANCHOR)) {
         this.intervals.set(argv[2]!.toString('latin1'), this.current);
         // MONITOR ahead of a stream that stopped: keep a bounded past.
         if (this.intervals.size > 10_000) this.intervals.delete(this.intervals.keys().next().value!);
@@ -123,19 +126,17 @@ export class Attribution {
         this.drain(false);
         return;
       }
-    } else if (SCRIPT_COMMANDS.has(name)) {
+    } else if (spec && SCRIPT_COMMANDS.has(spec.name)) {
       this.scriptClient = line.client;
       return;
     }
-    if (this.o.ownClients().has(line.client)) return;
-    const spec = this.o.table.lookup(argv);
-    if (!spec?.write) return;
+    if (!spec?.write || this.o.ownClients().has(line.client)) return;
     this.current.push({
       tsUs: line.tsUs,
       db: line.db,
       client: line.client === 'lua' ? this.scriptClient || 'lua' : line.client,
       argv,
-      name,
+      name: commandName(spec),
       firstKey: this.o.table.keys(argv, spec)[0],
     });
   }

@@ -33,12 +33,17 @@ export async function readReplicationOffset(control: RawRedis): Promise<number> 
   return Number(/^master_repl_offset:(\d+)/m.exec(text)?.[1] ?? 0);
 }
 
-/** Id of the replica client named `name` (CLIENT LIST TYPE replica), or undefined. */
-export async function readReplicaClient(control: RawRedis, name: string): Promise<number | undefined> {
+/** The replica client named `name` (CLIENT LIST TYPE replica): its id and output buffer (`omem`); undefined if none. */
+export async function readReplicaClient(
+  control: RawRedis,
+  name: string,
+): Promise<{ id: number; outputBytes: number } | undefined> {
   const r = await control.call(['CLIENT', 'LIST', 'TYPE', 'replica']);
   const text = Buffer.isBuffer(r) ? r.toString('latin1') : '';
   for (const line of text.split('\n')) {
-    if (new RegExp(`(?:^|\\s)name=${name}(?:\\s|$)`).test(line)) return Number(/(?:^|\s)id=(\d+)/.exec(line)?.[1]);
+    if (!new RegExp(`(?:^|\\s)name=${name}(?:\\s|$)`).test(line)) continue;
+    const field = (f: string) => Number(new RegExp(`(?:^|\\s)${f}=(\\d+)`).exec(line)?.[1] ?? 0);
+    return { id: field('id'), outputBytes: field('omem') };
   }
   return undefined;
 }

@@ -86,7 +86,6 @@ export class ReplicationAgent implements Agent {
   private reconnecting = false;
   private readonly counters = new CaptureMetrics();
   private readonly baselines: BaselineScheduler;
-  private replicaOutputBytes = 0;
   private monitorOutputBytes = 0;
   private masterOffset = 0;
   private pausedForBacklog = false;
@@ -149,7 +148,6 @@ export class ReplicationAgent implements Agent {
         return conn;
       },
       idleIntervalMs: this.o.heartbeatIntervalMs,
-      logger,
       onFailure: (err) => {
         logger.error({ err: describeError(err) }, 'time anchor failed; reconnecting the replication link');
         this.dropLink(err);
@@ -468,11 +466,8 @@ export class ReplicationAgent implements Agent {
     try {
       const { control } = this.o;
       this.masterOffset = await readReplicationOffset(control);
-      const id = await readReplicaClient(control, 'flashback-replica');
-      if (id !== undefined) {
-        this.replicaOutputBytes = await readClientOutputBytes(control, id);
-        this.counters.recordMonitorOutput(this.replicaOutputBytes);
-      }
+      const replica = await readReplicaClient(control, 'flashback-replica');
+      if (replica) this.counters.recordMonitorOutput(replica.outputBytes);
       if (this.monitor) {
         const bytes = await readClientOutputBytes(control, this.monitor.clientId);
         this.monitorOutputBytes = bytes;

@@ -223,10 +223,8 @@ class ReplicationCapture {
   }
 
   private onCommand(argv: Buffer[]): void {
-    if (this.phase !== 'stream') {
-      // Commands before our RDB is stored belong to the tail too (the stream does not wait for the object store).
-      if (this.phase === 'done') return;
-    }
+    // Commands before our RDB is stored belong to the tail too (the stream does not wait for the object store).
+    if (this.phase === 'done') return;
     const name = argv[0]!.toString('latin1').toLowerCase();
     switch (name) {
       case 'ping':

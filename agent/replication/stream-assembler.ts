@@ -1,7 +1,7 @@
 import { ANCHOR_CHANNEL, MARKER_CHANNEL } from '../../core/bus/baseline.js';
 import { ANCHOR_COMMAND, EventKind, REPLICATION_CLIENT, type FlashbackEvent } from '../../core/bus/event.js';
 import { ProtocolError } from '../../core/errors.js';
-import type { CommandSpec, CommandTable } from '../../core/redis/command-table.js';
+import { commandName, type CommandSpec, type CommandTable } from '../../core/redis/command-table.js';
 import { groupReadReplay } from './group-read-replay.js';
 
 /** Options of a {@link StreamAssembler}. */
@@ -193,7 +193,7 @@ export class StreamAssembler {
       db: this.db,
       client: REPLICATION_CLIENT,
       kind: EventKind.Command,
-      command: spec ? upperName(spec) : argv[0]!.toString('latin1').toUpperCase(),
+      command: spec ? commandName(spec) : argv[0]!.toString('latin1').toUpperCase(),
       keys: spec ? this.o.table.keys(argv, spec) : [],
       args: argv,
       replay: groupReadReplay(argv),
@@ -217,18 +217,6 @@ export class StreamAssembler {
       tx: 0,
     };
   }
-}
-
-const UPPER = new WeakMap<CommandSpec, string>();
-
-/** The command's name as events show it (`XGROUP` for `xgroup|create`), computed once per command. */
-function upperName(spec: CommandSpec): string {
-  let n = UPPER.get(spec);
-  if (n === undefined) {
-    n = spec.name.split('|')[0]!.toUpperCase();
-    UPPER.set(spec, n);
-  }
-  return n;
 }
 
 function parseDb(argv: Buffer[]): number {

@@ -191,6 +191,18 @@ function parseCommand(v: RespValue): CommandSpec | undefined {
  * argv touches, so module and newer-version commands are covered as the
  * server describes them.
  */
+const NAMES = new WeakMap<CommandSpec, string>();
+
+/** The command's name as events show it (`XGROUP` for `xgroup|create`), made once per command, not per line. */
+export function commandName(spec: CommandSpec): string {
+  let n = NAMES.get(spec);
+  if (n === undefined) {
+    n = spec.name.split('|')[0]!.toUpperCase();
+    NAMES.set(spec, n);
+  }
+  return n;
+}
+
 export class CommandTable {
   private readonly byName = new ByteNameMap<CommandSpec>();
   private readonly subByName = new Map<CommandSpec, ByteNameMap<CommandSpec>>();
