@@ -37,6 +37,8 @@ wanted=(
   "nats-server nats-server"
   "clickhouse-server clickhouse-server"
   "clickhouse-client clickhouse-client"
+  # Headless browser of the timeline page's test (test/timeline-page.test.ts); no service.
+  "chromium chromium"
 )
 
 missing_pkgs=()
