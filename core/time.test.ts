@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ErrorCode, InputError } from './errors.js';
-import { formatTsUs, parseCutoffTime } from './time.js';
+import { formatTsUs, parseCutoffTime, parseRelativeTime } from './time.js';
 
 const T = 1_785_788_890_000_000; // 2026-08-03T20:28:10Z in µs
 
@@ -116,4 +116,31 @@ test('formatTsUs prints 6 fraction digits in UTC and round-trips', () => {
   assert.equal(formatTsUs(0), '1970-01-01T00:00:00.000000Z');
   for (const us of [T, T + 1, T + 999_999, 1]) assert.equal(parseCutoffTime(formatTsUs(us)), us);
   assert.throws(() => formatTsUs(1.5), InputError);
+});
+
+test('relative instants count back from now: -5m, now-90s, now, "10 minutes ago", "1h30m ago"', () => {
+  const now = T;
+  assert.equal(parseCutoffTime('-5m', now), T - 300_000_000);
+  assert.equal(parseCutoffTime('now-90s', now), T - 90_000_000);
+  assert.equal(parseCutoffTime('now - 90s', now), T - 90_000_000);
+  assert.equal(parseCutoffTime('NOW', now), T);
+  assert.equal(parseCutoffTime('10 minutes ago', now), T - 600_000_000);
+  assert.equal(parseCutoffTime('1 minute ago', now), T - 60_000_000);
+  assert.equal(parseCutoffTime('1h30m ago', now), T - 5_400_000_000);
+  assert.equal(parseCutoffTime('1 hour 30 minutes ago', now), T - 5_400_000_000);
+  assert.equal(parseCutoffTime('-1.5h', now), T - 5_400_000_000);
+  assert.equal(parseCutoffTime('-250ms', now), T - 250_000);
+  assert.equal(parseCutoffTime('2 days ago', now), T - 2 * 86_400_000_000);
+  assert.equal(parseCutoffTime('-1w', now), T - 604_800_000_000);
+  assert.equal(parseRelativeTime('2026-08-03T20:28:10Z', now), undefined);
+  assert.equal(parseRelativeTime('1785788890', now), undefined);
+  // No unit, an unknown unit or trailing words are not guessed.
+  for (const bad of ['-5', 'now-5', '5 ago', '-5 parsecs', 'now+5m', '10 minutes ago please', '-5m5']) {
+    assert.throws(() => parseCutoffTime(bad, now), InputError, bad);
+  }
+  assert.throws(() => parseCutoffTime('-60000w', now), /before 1970/);
+  // Without nowUs: the wall clock.
+  const before = Date.now() * 1000;
+  const got = parseCutoffTime('-1s');
+  assert.ok(got >= before - 1_000_000 && got <= Date.now() * 1000 - 1_000_000, `${got}`);
 });

@@ -3,12 +3,24 @@ import { ErrorCode, InputError } from './errors.js';
 const ACCEPTED =
   'use ISO 8601 with a zone (2026-08-03T20:28:10Z, 2026-08-03T20:28:10.123456+08:00) or without one for local time ' +
   '(2026-08-03T20:28:10), "YYYY-MM-DD HH:MM:SS[.ffffff]" (local time, or add Z / +08:00), ' +
-  'or epoch seconds, milliseconds or microseconds (1785788890, 1785788890.5, 1785788890123, 1785788890123456)';
+  'epoch seconds, milliseconds or microseconds (1785788890, 1785788890.5, 1785788890123, 1785788890123456), ' +
+  "or relative to now (-5m, now-90s, now, '10 minutes ago', '1h30m ago')";
 
 // Y-M-D, T or space, h:m[:s[.frac]], optional zone. Groups: 1 y, 2 mo, 3 d, 4 h, 5 mi, 6 s, 7 frac, 8 zone.
 const DATE_TIME =
   /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?\s*([Zz]|[+-]\d{2}(?::?\d{2})?)?$/;
 const EPOCH = /^(\d+)(?:\.(\d+))?$/;
+// A span: one or more <number><unit> parts, spaces allowed (`1h30m`, `10 minutes`, `1 hour 30 min`).
+const SPAN_PART =
+  /(\d+(?:\.\d+)?)\s*(ms|milliseconds?|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?|w|weeks?)(?![a-z])/gy;
+const UNIT_US: Record<string, number> = {
+  ms: 1_000,
+  s: 1_000_000,
+  m: 60_000_000,
+  h: 3_600_000_000,
+  d: 86_400_000_000,
+  w: 604_800_000_000,
+};
 
 /** Epoch values below this are seconds (until year 5138), below {@link MS_LIMIT} milliseconds, else microseconds. */
 const SECONDS_LIMIT = 1e11;
@@ -23,8 +35,13 @@ const MS_LIMIT = 1e14;
  * refused with a hint to add an offset.
  * @throws InputError (BAD_TIME) quoting the input and listing the accepted forms.
  */
-export function parseCutoffTime(text: string): number {
+export function parseCutoffTime(text: string, nowUs: number = Date.now() * 1000): number {
   const s = text.trim();
+  const relative = parseRelativeTime(s, nowUs);
+  if (relative !== undefined) {
+    if (relative < 0) throw badTime(text, 'it is before 1970');
+    return relative;
+  }
   const epoch = EPOCH.exec(s);
   if (epoch) return parseEpoch(text, epoch[1]!, epoch[2]);
   const m = DATE_TIME.exec(s);
@@ -45,6 +62,41 @@ export function parseCutoffTime(text: string): number {
   const us = ms * 1000 + fracUs;
   if (us < 0 || !Number.isSafeInteger(us)) throw badTime(text, 'it is before 1970 or too far in the future');
   return us;
+}
+
+/**
+ * `now`, `now-90s`, `now - 1h30m`, `-5m`, `10 minutes ago`, `1h30m ago` → µs since the epoch, counted back from
+ * `nowUs`; undefined when `text` is not a relative time. A span needs its unit: a bare `-5` stays an error rather than
+ * guessing seconds or minutes.
+ */
+export function parseRelativeTime(text: string, nowUs: number = Date.now() * 1000): number | undefined {
+  const s = text.trim().toLowerCase();
+  if (s === 'now') return nowUs;
+  let span: string | undefined;
+  let m = /^now\s*-\s*(.+)$/.exec(s);
+  if (m) span = m[1];
+  else if ((m = /^-\s*(\d.*)$/.exec(s))) span = m[1];
+  else if ((m = /^(\d.*?)\s+ago$/.exec(s))) span = m[1];
+  if (span === undefined) return undefined;
+  const us = parseSpanUs(span.trim());
+  return us === undefined ? undefined : nowUs - us;
+}
+
+/** `1h30m`, `90s`, `10 minutes`, `1.5h` → µs; undefined unless the whole text is number-unit parts. */
+function parseSpanUs(span: string): number | undefined {
+  SPAN_PART.lastIndex = 0;
+  let total = 0;
+  let parts = 0;
+  while (SPAN_PART.lastIndex < span.length) {
+    const m = SPAN_PART.exec(span);
+    if (!m) return undefined;
+    const unit = m[2]!;
+    total += Number(m[1]) * UNIT_US[unit === 'ms' || unit.startsWith('milli') ? 'ms' : unit[0]!]!;
+    parts++;
+    // Spaces between parts: `1 hour 30 minutes`.
+    while (span[SPAN_PART.lastIndex] === ' ') SPAN_PART.lastIndex++;
+  }
+  return parts > 0 ? Math.round(total) : undefined;
 }
 
 /** `2026-08-03T20:28:10.123456Z`: µs since the epoch as ISO 8601 in UTC with 6 fraction digits. */
