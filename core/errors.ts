@@ -14,6 +14,18 @@ export const ErrorCode = {
   Protocol: 'PROTOCOL',
   Storage: 'STORAGE',
   NotFound: 'NOT_FOUND',
+  /** A server refused our credentials (wrong password, unknown user). */
+  Auth: 'AUTH',
+  /** A request or answer is over a size limit (body, SQL result, NATS max_payload). */
+  TooLarge: 'TOO_LARGE',
+  /** A limit of concurrent work is reached (SQL queries, restored instances); retry later. */
+  Busy: 'BUSY',
+  /** A restore job ran past its deadline. */
+  Timeout: 'TIMEOUT',
+  /** A restore job was cancelled (DELETE /restores/{id}). */
+  Cancelled: 'CANCELLED',
+  /** A request is not allowed: target outside the allow-list, a file outside the export dir, a scope too small. */
+  Forbidden: 'FORBIDDEN',
   Internal: 'INTERNAL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
