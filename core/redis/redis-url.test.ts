@@ -119,5 +119,16 @@ test('bad ports, databases and escapes are refused, and no error shows the passw
   assert.equal(hidePassword('redis://u:s3cret@h:1/0'), 'redis://u:***@h:1/0');
   assert.equal(hidePassword('redis://:s3cret@h'), 'redis://:***@h');
   assert.equal(hidePassword('redis://h:1'), 'redis://h:1');
+  // A raw '@' (or '/', '#') in the password: the user info runs to the last '@', so no part of it shows.
+  assert.equal(hidePassword('redis://u:p@ss@h:1/0'), 'redis://u:***@h:1/0');
+  assert.equal(hidePassword('redis://:a@b/c#d@h'), 'redis://:***@h');
+  assert.equal(hidePassword('redis://u@h:1/0'), 'redis://u@h:1/0');
+  for (const url of ['redis://u:p@ss@h:1/0', 'redis://:s3cr@t@h', 'redis://u:x#s3cret@h']) {
+    assert.ok(!/ss@|s3cr|s3cret/.test(hidePassword(url)), hidePassword(url));
+  }
+  assert.throws(
+    () => parseRedisUrl('redis://u:s3c@ret@h:0/0', '--target'),
+    (err: unknown) => err instanceof ConfigError && !/s3c|ret@/.test(err.message) && /u:\*\*\*@h:0/.test(err.message),
+  );
   assert.equal(redactedRedisUrl(parseRedisUrl('redis://alice@h:1/2')), 'redis://alice@h:1/2');
 });

@@ -56,9 +56,19 @@ export function parseRedisUrl(url: string, flag = '--redis'): RedisTarget {
   };
 }
 
-/** `url` with the password part of its user info replaced by `***` (also when the URL does not parse). */
+/**
+ * `url` with the password part of its user info replaced by `***` (also when the URL does not parse). The user info
+ * runs to the last '@': a password holding a raw '@', '/', '#' or '?' is hidden whole, never shown in part.
+ */
 export function hidePassword(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:@/]*):[^@/]*@/i, '$1:***@');
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url);
+  if (!scheme) return url;
+  const start = scheme[0].length;
+  const at = url.lastIndexOf('@');
+  if (at < start) return url;
+  const colon = url.indexOf(':', start);
+  if (colon < 0 || colon > at) return url;
+  return `${url.slice(0, colon)}:***${url.slice(at)}`;
 }
 
 /** `host:port`, the default node id and what logs show (never the password). */
