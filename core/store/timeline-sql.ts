@@ -1,0 +1,162 @@
+import { ErrorCode, InputError } from '../errors.js';
+import { sqlString, sqlUInt } from './sql-literal.js';
+
+/*
+ * The timeline page's queries (api/routes/timeline.ts): write rates in time buckets and the dangerous events of a
+ * range. Written once for ClickHouse 18.16 and current releases (test/timeline-sql.test.ts runs them on both).
+ */
+
+/** Event kinds counted as writes: what changed the data (not markers, heartbeats or captured key states). */
+export const WRITE_KINDS = ['command', 'expired', 'evicted'] as const;
+
+/** Bucket widths the rate chart uses, µs: 1 ms … 1 day, each a "round" step a person reads at a glance. */
+export const BUCKET_STEPS_US: readonly number[] = [
+  1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7, 15e6, 3e7, 6e7, 12e7, 3e8, 6e8, 9e8, 18e8, 36e8,
+  72e8, 108e8, 216e8, 432e8, 864e8,
+];
+
+/** The smallest step of {@link BUCKET_STEPS_US} that cuts [fromUs, toUs) into at most `maxBuckets` buckets. */
+export function pickBucketUs(fromUs: number, toUs: number, maxBuckets: number): number {
+  const span = Math.max(1, toUs - fromUs);
+  return BUCKET_STEPS_US.find((s) => Math.ceil(span / s) <= maxBuckets) ?? BUCKET_STEPS_US.at(-1)!;
+}
+
+/** A time range [fromUs, toUs) in µs, checked: from before to, both non-negative safe integers. */
+export interface TimeRange {
+  fromUs: number;
+  toUs: number;
+}
+
+function checkRange({ fromUs, toUs }: TimeRange): void {
+  sqlUInt(fromUs, 'from');
+  sqlUInt(toUs, 'to');
+  if (toUs <= fromUs)
+    throw new InputError(ErrorCode.BadInput, `the range ends (${toUs} µs) before it starts (${fromUs} µs); swap them`);
+}
+
+/**
+ * WHERE terms of a range: `time` (the partition key's column, so whole days are skipped by their minmax index) and
+ * `ts_us` (the exact bound).
+ */
+function rangeWhere(r: TimeRange, node?: string): string {
+  checkRange(r);
+  const terms = [
+    `time >= toDateTime(${sqlUInt(Math.floor(r.fromUs / 1e6))})`,
+    `time <= toDateTime(${sqlUInt(Math.floor((r.toUs - 1) / 1e6))})`,
+    `ts_us >= ${sqlUInt(r.fromUs)}`,
+    `ts_us < ${sqlUInt(r.toUs)}`,
+  ];
+  if (node !== undefined) terms.unshift(`node = ${sqlString(node)}`);
+  return terms.join(' AND ');
+}
+
+/**
+ * SQL: writes per bucket of `bucketUs` in a range, per node (rows: node, b = bucket index from fromUs, n = writes).
+ * Empty buckets have no row. Unmerged duplicate rows (a redelivered batch) are counted twice: exact counts would need
+ * uniqExact(seq) per bucket, which costs several times as much on a day of 100 M events.
+ */
+export function rateSql(r: TimeRange, bucketUs: number, node?: string): string {
+  const b = sqlUInt(bucketUs, 'bucket');
+  if (bucketUs < 1) throw new InputError(ErrorCode.BadInput, 'the bucket width must be at least 1 µs');
+  return `SELECT node, intDiv(ts_us - ${sqlUInt(r.fromUs)}, ${b}) AS b, count() AS n FROM flashback.events
+WHERE ${rangeWhere(r, node)} AND kind IN (${WRITE_KINDS.map((k) => sqlString(k)).join(', ')})
+GROUP BY node, b ORDER BY node, b`;
+}
+
+/** Commands that are dangerous whatever their arguments. */
+export const FLUSH_COMMANDS = ['FLUSHALL', 'FLUSHDB', 'SWAPDB'] as const;
+/** Commands that delete the keys they name. */
+export const DELETE_COMMANDS = ['DEL', 'UNLINK'] as const;
+
+/**
+ * SQL: single events of a range that are dangerous by themselves or need a closer look: FLUSHALL, FLUSHDB, SWAPDB,
+ * DEL/UNLINK of at least `manyKeys` keys, and RENAME (over an existing key or not: {@link renameTargetSql} tells).
+ * Newest duplicates collapse with LIMIT 1 BY.
+ */
+export function dangerousEventsSql(r: TimeRange, manyKeys: number, limit: number, node?: string): string {
+  const list = (xs: readonly string[]) => xs.map((x) => sqlString(x)).join(', ');
+  return `SELECT node, epoch, seq, ts_us, db, client, command, length(keys) AS nkeys, arraySlice(keys, 1, 3) AS keys, arraySlice(args, 1, 6) AS args, tx
+FROM flashback.events
+WHERE ${rangeWhere(r, node)} AND kind = 'command' AND (command IN (${list(FLUSH_COMMANDS)}) OR (command IN (${list(DELETE_COMMANDS)}) AND length(keys) >= ${sqlUInt(manyKeys, 'manyKeys')}) OR command = 'RENAME')
+ORDER BY ts_us, seq LIMIT 1 BY node, epoch, seq LIMIT ${sqlUInt(limit, 'limit')}`;
+}
+
+/**
+ * SQL: transactions and scripts of a range that wrote at least `manyKeys` distinct keys (rows: node, epoch, tx = seq of
+ * its first event; first_ts, first_db, first_client, first_command of its first event; commands; nkeys; events).
+ */
+export function bigTxSql(r: TimeRange, manyKeys: number, limit: number, node?: string): string {
+  return `SELECT node, epoch, tx, min(ts_us) AS first_ts, argMin(db, seq) AS first_db, argMin(client, seq) AS first_client, argMin(command, seq) AS first_command, groupUniqArray(command) AS commands, uniqExactArray(keys) AS nkeys, count() AS events
+FROM flashback.events
+WHERE ${rangeWhere(r, node)} AND kind = 'command' AND tx != 0
+GROUP BY node, epoch, tx HAVING nkeys >= ${sqlUInt(manyKeys, 'manyKeys')}
+ORDER BY first_ts LIMIT ${sqlUInt(limit, 'limit')}`;
+}
+
+/**
+ * SQL: the last event before `seq` (same node, epoch, db) that touched `key`, and whether a FLUSHALL/FLUSHDB came
+ * after it: tells whether a RENAME onto `key` at `seq` replaced an existing key. A key that only the baseline holds has
+ * no event: such a RENAME is not known to overwrite.
+ */
+export function renameTargetSql(node: string, epoch: number, db: number, seq: number, key: string): string {
+  const where = `node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq < ${sqlUInt(seq)}`;
+  return `SELECT seq, kind, command, keys FROM flashback.events
+WHERE ${where} AND ((db = ${sqlUInt(db)} AND (key = ${sqlString(key)} OR has(keys, ${sqlString(key)}))) OR command IN ('FLUSHALL', 'FLUSHDB', 'SWAPDB'))
+ORDER BY seq DESC LIMIT 1`;
+}
+
+/** Type families of the commands that create or overwrite a key's value; a name not listed is '' (no type). */
+export const COMMAND_TYPES: Readonly<Record<string, string>> = Object.fromEntries(
+  (
+    [
+      ['string', 'SET SETEX PSETEX SETNX GETSET GETEX APPEND SETRANGE INCR INCRBY DECR DECRBY INCRBYFLOAT MSET MSETNX'],
+      ['hash', 'HSET HSETNX HMSET HINCRBY HINCRBYFLOAT HSETEX HGETEX'],
+      ['list', 'LPUSH RPUSH LPUSHX RPUSHX LINSERT LSET'],
+      ['set', 'SADD SMOVE'],
+      ['zset', 'ZADD ZINCRBY'],
+      ['stream', 'XADD XGROUP'],
+      ['del', 'DEL UNLINK GETDEL EXPIRED EVICTED'],
+    ] as const
+  ).flatMap(([type, commands]) => commands.split(' ').map((c) => [c, type])),
+);
+
+/**
+ * SQL: the keys of a range written with commands of two or more types (rows: node, epoch, db, key, h = [(seq, type,
+ * ts_us)] in seq order); typeChanges() finds the changes in them. Only the range's own writes count: a key whose
+ * earlier type lies before the range shows no change.
+ */
+export function typeMixSql(r: TimeRange, limit: number, node?: string): string {
+  const names = Object.keys(COMMAND_TYPES);
+  const fam = `transform(command, [${names.map((n) => sqlString(n)).join(', ')}], [${names.map((n) => sqlString(COMMAND_TYPES[n]!)).join(', ')}], '')`;
+  return `SELECT node, epoch, db, key, arraySort(x -> x.1, groupArray((seq, fam, ts_us))) AS h FROM (
+SELECT node, epoch, db, key, seq, ts_us, ${fam} AS fam FROM flashback.events
+WHERE ${rangeWhere(r, node)} AND kind IN (${WRITE_KINDS.map((k) => sqlString(k)).join(', ')}) AND key != ''
+) WHERE fam != ''
+GROUP BY node, epoch, db, key HAVING uniqExactIf(fam, fam != 'del') > 1
+ORDER BY node, epoch, db, key LIMIT ${sqlUInt(limit, 'limit')}`;
+}
+
+/** One write of a key's history as typeMixSql gives it. */
+export type TypedWrite = [seq: number, type: string, tsUs: number];
+
+/**
+ * The writes of a key that gave it another type than it had (no delete in between): each is a type change.
+ */
+export function typeChanges(history: readonly TypedWrite[]): { seq: number; tsUs: number; from: string; to: string }[] {
+  const out = [];
+  let current = '';
+  for (const [seq, type, tsUs] of history) {
+    if (type === 'del') current = '';
+    else {
+      if (current !== '' && current !== type)
+        out.push({ seq: Number(seq), tsUs: Number(tsUs), from: current, to: type });
+      current = type;
+    }
+  }
+  return out;
+}
+
+/** SQL: the first stored event after `seq` of an epoch (where a hole ends). */
+export function nextEventSql(node: string, epoch: number, seq: number): string {
+  return `SELECT min(seq) AS next_seq, argMin(ts_us, seq) AS next_ts FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq > ${sqlUInt(seq)}`;
+}

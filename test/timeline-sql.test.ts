@@ -1,0 +1,205 @@
+// The timeline page's SQL (core/store/timeline-sql.ts) on ClickHouse 18.16 (real server) and on a current release
+// (chdb), with the same answers: write rates per bucket, dangerous events, big transactions, RENAME targets, type mixes.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Session } from 'chdb';
+import type { FlashbackEvent } from '../core/bus/event.js';
+import { openClickHouse, type Store } from '../core/store/clickhouse.js';
+import { schemaStatements, versionSql } from '../core/store/schema.js';
+import type { ServerProcess } from '../core/servers/server-process.js';
+import {
+  bigTxSql,
+  dangerousEventsSql,
+  nextEventSql,
+  pickBucketUs,
+  rateSql,
+  renameTargetSql,
+  typeChanges,
+  typeMixSql,
+  type TypedWrite,
+} from '../core/store/timeline-sql.js';
+import { eventToRow } from '../sink/rows.js';
+import { testClickHouse } from './helpers/servers.js';
+
+const NODE = "tl:6379 it's";
+const EPOCH = 7;
+/** 2025-08-03 00:00:00 UTC, µs. */
+const T0 = Date.UTC(2025, 7, 3) * 1000;
+const B = (s: string) => Buffer.from(s);
+
+/** Event n at T0 + n·250 ms: four per second. */
+const script: [string, string[], { kind?: string; tx?: number; db?: number }?][] = [
+  ['PUBLISH', ['__flashback'], { kind: 'baseline' }], // 1
+  ['HSET', ['profile', 'a', '1']], // 2
+  ['SET', ['dst', 'x']], // 3
+  ['SET', ['profile', 'oops']], // 4: hash → string
+  ['RENAME', ['src', 'dst']], // 5: over dst (written at 3)
+  ['RENAME', ['src2', 'fresh']], // 6: onto a key no event touched
+  ['DEL', ['k1', 'k2', 'k3']], // 7: many keys (3)
+  ['DEL', ['k4']], // 8: one key
+  ['SET', ['t1', '1'], { tx: 9 }], // 9
+  ['SET', ['t2', '1'], { tx: 9 }], // 10
+  ['SET', ['t3', '1'], { tx: 9 }], // 11: tx 9 wrote 3 keys
+  ['FLUSHALL', []], // 12
+  ['HEARTBEAT', [], { kind: 'heartbeat' }], // 13
+  ['DEL', ['profile']], // 14
+  ['LPUSH', ['profile', 'x']], // 15: after a DEL: no type change
+  ['SET', ['z', '1'], { db: 1 }], // 16; 17 is missing: a hole after 16
+  ['SET', ['z', '2'], { db: 1 }],
+];
+const ts = (seq: number) => T0 + seq * 250_000;
+const EVENTS: FlashbackEvent[] = script.map(([command, rest, o = {}], i) => {
+  const seq = i < 16 ? i + 1 : i + 2;
+  const keyCount = command === 'DEL' ? rest.length : command === 'RENAME' ? 2 : rest.length > 0 ? 1 : 0;
+  const args = [command, ...rest].map(B);
+  return {
+    node: NODE,
+    epoch: EPOCH,
+    seq,
+    tsUs: ts(seq),
+    db: o.db ?? 0,
+    client: seq === 4 ? '10.0.0.9:4242' : '127.0.0.1:5000',
+    kind: (o.kind ?? 'command') as FlashbackEvent['kind'],
+    command,
+    keys: rest.slice(0, keyCount).map(B),
+    args,
+    replay: args,
+    tx: o.tx ?? 0,
+  };
+});
+const RANGE = { fromUs: T0, toUs: T0 + 10_000_000 };
+
+let server: ServerProcess;
+let store: Store;
+let current: Session;
+
+function chdbRows(sql: string): Record<string, unknown>[] {
+  const out = current.query(sql, 'JSONEachRow').trim();
+  return out === '' ? [] : out.split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+/** Runs `sql` on both servers, checks they agree (numbers compared as numbers), returns 18.16's rows. */
+async function both(sql: string): Promise<Record<string, unknown>[]> {
+  const old = await store.query(sql);
+  const norm = (rows: unknown[]) => JSON.parse(JSON.stringify(rows, (_k, v) => (/^\d+$/.test(v) ? Number(v) : v)));
+  assert.deepEqual(norm(chdbRows(sql)), norm(old), sql);
+  return old;
+}
+
+before(async () => {
+  server = await testClickHouse();
+  store = await openClickHouse(server.url);
+  await store.ensureSchema();
+  await store.insertEvents(EVENTS.map(eventToRow));
+  current = new Session();
+  const version = String(chdbRows(versionSql())[0]!.version);
+  for (const statement of schemaStatements(version)) current.query(statement);
+  current.query(
+    `INSERT INTO flashback.events FORMAT JSONEachRow\n${EVENTS.map((e) => JSON.stringify(eventToRow(e))).join('\n')}`,
+  );
+});
+
+after(async () => {
+  current?.cleanup();
+  await store?.close();
+  await server?.stop();
+});
+
+test('bucket steps are round and keep under the asked count', () => {
+  assert.equal(pickBucketUs(0, 86_400e6, 1_500), 60e6, 'a day at one-minute buckets');
+  assert.equal(pickBucketUs(0, 60e6, 6_000), 1e4, 'a minute at 10 ms buckets');
+  assert.equal(pickBucketUs(0, 1e6, 1_000), 1e3);
+  assert.equal(pickBucketUs(0, 1e15, 10), 864e8, 'capped at a day');
+});
+
+test('write rates per bucket count commands and expirations, not markers or heartbeats', async () => {
+  const rows = await both(rateSql(RANGE, 1_000_000, NODE));
+  // Seconds 0..4: seqs 1-3 (1 is the marker), 4-7, 8-11, 12-15 (13 heartbeat), 16, 18.
+  assert.deepEqual(
+    rows.map((r) => [r.node, Number(r.b), Number(r.n)]),
+    [
+      [NODE, 0, 2],
+      [NODE, 1, 4],
+      [NODE, 2, 4],
+      [NODE, 3, 3],
+      [NODE, 4, 2],
+    ],
+  );
+  const all = await both(rateSql({ fromUs: ts(4), toUs: ts(8) }, 500_000));
+  assert.deepEqual(
+    all.filter((r) => r.node === NODE).map((r) => [Number(r.b), Number(r.n)]),
+    [
+      [0, 2],
+      [1, 2],
+    ],
+    'the range bounds are [from, to)',
+  );
+});
+
+test('dangerous single events: FLUSHALL, DEL of many keys, RENAME', async () => {
+  const rows = await both(dangerousEventsSql(RANGE, 3, 100, NODE));
+  assert.deepEqual(
+    rows.map((r) => [Number(r.seq), r.command, Number(r.nkeys)]),
+    [
+      [5, 'RENAME', 2],
+      [6, 'RENAME', 2],
+      [7, 'DEL', 3],
+      [12, 'FLUSHALL', 0],
+    ],
+  );
+  assert.deepEqual(rows[2]!.args, ['DEL', 'k1', 'k2', 'k3']);
+  assert.deepEqual(rows[2]!.keys, ['k1', 'k2', 'k3']);
+  assert.equal(Number(rows[3]!.ts_us), ts(12));
+});
+
+test('a transaction writing many keys', async () => {
+  const rows = await both(bigTxSql(RANGE, 3, 100, NODE));
+  assert.equal(rows.length, 1);
+  assert.equal(Number(rows[0]!.tx), 9);
+  assert.equal(Number(rows[0]!.nkeys), 3);
+  assert.equal(Number(rows[0]!.first_ts), ts(9));
+  assert.equal(rows[0]!.first_command, 'SET');
+  assert.deepEqual(rows[0]!.commands, ['SET']);
+  assert.deepEqual(await both(bigTxSql(RANGE, 4, 100, NODE)), []);
+});
+
+test('RENAME targets: the last event on the target before it, or a flush', async () => {
+  const over = await both(renameTargetSql(NODE, EPOCH, 0, 5, 'dst'));
+  assert.deepEqual(
+    over.map((r) => [Number(r.seq), r.command]),
+    [[3, 'SET']],
+  );
+  assert.deepEqual(await both(renameTargetSql(NODE, EPOCH, 0, 6, 'fresh')), []);
+  const flushed = await both(renameTargetSql(NODE, EPOCH, 0, 14, 'dst'));
+  assert.deepEqual(
+    flushed.map((r) => r.command),
+    ['FLUSHALL'],
+  );
+});
+
+test('type mixes and the changes in them: a SET over a hash, not an LPUSH after a DEL', async () => {
+  const rows = await both(typeMixSql(RANGE, 100, NODE));
+  assert.deepEqual(
+    rows.map((r) => r.key),
+    ['profile'],
+  );
+  const h = (rows[0]!.h as unknown[][]).map(([s, t, u]) => [Number(s), String(t), Number(u)] as TypedWrite);
+  assert.deepEqual(
+    h.map(([s, t]) => [s, t]),
+    [
+      [2, 'hash'],
+      [4, 'string'],
+      [14, 'del'],
+      [15, 'list'],
+    ],
+  );
+  assert.deepEqual(typeChanges(h), [{ seq: 4, tsUs: ts(4), from: 'hash', to: 'string' }]);
+});
+
+test('the end of a hole', async () => {
+  const rows = await both(nextEventSql(NODE, EPOCH, 16));
+  assert.deepEqual(
+    rows.map((r) => [Number(r.next_seq), Number(r.next_ts)]),
+    [[18, ts(18)]],
+  );
+});
