@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { startAgent, type Agent } from '../agent/index.js';
+import { writeContext } from './context.js';
 import { startApi, type Api } from '../api/index.js';
 import { ConfigError, describeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
@@ -43,7 +44,9 @@ export interface LocalStack {
 }
 
 /** Reads FLASHBACK_API_TOKENS, or the data dir's token, or makes one and stores it (mode 600). */
-async function apiToken(dataDir: string): Promise<{ token: string; tokens: string[]; created?: string }> {
+async function apiToken(
+  dataDir: string,
+): Promise<{ token: string; tokens: string[]; file?: string; created?: string }> {
   const fromEnv = (process.env.FLASHBACK_API_TOKENS ?? '')
     .split(',')
     .map((t) => t.trim())
@@ -54,12 +57,12 @@ async function apiToken(dataDir: string): Promise<{ token: string; tokens: strin
     (t) => t.trim(),
     () => '',
   );
-  if (existing) return { token: existing, tokens: [existing] };
+  if (existing) return { token: existing, tokens: [existing], file };
   // Hex: a token must never start with '-', which a shell's flag parser would take for an option.
   const token = randomBytes(24).toString('hex');
   await writeFile(file, token + '\n', { mode: 0o600 });
   await chmod(file, 0o600);
-  return { token, tokens: [token], created: file };
+  return { token, tokens: [token], file, created: file };
 }
 
 /** One `up` per data dir: a second one would fight over the servers' files. */
@@ -126,6 +129,16 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       retentionMs: o.retentionMs,
     });
     closers.push(() => api.close());
+    // Lets `flashback windows`, `sql`, `restore` … in another terminal find this stack (cli/context.ts).
+    const removeContext = await writeContext({
+      apiUrl: api.url,
+      tokenFile: tok.file,
+      clickhouseUrl,
+      natsUrl,
+      pid: process.pid,
+      dataDir,
+    });
+    closers.push(removeContext);
     const agents: Agent[] = [];
     const addAgent = async (redisUrl: string, nodeId?: string) => {
       const agent = await startAgent({
