@@ -24,6 +24,8 @@ export const ErrorCode = {
   Timeout: 'TIMEOUT',
   /** A restore job was cancelled (DELETE /restores/{id}). */
   Cancelled: 'CANCELLED',
+  /** The thing is in a state that does not allow it (cancel a job that is done). */
+  Conflict: 'CONFLICT',
   /** A request is not allowed: target outside the allow-list, a file outside the export dir, a scope too small. */
   Forbidden: 'FORBIDDEN',
   Internal: 'INTERNAL',
