@@ -24,7 +24,15 @@ export async function readResumePoint(nc: NatsConnection, node: string): Promise
   const jsm = await natsJetStreamManager(nc);
   let msg;
   try {
-    msg = await jsm.streams.getMessage(EVENT_STREAM, { last_by_subj: eventSubject(node) });
+    // A direct get names the subject in the request's own subject, which a server's permissions can limit to this
+    // node (docs/security.md); an older stream without allow_direct falls back to the stream API.
+    msg = await jsm.direct
+      .getMessage(EVENT_STREAM, { last_by_subj: eventSubject(node) })
+      .catch((err: unknown) =>
+        /no responders|503/i.test(String((err as Error).message))
+          ? jsm.streams.getMessage(EVENT_STREAM, { last_by_subj: eventSubject(node) })
+          : Promise.reject(err),
+      );
   } catch (err) {
     if (/no message found|not found/i.test(String((err as Error).message))) return undefined;
     throw translateNatsError(err, `the last event of ${node} in JetStream`);

@@ -1,4 +1,5 @@
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { readFileSync } from 'node:fs';
+import { connect, credsAuthenticator, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import {
   DiscardPolicy,
   JetStreamApiCodes,
@@ -45,6 +46,75 @@ export interface NatsOptions {
   maxReconnectDelayMs?: number;
   /** Receives one log line per status change (disconnect, reconnect, server error). @default no logging */
   logger?: Logger;
+  /** Credentials and TLS. @default none (a server without authorization) */
+  auth?: NatsAuthOptions;
+}
+
+/**
+ * How a service proves who it is to NATS, and how it checks the server (docs/security.md). Give one of `credsFile`
+ * (a JWT `.creds` file of an operator-mode deployment) or `user` + `password` (what `flashback up` generates).
+ */
+export interface NatsAuthOptions {
+  /** Path of a `.creds` file (user JWT + nkey seed). */
+  credsFile?: string;
+  user?: string;
+  password?: string;
+  /** CA file to verify the server's TLS certificate (a `tls://` URL, or a server that requires TLS). */
+  tlsCaFile?: string;
+  /** Client certificate, for servers that verify clients (mutual TLS). */
+  tlsCertFile?: string;
+  /** Key of `tlsCertFile`. */
+  tlsKeyFile?: string;
+  /**
+   * Prefix of this client's reply subjects. A server with per-user permissions lets each user subscribe only to its
+   * own prefix, so no one reads another service's replies (KV values, stored messages). @default `_INBOX_<user>` with
+   * a user, else `_INBOX`
+   */
+  inboxPrefix?: string;
+}
+
+/** The reply-subject prefix of a user: what {@link connectNats} uses and what the server config allows it. */
+export function inboxPrefixOf(user: string): string {
+  return `_INBOX_${user.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+}
+
+/** A NATS URL list for messages: any `user:password@` replaced by `***@`. */
+export function redactNatsUrl(url: string): string {
+  return url.replace(/([a-z][a-z0-9+.-]*:\/\/|^|,\s*)[^/@,\s]*@/gi, '$1***@');
+}
+
+/** The nats.js connection options of `auth` (reads the creds file); ConfigError names a missing piece or file. */
+export function natsAuthConnectOptions(auth: NatsAuthOptions = {}): Partial<ConnectionOptions> {
+  const out: Partial<ConnectionOptions> = {};
+  if (auth.credsFile !== undefined && auth.user !== undefined)
+    throw new ConfigError('give NATS either a creds file (--nats-creds) or a user (--nats-user), not both');
+  if (auth.credsFile !== undefined) {
+    let creds: Uint8Array;
+    try {
+      creds = readFileSync(auth.credsFile);
+    } catch (cause) {
+      throw new ConfigError(`cannot read the NATS creds file ${auth.credsFile}; check --nats-creds`, { cause });
+    }
+    out.authenticator = credsAuthenticator(creds);
+  }
+  if (auth.user !== undefined) {
+    if (auth.password === undefined)
+      throw new ConfigError(
+        `NATS user "${auth.user}" has no password; set FLASHBACK_NATS_PASSWORD or FLASHBACK_NATS_PASSWORD_FILE`,
+      );
+    out.user = auth.user;
+    out.pass = auth.password;
+  } else if (auth.password !== undefined) {
+    throw new ConfigError('a NATS password was given without a user; add --nats-user');
+  }
+  if (auth.tlsCaFile !== undefined || auth.tlsCertFile !== undefined || auth.tlsKeyFile !== undefined) {
+    if ((auth.tlsCertFile === undefined) !== (auth.tlsKeyFile === undefined))
+      throw new ConfigError('a NATS client certificate needs its key: give both --nats-tls-cert and --nats-tls-key');
+    out.tls = { caFile: auth.tlsCaFile, certFile: auth.tlsCertFile, keyFile: auth.tlsKeyFile };
+  }
+  const inboxPrefix = auth.inboxPrefix ?? (auth.user !== undefined ? inboxPrefixOf(auth.user) : undefined);
+  if (inboxPrefix !== undefined) out.inboxPrefix = inboxPrefix;
+  return out;
 }
 
 /** Splits and validates a NATS URL list; throws ConfigError naming the bad entry. */
@@ -60,14 +130,21 @@ export function parseNatsServers(url: string): string[] {
     let u: URL;
     try {
       u = new URL(withScheme);
-    } catch (cause) {
-      throw new ConfigError(`NATS URL "${s}" is malformed; use nats://host:port (for example nats://127.0.0.1:4222)`, {
-        cause,
-      });
+    } catch {
+      // The parser's own error repeats the input, password included: it is not kept as the cause.
+      throw new ConfigError(
+        `NATS URL "${redactNatsUrl(s)}" is malformed; use nats://host:port (for example nats://127.0.0.1:4222)`,
+      );
     }
     if (!['nats:', 'tls:'].includes(u.protocol) || u.hostname === '' || (u.pathname !== '' && u.pathname !== '/')) {
-      throw new ConfigError(`NATS URL "${s}" is not a NATS server address; use nats://host:port or tls://host:port`);
+      throw new ConfigError(
+        `NATS URL "${redactNatsUrl(s)}" is not a NATS server address; use nats://host:port or tls://host:port`,
+      );
     }
+    if (u.username !== '' || u.password !== '')
+      throw new ConfigError(
+        `NATS URL "${redactNatsUrl(s)}" holds credentials; pass them with --nats-user and FLASHBACK_NATS_PASSWORD(_FILE) instead, which stay out of logs and ps`,
+      );
   }
   return servers;
 }
@@ -80,6 +157,7 @@ export function parseNatsServers(url: string): string[] {
 export async function connectNats(o: NatsOptions): Promise<NatsConnection> {
   const { url, name, connectTimeoutMs = 5_000, reconnectDelayMs = 250, maxReconnectDelayMs = 10_000, logger } = o;
   const servers = parseNatsServers(url);
+  const authOptions = natsAuthConnectOptions(o.auth);
   // The client calls the delay handler on every turn of its dial loop, also while it merely waits,
   // so the delay is a function of the time since the connection was lost, not of a call count:
   // about half the outage so far (exponential in effect), jittered, within the bounds.
@@ -87,6 +165,7 @@ export async function connectNats(o: NatsOptions): Promise<NatsConnection> {
   let nc: NatsConnection;
   try {
     nc = await connect({
+      ...authOptions,
       servers,
       name,
       timeout: connectTimeoutMs,
@@ -99,6 +178,11 @@ export async function connectNats(o: NatsOptions): Promise<NatsConnection> {
       },
     });
   } catch (cause) {
+    if (/authorization|authentication/i.test(String((cause as Error | null)?.message)))
+      throw new ConfigError(
+        `NATS at ${url} refused our credentials${o.auth?.user ? ` (user "${o.auth.user}")` : ''}; check --nats-user and FLASHBACK_NATS_PASSWORD(_FILE), or --nats-creds`,
+        { cause },
+      );
     throw new ConnectionError(`cannot connect to NATS at ${url}; is nats-server -js running there?`, { cause });
   }
   lostAt = undefined;
@@ -174,6 +258,9 @@ export function eventStreamConfig(
     max_age: maxAgeMs * 1_000_000,
     duplicate_window: duplicateWindowMs * 1_000_000,
     num_replicas: 1,
+    // Direct gets by subject (`$JS.API.DIRECT.GET.FLASHBACK_EVENTS.flashback.events.<node>`) let a server's
+    // permissions give an agent its own node's last message and nothing else (agent/replication/resume.ts).
+    allow_direct: true,
   };
 }
 
@@ -199,15 +286,22 @@ export async function ensureEventStream(
   const jsm = await natsJetStreamManager(nc);
   const config = eventStreamConfig(maxAgeMs, duplicateWindowMs);
   try {
-    let exists = true;
+    let current: StreamConfig | undefined;
     try {
-      await jsm.streams.info(EVENT_STREAM);
+      current = (await jsm.streams.info(EVENT_STREAM)).config;
     } catch (err) {
       if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamNotFound) throw err;
-      exists = false;
     }
-    if (exists) await jsm.streams.update(EVENT_STREAM, config);
-    else await jsm.streams.add(config);
+    // Only an update that changes something is sent: services without the right to change the stream (every one
+    // but the admin on a server with permissions, docs/security.md) start against a stream the admin set up.
+    if (!current) await jsm.streams.add(config);
+    else if (
+      current.max_age !== config.max_age ||
+      current.duplicate_window !== config.duplicate_window ||
+      current.allow_direct !== true ||
+      EVENT_STREAM_SUBJECTS.some((s) => !current.subjects.includes(s))
+    )
+      await jsm.streams.update(EVENT_STREAM, config);
   } catch (cause) {
     throw translateNatsError(cause, `stream ${EVENT_STREAM} on NATS at ${nc.getServer()}`);
   }

@@ -1,4 +1,5 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -30,7 +31,43 @@ export interface ClickHouseServerOptions {
   processGroup?: boolean;
   /** How long to wait for GET /ping to answer "Ok.". @default 30_000 */
   readyTimeoutMs?: number;
+  /**
+   * Passwords and limits of the server's users (docs/security.md). @default none: user `default` without a password
+   * from loopback, full rights (tests)
+   */
+  users?: ClickHouseUsers;
 }
+
+/** The users `flashback up` creates: an admin, the API's own reader, and the reader of users' SQL. */
+export interface ClickHouseUsers {
+  /** Password of `default`, the admin (the sink and the restorer write with it). */
+  adminPassword: string;
+  /** Password of {@link CLICKHOUSE_API_USER}: readonly=2 (no writes, no DDL; settings may change), for the API's own queries. */
+  apiPassword: string;
+  /** Password of {@link CLICKHOUSE_SQL_USER}: readonly=1 and the limits of {@link sqlLimits}, for `POST /sql`. */
+  sqlPassword: string;
+  /** Limits of {@link CLICKHOUSE_SQL_USER}'s profile. */
+  sqlLimits?: SqlProfileLimits;
+}
+
+/** Limits of the read-only SQL profile; the server enforces them, a query cannot change them (readonly=1). */
+export interface SqlProfileLimits {
+  /** @default 30 */
+  maxExecutionSeconds?: number;
+  /** @default 10_000 */
+  maxResultRows?: number;
+  /** @default 16 MiB */
+  maxResultBytes?: number;
+  /** Memory one query may use. @default 1 GiB */
+  maxMemoryBytes?: number;
+  /** Queries of this user running at once. @default 4 */
+  maxConcurrentQueries?: number;
+}
+
+/** The API's own queries (history, windows): reads only. */
+export const CLICKHOUSE_API_USER = 'flashback_api';
+/** Users' SQL through the API: reads only, bounded by the server. */
+export const CLICKHOUSE_SQL_USER = 'flashback_sql';
 
 /** A running clickhouse-server. */
 export interface ClickHouseServerProcess extends ServerProcess {
@@ -62,7 +99,10 @@ export async function startClickHouseServer(o: ClickHouseServerOptions = {}): Pr
       for (const sub of ['data', 'tmp', 'user_files', 'format_schemas', 'access', 'user_scripts'])
         mkdirSync(path.join(dir, sub), { recursive: true });
       writeFileSync(configFile, serverConfig({ host, port, tcpPort, dir, logFile, timezone }));
-      writeFileSync(path.join(dir, 'users.xml'), usersConfig());
+      const usersFile = path.join(dir, 'users.xml');
+      // Mode 600 before the first byte: it holds password hashes.
+      writeFileSync(usersFile, usersConfig(o.users), { mode: 0o600 });
+      chmodSync(usersFile, 0o600);
       const url = `http://${urlHost(host)}:${port}`;
       const server = await spawnServer({
         name: 'clickhouse-server',
@@ -143,24 +183,50 @@ function serverConfig(c: {
 `;
 }
 
-function usersConfig(): string {
+function usersConfig(users: ClickHouseUsers | undefined): string {
+  const loopback = `<networks>
+                <ip>::1</ip>
+                <ip>127.0.0.1</ip>
+            </networks>`;
+  const hash = (pw: string) => createHash('sha256').update(pw).digest('hex');
+  const user = (name: string, password: string | undefined, profile: string) => `        <${name}>
+            ${password === undefined ? '<password></password>' : `<password_sha256_hex>${hash(password)}</password_sha256_hex>`}
+            ${loopback}
+            <profile>${profile}</profile>
+            <quota>default</quota>
+        </${name}>`;
+  const l = users?.sqlLimits ?? {};
+  const readers = users
+    ? `
+        <${CLICKHOUSE_API_USER}>
+            <readonly>2</readonly>
+        </${CLICKHOUSE_API_USER}>
+        <${CLICKHOUSE_SQL_USER}>
+            <readonly>1</readonly>
+            <max_execution_time>${l.maxExecutionSeconds ?? 30}</max_execution_time>
+            <max_result_rows>${l.maxResultRows ?? 10_000}</max_result_rows>
+            <max_result_bytes>${l.maxResultBytes ?? 16 * 1024 * 1024}</max_result_bytes>
+            <result_overflow_mode>throw</result_overflow_mode>
+            <max_memory_usage>${l.maxMemoryBytes ?? 1024 * 1024 * 1024}</max_memory_usage>
+            <max_concurrent_queries_for_user>${l.maxConcurrentQueries ?? 4}</max_concurrent_queries_for_user>
+            <output_format_json_quote_64bit_integers>1</output_format_json_quote_64bit_integers>
+        </${CLICKHOUSE_SQL_USER}>`
+    : '';
   return `<?xml version="1.0"?>
 <yandex>
     <profiles>
         <default>
             <max_memory_usage>4000000000</max_memory_usage>
-        </default>
+        </default>${readers}
     </profiles>
     <users>
-        <default>
-            <password></password>
-            <networks>
-                <ip>::1</ip>
-                <ip>127.0.0.1</ip>
-            </networks>
-            <profile>default</profile>
-            <quota>default</quota>
-        </default>
+${user('default', users?.adminPassword, 'default')}${
+    users
+      ? `
+${user(CLICKHOUSE_API_USER, users.apiPassword, CLICKHOUSE_API_USER)}
+${user(CLICKHOUSE_SQL_USER, users.sqlPassword, CLICKHOUSE_SQL_USER)}`
+      : ''
+  }
     </users>
     <quotas>
         <default></default>

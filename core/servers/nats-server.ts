@@ -17,6 +17,12 @@ export interface NatsServerOptions {
   monitorPort?: number;
   /** Data dir: JetStream store in `dir/jetstream`, log in `dir/nats.log`. @default a new temp dir, removed on stop() */
   dir?: string;
+  /**
+   * A config file read first (`-c`); the command-line flags here override its listen, store and log settings. `flashback
+   * up` puts the users and their permissions there (core/bus/nats-permissions.ts), so no password is in argv.
+   * @default none
+   */
+  configFile?: string;
   /** Extra nats-server args appended last. @default [] */
   args?: string[];
   /** Keep running after our process exits. @default false */
@@ -32,6 +38,8 @@ export interface NatsServerProcess extends ServerProcess {
   readonly monitorPort: number;
   /** `http://host:monitorPort`. */
   readonly monitorUrl: string;
+  /** Makes the server read its config file again (SIGHUP): new users and permissions apply to new connections. */
+  reload(): void;
 }
 
 /**
@@ -53,6 +61,7 @@ export async function startNatsServer(o: NatsServerOptions = {}): Promise<NatsSe
         name: 'nats-server',
         bin,
         args: [
+          ...(o.configFile === undefined ? [] : ['-c', o.configFile]),
           '-js',
           '-a',
           host,
@@ -84,7 +93,7 @@ export async function startNatsServer(o: NatsServerOptions = {}): Promise<NatsSe
           return res.ok;
         },
       });
-      return Object.assign(server, { monitorPort, monitorUrl });
+      return Object.assign(server, { monitorPort, monitorUrl, reload: () => process.kill(server.pid, 'SIGHUP') });
     },
     o.port === undefined || o.monitorPort === undefined,
   );

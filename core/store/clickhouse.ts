@@ -30,6 +30,21 @@ export interface ClickHouseOptions {
   requestTimeoutMs?: number;
   /** Parallel HTTP connections to the server. @default 10 */
   maxOpenConnections?: number;
+  /** User name; overrides one in the URL. @default the URL's, else `default` */
+  user?: string;
+  /** Password of `user`; overrides one in the URL. @default the URL's, else none */
+  password?: string;
+  /**
+   * The user's own profile sets readonly=1 and the limits of user SQL (core/servers/clickhouse-server.ts,
+   * CLICKHOUSE_SQL_USER): {@link Store.readOnlySql} then sends no settings, since readonly=1 refuses any. @default false
+   */
+  serverLimits?: boolean;
+}
+
+/** ClickHouse credentials a service takes besides the URL (`--clickhouse-user`, FLASHBACK_CLICKHOUSE_PASSWORD(_FILE)). */
+export interface ClickHouseAuth {
+  user?: string;
+  password?: string;
 }
 
 /** Options of {@link Store.readOnlySql}. */
@@ -107,8 +122,9 @@ export function parseClickHouseUrl(url: string): ClickHouseUrl {
   let u: URL;
   try {
     u = new URL(url);
-  } catch (cause) {
-    throw new ConfigError(`ClickHouse URL "${url}" is malformed; ${form}`, { cause });
+  } catch {
+    // The parser's own error repeats the input, password included: it is not kept as the cause.
+    throw new ConfigError(`ClickHouse URL "${url.replace(/\/\/[^/@]*@/, '//***@')}" is malformed; ${form}`);
   }
   const display = u.password ? url.replace(`:${u.password}@`, ':***@') : url;
   if (u.protocol !== 'http:' && u.protocol !== 'https:')
@@ -259,9 +275,12 @@ export function translateClickHouseError(err: unknown, where = 'ClickHouse'): Fl
         { cause: err },
       );
     if (code === 192 || code === 193 || code === 194 || code === 516)
-      return new ConfigError(`${where} refused the login (${message}); check user:password in the ClickHouse URL`, {
-        cause: err,
-      });
+      return new ConfigError(
+        `${where} refused the login (${message}); check --clickhouse-user and FLASHBACK_CLICKHOUSE_PASSWORD(_FILE)`,
+        {
+          cause: err,
+        },
+      );
     if (USER_ERROR_CODES.has(code))
       return new InputError(ErrorCode.BadInput, `${where} rejected the query: ${message}`, { cause: err });
     return new FlashbackError(ErrorCode.Storage, `${where} failed (code ${code}): ${message}`, {
@@ -279,13 +298,14 @@ export function translateClickHouseError(err: unknown, where = 'ClickHouse'): Fl
  * schema variant for it.
  */
 export async function openClickHouse(url: string, o: ClickHouseOptions = {}): Promise<Store> {
-  const { requestTimeoutMs = 120_000, maxOpenConnections = 10 } = o;
+  const { requestTimeoutMs = 120_000, maxOpenConnections = 10, serverLimits = false } = o;
   const target = parseClickHouseUrl(url);
-  const where = `ClickHouse at ${target.display}`;
+  const username = o.user ?? target.username;
+  const where = `ClickHouse at ${target.display}${username ? ` as ${username}` : ''}`;
   const client = createClient({
     url: target.origin,
-    username: target.username,
-    password: target.password,
+    username,
+    password: o.password ?? target.password,
     request_timeout: requestTimeoutMs,
     max_open_connections: maxOpenConnections,
     // Errors reach callers translated; the client's own logging would print each one twice.
@@ -305,10 +325,10 @@ export async function openClickHouse(url: string, o: ClickHouseOptions = {}): Pr
       );
     throw e;
   }
-  return createStore(client, target.display, version);
+  return createStore(client, `${target.display}${username ? ` as ${username}` : ''}`, version, serverLimits);
 }
 
-function createStore(client: ClickHouseClient, display: string, version: string): Store {
+function createStore(client: ClickHouseClient, display: string, version: string, serverLimits: boolean): Store {
   const where = `ClickHouse at ${display}`;
   let closed: Promise<void> | undefined;
   const run = async <T>(f: () => Promise<T>): Promise<T> => {
@@ -367,7 +387,7 @@ function createStore(client: ClickHouseClient, display: string, version: string)
         const rs = await client.query({
           query: statement,
           format: 'JSONCompact',
-          clickhouse_settings: readOnlySettings(maxRows, maxSeconds),
+          clickhouse_settings: serverLimits ? {} : readOnlySettings(maxRows, maxSeconds),
         });
         return rs.json<unknown[]>();
       });
