@@ -3,7 +3,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { BaselineRecord } from '../core/bus/baseline.js';
 import { startHealthServer, type Metric } from '../core/health-server.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import { connectNats, ensureBaselineStore, ensureEventStream } from '../core/bus/nats.js';
+import { openBaselineWriter } from '../core/bus/baseline-writer.js';
+import { connectNats, ensureEventStream, type NatsAuthOptions } from '../core/bus/nats.js';
 import { RawRedis } from '../core/redis/raw-redis.js';
 import { parseRedisUrl, redactedRedisUrl, redisAddress, type RedisTarget } from '../core/redis/redis-url.js';
 import type { AgentStats } from './metrics.js';
@@ -22,6 +23,8 @@ export interface AgentOptions {
   /** Capture source id. @default host:port of redisUrl */
   nodeId?: string;
   natsUrl: string;
+  /** NATS credentials and TLS (docs/security.md). @default none */
+  natsAuth?: NatsAuthOptions;
   /** A baseline is taken at each epoch start and then this often. @default 3_600_000 (1 h) */
   baselineIntervalMs?: number;
   /** Also take a baseline after this many events (0 = never by count). @default 0 */
@@ -106,9 +109,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
   try {
     // Everything that can fail is checked before the source's configuration is touched.
     checkSourceVersion(await readSourceInfo(control), `Redis ${redisAddress(target)}`, logger);
-    nc = await connectNats({ url: options.natsUrl, name: `flashback-agent ${node}`, logger });
+    nc = await connectNats({ url: options.natsUrl, name: `flashback-agent ${node}`, logger, auth: options.natsAuth });
     await ensureEventStream(nc, { maxAgeMs: retentionMs });
-    const store = await ensureBaselineStore(nc);
+    // Writes only: a server with permissions refuses agents every read of the bucket (core/bus/baseline-writer.ts).
+    const store = await openBaselineWriter(nc);
     const js = jetstream(nc);
     const settings = {
       node,
