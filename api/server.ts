@@ -1,9 +1,9 @@
 import type { AddressInfo } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
-import { openClickHouse } from '../core/store/clickhouse.js';
+import { openClickHouse, type ClickHouseAuth, type Store } from '../core/store/clickhouse.js';
 import { ConfigError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import { connectNats } from '../core/bus/nats.js';
+import { connectNats, type NatsAuthOptions } from '../core/bus/nats.js';
 import { restoreInfra } from '../core/bus/restore-jobs.js';
 import { buildApp } from './app.js';
 import { parseApiTokens } from './auth.js';
@@ -17,6 +17,16 @@ export interface ApiOptions {
   host?: string;
   natsUrl: string;
   clickhouseUrl: string;
+  /** NATS credentials and TLS (docs/security.md). @default none */
+  natsAuth?: NatsAuthOptions;
+  /** ClickHouse user and password; override any in the URL. @default the URL's */
+  clickhouseAuth?: ClickHouseAuth;
+  /**
+   * Credentials of a ClickHouse user whose profile enforces readonly=1 and the limits of user SQL
+   * (CLICKHOUSE_SQL_USER): `POST /sql` then runs as that user, with the server's limits. @default user SQL runs as
+   * `clickhouseAuth` with per-query readonly=1 and the sqlMax* limits
+   */
+  clickhouseSqlAuth?: ClickHouseAuth;
   /** Accepted bearer tokens. @default FLASHBACK_API_TOKENS (comma-separated) */
   tokens?: readonly string[];
   /** @default silent */
@@ -47,10 +57,10 @@ export async function startApi(o: ApiOptions): Promise<Api> {
   const tokens = parseApiTokens(o.tokens ?? process.env.FLASHBACK_API_TOKENS);
   if (!Number.isInteger(port) || port < 0 || port > 65_535)
     throw new ConfigError(`API port ${port} is not a port number; use 0–65535 (0 picks a free one)`);
-  const store = await openClickHouse(clickhouseUrl);
+  const store = await openStores(clickhouseUrl, o.clickhouseAuth, o.clickhouseSqlAuth);
   let nc;
   try {
-    nc = await connectNats({ url: natsUrl, name: 'flashback-api', logger });
+    nc = await connectNats({ url: natsUrl, name: 'flashback-api', logger, auth: o.natsAuth });
     await restoreInfra(nc);
   } catch (err) {
     await nc?.close();
@@ -90,4 +100,20 @@ export async function startApi(o: ApiOptions): Promise<Api> {
       await store.close();
     })());
   return { port: address.port, url, close, [Symbol.asyncDispose]: close };
+}
+
+/** The API's store; with `sqlAuth`, user SQL goes through a second client logged in as that (read-only) user. */
+async function openStores(url: string, auth: ClickHouseAuth | undefined, sqlAuth: ClickHouseAuth | undefined) {
+  const main = await openClickHouse(url, { ...auth });
+  if (!sqlAuth) return main;
+  const sql = await openClickHouse(url, { ...sqlAuth, serverLimits: true }).catch(async (err: unknown) => {
+    await main.close();
+    throw err;
+  });
+  const close = async () => {
+    await sql.close();
+    await main.close();
+  };
+  const store: Store = { ...main, readOnlySql: sql.readOnlySql, close, [Symbol.asyncDispose]: close };
+  return store;
 }
