@@ -6,11 +6,11 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { jetstream, type Consumer, type JsMsg } from '@nats-io/jetstream';
 import type { Subscription } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
-import { openClickHouse, type Store } from '../core/store/clickhouse.js';
+import { openClickHouse, type ClickHouseAuth, type Store } from '../core/store/clickhouse.js';
 import { ConfigError, describeError, ErrorCode, FlashbackError } from '../core/errors.js';
 import { startHealthServer, type Metric } from '../core/health-server.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import { connectNats, ensureBaselineStore, type NatsConnection } from '../core/bus/nats.js';
+import { connectNats, ensureBaselineStore, type NatsAuthOptions, type NatsConnection } from '../core/bus/nats.js';
 import {
   deleteInstance,
   ensureRestoreInfra,
@@ -41,6 +41,10 @@ export interface RestorerOptions {
   natsUrl: string;
   /** ClickHouse HTTP URL holding the history. */
   clickhouseUrl: string;
+  /** NATS credentials and TLS (docs/security.md). @default none */
+  natsAuth?: NatsAuthOptions;
+  /** ClickHouse user and password; override any in the URL. @default the URL's */
+  clickhouseAuth?: ClickHouseAuth;
   /** Where spawned instances keep their files (one dir each). @default <tmp>/flashback-instances */
   instancesDir?: string;
   /** @default silent */
@@ -124,10 +128,10 @@ export async function startRestorer(o: RestorerOptions): Promise<Restorer> {
   if (!(pullExpiresMs >= 1_000))
     throw new ConfigError(`pullExpiresMs must be at least 1000 (JetStream's minimum), got ${pullExpiresMs}`);
   const id = `${os.hostname()}/${process.pid}/${Math.random().toString(36).slice(2, 8)}`;
-  const store = await openClickHouse(clickhouseUrl);
+  const store = await openClickHouse(clickhouseUrl, { ...o.clickhouseAuth });
   let nc: NatsConnection;
   try {
-    nc = await connectNats({ url: natsUrl, name: `flashback-restorer ${id}`, logger });
+    nc = await connectNats({ url: natsUrl, name: `flashback-restorer ${id}`, logger, auth: o.natsAuth });
   } catch (err) {
     await store.close();
     throw err;

@@ -1,7 +1,14 @@
-import { connectNats, ensureEventStream, EVENT_STREAM, SINK_DURABLE, type NatsConnection } from '../core/bus/nats.js';
+import {
+  connectNats,
+  ensureEventStream,
+  EVENT_STREAM,
+  SINK_DURABLE,
+  type NatsAuthOptions,
+  type NatsConnection,
+} from '../core/bus/nats.js';
 import { startHealthServer } from '../core/health-server.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import { openClickHouse } from '../core/store/clickhouse.js';
+import { openClickHouse, type ClickHouseAuth } from '../core/store/clickhouse.js';
 import { startBatcher } from './batcher.js';
 import { ensureSinkConsumer, startConsumer } from './consumer.js';
 import { holdParts } from './held-parts.js';
@@ -15,6 +22,10 @@ export interface SinkOptions {
   natsUrl: string;
   /** ClickHouse HTTP URL, `http://[user:password@]host:port`. */
   clickhouseUrl: string;
+  /** NATS credentials and TLS (docs/security.md). @default none */
+  natsAuth?: NatsAuthOptions;
+  /** ClickHouse user and password; override any in the URL. @default the URL's */
+  clickhouseAuth?: ClickHouseAuth;
   /** Rows gathered (over many messages) before an insert. @default 50_000 */
   maxBatchRows?: number;
   /** Message bytes gathered before an insert (big values fill few rows). @default 64 MiB */
@@ -117,11 +128,11 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
   };
 
   // Nothing runs before the health server is up, so a failed start has only connections to close.
-  const store = await openClickHouse(clickhouseUrl);
+  const store = await openClickHouse(clickhouseUrl, { ...o.clickhouseAuth });
   let healthServer: { port: number; close(): Promise<void> } | undefined;
   try {
     await store.ensureSchema();
-    nc = await connectNats({ url: natsUrl, name: `flashback-sink ${durable}`, logger });
+    nc = await connectNats({ url: natsUrl, name: `flashback-sink ${durable}`, logger, auth: o.natsAuth });
     await ensureEventStream(nc, { maxAgeMs: retentionMs });
     await ensureSinkConsumer(nc, { durable, ackWaitMs, maxPullMessages });
     if (healthPort !== undefined) {
