@@ -123,6 +123,7 @@ export const RestoreReportSchema = z
     expiredAtRestore: z.number(),
     digest: z.string(),
     verified: z.enum(['match', 'unchecked']),
+    server: z.string().optional().openapi({ description: 'the server that loaded the restore, e.g. "redis 8.0.2"' }),
     ...reportTail,
   })
   .openapi('RestoreReport');

@@ -8,6 +8,7 @@ import { silentLogger } from '../core/log.js';
 import type { RestoreJobRequest } from '../core/bus/restore-jobs.js';
 import type { ClusterRestoreReport, RestoreProgress, RestoreReport } from '../core/bus/restore-report.js';
 import { startRedisServer } from '../core/servers/redis-server.js';
+import { compareVersions, serverBinaries, type ServerBinary } from './server-binaries.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
 import { formatTsUs, parseCutoffTime } from '../core/time.js';
 import { openKeyTarget, shownUrl, type KeyTarget } from './key-target.js';
@@ -155,8 +156,10 @@ export async function clusterRestore(
     };
     await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, nodes.length)) }, worker));
 
-    // 2. The destination, then each node's keys copied into it from a scratch server on its RDB.
+    // 2. The destination, then each node's keys copied into it from a scratch server on its RDB. Both run the newest
+    // server any node's restore needed: it reads every node's RDB.
     progress('copy');
+    const bin = await newestServerOf(parts, deps.redisBins, deps.discoverServers);
     if (req.spawn !== undefined) {
       const dir = path.join(
         deps.instancesDir ?? path.join(os.tmpdir(), 'flashback-instances'),
@@ -164,16 +167,17 @@ export async function clusterRestore(
       );
       await mkdir(dir, { recursive: true });
       // Appendonly like a single-node spawned instance: the restored data survives a restart of the instance.
-      dest = await startRedisServer({ dir, port: req.spawn.port, detached: true, args: ['--appendonly', 'yes'] });
+      dest = await startRedisServer({ bin, dir, port: req.spawn.port, detached: true, args: ['--appendonly', 'yes'] });
     } else if (req.rdb !== undefined) {
       await mkdir(path.join(root, 'merged'));
-      dest = await startRedisServer({ dir: path.join(root, 'merged') });
+      dest = await startRedisServer({ bin, dir: path.join(root, 'merged') });
     }
     target = await openKeyTarget(dest?.url ?? req.target!, '--target');
     if (target.cluster && req.db !== 0) {
       // Every node's data must fit before --flush empties anything or a first node is copied.
       for (let i = 0; i < nodes.length; i++) {
         await using scratch = await startRedisServer({
+          bin,
           dir: path.join(root, String(i)),
           args: ['--dbfilename', NODE_RDB],
         });
@@ -186,7 +190,7 @@ export async function clusterRestore(
     }
     await prepareTarget(target, req.flush ?? false);
     for (let i = 0; i < nodes.length; i++)
-      await copyNode(path.join(root, String(i)), nodes, i, askedUs, target, req.target !== undefined);
+      await copyNode(path.join(root, String(i)), nodes, i, askedUs, target, req.target !== undefined, bin);
 
     progress('verify');
     const summary = await target.summary();
@@ -224,6 +228,21 @@ export async function clusterRestore(
   }
 }
 
+/** The binary of the newest server that loaded one of `parts` (undefined: redis-server on PATH). */
+async function newestServerOf(
+  parts: RestoreReport[],
+  named: string[] | undefined,
+  discover: boolean | undefined,
+): Promise<string | undefined> {
+  const bins = await serverBinaries(named, discover);
+  let best: ServerBinary | undefined;
+  for (const p of parts) {
+    const b = bins.find((x) => `${x.server} ${x.version}` === p.server);
+    if (b && (!best || compareVersions(b.version, best.version) > 0)) best = b;
+  }
+  return best?.bin;
+}
+
 /** File name of each node's restored RDB in its scratch dir. */
 const NODE_RDB = 'node.rdb';
 
@@ -239,9 +258,10 @@ async function copyNode(
   askedUs: number,
   target: KeyTarget,
   kept: boolean,
+  bin: string | undefined,
 ): Promise<void> {
   const node = nodes[i]!;
-  const scratch = await startRedisServer({ dir, args: ['--dbfilename', NODE_RDB] });
+  const scratch = await startRedisServer({ bin, dir, args: ['--dbfilename', NODE_RDB] });
   try {
     await copyKeys(scratch.url, target, { replace: false });
   } catch (err) {

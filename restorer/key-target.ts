@@ -3,6 +3,7 @@ import { ConnectionError, describeError, ErrorCode, FlashbackError } from '../co
 import { keyspaceCounts } from '../core/redis/keyspace-info.js';
 import { hidePassword, parseRedisUrl, redactedRedisUrl, type RedisTarget } from '../core/redis/redis-url.js';
 import { CLUSTER_SLOTS, keySlot } from '../core/redis/cluster-slot.js';
+import type { ServerBuild } from './rdb-version.js';
 
 export { CLUSTER_SLOTS, keySlot };
 
@@ -38,6 +39,8 @@ export interface KeyTarget {
   readonly shown: string;
   /** Keys over all dbs (and all masters). */
   countKeys(): Promise<number>;
+  /** The server it runs (INFO server; a Cluster's first master). */
+  build(): Promise<ServerBuild>;
   /** Whether keys of logical db `db` can be written (a Cluster has db 0 only). */
   acceptsDb(db: number): boolean;
   /** FLUSHALL (on every master). */
@@ -47,6 +50,17 @@ export interface KeyTarget {
   /** Each server behind the target with its keys and digest. */
   summary(): Promise<TargetNodeSummary[]>;
   close(): void;
+}
+
+/**
+ * The server INFO server describes: Valkey names itself in `server_name` (and keeps `redis_version` at 7.2.4 for
+ * clients), Redis has no `server_name` before 8.
+ */
+export function buildFromInfo(info: string): ServerBuild {
+  const field = (k: string) => new RegExp(`^${k}:(.*?)\\r?$`, 'm').exec(info)?.[1]?.trim();
+  const name = field('server_name')?.toLowerCase();
+  if (name === 'valkey') return { server: 'valkey', version: field('valkey_version') ?? field('redis_version') ?? '' };
+  return { server: 'redis', version: field('redis_version') ?? '' };
 }
 
 /**
@@ -69,7 +83,7 @@ export function shownUrl(url: string): string {
  */
 export async function openKeyTarget(url: string, flag = '--target'): Promise<KeyTarget> {
   const t = parseRedisUrl(url, flag);
-  const seed = await connectRedis(t, flag);
+  const seed = await connectRedis(t, flag, { commandTimeoutMs: TARGET_COMMAND_TIMEOUT_MS });
   try {
     const info = String(await seed.call('INFO', 'cluster'));
     if (!/^cluster_enabled:1/m.test(info)) return new StandaloneTarget(seed, redactedRedisUrl(t));
@@ -83,10 +97,25 @@ export async function openKeyTarget(url: string, flag = '--target'): Promise<Key
 }
 
 /**
- * Connects one ioredis client that never reconnects or retries on its own; ConnectionError naming `flag` when it
- * cannot.
+ * Time one command to a restore target (or a Cluster master behind it) may take, ms: a server that stops answering
+ * mid-copy fails the restore instead of holding it (the restorer's per-job deadline bounds the whole job).
  */
-export async function connectRedis(t: RedisTarget, flag = '--redis'): Promise<Redis> {
+export const TARGET_COMMAND_TIMEOUT_MS = 300_000;
+
+/** Time a connection may take to be ready (TCP, AUTH, ready check), ms. */
+export const CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * Connects one ioredis client that never reconnects or retries on its own, ready within `connectTimeoutMs` (a
+ * server that accepts TCP but never answers fails then); ConnectionError naming `flag` when it cannot, FlashbackError
+ * AUTH when the server refuses the user or password.
+ */
+export async function connectRedis(
+  t: RedisTarget,
+  flag = '--redis',
+  o: { connectTimeoutMs?: number; commandTimeoutMs?: number } = {},
+): Promise<Redis> {
+  const { connectTimeoutMs = CONNECT_TIMEOUT_MS, commandTimeoutMs } = o;
   const r = new Redis({
     host: t.host,
     port: t.port,
@@ -97,19 +126,48 @@ export async function connectRedis(t: RedisTarget, flag = '--redis'): Promise<Re
     lazyConnect: true,
     retryStrategy: () => null,
     maxRetriesPerRequest: 0,
+    connectTimeout: connectTimeoutMs,
+    commandTimeout: commandTimeoutMs,
   });
-  // Errors reach us through the failed commands; without a listener ioredis would also print them.
-  r.on('error', () => {});
+  // The server's own words (WRONGPASS …) arrive as an 'error' event; connect() then only says "Connection is closed.".
+  let said: Error | undefined;
+  r.on('error', (err: Error) => (said ??= err));
+  let timer: NodeJS.Timeout | undefined;
+  const silent = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new SilentServer()), connectTimeoutMs);
+  });
   try {
-    await r.connect();
+    await Promise.race([r.connect(), silent]);
   } catch (cause) {
     r.disconnect();
+    const shown = redactedRedisUrl(t);
+    const why = said ?? cause;
+    const words = describeError(why);
+    if (/WRONGPASS|NOAUTH|invalid (username-)?password|called without any password configured/i.test(words))
+      throw new FlashbackError(
+        ErrorCode.Auth,
+        `Redis at ${shown} refused ${t.username ? `user "${t.username}" or its password` : 'the password'} (${words}); check the credentials in ${flag}`,
+        { cause: why },
+      );
+    if (cause instanceof SilentServer || /Command timed out/i.test(words))
+      throw new ConnectionError(
+        `Redis at ${shown} accepted the connection but did not answer within ${connectTimeoutMs} ms; is it a Redis server? check ${flag}`,
+        { cause: why },
+      );
     throw new ConnectionError(
-      `cannot connect to Redis at ${redactedRedisUrl(t)} (${describeError(cause)}); check that it runs and that ${flag} is right`,
-      { cause },
+      `cannot connect to Redis at ${shown} (${words}); check that it runs and that ${flag} is right`,
+      { cause: why },
     );
+  } finally {
+    clearTimeout(timer);
   }
   return r;
+}
+
+class SilentServer extends Error {
+  constructor() {
+    super('no answer');
+  }
 }
 
 class StandaloneTarget implements KeyTarget {
@@ -125,6 +183,10 @@ class StandaloneTarget implements KeyTarget {
 
   async countKeys(): Promise<number> {
     return sum(keyspaceCounts(String(await this.r.call('INFO', 'keyspace'))).values());
+  }
+
+  async build(): Promise<ServerBuild> {
+    return buildFromInfo(String(await this.r.call('INFO', 'server')));
   }
 
   acceptsDb(): boolean {
@@ -215,7 +277,9 @@ class ClusterTarget implements KeyTarget {
       for (const m of entries) {
         const mt: RedisTarget = { ...t, host: m.host, port: m.port, db: 0 };
         masters.push({
-          r: await connectRedis(mt, `${flag} (cluster master ${m.host}:${m.port})`),
+          r: await connectRedis(mt, `${flag} (cluster master ${m.host}:${m.port})`, {
+            commandTimeoutMs: TARGET_COMMAND_TIMEOUT_MS,
+          }),
           shown: redactedRedisUrl(mt),
           slots: m.slots.sort((a, b) => a[0] - b[0]),
         });
@@ -225,6 +289,10 @@ class ClusterTarget implements KeyTarget {
       throw err;
     }
     return new ClusterTarget(masters, owner, shown);
+  }
+
+  async build(): Promise<ServerBuild> {
+    return buildFromInfo(String(await this.masters[0]!.r.call('INFO', 'server')));
   }
 
   async countKeys(): Promise<number> {

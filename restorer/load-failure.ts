@@ -90,6 +90,8 @@ export async function explainLoadFailure(o: {
   incr?: IncrLayout;
   /** The source server, as its baseline recorded it. */
   source?: SourceInfo;
+  /** The server binary that loaded it: a scratch server checking payloads must be the same. */
+  bin?: string;
 }): Promise<RestoreLoadError> {
   const { events, node, cut, dir, err, logger } = o;
   const failure = parseLoadFailure((await readServerLog(path.join(dir, 'redis.log'))) || err.logTail);
@@ -112,7 +114,7 @@ export async function explainLoadFailure(o: {
     );
   }
   if (found && failure.rdbError && found.candidates.length > 1) {
-    const corrupt = await firstCorruptPayload(found.candidates).catch((e: unknown) => {
+    const corrupt = await firstCorruptPayload(found.candidates, o.bin).catch((e: unknown) => {
       logger.warn({ node, err: describeError(e) }, 'checking RESTORE payloads on a scratch server failed');
       return undefined;
     });
@@ -186,8 +188,8 @@ export async function explainLoadFailure(o: {
  * as unreadable: a client's RESTORE reports "Bad data format" where the AOF loader exits (7.0 rdbReportError), so a
  * scratch server of the same binary tells which payload broke the load. Undefined when none is refused.
  */
-async function firstCorruptPayload(candidates: StoredEvent[]): Promise<StoredEvent | undefined> {
-  const scratch = await startRedisServer();
+async function firstCorruptPayload(candidates: StoredEvent[], bin?: string): Promise<StoredEvent | undefined> {
+  const scratch = await startRedisServer({ bin });
   try {
     const conn = await RawRedis.connect(parseRedisUrl(scratch.url));
     try {

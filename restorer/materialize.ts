@@ -45,6 +45,8 @@ export interface LoadAofDirOptions {
   readyTimeoutMs?: number;
   /** Extra redis-server args (e.g. `['--maxmemory', '2gb']`), appended last. @default [] */
   args?: string[];
+  /** The server binary that loads it (restorer/server-binaries.ts picks it). @default redis-server on PATH */
+  bin?: string;
 }
 
 /**
@@ -56,9 +58,10 @@ export interface LoadAofDirOptions {
  *   ServerStartError when the server does not start for another reason (port taken, ready timeout).
  */
 export async function loadAofDir(dir: string, options: LoadAofDirOptions = {}): Promise<ServerProcess> {
-  const { port, host, detached = false, readyTimeoutMs = 600_000, args = [] } = options;
+  const { port, host, detached = false, readyTimeoutMs = 600_000, args = [], bin } = options;
   try {
     return await startRedisServer({
+      bin,
       dir,
       port,
       host,

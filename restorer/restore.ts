@@ -15,7 +15,8 @@ import { decodeCommand } from '../core/redis/resp.js';
 import { autoIdIndex } from '../core/redis/xadd.js';
 import { unstatedCommandsSql, unstatedXaddsSql } from '../core/store/restore-sql.js';
 import { createAofDir, writeBaseRdb } from './aof-dir.js';
-import { assertLoadable, serverBuild } from './rdb-version.js';
+import { assertLoadable, rdbVersionRead, type ServerBuild } from './rdb-version.js';
+import { canRestore, pickServerBinary, serverBinaries, type ServerBinary } from './server-binaries.js';
 import { resolveCutoff, type CutoffSpec, type ResolvedCutoff } from '../core/store/cutoff.js';
 import { cutoffPrecision } from '../core/store/cutoff-precision.js';
 import { IncrWriter } from './incr-writer.js';
@@ -34,7 +35,7 @@ import {
   saveRdb,
   TargetNotEmptyError,
 } from './materialize.js';
-import { shownUrl } from './key-target.js';
+import { openKeyTarget, shownUrl } from './key-target.js';
 import { guardRefusable } from './refusal-guard.js';
 import { brokenWarnings, explainLoadFailure } from './load-failure.js';
 import { replayConfig } from './replay-config.js';
@@ -70,6 +71,14 @@ export interface RestoreDeps {
   objects: ObjectStore;
   /** Where spawned instances keep their files. @default <tmp>/flashback-instances */
   instancesDir?: string;
+  /**
+   * Restore servers besides the discovered ones (redis-server/valkey-server on PATH, /opt/{redis,valkey}-<v>/bin)
+   * and FLASHBACK_REDIS_BINS; each baseline loads with the closest one that can read it (restorer/server-binaries.ts).
+   * @default []
+   */
+  redisBins?: string[];
+  /** Also use the installed servers found (false: only `redisBins` and FLASHBACK_REDIS_BINS). @default true */
+  discoverServers?: boolean;
   logger?: Logger;
 }
 
@@ -101,10 +110,12 @@ export async function restore(
   const resolved = await resolveCutoff(deps.events, req.node, req);
   const { base, tail } = await settledBaseline(deps.events, deps.objects, req.node, resolved);
   const cut = { ...resolved, baselineSeq: base.seq };
-  // Before any work: a restore server that cannot read the baseline's RDB (a newer format, another server) is refused.
-  const build = await serverBuild();
+  // Before any work: the restore server is one that can read the baseline's RDB and run its history (the source's
+  // own server and line, or a newer line); none → refused, naming the version needed.
   const what = `the baseline of ${req.node} at epoch ${cut.epoch} seq ${base.seq}`;
+  const build = pickServerBinary(await serverBinaries(deps.redisBins, deps.discoverServers), base.source, what);
   assertLoadable({ restore: build, source: base.source, what });
+  if (req.target !== undefined) await assertTargetFits(req.target, build, base.source);
   const totalEvents = Math.max(0, cut.seq - cut.baselineSeq);
   logger.info(
     { node: req.node, epoch: cut.epoch, cutoffSeq: cut.seq, baselineSeq: cut.baselineSeq, totalEvents },
@@ -165,7 +176,7 @@ export async function restore(
     onProgress({ phase: 'load', events: replayed, totalEvents });
     const settings = replayConfig(base.source, cut.baselineSeq);
     try {
-      server = await loadAofDir(dir, { port: req.spawn?.port, detached: keep, args: settings.args });
+      server = await loadAofDir(dir, { port: req.spawn?.port, detached: keep, args: settings.args, bin: build.bin });
     } catch (err) {
       if (!(err instanceof AofLoadError)) throw err;
       keepFiles = true;
@@ -180,6 +191,7 @@ export async function restore(
         skip,
         incr: { path: files.incrPath, tailBytes: tail.length, baseBytes },
         source: base.source,
+        bin: build.bin,
       });
     }
     onProgress({ phase: 'verify', events: replayed, totalEvents });
@@ -228,6 +240,7 @@ export async function restore(
       digest: restoredDigest,
       verified,
       warnings,
+      server: `${build.server} ${build.version}`,
       seconds: 0,
     };
     if (req.target !== undefined) {
@@ -254,6 +267,30 @@ export async function restore(
       if (!keepFiles) await rm(dir, { recursive: true, force: true });
     }
   }
+}
+
+/**
+ * An existing target must take what the restore server DUMPs (RESTORE refuses a payload of a newer RDB format) and
+ * run the source's commands later: the source's server, its line or newer. Checked before any work.
+ */
+async function assertTargetFits(
+  url: string,
+  restoreServer: ServerBinary,
+  source: ServerBuild | undefined,
+): Promise<void> {
+  const t = await openKeyTarget(url, '--target');
+  let target: ServerBuild;
+  try {
+    target = await t.build();
+  } finally {
+    t.close();
+  }
+  if (canRestore(target, source ?? restoreServer, rdbVersionRead(restoreServer))) return;
+  const from = source ? `${source.server} ${source.version}` : `${restoreServer.server} ${restoreServer.version}`;
+  throw new FlashbackError(
+    ErrorCode.BadInput,
+    `restore target ${t.shown} runs ${target.server} ${target.version}; this history comes from ${from} and its keys are written in the RDB format of ${restoreServer.server} ${restoreServer.version}: restore into a ${source?.server ?? restoreServer.server} server of that line or newer, or use --spawn`,
+  );
 }
 
 /** What the restore writes for an event: a captured command the source may have refused goes through the guard. */

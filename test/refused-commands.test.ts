@@ -13,7 +13,7 @@ import { Redis } from 'ioredis';
 import { connectNats, ensureBaselineStore, type NatsConnection } from '../core/bus/nats.js';
 import { FlashbackError } from '../core/errors.js';
 import { encodeCommand } from '../core/redis/resp.js';
-import { ServerStartError, stopPid } from '../core/servers/server-process.js';
+import { findExecutable, ServerStartError, stopPid } from '../core/servers/server-process.js';
 import { sqlString } from '../core/store/sql-literal.js';
 import { restoreWindows } from '../core/store/windows.js';
 import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
@@ -52,7 +52,15 @@ after(async () => {
   await rm(instancesDir, { recursive: true, force: true });
 });
 
-const deps = () => ({ events: clickHouseEventStore(stack.store, stack.store.client), objects, instancesDir });
+// Restores here load with Debian's redis-server only: what they check is how 7.0 refuses and fails (a newer restore
+// server found on this machine would run a command 7.0 does not know).
+const deps = () => ({
+  events: clickHouseEventStore(stack.store, stack.store.client),
+  objects,
+  instancesDir,
+  redisBins: [findExecutable('redis-server')!],
+  discoverServers: false,
+});
 
 async function doRestore(node: string, req: Omit<RestoreRequest, 'node' | 'spawn'>) {
   const report = await restore(deps(), { node, spawn: {}, ...req } as RestoreRequest);
@@ -486,13 +494,14 @@ test('failures of the restore host are not broken events: a taken port, an unkno
     assert.ok(same instanceof RestoreLoadError, String(same));
     assert.equal(same.code, 'BROKEN_EVENT');
     assert.deepEqual(await brokenSeqs(src.node), [seq]);
-    // A source of a newer RDB format (Redis 8 writes 12, 7.0 reads up to 10): refused before any work, both named.
+    // A source of a newer line (Redis 8, RDB format 12; 7.0 reads up to 10) with only 7.0 to restore with: refused
+    // before any work, naming the line needed and the servers found.
     await setSourceVersion('8.0.2');
     const newer = await failedRestore(src.node, { toSeq: last, spawn: {} });
     assert.ok(newer instanceof FlashbackError && !(newer instanceof RestoreLoadError), String(newer));
     assert.match(
       (newer as Error).message,
-      /format version 12 \(written by redis 8\.0\.2\); the restore server redis 7\.0\.15 reads up to version 10/,
+      /comes from redis 8\.0\.2; restoring it needs Redis 8\.0 or a newer line of Redis, and the restore servers here are: redis 7\.0\.15/,
     );
   } finally {
     blocker.close();

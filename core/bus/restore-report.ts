@@ -41,6 +41,8 @@ export interface RestoreReport extends RestoreOutcome {
    * because the agent could not capture the state they reached. Empty when there were none.
    */
   warnings: string[];
+  /** The server that loaded the restore (`redis 8.0.2`), picked to match the source's (restorer/server-binaries.ts). */
+  server?: string;
 }
 
 /**
