@@ -1,7 +1,17 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources through tsx, so a checkout works right after `npm ci`.
-import { register } from 'tsx/esm/api';
+// Runs the compiled JavaScript (dist/, built by `npm ci` through the prepare script, or `npm run build`).
+import { existsSync } from 'node:fs';
+import module from 'node:module';
 
-register();
-const { runCli } = await import('../cli/main.ts');
+// Node 22.1+: V8 keeps compiled code of our modules and dependencies between runs (a third off `--help`).
+module.enableCompileCache?.();
+
+const main = new URL('../dist/cli/main.js', import.meta.url);
+if (!existsSync(main)) {
+  process.stderr.write(
+    'flashback: dist/cli/main.js is missing; build it with `npm run build` (or run the sources: node bin/flashback-dev.js)\n',
+  );
+  process.exit(1);
+}
+const { runCli } = await import(main.href);
 process.exitCode = await runCli(process.argv.slice(2));

@@ -67,7 +67,7 @@ function restorerProcess(o: { maxAttempts: number }): ChildProcess {
   const c = spawn(
     process.execPath,
     [
-      'bin/flashback.js',
+      'bin/flashback-dev.js',
       'restorer',
       '--nats',
       stack.nats.url,

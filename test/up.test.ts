@@ -40,7 +40,7 @@ test('flashback up: ready line, capture, restore via the API, SIGTERM stops ever
   await using source = await testRedis(SOURCE_ARGS);
   const child = spawn(
     process.execPath,
-    ['bin/flashback.js', 'up', '--data-dir', dataDir, '--api-port', '0', '--redis', source.url],
+    ['bin/flashback-dev.js', 'up', '--data-dir', dataDir, '--api-port', '0', '--redis', source.url],
     {
       env: { ...process.env, FLASHBACK_LOG_LEVEL: 'warn', FLASHBACK_API_TOKENS: '' },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from './stack.js';
 
-const BIN = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'flashback.js');
+const BIN = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bin', 'flashback-dev.js');
 
 /** Options of {@link spawnAgent}. */
 export interface AgentProcessOptions {
@@ -20,7 +20,7 @@ export interface AgentProcessOptions {
   args?: string[];
 }
 
-/** A `flashback agent` running as a process of its own (`node bin/flashback.js agent …`), so a test can kill -9 it. */
+/** A `flashback agent` running as a process of its own (`node bin/flashback-dev.js agent …`, the TypeScript sources), so a test can kill -9 it. */
 export interface AgentProcess {
   readonly pid: number;
   readonly logFile: string;
