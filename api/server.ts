@@ -11,7 +11,7 @@ import { natsJobClient, type ApiDeps } from './deps.js';
 
 /** Options of {@link startApi}. */
 export interface ApiOptions {
-  /** TCP port; 0 picks a free one. @default 8080 */
+  /** TCP port; 0 picks a free one. @default 7480 (as `flashback up`) */
   port?: number;
   /** Interface to listen on. @default '127.0.0.1' */
   host?: string;
@@ -37,6 +37,8 @@ export interface ApiOptions {
   sqlMaxSeconds?: number;
   /** History retention, ms, shown by `GET /nodes`. @default unknown */
   retentionMs?: number;
+  /** More registries for `GET /metrics` (`flashback up`: the other services of the process). @default none */
+  metrics?: ApiDeps['metrics'];
 }
 
 /** A running API server. */
@@ -53,7 +55,7 @@ export interface Api {
  * Connects to ClickHouse and NATS, creates the restore-job stream and buckets, and serves {@link buildApp} over HTTP.
  */
 export async function startApi(o: ApiOptions): Promise<Api> {
-  const { port = 8080, host = '127.0.0.1', natsUrl, clickhouseUrl, logger = silentLogger } = o;
+  const { port = 7480, host = '127.0.0.1', natsUrl, clickhouseUrl, logger = silentLogger } = o;
   const tokens = parseApiTokens(o.tokens ?? process.env.FLASHBACK_API_TOKENS);
   if (!Number.isInteger(port) || port < 0 || port > 65_535)
     throw new ConfigError(`API port ${port} is not a port number; use 0–65535 (0 picks a free one)`);
@@ -75,6 +77,7 @@ export async function startApi(o: ApiOptions): Promise<Api> {
     sqlMaxRows: o.sqlMaxRows,
     sqlMaxSeconds: o.sqlMaxSeconds,
     retentionMs: o.retentionMs,
+    metrics: o.metrics,
   };
   const app = buildApp(deps);
   let server: ServerType;

@@ -11,7 +11,7 @@ export const describe =
 
 export function builder(y: Argv) {
   return y
-    .option('port', { type: 'number', default: 8080, describe: 'TCP port (0 picks a free one)' })
+    .option('port', { type: 'number', default: 7480, describe: 'TCP port (0 picks a free one; 7480 as flashback up)' })
     .option('host', { type: 'string', default: '127.0.0.1', describe: 'interface to listen on' })
     .option('tokens', {
       type: 'string',
