@@ -1,7 +1,7 @@
 import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { startAgent } from '../../agent/index.js';
 import { createLogger } from '../../core/log.js';
-import { healthPortOption, natsOption } from '../options.js';
+import { healthPortOption, natsAuthFrom, natsAuthOptions, natsOption } from '../options.js';
 import { runUntilSignal } from '../run-service.js';
 import { parseBytes, parseDuration } from '../duration.js';
 
@@ -18,6 +18,7 @@ export function builder(y: Argv) {
     })
     .option('node-id', { type: 'string', describe: 'capture source id (default host:port of --redis)' })
     .option('nats', natsOption)
+    .options(natsAuthOptions)
     .option('baseline-interval', {
       type: 'string',
       default: '1h',
@@ -62,6 +63,7 @@ export async function handler(args: Args): Promise<void> {
     redisUrl: args.redis,
     nodeId: args.nodeId,
     natsUrl: args.nats,
+    natsAuth: natsAuthFrom(args),
     baselineIntervalMs: parseDuration(args.baselineInterval, '--baseline-interval'),
     baselineEveryEvents: args.baselineEveryEvents,
     baselineDigest: args.baselineDigest,

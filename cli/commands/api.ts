@@ -2,7 +2,16 @@ import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { startApi } from '../../api/index.js';
 import { parseDuration } from '../duration.js';
 import { createLogger } from '../../core/log.js';
-import { clickhouseOption, natsOption } from '../options.js';
+import {
+  clickhouseAuthFrom,
+  clickhouseAuthOptions,
+  clickhouseOption,
+  clickhouseSqlAuthFrom,
+  clickhouseSqlAuthOptions,
+  natsAuthFrom,
+  natsAuthOptions,
+  natsOption,
+} from '../options.js';
 import { runUntilSignal } from '../run-service.js';
 
 export const command = 'api';
@@ -22,7 +31,10 @@ export function builder(y: Argv) {
     .option('sql-max-seconds', { type: 'number', default: 30, describe: 'time limit of POST /sql' })
     .option('retention', { type: 'string', describe: 'history retention shown by GET /nodes (e.g. 7d)' })
     .option('nats', natsOption)
-    .option('clickhouse', clickhouseOption);
+    .options(natsAuthOptions)
+    .option('clickhouse', clickhouseOption)
+    .options(clickhouseAuthOptions)
+    .options(clickhouseSqlAuthOptions);
 }
 
 type Args = ArgumentsCamelCase<Awaited<ReturnType<typeof builder>['argv']>>;
@@ -34,7 +46,10 @@ export async function handler(args: Args): Promise<void> {
     port: args.port,
     host: args.host,
     natsUrl: args.nats,
+    natsAuth: natsAuthFrom(args),
     clickhouseUrl: args.clickhouse,
+    clickhouseAuth: clickhouseAuthFrom(args),
+    clickhouseSqlAuth: clickhouseSqlAuthFrom(args),
     tokens: tokens === undefined ? [] : tokens.split(','),
     logger,
     sqlMaxRows: args.sqlMaxRows,

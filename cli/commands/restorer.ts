@@ -2,7 +2,15 @@ import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { parseDuration } from '../duration.js';
 import { createLogger } from '../../core/log.js';
 import { startRestorer } from '../../restorer/index.js';
-import { clickhouseOption, healthPortOption, natsOption } from '../options.js';
+import {
+  clickhouseAuthFrom,
+  clickhouseAuthOptions,
+  clickhouseOption,
+  healthPortOption,
+  natsAuthFrom,
+  natsAuthOptions,
+  natsOption,
+} from '../options.js';
 import { runUntilSignal } from '../run-service.js';
 
 export const command = 'restorer';
@@ -26,7 +34,9 @@ export function builder(y: Argv) {
       describe: 'on SIGTERM, how long the job in hand may finish before it is handed back',
     })
     .option('nats', natsOption)
+    .options(natsAuthOptions)
     .option('clickhouse', clickhouseOption)
+    .options(clickhouseAuthOptions)
     .option('health-port', healthPortOption);
 }
 
@@ -36,7 +46,9 @@ export async function handler(args: Args): Promise<void> {
   const logger = createLogger('restorer');
   const restorer = await startRestorer({
     natsUrl: args.nats,
+    natsAuth: natsAuthFrom(args),
     clickhouseUrl: args.clickhouse,
+    clickhouseAuth: clickhouseAuthFrom(args),
     instancesDir: args.instancesDir,
     healthPort: args.healthPort,
     ackWaitMs: parseDuration(args.ackWait, '--ack-wait'),

@@ -1,14 +1,27 @@
 import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { createLogger } from '../../core/log.js';
 import { startSink } from '../../sink/index.js';
-import { clickhouseOption, healthPortOption, natsOption } from '../options.js';
+import {
+  clickhouseAuthFrom,
+  clickhouseAuthOptions,
+  clickhouseOption,
+  healthPortOption,
+  natsAuthFrom,
+  natsAuthOptions,
+  natsOption,
+} from '../options.js';
 import { runUntilSignal } from '../run-service.js';
 
 export const command = 'sink';
 export const describe = 'store events from NATS JetStream in ClickHouse (flashback.events)';
 
 export function builder(y: Argv) {
-  return y.option('nats', natsOption).option('clickhouse', clickhouseOption).option('health-port', healthPortOption);
+  return y
+    .option('nats', natsOption)
+    .options(natsAuthOptions)
+    .option('clickhouse', clickhouseOption)
+    .options(clickhouseAuthOptions)
+    .option('health-port', healthPortOption);
 }
 
 type Args = ArgumentsCamelCase<Awaited<ReturnType<typeof builder>['argv']>>;
@@ -17,7 +30,9 @@ export async function handler(args: Args): Promise<void> {
   const logger = createLogger('sink');
   const sink = await startSink({
     natsUrl: args.nats,
+    natsAuth: natsAuthFrom(args),
     clickhouseUrl: args.clickhouse,
+    clickhouseAuth: clickhouseAuthFrom(args),
     healthPort: args.healthPort,
     logger,
   });
