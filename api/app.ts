@@ -11,6 +11,8 @@ import { registerInstanceRoutes } from './routes/instances.js';
 import { registerNodeRoutes } from './routes/nodes.js';
 import { registerRestoreRoutes } from './routes/restores.js';
 import { registerSqlRoutes } from './routes/sql.js';
+import { registerTimelineRoutes } from './routes/timeline.js';
+import { registerUiRoutes } from './routes/ui.js';
 
 /**
  * The HTTP API as a Hono app (serve it with startApi, or call
@@ -32,6 +34,8 @@ export function buildApp(deps: ApiDeps): OpenAPIHono {
   });
   const counter = new RequestCounter();
   app.use('*', countRequests(counter));
+  // The pages (/, /docs) and their assets hold no data: served before auth; they ask for the token themselves.
+  registerUiRoutes(app);
   app.use('*', bearerAuth(deps.tokens));
   app.onError(errorHandler(logger));
   app.notFound((c) =>
@@ -53,6 +57,7 @@ export function buildApp(deps: ApiDeps): OpenAPIHono {
   registerSqlRoutes(app, deps);
   registerRestoreRoutes(app, deps);
   registerInstanceRoutes(app, deps);
+  registerTimelineRoutes(app, deps);
   app.doc('/openapi.json', {
     openapi: '3.0.0',
     info: {

@@ -10,6 +10,7 @@ import type { ServerProcess } from '../core/servers/server-process.js';
 import {
   bigTxSql,
   dangerousEventsSql,
+  eventsWhoSql,
   nextEventSql,
   pickBucketUs,
   rateSql,
@@ -194,6 +195,9 @@ test('type mixes and the changes in them: a SET over a hash, not an LPUSH after 
     ],
   );
   assert.deepEqual(typeChanges(h), [{ seq: 4, tsUs: ts(4), from: 'hash', to: 'string' }]);
+  assert.deepEqual(await both(eventsWhoSql(NODE, EPOCH, [4, 99])), [
+    { seq: 4, who: '10.0.0.9:4242', what: 'SET', argv: ['SET', 'profile', 'oops'] },
+  ]);
 });
 
 test('the end of a hole', async () => {

@@ -160,3 +160,8 @@ export function typeChanges(history: readonly TypedWrite[]): { seq: number; tsUs
 export function nextEventSql(node: string, epoch: number, seq: number): string {
   return `SELECT min(seq) AS next_seq, argMin(ts_us, seq) AS next_ts FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq > ${sqlUInt(seq)}`;
 }
+
+/** SQL: client, command and args of given events of an epoch (rows: seq, client, command, args; by seq). */
+export function eventsWhoSql(node: string, epoch: number, seqs: readonly number[]): string {
+  return `SELECT seq, any(client) AS who, any(command) AS what, any(args) AS argv FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq IN (${seqs.map((x) => sqlUInt(x)).join(', ') || '0'}) GROUP BY seq ORDER BY seq`;
+}
