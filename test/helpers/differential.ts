@@ -43,6 +43,8 @@ export interface DifferentialOptions {
   source?: 'monitor' | 'replication';
   /** Replication mode: attribution by MONITOR. @default 'off' */
   attribution?: 'monitor' | 'off';
+  /** The source's server binary. @default redis-server on PATH */
+  bin?: string;
 }
 
 /** One recorded moment of the source. */
@@ -97,7 +99,7 @@ export async function runDifferential(stack: Stack, options: DifferentialOptions
   const nc = await connectNats({ url: stack.nats.url, name: `differential-${seed}` });
   const objects = await ensureBaselineStore(nc);
   const instancesDir = await mkdtemp(path.join(os.tmpdir(), 'fb-differential-'));
-  const src = await startSource(stack, [], { source, attribution });
+  const src = await startSource(stack, [], { source, attribution, bin: options.bin });
   const ctl = new Redis(src.redis.url);
   const workload = new RandomWorkload({
     url: src.redis.url,

@@ -10,8 +10,8 @@ import type { ServerProcess } from '../../core/servers/server-process.js';
  * A redis-server for one test suite; `args` are appended to the defaults (e.g. `['--appendonly', 'yes']`). Use with
  * `await using`.
  */
-export function testRedis(args: string[] = []): Promise<ServerProcess> {
-  return startRedisServer({ args });
+export function testRedis(args: string[] = [], bin?: string): Promise<ServerProcess> {
+  return startRedisServer({ args, bin });
 }
 
 /** A nats-server with JetStream for one test suite. Use with `await using`. */

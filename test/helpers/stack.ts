@@ -52,9 +52,14 @@ export async function startStack(): Promise<Stack> {
 export async function startSource(
   stack: Stack,
   args: string[] = [],
-  options: { source?: 'replication' | 'monitor'; attribution?: 'monitor' | 'off' } = {},
+  options: {
+    source?: 'replication' | 'monitor';
+    attribution?: 'monitor' | 'off';
+    /** The source's server binary (the version tests run each installed line). @default redis-server on PATH */
+    bin?: string;
+  } = {},
 ): Promise<{ redis: ServerProcess; agent: Agent; node: string; close(): Promise<void> }> {
-  const redis = await testRedis([...SOURCE_ARGS, ...args]);
+  const redis = await testRedis([...SOURCE_ARGS, ...args], options.bin);
   const node = `test-${randomUUID().slice(0, 8)}`;
   // FLASHBACK_TEST_AGENT_LOG=dir: each source's agent logs at debug level to dir/<node>.log (for chasing a soak
   // failure).
