@@ -1,13 +1,15 @@
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { BaselineRecord } from '../core/bus/baseline.js';
-import { startHealthServer, type Metric } from '../core/health-server.js';
+import type { Registry } from 'prom-client';
+import { startHealthServer } from '../core/health-server.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { openBaselineWriter } from '../core/bus/baseline-writer.js';
 import { connectNats, ensureEventStream, type NatsAuthOptions } from '../core/bus/nats.js';
 import { RawRedis } from '../core/redis/raw-redis.js';
 import { parseRedisUrl, redactedRedisUrl, redisAddress, type RedisTarget } from '../core/redis/redis-url.js';
 import type { AgentStats } from './metrics.js';
+import type { AgentHealth } from './readiness.js';
 import { CaptureAgent } from './monitor/monitor-agent.js';
 import { ReplicationAgent } from './replication/replication-agent.js';
 import { openSource, type Source } from './source.js';
@@ -15,6 +17,7 @@ import { isClusterNode, readSourceInfo } from './source-role.js';
 import { checkSourceVersion } from './source-version.js';
 
 export type { AgentStats } from './metrics.js';
+export type { AgentHealth } from './readiness.js';
 
 /** Options of one capture agent (one per Redis node). */
 export interface AgentOptions {
@@ -48,8 +51,10 @@ export interface AgentOptions {
    * 1_000
    */
   heartbeatIntervalMs?: number;
-  /** Port for GET /health and /metrics; undefined = none. */
+  /** Port for GET /health (200 only once the node has a restorable window) and /metrics; undefined = none. */
   healthPort?: number;
+  /** Address the health port binds to; `0.0.0.0` lets a Prometheus on another machine scrape it. @default '127.0.0.1' */
+  healthHost?: string;
   /** Stream retention (max age). @default 7 days */
   retentionMs?: number;
   /**
@@ -73,7 +78,12 @@ export interface AgentOptions {
 export interface Agent {
   readonly node: string;
   stats(): AgentStats;
-  health(): { ok: boolean } & AgentStats;
+  /** Ready (`ok`) only when the current epoch has a baseline and capture runs; `reason` says why not. */
+  health(): AgentHealth;
+  /** The agent's Prometheus metrics, labelled with its node. */
+  metrics(): Registry;
+  /** Port of the health server, when one was asked for. */
+  healthPort?: number;
   /** Takes a baseline now; resolves with its record once stored and published. */
   baseline(): Promise<BaselineRecord>;
   /** Publishes everything captured so far (for tests and shutdown). */
@@ -138,7 +148,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
           attribution: options.attribution ?? 'off',
         });
         await agent.start();
-        return withHealth(agent, options.healthPort, logger, { target, natsUrl: options.natsUrl });
+        return withHealth(agent, options, logger, { target, natsUrl: options.natsUrl });
       }
       logger.warn(
         {},
@@ -148,7 +158,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     source = await openSource({ target, control, maxMonitorOutputBytes, logger });
     const agent = new CaptureAgent(source, settings);
     await agent.start();
-    return withHealth(agent, options.healthPort, logger, { target, natsUrl: options.natsUrl });
+    return withHealth(agent, options, logger, { target, natsUrl: options.natsUrl });
   } catch (err) {
     control.close();
     source?.probe.close();
@@ -161,14 +171,23 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
 /** Serves GET /health and /metrics for a started agent when a port is given, and logs that capture runs. */
 async function withHealth<A extends Agent & HealthSource>(
   agent: A,
-  port: number | undefined,
+  options: Pick<AgentOptions, 'healthPort' | 'healthHost'>,
   logger: Logger,
   o: { target: RedisTarget; natsUrl: string },
 ): Promise<A> {
-  if (port !== undefined) {
-    const hs = await startHealthServer(port, { health: () => agent.health(), metrics: () => agent.metrics() });
+  if (options.healthPort !== undefined) {
+    const host = options.healthHost ?? '127.0.0.1';
+    const hs = await startHealthServer(
+      options.healthPort,
+      { health: () => agent.health(), metrics: () => [agent.metrics()] },
+      host,
+    ).catch(async (err: unknown) => {
+      await agent.close();
+      throw err;
+    });
     agent.onClose(() => hs.close());
-    logger.info({ port: hs.port }, 'health endpoint: GET /health, /metrics');
+    agent.healthPort = hs.port;
+    logger.info({ host, port: hs.port }, 'health endpoint: GET /health, /metrics');
   }
   const s = agent.stats();
   logger.info(
@@ -180,6 +199,5 @@ async function withHealth<A extends Agent & HealthSource>(
 
 /** What withHealth needs of an agent besides {@link Agent}. */
 interface HealthSource {
-  metrics(): Metric[];
   onClose(fn: () => Promise<void>): void;
 }

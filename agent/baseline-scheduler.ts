@@ -38,15 +38,34 @@ export interface BaselineSchedulerOptions {
   currentSource: () => { target: RedisTarget; control: RawRedis };
   /** Events captured so far, all epochs. */
   eventsCaptured: () => number;
+  /** First wait before a failed baseline is tried again, ms; it doubles per failure. @default 2_000 */
+  retryMinMs?: number;
+  /** Longest wait between attempts after failures, ms (capped by `intervalMs`). @default 300_000 (5 min) */
+  retryMaxMs?: number;
 }
 
-/** Takes the agent's baselines: one at each epoch start, then by interval and by event count; one at a time. */
+/**
+ * Takes the agent's baselines: one at each epoch start, then by interval and by event count; one at a time. A failed
+ * baseline is tried again with backoff (2 s doubling up to 5 min), not at the next interval: until one succeeds the
+ * epoch has no restorable window, and the agent's /health says so.
+ */
 export class BaselineScheduler {
   /** Baselines stored. */
   count = 0;
   lastSeq = 0;
   /** Epoch of the last stored baseline. */
   lastEpoch = 0;
+  /** When the last baseline was stored, ms since the Unix epoch; 0 before the first. */
+  lastAtMs = 0;
+  /** Baselines that failed, all epochs. */
+  failures = 0;
+  /** Why the last attempt failed, until one succeeds. */
+  lastError: string | undefined;
+  /** When the retry after a failure is due, ms since the Unix epoch. */
+  nextAttemptAtMs: number | undefined;
+  private consecutiveFailures = 0;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private closed = false;
   private readonly markers = new BaselineMarkers();
   private running: Promise<BaselineRecord> | undefined;
   private eventsAtLast = 0;
@@ -60,9 +79,12 @@ export class BaselineScheduler {
     this.timer.unref();
   }
 
-  /** Stops the interval timer; a baseline already running goes on. */
+  /** Stops the interval and retry timers; a baseline already running goes on. */
   close(): void {
+    this.closed = true;
     clearInterval(this.timer);
+    clearTimeout(this.retryTimer);
+    this.nextAttemptAtMs = undefined;
   }
 
   /** A baseline marker event from the assembler. */
@@ -82,6 +104,35 @@ export class BaselineScheduler {
     this.lastSeq = record.seq;
     this.lastEpoch = record.epoch;
     this.eventsAtLast = this.o.eventsCaptured();
+    this.succeeded();
+  }
+
+  /** A baseline that failed elsewhere (a full resync's RDB in replication mode): counted, the caller retries it. */
+  failed(err: unknown): void {
+    this.failures++;
+    this.lastError = describeError(err);
+  }
+
+  private succeeded(): void {
+    this.lastAtMs = Date.now();
+    this.consecutiveFailures = 0;
+    this.lastError = undefined;
+    this.nextAttemptAtMs = undefined;
+    clearTimeout(this.retryTimer);
+  }
+
+  /** After a failure: the next attempt waits 2 s, 4 s, 8 s … up to retryMaxMs (never longer than the interval). */
+  private scheduleRetry(): number {
+    const { retryMinMs = 2_000, retryMaxMs = 300_000, intervalMs } = this.o;
+    const delay = Math.min(retryMinMs * 2 ** Math.min(20, this.consecutiveFailures - 1), retryMaxMs, intervalMs);
+    clearTimeout(this.retryTimer);
+    this.nextAttemptAtMs = Date.now() + delay;
+    this.retryTimer = setTimeout(() => {
+      this.nextAttemptAtMs = undefined;
+      if (!this.closed) void this.take().catch(() => undefined);
+    }, delay);
+    this.retryTimer.unref();
+    return delay;
   }
 
   /** Takes a baseline when `everyEvents` events were captured since the last one. */
@@ -149,6 +200,7 @@ export class BaselineScheduler {
       this.lastSeq = record.seq;
       this.lastEpoch = epoch;
       this.eventsAtLast = this.o.eventsCaptured();
+      this.succeeded();
       const { rdbBytes, tailBytes, keys } = record;
       const ms = Date.now() - started;
       logger.info(
@@ -158,7 +210,15 @@ export class BaselineScheduler {
       return record;
     } catch (err) {
       run.states?.takeGroupReads();
-      logger.error({ epoch, err: describeError(err) }, 'baseline failed; will retry at the next interval');
+      this.failures++;
+      this.consecutiveFailures++;
+      this.lastError = describeError(err);
+      if (this.closed) throw err;
+      const retryInMs = this.scheduleRetry();
+      logger.error(
+        { epoch, err: this.lastError, failures: this.consecutiveFailures, retryInMs },
+        `baseline failed; retrying in ${Math.round(retryInMs / 1000)} s`,
+      );
       throw err;
     }
   }

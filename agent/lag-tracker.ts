@@ -9,9 +9,14 @@ export class LagTracker {
   p50 = 0;
   p99 = 0;
 
-  constructor(private readonly maxSamples = 10_000) {}
+  /** `onSample` sees every sample (the Prometheus histogram), the reservoir only some. */
+  constructor(
+    private readonly maxSamples = 10_000,
+    private readonly onSample?: (ms: number) => void,
+  ) {}
 
   add(ms: number): void {
+    this.onSample?.(ms);
     this.seen++;
     if (this.samples.length < this.maxSamples) this.samples.push(ms);
     else {

@@ -1,4 +1,5 @@
-import type { Metric } from '../core/health-server.js';
+import { Histogram, Registry } from 'prom-client';
+import { snapshotCounter, snapshotGauge, type Sample } from '../core/metrics/snapshot.js';
 import { LagTracker } from './lag-tracker.js';
 
 /** Counters and gauges of a running agent. */
@@ -26,6 +27,18 @@ export interface AgentStats {
   serverChanges: number;
   /** Epoch of the last stored baseline. */
   lastBaselineEpoch: number;
+  /** When the last baseline was stored (agent clock, ms since the Unix epoch); 0 before the first. */
+  lastBaselineAtMs: number;
+  /** Baselines that failed, all epochs. */
+  baselineFailures: number;
+  /** Why the last baseline failed, while no baseline has succeeded since. */
+  lastBaselineError?: string;
+  /** When the next baseline attempt after a failure is due (ms since the Unix epoch). */
+  nextBaselineAttemptAtMs?: number;
+  /** When the last event was emitted (agent clock, ms since the Unix epoch; heartbeats count). */
+  lastEventAtMs: number;
+  /** Epochs ended, by reason class ({@link epochEndReason}). */
+  epochsEnded: Record<string, number>;
   /** The node captured now (`host:port`): it changes when the agent follows its shard's new master after a failover. */
   redis: string;
   /** Times the agent followed a new master. */
@@ -56,6 +69,17 @@ export interface AgentStats {
   attributionMonitorOutputBytes?: number;
 }
 
+/** What the baseline scheduler tells about baselines (agent/baseline-scheduler.ts). */
+export interface BaselineFacts {
+  count: number;
+  lastSeq: number;
+  lastEpoch: number;
+  lastAtMs: number;
+  failures: number;
+  lastError?: string;
+  nextAttemptAtMs?: number;
+}
+
 /** What both capture modes report the same way; the mode-specific counters start at 0 and each mode fills its own. */
 export function commonStats(o: {
   node: string;
@@ -65,7 +89,7 @@ export function commonStats(o: {
   lastSeq: number;
   publisher: { ackedEvents: number; ackedBytes: number; backlogBytes: number } | undefined;
   counters: CaptureMetrics;
-  baselines: { count: number; lastSeq: number; lastEpoch: number };
+  baselines: BaselineFacts;
   redis: string;
 }): AgentStats {
   const { counters, publisher, baselines } = o;
@@ -89,6 +113,12 @@ export function commonStats(o: {
     lastBaselineSeq: baselines.lastSeq,
     serverChanges: counters.serverChanges,
     lastBaselineEpoch: baselines.lastEpoch,
+    lastBaselineAtMs: baselines.lastAtMs,
+    baselineFailures: baselines.failures,
+    lastBaselineError: baselines.lastError,
+    nextBaselineAttemptAtMs: baselines.nextAttemptAtMs,
+    lastEventAtMs: counters.lastEventAt,
+    epochsEnded: Object.fromEntries(counters.epochsEnded),
     redis: o.redis,
     failovers: counters.failovers,
     expiryCorrected: 0,
@@ -109,7 +139,17 @@ export class CaptureMetrics {
   failovers = 0;
   /** When the last event was emitted (ms): the heartbeat fills the silence after it. */
   lastEventAt = Date.now();
-  readonly lag = new LagTracker();
+  /** Agent lag, seconds: every sample, for the Prometheus histogram (the tracker keeps the JSON percentiles). */
+  readonly lagSeconds = new Histogram({
+    name: 'flashback_agent_lag_seconds',
+    help: 'Agent clock minus the server time of the newest event emitted (monitor: MONITOR line time; replication: its time anchor)',
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [],
+  });
+  readonly lag = new LagTracker(10_000, (ms) => this.lagSeconds.observe(Math.max(0, ms / 1000)));
+  /** Epochs ended, by reason class. */
+  readonly epochsEnded = new Map<string, number>();
+  private registry: Registry | undefined;
   /** Server-side output buffer of our MONITOR client at the last sample, and the most seen, bytes. */
   monitorOutputBytes = 0;
   maxMonitorOutputBytesSeen = 0;
@@ -135,6 +175,18 @@ export class CaptureMetrics {
     this.lag.roll();
   }
 
+  /** An epoch ended (counted by the class of its reason). */
+  epochEnded(reason: string): void {
+    const k = epochEndReason(reason);
+    this.epochsEnded.set(k, (this.epochsEnded.get(k) ?? 0) + 1);
+  }
+
+  /** The agent's Prometheus registry (made on first use; `stats` is read at each scrape). */
+  prometheus(stats: () => AgentStats): Registry {
+    this.registry ??= agentRegistry(stats, this.lagSeconds);
+    return this.registry;
+  }
+
   /** Records a sample of the MONITOR client's output buffer; returns the sample before it. */
   recordMonitorOutput(bytes: number): number {
     const previous = this.monitorOutputBytes;
@@ -144,70 +196,130 @@ export class CaptureMetrics {
   }
 }
 
-/** The agent's stats as Prometheus metrics (GET /metrics). */
-export function prometheusMetrics(s: AgentStats): Metric[] {
-  const labels = { node: s.node };
-  const g = (name: string, help: string, value: number, type: 'gauge' | 'counter' = 'gauge'): Metric => ({
-    name,
-    help,
-    type,
-    value,
-    labels,
+/** Reason classes of an ended epoch (the `reason` label of `flashback_agent_epochs_ended_total`). */
+export const EPOCH_END_REASONS = [
+  'publish_backlog',
+  'output_buffer',
+  'failover',
+  'connection_lost',
+  'full_resync',
+  'state_capture',
+  'protocol',
+  'other',
+] as const;
+
+/** The class of an epoch's end reason, from the agents' log text: a bounded label set for Prometheus. */
+export function epochEndReason(reason: string): (typeof EPOCH_END_REASONS)[number] {
+  if (/publish backlog/i.test(reason)) return 'publish_backlog';
+  if (/output|buffers \d+ bytes/i.test(reason)) return 'output_buffer';
+  if (/demoted|failover|replica now/i.test(reason)) return 'failover';
+  if (/full resync|could not continue/i.test(reason)) return 'full_resync';
+  if (/state capture/i.test(reason)) return 'state_capture';
+  if (/lost|closed|ECONNRESET|ECONNREFUSED|reconnect/i.test(reason)) return 'connection_lost';
+  if (/cannot read|protocol/i.test(reason)) return 'protocol';
+  return 'other';
+}
+
+/**
+ * The agent's metrics (GET /metrics), labelled `node`: what says whether the node can be restored (restorable, last
+ * baseline and last event times, baseline failures, epochs ended by reason) and what says why not yet or soon not
+ * (lag, the source's output buffer for our clients, the JetStream backlog). Times are Unix timestamps in seconds (the
+ * Prometheus convention: an age is `time() - x`, exact whenever the scrape happens).
+ */
+function agentRegistry(stats: () => AgentStats, lagSeconds: Histogram): Registry {
+  const registry = new Registry();
+  registry.setDefaultLabels({ node: stats().node });
+  registry.registerMetric(lagSeconds);
+  // One snapshot per scrape, shared by every metric's collect.
+  let snap: { at: number; s: AgentStats } | undefined;
+  const read = (): AgentStats => {
+    const now = Date.now();
+    if (!snap || now - snap.at > 100) snap = { at: now, s: stats() };
+    return snap.s;
+  };
+  const one = (f: (s: AgentStats) => number) => (): Sample<never>[] => [[{}, f(read())]];
+  const gauge = (name: string, help: string, f: (s: AgentStats) => number) =>
+    snapshotGauge(registry, { name, help, labelNames: [], read: one(f) });
+  const counter = (name: string, help: string, f: (s: AgentStats) => number) =>
+    snapshotCounter(registry, { name, help, labelNames: [], read: one(f) });
+
+  gauge(
+    'flashback_agent_restorable',
+    '1 when the current epoch has a stored baseline and capture runs (a restorable window grows), else 0',
+    (s) => (s.connected && s.baselines > 0 && s.lastBaselineEpoch === s.epoch ? 1 : 0),
+  );
+  gauge('flashback_agent_connected', '1 while capture of the current epoch runs', (s) => (s.connected ? 1 : 0));
+  gauge('flashback_agent_epoch', 'Id of the current epoch (ms since the Unix epoch when it started)', (s) => s.epoch);
+  gauge('flashback_agent_last_seq', 'Last seq assigned in the current epoch', (s) => s.lastSeq);
+  gauge(
+    'flashback_agent_last_event_timestamp_seconds',
+    'When the agent last emitted an event (heartbeats included), Unix seconds',
+    (s) => s.lastEventAtMs / 1000,
+  );
+  gauge(
+    'flashback_agent_last_baseline_timestamp_seconds',
+    'When the last baseline was stored, Unix seconds (0 before the first)',
+    (s) => s.lastBaselineAtMs / 1000,
+  );
+  counter('flashback_agent_baselines_total', 'Baselines stored', (s) => s.baselines);
+  counter(
+    'flashback_agent_baseline_failures_total',
+    'Baselines that failed (each is retried with backoff)',
+    (s) => s.baselineFailures,
+  );
+  snapshotCounter(registry, {
+    name: 'flashback_agent_epochs_ended_total',
+    help: 'Epochs ended (continuity lost: a new epoch and a new baseline follow), by reason class',
+    labelNames: ['reason'],
+    read: () => EPOCH_END_REASONS.map((reason): Sample<'reason'> => [{ reason }, read().epochsEnded[reason] ?? 0]),
   });
-  return [
-    g(
-      'flashback_agent_events_captured_total',
-      'Events captured from MONITOR and notifications',
-      s.eventsCaptured,
-      'counter',
-    ),
-    g('flashback_agent_events_per_second', 'Capture rate over the last interval', s.eventsPerSecond),
-    g('flashback_agent_monitor_bytes_read_total', 'Bytes read from MONITOR', s.bytesRead, 'counter'),
-    g('flashback_agent_lag_ms_p99', 'MONITOR lag p99 (agent clock - server timestamp)', s.lagMsP99),
-    g('flashback_agent_lag_ms_p50', 'MONITOR lag p50', s.lagMsP50),
-    g(
-      'flashback_agent_monitor_output_buffer_bytes',
-      'Server-side output buffer of our MONITOR client (omem)',
-      s.monitorOutputBytes,
-    ),
-    g(
-      'flashback_agent_publish_backlog_bytes',
-      'Captured bytes not yet acknowledged by JetStream',
-      s.publishBacklogBytes,
-    ),
-    g('flashback_agent_epoch', 'Current epoch id', s.epoch),
-    g('flashback_agent_last_seq', 'Last seq assigned', s.lastSeq),
-    g('flashback_agent_baselines_total', 'Baselines stored', s.baselines, 'counter'),
-    g(
-      'flashback_agent_state_probes_total',
-      'State probes sent (nondeterministic writes, pops served to blocked clients)',
-      s.stateProbes,
-      'counter',
-    ),
-    g(
-      'flashback_agent_held_for_state',
-      'Events held until their state (monitor) or time anchor (replication) is known',
-      s.heldForState,
-    ),
-    ...(s.source === 'replication'
-      ? [
-          g(
-            'flashback_agent_replication_lag_bytes',
-            "Bytes of the source's replication stream not yet read (master_repl_offset - our offset)",
-            s.replicationLagBytes ?? 0,
-          ),
-          g(
-            'flashback_agent_replication_acked_offset',
-            'Replication offset acknowledged to the source (everything before it is in JetStream)',
-            s.durableOffset ?? 0,
-          ),
-          g(
-            'flashback_agent_time_anchors_total',
-            'Time anchors placed in the replication stream',
-            s.anchorsSent ?? 0,
-            'counter',
-          ),
-        ]
-      : []),
-  ];
+  counter('flashback_agent_events_captured_total', 'Events captured', (s) => s.eventsCaptured);
+  counter('flashback_agent_events_published_total', 'Events acknowledged by JetStream', (s) => s.eventsPublished);
+  counter(
+    'flashback_agent_read_bytes_total',
+    'Bytes read from the source (MONITOR or replication stream)',
+    (s) => s.bytesRead,
+  );
+  counter('flashback_agent_published_bytes_total', 'Bytes acknowledged by JetStream', (s) => s.bytesPublished);
+  gauge(
+    'flashback_agent_publish_backlog_bytes',
+    'Captured bytes not yet acknowledged by JetStream',
+    (s) => s.publishBacklogBytes,
+  );
+  snapshotGauge(registry, {
+    name: 'flashback_agent_source_output_buffer_bytes',
+    help: 'Output buffer the source holds for our client (CLIENT LIST omem): monitor (MONITOR capture), replica (replication link), attribution (its MONITOR)',
+    labelNames: ['client'],
+    read: () => {
+      const s = read();
+      if (s.source !== 'replication') return [[{ client: 'monitor' }, s.monitorOutputBytes]];
+      const out: Sample<'client'>[] = [[{ client: 'replica' }, s.monitorOutputBytes]];
+      if (s.attribution !== 'off') out.push([{ client: 'attribution' }, s.attributionMonitorOutputBytes ?? 0]);
+      return out;
+    },
+  });
+  gauge(
+    'flashback_agent_held_events',
+    'Events held until their state (monitor) or time anchor (replication) is known',
+    (s) => s.heldForState,
+  );
+  counter(
+    'flashback_agent_state_probes_total',
+    'State probes sent (nondeterministic writes, pops served to blocked clients)',
+    (s) => s.stateProbes,
+  );
+  counter('flashback_agent_failovers_total', "Times the agent followed its shard's new master", (s) => s.failovers);
+  snapshotGauge(registry, {
+    name: 'flashback_agent_replication_lag_bytes',
+    help: "Bytes of the source's replication stream not yet read (master_repl_offset minus ours); replication mode",
+    labelNames: [],
+    read: () => (read().source === 'replication' ? [[{}, read().replicationLagBytes ?? 0]] : []),
+  });
+  snapshotCounter(registry, {
+    name: 'flashback_agent_time_anchors_total',
+    help: 'Time anchors placed in the replication stream; replication mode',
+    labelNames: [],
+    read: () => (read().source === 'replication' ? [[{}, read().anchorsSent ?? 0]] : []),
+  });
+  return registry;
 }

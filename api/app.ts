@@ -4,7 +4,7 @@ import { silentLogger } from '../core/log.js';
 import { bearerAuth } from './auth.js';
 import { describeIssues, errorBody, errorHandler } from './errors.js';
 import type { ApiDeps } from './deps.js';
-import { countRequests, registerMetricsRoute, RequestCounter } from './metrics.js';
+import { ApiMetrics, countRequests, registerMetricsRoute } from './metrics.js';
 import { registerEventRoutes } from './routes/events.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerInstanceRoutes } from './routes/instances.js';
@@ -32,8 +32,8 @@ export function buildApp(deps: ApiDeps): OpenAPIHono {
         );
     },
   });
-  const counter = new RequestCounter();
-  app.use('*', countRequests(counter));
+  const metrics = new ApiMetrics(deps);
+  app.use('*', countRequests(metrics));
   // The pages (/, /docs) and their assets hold no data: served before auth; they ask for the token themselves.
   registerUiRoutes(app);
   app.use('*', bearerAuth(deps.tokens));
@@ -51,7 +51,7 @@ export function buildApp(deps: ApiDeps): OpenAPIHono {
   });
 
   registerHealthRoutes(app, deps);
-  registerMetricsRoute(app, deps, counter);
+  registerMetricsRoute(app, deps, metrics);
   registerNodeRoutes(app, deps);
   registerEventRoutes(app, deps);
   registerSqlRoutes(app, deps);

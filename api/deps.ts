@@ -1,5 +1,5 @@
 import type { Store } from '../core/store/clickhouse.js';
-import type { Metric } from '../core/health-server.js';
+import type { Registry } from 'prom-client';
 import type { Logger } from '../core/log.js';
 import type { NatsConnection } from '../core/bus/nats.js';
 import {
@@ -55,6 +55,6 @@ export interface ApiDeps {
   sqlMaxSeconds?: number;
   /** History retention, ms, shown by `GET /nodes` when known. @default unknown (null) */
   retentionMs?: number;
-  /** More metrics for `GET /metrics`. @default none */
-  metrics?: () => Metric[] | Promise<Metric[]>;
+  /** More registries for `GET /metrics` (`flashback up`: the sink's, the restorer's, each agent's). @default none */
+  metrics?: () => Registry[] | Promise<Registry[]>;
 }

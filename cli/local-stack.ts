@@ -120,7 +120,10 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
     });
     closers.push(() => restorer.close());
     const tok = await apiToken(dataDir);
+    const agents: Agent[] = [];
     const api: Api = await startApi({
+      // One process, one scrape: the API's /metrics carries every service's metrics.
+      metrics: () => [sink.metrics(), restorer.metrics(), ...agents.map((a) => a.metrics())],
       port: o.apiPort,
       natsUrl,
       clickhouseUrl,
@@ -139,7 +142,6 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       dataDir,
     });
     closers.push(removeContext);
-    const agents: Agent[] = [];
     const addAgent = async (redisUrl: string, nodeId?: string) => {
       const agent = await startAgent({
         redisUrl,

@@ -8,7 +8,9 @@ import type { Subscription } from '@nats-io/transport-node';
 import { Redis } from 'ioredis';
 import { openClickHouse, type ClickHouseAuth, type Store } from '../core/store/clickhouse.js';
 import { ConfigError, describeError, ErrorCode, FlashbackError } from '../core/errors.js';
-import { startHealthServer, type Metric } from '../core/health-server.js';
+import type { Registry } from 'prom-client';
+import { startHealthServer } from '../core/health-server.js';
+import { restorerMetrics } from './metrics.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { connectNats, ensureBaselineStore, type NatsAuthOptions, type NatsConnection } from '../core/bus/nats.js';
 import {
@@ -49,8 +51,10 @@ export interface RestorerOptions {
   instancesDir?: string;
   /** @default silent */
   logger?: Logger;
-  /** Serve GET /health and /metrics on this port (127.0.0.1). @default none */
+  /** Serve GET /health and /metrics on this port. @default none */
   healthPort?: number;
+  /** Address the health port binds to (`0.0.0.0` for a Prometheus on another machine). @default '127.0.0.1' */
+  healthHost?: string;
   /** Consumer ack wait, ms; the job in hand is kept alive with `working()` every third of it. @default 60_000 */
   ackWaitMs?: number;
   /** Runs of one job before it is marked failed. @default 3 */
@@ -84,7 +88,10 @@ export interface RestorerStats {
 /** A running restorer service. */
 export interface Restorer {
   stats(): RestorerStats;
-  metrics(): Metric[];
+  /** The restorer's Prometheus metrics (restorer/metrics.ts). */
+  metrics(): Registry;
+  /** Port of the health server, when one was asked for. */
+  healthPort?: number;
   /**
    * Stops taking jobs; lets the job in hand finish (up to closeTimeoutMs) or hands it back; closes connections.
    * Idempotent.
@@ -118,6 +125,7 @@ export async function startRestorer(o: RestorerOptions): Promise<Restorer> {
     instancesDir = path.join(os.tmpdir(), 'flashback-instances'),
     logger = silentLogger,
     healthPort,
+    healthHost,
     ackWaitMs = 60_000,
     maxAttempts = 3,
     progressIntervalMs = 500,
@@ -166,8 +174,13 @@ export async function startRestorer(o: RestorerOptions): Promise<Restorer> {
   r.start();
   if (healthPort !== undefined) {
     try {
-      const hs = await startHealthServer(healthPort, { health: () => r.health(), metrics: () => r.metrics() });
+      const hs = await startHealthServer(
+        healthPort,
+        { health: () => r.health(), metrics: () => [r.metrics()] },
+        healthHost,
+      );
       r.onClose(() => hs.close());
+      r.healthPort = hs.port;
       logger.info({ port: hs.port }, 'health endpoint: GET /health, /metrics');
     } catch (err) {
       await r.close();
@@ -209,6 +222,8 @@ class RestorerService implements Restorer {
   private current: Current | undefined;
   private stopSub: Subscription | undefined;
   private readonly closers: (() => Promise<void>)[] = [];
+  private readonly m = restorerMetrics(() => this.stats());
+  healthPort?: number;
 
   constructor(private readonly d: ServiceDeps) {
     this.s = {
@@ -249,54 +264,8 @@ class RestorerService implements Restorer {
     return { ...this.s, running: this.current?.id };
   }
 
-  metrics(): Metric[] {
-    const s = this.stats();
-    const labels = { restorer: s.id };
-    return [
-      {
-        name: 'flashback_restorer_jobs_started_total',
-        help: 'Restore jobs this restorer started',
-        type: 'counter',
-        value: s.jobsStarted,
-        labels,
-      },
-      {
-        name: 'flashback_restorer_jobs_done_total',
-        help: 'Restore jobs finished with a report',
-        type: 'counter',
-        value: s.jobsDone,
-        labels,
-      },
-      {
-        name: 'flashback_restorer_jobs_failed_total',
-        help: 'Restore jobs marked failed',
-        type: 'counter',
-        value: s.jobsFailed,
-        labels,
-      },
-      {
-        name: 'flashback_restorer_jobs_requeued_total',
-        help: 'Restore jobs handed back to the queue',
-        type: 'counter',
-        value: s.jobsRequeued,
-        labels,
-      },
-      { name: 'flashback_restorer_busy', help: '1 while a job runs', type: 'gauge', value: s.running ? 1 : 0, labels },
-      {
-        name: 'flashback_restorer_job_seconds_total',
-        help: 'Seconds spent in successful restores',
-        type: 'counter',
-        value: s.jobSecondsTotal,
-        labels,
-      },
-      {
-        name: 'flashback_restorer_last_job_seconds',
-        help: 'Duration of the last successful restore',
-        type: 'gauge',
-        value: s.lastJobSeconds,
-        labels,
-      },
-    ];
+  metrics(): Registry {
+    return this.m.registry;
   }
 
   private async pullLoop(): Promise<void> {
@@ -457,6 +426,7 @@ class RestorerService implements Restorer {
       this.s.jobsDone++;
       this.s.lastJobSeconds = report.seconds;
       this.s.jobSecondsTotal += report.seconds;
+      this.m.jobSeconds.observe(report.seconds);
       logger.info(
         {
           job: job.id,

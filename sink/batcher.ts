@@ -72,8 +72,7 @@ export function startBatcher(o: BatcherOptions): Batcher {
           await store.insertBaselines(b.baselines);
           baselinesDone = true;
         }
-        stats.lastInsertDurationMs = Date.now() - started;
-        stats.lastInsertMs = Date.now();
+        metrics.insertDone(Date.now() - started);
         metrics.clickhouseOk = true;
         return;
       } catch (err) {

@@ -1,5 +1,6 @@
+import { Histogram, Registry } from 'prom-client';
 import { describeError } from '../core/errors.js';
-import type { Metric } from '../core/health-server.js';
+import { snapshotCounter, snapshotGauge, type Sample } from '../core/metrics/snapshot.js';
 
 /** Counters of a running sink. */
 export interface SinkStats {
@@ -74,6 +75,14 @@ export class SinkMetrics {
   clickhouseOk = true;
   /** The last insert, pull or decode error, described. */
   lastError: string | undefined;
+  /** Duration of every successful insert, seconds. */
+  readonly insertSeconds = new Histogram({
+    name: 'flashback_sink_insert_duration_seconds',
+    help: 'Duration of successful ClickHouse inserts (one per batch)',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [],
+  });
+  private registry: Registry | undefined;
   private rateWindowStartMs = Date.now();
   private rateWindowEvents = 0;
 
@@ -90,35 +99,17 @@ export class SinkMetrics {
     return { ok, natsConnected, clickhouseOk, lagMessages, lastInsertMs, lastError };
   }
 
-  /** Metrics as `GET /metrics` serves them. */
-  metrics(): Metric[] {
-    const s = this.stats;
-    return [
-      counter('flashback_sink_events_total', 'Events read from JetStream', s.events),
-      counter('flashback_sink_rows_inserted_total', 'Rows ClickHouse accepted', s.inserted),
-      counter('flashback_sink_batches_total', 'Inserts into ClickHouse', s.batches),
-      counter('flashback_sink_bytes_total', 'Message bytes acknowledged', s.bytes),
-      counter('flashback_sink_insert_failures_total', 'Failed ClickHouse inserts (retried)', s.insertFailures),
-      counter('flashback_sink_poison_messages_total', 'Undecodable messages terminated', s.poisonMessages),
-      gauge(
-        'flashback_sink_held_part_bytes',
-        'Bytes of split-batch parts waiting for the rest of their batch',
-        s.heldPartBytes,
-      ),
-      counter(
-        'flashback_sink_part_batches_handed_back_total',
-        'Incomplete split batches handed back for redelivery',
-        s.partBatchesHandedBack,
-      ),
-      gauge('flashback_sink_lag_messages', 'Messages not yet delivered to the sink', s.lagMessages),
-      gauge('flashback_sink_events_per_second', 'Events per second over the last 10 s', s.eventsPerSecond),
-      gauge('flashback_sink_last_insert_duration_ms', 'Duration of the last insert', s.lastInsertDurationMs),
-      gauge(
-        'flashback_sink_last_insert_timestamp_seconds',
-        'Time of the last successful insert',
-        s.lastInsertMs / 1_000,
-      ),
-    ];
+  /** Records a successful insert that took `ms`. */
+  insertDone(ms: number): void {
+    this.stats.lastInsertDurationMs = ms;
+    this.stats.lastInsertMs = Date.now();
+    this.insertSeconds.observe(ms / 1000);
+  }
+
+  /** The sink's Prometheus registry (GET /metrics); `natsConnected` is read at each scrape. */
+  prometheus(natsConnected: () => boolean): Registry {
+    this.registry ??= sinkRegistry(this, natsConnected);
+    return this.registry;
   }
 
   /**
@@ -139,10 +130,45 @@ export class SinkMetrics {
   }
 }
 
-function counter(name: string, help: string, value: number): Metric {
-  return { name, help, type: 'counter', value };
-}
-
-function gauge(name: string, help: string, value: number): Metric {
-  return { name, help, type: 'gauge', value };
+/** The sink's metrics: counters for what it moved, the stream backlog it has not read yet, insert durations. */
+function sinkRegistry(m: SinkMetrics, natsConnected: () => boolean): Registry {
+  const registry = new Registry();
+  registry.registerMetric(m.insertSeconds);
+  const value = (f: () => number) => (): Sample<never>[] => [[{}, f()]];
+  const counter = (name: string, help: string, f: (s: SinkStats) => number) =>
+    snapshotCounter(registry, { name, help, labelNames: [], read: value(() => f(m.stats)) });
+  const gauge = (name: string, help: string, f: () => number) =>
+    snapshotGauge(registry, { name, help, labelNames: [], read: value(f) });
+  counter('flashback_sink_events_total', 'Events read from JetStream', (s) => s.events);
+  counter('flashback_sink_baselines_total', 'Baseline records read from JetStream', (s) => s.baselines);
+  counter('flashback_sink_messages_total', 'JetStream messages acknowledged', (s) => s.messages);
+  counter('flashback_sink_bytes_total', 'Message bytes acknowledged', (s) => s.bytes);
+  counter('flashback_sink_inserts_total', 'Successful ClickHouse inserts', (s) => s.batches);
+  counter('flashback_sink_rows_inserted_total', 'Rows ClickHouse accepted (events and baselines)', (s) => s.inserted);
+  counter('flashback_sink_insert_failures_total', 'Failed ClickHouse inserts (retried)', (s) => s.insertFailures);
+  counter('flashback_sink_poison_messages_total', 'Undecodable messages terminated', (s) => s.poisonMessages);
+  counter('flashback_sink_joined_batches_total', 'Split batches whose parts were joined', (s) => s.joinedBatches);
+  counter(
+    'flashback_sink_part_batches_handed_back_total',
+    'Incomplete split batches handed back for redelivery',
+    (s) => s.partBatchesHandedBack,
+  );
+  gauge(
+    'flashback_sink_pending_messages',
+    'Messages in the stream not yet delivered to the sink (num_pending)',
+    () => m.stats.lagMessages,
+  );
+  gauge(
+    'flashback_sink_held_part_bytes',
+    'Bytes of split-batch parts waiting for the rest of their batch',
+    () => m.stats.heldPartBytes,
+  );
+  gauge(
+    'flashback_sink_last_insert_timestamp_seconds',
+    'When the last successful insert ended, Unix seconds (0 before the first)',
+    () => m.stats.lastInsertMs / 1_000,
+  );
+  gauge('flashback_sink_clickhouse_ok', '0 while inserts fail, else 1', () => (m.clickhouseOk ? 1 : 0));
+  gauge('flashback_sink_nats_connected', '1 while connected to NATS', () => (natsConnected() ? 1 : 0));
+  return registry;
 }

@@ -1,3 +1,4 @@
+import type { Registry } from 'prom-client';
 import {
   connectNats,
   ensureEventStream,
@@ -60,8 +61,10 @@ export interface SinkOptions {
   retryDelayMs?: number;
   /** Longest delay between insert retries, ms. @default 10_000 */
   maxRetryDelayMs?: number;
-  /** Serve GET /health and /metrics on 127.0.0.1:healthPort. @default no health server */
+  /** Serve GET /health and /metrics on healthHost:healthPort. @default no health server */
   healthPort?: number;
+  /** Address the health port binds to (`0.0.0.0` for a Prometheus on another machine). @default '127.0.0.1' */
+  healthHost?: string;
   /**
    * History kept, ms: the stream's max age, and a retention pass (sink/retention.ts) that drops old day partitions
    * and baselines, keeping whole windows. @default 7 days
@@ -77,6 +80,8 @@ export interface SinkOptions {
 export interface Sink {
   stats(): SinkStats;
   health(): SinkHealth;
+  /** The sink's Prometheus metrics (its /metrics serves them; `flashback up` adds them to the API's). */
+  metrics(): Registry;
   /** Port of the health server, when one was asked for. */
   readonly healthPort?: number;
   /**
@@ -114,6 +119,7 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
     retryDelayMs = 250,
     maxRetryDelayMs = 10_000,
     healthPort,
+    healthHost,
     retentionMs = 7 * 86_400_000,
     retentionIntervalMs = 3_600_000,
     logger = silentLogger,
@@ -122,10 +128,9 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
   // Aborted once, when close() begins: the stages stop taking new work, then close() drains them in order.
   const closing = new AbortController();
   let nc: NatsConnection | undefined;
-  const health = (): SinkHealth => {
-    const natsConnected = nc !== undefined && !nc.isClosed() && nc.info !== undefined;
-    return metrics.health(natsConnected, closing.signal.aborted);
-  };
+  const natsConnected = (): boolean => nc !== undefined && !nc.isClosed() && nc.info !== undefined;
+  const health = (): SinkHealth => metrics.health(natsConnected(), closing.signal.aborted);
+  const registry = metrics.prometheus(natsConnected);
 
   // Nothing runs before the health server is up, so a failed start has only connections to close.
   const store = await openClickHouse(clickhouseUrl, { ...o.clickhouseAuth });
@@ -136,7 +141,7 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
     await ensureEventStream(nc, { maxAgeMs: retentionMs });
     await ensureSinkConsumer(nc, { durable, ackWaitMs, maxPullMessages });
     if (healthPort !== undefined) {
-      healthServer = await startHealthServer(healthPort, { health, metrics: () => metrics.metrics() });
+      healthServer = await startHealthServer(healthPort, { health, metrics: () => [registry] }, healthHost);
     }
   } catch (err) {
     await nc?.close();
@@ -206,6 +211,7 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
   return {
     stats: () => ({ ...metrics.stats }),
     health,
+    metrics: () => registry,
     healthPort: healthServer?.port,
     close,
     [Symbol.asyncDispose]: close,

@@ -3,12 +3,13 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { ObjectStore } from '@nats-io/obj';
 import { HEARTBEAT_MESSAGE, type BaselineRecord } from '../../core/bus/baseline.js';
 import { describeError } from '../../core/errors.js';
-import type { Metric } from '../../core/health-server.js';
+import type { Registry } from 'prom-client';
 import type { Logger } from '../../core/log.js';
 import { redisAddress } from '../../core/redis/redis-url.js';
 import type { Agent } from '../agent.js';
 import { BaselineScheduler } from '../baseline-scheduler.js';
-import { CaptureMetrics, commonStats, prometheusMetrics, type AgentStats } from '../metrics.js';
+import { CaptureMetrics, commonStats, type AgentStats } from '../metrics.js';
+import { agentHealth, type AgentHealth } from '../readiness.js';
 import { monitorOverload, readClientOutputBytes } from '../overload.js';
 import { closeSource, type Source } from '../source.js';
 import { demotionReason, ensureMasterSource } from '../source-failover.js';
@@ -149,6 +150,7 @@ export class CaptureAgent implements Agent {
     const { logger } = this.o;
     this.restarting = (async () => {
       old.ended = true;
+      this.counters.epochEnded(reason);
       old.monitor?.close();
       old.assembler.emitServerEvents(Date.now() * 1000 - this.source.skewUs);
       old.states.releaseAll();
@@ -250,13 +252,12 @@ export class CaptureAgent implements Agent {
     };
   }
 
-  health(): { ok: boolean } & AgentStats {
-    const s = this.stats();
-    return { ok: s.connected && !this.closed, ...s };
+  health(): AgentHealth {
+    return agentHealth(this.stats(), this.closed);
   }
 
-  metrics(): Metric[] {
-    return prometheusMetrics(this.stats());
+  metrics(): Registry {
+    return this.counters.prometheus(() => this.stats());
   }
 
   async flush(timeoutMs = 30_000): Promise<boolean> {

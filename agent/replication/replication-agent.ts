@@ -6,7 +6,7 @@ import { baselineObjectName, baselineSubject, type BaselineRecord } from '../../
 import type { FlashbackEvent } from '../../core/bus/event.js';
 import { translateNatsError } from '../../core/bus/nats.js';
 import { describeError } from '../../core/errors.js';
-import type { Metric } from '../../core/health-server.js';
+import type { Registry } from 'prom-client';
 import type { Logger } from '../../core/log.js';
 import { CommandTable } from '../../core/redis/command-table.js';
 import { keysInInfo } from '../../core/redis/keyspace-info.js';
@@ -18,7 +18,8 @@ import { MonitorParser } from '../../core/redis/monitor-parser.js';
 import { MonitorSource } from '../monitor/monitor-source.js';
 import { Attribution } from './attribution.js';
 import { BaselineScheduler } from '../baseline-scheduler.js';
-import { CaptureMetrics, commonStats, prometheusMetrics, type AgentStats } from '../metrics.js';
+import { CaptureMetrics, commonStats, type AgentStats } from '../metrics.js';
+import { agentHealth, type AgentHealth } from '../readiness.js';
 import { readClientOutputBytes } from '../overload.js';
 import { EventPublisher } from '../publisher.js';
 import { readSourceInfo } from '../source-role.js';
@@ -413,6 +414,7 @@ export class ReplicationAgent implements Agent {
         'baseline stored (full resync)',
       );
     } catch (err) {
+      this.baselines.failed(err);
       logger.error({ epoch: run.epoch, err: describeError(err) }, 'the full resync baseline failed; resyncing again');
       this.dropLink(err as Error, true);
     }
@@ -445,6 +447,7 @@ export class ReplicationAgent implements Agent {
   /** Ends an epoch: what waits for an anchor gets the server's time now (a later bound), all is published. */
   private endRun(run: ReplicationRun, reason: string): void {
     run.ended = true;
+    this.counters.epochEnded(reason);
     // The old stream's position, never the new link's: a restart must not continue this epoch from there.
     run.ending = true;
     run.assembler.closeWith(Date.now() * 1000 - this.skewUs, run.offset);
@@ -510,13 +513,12 @@ export class ReplicationAgent implements Agent {
     };
   }
 
-  health(): { ok: boolean } & AgentStats {
-    const s = this.stats();
-    return { ok: s.connected && !this.closed, ...s };
+  health(): AgentHealth {
+    return agentHealth(this.stats(), this.closed);
   }
 
-  metrics(): Metric[] {
-    return prometheusMetrics(this.stats());
+  metrics(): Registry {
+    return this.counters.prometheus(() => this.stats());
   }
 
   /** Publishes everything read so far: an anchor times what waits, then JetStream acknowledges it all. */
