@@ -19,7 +19,14 @@ export const clickhouseOption = {
 
 export const healthPortOption = {
   type: 'number',
-  describe: 'serve GET /health and /metrics on this port (127.0.0.1)',
+  describe: 'serve GET /health and /metrics on this port (see --health-host)',
+} satisfies Options;
+
+export const healthHostOption = {
+  type: 'string',
+  default: '127.0.0.1',
+  describe:
+    'address the health port binds to; 0.0.0.0 lets a Prometheus on another machine scrape it (env FLASHBACK_HEALTH_HOST)',
 } satisfies Options;
 
 /** NATS credential and TLS flags of every service (docs/security.md); each also reads FLASHBACK_<NAME>. */

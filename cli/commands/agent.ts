@@ -1,7 +1,7 @@
 import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { startAgent } from '../../agent/index.js';
 import { createLogger } from '../../core/log.js';
-import { healthPortOption, natsAuthFrom, natsAuthOptions, natsOption } from '../options.js';
+import { healthHostOption, healthPortOption, natsAuthFrom, natsAuthOptions, natsOption } from '../options.js';
 import { runUntilSignal } from '../run-service.js';
 import { parseBytes, parseDuration } from '../duration.js';
 
@@ -52,7 +52,8 @@ export function builder(y: Argv) {
       default: '64mb',
       describe: "replication mode: raise the source's repl-backlog-size to at least this (0 = leave it)",
     })
-    .option('health-port', healthPortOption);
+    .option('health-port', healthPortOption)
+    .option('health-host', healthHostOption);
 }
 
 type Args = ArgumentsCamelCase<Awaited<ReturnType<typeof builder>['argv']>>;
@@ -72,6 +73,7 @@ export async function handler(args: Args): Promise<void> {
     attribution: args.attribution,
     minBacklogBytes: parseBytes(args.minBacklog, '--min-backlog'),
     healthPort: args.healthPort,
+    healthHost: args.healthHost,
     logger,
   });
   await runUntilSignal(agent, logger);

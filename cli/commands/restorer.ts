@@ -6,6 +6,7 @@ import {
   clickhouseAuthFrom,
   clickhouseAuthOptions,
   clickhouseOption,
+  healthHostOption,
   healthPortOption,
   natsAuthFrom,
   natsAuthOptions,
@@ -37,7 +38,8 @@ export function builder(y: Argv) {
     .options(natsAuthOptions)
     .option('clickhouse', clickhouseOption)
     .options(clickhouseAuthOptions)
-    .option('health-port', healthPortOption);
+    .option('health-port', healthPortOption)
+    .option('health-host', healthHostOption);
 }
 
 type Args = ArgumentsCamelCase<Awaited<ReturnType<typeof builder>['argv']>>;
@@ -51,6 +53,7 @@ export async function handler(args: Args): Promise<void> {
     clickhouseAuth: clickhouseAuthFrom(args),
     instancesDir: args.instancesDir,
     healthPort: args.healthPort,
+    healthHost: args.healthHost,
     ackWaitMs: parseDuration(args.ackWait, '--ack-wait'),
     maxAttempts: args.maxAttempts,
     closeTimeoutMs: parseDuration(args.closeTimeout, '--close-timeout'),

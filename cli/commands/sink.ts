@@ -5,6 +5,7 @@ import {
   clickhouseAuthFrom,
   clickhouseAuthOptions,
   clickhouseOption,
+  healthHostOption,
   healthPortOption,
   natsAuthFrom,
   natsAuthOptions,
@@ -21,7 +22,8 @@ export function builder(y: Argv) {
     .options(natsAuthOptions)
     .option('clickhouse', clickhouseOption)
     .options(clickhouseAuthOptions)
-    .option('health-port', healthPortOption);
+    .option('health-port', healthPortOption)
+    .option('health-host', healthHostOption);
 }
 
 type Args = ArgumentsCamelCase<Awaited<ReturnType<typeof builder>['argv']>>;
@@ -34,6 +36,7 @@ export async function handler(args: Args): Promise<void> {
     clickhouseUrl: args.clickhouse,
     clickhouseAuth: clickhouseAuthFrom(args),
     healthPort: args.healthPort,
+    healthHost: args.healthHost,
     logger,
   });
   await runUntilSignal(sink, logger);
