@@ -39,6 +39,8 @@ wanted=(
   "clickhouse-client clickhouse-client"
   # Headless browser of the timeline page's test (test/timeline-page.test.ts); no service.
   "chromium chromium"
+  # promtool checks every service's /metrics and deploy/prometheus/alerts.yml (test/health-metrics.test.ts); no service.
+  "promtool prometheus"
 )
 
 missing_pkgs=()
@@ -86,6 +88,7 @@ units_of() {
     redis-server) echo redis-server ;;
     nats-server) echo nats-server ;;
     clickhouse-server) echo clickhouse-server ;;
+    prometheus) echo prometheus ;;
   esac
 }
 
