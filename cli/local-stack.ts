@@ -7,11 +7,14 @@ import { startApi, type Api } from '../api/index.js';
 import { ConfigError, describeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { startClickHouseServer } from '../core/servers/clickhouse-server.js';
-import { startNatsServer } from '../core/servers/nats-server.js';
+import { startNatsServer, type NatsServerProcess } from '../core/servers/nats-server.js';
 import { isPidAlive } from '../core/servers/server-process.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
 import { startRestorer } from '../restorer/index.js';
 import { startSink } from '../sink/index.js';
+import type { NatsRole } from '../core/bus/nats-permissions.js';
+import type { ClickHouseAuth } from '../core/store/clickhouse.js';
+import { agentNode, loadStackSecrets, prepareNats, waitForNatsUser } from './stack-secrets.js';
 
 /** Options of a whole stack on one machine (`flashback up`). */
 export interface LocalStackOptions {
@@ -89,32 +92,56 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
     }
   };
   try {
+    // Servers this stack starts get generated users and permissions (cli/stack-secrets.ts, docs/security.md);
+    // servers given with --nats / --clickhouse are used as they are.
+    const secrets = await loadStackSecrets(
+      dataDir,
+      o.redisUrls.map((u) => agentNode(u)),
+    );
     let natsUrl = o.natsUrl;
+    let natsServer: NatsServerProcess | undefined;
     if (!natsUrl) {
       await mkdir(path.join(dataDir, 'nats'), { recursive: true });
-      const nats: ServerProcess = await startNatsServer({ dir: path.join(dataDir, 'nats'), processGroup: true });
+      const nats = await startNatsServer({
+        dir: path.join(dataDir, 'nats'),
+        processGroup: true,
+        configFile: secrets.natsConfigFile,
+      });
       closers.push(() => nats.stop());
       natsUrl = nats.url;
-      logger.info({ url: nats.url, pid: nats.pid }, 'nats-server started');
+      natsServer = nats;
+      logger.info({ url: nats.url, pid: nats.pid }, 'nats-server started (a user per service)');
+      await prepareNats(nats.url, secrets.nats({ role: 'admin' }), o.retentionMs);
     }
+    const natsAuth = (role: NatsRole) => (natsServer ? secrets.nats(role) : undefined);
     let clickhouseUrl = o.clickhouseUrl;
     if (!clickhouseUrl) {
       await mkdir(path.join(dataDir, 'clickhouse'), { recursive: true });
-      const ch = await startClickHouseServer({ dir: path.join(dataDir, 'clickhouse'), processGroup: true });
+      const ch = await startClickHouseServer({
+        dir: path.join(dataDir, 'clickhouse'),
+        processGroup: true,
+        users: secrets.clickhouseUsers,
+      });
       closers.push(() => ch.stop());
       clickhouseUrl = ch.url;
-      logger.info({ url: ch.url, pid: ch.pid }, 'clickhouse-server started');
+      logger.info({ url: ch.url, pid: ch.pid }, 'clickhouse-server started (admin password, read-only API users)');
     }
+    const ownClickHouse = o.clickhouseUrl === undefined;
+    const chAuth = (auth: ClickHouseAuth) => (ownClickHouse ? auth : undefined);
     const sink = await startSink({
       natsUrl,
+      natsAuth: natsAuth({ role: 'sink' }),
       clickhouseUrl,
+      clickhouseAuth: chAuth(secrets.clickhouseAdmin),
       logger: logger.child({ service: 'sink' }),
       retentionMs: o.retentionMs,
     });
     closers.push(() => sink.close());
     const restorer = await startRestorer({
       natsUrl,
+      natsAuth: natsAuth({ role: 'restorer' }),
       clickhouseUrl,
+      clickhouseAuth: chAuth(secrets.clickhouseAdmin),
       instancesDir: path.join(dataDir, 'instances'),
       logger: logger.child({ service: 'restorer' }),
     });
@@ -126,7 +153,10 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       metrics: () => [sink.metrics(), restorer.metrics(), ...agents.map((a) => a.metrics())],
       port: o.apiPort,
       natsUrl,
+      natsAuth: natsAuth({ role: 'api' }),
       clickhouseUrl,
+      clickhouseAuth: chAuth(secrets.clickhouseApi),
+      clickhouseSqlAuth: chAuth(secrets.clickhouseSql),
       tokens: tok.tokens,
       logger: logger.child({ service: 'api' }),
       retentionMs: o.retentionMs,
@@ -143,10 +173,16 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
     });
     closers.push(removeContext);
     const addAgent = async (redisUrl: string, nodeId?: string) => {
+      const node = agentNode(redisUrl, nodeId);
+      if (natsServer && (await secrets.addAgent(node))) {
+        natsServer.reload();
+        await waitForNatsUser(natsServer.url, secrets.nats({ role: 'agent', node }));
+      }
       const agent = await startAgent({
         redisUrl,
         nodeId,
         natsUrl: natsUrl!,
+        natsAuth: natsAuth({ role: 'agent', node }),
         retentionMs: o.retentionMs,
         // Replication capture with MONITOR beside it: exact effects, and each event's client and µs time.
         source: 'replication',

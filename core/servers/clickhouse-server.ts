@@ -128,8 +128,11 @@ export async function startClickHouseServer(o: ClickHouseServerOptions = {}): Pr
           return res.ok && (await res.text()).trim() === 'Ok.';
         },
       });
+      const login: Record<string, string> = o.users
+        ? { 'x-clickhouse-user': 'default', 'x-clickhouse-key': o.users.adminPassword }
+        : {};
       const version = await fetch(`${url}/?query=${encodeURIComponent('SELECT version()')}`, {
-        headers: { connection: 'close' },
+        headers: { connection: 'close', ...login },
         signal: AbortSignal.timeout(5_000),
       })
         .then(async (res) => (res.ok ? (await res.text()).trim() : undefined))
