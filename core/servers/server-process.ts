@@ -167,6 +167,16 @@ function attach(child: ChildProcess): void {
   });
 }
 
+/**
+ * Sends `signal` to every server started with `processGroup` (not detached) that still runs, at once; returns their
+ * pids. For a forced stop: the exit hook's SIGTERM would leave a slow-stopping server running after we are gone.
+ */
+export function killAttachedServers(signal: NodeJS.Signals = 'SIGKILL'): number[] {
+  const pids: number[] = [];
+  for (const c of attached) if (c.pid !== undefined && c.exitCode === null && c.kill(signal)) pids.push(c.pid);
+  return pids;
+}
+
 /** What a launcher tells {@link spawnServer}. */
 export interface SpawnServerSpec {
   /** Name for messages, e.g. `redis-server`. */
