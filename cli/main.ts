@@ -3,6 +3,8 @@ import { describeError, ErrorCode, FlashbackError } from '../core/errors.js';
 import { formatTsUs, parseRelativeTime } from '../core/time.js';
 import { packageVersion } from '../core/version.js';
 import { contextToken, findContext } from './context.js';
+import { parseDuration } from './duration.js';
+import { stopSettings } from './run-service.js';
 import { EXAMPLES } from './examples.js';
 
 /** Exit code a command handler sets; yargs handlers cannot return one. */
@@ -122,6 +124,13 @@ export async function runCli(
       global: true,
       describe: 'API token for CLI commands (env FLASHBACK_API_TOKEN)',
     })
+    .option('stop-timeout', {
+      type: 'string',
+      global: true,
+      describe:
+        'services: after SIGINT/SIGTERM, exit by this deadline whatever is unreachable, logging what was not flushed (a second signal exits at once)',
+      default: '10s',
+    })
     .option('data-dir', {
       type: 'string',
       hidden: true,
@@ -142,6 +151,7 @@ export async function runCli(
   await y
     .middleware((args) => {
       const name = String(args._[0] ?? '');
+      stopSettings.timeoutMs = parseDuration(String(args.stopTimeout ?? '10s'), '--stop-timeout');
       resolveTimes(args, say);
       if (CLIENT_COMMANDS.has(name)) applyStackContext(args, argv, env, cwd, name, say);
     })
