@@ -3,6 +3,9 @@
 // service's /metrics passes `promtool check metrics`, and `flashback up`'s single endpoint joins them.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { startAgent, type Agent } from '../agent/index.js';
@@ -41,6 +44,8 @@ let clickhouse: ServerProcess;
 let sink: Sink;
 let restorer: Restorer;
 const cleanup: (() => Promise<unknown>)[] = [];
+/** The API's page as under `flashback up` (every service), for the dashboard and alert checks. */
+let upPage = '';
 
 before(async () => {
   [nats, clickhouse] = await Promise.all([testNats(), testClickHouse()]);
@@ -218,6 +223,7 @@ describe('metrics', () => {
         : undefined;
     });
     assert.equal(promtoolCheck(text), '');
+    upPage = text;
     for (const a of agents) {
       assert.equal(sample(text, `flashback_agent_restorable{node="${a.node}"}`), 1);
       const end = sample(text, `flashback_window_end_timestamp_seconds{node="${a.node}"}`) ?? 0;
@@ -229,6 +235,64 @@ describe('metrics', () => {
     // One HELP/TYPE per family although two agents report it.
     assert.equal(text.match(/^# TYPE flashback_agent_restorable gauge$/gm)?.length, 1);
     assert.equal((await get(`${api.url}/metrics`)).status, 401);
+  });
+});
+
+describe('deploy/prometheus and deploy/grafana', () => {
+  const alerts = path.resolve('deploy/prometheus/alerts.yml');
+  const dashboard = JSON.parse(readFileSync('deploy/grafana/flashback.json', 'utf8')) as {
+    panels: { type: string; title: string; targets?: { expr: string }[] }[];
+    templating: { list: { query: { query: string } }[] };
+  };
+  const exprs = dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr));
+
+  test('alerts.yml passes promtool check rules and its unit tests (promtool test rules)', () => {
+    const check = spawnSync('promtool', ['check', 'rules', alerts], { encoding: 'utf8' });
+    assert.equal(check.status, 0, check.stdout + check.stderr);
+    assert.match(check.stdout, /SUCCESS: 10 rules found/);
+    const unit = spawnSync('promtool', ['test', 'rules', 'alerts.test.yml'], {
+      encoding: 'utf8',
+      cwd: path.dirname(alerts),
+    });
+    assert.equal(unit.status, 0, unit.stdout + unit.stderr);
+    const names = [...readFileSync(alerts, 'utf8').matchAll(/- alert: (\w+)/g)].map((m) => m[1]).sort();
+    assert.deepEqual(names, [
+      'FlashbackAgentLagging',
+      'FlashbackBaselineTooOld',
+      'FlashbackBaselinesFailing',
+      'FlashbackEpochChurn',
+      'FlashbackNoRestorableWindow',
+      'FlashbackSinkBehind',
+      'FlashbackSinkInsertsFailing',
+      'FlashbackSinkStalled',
+      'FlashbackSourceBufferGrowing',
+      'FlashbackWindowBehind',
+    ]);
+  });
+
+  test('every dashboard query is valid PromQL (checked as recording rules by promtool)', () => {
+    assert.ok(exprs.length >= 25, `${exprs.length} queries`);
+    const file = path.join(os.tmpdir(), `flashback-dashboard-${process.pid}.rules.yml`);
+    const rules = exprs.map(
+      (e, i) => `      - record: dashboard_query_${i}\n        expr: ${JSON.stringify(e.replaceAll('$node', '.*'))}`,
+    );
+    writeFileSync(file, `groups:\n  - name: dashboard\n    rules:\n${rules.join('\n')}\n`);
+    const check = spawnSync('promtool', ['check', 'rules', file], { encoding: 'utf8' });
+    assert.equal(check.status, 0, check.stdout + check.stderr);
+  });
+
+  test('every flashback metric the dashboard and the alerts use is served (as under flashback up)', () => {
+    assert.ok(upPage, 'the API test ran first');
+    const served = new Set([...upPage.matchAll(/^# TYPE (\w+) /gm)].map((m) => m[1]));
+    const used = new Set(
+      [...exprs, dashboard.templating.list[0]!.query.query, readFileSync(alerts, 'utf8')].flatMap((t) =>
+        [...t.matchAll(/\b(flashback_\w+|process_\w+|nodejs_\w+)/g)].map((m) =>
+          m[1]!.replace(/_(bucket|sum|count)$/, ''),
+        ),
+      ),
+    );
+    const missing = [...used].filter((n) => !served.has(n));
+    assert.deepEqual(missing, []);
   });
 });
 
