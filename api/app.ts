@@ -1,8 +1,9 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
+import { bodyLimit } from 'hono/body-limit';
 import { ErrorCode, InputError } from '../core/errors.js';
 import { silentLogger } from '../core/log.js';
 import { bearerAuth } from './auth.js';
-import { describeIssues, errorBody, errorHandler } from './errors.js';
+import { describeIssues, errorBody, errorHandler, HttpErrorCode } from './errors.js';
 import type { ApiDeps } from './deps.js';
 import { ApiMetrics, countRequests, registerMetricsRoute } from './metrics.js';
 import { registerEventRoutes } from './routes/events.js';
@@ -36,6 +37,21 @@ export function buildApp(deps: ApiDeps): OpenAPIHono {
   app.use('*', countRequests(metrics));
   // The pages (/, /docs) and their assets hold no data: served before auth; they ask for the token themselves.
   registerUiRoutes(app);
+  const maxBodyBytes = deps.maxBodyBytes ?? 262_144;
+  app.use(
+    '*',
+    bodyLimit({
+      maxSize: maxBodyBytes,
+      onError: (c) =>
+        c.json(
+          errorBody(
+            HttpErrorCode.TooLarge,
+            `the request body is over the API's limit of ${maxBodyBytes} bytes; send a smaller one (fewer keys patterns, a shorter query)`,
+          ),
+          413,
+        ),
+    }),
+  );
   app.use('*', bearerAuth(deps.tokens));
   app.onError(errorHandler(logger));
   app.notFound((c) =>

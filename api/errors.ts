@@ -17,6 +17,11 @@ const STATUS: Partial<Record<string, ContentfulStatusCode>> = {
   [ErrorCode.CaptureGap]: 422,
   [ErrorCode.BrokenEvent]: 422,
   [ErrorCode.Connection]: 503,
+  [ErrorCode.Forbidden]: 403,
+  [ErrorCode.Conflict]: 409,
+  [ErrorCode.TooLarge]: 413,
+  [ErrorCode.Busy]: 429,
+  [ErrorCode.Auth]: 400,
 };
 
 /** The HTTP status for one of our error codes. */
@@ -30,7 +35,7 @@ export function errorBody(code: string, message: string): { error: { code: strin
 }
 
 /** Codes of answers that are not our errors (auth, routing, hono's own 4xx). */
-export const HttpErrorCode = { Unauthorized: 'UNAUTHORIZED', Forbidden: 'FORBIDDEN' } as const;
+export const HttpErrorCode = { Unauthorized: 'UNAUTHORIZED', Forbidden: 'FORBIDDEN', TooLarge: 'TOO_LARGE' } as const;
 
 /**
  * The app's `onError`: our errors by code; hono's HTTPExceptions (malformed

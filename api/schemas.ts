@@ -60,7 +60,11 @@ export const RestoreRequestBody = z
       .optional()
       .openapi({ description: 'copy into this existing, empty Redis', example: 'redis://10.0.0.5:6379' }),
     flush: z.boolean().optional().openapi({ description: 'with target: empty it first' }),
-    rdb: z.string().min(1).optional().openapi({ description: "write an RDB file at this path on the restorer's host" }),
+    rdb: z.string().min(1).max(200).optional().openapi({
+      description:
+        "write an RDB file of this name into the restorer's export dir (--export-dir): a plain file name, no path",
+      example: 'orders-2026-08-03.rdb',
+    }),
     keepTtlRelative: z.boolean().optional().openapi({ description: 'shift expiries by (now − cutoff)' }),
     keys: z
       .array(z.string().min(1))
@@ -161,9 +165,16 @@ export const RestoreJobSchema = z
     clusterReport: ClusterRestoreReportSchema.optional().openapi({
       description: 'when done, for a request naming nodes',
     }),
-    error: z.object({ code: z.string(), message: z.string() }).optional(),
+    error: z
+      .object({ code: z.string(), message: z.string() })
+      .optional()
+      .openapi({ description: 'when failed; code CANCELLED after DELETE /restores/{id}, TIMEOUT past the deadline' }),
     attempts: z.number(),
     restorer: z.string().optional(),
+    password: z.string().optional().openapi({
+      description:
+        "the generated password of the instance a spawn job started: in the first answer after the job is done, and never again (the report's url shows it as ***)",
+    }),
     createdAt: z.string(),
     updatedAt: z.string(),
   })
@@ -363,14 +374,16 @@ export const ListQuery = z.object({
 });
 
 /** The standard error responses of a route that needs a token. */
-export function errorResponses(...statuses: (400 | 401 | 403 | 404 | 409 | 422 | 503)[]) {
+export function errorResponses(...statuses: (400 | 401 | 403 | 404 | 409 | 413 | 422 | 429 | 503)[]) {
   const descriptions = {
     400: 'bad input',
     401: 'no bearer token',
-    403: 'wrong bearer token',
+    403: 'wrong bearer token, or a token whose scope is too small (the message names the scope needed), or a target outside the allow-list',
     404: 'not found',
     409: 'conflict',
+    413: 'request body (or restore job) too large',
     422: 'not restorable',
+    429: 'too many queries at once; retry later',
     503: 'a server is unreachable',
   } as const;
   const out: Record<number, { description: string; content: { 'application/json': { schema: typeof ErrorBody } } }> =

@@ -6,7 +6,9 @@ import { silentLogger, type Logger } from '../core/log.js';
 import { connectNats, type NatsAuthOptions } from '../core/bus/nats.js';
 import { restoreInfra } from '../core/bus/restore-jobs.js';
 import { buildApp } from './app.js';
-import { parseApiTokens } from './auth.js';
+import { loadJobKey, type JobKey } from '../core/bus/job-secret.js';
+import { parseTargetAllow, type TargetAllowList } from '../core/redis/target-allow.js';
+import { apiTokensFromEnv, parseApiTokens, type ApiToken } from './auth.js';
 import { natsJobClient, type ApiDeps } from './deps.js';
 
 /** Options of {@link startApi}. */
@@ -27,8 +29,23 @@ export interface ApiOptions {
    * `clickhouseAuth` with per-query readonly=1 and the sqlMax* limits
    */
   clickhouseSqlAuth?: ClickHouseAuth;
-  /** Accepted bearer tokens. @default FLASHBACK_API_TOKENS (comma-separated) */
-  tokens?: readonly string[];
+  /**
+   * Accepted bearer tokens, each `read:T`, `restore:T`, `admin:T` or `T` (admin) (api/auth.ts).
+   * @default FLASHBACK_API_TOKENS (comma-separated), else the file FLASHBACK_API_TOKENS_FILE
+   */
+  tokens?: readonly (string | ApiToken)[];
+  /** Hosts a restore target may be: `--target-allow` entries (core/redis/target-allow.ts). @default loopback */
+  targetAllow?: string | readonly string[] | TargetAllowList;
+  /** The restorers' export dir when it is on this host (symlinked `rdb` names are refused here too). @default none */
+  exportDir?: string;
+  /** Key shared with the restorers for secrets in jobs (core/bus/job-secret.ts). @default FLASHBACK_JOB_KEY_FILE */
+  jobKey?: JobKey;
+  /** Largest request body, bytes. @default 262_144 */
+  maxBodyBytes?: number;
+  /** Largest answer of `POST /sql`, bytes. @default 8_388_608 */
+  sqlMaxBytes?: number;
+  /** `POST /sql` queries running at once. @default 4 */
+  sqlConcurrency?: number;
   /** @default silent */
   logger?: Logger;
   /** Upper bound of rows of `POST /sql`. @default 10_000 */
@@ -56,7 +73,10 @@ export interface Api {
  */
 export async function startApi(o: ApiOptions): Promise<Api> {
   const { port = 7480, host = '127.0.0.1', natsUrl, clickhouseUrl, logger = silentLogger } = o;
-  const tokens = parseApiTokens(o.tokens ?? process.env.FLASHBACK_API_TOKENS);
+  const tokens = parseApiTokens(o.tokens ?? apiTokensFromEnv());
+  const targetAllow =
+    typeof o.targetAllow === 'object' && 'allows' in o.targetAllow ? o.targetAllow : parseTargetAllow(o.targetAllow);
+  const jobKey = loadJobKey({ key: o.jobKey });
   if (!Number.isInteger(port) || port < 0 || port > 65_535)
     throw new ConfigError(`API port ${port} is not a port number; use 0–65535 (0 picks a free one)`);
   const store = await openStores(clickhouseUrl, o.clickhouseAuth, o.clickhouseSqlAuth);
@@ -78,6 +98,13 @@ export async function startApi(o: ApiOptions): Promise<Api> {
     sqlMaxSeconds: o.sqlMaxSeconds,
     retentionMs: o.retentionMs,
     metrics: o.metrics,
+    targetAllow,
+    exportDir: o.exportDir,
+    jobKey,
+    maxBodyBytes: o.maxBodyBytes,
+    sqlMaxBytes: o.sqlMaxBytes,
+    sqlConcurrency: o.sqlConcurrency,
+    sqlClient: store.sqlClient,
   };
   const app = buildApp(deps);
   let server: ServerType;
@@ -94,7 +121,16 @@ export async function startApi(o: ApiOptions): Promise<Api> {
     );
   });
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
-  logger.info({ url, tokens: tokens.length }, 'API listening');
+  logger.info(
+    {
+      url,
+      tokens: tokens.length,
+      scopes: [...new Set(tokens.map((t) => t.scope))],
+      targetAllow: targetAllow.entries,
+      jobKey: jobKey !== undefined,
+    },
+    'API listening',
+  );
   let closed: Promise<void> | undefined;
   const close = () =>
     (closed ??= (async () => {
@@ -106,9 +142,13 @@ export async function startApi(o: ApiOptions): Promise<Api> {
 }
 
 /** The API's store; with `sqlAuth`, user SQL goes through a second client logged in as that (read-only) user. */
-async function openStores(url: string, auth: ClickHouseAuth | undefined, sqlAuth: ClickHouseAuth | undefined) {
+async function openStores(
+  url: string,
+  auth: ClickHouseAuth | undefined,
+  sqlAuth: ClickHouseAuth | undefined,
+): Promise<Store & { sqlClient: NonNullable<ApiDeps['sqlClient']> }> {
   const main = await openClickHouse(url, { ...auth });
-  if (!sqlAuth) return main;
+  if (!sqlAuth) return { ...main, sqlClient: { client: main.client, serverLimits: false } };
   const sql = await openClickHouse(url, { ...sqlAuth, serverLimits: true }).catch(async (err: unknown) => {
     await main.close();
     throw err;
@@ -117,6 +157,11 @@ async function openStores(url: string, auth: ClickHouseAuth | undefined, sqlAuth
     await sql.close();
     await main.close();
   };
-  const store: Store = { ...main, readOnlySql: sql.readOnlySql, close, [Symbol.asyncDispose]: close };
-  return store;
+  return {
+    ...main,
+    readOnlySql: sql.readOnlySql,
+    sqlClient: { client: sql.client, serverLimits: true },
+    close,
+    [Symbol.asyncDispose]: close,
+  };
 }

@@ -131,6 +131,11 @@ export class ApiClient {
     return this.request<RestoreAccepted>('POST', '/restores', req);
   }
 
+  /** `DELETE /restores/{id}`: cancels a queued or running job. */
+  cancelRestore(id: string): Promise<RestoreJobStatus> {
+    return this.request<RestoreJobStatus>('DELETE', `/restores/${encodeURIComponent(id)}`);
+  }
+
   /** `GET /restores/{id}`. */
   getRestore(id: string): Promise<RestoreJobStatus> {
     return this.request<RestoreJobStatus>('GET', `/restores/${encodeURIComponent(id)}`);
@@ -184,14 +189,16 @@ export const apiOptions = {
  * The API client when `--api` (or FLASHBACK_API_URL) is set, else undefined
  * (local mode). yargs' FLASHBACK_ env prefix maps FLASHBACK_API to --api, so
  * the documented FLASHBACK_API_URL / FLASHBACK_API_TOKEN are read here.
+ * `--api-url` and `--api-token` are aliases of `--api` and `--token` (they were accepted and ignored before);
+ * `--api`/`--token` win when both are given (yargs also maps FLASHBACK_API_URL onto `--api-url`).
  */
 export function apiClientFrom(
-  args: { api?: string; token?: string },
+  args: { api?: string; token?: string; apiUrl?: string; apiToken?: string },
   env: NodeJS.ProcessEnv = process.env,
 ): ApiClient | undefined {
-  const url = args.api ?? env.FLASHBACK_API_URL;
+  const url = args.api ?? args.apiUrl ?? env.FLASHBACK_API_URL;
   if (!url) return undefined;
-  return new ApiClient(url, args.token ?? env.FLASHBACK_API_TOKEN ?? localToken());
+  return new ApiClient(url, args.token ?? args.apiToken ?? env.FLASHBACK_API_TOKEN ?? localToken());
 }
 
 /** The token `flashback up` stored in its default data dir, when the CLI runs beside it. */

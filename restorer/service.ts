@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { chmod, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -16,20 +16,35 @@ import { connectNats, ensureBaselineStore, type NatsAuthOptions, type NatsConnec
 import {
   deleteInstance,
   ensureRestoreInfra,
-  getInstance,
   getJob,
   hostToken,
   INSTANCE_STOP_SUBJECT,
   isFinal,
   putInstance,
   putJob,
+  readJobEntry,
+  RESTORE_CANCEL_SUBJECT,
   RESTORE_STREAM,
   RESTORER_DURABLE,
+  updateJob,
+  type CancelReply,
   type InstanceRecord,
   type RestoreJobRequest,
   type RestoreJobStatus,
   type StopInstanceReply,
 } from '../core/bus/restore-jobs.js';
+import { loadJobKey, seal, unseal, type JobKey } from '../core/bus/job-secret.js';
+import { exportPath } from '../core/export-dir.js';
+import { ensurePrivateDir } from '../core/private-dir.js';
+import { parseRedisUrl } from '../core/redis/redis-url.js';
+import { assertTargetAllowed, parseTargetAllow, type TargetAllowList } from '../core/redis/target-allow.js';
+import {
+  adoptInstance,
+  newInstancePassword,
+  runningInstances,
+  shownInstanceUrl,
+  stopOwnInstance,
+} from './instance-records.js';
 import type { RestoreProgress } from '../core/bus/restore-report.js';
 import { isPidAlive, stopPid } from '../core/servers/server-process.js';
 import { clickHouseEventStore } from '../core/store/event-store.js';
@@ -47,8 +62,25 @@ export interface RestorerOptions {
   natsAuth?: NatsAuthOptions;
   /** ClickHouse user and password; override any in the URL. @default the URL's */
   clickhouseAuth?: ClickHouseAuth;
-  /** Where spawned instances keep their files (one dir each). @default <tmp>/flashback-instances */
+  /**
+   * Where spawned instances keep their files (one dir each); made mode 700, refused when it is a symlink or another
+   * user's. @default <tmp>/flashback-instances
+   */
   instancesDir?: string;
+  /** Where jobs' `rdb` files go (a plain name each); made mode 700 on first use. @default ./.flashback/exports */
+  exportDir?: string;
+  /** Hosts a job's target may be (core/redis/target-allow.ts), checked again here before connecting. @default loopback */
+  targetAllow?: string | readonly string[] | TargetAllowList;
+  /**
+   * Key that opens jobs' sealed target URLs and seals spawned instances' passwords (core/bus/job-secret.ts); the API
+   * must hold the same. @default FLASHBACK_JOB_KEY_FILE, else none: a job with a sealed target fails, and a spawned
+   * instance's password stays in its record on this host
+   */
+  jobKey?: JobKey;
+  /** Time one job may run before it is failed (code TIMEOUT) and the next one runs, ms. @default 1_800_000 */
+  jobTimeoutMs?: number;
+  /** Restored instances this restorer keeps running at most; a spawn job beyond fails (code BUSY). @default 10 */
+  maxInstances?: number;
   /** @default silent */
   logger?: Logger;
   /** Serve GET /health and /metrics on this port. @default none */
@@ -131,7 +163,17 @@ export async function startRestorer(o: RestorerOptions): Promise<Restorer> {
     progressIntervalMs = 500,
     closeTimeoutMs = 30_000,
     pullExpiresMs = 2_000,
+    exportDir = path.resolve('.flashback', 'exports'),
+    jobTimeoutMs = 1_800_000,
+    maxInstances = 10,
   } = o;
+  if (!(jobTimeoutMs >= 1_000)) throw new ConfigError(`job timeout ${jobTimeoutMs} ms is too short; use at least 1s`);
+  if (!Number.isSafeInteger(maxInstances) || maxInstances < 0)
+    throw new ConfigError(`max instances ${maxInstances} is not a whole number ≥ 0`);
+  const targetAllow =
+    typeof o.targetAllow === 'object' && 'allows' in o.targetAllow ? o.targetAllow : parseTargetAllow(o.targetAllow);
+  const jobKey = loadJobKey({ key: o.jobKey });
+  const instancesRoot = await ensurePrivateDir(instancesDir, 'instances dir');
   // JetStream refuses a pull that expires in under a second; it would be retried forever.
   if (!(pullExpiresMs >= 1_000))
     throw new ConfigError(`pullExpiresMs must be at least 1000 (JetStream's minimum), got ${pullExpiresMs}`);
@@ -150,7 +192,7 @@ export async function startRestorer(o: RestorerOptions): Promise<Restorer> {
     deps = {
       events: clickHouseEventStore(store, store.client),
       objects: await ensureBaselineStore(nc),
-      instancesDir,
+      instancesDir: instancesRoot,
       logger,
     };
   } catch (err) {
@@ -164,7 +206,12 @@ export async function startRestorer(o: RestorerOptions): Promise<Restorer> {
     store,
     deps,
     logger,
-    instancesDir,
+    instancesDir: instancesRoot,
+    exportDir: path.resolve(exportDir),
+    targetAllow,
+    jobKey,
+    jobTimeoutMs,
+    maxInstances,
     ackWaitMs,
     maxAttempts,
     progressIntervalMs,
@@ -187,7 +234,20 @@ export async function startRestorer(o: RestorerOptions): Promise<Restorer> {
       throw err;
     }
   }
-  logger.info({ id, instancesDir, ackWaitMs, maxAttempts }, 'restorer taking jobs');
+  logger.info(
+    {
+      id,
+      instancesDir: instancesRoot,
+      exportDir,
+      targetAllow: targetAllow.entries,
+      jobKey: jobKey !== undefined,
+      jobTimeoutMs,
+      maxInstances,
+      ackWaitMs,
+      maxAttempts,
+    },
+    'restorer taking jobs',
+  );
   return r;
 }
 
@@ -198,6 +258,11 @@ interface ServiceDeps {
   deps: RestoreDeps;
   logger: Logger;
   instancesDir: string;
+  exportDir: string;
+  targetAllow: TargetAllowList;
+  jobKey: JobKey | undefined;
+  jobTimeoutMs: number;
+  maxInstances: number;
   ackWaitMs: number;
   maxAttempts: number;
   progressIntervalMs: number;
@@ -210,8 +275,23 @@ interface Current {
   id: string;
   msg: JsMsg;
   done: Promise<void>;
-  /** Set when close() gave the job back: whatever the restore does next must not touch the job's status. */
+  /**
+   * Set when the job left this restorer's hands while its restore still runs (close() gave it back, a cancel, its
+   * deadline): whatever the restore does next must not touch the job's status.
+   */
   handedBack: boolean;
+  /** Ends the job now (cancel, deadline); set while its restore runs. */
+  stop?: (err: FlashbackError) => void;
+  /** A cancel that came before the restore started. */
+  cancelled?: FlashbackError;
+  /** Answers the cancel request once the job is marked failed. */
+  onStopped?: () => void;
+}
+
+/** A job's request as the restore runs it, and the secrets to keep out of what is stored and logged. */
+interface PreparedJob {
+  request: RestoreJobRequest;
+  secrets: string[];
 }
 
 class RestorerService implements Restorer {
@@ -221,6 +301,7 @@ class RestorerService implements Restorer {
   private loop: Promise<void> | undefined;
   private current: Current | undefined;
   private stopSub: Subscription | undefined;
+  private cancelSub: Subscription | undefined;
   private readonly closers: (() => Promise<void>)[] = [];
   private readonly m = restorerMetrics(() => this.stats());
   healthPort?: number;
@@ -247,6 +328,25 @@ class RestorerService implements Restorer {
           (reply) => m.respond(JSON.stringify(reply)),
           () => undefined,
         );
+      },
+    });
+    this.cancelSub = this.d.nc.subscribe(RESTORE_CANCEL_SUBJECT, {
+      callback: (err, m) => {
+        if (err) return;
+        let req: { id?: unknown; by?: unknown } | undefined;
+        try {
+          req = m.json();
+        } catch {
+          return;
+        }
+        const cur = this.current;
+        // Only the restorer running the job answers; the others stay silent.
+        if (!cur || typeof req?.id !== 'string' || cur.id !== req.id) return;
+        const by = typeof req.by === 'string' ? req.by.slice(0, 100) : 'a cancel request';
+        const err2 = new FlashbackError(ErrorCode.Cancelled, `restore job ${cur.id} was cancelled (${by})`);
+        cur.onStopped = () => m.respond(JSON.stringify({ ok: true } satisfies CancelReply));
+        if (cur.stop) cur.stop(err2);
+        else cur.cancelled = err2;
       },
     });
     this.loop = this.pullLoop();
@@ -306,7 +406,7 @@ class RestorerService implements Restorer {
   }
 
   private async runJob(cur: Current): Promise<void> {
-    const { nc, logger, maxAttempts, ackWaitMs, progressIntervalMs } = this.d;
+    const { nc, logger, maxAttempts, ackWaitMs, progressIntervalMs, jobTimeoutMs } = this.d;
     const m = cur.msg;
     let job: JobMessage;
     try {
@@ -321,8 +421,11 @@ class RestorerService implements Restorer {
     cur.id = job.id;
     const attempt = m.info.deliveryCount;
     const t = new Date().toISOString();
-    const prev = await this.readJob(job.id);
-    let status: RestoreJobStatus = prev ?? {
+    const entry = await readJobEntry(nc, job.id).catch((err: unknown) => {
+      if (err instanceof FlashbackError && err.code === ErrorCode.NotFound) return undefined;
+      throw err;
+    });
+    let status: RestoreJobStatus = entry?.status ?? {
       id: job.id,
       state: 'queued',
       request: job.request,
@@ -332,7 +435,7 @@ class RestorerService implements Restorer {
       updatedAt: t,
     };
     if (isFinal(status.state)) {
-      // Its final status is stored; only the ack was lost.
+      // Its final status is stored (done, failed, or cancelled while queued); only the ack was lost.
       m.ack();
       return;
     }
@@ -353,7 +456,6 @@ class RestorerService implements Restorer {
       return;
     }
 
-    this.s.jobsStarted++;
     status = {
       ...status,
       state: 'running',
@@ -362,8 +464,20 @@ class RestorerService implements Restorer {
       error: undefined,
       progress: { phase: 'resolve', events: 0, totalEvents: 0 },
     };
+    // Compare-and-set: a cancel written since we read the job wins, and the job does not run.
+    if (!entry || !(await updateJob(nc, status, entry.revision))) {
+      const now = await readJobEntry(nc, job.id);
+      if (now && isFinal(now.status.state)) {
+        m.ack();
+        logger.info({ job: job.id }, 'restore job cancelled before it started');
+        cur.onStopped?.();
+        return;
+      }
+      await putJob(nc, status);
+    }
+    this.s.jobsStarted++;
     // KV writes go out in order: a throttled progress write never lands after the final status.
-    let writes: Promise<void> = putJob(nc, status);
+    let writes: Promise<void> = Promise.resolve();
     const write = (s: RestoreJobStatus) => {
       writes = writes.then(
         () => (cur.handedBack ? undefined : putJob(nc, s)),
@@ -371,11 +485,11 @@ class RestorerService implements Restorer {
       );
       return writes;
     };
-    await writes;
-    // The request's target URL may hold a password: the log gets it without.
+    // Stored jobs hold no target password (the API seals it); a forged or older job's is hidden here all the same.
     const shownRequest =
       job.request.target === undefined ? job.request : { ...job.request, target: shownUrl(job.request.target) };
-    logger.info({ job: job.id, attempt, request: shownRequest }, 'restore job started');
+    const { sealedTarget: _sealed, ...loggedRequest } = shownRequest;
+    logger.info({ job: job.id, attempt, request: loggedRequest }, 'restore job started');
     const keepAlive = setInterval(
       () => {
         if (!cur.handedBack) m.working();
@@ -395,16 +509,73 @@ class RestorerService implements Restorer {
         );
       }
     };
+    let secrets: string[] = [];
+    let stoppedBy: FlashbackError | undefined;
+    let deadline: NodeJS.Timeout | undefined;
     try {
-      const report = await runRestoreRequest(this.d.deps, job.request, onProgress);
+      const prepared = await this.prepare(job);
+      secrets = prepared.secrets;
+      if (cur.cancelled) throw (stoppedBy = cur.cancelled);
+      const run = runRestoreRequest(this.d.deps, prepared.request, onProgress);
+      // The deadline and a cancel end the job here; the restore itself is left to finish (its target connections
+      // time out) and whatever it made is removed then.
+      const stopped = new Promise<never>((_, reject) => {
+        cur.stop = (err) => reject((stoppedBy ??= err));
+        deadline = setTimeout(
+          () =>
+            cur.stop?.(
+              new FlashbackError(
+                ErrorCode.Timeout,
+                `restore job ${job.id} ran past its deadline of ${Math.round(jobTimeoutMs / 1000)} s (restorer --job-timeout) and was stopped; a target that accepts connections but never answers, or a history too long for the deadline (then raise --job-timeout)?`,
+              ),
+            ),
+          jobTimeoutMs,
+        );
+      });
+      let report;
+      try {
+        report = await Promise.race([run, stopped]);
+      } catch (err) {
+        if (stoppedBy !== undefined && err === stoppedBy) {
+          cur.handedBack = true;
+          void run.then(
+            (r) => this.discard(r),
+            () => undefined,
+          );
+        }
+        throw err;
+      } finally {
+        cur.stop = undefined;
+        clearTimeout(deadline);
+      }
       const [single, cluster] = isClusterReport(report) ? [undefined, report] : [report, undefined];
       if (cur.handedBack) {
         // Another restorer runs this job now; an instance made here would be a stray.
-        if (report.pid !== undefined) await this.stopProcess(report.pid, report.url);
-        if (report.dir) await rm(report.dir, { recursive: true, force: true });
+        await this.discard(report);
         return;
       }
+      let secret: string | undefined;
       if (job.request.spawn && report.url && report.pid !== undefined && report.dir) {
+        const password = newInstancePassword();
+        let own;
+        try {
+          own = await adoptInstance(this.d.instancesDir, {
+            id: job.id,
+            url: report.url,
+            pid: report.pid,
+            dir: report.dir,
+            password,
+          });
+        } catch (err) {
+          await this.discard(report);
+          throw err;
+        }
+        report.url = shownInstanceUrl(own);
+        if (this.d.jobKey) secret = seal(this.d.jobKey, job.id, 'instance-password', password);
+        else
+          report.warnings.push(
+            `the instance's generated password is not sent to the API (no job key shared with it: --job-key-file); it is in ${path.join(own.dir, 'flashback-instance.json')} on host ${os.hostname()}`,
+          );
         const rec: InstanceRecord = {
           id: job.id,
           url: report.url,
@@ -420,7 +591,8 @@ class RestorerService implements Restorer {
         };
         await putInstance(nc, rec);
       }
-      status = { ...status, state: 'done', report: single, clusterReport: cluster };
+      if (report.rdb) await chmod(report.rdb, 0o600);
+      status = { ...status, state: 'done', report: single, clusterReport: cluster, secret };
       await write(status);
       await m.ackAck();
       this.s.jobsDone++;
@@ -439,13 +611,22 @@ class RestorerService implements Restorer {
         'restore job done',
       );
     } catch (err) {
-      if (cur.handedBack) return;
+      if (cur.handedBack && stoppedBy === undefined) return;
       const fe =
         err instanceof FlashbackError
           ? err
           : new FlashbackError(ErrorCode.Internal, describeError(err), { cause: err });
-      const error = { code: fe.code, message: describeError(fe) };
-      if (fe.retryable && attempt < maxAttempts && !this.closing) {
+      // No password reaches the job's status or the log, whatever a server or library put in its message.
+      const error = { code: fe.code, message: scrub(describeError(fe), secrets) };
+      if (stoppedBy !== undefined) {
+        await writes.catch(() => undefined);
+        status = { ...status, state: 'failed', error };
+        await putJob(nc, status);
+        await m.ackAck();
+        this.s.jobsFailed++;
+        logger.error({ job: job.id, attempt, code: fe.code, err: error.message }, 'restore job stopped');
+        cur.onStopped?.();
+      } else if (fe.retryable && attempt < maxAttempts && !this.closing) {
         status = { ...status, state: 'queued', error };
         await write(status);
         m.nak(1_000 * attempt);
@@ -463,6 +644,47 @@ class RestorerService implements Restorer {
     }
   }
 
+  /**
+   * A job's request as this restorer runs it: the sealed target opened and checked against the allow-list, the
+   * `rdb` name placed in the export dir, a spawn checked against the cap on running instances.
+   */
+  private async prepare(job: JobMessage): Promise<PreparedJob> {
+    const { jobKey, targetAllow, exportDir, instancesDir, maxInstances } = this.d;
+    const { sealedTarget, ...request } = job.request;
+    const secrets: string[] = [];
+    if (sealedTarget !== undefined) {
+      if (!jobKey)
+        throw new FlashbackError(
+          ErrorCode.Config,
+          `restore job ${job.id} carries a sealed target URL and this restorer has no job key to open it; give the restorer the API's --job-key-file (FLASHBACK_JOB_KEY_FILE)`,
+        );
+      request.target = unseal(jobKey, job.id, 'target', sealedTarget);
+    }
+    if (request.target !== undefined) {
+      const password = parseRedisUrl(request.target, 'target').password;
+      if (password) secrets.push(password, encodeURIComponent(password));
+      await assertTargetAllowed(request.target, targetAllow);
+    }
+    if (request.rdb !== undefined)
+      request.rdb = await exportPath(await ensurePrivateDir(exportDir, 'export dir'), request.rdb);
+    if (request.spawn !== undefined) {
+      const running = await runningInstances(instancesDir);
+      if (running.length >= maxInstances)
+        throw new FlashbackError(
+          ErrorCode.Busy,
+          `${running.length} restored instance(s) run on ${os.hostname()} already, this restorer's cap (--max-instances ${maxInstances}); stop one (DELETE /instances/{id}, flashback instances stop ID) and submit the job again`,
+        );
+    }
+    return { request, secrets };
+  }
+
+  /** Removes what a restore made after its job left this restorer's hands: its instance, dir or RDB file. */
+  private async discard(report: { pid?: number; url?: string; dir?: string; rdb?: string }): Promise<void> {
+    if (report.pid !== undefined) await this.stopProcess(report.pid, report.url).catch(() => undefined);
+    if (report.dir) await rm(report.dir, { recursive: true, force: true });
+    if (report.rdb) await rm(report.rdb, { force: true });
+  }
+
   private async readJob(id: string): Promise<RestoreJobStatus | undefined> {
     try {
       return await getJob(this.d.nc, id);
@@ -477,20 +699,11 @@ class RestorerService implements Restorer {
     const { nc, logger, instancesDir } = this.d;
     try {
       if (typeof id !== 'string') throw new FlashbackError(ErrorCode.BadInput, 'instance stop request without an id');
-      const rec = await getInstance(nc, id);
-      if (rec.host !== os.hostname())
-        throw new FlashbackError(
-          ErrorCode.BadInput,
-          `instance "${id}" runs on host "${rec.host}", not on "${os.hostname()}"`,
-        );
-      await this.stopProcess(rec.pid, rec.url);
-      const dir = path.resolve(rec.dir);
-      // Only a dir we create is removed: the record comes from a shared bucket.
-      if (dir.startsWith(path.resolve(instancesDir) + path.sep)) await rm(dir, { recursive: true, force: true });
-      else logger.warn({ id, dir }, "instance files are outside this restorer's instances dir; left in place");
+      // Only this restorer's own record says which process and dir the id stands for; the bus gives the id alone.
+      const rec = await stopOwnInstance(instancesDir, id);
       await deleteInstance(nc, id);
       this.s.instancesStopped++;
-      logger.info({ id, url: rec.url, pid: rec.pid }, 'instance stopped');
+      logger.info({ id, pid: rec.pid, dir: rec.dir }, 'instance stopped');
       return { ok: true };
     } catch (err) {
       const fe = err instanceof FlashbackError ? err : new FlashbackError(ErrorCode.Internal, describeError(err));
@@ -498,7 +711,10 @@ class RestorerService implements Restorer {
     }
   }
 
-  /** Stops a spawned redis-server: SHUTDOWN NOSAVE, then signals by pid if it still runs (and is a redis-server). */
+  /**
+   * Stops a redis-server this process's own restore just started (never a pid from the bus): SHUTDOWN NOSAVE, then
+   * a signal if it still runs (and is a redis-server).
+   */
   private async stopProcess(pid: number, url: string | undefined): Promise<void> {
     if (!isRedisServer(pid)) return;
     if (url) {
@@ -568,6 +784,7 @@ class RestorerService implements Restorer {
     // A job handed back may never settle (a target that stopped answering); the loop then ends with the process.
     if (!handedBack) await this.loop?.catch(() => undefined);
     this.stopSub?.unsubscribe();
+    this.cancelSub?.unsubscribe();
     for (const f of this.closers) await f().catch(() => undefined);
     await nc.drain().catch(() => nc.close());
     await store.close();
@@ -592,4 +809,11 @@ function readDirOk(dir: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** `text` with every secret replaced by `***`. */
+function scrub(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const s of secrets) if (s.length >= 3) out = out.split(s).join('***');
+  return out;
 }

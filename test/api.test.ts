@@ -314,7 +314,7 @@ describe('restores', () => {
     assert.equal(job.state, 'queued');
     assert.equal(job.attempts, 0);
 
-    const second = (await (await post('/restores', { node, beforeSeq: 4, rdb: '/tmp/x.rdb' })).json()) as {
+    const second = (await (await post('/restores', { node, beforeSeq: 4, rdb: 'x.rdb' })).json()) as {
       id: string;
       cutoff: { seq: number };
     };

@@ -1,4 +1,10 @@
+import { randomUUID } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
 import type { ArgumentsCamelCase, Argv } from 'yargs';
+import type { RestoreOutcome } from '../../core/bus/restore-report.js';
+import { ensurePrivateDir } from '../../core/private-dir.js';
+import { adoptInstance, newInstancePassword, shownInstanceUrl } from '../../restorer/instance-records.js';
 import { openClickHouse } from '../../core/store/clickhouse.js';
 import { ErrorCode, InputError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
@@ -108,7 +114,11 @@ export async function handler(args: Args): Promise<void> {
   const nodes = nodeList(args.node, args.nodes);
   try {
     const objects = await ensureBaselineStore(nc);
-    const deps = { events: clickHouseEventStore(store, store.client), objects, logger };
+    // Restored instances live in a dir only this user can enter (a /tmp dir made by someone else is refused).
+    const instancesDir = args.spawn
+      ? await ensurePrivateDir(path.join(os.tmpdir(), 'flashback-instances'), 'instances dir')
+      : undefined;
+    const deps = { events: clickHouseEventStore(store, store.client), objects, logger, instancesDir };
     // Where the restored data goes: the same for one node and for several.
     const destination = {
       spawn: args.spawn ? { port: args.port } : undefined,
@@ -130,7 +140,10 @@ export async function handler(args: Args): Promise<void> {
         (p: RestoreProgress) => progress.update(p.phase, p.events, p.totalEvents),
       );
       progress.done();
-      process.stdout.write(args.json ? JSON.stringify(report) + '\n' : formatClusterReport(report));
+      const password = instancesDir ? await lockDown(instancesDir, report) : undefined;
+      process.stdout.write(
+        args.json ? JSON.stringify({ ...report, password }) + '\n' : formatClusterReport(report) + shownOnce(password),
+      );
       return;
     }
     const report = await restore(
@@ -147,7 +160,10 @@ export async function handler(args: Args): Promise<void> {
       (p: RestoreProgress) => progress.update(p.phase, p.events, p.totalEvents),
     );
     progress.done();
-    process.stdout.write(args.json ? JSON.stringify(report) + '\n' : formatReport(report));
+    const password = instancesDir ? await lockDown(instancesDir, report) : undefined;
+    process.stdout.write(
+      args.json ? JSON.stringify({ ...report, password }) + '\n' : formatReport(report) + shownOnce(password),
+    );
   } finally {
     progress.done();
     await nc.close();
@@ -180,14 +196,48 @@ async function restoreViaApi(api: ApiClient, args: Args): Promise<void> {
         progress.update(s.state === 'queued' ? 'queued' : s.progress.phase, s.progress.events, s.progress.totalEvents),
     });
     progress.done();
+    const { password } = done;
     if (done.clusterReport)
       process.stdout.write(
-        args.json ? JSON.stringify(done.clusterReport) + '\n' : formatClusterReport(done.clusterReport),
+        args.json
+          ? JSON.stringify({ ...done.clusterReport, password }) + '\n'
+          : formatClusterReport(done.clusterReport) + shownOnce(password),
       );
-    else process.stdout.write(args.json ? JSON.stringify(done.report) + '\n' : formatReport(done.report!));
+    else
+      process.stdout.write(
+        args.json
+          ? JSON.stringify({ ...done.report, password }) + '\n'
+          : formatReport(done.report!) + shownOnce(password),
+      );
   } finally {
     progress.done();
   }
+}
+
+/**
+ * Gives a spawned instance its generated password and this user's record (restorer/instance-records.ts); the report's
+ * url then shows the password as ***.
+ * @returns the password, to print once.
+ */
+async function lockDown(root: string, report: RestoreOutcome): Promise<string | undefined> {
+  if (report.pid === undefined || report.url === undefined || report.dir === undefined) return undefined;
+  const password = newInstancePassword();
+  const own = await adoptInstance(root, {
+    id: `local-${randomUUID().slice(0, 8)}`,
+    url: report.url,
+    pid: report.pid,
+    dir: report.dir,
+    password,
+  });
+  report.url = shownInstanceUrl(own);
+  return password;
+}
+
+/** The line that shows a restored instance's password, the one time it is shown. */
+function shownOnce(password: string | undefined): string {
+  return password === undefined
+    ? ''
+    : `  password   ${password} (shown once: redis-cli -a ${'<password>'} or REDISCLI_AUTH; it also is in the instance dir's flashback-instance.json, mode 600)\n`;
 }
 
 /** The human-readable restore report. */
@@ -203,10 +253,14 @@ export function formatReport(r: RestoreReport): string {
   if (r.rdb) lines.push(`  rdb        ${r.rdb}`);
   else if (r.pid)
     lines.push(
-      `  instance   ${r.url} (pid ${r.pid}, files in ${r.dir}); stop it with: redis-cli -u ${r.url} shutdown nosave`,
+      `  instance   ${r.url} (pid ${r.pid}, files in ${r.dir}); stop it with: REDISCLI_AUTH=<password> redis-cli -p ${portOf(r.url)} shutdown nosave`,
     );
   else lines.push(`  target     ${r.url}`);
   return lines.join('\n') + '\n';
+}
+
+function portOf(url: string | undefined): string {
+  return /:(\d+)(?:\/\d*)?$/.exec(url ?? '')?.[1] ?? '<port>';
 }
 
 /** The human-readable report of a restore of several nodes. */
@@ -227,7 +281,7 @@ export function formatClusterReport(r: ClusterRestoreReport): string {
   if (r.rdb) lines.push(`  rdb        ${r.rdb}`);
   else if (r.pid)
     lines.push(
-      `  instance   ${r.url} (pid ${r.pid}, files in ${r.dir}); stop it with: redis-cli -u ${r.url} shutdown nosave`,
+      `  instance   ${r.url} (pid ${r.pid}, files in ${r.dir}); stop it with: REDISCLI_AUTH=<password> redis-cli -p ${portOf(r.url)} shutdown nosave`,
     );
   else lines.push(`  target     ${r.url}`);
   return lines.join('\n') + '\n';

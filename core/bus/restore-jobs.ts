@@ -39,6 +39,11 @@ export const INSTANCES_BUCKET = 'flashback-instances';
  * instance's files, in one queue group so exactly one of them acts.
  */
 export const INSTANCE_STOP_SUBJECT = 'flashback.instances.stop';
+/**
+ * Requests to cancel a running job (`{ id }`), sent by the API to every restorer; only the one running that job
+ * answers, once the job is marked failed with code CANCELLED.
+ */
+export const RESTORE_CANCEL_SUBJECT = 'flashback.restores.cancel';
 
 const DAY_MS = 86_400_000;
 
@@ -56,13 +61,24 @@ export interface RestoreJobRequest {
   beforeSeq?: number;
   /** Epoch of toSeq/beforeSeq; default the newest window that holds it. */
   epoch?: number;
-  /** Copy into this existing, empty Redis URL. */
+  /**
+   * Copy into this existing, empty Redis URL. In a stored job it holds no password (`redis://user:***@host:port/db`);
+   * the whole URL travels in `sealedTarget`.
+   */
   target?: string;
+  /**
+   * The target URL with its password, sealed with the job key (core/bus/job-secret.ts); set by the API, never taken
+   * from a client.
+   */
+  sealedTarget?: string;
   /** With target: empty it first. */
   flush?: boolean;
   /** Start a new redis-server on the restorer's host (it keeps running; see `flashback-instances`). */
   spawn?: { port?: number };
-  /** Write an RDB file at this path on the restorer's host. */
+  /**
+   * Write an RDB file of this name into the restorer's export dir (`--export-dir`): a plain file name, no path
+   * (a local `flashback restore --rdb` takes any path).
+   */
   rdb?: string;
   /** Shift expiries by (restore time − cutoff). */
   keepTtlRelative?: boolean;
@@ -92,15 +108,26 @@ export interface RestoreJobStatus {
   attempts: number;
   /** Restorer running (or last running) the job: `host/pid/random`. */
   restorer?: string;
+  /**
+   * The generated password of the instance the job spawned, sealed with the job key; the API opens it for the first
+   * `GET /restores/{id}` after the job is done and removes it (shown once).
+   */
+  secret?: string;
+  /** Only in an API answer: the spawned instance's password, in the one answer that shows it. */
+  password?: string;
   /** ISO 8601. */
   createdAt: string;
   updatedAt: string;
 }
 
-/** A redis-server spawned by a restore (`spawn`), recorded in {@link INSTANCES_BUCKET}. */
+/**
+ * A redis-server spawned by a restore (`spawn`), listed in {@link INSTANCES_BUCKET}. Only a listing: a restorer
+ * stops an instance by its own record of what it started (restorer/instance-records.ts), never by this one.
+ */
 export interface InstanceRecord {
   /** The id of the job that spawned it. */
   id: string;
+  /** Without the password (`redis://:***@127.0.0.1:port/0`). */
   url: string;
   pid: number;
   /** Its data dir on `host`. */
@@ -256,11 +283,18 @@ const now = () => new Date().toISOString();
  * Queues a restore job: its status ('queued') goes to KV first, then the
  * message to the work queue, so a restorer never runs a job nobody can see.
  * The request is not validated here; the API resolves its cutoff before.
+ * @param o.id the job id (the API makes it first to seal the target with it). @default a new one
  * @returns the job id.
+ * @throws FlashbackError TOO_LARGE when the job is over the server's max_payload (nothing queued then).
  */
-export async function submitRestoreJob(nc: NatsConnection, request: RestoreJobRequest): Promise<string> {
+export async function submitRestoreJob(
+  nc: NatsConnection,
+  request: RestoreJobRequest,
+  o: { id?: string } = {},
+): Promise<string> {
   const { js, jobs } = await restoreInfra(nc);
-  const id = newJobId();
+  const id = o.id ?? newJobId();
+  checkId(id, 'restore job');
   const t = now();
   const status: RestoreJobStatus = {
     id,
@@ -271,9 +305,19 @@ export async function submitRestoreJob(nc: NatsConnection, request: RestoreJobRe
     createdAt: t,
     updatedAt: t,
   };
+  const message = JSON.stringify({ id, request });
+  const statusText = JSON.stringify(status);
+  // Over max_payload NATS would drop the connection's publish with an error that reads like an outage.
+  const maxPayload = nc.info?.max_payload;
+  const bytes = Math.max(Buffer.byteLength(message), Buffer.byteLength(statusText) + 1_024);
+  if (maxPayload !== undefined && bytes > maxPayload)
+    throw new FlashbackError(
+      ErrorCode.TooLarge,
+      `the restore job is ${bytes} bytes, over NATS's max_payload of ${maxPayload} bytes; send fewer or shorter keys patterns or nodes`,
+    );
   try {
-    await jobs.put(id, JSON.stringify(status));
-    await js.publish(RESTORE_JOB_SUBJECT, JSON.stringify({ id, request }), { msgID: id });
+    await jobs.put(id, statusText);
+    await js.publish(RESTORE_JOB_SUBJECT, message, { msgID: id });
   } catch (cause) {
     throw translateNatsError(cause, `restore job queue ${RESTORE_STREAM} on NATS at ${nc.getServer()}`);
   }
@@ -283,10 +327,108 @@ export async function submitRestoreJob(nc: NatsConnection, request: RestoreJobRe
 /** Writes a job's status (the restorer's side). */
 export async function putJob(nc: NatsConnection, status: RestoreJobStatus): Promise<void> {
   const { jobs } = await restoreInfra(nc);
-  await jobs.put(status.id, JSON.stringify({ ...status, updatedAt: now() }));
+  const { password: _shownOnly, ...stored } = status;
+  await jobs.put(status.id, JSON.stringify({ ...stored, updatedAt: now() }));
 }
 
-/** A job's status; NOT_FOUND error when there is none. */
+/** A job's status with its KV revision, or undefined when there is none. */
+export async function readJobEntry(
+  nc: NatsConnection,
+  id: string,
+): Promise<{ status: RestoreJobStatus; revision: number } | undefined> {
+  checkId(id, 'restore job');
+  const { jobs } = await restoreInfra(nc);
+  const e = await jobs.get(id);
+  if (!e || e.operation !== 'PUT') return undefined;
+  return { status: e.json<RestoreJobStatus>(), revision: e.revision };
+}
+
+/**
+ * Writes `status` only if the job's entry is still at `revision` (compare-and-set); false when someone wrote it
+ * meanwhile (a cancel, another restorer).
+ */
+export async function updateJob(nc: NatsConnection, status: RestoreJobStatus, revision: number): Promise<boolean> {
+  const { jobs } = await restoreInfra(nc);
+  const { password: _shownOnly, ...stored } = status;
+  try {
+    await jobs.update(status.id, JSON.stringify({ ...stored, updatedAt: now() }), revision);
+    return true;
+  } catch (err) {
+    if (err instanceof Error && /wrong last sequence|key exists/i.test(err.message)) return false;
+    throw err;
+  }
+}
+
+/**
+ * Takes a done job's sealed instance password out of KV: the one caller whose compare-and-set removes it gets it;
+ * everyone else (and every later call) gets undefined.
+ */
+export async function takeJobSecret(nc: NatsConnection, id: string): Promise<string | undefined> {
+  for (let i = 0; i < 5; i++) {
+    const e = await readJobEntry(nc, id);
+    if (!e?.status.secret) return undefined;
+    const { secret, ...rest } = e.status;
+    if (await updateJob(nc, rest, e.revision)) return secret;
+  }
+  return undefined;
+}
+
+/** Reply of a cancel request. */
+export type CancelReply = { ok: true } | { ok: false; error: { code: string; message: string } };
+
+/**
+ * Cancels a job: a queued one is marked failed (code CANCELLED) at once, and its message is dropped by the
+ * restorer that receives it; a running one is stopped by its restorer (asked on {@link RESTORE_CANCEL_SUBJECT}),
+ * which marks it failed, stops what it spawned and takes the next job. When no restorer answers for a running
+ * job (it died), the job is marked failed here.
+ * @throws FlashbackError NOT_FOUND for an unknown id, CONFLICT for a job that is done or failed already.
+ */
+export async function cancelJob(
+  nc: NatsConnection,
+  id: string,
+  o: { timeoutMs?: number; by?: string } = {},
+): Promise<RestoreJobStatus> {
+  const { timeoutMs = 15_000, by = 'DELETE /restores/{id}' } = o;
+  const cancelled = (s: RestoreJobStatus): RestoreJobStatus => ({
+    ...s,
+    state: 'failed',
+    error: { code: ErrorCode.Cancelled, message: `restore job ${id} was cancelled (${by})` },
+  });
+  for (let i = 0; i < 10; i++) {
+    const e = await readJobEntry(nc, id);
+    if (!e)
+      throw new FlashbackError(
+        ErrorCode.NotFound,
+        `restore job "${id}" does not exist (job statuses are kept 7 days); GET /restores lists them`,
+      );
+    const s = e.status;
+    if (isFinal(s.state))
+      throw new FlashbackError(
+        ErrorCode.Conflict,
+        `restore job ${id} is ${s.state === 'done' ? 'done' : 'failed'} already; nothing to cancel${s.state === 'done' && s.request.spawn ? ' (DELETE /instances/{id} stops the instance it spawned)' : ''}`,
+      );
+    if (s.state === 'queued') {
+      if (await updateJob(nc, cancelled(s), e.revision)) return (await readJobEntry(nc, id))?.status ?? cancelled(s);
+      continue;
+    }
+    let reply: CancelReply | undefined;
+    try {
+      reply = (await nc.request(RESTORE_CANCEL_SUBJECT, JSON.stringify({ id, by }), { timeout: timeoutMs })).json();
+    } catch {
+      reply = undefined; // no restorer runs it any more (or none answered in time)
+    }
+    if (reply && !reply.ok) throw new FlashbackError(reply.error.code as ErrorCode, reply.error.message);
+    if (reply?.ok) return (await readJobEntry(nc, id))?.status ?? cancelled(s);
+    if (await updateJob(nc, cancelled(s), e.revision)) return (await readJobEntry(nc, id))?.status ?? cancelled(s);
+  }
+  throw new FlashbackError(
+    ErrorCode.Busy,
+    `restore job ${id} kept changing while it was being cancelled; try DELETE /restores/${id} again`,
+    { retryable: true },
+  );
+}
+
+/** A job's status (without its sealed secret); NOT_FOUND error when there is none. */
 export async function getJob(nc: NatsConnection, id: string): Promise<RestoreJobStatus> {
   checkId(id, 'restore job');
   const { jobs } = await restoreInfra(nc);
@@ -296,7 +438,9 @@ export async function getJob(nc: NatsConnection, id: string): Promise<RestoreJob
       ErrorCode.NotFound,
       `restore job "${id}" does not exist (job statuses are kept 7 days); GET /restores lists them`,
     );
-  return e.json<RestoreJobStatus>();
+  // The sealed password leaves KV only through takeJobSecret.
+  const { secret: _sealed, ...status } = e.json<RestoreJobStatus>();
+  return status;
 }
 
 /** Jobs, newest first. */
@@ -305,7 +449,7 @@ export async function listJobs(
   o: { state?: RestoreJobState; limit?: number } = {},
 ): Promise<RestoreJobStatus[]> {
   const { jobs } = await restoreInfra(nc);
-  const out = await readAll<RestoreJobStatus>(jobs);
+  const out = (await readAll<RestoreJobStatus>(jobs)).map(({ secret: _sealed, ...s }) => s);
   return out
     .filter((j) => o.state === undefined || j.state === o.state)
     .sort((a, b) => (a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : 0))
