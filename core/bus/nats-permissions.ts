@@ -4,6 +4,7 @@ import {
   INSTANCE_STOP_SUBJECT,
   INSTANCES_BUCKET,
   JOBS_BUCKET,
+  RESTORE_CANCEL_SUBJECT,
   RESTORE_JOB_SUBJECT,
   RESTORE_STREAM,
   RESTORER_DURABLE,
@@ -123,7 +124,8 @@ export function natsPermissions(r: NatsRole): NatsPermissions {
             ...readStream(OBJ_STREAM),
           ],
         },
-        subscribe: { allow: [inbox, `${INSTANCE_STOP_SUBJECT}.>`] },
+        // Cancel requests of DELETE /restores/{id}: the restorer running the job answers.
+        subscribe: { allow: [inbox, `${INSTANCE_STOP_SUBJECT}.>`, RESTORE_CANCEL_SUBJECT] },
         allow_responses: true,
       };
     case 'api':
@@ -139,6 +141,8 @@ export function natsPermissions(r: NatsRole): NatsPermissions {
             // Instances: read, and ask the restorer that owns one to stop it. Never write a record.
             ...readStream(kvStream(INSTANCES_BUCKET)),
             `${INSTANCE_STOP_SUBJECT}.>`,
+            // DELETE /restores/{id} of a running job asks its restorer to stop it.
+            RESTORE_CANCEL_SUBJECT,
           ],
         },
         subscribe: { allow: [inbox] },
