@@ -149,8 +149,10 @@ export async function connectRedis(
         `Redis at ${shown} refused ${t.username ? `user "${t.username}" or its password` : 'the password'} (${words}); check the credentials in ${flag}`,
         { cause: why },
       );
+    // Not retryable: a server that takes connections and says nothing does not start speaking Redis in a second.
     if (cause instanceof SilentServer || /Command timed out/i.test(words))
-      throw new ConnectionError(
+      throw new FlashbackError(
+        ErrorCode.Connection,
         `Redis at ${shown} accepted the connection but did not answer within ${connectTimeoutMs} ms; is it a Redis server? check ${flag}`,
         { cause: why },
       );
