@@ -34,9 +34,18 @@ export async function runUntilSignal(service: StoppableService, logger: Logger):
       logger.info({ signal, timeoutMs }, 'stopping: flushing what is in hand');
       const timer = setTimeout(() => forced(`not stopped after ${timeoutMs} ms (--stop-timeout)`, 1), timeoutMs);
       timer.unref();
+      const deadline = Date.now() + timeoutMs;
       service.close().then(
         () => {
           clearTimeout(timer);
+          // Closed, but a handle a library left open (a reconnect timer, a socket) must not keep the process alive.
+          setTimeout(
+            () => {
+              logger.warn('stopped, but something still held the process open; exiting');
+              process.exit(process.exitCode ?? 0);
+            },
+            Math.max(1_000, deadline - Date.now()),
+          ).unref();
           resolve();
         },
         (err: unknown) => {

@@ -18,6 +18,7 @@ import { MonitorParser } from '../../core/redis/monitor-parser.js';
 import { MonitorSource } from '../monitor/monitor-source.js';
 import { Attribution } from './attribution.js';
 import { BaselineScheduler } from '../baseline-scheduler.js';
+import { readLastBaseline } from '../last-baseline.js';
 import { CaptureMetrics, commonStats, type AgentStats } from '../metrics.js';
 import { agentHealth, type AgentHealth } from '../readiness.js';
 import { readClientOutputBytes } from '../overload.js';
@@ -251,6 +252,15 @@ export class ReplicationAgent implements Agent {
     this.run = this.buildRun(r.position, r.epoch, r.seq, r.tsUs);
     this.epochs++;
     this.o.logger.info({ epoch: r.epoch, seq: r.seq, offset: r.position.offset }, 'epoch resumed after a restart');
+    // Its baseline was stored by the process before this one: ready as soon as its record is read.
+    void readLastBaseline(this.o.nc, this.node)
+      .then((record) => record && this.baselines.known(record))
+      .catch((err: unknown) =>
+        this.o.logger.warn(
+          { err: describeError(err) },
+          'cannot read the last baseline record; ready after the next baseline',
+        ),
+      );
   }
 
   private buildRun(at: ReplicationPosition, epoch: number, lastSeq: number, lastAnchorUs: number): ReplicationRun {
@@ -436,7 +446,8 @@ export class ReplicationAgent implements Agent {
           break;
         } catch (e) {
           logger.warn({ err: describeError(e), retryInMs: delay }, 'cannot reconnect the replication link; retrying');
-          await new Promise((r) => setTimeout(r, delay));
+          // Unref'd: a closed agent must not be kept alive by its backoff (the loop ends at the next turn).
+          await new Promise((r) => setTimeout(r, delay).unref());
           delay = Math.min(10_000, delay * 2);
         }
       }

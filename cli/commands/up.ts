@@ -8,6 +8,7 @@ import { ApiClient } from '../api-client.js';
 import { runDemo } from '../demo.js';
 import { startLocalStack } from '../local-stack.js';
 import { runUntilSignal } from '../run-service.js';
+import { stopLeftoverServers } from '../leftover-servers.js';
 
 export const command = 'up';
 export const describe =
@@ -50,6 +51,8 @@ export async function handler(args: Args): Promise<void> {
   const logger = createLogger('up');
   const retentionMs = parseDuration(args.retention, '--retention');
   const dataDir = path.resolve(args.dataDir);
+  // A killed earlier `up` leaves nats-server and clickhouse-server holding the data dir: this start would fail on them.
+  await stopLeftoverServers(dataDir, logger);
   const stack = await startLocalStack({
     dataDir,
     natsUrl: args.nats,
