@@ -1,20 +1,32 @@
 #!/usr/bin/env bash
 # Installs, from Debian's own packages, the servers redis-flashback runs as child processes:
-# redis-server (+ redis-tools), nats-server, clickhouse-server (+ clickhouse-client).
+# redis-server (+ redis-tools), nats-server, clickhouse-server (+ clickhouse-client), and faketime (restores of
+# Redis 7.4+ histories load on the source's clock: restorer/source-clock.ts); then, with deploy/install-versions.sh,
+# the other server lines the version tests run (Valkey 8.0.1, Redis 8.0.2), unless --no-versions.
 # Idempotent: installs only what is missing, runs `apt-get update` only then.
 # Starts and enables no system service: flashback starts its own servers on free loopback ports
 # with their own data dirs, and a packaged service would hold the standard ports (6379, 4222, 8123, 9000).
 #
-# Usage: bash deploy/install-servers.sh [--check]
-#   --check  only report; exit 1 if something is missing
+# Usage: bash deploy/install-servers.sh [--check] [--no-versions]
+#   --check        only report; exit 1 if something is missing
+#   --no-versions  skip deploy/install-versions.sh (Valkey 8.0.1, Redis 8.0.2: the version tests need them)
 set -euo pipefail
 
 check_only=false
-case "${1:-}" in
-  --check) check_only=true ;;
-  '') ;;
-  *) echo "usage: bash deploy/install-servers.sh [--check]" >&2; exit 2 ;;
-esac
+versions=true
+for arg in "$@"; do
+  case "$arg" in
+    --check) check_only=true ;;
+    --no-versions) versions=false ;;
+    *) echo "usage: bash deploy/install-servers.sh [--check] [--no-versions]" >&2; exit 2 ;;
+  esac
+done
+here=$(dirname "${BASH_SOURCE[0]}")
+# The other server lines, after this script's own packages (run on every exit path that succeeded).
+more_versions() {
+  $versions || return 0
+  if $check_only; then bash "$here/install-versions.sh" --check; else bash "$here/install-versions.sh"; fi
+}
 
 say() { printf 'install-servers: %s\n' "$*"; }
 
@@ -41,6 +53,8 @@ wanted=(
   "chromium chromium"
   # promtool checks every service's /metrics and deploy/prometheus/alerts.yml (test/health-metrics.test.ts); no service.
   "promtool prometheus"
+  # Restores of Redis 7.4+ histories load on the source's clock (restorer/source-clock.ts); no service.
+  "faketime faketime"
 )
 
 missing_pkgs=()
@@ -57,10 +71,12 @@ done
 
 if [[ ${#missing_pkgs[@]} -eq 0 ]]; then
   say "nothing to install"
+  more_versions
   exit 0
 fi
 if $check_only; then
   say "to install them: sudo bash deploy/install-servers.sh"
+  more_versions || true
   exit 1
 fi
 
@@ -174,3 +190,4 @@ if [[ -n $new ]]; then
 fi
 $added_policy && say "removing $policy again"
 say "done"
+more_versions

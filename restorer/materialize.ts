@@ -47,6 +47,8 @@ export interface LoadAofDirOptions {
   args?: string[];
   /** The server binary that loads it (restorer/server-binaries.ts picks it). @default redis-server on PATH */
   bin?: string;
+  /** The server's environment (restorer/source-clock.ts: the source's clock). @default process.env */
+  env?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -58,10 +60,11 @@ export interface LoadAofDirOptions {
  *   ServerStartError when the server does not start for another reason (port taken, ready timeout).
  */
 export async function loadAofDir(dir: string, options: LoadAofDirOptions = {}): Promise<ServerProcess> {
-  const { port, host, detached = false, readyTimeoutMs = 600_000, args = [], bin } = options;
+  const { port, host, detached = false, readyTimeoutMs = 600_000, args = [], bin, env } = options;
   try {
     return await startRedisServer({
       bin,
+      env,
       dir,
       port,
       host,
@@ -86,6 +89,36 @@ export async function loadAofDir(dir: string, options: LoadAofDirOptions = {}): 
       logTail: err.logTail,
     });
   }
+}
+
+/**
+ * Hands a dataset loaded on the source's clock (restorer/source-clock.ts) to a server on the real clock: SAVE, stop,
+ * start `bin` on that RDB in the same dir and on the same port (dropping what expired since, as any master loading
+ * an RDB does), and for a kept instance turn its AOF back on (a rewrite from the loaded data).
+ */
+export async function reloadOnRealClock(
+  loaded: ServerProcess,
+  options: LoadAofDirOptions = {},
+): Promise<ServerProcess> {
+  const { host, detached = false, readyTimeoutMs = 600_000, args = [], bin } = options;
+  await withRedis(loaded.url, async (r) => {
+    await r.call('CONFIG', 'SET', 'appendonly', 'no');
+    await r.call('SAVE');
+  });
+  await loaded.stop();
+  await rm(path.join(loaded.dir, AOF_DIR_NAME), { recursive: true, force: true });
+  const server = await startRedisServer({
+    bin,
+    dir: loaded.dir,
+    port: loaded.port,
+    host,
+    detached,
+    readyTimeoutMs,
+    // dbfilename is the default (dump.rdb): SAVE wrote it there (Redis 8 protects dbfilename from CONFIG SET).
+    args: ['--appenddirname', AOF_DIR_NAME, ...args],
+  });
+  if (detached) await withRedis(server.url, async (r) => void (await r.call('CONFIG', 'SET', 'appendonly', 'yes')));
+  return server;
 }
 
 /**
@@ -369,12 +402,14 @@ export async function saveRdb(url: string, dir: string, file: string): Promise<{
 
 /**
  * Lua run by {@link keepTtlRelativeScript}. Every db (SELECT until it errors), SCAN every key, move each expiry by
- * ARGV[1] ms. SCAN may return a key twice (rehashing), so shifted keys are remembered: shifting twice would be wrong.
+ * ARGV[1] ms, and with ARGV[2] = 1 each hash field's (a server with field TTLs: Redis 7.4+).
+ * SCAN may return a key twice (rehashing), so shifted keys are remembered: shifting twice would be wrong.
  * While an AOF loads, SCAN returns keys whose expiry has passed and PEXPIREAT to a past time keeps the key
  * (Redis checks neither during loading), so a key alive at the cutoff is alive after the shift.
  */
 const KEEP_TTL_RELATIVE_LUA = `
 local shift = tonumber(ARGV[1])
+local fields = ARGV[2] == '1'
 local db = 0
 local moved = 0
 while true do
@@ -387,11 +422,25 @@ while true do
     cursor = r[1]
     for _, k in ipairs(r[2]) do
       if not seen[k] then
+        seen[k] = true
         local t = redis.call('PEXPIRETIME', k)
         if t > 0 then
-          seen[k] = true
           redis.call('PEXPIREAT', k, t + shift)
           moved = moved + 1
+        end
+        if fields and redis.call('TYPE', k)['ok'] == 'hash' then
+          local names = redis.call('HKEYS', k)
+          for i = 1, #names, 500 do
+            local chunk = {unpack(names, i, math.min(i + 499, #names))}
+            local ts = redis.pcall('HPEXPIRETIME', k, 'FIELDS', #chunk, unpack(chunk))
+            if type(ts) == 'table' and ts.err then fields = false break end
+            for j, ft in ipairs(ts) do
+              if ft > 0 then
+                redis.call('HPEXPIREAT', k, ft + shift, 'FIELDS', 1, chunk[j])
+                moved = moved + 1
+              end
+            end
+          end
         end
       end
     end
@@ -403,15 +452,16 @@ return moved
 
 /**
  * RESP of one `EVAL` to append at the end of the incr file (`--keep-ttl-relative`): moves every key's expiry by
- * `shiftMs` (restore time − cutoff), so keys alive at the cutoff come back with the TTL they had then.
+ * `shiftMs` (restore time − cutoff), so keys alive at the cutoff come back with the TTL they had then; with
+ * `fieldTtls` (the restore server has them) hash fields' expiries too.
  */
-export function keepTtlRelativeScript(shiftMs: number): Buffer {
+export function keepTtlRelativeScript(shiftMs: number, fieldTtls = false): Buffer {
   if (!Number.isSafeInteger(shiftMs))
     throw new FlashbackError(
       ErrorCode.BadInput,
       `keep-ttl-relative shift ${shiftMs} ms is not a whole number of milliseconds`,
     );
-  return encodeCommand(['EVAL', KEEP_TTL_RELATIVE_LUA, 0, shiftMs]);
+  return encodeCommand(['EVAL', KEEP_TTL_RELATIVE_LUA, 0, shiftMs, fieldTtls ? 1 : 0]);
 }
 
 async function withRedis<T>(url: string, fn: (r: Redis) => Promise<T>, flag = '--redis'): Promise<T> {

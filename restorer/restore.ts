@@ -23,6 +23,7 @@ import { IncrWriter } from './incr-writer.js';
 import { applyKeyFilter } from './key-filter.js';
 import { LazyExpiryReorder } from './lazy-expiry.js';
 import { settledBaseline } from './settled-baseline.js';
+import { hasFieldTtls, sourceClock } from './source-clock.js';
 import { objectStream } from './baseline-objects.js';
 import {
   AofLoadError,
@@ -32,6 +33,7 @@ import {
   expireDueKeys,
   keepTtlRelativeScript,
   loadAofDir,
+  reloadOnRealClock,
   saveRdb,
   TargetNotEmptyError,
 } from './materialize.js';
@@ -169,14 +171,22 @@ export async function restore(
         `events ${expect}–${cut.seq} of node "${req.node}" epoch ${cut.epoch} are missing: nothing is restored across a hole`,
       );
     const shiftMs = req.keepTtlRelative ? Math.max(0, Math.round(Date.now() - (cut.askedTsUs ?? cut.tsUs) / 1000)) : 0;
-    if (shiftMs > 0) await incr.writeRaw(keepTtlRelativeScript(shiftMs));
+    if (shiftMs > 0) await incr.writeRaw(keepTtlRelativeScript(shiftMs, hasFieldTtls(build)));
     await incr.end();
     onProgress({ phase: 'events', events: replayed, totalEvents });
 
     onProgress({ phase: 'load', events: replayed, totalEvents });
     const settings = replayConfig(base.source, cut.baselineSeq);
+    // Hash-field TTLs replay on the source's clock (restorer/source-clock.ts).
+    const clock = sourceClock(build, base.source, base.tsUs);
     try {
-      server = await loadAofDir(dir, { port: req.spawn?.port, detached: keep, args: settings.args, bin: build.bin });
+      server = await loadAofDir(dir, {
+        port: req.spawn?.port,
+        detached: keep,
+        args: settings.args,
+        bin: build.bin,
+        env: clock.env,
+      });
     } catch (err) {
       if (!(err instanceof AofLoadError)) throw err;
       keepFiles = true;
@@ -194,6 +204,7 @@ export async function restore(
         bin: build.bin,
       });
     }
+    if (clock.env) server = await reloadOnRealClock(server, { detached: keep, args: settings.args, bin: build.bin });
     onProgress({ phase: 'verify', events: replayed, totalEvents });
     const subset = (req.keys?.length ?? 0) > 0 || req.db !== undefined;
     const droppedKeys = subset ? await applyKeyFilter(server.url, { patterns: req.keys, db: req.db }) : 0;
@@ -212,6 +223,7 @@ export async function restore(
       // A --to cutoff whose state is not provably the state at the asked instant says so (asked, resolved, why).
       ...(await cutoffPrecision(deps.events, req.node, cut)),
       ...settings.warnings,
+      ...(clock.warning ? [clock.warning] : []),
       ...brokenWarnings(broken),
       ...(await exactnessWarnings(deps.events, server.url, req.node, cut.epoch, cut.baselineSeq, cut.seq)),
     ];

@@ -147,3 +147,75 @@ test('MIGRATE is never replayed: DEL of the moved keys, nothing with COPY', () =
   ]);
   assert.deepEqual(norm('migrate', 'MIGRATE', '10.0.0.5', '6379', 'k', '0', '5000', 'COPY'), []);
 });
+
+test('hash-field TTLs (Redis 7.4+) become absolute HPEXPIREAT / HSETEX … PXAT, as the replication stream has them', () => {
+  const at = String(NOW_MS + 5000);
+  assert.deepEqual(norm('hexpire', 'HEXPIRE', 'h', '5', 'FIELDS', '2', 'a', 'b'), [
+    'HPEXPIREAT',
+    'h',
+    at,
+    'FIELDS',
+    '2',
+    'a',
+    'b',
+  ]);
+  assert.deepEqual(norm('hpexpire', 'hpexpire', 'h', '5000', 'GT', 'fields', '1', 'a'), [
+    'HPEXPIREAT',
+    'h',
+    at,
+    'GT',
+    'FIELDS',
+    '1',
+    'a',
+  ]);
+  assert.deepEqual(norm('hexpireat', 'HEXPIREAT', 'h', String((NOW_MS + 5877) / 1000), 'FIELDS', '1', 'a'), [
+    'HPEXPIREAT',
+    'h',
+    String(NOW_MS + 5877),
+    'FIELDS',
+    '1',
+    'a',
+  ]);
+  assert.deepEqual(norm('hsetex', 'HSETEX', 'h', 'FNX', 'EX', '5', 'FIELDS', '1', 'f', 'v'), [
+    'HSETEX',
+    'h',
+    'FNX',
+    'PXAT',
+    at,
+    'FIELDS',
+    '1',
+    'f',
+    'v',
+  ]);
+  assert.deepEqual(norm('hgetex', 'HGETEX', 'h', 'PX', '5000', 'FIELDS', '1', 'f'), [
+    'HPEXPIREAT',
+    'h',
+    at,
+    'FIELDS',
+    '1',
+    'f',
+  ]);
+  const same = argv('HGETEX', 'h', 'PERSIST', 'FIELDS', '1', 'f');
+  assert.equal(normalizeArgv(same, TS_US, spec('hgetex')), same);
+  const abs = argv('HPEXPIREAT', 'h', at, 'FIELDS', '1', 'f');
+  assert.equal(normalizeArgv(abs, TS_US, spec('hpexpireat')), abs);
+});
+
+test('a field TTL already past is the HDEL the source did (a script where a condition decides)', () => {
+  assert.deepEqual(norm('hexpire', 'HEXPIRE', 'h', '0', 'FIELDS', '2', 'a', 'b'), ['HDEL', 'h', 'a', 'b']);
+  assert.deepEqual(norm('hpexpireat', 'HPEXPIREAT', 'h', '1000', 'FIELDS', '1', 'a'), ['HDEL', 'h', 'a']);
+  assert.deepEqual(norm('hsetex', 'HSETEX', 'h', 'PXAT', '1000', 'FIELDS', '2', 'a', '1', 'b', '2'), [
+    'HDEL',
+    'h',
+    'a',
+    'b',
+  ]);
+  assert.deepEqual(norm('hgetex', 'HGETEX', 'h', 'EXAT', '1', 'FIELDS', '1', 'a'), ['HDEL', 'h', 'a']);
+  const cond = norm('hpexpire', 'HPEXPIRE', 'h', '0', 'XX', 'FIELDS', '1', 'a');
+  assert.equal(cond[0], 'EVAL');
+  assert.deepEqual(cond.slice(2), ['1', 'h', String(NOW_MS), 'XX', '1', 'a']);
+  assert.equal(norm('hsetex', 'HSETEX', 'h', 'FXX', 'PXAT', '1', 'FIELDS', '1', 'a', '1')[0], 'EVAL');
+  // Refused at the source: nothing to replay, or replayed refused as issued.
+  assert.deepEqual(norm('hsetex', 'HSETEX', 'h', 'EX', '0', 'FIELDS', '1', 'a', '1'), []);
+  assert.deepEqual(norm('hexpire', 'HEXPIRE', 'h', '5', 'FIELDS', '3', 'a'), ['HEXPIRE', 'h', '5', 'FIELDS', '3', 'a']);
+});

@@ -106,9 +106,111 @@ export function normalizeArgv(argv: Buffer[], tsUs: number, spec: CommandSpec | 
       return normalizeRestore(argv, nowMs);
     case 'migrate':
       return normalizeMigrate(argv);
+    case 'hexpire':
+    case 'hpexpire':
+    case 'hexpireat':
+    case 'hpexpireat':
+      return normalizeFieldExpire(argv, nowMs, spec.name);
+    case 'hsetex':
+      return normalizeHsetex(argv, nowMs);
+    case 'hgetex':
+      return normalizeHgetex(argv, nowMs);
     default:
       return argv;
   }
+}
+
+/*
+ * Hash-field TTLs (Redis 7.4+), made absolute as the replication stream carries them (t_hash.c: HPEXPIREAT for
+ * HEXPIRE/HPEXPIRE/HEXPIREAT and HGETEX, HSETEX … PXAT; checked on 8.0.2), and a time already past as the HDEL the
+ * source propagates for it: while an AOF loads, a past field TTL is set, not applied.
+ */
+
+/** EVAL body: HPEXPIREAT with its NX/XX/GT/LT condition (ARGV: when, condition, n, fields); HDEL what it applied to. */
+export const CONDITIONAL_FIELD_EXPIRE_SCRIPT =
+  "local r = redis.call('HPEXPIREAT', KEYS[1], ARGV[1], ARGV[2], 'FIELDS', ARGV[3], unpack(ARGV, 4)) local d = {} for i, v in ipairs(r) do if v == 1 or v == 2 then d[#d + 1] = ARGV[3 + i] end end if #d > 0 then redis.call('HDEL', KEYS[1], unpack(d)) end return #d";
+
+/** EVAL body: HSETEX with its FNX/FXX condition at a past time (ARGV: condition, when, n, field value …); HDEL if set. */
+export const CONDITIONAL_HSETEX_SCRIPT =
+  "local n = tonumber(ARGV[3]) if redis.call('HSETEX', KEYS[1], ARGV[1], 'PXAT', ARGV[2], 'FIELDS', n, unpack(ARGV, 4)) == 1 then local d = {} for i = 1, n do d[i] = ARGV[2 + 2 * i] end redis.call('HDEL', KEYS[1], unpack(d)) return 1 end return 0";
+
+const HPEXPIREAT = B('HPEXPIREAT');
+const HDEL = B('HDEL');
+const FIELDS = B('FIELDS');
+
+/** Index of `FIELDS` at or after `from` when `FIELDS n` names exactly the rest of argv (`perField` args each). */
+function fieldsAt(argv: Buffer[], from: number, perField: number): number {
+  for (let i = from; i < argv.length; i++) {
+    if (!is(argv[i]!, 'fields')) continue;
+    const n = int(argv[i + 1]);
+    return n !== undefined && n > 0 && argv.length === i + 2 + n * perField ? i : -1;
+  }
+  return -1;
+}
+
+function normalizeFieldExpire(argv: Buffer[], nowMs: number, name: string): Buffer[] {
+  const n = int(argv[2]);
+  if (argv.length < 6 || n === undefined) return argv;
+  const at = fieldsAt(argv, 3, 1);
+  // A malformed call is refused at the source and replays refused: left as issued.
+  if (at < 0 || at > 4) return argv;
+  const condition = at === 4 ? argv[3]! : undefined;
+  if (condition && !(is(condition, 'nx') || is(condition, 'xx') || is(condition, 'gt') || is(condition, 'lt')))
+    return argv;
+  const relative = name === 'hexpire' || name === 'hpexpire';
+  const unit = name === 'hexpire' || name === 'hexpireat' ? 1000 : 1;
+  if (n < 0) return argv; // "invalid expire time": refused
+  const when = n * unit + (relative ? nowMs : 0);
+  const fields = argv.slice(at + 2);
+  if (when <= nowMs) {
+    if (!condition) return [HDEL, argv[1]!, ...fields];
+    return [EVAL, B(CONDITIONAL_FIELD_EXPIRE_SCRIPT), ONE, argv[1]!, ms(when), condition, argv[at + 1]!, ...fields];
+  }
+  if (name === 'hpexpireat') return argv;
+  return [HPEXPIREAT, argv[1]!, ms(when), ...(condition ? [condition] : []), FIELDS, argv[at + 1]!, ...fields];
+}
+
+function normalizeHsetex(argv: Buffer[], nowMs: number): Buffer[] {
+  const at = fieldsAt(argv, 2, 2);
+  if (at < 0) return argv;
+  let condition: Buffer | undefined;
+  let when: number | undefined;
+  let relative = false;
+  for (let i = 2; i < at; i++) {
+    const a = argv[i]!;
+    if (is(a, 'fnx') || is(a, 'fxx')) condition = a;
+    else if (is(a, 'keepttl')) continue;
+    else if (is(a, 'ex') || is(a, 'px') || is(a, 'exat') || is(a, 'pxat')) {
+      const v = int(argv[i + 1]);
+      if (v === undefined || when !== undefined) return argv;
+      if (v <= 0) return NOTHING; // "invalid expire time": refused
+      relative = is(a, 'ex') || is(a, 'px');
+      when = v * (is(a, 'ex') || is(a, 'exat') ? 1000 : 1) + (relative ? nowMs : 0);
+      i++;
+    } else return argv;
+  }
+  if (when === undefined) return argv;
+  const pairs = argv.slice(at + 2);
+  if (when <= nowMs) {
+    const fields = pairs.filter((_, i) => i % 2 === 0);
+    if (!condition) return [HDEL, argv[1]!, ...fields];
+    return [EVAL, B(CONDITIONAL_HSETEX_SCRIPT), ONE, argv[1]!, condition, ms(when), argv[at + 1]!, ...pairs];
+  }
+  return [B('HSETEX'), argv[1]!, ...(condition ? [condition] : []), PXAT, ms(when), FIELDS, argv[at + 1]!, ...pairs];
+}
+
+function normalizeHgetex(argv: Buffer[], nowMs: number): Buffer[] {
+  const at = fieldsAt(argv, 2, 1);
+  if (at !== 4) return argv; // no expiry option (or PERSIST), or malformed
+  const a = argv[2]!;
+  const v = int(argv[3]);
+  if (v === undefined || !(is(a, 'ex') || is(a, 'px') || is(a, 'exat') || is(a, 'pxat'))) return argv;
+  if (v <= 0) return NOTHING;
+  const when = v * (is(a, 'ex') || is(a, 'exat') ? 1000 : 1) + (is(a, 'ex') || is(a, 'px') ? nowMs : 0);
+  const fields = argv.slice(at + 2);
+  if (when <= nowMs) return [HDEL, argv[1]!, ...fields];
+  if (is(a, 'pxat')) return argv;
+  return [HPEXPIREAT, argv[1]!, ms(when), FIELDS, argv[at + 1]!, ...fields];
 }
 
 /**

@@ -27,6 +27,8 @@ export interface RedisServerOptions {
   processGroup?: boolean;
   /** How long to wait for PING and `loading:0` (loading a large AOF takes time). @default 30_000 */
   readyTimeoutMs?: number;
+  /** The server's environment (a restore on the source's clock sets libfaketime's). @default process.env */
+  env?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -68,6 +70,7 @@ export async function startRedisServer(o: RedisServerOptions = {}): Promise<Serv
       detached,
       processGroup: o.processGroup,
       readyTimeoutMs,
+      env: o.env,
       removeDir: o.dir === undefined,
       probe: async (pid, signal) => {
         const info = await redisCall(host, port, ['INFO', 'server', 'persistence'], signal);

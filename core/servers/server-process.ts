@@ -215,6 +215,8 @@ export interface SpawnServerSpec {
   removeDir: boolean;
   /** How long stop() waits for a clean exit before SIGKILL. @default 10_000 */
   stopTimeoutMs?: number;
+  /** The process's environment. @default process.env */
+  env?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -230,7 +232,7 @@ export async function spawnServer(spec: SpawnServerSpec): Promise<ServerProcess>
       cwd: dir,
       detached: detached || spec.processGroup === true,
       stdio: ['ignore', logFd, logFd],
-      env: process.env,
+      env: spec.env ?? process.env,
     });
   } finally {
     closeSync(logFd);
