@@ -14,3 +14,9 @@ test('autoIdIndex finds the id argument after NOMKSTREAM and MAXLEN/MINID [=|~] 
   assert.equal(autoIdIndex(argv('XADD s maxlen 10 *')), 4);
   assert.equal(autoIdIndex(argv('XADD s')), -1);
 });
+
+test("autoIdIndex skips Redis 8.2's reference options (KEEPREF, DELREF, ACKED) before the trim and the id", () => {
+  assert.equal(autoIdIndex(argv('XADD s KEEPREF * f v')), 3);
+  assert.equal(autoIdIndex(argv('XADD s NOMKSTREAM ACKED MAXLEN = 5 * f v')), 7);
+  assert.equal(autoIdIndex(argv('XADD s delref minid ~ 5-0 9-1 f v')), -1);
+});
