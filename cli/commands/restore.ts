@@ -1,3 +1,4 @@
+import { redisBinOption } from '../redis-bins.js';
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
@@ -65,6 +66,7 @@ export function builder(y: Argv) {
       default: false,
       describe: 'shift expiries by (now − cutoff) so keys keep the TTL they had at the cutoff',
     })
+    .option('redis-bin', redisBinOption)
     .option('json', { type: 'boolean', default: false, describe: 'print one JSON object' })
     .option('nats', natsOption)
     .option('clickhouse', clickhouseOption)
@@ -118,7 +120,13 @@ export async function handler(args: Args): Promise<void> {
     const instancesDir = args.spawn
       ? await ensurePrivateDir(path.join(os.tmpdir(), 'flashback-instances'), 'instances dir')
       : undefined;
-    const deps = { events: clickHouseEventStore(store, store.client), objects, logger, instancesDir };
+    const deps = {
+      events: clickHouseEventStore(store, store.client),
+      objects,
+      logger,
+      instancesDir,
+      redisBins: args.redisBin?.map(String),
+    };
     // Where the restored data goes: the same for one node and for several.
     const destination = {
       spawn: args.spawn ? { port: args.port } : undefined,
@@ -245,7 +253,7 @@ export function formatReport(r: RestoreReport): string {
   const lines = [
     `restored node ${r.node} at seq ${r.cutoff.seq} (${r.cutoff.time})${r.cutoff.asked ? ` for --to ${r.cutoff.asked}` : ''}, epoch ${r.epoch}`,
     `  baseline   seq ${r.baseline.seq} at ${r.baseline.time} (${r.baseline.rdbBytes} RDB bytes)`,
-    `  replayed   ${r.eventsReplayed} events in ${r.seconds} s`,
+    `  replayed   ${r.eventsReplayed} events in ${r.seconds} s${r.server ? ` by ${r.server}` : ''}`,
     `  keys       ${r.keys}${r.expiredAtRestore > 0 ? ` (${r.expiredAtRestore} more had expired by now: absolute TTLs; --keep-ttl-relative keeps them)` : ''}`,
     `  digest     ${r.digest}${r.verified === 'match' ? ' = source digest at the baseline (verified)' : ''}`,
   ];

@@ -13,6 +13,7 @@ import {
   natsOption,
 } from '../options.js';
 import { runUntilSignal } from '../run-service.js';
+import { applyRedisBins, redisBinOption } from '../redis-bins.js';
 
 export const command = 'restorer';
 export const describe = 'run restore jobs from the NATS work queue (POST /restores, flashback restore --api)';
@@ -34,6 +35,7 @@ export function builder(y: Argv) {
       default: '30s',
       describe: 'on SIGTERM, how long the job in hand may finish before it is handed back',
     })
+    .option('redis-bin', redisBinOption)
     .option('nats', natsOption)
     .options(natsAuthOptions)
     .option('clickhouse', clickhouseOption)
@@ -46,6 +48,7 @@ type Args = ArgumentsCamelCase<Awaited<ReturnType<typeof builder>['argv']>>;
 
 export async function handler(args: Args): Promise<void> {
   const logger = createLogger('restorer');
+  applyRedisBins(args.redisBin);
   const restorer = await startRestorer({
     natsUrl: args.nats,
     natsAuth: natsAuthFrom(args),
