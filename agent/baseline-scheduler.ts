@@ -107,6 +107,18 @@ export class BaselineScheduler {
     this.succeeded();
   }
 
+  /**
+   * A baseline of the epoch running now, stored before this process started (a restarted agent resumed the epoch):
+   * the epoch is restorable from it. Not counted as stored by this process.
+   */
+  known(record: BaselineRecord): void {
+    const run = this.o.currentRun();
+    if (!run || run.epoch !== record.epoch || this.lastEpoch === record.epoch) return;
+    this.lastSeq = record.seq;
+    this.lastEpoch = record.epoch;
+    this.lastAtMs = Math.round(record.tsUs / 1000);
+  }
+
   /** A baseline that failed elsewhere (a full resync's RDB in replication mode): counted, the caller retries it. */
   failed(err: unknown): void {
     this.failures++;

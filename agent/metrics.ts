@@ -246,7 +246,7 @@ function agentRegistry(stats: () => AgentStats, lagSeconds: Histogram): Registry
   gauge(
     'flashback_agent_restorable',
     '1 when the current epoch has a stored baseline and capture runs (a restorable window grows), else 0',
-    (s) => (s.connected && s.baselines > 0 && s.lastBaselineEpoch === s.epoch ? 1 : 0),
+    (s) => (s.connected && s.lastBaselineAtMs > 0 && s.lastBaselineEpoch === s.epoch ? 1 : 0),
   );
   gauge('flashback_agent_connected', '1 while capture of the current epoch runs', (s) => (s.connected ? 1 : 0));
   gauge('flashback_agent_epoch', 'Id of the current epoch (ms since the Unix epoch when it started)', (s) => s.epoch);

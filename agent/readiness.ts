@@ -23,7 +23,7 @@ function notReadyReason(s: AgentStats, closed: boolean): string | undefined {
   if (closed) return 'the agent is stopping';
   if (!s.connected)
     return `capture of ${s.redis} is not running (connection lost or an epoch restarting); it reconnects by itself`;
-  if (s.baselines > 0 && s.lastBaselineEpoch === s.epoch) return undefined;
+  if (s.lastBaselineAtMs > 0 && s.lastBaselineEpoch === s.epoch) return undefined;
   const next =
     s.nextBaselineAttemptAtMs !== undefined
       ? `; next attempt in ${Math.max(0, Math.round((s.nextBaselineAttemptAtMs - Date.now()) / 1000))} s`

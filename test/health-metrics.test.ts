@@ -125,6 +125,26 @@ describe('agent readiness', () => {
     );
   });
 
+  test('a restarted replication agent resumes its epoch and is ready from the baseline stored before the restart', async () => {
+    const redis = await testRedis(SOURCE_ARGS);
+    cleanup.push(() => redis.stop());
+    const o = { redisUrl: redis.url, nodeId: 'resumed', natsUrl: nats.url, source: 'replication' as const };
+    const first = await startAgent(o);
+    await waitFor('first agent ready', async () => (first.health().ok ? true : undefined), 30_000);
+    const epoch = first.stats().epoch;
+    await first.close();
+    const second = await startAgent({ ...o, baselineIntervalMs: 3_600_000 });
+    cleanup.push(() => second.close());
+    const h = await waitFor(
+      'resumed agent ready',
+      async () => (second.health().ok ? second.health() : undefined),
+      30_000,
+    );
+    assert.equal(h.epoch, epoch, 'the epoch was resumed, not restarted');
+    assert.equal(h.baselines, 0, 'no baseline taken by the second process');
+    assert.equal(h.lastBaselineEpoch, epoch);
+  });
+
   test('replication capture refused PSYNC fails at start, naming the grant and --source monitor', async () => {
     const redis = await testRedis(SOURCE_ARGS);
     cleanup.push(() => redis.stop());

@@ -88,6 +88,8 @@ export function natsPermissions(r: NatsRole): NatsPermissions {
             `${API}.STREAM.INFO.${EVENT_STREAM}`,
             // Its own last message only (resume after a restart): the subject is part of the request's subject.
             `${API}.DIRECT.GET.${EVENT_STREAM}.flashback.events.${t}`,
+            // Its own last baseline record (a resumed epoch is restorable at once: agent/last-baseline.ts).
+            `${API}.DIRECT.GET.${EVENT_STREAM}.flashback.baselines.${t}`,
             // Writes of baseline objects, never reads (core/bus/baseline-writer.ts).
             `${API}.STREAM.INFO.${OBJ_STREAM}`,
             `$O.${BASELINE_BUCKET}.C.>`,
