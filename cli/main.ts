@@ -172,6 +172,8 @@ export async function runCli(
     .version(packageVersion())
     .wrap(Math.min(110, process.stdout.columns || 110))
     .fail((msg, err) => {
+      // A FLASHBACK_* variable this command has no flag for (an env file shared by all services) is not an error.
+      if (!err && envOnlyUnknowns(msg, argv, env)) return;
       // yargs 18 still runs the command's handler after a failed check (throwing here escapes parseAsync): see guard().
       failed ??= err ?? new FlashbackError(ErrorCode.BadInput, msg);
     })
@@ -188,6 +190,24 @@ export async function runCli(
     return failed instanceof FlashbackError && failed.code === ErrorCode.BadInput ? 2 : 1;
   }
   return exit.code;
+}
+
+/**
+ * Whether a strict-mode message names only settings that came from FLASHBACK_* variables, none from the command line:
+ * `Unknown argument: clickhouse` for FLASHBACK_CLICKHOUSE under `flashback agent`.
+ */
+function envOnlyUnknowns(msg: string | undefined, argv: string[], env: NodeJS.ProcessEnv): boolean {
+  const m = /^Unknown arguments?: (.+)$/.exec(msg ?? '');
+  if (!m) return false;
+  return m[1]!.split(', ').every((name) => {
+    const envName =
+      'FLASHBACK_' +
+      name
+        .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+        .replace(/-/g, '_')
+        .toUpperCase();
+    return env[envName] !== undefined && !onCommandLine(argv, name);
+  });
 }
 
 /** `--to -5m` → `--to=-5m`: otherwise the parser reads `-5m` as the short flags -5 and -m. */

@@ -227,3 +227,18 @@ test('the old env names still work, each with a deprecation line; a stale contex
   const both = await run(['instances'], { cwd: dir, env: { FLASHBACK_API_URL: 'http://127.0.0.1:19' } });
   assert.match(both.stderr, /cannot reach the flashback API at http:\/\/127\.0\.0\.1:19/);
 });
+
+test('a FLASHBACK_* variable a command has no flag for is ignored (env files shared by services); a flag is not', async () => {
+  const r = await run(['agent'], {
+    env: {
+      FLASHBACK_CLICKHOUSE: 'http://127.0.0.1:9',
+      FLASHBACK_REDIS: 'redis://127.0.0.1:9',
+      FLASHBACK_NATS: 'nats://127.0.0.1:9',
+    },
+  });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /cannot connect to Redis at 127\.0\.0\.1:9/);
+  const bad = await run(['windows', '--whatever', '1']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /Unknown argument: whatever/);
+});
