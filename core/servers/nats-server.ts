@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,8 +18,9 @@ export interface NatsServerOptions {
   /** Data dir: JetStream store in `dir/jetstream`, log in `dir/nats.log`. @default a new temp dir, removed on stop() */
   dir?: string;
   /**
-   * A config file read first (`-c`); the command-line flags here override its listen, store and log settings. `flashback
-   * up` puts the users and their permissions there (core/bus/nats-permissions.ts), so no password is in argv.
+   * A config file included by the server's own config (`dir/nats-server.conf`, which sets listen, monitor, JetStream
+   * store and log from these options). `flashback up` puts the users and their permissions there
+   * (core/bus/nats-permissions.ts), so no password is in argv.
    * @default none
    */
   configFile?: string;
@@ -57,24 +58,41 @@ export async function startNatsServer(o: NatsServerOptions = {}): Promise<NatsSe
       const dir = o.dir ?? mkdtempSync(path.join(os.tmpdir(), 'flashback-nats-'));
       const logFile = path.join(dir, 'nats.log');
       const monitorUrl = `http://${urlHost(host)}:${monitorPort}`;
+      const storeDir = path.join(dir, 'jetstream');
+      const flagArgs = [
+        '-js',
+        '-a',
+        host,
+        '-p',
+        String(port),
+        '-m',
+        String(monitorPort),
+        '-sd',
+        storeDir,
+        '-l',
+        logFile,
+      ];
+      // With a config file everything goes in a main config that includes it: a reload (SIGHUP) re-reads only files,
+      // and nats-server 2.9 turns JetStream off on a reload whose file does not enable it, whatever the flags said.
+      const writeMainConfig = (included: string): string => {
+        const main = path.join(dir, 'nats-server.conf');
+        const q = JSON.stringify;
+        const text = [
+          `listen: ${q(`${urlHost(host)}:${port}`)}`,
+          `http: ${q(`${urlHost(host)}:${monitorPort}`)}`,
+          `jetstream { store_dir: ${q(storeDir)} }`,
+          `log_file: ${q(logFile)}`,
+          // Include paths are taken relative to this file's dir.
+          `include ${q(path.relative(dir, path.resolve(included)))}`,
+          '',
+        ].join('\n');
+        writeFileSync(main, text, { mode: 0o600 });
+        return main;
+      };
       const server = await spawnServer({
         name: 'nats-server',
         bin,
-        args: [
-          ...(o.configFile === undefined ? [] : ['-c', o.configFile]),
-          '-js',
-          '-a',
-          host,
-          '-p',
-          String(port),
-          '-m',
-          String(monitorPort),
-          '-sd',
-          path.join(dir, 'jetstream'),
-          '-l',
-          logFile,
-          ...args,
-        ],
+        args: [...(o.configFile === undefined ? flagArgs : ['-c', writeMainConfig(o.configFile)]), ...args],
         host,
         port,
         dir,
