@@ -55,6 +55,9 @@ wanted=(
   "promtool prometheus"
   # Restores of Redis 7.4+ histories load on the source's clock (restorer/source-clock.ts); no service.
   "faketime faketime"
+  # The deploy recipes' checks (test/deploy-recipes.test.ts): systemd-analyze verify, docker-compose config; no service.
+  "systemd-analyze systemd"
+  "docker-compose docker-compose"
 )
 
 missing_pkgs=()
