@@ -1,6 +1,7 @@
 import { CommandTable } from '../core/redis/command-table.js';
 import type { Logger } from '../core/log.js';
 import { RawRedis } from '../core/redis/raw-redis.js';
+import { RespError } from '../core/redis/resp.js';
 import type { RedisTarget } from '../core/redis/redis-url.js';
 import { ensureNotifyFlags, ensurePubsubOutputLimit } from './monitor/notifications.js';
 import { clusterNodes, isClusterNode, peerAddresses, readRole, shardIds, type SourceRole } from './source-role.js';
@@ -28,6 +29,8 @@ export interface Source {
    * node ids.
    */
   cluster: { peers: Set<string>; shard: Set<string> } | undefined;
+  /** Server settings the agent changed, with their values before: put back on a graceful stop. */
+  changed: { name: string; before: string }[];
 }
 
 /** Options of {@link openSource}. */
@@ -66,9 +69,14 @@ export async function openSource({
       cluster = { peers: peerAddresses(rows), shard };
     }
     const notify = await ensureNotifyFlags(control, logger);
+    const changed: Source['changed'] = [];
+    if (notify.changed) changed.push({ name: 'notify-keyspace-events', before: notify.before });
     // One line of a large value is up to 4× its size, and Redis counts the allocation (a size class above it):
     // 8× our own overload limit lets a 64 MiB value of unprintable bytes through (measured: 4× stopped at ~56 MiB).
-    if (notify.error === undefined) await ensurePubsubOutputLimit(control, 8 * maxMonitorOutputBytes, logger);
+    if (notify.error === undefined) {
+      const limit = await ensurePubsubOutputLimit(control, 8 * maxMonitorOutputBytes, logger);
+      if (limit.changed) changed.push({ name: 'client-output-buffer-limit', before: limit.before });
+    }
     return {
       target,
       table,
@@ -82,11 +90,25 @@ export async function openSource({
       notify: notify.error === undefined,
       role,
       cluster,
+      changed,
     };
   } catch (err) {
     probe?.close();
     state?.close();
     throw err;
+  }
+}
+
+/**
+ * Puts back the server settings the agent changed (graceful stop): notifications cost the source CPU, and a raised
+ * output-buffer limit lets any subscriber hold more memory. Logs each one; a failure is logged, never thrown.
+ */
+export async function restoreSourceSettings(source: Source, logger: Logger): Promise<void> {
+  for (const { name, before } of source.changed.splice(0)) {
+    const r = await source.control.call(['CONFIG', 'SET', name, before]).catch((err: unknown) => err as Error);
+    if (r instanceof Error || r instanceof RespError)
+      logger.warn({ setting: name, before, error: r.message }, `could not put ${name} back; set it by hand`);
+    else logger.info({ setting: name, value: before }, `${name} put back as it was before the agent started`);
   }
 }
 

@@ -11,7 +11,7 @@ import { BaselineScheduler } from '../baseline-scheduler.js';
 import { CaptureMetrics, commonStats, type AgentStats } from '../metrics.js';
 import { agentHealth, type AgentHealth } from '../readiness.js';
 import { monitorOverload, readClientOutputBytes } from '../overload.js';
-import { closeSource, type Source } from '../source.js';
+import { closeSource, restoreSourceSettings, type Source } from '../source.js';
 import { demotionReason, ensureMasterSource } from '../source-failover.js';
 import { readRole } from '../source-role.js';
 import { createEpochRun, startEpochMonitor, type EpochOptions, type EpochRun } from './epoch-run.js';
@@ -312,6 +312,7 @@ export class CaptureAgent implements Agent {
         );
     }
     for (const c of this.closers) await c().catch(() => undefined);
+    await restoreSourceSettings(this.source, logger);
     closeSource(this.source);
     await this.o.nc.drain().catch(() => undefined);
     logger.info(this.stats(), 'agent stopped');
