@@ -244,10 +244,11 @@ export function translateNatsError(err: unknown, what: string): FlashbackError {
   });
 }
 
-/** Stream config of EVENT_STREAM for the given retention. */
+/** Stream config of EVENT_STREAM for the given retention and JetStream replicas (1, or 3 on a cluster). */
 export function eventStreamConfig(
   maxAgeMs: number,
   duplicateWindowMs: number,
+  replicas = 1,
 ): Partial<StreamConfig> & { name: string } {
   return {
     name: EVENT_STREAM,
@@ -257,7 +258,7 @@ export function eventStreamConfig(
     discard: DiscardPolicy.Old,
     max_age: maxAgeMs * 1_000_000,
     duplicate_window: duplicateWindowMs * 1_000_000,
-    num_replicas: 1,
+    num_replicas: replicas,
     // Direct gets by subject (`$JS.API.DIRECT.GET.FLASHBACK_EVENTS.flashback.events.<node>`) let a server's
     // permissions give an agent its own node's last message and nothing else (agent/replication/resume.ts).
     allow_direct: true,
@@ -275,16 +276,21 @@ export async function ensureEventStream(
     maxAgeMs?: number;
     /** Window in which a repeated Nats-Msg-Id is dropped, ms. @default 120_000 */
     duplicateWindowMs?: number;
+    /**
+     * JetStream replicas of the stream (docs/scale.md): 3 on a 3-server cluster. A stream that exists keeps its own
+     * count unless this is given. @default 1 for a new stream
+     */
+    replicas?: number;
   } = {},
 ): Promise<void> {
-  const { maxAgeMs = 7 * DAY_MS, duplicateWindowMs = 120_000 } = o;
+  const { maxAgeMs = 7 * DAY_MS, duplicateWindowMs = 120_000, replicas } = o;
+  checkReplicas(replicas);
   if (!(maxAgeMs > 0) || !(duplicateWindowMs > 0) || duplicateWindowMs > maxAgeMs) {
     throw new ConfigError(
       `stream retention ${maxAgeMs} ms / duplicate window ${duplicateWindowMs} ms is invalid; both must be > 0 and the window no longer than the retention`,
     );
   }
   const jsm = await natsJetStreamManager(nc);
-  const config = eventStreamConfig(maxAgeMs, duplicateWindowMs);
   try {
     let current: StreamConfig | undefined;
     try {
@@ -292,6 +298,8 @@ export async function ensureEventStream(
     } catch (err) {
       if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamNotFound) throw err;
     }
+    // A service started without --replicas must not scale an R3 stream down when it updates the retention.
+    const config = eventStreamConfig(maxAgeMs, duplicateWindowMs, replicas ?? current?.num_replicas ?? 1);
     // Only an update that changes something is sent: services without the right to change the stream (every one
     // but the admin on a server with permissions, docs/security.md) start against a stream the admin set up.
     if (!current) await jsm.streams.add(config);
@@ -299,6 +307,7 @@ export async function ensureEventStream(
       current.max_age !== config.max_age ||
       current.duplicate_window !== config.duplicate_window ||
       current.allow_direct !== true ||
+      current.num_replicas !== config.num_replicas ||
       EVENT_STREAM_SUBJECTS.some((s) => !current.subjects.includes(s))
     )
       await jsm.streams.update(EVENT_STREAM, config);
@@ -307,12 +316,22 @@ export async function ensureEventStream(
   }
 }
 
-/** Creates or opens the baseline object store (file storage; idempotent). */
-export async function ensureBaselineStore(nc: NatsConnection): Promise<ObjectStore> {
+/**
+ * Creates or opens the baseline object store (file storage; idempotent). `replicas` applies when it is created (an
+ * existing bucket keeps its own). @default 1 replica
+ */
+export async function ensureBaselineStore(nc: NatsConnection, o: { replicas?: number } = {}): Promise<ObjectStore> {
+  checkReplicas(o.replicas);
   await natsJetStreamManager(nc);
   try {
-    return await new Objm(nc).create(BASELINE_BUCKET, { storage: ObjStorageType.File });
+    return await new Objm(nc).create(BASELINE_BUCKET, { storage: ObjStorageType.File, replicas: o.replicas ?? 1 });
   } catch (cause) {
     throw translateNatsError(cause, `object store ${BASELINE_BUCKET} on NATS at ${nc.getServer()}`);
   }
+}
+
+/** JetStream allows 1 to 5 replicas; an even count buys no more failures tolerated than the odd one below it. */
+export function checkReplicas(replicas: number | undefined): void {
+  if (replicas !== undefined && !(Number.isInteger(replicas) && replicas >= 1 && replicas <= 5))
+    throw new ConfigError(`JetStream replicas ${replicas} is invalid; use 1 to 5 (3 on a 3-server cluster)`);
 }

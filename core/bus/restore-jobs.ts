@@ -14,7 +14,7 @@ import {
 } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { ConfigError, ConnectionError, ErrorCode, FlashbackError } from '../errors.js';
-import { natsJetStreamManager, translateNatsError } from './nats.js';
+import { checkReplicas, natsJetStreamManager, translateNatsError } from './nats.js';
 import type { ClusterRestoreReport, RestoreProgress, RestoreReport } from './restore-report.js';
 
 /**
@@ -159,6 +159,8 @@ export interface RestoreInfraOptions {
   consumer?: RestoreConsumerOptions;
   /** How long job statuses are kept, ms. @default 7 days */
   jobTtlMs?: number;
+  /** JetStream replicas of the job stream and buckets when they are created (existing ones keep theirs). @default 1 */
+  replicas?: number;
 }
 
 /** Handles on the restore-job infrastructure. */
@@ -203,7 +205,8 @@ function checkId(id: string, what: string): void {
  * the restorer consumer; returns handles on them.
  */
 export async function ensureRestoreInfra(nc: NatsConnection, o: RestoreInfraOptions = {}): Promise<RestoreInfra> {
-  const { consumer, jobTtlMs = 7 * DAY_MS } = o;
+  const { consumer, jobTtlMs = 7 * DAY_MS, replicas = 1 } = o;
+  checkReplicas(replicas);
   const jsm = await natsJetStreamManager(nc);
   const where = `NATS at ${nc.getServer()}`;
   try {
@@ -216,7 +219,7 @@ export async function ensureRestoreInfra(nc: NatsConnection, o: RestoreInfraOpti
         subjects: [RESTORE_JOB_SUBJECT],
         retention: RetentionPolicy.Workqueue,
         storage: StorageType.File,
-        num_replicas: 1,
+        num_replicas: replicas,
         duplicate_window: 120 * 1e9,
       });
     }
@@ -251,8 +254,8 @@ export async function ensureRestoreInfra(nc: NatsConnection, o: RestoreInfraOpti
     }
     const kvm = new Kvm(nc);
     const [jobs, instances] = await Promise.all([
-      kvm.create(JOBS_BUCKET, { history: 1, storage: StorageType.File, ttl: jobTtlMs }),
-      kvm.create(INSTANCES_BUCKET, { history: 1, storage: StorageType.File }),
+      kvm.create(JOBS_BUCKET, { history: 1, storage: StorageType.File, ttl: jobTtlMs, replicas }),
+      kvm.create(INSTANCES_BUCKET, { history: 1, storage: StorageType.File, replicas }),
     ]);
     return { js: jetstream(nc), jobs, instances };
   } catch (cause) {
