@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { ObjectStore } from '@nats-io/obj';
-import { CaptureGapError, ErrorCode, FlashbackError } from '../core/errors.js';
+import { CaptureGapError, ErrorCode, FlashbackError, RestoreWindowError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { silentLogger } from '../core/log.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
@@ -64,6 +64,11 @@ export interface RestoreRequest extends CutoffSpec, RestoreDestination {
   db?: number;
   /** Shift every expiry by (restore time − cutoff) instead of keeping absolute expiries. */
   keepTtlRelative?: boolean;
+  /**
+   * Start from this baseline (its marker seq, in the cutoff's window, at or before the cutoff) instead of the newest
+   * one: the background check replays a whole stretch between two baselines (restorer/verify-stretch.ts).
+   */
+  fromBaselineSeq?: number;
 }
 
 export type { RestoreProgress, RestoreReport };
@@ -110,7 +115,18 @@ export async function restore(
       );
   }
   const resolved = await resolveCutoff(deps.events, req.node, req);
+  if (req.fromBaselineSeq !== undefined) {
+    if (!resolved.window.baselines.includes(req.fromBaselineSeq) || req.fromBaselineSeq > resolved.seq)
+      throw new RestoreWindowError(
+        `baseline seq ${req.fromBaselineSeq} is not a baseline of node "${req.node}" epoch ${resolved.epoch} at or before seq ${resolved.seq} in one window; baselines there: ${resolved.window.baselines.join(', ')}`,
+      );
+    resolved.baselineSeq = req.fromBaselineSeq;
+  }
   const { base, tail } = await settledBaseline(deps.events, deps.objects, req.node, resolved);
+  if (req.fromBaselineSeq !== undefined && base.seq !== req.fromBaselineSeq)
+    throw new RestoreWindowError(
+      `baseline seq ${req.fromBaselineSeq} of node "${req.node}" is not exact up to seq ${resolved.seq} (consumer-group reads while it was taken); an earlier baseline would be used`,
+    );
   const cut = { ...resolved, baselineSeq: base.seq };
   // Before any work: the restore server is one that can read the baseline's RDB and run its history (the source's
   // own server and line, or a newer line); none → refused, naming the version needed.
