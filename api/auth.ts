@@ -71,11 +71,15 @@ export function apiTokensFromEnv(env: NodeJS.ProcessEnv = process.env): string |
   }
 }
 
-/** The scope a request needs: `/instances` admin, `/restores` restore, other reads (GET, `POST /sql`) read. */
+/**
+ * The scope a request needs: `/instances` admin, `/restores` and `/timeline/values` restore, other reads (GET,
+ * `POST /sql`) read.
+ */
 export function requiredScope(method: string, path: string): Scope {
   const under = (p: string) => path === p || path.startsWith(`${p}/`);
   if (under('/instances')) return 'admin';
-  if (under('/restores')) return 'restore';
+  // A value lookup of the timeline page runs a restore into a scratch instance.
+  if (under('/restores') || under('/timeline/values')) return 'restore';
   if (method === 'GET' || method === 'HEAD' || (method === 'POST' && path === '/sql')) return 'read';
   // A route added later that changes something is admin-only until it is given a scope here.
   return 'admin';
