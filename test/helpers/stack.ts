@@ -50,7 +50,7 @@ export async function startStack(): Promise<Stack> {
 
 /** A captured source: a fresh redis-server and an agent on it with a random node id. */
 export async function startSource(
-  stack: Stack,
+  stack: { nats: Pick<ServerProcess, 'url'> },
   args: string[] = [],
   options: {
     source?: 'replication' | 'monitor';
@@ -111,7 +111,12 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
  * Waits until ClickHouse holds at least `count` distinct seqs of `node` (all epochs): a lower bound on what is stored,
  * not a sync point (markStoredEvent is).
  */
-export async function waitForEvents(stack: Stack, node: string, count: number, timeoutMs = 20_000): Promise<void> {
+export async function waitForEvents(
+  stack: Pick<Stack, 'store'>,
+  node: string,
+  count: number,
+  timeoutMs = 20_000,
+): Promise<void> {
   await waitFor(
     `${count} events of ${node} in ClickHouse`,
     async () => {
@@ -125,7 +130,12 @@ export async function waitForEvents(stack: Stack, node: string, count: number, t
 }
 
 /** Waits until a restorable window of `node` covers `tsUs` (the agent's idle heartbeat extends windows to now). */
-export async function waitForWindow(stack: Stack, node: string, tsUs: number, timeoutMs = 20_000): Promise<void> {
+export async function waitForWindow(
+  stack: Pick<Stack, 'store'>,
+  node: string,
+  tsUs: number,
+  timeoutMs = 20_000,
+): Promise<void> {
   await waitFor(
     `a window of ${node} covering ${tsUs}`,
     async () => {
@@ -168,7 +178,7 @@ export interface StoredMarker {
  * before the marker).
  */
 export async function markStoredEvent(
-  stack: Stack,
+  stack: Pick<Stack, 'store'>,
   node: string | { node: string } | { node: string; agent: Agent },
   redis: MarkerClient,
   name: string = randomUUID(),
@@ -223,7 +233,7 @@ export async function markStoredEvent(
 
 /** markStoredEvent, returning only the marker's seq. */
 export async function markAndWait(
-  stack: Stack,
+  stack: Pick<Stack, 'store'>,
   node: string | { node: string },
   redis: MarkerClient,
   name?: string,
@@ -234,7 +244,7 @@ export async function markAndWait(
 
 /** Waits until a restorable window of `node`'s `epoch` reaches `seq`. */
 export async function waitForWindowSeq(
-  stack: Stack,
+  stack: Pick<Stack, 'store'>,
   node: string,
   epoch: number,
   seq: number,
@@ -253,7 +263,11 @@ export async function waitForWindowSeq(
  * marker (markStoredEvent: one `DEL` event that changes no data), waits for it and every event before it, and for a
  * window reaching it; returns its seq (the last stored seq).
  */
-export async function syncedSource(stack: Stack, src: Source, redis: MarkerClient = src.redis.url): Promise<number> {
+export async function syncedSource(
+  stack: Pick<Stack, 'store'>,
+  src: Source,
+  redis: MarkerClient = src.redis.url,
+): Promise<number> {
   const m = await markStoredEvent(stack, src, redis);
   await waitForWindowSeq(stack, src.node, m.epoch, m.seq);
   return m.seq;
