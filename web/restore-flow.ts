@@ -28,10 +28,15 @@ export function openRestore(ev: EventRef): void {
   const close = () => {
     stopped = true;
     dialog.hidden = true;
+    byId<HTMLInputElement>('restore-password').value = '';
     confirmBtn.onclick = null;
     closeBtn.onclick = null;
   };
   closeBtn.onclick = close;
+  byId('restore-password-show').onclick = () => {
+    const pw = byId<HTMLInputElement>('restore-password');
+    pw.type = pw.type === 'password' ? 'text' : 'password';
+  };
   confirmBtn.onclick = async () => {
     confirmBtn.disabled = true;
     error.textContent = '';
@@ -59,6 +64,11 @@ export function openRestore(ev: EventRef): void {
           const url = job.report?.url ?? '';
           byId('restore-url').textContent = url;
           byId('restore-cli').textContent = redisCliLine(url);
+          // The instance's generated password comes in the first answer after the job is done, and never again.
+          const pw = byId<HTMLInputElement>('restore-password');
+          pw.value = job.password ?? '';
+          byId('restore-password-row').hidden = job.password === undefined;
+          byId('restore-warnings').textContent = (job.report?.warnings ?? []).join(' ');
           result.hidden = false;
           return;
         }
@@ -71,7 +81,10 @@ export function openRestore(ev: EventRef): void {
   };
 }
 
-/** `redis-cli -h H -p P` for a redis:// URL (a password, if any, is left out: redis-cli asks for it with --askpass). */
+/**
+ * `redis-cli -h H -p P` for a redis:// URL. A password is never put on the command line (others can read argv):
+ * `--askpass` makes redis-cli ask for it.
+ */
 export function redisCliLine(url: string): string {
   try {
     const u = new URL(url);

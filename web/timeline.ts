@@ -86,7 +86,7 @@ function showMarks(marks: Mark[], range: Range): void {
         { class: `mark ${m.kind}`, 'data-kind': m.kind, 'data-seq': m.seq },
         h('td', {}, fmtUs(m.tsUs)),
         h('td', {}, m.node),
-        h('td', {}, MARK_WORDS[m.kind] ?? m.kind),
+        h('td', {}, m.command ? `${m.command} · ${MARK_WORDS[m.kind] ?? m.kind}` : (MARK_WORDS[m.kind] ?? m.kind)),
         h('td', {}, m.client),
         h('td', { class: 'args' }, m.summary),
         h('td', {}, restoreButton(m, `${m.command} by ${m.client}: ${m.summary}`)),

@@ -55,7 +55,15 @@ export interface JobStatus {
   id: string;
   state: 'queued' | 'running' | 'done' | 'failed';
   progress: { phase: string; events: number; totalEvents: number };
-  report?: { url?: string; keys: number; eventsReplayed: number; cutoff: { seq: number; time: string } };
+  report?: {
+    url?: string;
+    keys: number;
+    eventsReplayed: number;
+    cutoff: { seq: number; time: string };
+    warnings?: string[];
+  };
+  /** A spawned instance's password: only in the first answer after the job is done. */
+  password?: string;
   error?: { code: string; message: string };
 }
 

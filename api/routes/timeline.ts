@@ -1,5 +1,6 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import { ErrorCode, InputError } from '../../core/errors.js';
+import { unseal } from '../../core/bus/job-secret.js';
+import { ErrorCode, FlashbackError, InputError } from '../../core/errors.js';
 import { globForKey, readKeyValue, unreadableBytes, type KeyValue } from '../../core/redis/key-value.js';
 import { dangerousEvents, MarkKind, nodeSpans, writeRates } from '../../core/store/timeline.js';
 import { parseCutoffTime } from '../../core/time.js';
@@ -265,10 +266,31 @@ export function registerTimelineRoutes(app: OpenAPIHono, deps: ApiDeps): void {
     if (!lookup.value) {
       const url = job.report?.url;
       if (!url) throw new InputError(ErrorCode.NotFound, `value lookup ${id} finished without an instance to read`);
-      lookup.value = await readKeyValue(url, lookup.db, unreadableBytes(lookup.key));
-      await deps.jobs.stopInstance(id).catch((err: unknown) => {
-        deps.logger?.warn({ job: id, err: String(err) }, 'could not stop the scratch instance of a value lookup');
-      });
+      // The instance has a generated password, sealed for this API: the one taker of the job's secret opens it.
+      const sealed = await deps.jobs.takeSecret(id);
+      try {
+        if (!deps.jobKey || sealed === undefined)
+          throw new FlashbackError(
+            ErrorCode.Config,
+            deps.jobKey
+              ? `the password of value lookup ${id}'s scratch instance was already taken; ask again`
+              : "value lookups need the restorers' job key (--job-key-file) to open their scratch instance; give the API the restorers' key (flashback up shares one)",
+          );
+        const u = new URL(url);
+        lookup.value = await readKeyValue(
+          {
+            host: u.hostname.replace(/^\[|\]$/g, ''),
+            port: Number(u.port || 6379),
+            password: unseal(deps.jobKey, id, 'instance-password', sealed),
+          },
+          lookup.db,
+          unreadableBytes(lookup.key),
+        );
+      } finally {
+        await deps.jobs.stopInstance(id).catch((err: unknown) => {
+          deps.logger?.warn({ job: id, err: String(err) }, 'could not stop the scratch instance of a value lookup');
+        });
+      }
     }
     return c.json({ ...status, value: lookup.value }, 200);
   });

@@ -59,14 +59,24 @@ export function globForKey(key: Buffer): string {
   return out;
 }
 
-/** Reads one key of a Redis (database `db`) for display: at most `maxItems` items, strings cut at `maxBytes`. */
+/** Reads one key of a Redis server (database `db`) for display: at most `maxItems` items, strings cut at `maxBytes`. */
 export async function readKeyValue(
-  url: string,
+  server: { host: string; port: number; password?: string },
   db: number,
   key: Buffer,
   { maxItems = 200, maxBytes = 4_096 }: { maxItems?: number; maxBytes?: number } = {},
 ): Promise<KeyValue> {
-  const r = new Redis(url, { db, lazyConnect: true, maxRetriesPerRequest: 1, enableOfflineQueue: false });
+  const r = new Redis({
+    ...server,
+    db,
+    lazyConnect: true,
+    connectTimeout: 5_000,
+    commandTimeout: 10_000,
+    retryStrategy: () => null,
+    maxRetriesPerRequest: 0,
+  });
+  // Failures reach the caller through the commands; the event would only be noise.
+  r.on('error', () => undefined);
   await r.connect();
   const show = (b: Buffer) => readableBytes(b.length > maxBytes ? b.subarray(0, maxBytes) : b);
   try {
