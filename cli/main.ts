@@ -276,7 +276,7 @@ function applyStackContext(
   };
   if (!onCommandLine(argv, 'api') && envApi !== undefined) args.api = envApi;
   if (!onCommandLine(argv, 'token') && envToken !== undefined) args.token = envToken;
-  const found = explicit.api && explicit.clickhouse ? undefined : findContext(env, cwd);
+  const found = explicit.api || explicit.clickhouse ? undefined : findContext(env, cwd);
   if (found && !found.running) {
     say(
       `the stack of ${found.context.dataDir} is not running (its flashback up, pid ${found.context.pid}, is gone); ` +
@@ -284,7 +284,8 @@ function applyStackContext(
     );
   } else if (found) {
     const ctx = found.context;
-    if (!explicit.api) {
+    // Naming a ClickHouse or NATS means "go there directly": the stack's API is then not used.
+    if (!explicit.api && !explicit.clickhouse && !explicit.nats) {
       args.api = ctx.apiUrl;
       if (!onCommandLine(argv, 'token') && envToken === undefined) args.token = contextToken(ctx);
     }
