@@ -68,7 +68,7 @@ interface Captured {
  * baseline), captures `events` writes of redis-benchmark through an agent, and waits until ClickHouse holds them.
  */
 async function capture(env: Env, populateKeys: number, events: number): Promise<Captured> {
-  const redis = await startRedisServer({ args: SOURCE_ARGS });
+  const redis = await startRedisServer({ args: SOURCE_ARGS, bin: process.env.FLASHBACK_BENCH_REDIS_BIN });
   const node = `bench-${randomUUID().slice(0, 8)}`;
   try {
     if (populateKeys > 0) {
@@ -203,7 +203,7 @@ async function countCommands(file: string): Promise<number> {
 /** redis-server started on an AOF dir, timed from spawn to `loading:0`; also the server's own "loaded" figure. */
 async function timedLoad(dir: string): Promise<{ seconds: number; serverSeconds: number; keys: number }> {
   const t0 = process.hrtime.bigint();
-  const server = await loadAofDir(dir);
+  const server = await loadAofDir(dir, { bin: process.env.FLASHBACK_BENCH_REDIS_BIN });
   const seconds = secondsSince(t0);
   try {
     const log = await readFile(server.logFile, 'utf8');

@@ -2,13 +2,24 @@
  * `npm run bench [-- --quick] [-- NAME …]`: runs every benchmark (or the named ones: monitor-parse,
  * capture-overhead, sink-throughput, restore-rate, state-capture, refusal-guard, replication-pipeline) one after another and prints markdown: the machine,
  * then one table per benchmark. `--quick` uses small sizes (under 2 minutes); the default size takes
- * several minutes on a 2-core machine. A failing benchmark is reported and the others still run.
+ * several minutes on a 2-core machine. A failing benchmark is reported and the others still run. Every row names
+ * the server it ran on; `--redis-bin=PATH` runs the benches that start a source on that server (e.g.
+ * /opt/redis-8.0.2/bin/redis-server; restores then load with the matching server).
  */
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { benchSize, markdownSection, round, type BenchResult, type BenchSize } from './report.js';
 
 const size = benchSize();
+// `--redis-bin=PATH`: the source (and so the restore server, matched to it) of the benches that start one.
+const redisBinArg = process.argv.find((a) => a.startsWith('--redis-bin='));
+if (redisBinArg) process.env.FLASHBACK_BENCH_REDIS_BIN = redisBinArg.slice('--redis-bin='.length);
+const redisBin = process.env.FLASHBACK_BENCH_REDIS_BIN ?? 'redis-server';
+/** Every row names the server line it ran on (`redis 7.0.15`, `valkey 8.0.1`). */
+const serverColumn = (() => {
+  const m = /^(\w+) server v=(\S+)/i.exec(versionOf(redisBin, ['--version']));
+  return m ? `${m[1]!.toLowerCase()} ${m[2]}` : redisBin;
+})();
 // monitor-parse reads its size when it is imported.
 if (size === 'quick') process.env.BENCH_MONITOR_LINES ??= '200000';
 
@@ -39,7 +50,7 @@ function versionOf(cmd: string, args: string[]): string {
 function machine(): string {
   const cpus = os.cpus();
   const [redis, nats, clickhouse, benchmark, git] = [
-    versionOf('redis-server', ['--version']),
+    versionOf(redisBin, ['--version']),
     versionOf('nats-server', ['--version']),
     versionOf('clickhouse-client', ['--version']),
     versionOf('redis-benchmark', ['--version']),
@@ -71,7 +82,8 @@ for (const name of selected) {
   try {
     const result = await BENCHES[name]!(size);
     const s = Number(process.hrtime.bigint() - t0) / 1e9;
-    console.log(markdownSection({ ...result, notes: [...(result.notes ?? []), `(${name}: ${s.toFixed(0)} s)`] }));
+    const rows = result.rows.map((r) => ('server' in r ? r : { server: serverColumn, ...r }));
+    console.log(markdownSection({ ...result, rows, notes: [...(result.notes ?? []), `(${name}: ${s.toFixed(0)} s)`] }));
   } catch (err) {
     failed++;
     console.log(
