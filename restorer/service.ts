@@ -11,6 +11,8 @@ import { ConfigError, describeError, ErrorCode, FlashbackError } from '../core/e
 import type { Registry } from 'prom-client';
 import { startHealthServer } from '../core/health-server.js';
 import { restorerMetrics } from './metrics.js';
+import { verificationMetrics } from '../core/metrics/verification.js';
+import { startVerifier } from './verifier.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { connectNats, ensureBaselineStore, type NatsAuthOptions, type NatsConnection } from '../core/bus/nats.js';
 import {
@@ -97,6 +99,11 @@ export interface RestorerOptions {
   closeTimeoutMs?: number;
   /** How long one pull waits for a job before asking again, ms (close() may wait this long). @default 2_000 */
   pullExpiresMs?: number;
+  /**
+   * Background restore check (restorer/verifier.ts): this often, stretches between two baselines are restored and
+   * compared with the source's digest, one at a time, only while no job runs; 0 = off. @default 0
+   */
+  verifyIntervalMs?: number;
 }
 
 /** Counters of one restorer. */
@@ -219,6 +226,22 @@ export async function startRestorer(o: RestorerOptions): Promise<Restorer> {
     pullExpiresMs,
   });
   r.start();
+  if ((o.verifyIntervalMs ?? 0) > 0) {
+    try {
+      const verifier = await startVerifier({
+        deps,
+        client: store.client,
+        metrics: verificationMetrics(r.metrics()),
+        intervalMs: o.verifyIntervalMs!,
+        isBusy: () => r.stats().running !== undefined,
+        logger,
+      });
+      r.onClose(() => verifier.close());
+    } catch (err) {
+      await r.close();
+      throw err;
+    }
+  }
   if (healthPort !== undefined) {
     try {
       const hs = await startHealthServer(

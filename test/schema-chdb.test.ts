@@ -12,7 +12,14 @@ import {
 } from '../core/store/clickhouse.js';
 import { ErrorCode, InputError } from '../core/errors.js';
 import type { FlashbackEvent } from '../core/bus/event.js';
-import { columnsSql, schemaFeatures, schemaStatements, versionSql, type BrokenEventRow } from '../core/store/schema.js';
+import {
+  columnsSql,
+  schemaFeatures,
+  schemaStatements,
+  versionSql,
+  type BrokenEventRow,
+  type VerificationRow,
+} from '../core/store/schema.js';
 import { sqlString, sqlStringArray, sqlUInt } from '../core/store/sql-literal.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
 import {
@@ -30,6 +37,7 @@ import { lastAtOrBeforeSql, txEndSql } from '../core/store/cutoff.js';
 import { groupStateSql, lastAnchorSql, nextChangeSql } from '../core/store/cutoff-precision.js';
 import { baselinesSql, brokenSql, epochSummarySql, eventTimesSql, holeSql, nodesSql } from '../core/store/windows.js';
 import { baselineSql, brokenEventsSql, clickHouseEventStore, replaySql } from '../core/store/event-store.js';
+import { digestBaselinesSql, firstEventOfKeysSql, verificationsSql } from '../core/store/verifications.js';
 import { baselineToRow, eventToRow } from '../sink/rows.js';
 import { testClickHouse } from './helpers/servers.js';
 
@@ -91,6 +99,25 @@ const BROKEN: BrokenEventRow = {
 
 const WINDOW = { epoch: EPOCH, fromSeq: 1, toSeq: 6 };
 
+/** Two checks of one stretch: the newer one (a mismatch) is its state. */
+const CHECKS: VerificationRow[] = [T0 + 8_000, T0 + 9_000].map((checked_us, i) => ({
+  node: NODE,
+  epoch: EPOCH,
+  from_seq: 1,
+  to_seq: 5,
+  from_ts_us: T0 + 1_000,
+  to_ts_us: T0 + 5_000,
+  result: i === 0 ? 'match' : 'mismatch',
+  source_digest: '00ff',
+  restored_digest: i === 0 ? '00ff' : '0a0b',
+  first_key: i === 0 ? '' : "\\x00it's",
+  keys_differing: i,
+  detail: i === 0 ? '' : 'value differs',
+  events: 4,
+  seconds: 0.5,
+  checked_us,
+}));
+
 /** Every SELECT the code issues, as built by its own functions, over the fixture above. */
 function queries(): Record<string, string> {
   return {
@@ -123,6 +150,9 @@ function queries(): Record<string, string> {
     groupState: groupStateSql(NODE, WINDOW, 5),
     history: historySql({ node: NODE, key: '\\x00\\xff\\x02', since: '2025-08-01T00:00:00Z', limit: 10 }),
     byKey: `SELECT seq, command, args FROM flashback.events WHERE key = ${sqlString('\\x00\\xff\\x02')} ORDER BY seq DESC LIMIT 20`,
+    verifications: verificationsSql(NODE),
+    digestBaselines: digestBaselinesSql(NODE),
+    firstEventOfKeys: firstEventOfKeysSql(NODE, EPOCH, 1, 6, ['\\x00\\xff\\x03', '\\x00\\xff\\x02']),
     inArray: `SELECT count() AS n FROM flashback.events WHERE has(${sqlStringArray(['x', '\\x00\\xff\\x03'])}, key) AND seq >= ${sqlUInt(0)}`,
   };
 }
@@ -136,6 +166,7 @@ before(async () => {
   await store.insertBaselines([BASELINE]);
   await store.insertEpochs([{ node: NODE, epoch: EPOCH, started_us: T0, reason: 'start' }]);
   await store.insertBrokenEvents([BROKEN]);
+  await store.client.insert({ table: 'flashback.verifications', values: CHECKS, format: 'JSONEachRow' });
 
   current = new Session();
   currentVersion = String(chdbRows(current, versionSql())[0]!.version);
@@ -147,6 +178,7 @@ before(async () => {
   insert('flashback.baselines', [BASELINE]);
   insert('flashback.epochs', [{ node: NODE, epoch: EPOCH, started_us: T0, reason: 'start' }]);
   insert('flashback.broken_events', [BROKEN]);
+  insert('flashback.verifications', CHECKS);
 });
 
 after(async () => {
@@ -199,7 +231,7 @@ test('the DDL is plain on 18.16 and compact on the current release, and both var
   // chdb allows one data dir per process, so it goes into a database of its own.
   for (const statement of schemaStatements('18.16.1'))
     current.query(statement.replaceAll('flashback', 'flashback_plain'));
-  assert.equal(chdbRows(current, "SELECT count() AS n FROM system.tables WHERE database = 'flashback_plain'")[0]!.n, 4);
+  assert.equal(chdbRows(current, "SELECT count() AS n FROM system.tables WHERE database = 'flashback_plain'")[0]!.n, 5);
   assert.equal(
     chdbRows(
       current,
@@ -276,6 +308,23 @@ test('every query the code issues runs on 18.16 and on the current release with 
   // The retention statements that change data, on both.
   assert.deepEqual(await store.query(q.groupEnd!), [{ s: 6, at: T0 + 6_000 }]);
   assert.deepEqual(await store.query(q.unstatedCommands!), [{ command: 'SET', n: 4 }]);
+  // The newest check of a stretch is its state; the first event of differing keys names the earliest.
+  assert.deepEqual(await store.query(q.verifications!), [
+    {
+      epoch: EPOCH,
+      from_seq: 1,
+      to_seq: 5,
+      f_ts: T0 + 1_000,
+      t_ts: T0 + 5_000,
+      res: 'mismatch',
+      fk: "\\x00it's",
+      kd: 1,
+      det: 'value differs',
+      at_us: T0 + 9_000,
+    },
+  ]);
+  assert.deepEqual(await store.query(q.digestBaselines!), [{ epoch: EPOCH, seq: 1, dg: '00ff' }]);
+  assert.deepEqual(await store.query(q.firstEventOfKeys!), [{ key: '\\x00\\xff\\x02', first_seq: 2 }]);
   for (const sql of [deleteOldBaselinesSql('none', 1), dropEventPartitionSql('2001-01-01')]) {
     await store.command(sql);
     current.query(sql);

@@ -12,6 +12,7 @@ export const EVENTS_TABLE = `${DATABASE}.events`;
 export const BASELINES_TABLE = `${DATABASE}.baselines`;
 export const EPOCHS_TABLE = `${DATABASE}.epochs`;
 export const BROKEN_EVENTS_TABLE = `${DATABASE}.broken_events`;
+export const VERIFICATIONS_TABLE = `${DATABASE}.verifications`;
 
 /** A row of `flashback.events` as inserted (JSONEachRow). UInt64 columns are numbers: seq and ts_us stay below 2^53. */
 export interface EventRow {
@@ -71,6 +72,37 @@ export interface BrokenEventRow {
   reason: string;
   /** When a restore found it, µs. */
   found_us: number;
+}
+
+/**
+ * A row of `flashback.verifications`: one background check of the stretch between two consecutive baselines of an
+ * epoch (restorer/verify-stretch.ts). The newest check of a stretch (by `checked_us`) is its state.
+ */
+export interface VerificationRow {
+  node: string;
+  epoch: number;
+  /** Marker seq of the baseline the check restored from. */
+  from_seq: number;
+  /** Marker seq of the next baseline, whose recorded digest the replay must reach. */
+  to_seq: number;
+  from_ts_us: number;
+  to_ts_us: number;
+  /** `match`, `mismatch`, or `unverifiable` (the check cannot be made: `detail` says why). */
+  result: string;
+  /** DEBUG DIGEST the source recorded at `to_seq`. */
+  source_digest: string;
+  /** DEBUG DIGEST of the restore of from_seq + the events up to to_seq ('' when none was made). */
+  restored_digest: string;
+  /** Readable name of the first differing key of a mismatch ('' otherwise). */
+  first_key: string;
+  /** Differing keys found (a mismatch), or keys only excused by a TTL that passed before the check (a match). */
+  keys_differing: number;
+  detail: string;
+  /** Events replayed. */
+  events: number;
+  seconds: number;
+  /** When the check finished, µs. */
+  checked_us: number;
 }
 
 /** A row of `flashback.epochs`. */
@@ -167,6 +199,24 @@ ORDER BY (node, epoch)`,
   found_us UInt64
 ) ENGINE = ReplacingMergeTree()
 ORDER BY (node, epoch, seq)`,
+    `CREATE TABLE IF NOT EXISTS ${VERIFICATIONS_TABLE} (
+  node String,
+  epoch UInt64,
+  from_seq UInt64,
+  to_seq UInt64,
+  from_ts_us UInt64,
+  to_ts_us UInt64,
+  result String,
+  source_digest String,
+  restored_digest String,
+  first_key String,
+  keys_differing UInt64,
+  detail String,
+  events UInt64,
+  seconds Float64,
+  checked_us UInt64
+) ENGINE = ReplacingMergeTree(checked_us)
+ORDER BY (node, epoch, from_seq, to_seq)`,
   ];
 }
 
