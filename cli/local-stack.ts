@@ -12,6 +12,7 @@ import { isPidAlive } from '../core/servers/server-process.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
 import { startRestorer } from '../restorer/index.js';
 import { startSink } from '../sink/index.js';
+import { ensureJobKeyFile } from '../core/bus/job-secret.js';
 import type { NatsRole } from '../core/bus/nats-permissions.js';
 import type { ClickHouseAuth } from '../core/store/clickhouse.js';
 import { agentNode, loadStackSecrets, prepareNats, waitForNatsUser } from './stack-secrets.js';
@@ -137,7 +138,13 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       retentionMs: o.retentionMs,
     });
     closers.push(() => sink.close());
+    // API and restorer share a key for secrets in restore jobs (core/bus/job-secret.ts); restore jobs' RDB files
+    // go to one export dir.
+    const jobKey = await ensureJobKeyFile(path.join(dataDir, 'secrets', 'job-key'));
+    const exportDir = path.join(dataDir, 'exports');
     const restorer = await startRestorer({
+      jobKey,
+      exportDir,
       natsUrl,
       natsAuth: natsAuth({ role: 'restorer' }),
       clickhouseUrl,
@@ -149,6 +156,8 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
     const tok = await apiToken(dataDir);
     const agents: Agent[] = [];
     const api: Api = await startApi({
+      jobKey,
+      exportDir,
       // One process, one scrape: the API's /metrics carries every service's metrics.
       metrics: () => [sink.metrics(), restorer.metrics(), ...agents.map((a) => a.metrics())],
       port: o.apiPort,

@@ -1,5 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { ConfigError, ErrorCode, FlashbackError } from '../errors.js';
 
 /**
@@ -54,6 +56,20 @@ export function loadJobKey(
   if (o.key) return parseJobKey(o.key.toString('hex'));
   const file = o.keyFile ?? env.FLASHBACK_JOB_KEY_FILE;
   return file ? readJobKeyFile(file) : undefined;
+}
+
+/** The key in `file`, made (mode 600, its dir 700) when there is none yet: `flashback up` keeps one per data dir. */
+export async function ensureJobKeyFile(file: string): Promise<JobKey> {
+  const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw err;
+  });
+  if (text !== undefined) return parseJobKey(text, `job key file ${file}`);
+  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  const made = newJobKeyText();
+  await writeFile(file, made + '\n', { mode: 0o600, flag: 'wx' });
+  await chmod(file, 0o600);
+  return parseJobKey(made);
 }
 
 function aad(jobId: string, purpose: SecretPurpose): Buffer {
