@@ -228,6 +228,24 @@ export const WindowSchema = z
         description:
           'events a restore server could not load: restores past one skip it and warn; before-seq of one gives the state just before it',
       }),
+    verified: z
+      .array(
+        z.object({
+          fromSeq: z.number(),
+          toSeq: z.number(),
+          from: z.string(),
+          to: z.string(),
+          result: z.enum(['match', 'mismatch', 'unverifiable']),
+          firstKey: z.string().optional().openapi({ description: 'a mismatch: the first differing key, readable' }),
+          keysDiffering: z.number(),
+          detail: z.string(),
+          checkedAt: z.string(),
+        }),
+      )
+      .openapi({
+        description:
+          "background checks of the stretches between two baselines (restorer --verify-interval): the earlier baseline plus the stretch's events restored and compared with the DEBUG DIGEST the source recorded at the later one; match = verified, mismatch = restores inside it are not proven exact",
+      }),
   })
   .openapi('Window');
 

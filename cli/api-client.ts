@@ -3,9 +3,10 @@ import { ConfigError, ConnectionError, ErrorCode, FlashbackError } from '../core
 import type { InstanceRecord, RestoreJobRequest, RestoreJobStatus } from '../core/bus/restore-jobs.js';
 import type { HistoryEvent } from '../core/store/key-history.js';
 import type { RestoreWindow } from '../core/store/windows.js';
+import type { VerifiedStretchJson } from '../core/store/verifications.js';
 
 /** A window as the API returns it (times also as text). */
-export type ApiWindow = RestoreWindow & { from: string; to: string };
+export type ApiWindow = RestoreWindow & { from: string; to: string; verified?: VerifiedStretchJson[] };
 
 /** An event of `GET /events`: the history event as the store reads it. */
 export type ApiEvent = HistoryEvent;

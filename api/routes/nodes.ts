@@ -2,6 +2,7 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { ErrorCode, InputError } from '../../core/errors.js';
 import { formatTsUs } from '../../core/time.js';
 import { nodesSql, restoreWindows, type RestoreWindow } from '../../core/store/windows.js';
+import { verifiedJson, withVerifications, type VerifiedStretch } from '../../core/store/verifications.js';
 import type { ApiDeps } from '../deps.js';
 import { errorResponses, NodeParam, NodeSchema, WindowSchema } from '../schemas.js';
 
@@ -34,13 +35,14 @@ const windowsRoute = createRoute({
   },
 });
 
-/** A window with readable times. */
-export function windowJson(w: RestoreWindow): z.infer<typeof WindowSchema> {
+/** A window with readable times, and the checks of its stretches. */
+export function windowJson(w: RestoreWindow & { verified?: VerifiedStretch[] }): z.infer<typeof WindowSchema> {
   return {
     ...w,
     from: formatTsUs(w.fromTsUs),
     to: formatTsUs(w.toTsUs),
     broken: w.broken.map((b) => ({ ...b, time: formatTsUs(b.tsUs) })),
+    verified: (w.verified ?? []).map(verifiedJson),
   };
 }
 
@@ -73,7 +75,7 @@ export function registerNodeRoutes(app: OpenAPIHono, deps: ApiDeps): void {
 
   app.openapi(windowsRoute, async (c) => {
     const { node } = c.req.valid('param');
-    const ws = await restoreWindows(deps.store, node);
+    const ws = await withVerifications(deps.store, node, await restoreWindows(deps.store, node));
     if (ws.length === 0) {
       const known = await deps.store.query<{ node: string }>(nodesSql());
       if (!known.some((n) => n.node === node)) {

@@ -4,6 +4,7 @@ import { openClickHouse } from '../../core/store/clickhouse.js';
 import { forgetBrokenEvent } from '../../restorer/broken-events.js';
 import { formatTsUs } from '../../core/time.js';
 import { nodesSql, restoreWindows, type RestoreWindow } from '../../core/store/windows.js';
+import { verifiedJson, withVerifications, type VerifiedStretchJson } from '../../core/store/verifications.js';
 import { apiClientFrom, apiOptions } from '../api-client.js';
 import { clickhouseOption } from '../options.js';
 import { printTable } from '../table.js';
@@ -34,8 +35,11 @@ export async function handler(args: Args): Promise<void> {
   const store = await openClickHouse(args.clickhouse);
   try {
     const nodes = args.node ? [args.node] : (await store.query<{ node: string }>(nodesSql())).map((n) => n.node);
-    const all = [];
-    for (const node of nodes) all.push(...(await restoreWindows(store, node)));
+    const all: ShownWindow[] = [];
+    for (const node of nodes) {
+      const ws = await withVerifications(store, node, await restoreWindows(store, node));
+      all.push(...ws.map((w) => ({ ...w, verified: w.verified.map(verifiedJson) })));
+    }
     print(all, args.json);
   } finally {
     await store.close();
@@ -63,7 +67,23 @@ async function forget(node: string | undefined, spec: string, clickhouse: string
   }
 }
 
-function print(all: RestoreWindow[], json: boolean): void {
+/** A window as printed: with its checked stretches (from the API or the store). */
+type ShownWindow = RestoreWindow & { verified?: VerifiedStretchJson[] };
+
+/**
+ * The verified column: stretches between baselines whose check matched, of those that can be checked (`2/3`), and
+ * `!` when one mismatched; `–` for a window with one baseline.
+ */
+function verifiedCell(w: ShownWindow): string {
+  const stretches = w.baselines.length - 1;
+  if (stretches < 1) return '–';
+  const v = w.verified ?? [];
+  const ok = v.filter((c) => c.result === 'match').length;
+  const bad = v.filter((c) => c.result === 'mismatch').length;
+  return `${ok}/${stretches}${bad > 0 ? ` !${bad} mismatch` : ''}`;
+}
+
+function print(all: ShownWindow[], json: boolean): void {
   if (json) {
     process.stdout.write(
       JSON.stringify(all.map((w) => ({ ...w, from: formatTsUs(w.fromTsUs), to: formatTsUs(w.toTsUs) }))) + '\n',
@@ -71,7 +91,7 @@ function print(all: RestoreWindow[], json: boolean): void {
     return;
   }
   printTable(
-    ['node', 'epoch', 'from', 'to', 'seq', 'baselines', 'broken'],
+    ['node', 'epoch', 'from', 'to', 'seq', 'baselines', 'verified', 'broken'],
     all.map((w) => [
       w.node,
       w.epoch,
@@ -79,9 +99,20 @@ function print(all: RestoreWindow[], json: boolean): void {
       formatTsUs(w.toTsUs),
       `${w.fromSeq}–${w.toSeq}`,
       w.baselines.length,
+      verifiedCell(w),
       (w.broken ?? []).length,
     ]),
   );
+  for (const w of all) {
+    for (const c of w.verified ?? []) {
+      if (c.result === 'match') continue;
+      process.stdout.write(
+        c.result === 'mismatch'
+          ? `MISMATCH: ${w.node} epoch ${w.epoch} seq ${c.fromSeq}–${c.toSeq} (${c.from} – ${c.to}): restored from the baseline at seq ${c.fromSeq} plus its events, the data differs from the source's digest at seq ${c.toSeq}${c.firstKey !== undefined ? `; first differing key "${c.firstKey}"` : ''}; ${c.detail}; restores inside this stretch are not proven exact\n`
+          : `unverifiable: ${w.node} epoch ${w.epoch} seq ${c.fromSeq}–${c.toSeq}: ${c.detail}\n`,
+      );
+    }
+  }
   for (const w of all) {
     for (const b of w.broken ?? []) {
       process.stdout.write(

@@ -146,6 +146,25 @@ export async function recordVerification(client: ClickHouseClient, row: Verifica
   await client.insert({ table: VERIFICATIONS_TABLE, values: [row], format: 'JSONEachRow' });
 }
 
+/** A check as the API and `flashback windows --json` show it: times readable, no epoch (the window's). */
+export interface VerifiedStretchJson {
+  fromSeq: number;
+  toSeq: number;
+  from: string;
+  to: string;
+  result: VerificationResult;
+  firstKey?: string;
+  keysDiffering: number;
+  detail: string;
+  checkedAt: string;
+}
+
+/** {@link VerifiedStretch} → {@link VerifiedStretchJson}. */
+export function verifiedJson(v: VerifiedStretch): VerifiedStretchJson {
+  const { epoch: _epoch, fromTsUs, toTsUs, checkedUs, ...rest } = v;
+  return { ...rest, from: formatTsUs(fromTsUs), to: formatTsUs(toTsUs), checkedAt: formatTsUs(checkedUs) };
+}
+
 /** A stretch for people: `seq 5–80 (2026-08-03 20:27:09 – 20:29:09)`. */
 export function describeStretch(s: Pick<VerifiedStretch, 'fromSeq' | 'toSeq' | 'fromTsUs' | 'toTsUs'>): string {
   return `seq ${s.fromSeq}–${s.toSeq} (${formatTsUs(s.fromTsUs)} – ${formatTsUs(s.toTsUs)})`;
