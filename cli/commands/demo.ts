@@ -10,10 +10,10 @@ export function builder(y: Argv) {
   return y
     .option('api', {
       type: 'string',
-      default: 'http://127.0.0.1:7480',
-      describe: 'API of the running stack (env FLASHBACK_API)',
+      describe:
+        'API of the running stack (env FLASHBACK_API_URL; default: the flashback up found here, else http://127.0.0.1:7480)',
     })
-    .option('token', { type: 'string', describe: 'API token (env FLASHBACK_TOKEN)' })
+    .option('token', { type: 'string', describe: 'API token (env FLASHBACK_API_TOKEN)' })
     .option('redis', {
       type: 'string',
       demandOption: 'give the captured Redis to write to: --redis redis://host:port',
