@@ -35,6 +35,12 @@ export function builder(y: Argv) {
       default: '30s',
       describe: 'on SIGTERM, how long the job in hand may finish before it is handed back',
     })
+    .option('verify-interval', {
+      type: 'string',
+      default: '1m',
+      describe:
+        'how often to look for stretches between two baselines to check in the background (restored and compared with the digest the source recorded; one at a time, never while a job runs); 0 = off',
+    })
     .option('redis-bin', redisBinOption)
     .option('nats', natsOption)
     .options(natsAuthOptions)
@@ -60,6 +66,7 @@ export async function handler(args: Args): Promise<void> {
     ackWaitMs: parseDuration(args.ackWait, '--ack-wait'),
     maxAttempts: args.maxAttempts,
     closeTimeoutMs: parseDuration(args.closeTimeout, '--close-timeout'),
+    verifyIntervalMs: parseDuration(args.verifyInterval, '--verify-interval'),
     logger,
   });
   await runUntilSignal(restorer, logger);
