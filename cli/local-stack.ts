@@ -31,6 +31,8 @@ export interface LocalStackOptions {
   redisUrls: string[];
   /** History kept, ms. */
   retentionMs: number;
+  /** Background restore check of stretches between baselines (restorer/verifier.ts), ms; 0 = off. @default 60_000 */
+  verifyIntervalMs?: number;
   logger: Logger;
 }
 
@@ -150,6 +152,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       clickhouseUrl,
       clickhouseAuth: chAuth(secrets.clickhouseAdmin),
       instancesDir: path.join(dataDir, 'instances'),
+      verifyIntervalMs: o.verifyIntervalMs ?? 60_000,
       logger: logger.child({ service: 'restorer' }),
     });
     closers.push(() => restorer.close());

@@ -31,6 +31,11 @@ export function builder(y: Argv) {
     .option('nats', { type: 'string', describe: 'use this NATS instead of starting nats-server' })
     .option('clickhouse', { type: 'string', describe: 'use this ClickHouse instead of starting clickhouse-server' })
     .option('retention', { type: 'string', default: '7d', describe: 'history kept (e.g. 7d, 12h)' })
+    .option('verify-interval', {
+      type: 'string',
+      default: '1m',
+      describe: 'how often the restorer looks for stretches between baselines to check against their digest; 0 = off',
+    })
     .option('demo', {
       type: 'boolean',
       default: false,
@@ -60,6 +65,7 @@ export async function handler(args: Args): Promise<void> {
     apiPort: args.apiPort,
     redisUrls: args.redis.map(String),
     retentionMs,
+    verifyIntervalMs: parseDuration(args.verifyInterval, '--verify-interval'),
     logger,
   });
   say(`api ${stack.apiUrl}`);
