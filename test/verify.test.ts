@@ -3,12 +3,14 @@
 // an honest history shows verified stretches (store, API, CLI), a forged event is a mismatch naming its key in the
 // log, the metric and the window.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { pino } from 'pino';
 import { Redis } from 'ioredis';
 import { buildApp, natsJobClient } from '../api/index.js';
 import { connectNats, type NatsConnection } from '../core/bus/nats.js';
+import { renderRegistries } from '../core/metrics/exposition.js';
 import { encodeCommand } from '../core/redis/resp.js';
 import { sqlString, sqlUInt } from '../core/store/sql-literal.js';
 import { nodeVerifications, pendingStretches, type VerifiedStretch } from '../core/store/verifications.js';
@@ -143,6 +145,10 @@ test('stretches between baselines: verified when the history is exact, a forged 
     // The alert: the metric, and an error log line naming the key.
     assert.equal(await checksMetric(restorer, src.node, 'mismatch'), 1);
     assert.equal(await checksMetric(restorer, src.node, 'match'), 2);
+    const page = await renderRegistries([restorer.metrics()]);
+    assert.match(page, new RegExp(`flashback_verify_verified_to_timestamp_seconds\\{node="${src.node}"\\} \\d`));
+    const lint = spawnSync('promtool', ['check', 'metrics'], { input: page, encoding: 'utf8' });
+    assert.equal(lint.status, 0, `promtool check metrics: ${lint.stdout}${lint.stderr}`);
     const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
     const alert = logged.find((l) => l.level === 50 && l.node === src.node && String(l.msg).includes('MISMATCH'));
     assert.ok(alert, 'a mismatch is logged as an error');
