@@ -5,6 +5,7 @@ import { silentLogger, type Logger } from '../core/log.js';
 import {
   deleteOldBaselinesSql,
   dropEventPartitionSql,
+  dropRatesPartitionSql,
   eventNodesSql,
   eventPartitionsSql,
   neededBaselinesSql,
@@ -62,6 +63,7 @@ export async function applyRetention(o: {
     const day = p.partition.replace(/'/g, '');
     if (day < keepDay) {
       await store.command(dropEventPartitionSql(day));
+      await store.command(dropRatesPartitionSql(day));
       droppedPartitions.push(day);
     }
   }

@@ -5,6 +5,7 @@ import { after, before, test } from 'node:test';
 import { Session } from 'chdb';
 import type { FlashbackEvent } from '../core/bus/event.js';
 import { openClickHouse, type Store } from '../core/store/clickhouse.js';
+import { dropRatesPartitionSql } from '../core/store/retention-sql.js';
 import { schemaStatements, versionSql } from '../core/store/schema.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
 import {
@@ -13,6 +14,7 @@ import {
   eventsWhoSql,
   nextEventSql,
   pickBucketUs,
+  rateFromSecondsSql,
   rateSql,
   renameTargetSql,
   typeChanges,
@@ -206,4 +208,33 @@ test('the end of a hole', async () => {
     rows.map((r) => [Number(r.next_seq), Number(r.next_ts)]),
     [[18, ts(18)]],
   );
+});
+
+test('per-second counts (kept by a materialized view) give the same buckets, and fill from a store made before them', async () => {
+  const bySeconds = rateFromSecondsSql(RANGE, 2_000_000, NODE);
+  const expected = [
+    [NODE, 0, 6],
+    [NODE, 1, 7],
+    [NODE, 2, 2],
+  ];
+  const shape = (rows: Record<string, unknown>[]) => rows.map((r) => [r.node, Number(r.b), Number(r.n)]);
+  assert.deepEqual(shape(await both(bySeconds)), expected);
+  assert.deepEqual(shape(await both(rateSql(RANGE, 2_000_000, NODE))), expected, 'the same as counting the events');
+  assert.throws(() => rateFromSecondsSql({ fromUs: T0 + 1, toUs: T0 + 2e6 }, 1e6), /whole-second/);
+
+  // A store from before the view: its events are counted once when the schema is ensured, and not again after.
+  for (const run of [(sql: string) => store.command(sql), async (sql: string) => void current.query(sql)]) {
+    await run('DROP TABLE flashback.event_rates_mv');
+    await run('TRUNCATE TABLE flashback.event_rates');
+  }
+  await store.ensureSchema();
+  await store.ensureSchema();
+  const version = String(chdbRows(versionSql())[0]!.version);
+  for (const _ of [1, 2]) for (const statement of schemaStatements(version)) current.query(statement);
+  assert.deepEqual(shape(await both(bySeconds)), expected);
+
+  for (const sql of [dropRatesPartitionSql('2001-01-01')]) {
+    await store.command(sql);
+    current.query(sql);
+  }
 });

@@ -1,3 +1,5 @@
+import { ratesSchemaStatements } from './timeline-sql.js';
+
 /**
  * ClickHouse schema of flashback (DESIGN.md, Storage). The DDL is
  * version-aware: ClickHouse 18.16 rejects LowCardinality (without an
@@ -217,6 +219,7 @@ ORDER BY (node, epoch, seq)`,
   checked_us UInt64
 ) ENGINE = ReplacingMergeTree(checked_us)
 ORDER BY (node, epoch, from_seq, to_seq)`,
+    ...ratesSchemaStatements(dict),
   ];
 }
 

@@ -63,6 +63,48 @@ ${rangeWhere(r, node)} AND kind IN (${WRITE_KINDS.map((k) => sqlString(k)).join(
 GROUP BY node, b ORDER BY node, b`;
 }
 
+/** Writes per node and second, kept by a materialized view as events are inserted: the chart's source at ≥ 1 s. */
+export const RATES_TABLE = 'flashback.event_rates';
+const RATES_VIEW = 'flashback.event_rates_mv';
+
+/**
+ * DDL of the per-second write counts (part of schemaStatements, run by ensureSchema): the table (SummingMergeTree,
+ * day partitions like events), a fill from the events already stored, run only while the view does not exist yet
+ * (the first start after an upgrade; nothing on a new store), then the view that counts every insert from then on.
+ * @param dict the node column's type (LowCardinality(String) where the server has it)
+ */
+export function ratesSchemaStatements(dict: string): string[] {
+  const writes = `kind IN (${WRITE_KINDS.map((k) => sqlString(k)).join(', ')})`;
+  const select = `SELECT node, time AS second, count() AS n FROM flashback.events WHERE ${writes}`;
+  return [
+    `CREATE TABLE IF NOT EXISTS ${RATES_TABLE} (
+  node ${dict},
+  second DateTime,
+  n UInt64
+) ENGINE = SummingMergeTree(n)
+PARTITION BY toDate(second)
+ORDER BY (node, second)`,
+    `INSERT INTO ${RATES_TABLE} (node, second, n) ${select} AND (SELECT count() FROM system.tables WHERE database = 'flashback' AND name = 'event_rates_mv') = 0 GROUP BY node, second`,
+    `CREATE MATERIALIZED VIEW IF NOT EXISTS ${RATES_VIEW} TO ${RATES_TABLE} AS ${select} GROUP BY node, second`,
+  ];
+}
+
+/**
+ * SQL: like {@link rateSql} from the per-second counts, for buckets of whole seconds over a range of whole buckets
+ * (writeRates aligns it): reads 86 400 rows per node and day instead of every event.
+ */
+export function rateFromSecondsSql(r: TimeRange, bucketUs: number, node?: string): string {
+  checkRange(r);
+  if (bucketUs % 1e6 !== 0 || r.fromUs % 1e6 !== 0 || r.toUs % 1e6 !== 0)
+    throw new InputError(ErrorCode.BadInput, 'per-second counts need whole-second buckets and bounds');
+  const fromS = r.fromUs / 1e6;
+  const terms = [`second >= toDateTime(${sqlUInt(fromS)})`, `second < toDateTime(${sqlUInt(r.toUs / 1e6)})`];
+  if (node !== undefined) terms.unshift(`node = ${sqlString(node)}`);
+  return `SELECT node, intDiv(toUInt64(second) - ${sqlUInt(fromS)}, ${sqlUInt(bucketUs / 1e6, 'bucket')}) AS b, sum(n) AS n FROM ${RATES_TABLE}
+WHERE ${terms.join(' AND ')}
+GROUP BY node, b ORDER BY node, b`;
+}
+
 /** Commands that are dangerous whatever their arguments. */
 export const FLUSH_COMMANDS = ['FLUSHALL', 'FLUSHDB', 'SWAPDB'] as const;
 /** Commands that delete the keys they name. */

@@ -1,10 +1,12 @@
 import { formatTsUs } from '../time.js';
+import { clickHouseCodeOf } from './clickhouse.js';
 import {
   bigTxSql,
   dangerousEventsSql,
   eventsWhoSql,
   nextEventSql,
   pickBucketUs,
+  rateFromSecondsSql,
   rateSql,
   renameTargetSql,
   typeChanges,
@@ -13,6 +15,9 @@ import {
   type TypedWrite,
 } from './timeline-sql.js';
 import { baselinesSql, epochSummaries, eventTimesSql, restoreWindows, type QueryRunner } from './windows.js';
+
+/** ClickHouse's UNKNOWN_TABLE. */
+const UNKNOWN_TABLE = 60;
 
 /** Writes per bucket of one node over a range. */
 export interface RateSeries {
@@ -29,11 +34,29 @@ export interface Rates {
   nodes: RateSeries[];
 }
 
-/** Writes per bucket of every node (or one) over `range`, in at most `maxBuckets` round-width buckets. */
-export async function writeRates(db: QueryRunner, range: TimeRange, maxBuckets: number, node?: string): Promise<Rates> {
-  const bucketUs = pickBucketUs(range.fromUs, range.toUs, maxBuckets);
+/**
+ * Writes per bucket of every node (or one) over `asked`, in at most `maxBuckets` round-width buckets; buckets of 1 s
+ * or more are aligned to multiples of their width (the answer's fromUs/toUs say the range counted).
+ */
+export async function writeRates(db: QueryRunner, asked: TimeRange, maxBuckets: number, node?: string): Promise<Rates> {
+  const bucketUs = pickBucketUs(asked.fromUs, asked.toUs, maxBuckets);
+  type RateRow = { node: string; b: string | number; n: string | number };
+  let range = asked;
+  let rows: RateRow[] | undefined;
+  if (bucketUs >= 1e6) {
+    // Whole-second buckets come from the per-second counts, over the range widened to whole buckets.
+    range = {
+      fromUs: Math.floor(asked.fromUs / bucketUs) * bucketUs,
+      toUs: Math.ceil(asked.toUs / bucketUs) * bucketUs,
+    };
+    rows = await db.query<RateRow>(rateFromSecondsSql(range, bucketUs, node)).catch((err: unknown) => {
+      // A store the sink has not migrated yet has no per-second counts: count the events.
+      if (clickHouseCodeOf(err) !== UNKNOWN_TABLE) throw err;
+      return undefined;
+    });
+  }
+  rows ??= await db.query<RateRow>(rateSql(range, bucketUs, node));
   const buckets = Math.ceil((range.toUs - range.fromUs) / bucketUs);
-  const rows = await db.query<{ node: string; b: string | number; n: string | number }>(rateSql(range, bucketUs, node));
   const byNode = new Map<string, number[]>();
   for (const r of rows) {
     let counts = byNode.get(r.node);
