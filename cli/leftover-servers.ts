@@ -21,6 +21,8 @@ export interface LeftoverServer {
  */
 export function findLeftoverServers(dataDir: string): LeftoverServer[] {
   const dirs = new Set(SERVER_DIRS.map((d) => path.join(path.resolve(dataDir), d)));
+  // Members of a NATS cluster (`up --nats-cluster N`) each run in a dir of their own under nats-cluster/.
+  const clusterDir = path.join(path.resolve(dataDir), 'nats-cluster');
   const found: LeftoverServer[] = [];
   let entries: string[];
   try {
@@ -34,7 +36,7 @@ export function findLeftoverServers(dataDir: string): LeftoverServer[] {
     if (pid === process.pid) continue;
     try {
       const cwd = readlinkSync(`/proc/${entry}/cwd`);
-      if (!dirs.has(cwd)) continue;
+      if (!dirs.has(cwd) && path.dirname(cwd) !== clusterDir) continue;
       const name = readFileSync(`/proc/${entry}/comm`, 'utf8').trim();
       found.push({ pid, name, dir: cwd });
     } catch {

@@ -7,7 +7,8 @@ import { startApi, type Api } from '../api/index.js';
 import { ConfigError, describeError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { startClickHouseServer } from '../core/servers/clickhouse-server.js';
-import { startNatsServer, type NatsServerProcess } from '../core/servers/nats-server.js';
+import { startNatsCluster } from '../core/servers/nats-cluster.js';
+import { startNatsServer } from '../core/servers/nats-server.js';
 import { isPidAlive } from '../core/servers/server-process.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
 import { startRestorer } from '../restorer/index.js';
@@ -23,6 +24,16 @@ export interface LocalStackOptions {
   dataDir: string;
   /** Use this NATS instead of starting one. */
   natsUrl?: string;
+  /**
+   * Start a JetStream cluster of this many nats-servers (routes on loopback ports, stores in `<dataDir>/nats-cluster`)
+   * instead of one server (docs/scale.md). @default 1: one nats-server
+   */
+  natsCluster?: number;
+  /**
+   * JetStream replicas of the event stream, baseline bucket, restore-job stream and KV buckets when this stack creates
+   * them. @default 3 with a cluster of 3 or more, else the cluster size (1 without one)
+   */
+  replicas?: number;
   /** Use this ClickHouse instead of starting one. */
   clickhouseUrl?: string;
   /** API port (0 = a free one). @default 7480 */
@@ -102,8 +113,32 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       o.redisUrls.map((u) => agentNode(u)),
     );
     let natsUrl = o.natsUrl;
-    let natsServer: NatsServerProcess | undefined;
-    if (!natsUrl) {
+    // What adding an agent's user needs: every server reloads the users file, then each accepts the new user.
+    let natsServer: { urls: string[]; reload(): void } | undefined;
+    const natsCluster = o.natsCluster ?? 1;
+    const replicas = o.replicas ?? Math.min(3, natsCluster);
+    if (!natsUrl && replicas > natsCluster)
+      throw new ConfigError(
+        `--replicas ${replicas} needs as many NATS servers; add --nats-cluster ${Math.max(3, replicas)}, or lower --replicas`,
+      );
+    if (!natsUrl && natsCluster > 1) {
+      const clusterDir = path.join(dataDir, 'nats-cluster');
+      await mkdir(clusterDir, { recursive: true });
+      const cluster = await startNatsCluster({
+        size: natsCluster,
+        dir: clusterDir,
+        processGroup: true,
+        configFile: secrets.natsConfigFile,
+      });
+      closers.push(() => cluster.stop());
+      natsUrl = cluster.url;
+      natsServer = { urls: cluster.members.map((m) => m.url), reload: () => cluster.reload() };
+      logger.info(
+        { url: cluster.url, pids: cluster.members.map((m) => m.process?.pid), replicas },
+        'nats-server cluster started (a user per service)',
+      );
+      await prepareNats(cluster.url, secrets.nats({ role: 'admin' }), o.retentionMs, replicas);
+    } else if (!natsUrl) {
       await mkdir(path.join(dataDir, 'nats'), { recursive: true });
       const nats = await startNatsServer({
         dir: path.join(dataDir, 'nats'),
@@ -112,9 +147,12 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       });
       closers.push(() => nats.stop());
       natsUrl = nats.url;
-      natsServer = nats;
+      natsServer = { urls: [nats.url], reload: () => nats.reload() };
       logger.info({ url: nats.url, pid: nats.pid }, 'nats-server started (a user per service)');
-      await prepareNats(nats.url, secrets.nats({ role: 'admin' }), o.retentionMs);
+      await prepareNats(nats.url, secrets.nats({ role: 'admin' }), o.retentionMs, replicas);
+    } else if (o.replicas !== undefined) {
+      // A NATS given with --nats gets the replicas asked for on what does not exist yet.
+      await prepareNats(natsUrl, {}, o.retentionMs, o.replicas);
     }
     const natsAuth = (role: NatsRole) => (natsServer ? secrets.nats(role) : undefined);
     let clickhouseUrl = o.clickhouseUrl;
@@ -188,7 +226,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       const node = agentNode(redisUrl, nodeId);
       if (natsServer && (await secrets.addAgent(node))) {
         natsServer.reload();
-        await waitForNatsUser(natsServer.url, secrets.nats({ role: 'agent', node }));
+        for (const url of natsServer.urls) await waitForNatsUser(url, secrets.nats({ role: 'agent', node }));
       }
       const agent = await startAgent({
         redisUrl,

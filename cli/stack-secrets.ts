@@ -119,12 +119,18 @@ export function agentNode(redisUrl: string, nodeId?: string): string {
  * Creates, as the NATS admin, what the services may no longer create themselves on a server with permissions: the
  * event stream (with the stack's retention), the baseline bucket, the restore-job stream and its KV buckets.
  */
-export async function prepareNats(url: string, admin: NatsAuthOptions, retentionMs: number): Promise<void> {
+export async function prepareNats(
+  url: string,
+  admin: NatsAuthOptions,
+  retentionMs: number,
+  /** JetStream replicas of what is created (docs/scale.md). @default 1 */
+  replicas = 1,
+): Promise<void> {
   const nc = await connectNats({ url, name: 'flashback up (setup)', auth: admin });
   try {
-    await ensureEventStream(nc, { maxAgeMs: retentionMs });
-    await ensureBaselineStore(nc);
-    await ensureRestoreInfra(nc);
+    await ensureEventStream(nc, { maxAgeMs: retentionMs, replicas });
+    await ensureBaselineStore(nc, { replicas });
+    await ensureRestoreInfra(nc, { replicas });
   } finally {
     await nc.close();
   }

@@ -30,6 +30,15 @@ export function builder(y: Argv) {
     .option('api-port', { type: 'number', default: 7480, describe: 'API port (0 = a free one)' })
     .option('nats', { type: 'string', describe: 'use this NATS instead of starting nats-server' })
     .option('clickhouse', { type: 'string', describe: 'use this ClickHouse instead of starting clickhouse-server' })
+    .option('nats-cluster', {
+      type: 'number',
+      describe: 'start a JetStream cluster of N nats-servers (3 survives one down) instead of one (docs/scale.md)',
+    })
+    .option('replicas', {
+      type: 'number',
+      describe:
+        'JetStream replicas of the event stream, baseline bucket and job queue (default: 3 on a cluster, else 1)',
+    })
     .option('retention', { type: 'string', default: '7d', describe: 'history kept (e.g. 7d, 12h)' })
     .option('verify-interval', {
       type: 'string',
@@ -61,6 +70,8 @@ export async function handler(args: Args): Promise<void> {
   const stack = await startLocalStack({
     dataDir,
     natsUrl: args.nats,
+    natsCluster: args.natsCluster,
+    replicas: args.replicas,
     clickhouseUrl: args.clickhouse,
     apiPort: args.apiPort,
     redisUrls: args.redis.map(String),
