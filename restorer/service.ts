@@ -226,12 +226,14 @@ export async function startRestorer(o: RestorerOptions): Promise<Restorer> {
     pullExpiresMs,
   });
   r.start();
+  // Served even with the check off: alert rules over them then see no series rather than an unknown metric.
+  const verifyMetrics = verificationMetrics(r.metrics());
   if ((o.verifyIntervalMs ?? 0) > 0) {
     try {
       const verifier = await startVerifier({
         deps,
         client: store.client,
-        metrics: verificationMetrics(r.metrics()),
+        metrics: verifyMetrics,
         intervalMs: o.verifyIntervalMs!,
         isBusy: () => r.stats().running !== undefined,
         logger,

@@ -269,7 +269,7 @@ describe('deploy/prometheus and deploy/grafana', () => {
   test('alerts.yml passes promtool check rules and its unit tests (promtool test rules)', () => {
     const check = spawnSync('promtool', ['check', 'rules', alerts], { encoding: 'utf8' });
     assert.equal(check.status, 0, check.stdout + check.stderr);
-    assert.match(check.stdout, /SUCCESS: 10 rules found/);
+    assert.match(check.stdout, /SUCCESS: 11 rules found/);
     const unit = spawnSync('promtool', ['test', 'rules', 'alerts.test.yml'], {
       encoding: 'utf8',
       cwd: path.dirname(alerts),
@@ -282,6 +282,7 @@ describe('deploy/prometheus and deploy/grafana', () => {
       'FlashbackBaselinesFailing',
       'FlashbackEpochChurn',
       'FlashbackNoRestorableWindow',
+      'FlashbackRestoreCheckMismatch',
       'FlashbackSinkBehind',
       'FlashbackSinkInsertsFailing',
       'FlashbackSinkStalled',
