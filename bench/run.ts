@@ -1,6 +1,6 @@
 /**
  * `npm run bench [-- --quick] [-- NAME …]`: runs every benchmark (or the named ones: monitor-parse,
- * capture-overhead, sink-throughput, restore-rate, state-capture, refusal-guard, replication-pipeline) one after another and prints markdown: the machine,
+ * capture-overhead, sink-throughput, restore-rate, state-capture, refusal-guard, replication-pipeline, verify-cost) one after another and prints markdown: the machine,
  * then one table per benchmark. `--quick` uses small sizes (under 2 minutes); the default size takes
  * several minutes on a 2-core machine. A failing benchmark is reported and the others still run. Every row names
  * the server it ran on; `--redis-bin=PATH` runs the benches that start a source on that server (e.g.
@@ -31,6 +31,7 @@ const BENCHES: Record<string, (size: BenchSize) => Promise<BenchResult>> = {
   'state-capture': async (s) => (await import('./state-capture.js')).benchStateCapture(s),
   'refusal-guard': async (s) => (await import('./refusal-guard.js')).benchRefusalGuard(s),
   'replication-pipeline': async (s) => (await import('./replication-pipeline.js')).benchReplicationPipeline(s),
+  'verify-cost': async (s) => (await import('./verify-cost.js')).benchVerifyCost(s),
 };
 
 /**
