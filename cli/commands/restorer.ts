@@ -1,4 +1,5 @@
 import type { ArgumentsCamelCase, Argv } from 'yargs';
+import { loadJobKey } from '../../core/bus/job-secret.js';
 import { parseDuration } from '../duration.js';
 import { createLogger } from '../../core/log.js';
 import { startRestorer } from '../../restorer/index.js';
@@ -23,6 +24,31 @@ export function builder(y: Argv) {
     .option('instances-dir', {
       type: 'string',
       describe: 'where spawned instances keep their files (default: <tmp>/flashback-instances)',
+    })
+    .option('export-dir', {
+      type: 'string',
+      default: './.flashback/exports',
+      describe: "where restore jobs' rdb files go (a plain name each; made mode 700)",
+    })
+    .option('target-allow', {
+      type: 'string',
+      default: '127.0.0.0/8,::1',
+      describe: 'hosts a restore target may be: IPs, CIDRs, names, each with :port or not, or * (as the API)',
+    })
+    .option('job-key-file', {
+      type: 'string',
+      describe:
+        "the API's key file: opens sealed target passwords, seals instance passwords (env FLASHBACK_JOB_KEY_FILE)",
+    })
+    .option('job-timeout', {
+      type: 'string',
+      default: '30m',
+      describe: 'a job running longer fails (TIMEOUT) and the next one runs',
+    })
+    .option('max-instances', {
+      type: 'number',
+      default: 10,
+      describe: 'restored instances kept running at most; a spawn job beyond fails',
     })
     .option('ack-wait', {
       type: 'string',
@@ -61,6 +87,11 @@ export async function handler(args: Args): Promise<void> {
     clickhouseUrl: args.clickhouse,
     clickhouseAuth: clickhouseAuthFrom(args),
     instancesDir: args.instancesDir,
+    exportDir: args.exportDir,
+    targetAllow: args.targetAllow,
+    jobKey: loadJobKey({ keyFile: args.jobKeyFile }),
+    jobTimeoutMs: parseDuration(args.jobTimeout, '--job-timeout'),
+    maxInstances: args.maxInstances,
     healthPort: args.healthPort,
     healthHost: args.healthHost,
     ackWaitMs: parseDuration(args.ackWait, '--ack-wait'),
