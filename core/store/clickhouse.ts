@@ -340,7 +340,16 @@ function createStore(client: ClickHouseClient, display: string, version: string,
   };
   const insert = async (table: string, rows: readonly object[]) => {
     if (rows.length === 0) return;
-    await run(() => client.insert({ table, values: rows as object[], format: 'JSONEachRow' }));
+    await run(() =>
+      client.insert({
+        table,
+        values: rows as object[],
+        format: 'JSONEachRow',
+        // Sharded layout (core/store/sharded-schema.ts): the insert returns once the rows are on their shard, so the
+        // sink acknowledges only what a query can see; a table that is not Distributed ignores it.
+        clickhouse_settings: { insert_distributed_sync: 1 },
+      }),
+    );
   };
   const close = () => (closed ??= client.close());
   return {
@@ -370,7 +379,9 @@ function createStore(client: ClickHouseClient, display: string, version: string,
         const rs = await client.query({
           query: sql,
           format: 'JSONEachRow',
-          clickhouse_settings: { output_format_json_quote_64bit_integers: 0 },
+          // distributed_product_mode: a subquery over a Distributed table reads the shard's own rows (sharded layout,
+          // core/store/sharded-schema.ts: all of a node's rows are on one shard); no effect on plain tables.
+          clickhouse_settings: { output_format_json_quote_64bit_integers: 0, distributed_product_mode: 'local' },
         });
         return rs.json<T>();
       }),
