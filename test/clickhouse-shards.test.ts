@@ -2,6 +2,7 @@
 // restored exactly (by seq and by time) through the distributed tables of either server, and windows, history, the
 // timeline's per-second counts and users' SQL (subqueries included) read across shards.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,7 +18,7 @@ import type { NatsServerProcess } from '../core/servers/nats-server.js';
 import { stopPid } from '../core/servers/server-process.js';
 import { openClickHouse, type Store } from '../core/store/clickhouse.js';
 import { keyHistory } from '../core/store/key-history.js';
-import { shardedSchemaStatements } from '../core/store/sharded-schema.js';
+import { shardedSchemaFile, shardedSchemaStatements } from '../core/store/sharded-schema.js';
 import { sqlString } from '../core/store/sql-literal.js';
 import { writeRates } from '../core/store/timeline.js';
 import { restoreWindows } from '../core/store/windows.js';
@@ -181,4 +182,16 @@ test('two nodes on two shards: each restored exactly through the distributed tab
   } finally {
     for (const s of sources) await s.close();
   }
+});
+
+test('deploy/clickhouse/sharded/schema-*.sql are the DDL the code makes', () => {
+  for (const [file, label, version] of [
+    ['schema-18.16.sql', '18.16', '18.16.1'],
+    ['schema-current.sql', '20.1 and later', '24.8.1'],
+  ] as const)
+    assert.equal(
+      readFileSync(path.join('deploy/clickhouse/sharded', file), 'utf8'),
+      shardedSchemaFile(label, version),
+      `${file} is stale: write shardedSchemaFile('${label}', '${version}') (core/store/sharded-schema.ts) to it`,
+    );
 });

@@ -54,3 +54,17 @@ export function shardedSchemaStatements(version: string, cluster: string): strin
   }
   return out;
 }
+
+/** The text of deploy/clickhouse/sharded/schema-<label>.sql: the shard DDL for `version`, one statement per `;`. */
+export function shardedSchemaFile(label: string, version: string, cluster = 'flashback'): string {
+  const head =
+    `-- flashback's DDL for each shard server of cluster "${cluster}" (ClickHouse ${label}), made by shardedSchemaFile in\n` +
+    `-- core/store/sharded-schema.ts (test/clickhouse-shards.test.ts checks it). Apply on every shard server:\n` +
+    `--   clickhouse-client --multiquery < this file\n\n`;
+  return (
+    head +
+    shardedSchemaStatements(version, cluster)
+      .map((s) => `${s};\n`)
+      .join('\n')
+  );
+}
