@@ -190,6 +190,15 @@ test('token prompt, chart counts, the FLUSHALL marked, restore before it, a key 
     expected.flatMap((n, i) => (n ? [[i, n]] : [])),
   );
   assert.equal(await page.locator(`#totals [data-node="${src.node}"]`).getAttribute('data-writes'), '28');
+  // Zoomed out to whole-second buckets, the counts come from the per-second table: the same 28 writes.
+  const coarse = (await (
+    await authed(`/timeline/rates?from=${shown.fromUs - 60e6}&to=${shown.fromUs + 60e6}&buckets=10&node=${src.node}`)
+  ).json()) as { bucketUs: number; nodes: { counts: number[] }[] };
+  assert.ok(coarse.bucketUs >= 1e6);
+  assert.equal(
+    coarse.nodes[0]!.counts.reduce((a, b) => a + b, 0),
+    28,
+  );
 
   // The FLUSHALL is marked, with who did it.
   const mark = page.locator(`#marks tr[data-kind="flush"][data-seq="${flushSeq}"]`);

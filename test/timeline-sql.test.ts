@@ -38,7 +38,7 @@ const script: [string, string[], { kind?: string; tx?: number; db?: number }?][]
   ['SET', ['profile', 'oops']], // 4: hash → string
   ['RENAME', ['src', 'dst']], // 5: over dst (written at 3)
   ['RENAME', ['src2', 'fresh']], // 6: onto a key no event touched
-  ['DEL', ['k1', 'k2', 'k3']], // 7: many keys (3)
+  ['DEL', ['k1', 'k2', 'k3', 'k0']], // 7: many keys (4; the first 3 are shown)
   ['DEL', ['k4']], // 8: one key
   ['SET', ['t1', '1'], { tx: 9 }], // 9
   ['SET', ['t2', '1'], { tx: 9 }], // 10
@@ -140,18 +140,18 @@ test('write rates per bucket count commands and expirations, not markers or hear
 });
 
 test('dangerous single events: FLUSHALL, DEL of many keys, RENAME', async () => {
-  const rows = await both(dangerousEventsSql(RANGE, 3, 100, NODE));
+  const rows = await both(dangerousEventsSql(RANGE, 4, 100, NODE));
   assert.deepEqual(
     rows.map((r) => [Number(r.seq), r.command, Number(r.nkeys)]),
     [
       [5, 'RENAME', 2],
       [6, 'RENAME', 2],
-      [7, 'DEL', 3],
+      [7, 'DEL', 4],
       [12, 'FLUSHALL', 0],
     ],
   );
-  assert.deepEqual(rows[2]!.args, ['DEL', 'k1', 'k2', 'k3']);
-  assert.deepEqual(rows[2]!.keys, ['k1', 'k2', 'k3']);
+  assert.deepEqual(rows[2]!.first_args, ['DEL', 'k1', 'k2', 'k3', 'k0']);
+  assert.deepEqual(rows[2]!.first_keys, ['k1', 'k2', 'k3']);
   assert.equal(Number(rows[3]!.ts_us), ts(12));
 });
 
@@ -186,7 +186,9 @@ test('type mixes and the changes in them: a SET over a hash, not an LPUSH after 
     rows.map((r) => r.key),
     ['profile'],
   );
-  const h = (rows[0]!.h as unknown[][]).map(([s, t, u]) => [Number(s), String(t), Number(u)] as TypedWrite);
+  const h = (rows[0]!.h as unknown[][]).map(
+    ([s, t, u, c]) => [Number(s), String(t), Number(u), String(c)] as TypedWrite,
+  );
   assert.deepEqual(
     h.map(([s, t]) => [s, t]),
     [
@@ -197,6 +199,18 @@ test('type mixes and the changes in them: a SET over a hash, not an LPUSH after 
     ],
   );
   assert.deepEqual(typeChanges(h), [{ seq: 4, tsUs: ts(4), from: 'hash', to: 'string' }]);
+  // An HSET on the string (refused with WRONGTYPE, but in MONITOR's stream) is no change; a SET over a list is.
+  assert.deepEqual(
+    typeChanges([
+      [1, 'string', 10, 'SET'],
+      [2, 'hash', 20, 'HSET'],
+      [3, 'string', 30, 'APPEND'],
+      [4, 'del', 40, 'DEL'],
+      [5, 'list', 50, 'LPUSH'],
+      [6, 'string', 60, 'SET'],
+    ]),
+    [{ seq: 6, tsUs: 60, from: 'list', to: 'string' }],
+  );
   assert.deepEqual(await both(eventsWhoSql(NODE, EPOCH, [4, 99])), [
     { seq: 4, who: '10.0.0.9:4242', what: 'SET', argv: ['SET', 'profile', 'oops'] },
   ]);

@@ -45,17 +45,29 @@ async function show(range: Range): Promise<void> {
   const q = { from: range.fromUs, to: range.toUs, node: state.node || undefined };
   const nodes = state.node ? [state.node] : state.nodes.map((n) => n.node);
   const started = performance.now();
-  const [rates, marks, spans] = await Promise.all([
+  // The chart is drawn as soon as the rates are in; the marks (a scan of the range's events) follow.
+  const marksLoaded = api<{ marks: Mark[] }>(`/timeline/marks${query(q)}`);
+  const [rates, spans] = await Promise.all([
     api<Rates>(`/timeline/rates${query({ ...q, buckets: Math.floor(chart.width() / 2) })}`),
-    api<{ marks: Mark[] }>(`/timeline/marks${query(q)}`),
     Promise.all(nodes.map((n) => api<Spans>(`/timeline/nodes/${encodeURIComponent(n)}/spans`))),
   ]);
   if (mine !== loadSeq) return;
-  Object.assign(state, { rates, marks: marks.marks, spans });
-  chart.show({ rates, marks: marks.marks, spans });
-  status(`${fmtSpan(rates.bucketUs)} buckets · ${Math.round(performance.now() - started)} ms`);
+  Object.assign(state, { rates, marks: [], spans });
+  chart.show({ rates, marks: [], spans });
+  const chartMs = Math.round(performance.now() - started);
+  status(`${fmtSpan(rates.bucketUs)} buckets · ${chartMs} ms · looking for dangerous events…`);
   showTotals(rates);
-  showMarks(marks.marks, range);
+  byId('marks')
+    .querySelector('tbody')!
+    .replaceChildren(h('tr', {}, h('td', { colspan: 6 }, 'looking…')));
+  const { marks } = await marksLoaded;
+  if (mine !== loadSeq) return;
+  state.marks = marks;
+  chart.show({ rates, marks, spans });
+  status(
+    `${fmtSpan(rates.bucketUs)} buckets · chart ${chartMs} ms, marks ${Math.round(performance.now() - started)} ms`,
+  );
+  showMarks(marks, range);
 }
 
 function showTotals(rates: Rates): void {
@@ -83,7 +95,7 @@ function showMarks(marks: Mark[], range: Range): void {
     ...marks.map((m) =>
       h(
         'tr',
-        { class: `mark ${m.kind}`, 'data-kind': m.kind, 'data-seq': m.seq },
+        { class: `mark ${m.kind}`, 'data-kind': m.kind, 'data-seq': m.seq, 'data-ts': m.tsUs },
         h('td', {}, fmtUs(m.tsUs)),
         h('td', {}, m.node),
         h('td', {}, m.command ? `${m.command} · ${MARK_WORDS[m.kind] ?? m.kind}` : (MARK_WORDS[m.kind] ?? m.kind)),

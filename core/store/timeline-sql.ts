@@ -113,11 +113,11 @@ export const DELETE_COMMANDS = ['DEL', 'UNLINK'] as const;
 /**
  * SQL: single events of a range that are dangerous by themselves or need a closer look: FLUSHALL, FLUSHDB, SWAPDB,
  * DEL/UNLINK of at least `manyKeys` keys, and RENAME (over an existing key or not: {@link renameTargetSql} tells).
- * Newest duplicates collapse with LIMIT 1 BY.
+ * Duplicates collapse with LIMIT 1 BY. (Aliases must not reuse a column's name: ClickHouse uses them in WHERE.)
  */
 export function dangerousEventsSql(r: TimeRange, manyKeys: number, limit: number, node?: string): string {
   const list = (xs: readonly string[]) => xs.map((x) => sqlString(x)).join(', ');
-  return `SELECT node, epoch, seq, ts_us, db, client, command, length(keys) AS nkeys, arraySlice(keys, 1, 3) AS keys, arraySlice(args, 1, 6) AS args, tx
+  return `SELECT node, epoch, seq, ts_us, db, client, command, length(keys) AS nkeys, arraySlice(keys, 1, 3) AS first_keys, arraySlice(args, 1, 6) AS first_args, tx
 FROM flashback.events
 ${rangeWhere(r, node)} AND kind = 'command' AND (command IN (${list(FLUSH_COMMANDS)}) OR (command IN (${list(DELETE_COMMANDS)}) AND length(keys) >= ${sqlUInt(manyKeys, 'manyKeys')}) OR command = 'RENAME')
 ORDER BY ts_us, seq LIMIT 1 BY node, epoch, seq LIMIT ${sqlUInt(limit, 'limit')}`;
@@ -170,8 +170,8 @@ export const COMMAND_TYPES: Readonly<Record<string, string>> = Object.fromEntrie
 export function typeMixSql(r: TimeRange, limit: number, node?: string): string {
   const names = Object.keys(COMMAND_TYPES);
   const fam = `transform(command, [${names.map((n) => sqlString(n)).join(', ')}], [${names.map((n) => sqlString(COMMAND_TYPES[n]!)).join(', ')}], '')`;
-  return `SELECT node, epoch, db, key, arraySort(x -> x.1, groupArray((seq, fam, ts_us))) AS h FROM (
-SELECT node, epoch, db, key, seq, ts_us, ${fam} AS fam FROM flashback.events
+  return `SELECT node, epoch, db, key, arraySort(x -> x.1, groupArray((seq, fam, ts_us, command))) AS h FROM (
+SELECT node, epoch, db, key, seq, ts_us, command, ${fam} AS fam FROM flashback.events
 ${rangeWhere(r, node)} AND kind IN (${WRITE_KINDS.map((k) => sqlString(k)).join(', ')}) AND key != ''
 ) WHERE fam != ''
 GROUP BY node, epoch, db, key HAVING uniqExactIf(fam, fam != 'del') > 1
@@ -179,19 +179,24 @@ ORDER BY node, epoch, db, key LIMIT ${sqlUInt(limit, 'limit')}`;
 }
 
 /** One write of a key's history as typeMixSql gives it. */
-export type TypedWrite = [seq: number, type: string, tsUs: number];
+export type TypedWrite = [seq: number, type: string, tsUs: number, command: string];
+
+/** The only commands of COMMAND_TYPES that replace a key of another type; any other fails with WRONGTYPE. */
+export const OVERWRITING_COMMANDS: ReadonlySet<string> = new Set(['SET', 'SETEX', 'PSETEX', 'MSET']);
 
 /**
- * The writes of a key that gave it another type than it had (no delete in between): each is a type change.
+ * The writes of a key that gave it another type than it had (no delete in between): each is a type change. A write of
+ * another type by a command that cannot replace a key (HSET on a string) failed at the source, though MONITOR shows
+ * it: it changes nothing.
  */
 export function typeChanges(history: readonly TypedWrite[]): { seq: number; tsUs: number; from: string; to: string }[] {
   const out = [];
   let current = '';
-  for (const [seq, type, tsUs] of history) {
+  for (const [seq, type, tsUs, command] of history) {
     if (type === 'del') current = '';
-    else {
-      if (current !== '' && current !== type)
-        out.push({ seq: Number(seq), tsUs: Number(tsUs), from: current, to: type });
+    else if (current === '' || current === type) current = type;
+    else if (OVERWRITING_COMMANDS.has(String(command).toUpperCase())) {
+      out.push({ seq: Number(seq), tsUs: Number(tsUs), from: current, to: type });
       current = type;
     }
   }

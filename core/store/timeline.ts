@@ -143,9 +143,9 @@ export async function dangerousEvents(db: QueryRunner, range: TimeRange, o: Dang
     db: num(r.db),
     client: String(r.client),
     command: String(r.command),
-    keys: strs(r.keys),
+    keys: strs(r.first_keys),
     keyCount: num(r.nkeys),
-    summary: shortArgs(strs(r.args)),
+    summary: shortArgs(strs(r.first_args)),
   });
   for (const r of single) {
     const m = base(r);
@@ -187,7 +187,7 @@ export async function dangerousEvents(db: QueryRunner, range: TimeRange, o: Dang
     });
   }
   for (const r of mixes) {
-    const h = (r.h as unknown[][]).map(([s, t, u]) => [num(s), String(t), num(u)] as TypedWrite);
+    const h = (r.h as unknown[][]).map(([s, t, u, c]) => [num(s), String(t), num(u), String(c)] as TypedWrite);
     for (const c of typeChanges(h))
       marks.push({
         kind: MarkKind.TypeChange,
