@@ -32,6 +32,7 @@ const BENCHES: Record<string, (size: BenchSize) => Promise<BenchResult>> = {
   'refusal-guard': async (s) => (await import('./refusal-guard.js')).benchRefusalGuard(s),
   'replication-pipeline': async (s) => (await import('./replication-pipeline.js')).benchReplicationPipeline(s),
   'verify-cost': async (s) => (await import('./verify-cost.js')).benchVerifyCost(s),
+  scale: async (s) => (await import('./scale.js')).benchScale(s),
 };
 
 /**

@@ -1,0 +1,317 @@
+/**
+ * Scale-out figures (issue 17, docs/scale.md), each against a baseline measured in the same run:
+ * 1. end-to-end events/s with 1, 4 and 16 Redis nodes: redis-benchmark writes to every node at once, one replication
+ *    agent per node (all in this process, and with 16 nodes also one process per agent), one NATS, one sink, one
+ *    ClickHouse; the clock stops when the sink has inserted every event. Baseline: the 1-node run.
+ * 2. JetStream R3 vs R1: the same pre-encoded batches published to an R1 stream on one nats-server and to an R3 stream
+ *    on a 3-server cluster, then drained by a sink into ClickHouse. Baseline: R1.
+ * 3. Sink rows/s into one ClickHouse shard vs two (Distributed tables sharded by node): one sink, and two sinks sharing
+ *    the durable consumer. Baseline: one sink into one shard.
+ * Run alone: `node --import tsx bench/scale.ts [--quick]`; also `npm run bench -- scale`.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { jetstream } from '@nats-io/jetstream';
+import { startAgent, type Agent } from '../agent/index.js';
+import { encodeBatch } from '../core/bus/event-codec.js';
+import { eventSubject, messageId, type FlashbackEvent } from '../core/bus/event.js';
+import { connectNats, ensureEventStream, type NatsConnection } from '../core/bus/nats.js';
+import { silentLogger } from '../core/log.js';
+import { startClickHouseServer } from '../core/servers/clickhouse-server.js';
+import { startClickHouseShards } from '../core/servers/clickhouse-shards.js';
+import { startNatsCluster } from '../core/servers/nats-cluster.js';
+import { startNatsServer } from '../core/servers/nats-server.js';
+import { startRedisServer } from '../core/servers/redis-server.js';
+import type { ServerProcess } from '../core/servers/server-process.js';
+import { openClickHouse } from '../core/store/clickhouse.js';
+import { shardedSchemaStatements } from '../core/store/sharded-schema.js';
+import { startSink, type Sink } from '../sink/index.js';
+import {
+  pollUntil,
+  round,
+  runIfMain,
+  secondsSince,
+  type BenchResult,
+  type BenchRow,
+  type BenchSize,
+} from './report.js';
+
+const SIZES: Record<BenchSize, { e2eEvents: number; busEvents: number; sinkEvents: number }> = {
+  quick: { e2eEvents: 160_000, busEvents: 200_000, sinkEvents: 200_000 },
+  full: { e2eEvents: 640_000, busEvents: 1_000_000, sinkEvents: 1_000_000 },
+};
+
+const SOURCE_ARGS = ['--repl-diskless-sync-delay', '0', '--save', '', '--appendonly', 'no'];
+
+/** Runs redis-benchmark SET against `url` with `n` requests, pipelined; resolves when it exits. */
+function redisBenchmark(url: string, n: number): Promise<void> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const p = spawn(
+      'redis-benchmark',
+      ['-h', u.hostname, '-p', u.port, '-t', 'set', '-n', String(n), '-P', '16', '-c', '4', '-r', '100000', '-q'],
+      { stdio: 'ignore' },
+    );
+    p.once('error', reject);
+    p.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`redis-benchmark exited with ${code}`))));
+  });
+}
+
+/** `flashback agent` as a process of its own (the sources through tsx, as tests run it), logging warnings only. */
+function agentProcess(redisUrl: string, natsUrl: string, nodeId: string): ChildProcess {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('FLASHBACK_')));
+  return spawn(
+    process.execPath,
+    ['bin/flashback-dev.js', 'agent', '--redis', redisUrl, '--nats', natsUrl, '--node-id', nodeId],
+    { env: { ...env, FLASHBACK_LOG_LEVEL: 'warn' }, stdio: 'ignore' },
+  );
+}
+
+/** Sum of `inserted` of the sinks. */
+const inserted = (sinks: readonly Sink[]) => sinks.reduce((s, x) => s + x.stats().inserted, 0);
+
+/** Part 1: end-to-end events/s with `nodes` nodes; agents in this process, or one process each. */
+async function endToEnd(
+  nodes: number,
+  total: number,
+  agentsIn: 'one process' | 'a process each',
+): Promise<{ seconds: number; loadSeconds: number; events: number }> {
+  const [nats, clickhouse, ...redis] = await Promise.all([
+    startNatsServer(),
+    startClickHouseServer(),
+    ...Array.from({ length: nodes }, () => startRedisServer({ args: SOURCE_ARGS })),
+  ]);
+  const agents: Agent[] = [];
+  const procs: ChildProcess[] = [];
+  let sink: Sink | undefined;
+  try {
+    const store = await openClickHouse(clickhouse.url);
+    await store.ensureSchema();
+    sink = await startSink({ natsUrl: nats.url, clickhouseUrl: clickhouse.url, logger: silentLogger });
+    for (const [i, r] of redis.entries()) {
+      const nodeId = `bench-${nodes}-${i}`;
+      if (agentsIn === 'one process')
+        agents.push(
+          await startAgent({ redisUrl: r.url, nodeId, natsUrl: nats.url, logger: silentLogger, source: 'replication' }),
+        );
+      else procs.push(agentProcess(r.url, nats.url, nodeId));
+    }
+    // Every agent has its baseline stored before the clock starts.
+    const ready = await pollUntil(() => sink!.stats().baselines >= nodes, 120_000, 50);
+    if (!ready) throw new Error(`only ${sink.stats().baselines} of ${nodes} baselines within 120 s`);
+    const perNode = Math.floor(total / nodes);
+    const sets = async () =>
+      Number(
+        (await store.query<{ n: number }>("SELECT count() AS n FROM flashback.events WHERE command = 'SET'"))[0]?.n,
+      );
+    const t0 = process.hrtime.bigint();
+    await Promise.all(redis.map((r) => redisBenchmark(r.url, perNode)));
+    const loadSeconds = secondsSince(t0);
+    // Counted in ClickHouse (the rows queries see), every 100 ms.
+    const done = await pollUntil(async () => (await sets()) >= perNode * nodes, 600_000, 100);
+    const seconds = secondsSince(t0);
+    const stored = await sets();
+    await store.close();
+    if (!done) throw new Error(`ClickHouse holds ${stored} of ${perNode * nodes} SETs after 600 s`);
+    return { seconds, loadSeconds, events: perNode * nodes };
+  } finally {
+    for (const a of agents) await a.close();
+    await Promise.all(
+      procs.map((p) =>
+        p.exitCode !== null ? undefined : new Promise((resolve) => p.once('exit', resolve).kill('SIGTERM')),
+      ),
+    );
+    await sink?.close();
+    await Promise.all([nats.stop(), clickhouse.stop(), ...redis.map((r: ServerProcess) => r.stop())]);
+  }
+}
+
+/** `count` SET events of node `node`, as the agent sends them. */
+function buildEvents(node: string, count: number): FlashbackEvent[] {
+  const startUs = Date.now() * 1000 - count * 10;
+  return Array.from({ length: count }, (_, i) => {
+    const key = Buffer.from(`key:${i % 100_000}`);
+    const args = [Buffer.from('SET'), key, Buffer.from(`value-${i}-${'x'.repeat(i % 16)}`)];
+    return {
+      node,
+      epoch: 1,
+      seq: i + 1,
+      tsUs: startUs + i * 10,
+      db: 0,
+      client: '127.0.0.1:50000',
+      kind: 'command',
+      command: 'SET',
+      keys: [key],
+      args,
+      replay: args,
+      tx: 0,
+    };
+  });
+}
+
+/** Encoded batches of 2 000 events of each of `nodes` nodes, `total` events in all. */
+function buildBatches(nodes: number, total: number): { node: string; firstSeq: number; body: Buffer }[] {
+  const out: { node: string; firstSeq: number; body: Buffer }[] = [];
+  for (let n = 0; n < nodes; n++) {
+    const node = `bench-shard-${n}`;
+    const events = buildEvents(node, Math.floor(total / nodes));
+    for (let i = 0; i < events.length; i += 2_000)
+      out.push({ node, firstSeq: i + 1, body: encodeBatch({ node, epoch: 1, events: events.slice(i, i + 2_000) }) });
+  }
+  return out;
+}
+
+/** Publishes every batch with 32 acks in flight; returns seconds. */
+async function publishAll(nc: NatsConnection, batches: { node: string; firstSeq: number; body: Buffer }[]) {
+  const js = jetstream(nc);
+  const t0 = process.hrtime.bigint();
+  let next = 0;
+  const worker = async () => {
+    while (next < batches.length) {
+      const m = batches[next++]!;
+      await js.publish(eventSubject(m.node), m.body, { msgID: messageId(m.node, 1, m.firstSeq) });
+    }
+  };
+  await Promise.all(Array.from({ length: 32 }, worker));
+  return secondsSince(t0);
+}
+
+/** Starts `count` sinks on one durable and returns the seconds until they inserted `events` rows. */
+async function drain(natsUrl: string, clickhouseUrls: string[], events: number): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  const sinks = await Promise.all(
+    clickhouseUrls.map((clickhouseUrl) => startSink({ natsUrl, clickhouseUrl, logger: silentLogger })),
+  );
+  try {
+    if (!(await pollUntil(() => inserted(sinks) >= events, 600_000, 20)))
+      throw new Error(`the sinks inserted ${inserted(sinks)} of ${events} within 600 s`);
+    return secondsSince(t0);
+  } finally {
+    for (const s of sinks) await s.close();
+  }
+}
+
+/** Part 2: publish and drain on R1 (one server) and R3 (a 3-server cluster). */
+async function jetStreamReplicas(total: number): Promise<BenchRow[]> {
+  const batches = buildBatches(4, total);
+  const events = Math.floor(total / 4) * 4;
+  const rows: BenchRow[] = [];
+  let r1: { publish: number; drain: number } | undefined;
+  for (const replicas of [1, 3]) {
+    const [nats, clickhouse] = await Promise.all([
+      replicas === 1
+        ? startNatsServer().then((s) => ({ url: s.url, stop: () => s.stop() }))
+        : startNatsCluster({ size: 3 }),
+      startClickHouseServer(),
+    ]);
+    const nc = await connectNats({ url: nats.url, name: 'bench scale' });
+    try {
+      const store = await openClickHouse(clickhouse.url);
+      await store.ensureSchema();
+      await store.close();
+      await ensureEventStream(nc, { replicas });
+      const publish = await publishAll(nc, batches);
+      const drainS = await drain(nats.url, [clickhouse.url], events);
+      r1 ??= { publish, drain: drainS };
+      const stream = replicas === 1 ? 'R1 stream, one nats-server' : 'R3 stream, 3-server cluster';
+      const base = replicas === 1 ? ' (baseline)' : '';
+      rows.push(
+        {
+          what: `publish, ${stream}${base}`,
+          'events/s': Math.round(events / publish),
+          'vs baseline': round(r1.publish / publish),
+          detail: `${batches.length} messages of 2 000 events, 32 acks in flight, ${round(publish)} s`,
+        },
+        {
+          what: `sink drain into ClickHouse, ${stream}${base}`,
+          'events/s': Math.round(events / drainS),
+          'vs baseline': round(r1.drain / drainS),
+          detail: `startSink → all rows inserted, ${round(drainS)} s`,
+        },
+      );
+    } finally {
+      await nc.close();
+      await Promise.all([nats.stop(), clickhouse.stop()]);
+    }
+  }
+  return rows;
+}
+
+/** Part 3: one sink into one shard, one sink and two sinks into two shards. */
+async function shardRates(total: number): Promise<BenchRow[]> {
+  const batches = buildBatches(8, total);
+  const events = Math.floor(total / 8) * 8;
+  const rows: BenchRow[] = [];
+  let base: number | undefined;
+  const layouts: { name: string; shards: number; sinks: number }[] = [
+    { name: 'one sink → one server, plain tables (baseline)', shards: 1, sinks: 1 },
+    { name: 'one sink → 2 shards (Distributed)', shards: 2, sinks: 1 },
+    { name: 'two sinks (one per shard server) → 2 shards', shards: 2, sinks: 2 },
+  ];
+  for (const l of layouts) {
+    const nats = await startNatsServer();
+    const shards = l.shards === 1 ? undefined : await startClickHouseShards({ shards: l.shards });
+    const single = l.shards === 1 ? await startClickHouseServer() : undefined;
+    const urls = shards ? shards.servers.map((s) => s.url) : [single!.url];
+    const nc = await connectNats({ url: nats.url, name: 'bench scale' });
+    try {
+      for (const url of urls) {
+        const store = await openClickHouse(url);
+        if (shards) for (const q of shardedSchemaStatements(store.version, shards.cluster)) await store.command(q);
+        else await store.ensureSchema();
+        await store.close();
+      }
+      await ensureEventStream(nc);
+      await publishAll(nc, batches);
+      const seconds = await drain(nats.url, urls.slice(0, l.sinks), events);
+      const rate = events / seconds;
+      base ??= rate;
+      rows.push({
+        what: l.name,
+        'events/s': Math.round(rate),
+        'vs baseline': round(rate / base),
+        detail: `8 nodes, ${round(seconds)} s`,
+      });
+    } finally {
+      await nc.close();
+      await Promise.all([nats.stop(), shards?.stop(), single?.stop()]);
+    }
+  }
+  return rows;
+}
+
+/** Runs the three parts; one table with a `part` column. */
+export async function benchScale(size: BenchSize = 'full'): Promise<BenchResult> {
+  const s = SIZES[size];
+  const rows: BenchRow[] = [];
+  let one: number | undefined;
+  const runs: [number, 'one process' | 'a process each'][] = [
+    [1, 'one process'],
+    [4, 'one process'],
+    [16, 'one process'],
+    [16, 'a process each'],
+  ];
+  for (const [nodes, agentsIn] of runs) {
+    const r = await endToEnd(nodes, s.e2eEvents, agentsIn);
+    const rate = r.events / r.seconds;
+    one ??= rate;
+    rows.push({
+      part: 'end to end',
+      what: `${nodes} node${nodes > 1 ? 's' : ''}, agents in ${agentsIn}${nodes === 1 ? ' (baseline)' : ''}`,
+      'events/s': Math.round(rate),
+      'vs baseline': round(rate / one),
+      detail: `redis-benchmark done after ${round(r.loadSeconds)} s, all stored after ${round(r.seconds)} s`,
+    });
+  }
+  for (const r of await jetStreamReplicas(s.busEvents)) rows.push({ part: 'JetStream replicas', ...r });
+  for (const r of await shardRates(s.sinkEvents)) rows.push({ part: 'ClickHouse shards', ...r });
+  return {
+    name: `Scale-out (${size}): ${s.e2eEvents.toLocaleString('en-US')} end-to-end events per run, ${s.busEvents.toLocaleString('en-US')} per JetStream and shard run`,
+    rows,
+    notes: [
+      'end to end: redis-benchmark -t set -P 16 -c 4 on every node at once; replication agents; one nats-server, one sink, one clickhouse-server 18.16; stops when the sink inserted every event',
+      'every server, agent, sink and load generator shares the same 2 cores: these are ratios on one box, not the capacity of a deployment (docs/scale.md)',
+    ],
+  };
+}
+
+await runIfMain(import.meta.url, benchScale);
