@@ -5,6 +5,7 @@ import { silentLogger, type Logger } from '../core/log.js';
 import {
   deleteOldBaselinesSql,
   dropEventPartitionSql,
+  dropMarksPartitionSql,
   dropRatesPartitionSql,
   eventNodesSql,
   eventPartitionsSql,
@@ -64,6 +65,7 @@ export async function applyRetention(o: {
     if (day < keepDay) {
       await store.command(dropEventPartitionSql(day));
       await store.command(dropRatesPartitionSql(day));
+      await store.command(dropMarksPartitionSql(day));
       droppedPartitions.push(day);
     }
   }

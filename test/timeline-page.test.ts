@@ -117,6 +117,11 @@ test('pages and assets answer without a token, with a CSP; the data routes do no
   });
   assert.equal(readerRates.status, 200, 'the chart needs only read scope');
   await readerRates.arrayBuffer();
+  const errorOf = async (res: Response) => [res.status, ((await res.json()) as { error: { code: string } }).error.code];
+  assert.deepEqual(await errorOf(await authed('/timeline/rates?from=yesterday&to=2')), [400, 'BAD_TIME']);
+  assert.deepEqual(await errorOf(await authed('/timeline/rates?from=2000000000&to=1000000000')), [400, 'BAD_INPUT']);
+  assert.deepEqual(await errorOf(await authed('/timeline/marks?from=1&to=2&manyKeys=1')), [400, 'BAD_INPUT']);
+  assert.deepEqual(await errorOf(await authed('/timeline/values/not-a-lookup')), [404, 'NOT_FOUND']);
   const doc = (await (await authed('/openapi.json')).json()) as { paths: Record<string, unknown> };
   for (const p of ['/timeline/rates', '/timeline/marks', '/timeline/nodes/{node}/spans', '/timeline/values'])
     assert.ok(doc.paths[p], p);

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import { Session } from 'chdb';
 import type { FlashbackEvent } from '../core/bus/event.js';
 import { openClickHouse, type Store } from '../core/store/clickhouse.js';
-import { dropRatesPartitionSql } from '../core/store/retention-sql.js';
+import { dropMarksPartitionSql, dropRatesPartitionSql } from '../core/store/retention-sql.js';
 import { schemaStatements, versionSql } from '../core/store/schema.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
 import {
@@ -48,12 +48,19 @@ const script: [string, string[], { kind?: string; tx?: number; db?: number }?][]
   ['DEL', ['profile']], // 14
   ['LPUSH', ['profile', 'x']], // 15: after a DEL: no type change
   ['SET', ['z', '1'], { db: 1 }], // 16; 17 is missing: a hole after 16
-  ['SET', ['z', '2'], { db: 1 }],
+  ['SET', ['z', '2'], { db: 1 }], // 18
+  ['UNLINK', Array.from({ length: 11 }, (_, i) => `m${i}`)], // 19: many keys (11), kept in the marks table
 ];
 const ts = (seq: number) => T0 + seq * 250_000;
 const EVENTS: FlashbackEvent[] = script.map(([command, rest, o = {}], i) => {
   const seq = i < 16 ? i + 1 : i + 2;
-  const keyCount = command === 'DEL' ? rest.length : command === 'RENAME' ? 2 : rest.length > 0 ? 1 : 0;
+  const keyCount = ['DEL', 'UNLINK'].includes(command)
+    ? rest.length
+    : command === 'RENAME'
+      ? 2
+      : rest.length > 0
+        ? 1
+        : 0;
   const args = [command, ...rest].map(B);
   return {
     node: NODE,
@@ -117,7 +124,7 @@ test('bucket steps are round and keep under the asked count', () => {
 
 test('write rates per bucket count commands and expirations, not markers or heartbeats', async () => {
   const rows = await both(rateSql(RANGE, 1_000_000, NODE));
-  // Seconds 0..4: seqs 1-3 (1 is the marker), 4-7, 8-11, 12-15 (13 heartbeat), 16, 18.
+  // Seconds 0..4: seqs 1-3 (1 is the marker), 4-7, 8-11, 12-15 (13 heartbeat), 16, 18, 19.
   assert.deepEqual(
     rows.map((r) => [r.node, Number(r.b), Number(r.n)]),
     [
@@ -125,7 +132,7 @@ test('write rates per bucket count commands and expirations, not markers or hear
       [NODE, 1, 4],
       [NODE, 2, 4],
       [NODE, 3, 3],
-      [NODE, 4, 2],
+      [NODE, 4, 3],
     ],
   );
   const all = await both(rateSql({ fromUs: ts(4), toUs: ts(8) }, 500_000));
@@ -148,8 +155,18 @@ test('dangerous single events: FLUSHALL, DEL of many keys, RENAME', async () => 
       [6, 'RENAME', 2],
       [7, 'DEL', 4],
       [12, 'FLUSHALL', 0],
+      [19, 'UNLINK', 11],
     ],
   );
+  // From 10 keys on, the marks table answers, the same as the events.
+  const fromEvents = await both(dangerousEventsSql(RANGE, 10, 100, NODE, false));
+  assert.deepEqual(
+    fromEvents.map((r) => Number(r.seq)),
+    [5, 6, 12, 19],
+  );
+  assert.deepEqual(await both(dangerousEventsSql(RANGE, 10, 100, NODE)), fromEvents);
+  assert.match(dangerousEventsSql(RANGE, 10, 100), /FROM flashback\.event_marks/);
+  assert.throws(() => dangerousEventsSql(RANGE, 4, 100, NODE, true), /10 keys or more/);
   assert.deepEqual(rows[2]!.first_args, ['DEL', 'k1', 'k2', 'k3', 'k0']);
   assert.deepEqual(rows[2]!.first_keys, ['k1', 'k2', 'k3']);
   assert.equal(Number(rows[3]!.ts_us), ts(12));
@@ -224,12 +241,12 @@ test('the end of a hole', async () => {
   );
 });
 
-test('per-second counts (kept by a materialized view) give the same buckets, and fill from a store made before them', async () => {
+test('per-second counts and marks (kept by materialized views) give the same answers, and fill from a store made before them', async () => {
   const bySeconds = rateFromSecondsSql(RANGE, 2_000_000, NODE);
   const expected = [
     [NODE, 0, 6],
     [NODE, 1, 7],
-    [NODE, 2, 2],
+    [NODE, 2, 3],
   ];
   const shape = (rows: Record<string, unknown>[]) => rows.map((r) => [r.node, Number(r.b), Number(r.n)]);
   assert.deepEqual(shape(await both(bySeconds)), expected);
@@ -240,14 +257,21 @@ test('per-second counts (kept by a materialized view) give the same buckets, and
   for (const run of [(sql: string) => store.command(sql), async (sql: string) => void current.query(sql)]) {
     await run('DROP TABLE flashback.event_rates_mv');
     await run('TRUNCATE TABLE flashback.event_rates');
+    await run('DROP TABLE flashback.event_marks_mv');
+    await run('TRUNCATE TABLE flashback.event_marks');
   }
   await store.ensureSchema();
   await store.ensureSchema();
   const version = String(chdbRows(versionSql())[0]!.version);
   for (const _ of [1, 2]) for (const statement of schemaStatements(version)) current.query(statement);
   assert.deepEqual(shape(await both(bySeconds)), expected);
+  assert.deepEqual(
+    (await both(dangerousEventsSql(RANGE, 10, 100, NODE))).map((r) => Number(r.seq)),
+    [5, 6, 12, 19],
+    'the marks table filled once',
+  );
 
-  for (const sql of [dropRatesPartitionSql('2001-01-01')]) {
+  for (const sql of [dropRatesPartitionSql('2001-01-01'), dropMarksPartitionSql('2001-01-01')]) {
     await store.command(sql);
     current.query(sql);
   }

@@ -41,6 +41,11 @@ export function dropRatesPartitionSql(day: string): string {
   return `ALTER TABLE flashback.event_rates DROP PARTITION ${sqlString(day)}`;
 }
 
+/** SQL: drops one day partition of the dangerous events kept for the timeline (same days as the events). */
+export function dropMarksPartitionSql(day: string): string {
+  return `ALTER TABLE flashback.event_marks DROP PARTITION ${sqlString(day)}`;
+}
+
 /** SQL: the baselines of a node older than `keepUs` (µs), with the object names they point at. */
 export function oldBaselinesSql(node: string, keepUs: number): string {
   return `SELECT rdb_object, tail_object, seq, epoch FROM flashback.baselines WHERE ${oldBaselinesWhere(node, keepUs)}`;

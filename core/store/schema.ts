@@ -1,4 +1,4 @@
-import { ratesSchemaStatements } from './timeline-sql.js';
+import { marksSchemaStatements, ratesSchemaStatements } from './timeline-sql.js';
 
 /**
  * ClickHouse schema of flashback (DESIGN.md, Storage). The DDL is
@@ -220,6 +220,7 @@ ORDER BY (node, epoch, seq)`,
 ) ENGINE = ReplacingMergeTree(checked_us)
 ORDER BY (node, epoch, from_seq, to_seq)`,
     ...ratesSchemaStatements(dict),
+    ...marksSchemaStatements(dict),
   ];
 }
 

@@ -110,16 +110,62 @@ export const FLUSH_COMMANDS = ['FLUSHALL', 'FLUSHDB', 'SWAPDB'] as const;
 /** Commands that delete the keys they name. */
 export const DELETE_COMMANDS = ['DEL', 'UNLINK'] as const;
 
+/** DEL/UNLINK of at least this many keys are kept in the marks table; a smaller `manyKeys` reads the events. */
+export const MARKS_MIN_KEYS = 10;
+/** Dangerous single events, kept by a materialized view as events are inserted: a day's marks without a scan. */
+export const MARKS_TABLE = 'flashback.event_marks';
+const MARKS_VIEW = 'flashback.event_marks_mv';
+
+const list = (xs: readonly string[]) => xs.map((x) => sqlString(x)).join(', ');
+const dangerous = (manyKeys: number) =>
+  `(command IN (${list(FLUSH_COMMANDS)}) OR (command IN (${list(DELETE_COMMANDS)}) AND length(keys) >= ${sqlUInt(manyKeys, 'manyKeys')}) OR command = 'RENAME')`;
+
+/**
+ * DDL of the marks table (part of schemaStatements): the table, a fill from the stored events while its view does not
+ * exist yet (as {@link ratesSchemaStatements}), then the view.
+ */
+export function marksSchemaStatements(dict: string): string[] {
+  const columns = 'node, epoch, seq, ts_us, time, db, client, command, keys, args, tx';
+  const select = `SELECT ${columns} FROM flashback.events WHERE kind = 'command' AND ${dangerous(MARKS_MIN_KEYS)}`;
+  return [
+    `CREATE TABLE IF NOT EXISTS ${MARKS_TABLE} (
+  node ${dict},
+  epoch UInt64,
+  seq UInt64,
+  ts_us UInt64,
+  time DateTime,
+  db UInt16,
+  client String,
+  command String,
+  keys Array(String),
+  args Array(String),
+  tx UInt64
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toDate(time)
+ORDER BY (node, epoch, seq)`,
+    `INSERT INTO ${MARKS_TABLE} (${columns}) ${select} AND (SELECT count() FROM system.tables WHERE database = 'flashback' AND name = 'event_marks_mv') = 0`,
+    `CREATE MATERIALIZED VIEW IF NOT EXISTS ${MARKS_VIEW} TO ${MARKS_TABLE} AS ${select}`,
+  ];
+}
+
 /**
  * SQL: single events of a range that are dangerous by themselves or need a closer look: FLUSHALL, FLUSHDB, SWAPDB,
  * DEL/UNLINK of at least `manyKeys` keys, and RENAME (over an existing key or not: {@link renameTargetSql} tells).
+ * From the marks table when it holds them all (`manyKeys` ≥ MARKS_MIN_KEYS, `fromMarks`), else from the events.
  * Duplicates collapse with LIMIT 1 BY. (Aliases must not reuse a column's name: ClickHouse uses them in WHERE.)
  */
-export function dangerousEventsSql(r: TimeRange, manyKeys: number, limit: number, node?: string): string {
-  const list = (xs: readonly string[]) => xs.map((x) => sqlString(x)).join(', ');
+export function dangerousEventsSql(
+  r: TimeRange,
+  manyKeys: number,
+  limit: number,
+  node?: string,
+  fromMarks = manyKeys >= MARKS_MIN_KEYS,
+): string {
+  if (fromMarks && manyKeys < MARKS_MIN_KEYS)
+    throw new InputError(ErrorCode.BadInput, `the marks table holds deletes of ${MARKS_MIN_KEYS} keys or more only`);
   return `SELECT node, epoch, seq, ts_us, db, client, command, length(keys) AS nkeys, arraySlice(keys, 1, 3) AS first_keys, arraySlice(args, 1, 6) AS first_args, tx
-FROM flashback.events
-${rangeWhere(r, node)} AND kind = 'command' AND (command IN (${list(FLUSH_COMMANDS)}) OR (command IN (${list(DELETE_COMMANDS)}) AND length(keys) >= ${sqlUInt(manyKeys, 'manyKeys')}) OR command = 'RENAME')
+FROM ${fromMarks ? MARKS_TABLE : 'flashback.events'}
+${rangeWhere(r, node)}${fromMarks ? '' : " AND kind = 'command'"} AND ${dangerous(manyKeys)}
 ORDER BY ts_us, seq LIMIT 1 BY node, epoch, seq LIMIT ${sqlUInt(limit, 'limit')}`;
 }
 

@@ -129,7 +129,11 @@ export async function dangerousEvents(db: QueryRunner, range: TimeRange, o: Dang
   const { node, manyKeys = 10, limit = 500, typeChangeMaxUs = 3_600e6 } = o;
   const withTypes = range.toUs - range.fromUs <= typeChangeMaxUs;
   const [single, txs, mixes] = await Promise.all([
-    db.query<Row>(dangerousEventsSql(range, manyKeys, limit, node)),
+    db.query<Row>(dangerousEventsSql(range, manyKeys, limit, node)).catch((err: unknown) => {
+      // A store the sink has not migrated yet has no marks table: look in the events.
+      if (clickHouseCodeOf(err) !== UNKNOWN_TABLE) throw err;
+      return db.query<Row>(dangerousEventsSql(range, manyKeys, limit, node, false));
+    }),
     db.query<Row>(bigTxSql(range, manyKeys, limit, node)),
     withTypes ? db.query<Row>(typeMixSql(range, limit, node)) : Promise.resolve([]),
   ]);
