@@ -31,13 +31,7 @@ import {
   oldBaselinesSql,
   partitionDaySql,
 } from '../core/store/retention-sql.js';
-import {
-  fieldTtlCommandsSql,
-  firstSettleSql,
-  groupEndSql,
-  unstatedCommandsSql,
-  unstatedXaddsSql,
-} from '../core/store/restore-sql.js';
+import { firstSettleSql, groupEndSql, unstatedCommandsSql, unstatedXaddsSql } from '../core/store/restore-sql.js';
 import { historySql } from '../core/store/key-history.js';
 import { lastAtOrBeforeSql, txEndSql } from '../core/store/cutoff.js';
 import { groupStateSql, lastAnchorSql, nextChangeSql } from '../core/store/cutoff-precision.js';
@@ -149,7 +143,6 @@ function queries(): Record<string, string> {
     groupEndSingle: groupEndSql(NODE, EPOCH, 0, 3),
     unstatedCommands: unstatedCommandsSql(NODE, EPOCH, 0, 10),
     unstatedXadds: unstatedXaddsSql(NODE, EPOCH, 0, 10),
-    fieldTtlCommands: fieldTtlCommandsSql(NODE, EPOCH, 0, 10),
     lastAtOrBefore: lastAtOrBeforeSql(NODE, WINDOW, T0 + 6_000),
     txEnd: txEndSql(NODE, WINDOW, 5),
     nextChange: nextChangeSql(NODE, WINDOW, 1),
