@@ -1,4 +1,4 @@
-import { keysInInfo } from '../core/redis/keyspace-info.js';
+import { fieldTtlKeysInInfo, keysInInfo } from '../core/redis/keyspace-info.js';
 import { randomUUID } from 'node:crypto';
 import { baselineObjectName, MARKER_CHANNEL, type BaselineRecord } from '../core/bus/baseline.js';
 import { ConfigError, ConnectionError, ProtocolError } from '../core/errors.js';
@@ -34,6 +34,8 @@ export interface MarkerFacts {
   keys: number;
   /** `DEBUG DIGEST`, or '' when not asked for or refused. */
   digest: string;
+  /** Keys with hash-field TTLs (INFO keyspace `subexpiry`, Redis 7.4+); undefined when not reported. */
+  fieldTtlKeys?: number;
 }
 
 /**
@@ -107,7 +109,7 @@ export async function takeBaseline(
   } catch (cause) {
     throw translateNatsError(cause, `object store (tail ${names.tail})`);
   }
-  const { keys, digest: digestHex } = facts!;
+  const { keys, digest: digestHex, fieldTtlKeys } = facts!;
   logger.info(
     {
       node,
@@ -131,7 +133,7 @@ export async function takeBaseline(
     tailBytes: captured.tail.length,
     keys,
     digest: digestHex,
-    source,
+    source: fieldTtlKeys === undefined ? source : { ...source, fieldTtlKeys },
   };
   return { record, approximateGroups: approximateGroupKeys(captured.tail) };
 }
@@ -209,7 +211,8 @@ export async function publishMarker(o: {
           `DEBUG DIGEST failed on ${where}; baseline recorded without a digest`,
         );
     }
-    return { keys: keysInInfo(info.toString('latin1')), digest };
+    const text = info.toString('latin1');
+    return { keys: keysInInfo(text), digest, fieldTtlKeys: fieldTtlKeysInInfo(text) };
   }
 }
 

@@ -94,16 +94,17 @@ export async function loadAofDir(dir: string, options: LoadAofDirOptions = {}): 
 /**
  * Hands a dataset loaded on the source's clock (restorer/source-clock.ts) to a server on the real clock: SAVE, stop,
  * start `bin` on that RDB in the same dir and on the same port (dropping what expired since, as any master loading
- * an RDB does), and for a kept instance turn its AOF back on (a rewrite from the loaded data).
+ * an RDB does: `expiredOnLoad` keys), and for a kept instance turn its AOF back on (a rewrite from the loaded data).
  */
 export async function reloadOnRealClock(
   loaded: ServerProcess,
   options: LoadAofDirOptions = {},
-): Promise<ServerProcess> {
+): Promise<{ server: ServerProcess; expiredOnLoad: number }> {
   const { host, detached = false, readyTimeoutMs = 600_000, args = [], bin } = options;
-  await withRedis(loaded.url, async (r) => {
+  const before = await withRedis(loaded.url, async (r) => {
     await r.call('CONFIG', 'SET', 'appendonly', 'no');
     await r.call('SAVE');
+    return sum(await keyspace(r));
   });
   await loaded.stop();
   await rm(path.join(loaded.dir, AOF_DIR_NAME), { recursive: true, force: true });
@@ -117,8 +118,18 @@ export async function reloadOnRealClock(
     // dbfilename is the default (dump.rdb): SAVE wrote it there (Redis 8 protects dbfilename from CONFIG SET).
     args: ['--appenddirname', AOF_DIR_NAME, ...args],
   });
-  if (detached) await withRedis(server.url, async (r) => void (await r.call('CONFIG', 'SET', 'appendonly', 'yes')));
-  return server;
+  // The real-clock load drops keys whose expiry passed since: counted as expired at restore, as a SCAN would have.
+  const after = await withRedis(server.url, async (r) => {
+    if (detached) await r.call('CONFIG', 'SET', 'appendonly', 'yes');
+    return sum(await keyspace(r));
+  });
+  return { server, expiredOnLoad: Math.max(0, before - after) };
+}
+
+function sum(m: Map<number, number>): number {
+  let n = 0;
+  for (const v of m.values()) n += v;
+  return n;
 }
 
 /**

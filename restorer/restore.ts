@@ -13,7 +13,7 @@ import { RawRedis } from '../core/redis/raw-redis.js';
 import { parseRedisUrl } from '../core/redis/redis-url.js';
 import { decodeCommand } from '../core/redis/resp.js';
 import { autoIdIndex } from '../core/redis/xadd.js';
-import { unstatedCommandsSql, unstatedXaddsSql } from '../core/store/restore-sql.js';
+import { fieldTtlCommandsSql, unstatedCommandsSql, unstatedXaddsSql } from '../core/store/restore-sql.js';
 import { createAofDir, writeBaseRdb } from './aof-dir.js';
 import { assertLoadable, rdbVersionRead, type ServerBuild } from './rdb-version.js';
 import { canRestore, pickServerBinary, serverBinaries, type ServerBinary } from './server-binaries.js';
@@ -194,7 +194,20 @@ export async function restore(
     onProgress({ phase: 'load', events: replayed, totalEvents });
     const settings = replayConfig(base.source, cut.baselineSeq);
     // Hash-field TTLs replay on the source's clock (restorer/source-clock.ts).
-    const clock = sourceClock(build, base.source, base.tsUs);
+    const clock = sourceClock(
+      build,
+      base.source,
+      base.tsUs,
+      hasFieldTtls(build) &&
+        cut.seq > cut.baselineSeq &&
+        Number(
+          (
+            await deps.events.query<{ n: number | string }>(
+              fieldTtlCommandsSql(req.node, cut.epoch, cut.baselineSeq, cut.seq),
+            )
+          )[0]?.n ?? 0,
+        ) > 0,
+    );
     try {
       server = await loadAofDir(dir, {
         port: req.spawn?.port,
@@ -220,7 +233,6 @@ export async function restore(
         bin: build.bin,
       });
     }
-    if (clock.env) server = await reloadOnRealClock(server, { detached: keep, args: settings.args, bin: build.bin });
     onProgress({ phase: 'verify', events: replayed, totalEvents });
     const subset = (req.keys?.length ?? 0) > 0 || req.db !== undefined;
     const droppedKeys = subset ? await applyKeyFilter(server.url, { patterns: req.keys, db: req.db }) : 0;
@@ -243,7 +255,15 @@ export async function restore(
       ...brokenWarnings(broken),
       ...(await exactnessWarnings(deps.events, server.url, req.node, cut.epoch, cut.baselineSeq, cut.seq)),
     ];
-    const expiredAtRestore = await expireDueKeys(server.url);
+    // Digest and warnings above are of the data as loaded (at the cutoff); a source-clock load now moves to a
+    // real-clock server, which drops what expired since.
+    let expiredOnLoad = 0;
+    if (clock.env) {
+      const reloaded = await reloadOnRealClock(server, { detached: keep, args: settings.args, bin: build.bin });
+      server = reloaded.server;
+      expiredOnLoad = reloaded.expiredOnLoad;
+    }
+    const expiredAtRestore = (await expireDueKeys(server.url)) + expiredOnLoad;
     const keys = await countKeys(server.url);
     const report: RestoreReport = {
       node: req.node,

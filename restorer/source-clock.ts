@@ -41,16 +41,21 @@ export interface SourceClock {
 
 /**
  * The clock a restore server loads a history on: frozen one second before the baseline when the history may hold
- * hash-field TTLs (source and restore server both have them) and libfaketime is installed; else the real clock,
- * with a warning when field TTLs may replay wrongly.
+ * hash-field TTLs (source and restore server both have them, and the baseline holds some or is not known not to, or
+ * `historyHasFieldTtls`: a command of core/store/restore-sql.ts FIELD_TTL_COMMANDS is replayed) and libfaketime is
+ * installed; else the real clock, with a warning when field TTLs may replay wrongly.
  */
 export function sourceClock(
   restoreServer: ServerBuild,
-  source: ServerBuild | undefined,
+  source: (ServerBuild & { fieldTtlKeys?: number }) | undefined,
   baselineTsUs: number,
+  historyHasFieldTtls: boolean,
   env: NodeJS.ProcessEnv = process.env,
 ): SourceClock {
   if (!hasFieldTtls(restoreServer) || (source && !hasFieldTtls(source))) return {};
+  // No field TTL in the baseline (as the agent counted at its marker) nor a command in the history that could set
+  // one: every clock replays it the same, and the second load is saved.
+  if (source?.fieldTtlKeys === 0 && !historyHasFieldTtls) return {};
   const lib = LIBFAKETIME.find((p) => existsSync(p));
   if (!lib)
     return {

@@ -21,7 +21,7 @@ import { RespError, type RespValue } from '../core/redis/resp.js';
 import type { NatsServerProcess } from '../core/servers/nats-server.js';
 import { startRedisServer } from '../core/servers/redis-server.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
-import { testNats, testRedis } from './helpers/servers.js';
+import { testNats, testRedis, TEST_REDIS_BIN_ENV } from './helpers/servers.js';
 
 let nats: NatsServerProcess;
 let nc: NatsConnection;
@@ -151,7 +151,11 @@ async function withRestored<T>(rdb: Uint8Array, tail: Uint8Array, fn: (conn: Raw
       path.join(aofDir, 'appendonly.aof.manifest'),
       'file appendonly.aof.1.base.rdb seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\n',
     );
-    const server = await startRedisServer({ dir, args: ['--appendonly', 'yes', '--enable-debug-command', 'yes'] });
+    const server = await startRedisServer({
+      bin: process.env[TEST_REDIS_BIN_ENV],
+      dir,
+      args: ['--appendonly', 'yes', '--enable-debug-command', 'yes'],
+    });
     try {
       const conn = await RawRedis.connect(parseRedisUrl(server.url));
       try {

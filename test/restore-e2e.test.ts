@@ -23,7 +23,7 @@ import {
   syncedSource,
   type Source,
 } from './helpers/stack.js';
-import { testRedis } from './helpers/servers.js';
+import { testRedis, TEST_REDIS_BIN_ENV } from './helpers/servers.js';
 
 let stack: Stack;
 let nc: NatsConnection;
@@ -210,6 +210,7 @@ test('digest oracle: restoring to each recorded time gives the digest the source
       const file = path.join(dir, 'out.rdb');
       await doRestore({ node: src.node, to: last.ts, rdb: file });
       const fromRdb = await startRedisServer({
+        bin: process.env[TEST_REDIS_BIN_ENV],
         dir,
         args: ['--dbfilename', 'out.rdb', '--enable-debug-command', 'yes'],
       });

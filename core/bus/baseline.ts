@@ -58,6 +58,12 @@ export interface SourceInfo {
   version: string;
   /** Settings that decide what a command may do, by name (CONFIG GET), e.g. `proto-max-bulk-len`. */
   config: Record<string, string>;
+  /**
+   * Keys holding hash fields with a TTL at the marker (INFO keyspace `subexpiry`, Redis 7.4+); absent when not known
+   * (older lines, a full resync's baseline). A restore with none and no field-TTL command in its history needs no
+   * source clock (restorer/source-clock.ts).
+   */
+  fieldTtlKeys?: number;
 }
 
 /**

@@ -1,7 +1,7 @@
 // INFO keyspace parsing: per-db key counts and their total, from real INFO text (CRLF lines, other sections around).
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
-import { keysInInfo, keyspaceCounts } from './keyspace-info.js';
+import { describe, it, test } from 'node:test';
+import { fieldTtlKeysInInfo, keysInInfo, keyspaceCounts } from './keyspace-info.js';
 
 const INFO = [
   '# Keyspace',
@@ -40,4 +40,15 @@ describe('keysInInfo', () => {
     assert.equal(keysInInfo('db0:keys=1,expires=0,avg_ttl=0\n'), 1);
     assert.equal(keysInInfo('# Keyspace\r\n'), 0);
   });
+});
+
+test('fieldTtlKeysInInfo sums subexpiry over dbs (Redis 7.4+), undefined on a server that does not report it', () => {
+  assert.equal(
+    fieldTtlKeysInInfo(
+      '# Keyspace\r\ndb0:keys=2,expires=0,avg_ttl=0,subexpiry=1\r\ndb3:keys=5,expires=1,avg_ttl=9,subexpiry=2\r\n',
+    ),
+    3,
+  );
+  assert.equal(fieldTtlKeysInInfo('# Keyspace\r\ndb0:keys=2,expires=0,avg_ttl=0,subexpiry=0\r\n'), 0);
+  assert.equal(fieldTtlKeysInInfo('# Keyspace\r\ndb0:keys=2,expires=0,avg_ttl=0\r\n'), undefined);
 });

@@ -11,3 +11,13 @@ export function keysInInfo(info: string): number {
   for (const v of keyspaceCounts(info).values()) n += v;
   return n;
 }
+
+/**
+ * Keys holding hash fields with a TTL over every db (`subexpiry=` of INFO keyspace, Redis 7.4+); undefined when the
+ * server does not report it (older lines have no field TTLs).
+ */
+export function fieldTtlKeysInInfo(info: string): number | undefined {
+  let n: number | undefined;
+  for (const m of info.matchAll(/^db\d+:.*\bsubexpiry=(\d+)/gm)) n = (n ?? 0) + Number(m[1]);
+  return n;
+}

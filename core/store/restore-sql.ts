@@ -48,3 +48,31 @@ export function unstatedCommandsSql(node: string, epoch: number, afterSeq: numbe
 export function unstatedXaddsSql(node: string, epoch: number, afterSeq: number, toSeq: number): string {
   return `SELECT replay FROM flashback.events WHERE ${unstatedWhere(node, epoch, afterSeq, toSeq)} AND command = 'XADD' AND arrayExists(a -> a = '*' OR a LIKE '%-*', args) LIMIT 100000`;
 }
+
+/**
+ * Commands that can give a hash field a TTL or carry one (a RESTORE payload, a script's effects in MONITOR mode): a
+ * history with none of them, on a baseline without field TTLs, replays the same on any clock.
+ */
+export const FIELD_TTL_COMMANDS = [
+  'HEXPIRE',
+  'HPEXPIRE',
+  'HEXPIREAT',
+  'HPEXPIREAT',
+  'HPERSIST',
+  'HSETEX',
+  'HGETEX',
+  'RESTORE',
+  'RESTORE-ASKING',
+  'EVAL',
+  'EVALSHA',
+  'EVAL_RO',
+  'EVALSHA_RO',
+  'FCALL',
+  'FCALL_RO',
+] as const;
+
+/** SQL: `n` > 0 when (afterSeq, toSeq] holds a command of {@link FIELD_TTL_COMMANDS} (case as stored or not). */
+export function fieldTtlCommandsSql(node: string, epoch: number, afterSeq: number, toSeq: number): string {
+  const names = FIELD_TTL_COMMANDS.map((c) => sqlString(c)).join(', ');
+  return `SELECT count() AS n FROM flashback.events WHERE ${epochWhere(node, epoch)} AND seq > ${sqlUInt(afterSeq)} AND seq <= ${sqlUInt(toSeq)} AND upper(command) IN (${names})`;
+}

@@ -7,11 +7,17 @@ import type { ServerProcess } from '../../core/servers/server-process.js';
 // servers write only to their own log file there, never to the test's output.
 
 /**
+ * Env var naming the server binary test sources run (test/versions.test.ts runs suites again with each installed
+ * line); unset: redis-server on PATH.
+ */
+export const TEST_REDIS_BIN_ENV = 'FLASHBACK_TEST_REDIS_BIN';
+
+/**
  * A redis-server for one test suite; `args` are appended to the defaults (e.g. `['--appendonly', 'yes']`). Use with
  * `await using`.
  */
 export function testRedis(args: string[] = [], bin?: string): Promise<ServerProcess> {
-  return startRedisServer({ args, bin });
+  return startRedisServer({ args, bin: bin ?? process.env[TEST_REDIS_BIN_ENV] });
 }
 
 /** A nats-server with JetStream for one test suite. Use with `await using`. */
