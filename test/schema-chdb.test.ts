@@ -31,7 +31,13 @@ import {
   oldBaselinesSql,
   partitionDaySql,
 } from '../core/store/retention-sql.js';
-import { firstSettleSql, groupEndSql, unstatedCommandsSql, unstatedXaddsSql } from '../core/store/restore-sql.js';
+import {
+  fieldTtlCommandsSql,
+  firstSettleSql,
+  groupEndSql,
+  unstatedCommandsSql,
+  unstatedXaddsSql,
+} from '../core/store/restore-sql.js';
 import { historySql } from '../core/store/key-history.js';
 import { lastAtOrBeforeSql, txEndSql } from '../core/store/cutoff.js';
 import { groupStateSql, lastAnchorSql, nextChangeSql } from '../core/store/cutoff-precision.js';
@@ -143,6 +149,7 @@ function queries(): Record<string, string> {
     groupEndSingle: groupEndSql(NODE, EPOCH, 0, 3),
     unstatedCommands: unstatedCommandsSql(NODE, EPOCH, 0, 10),
     unstatedXadds: unstatedXaddsSql(NODE, EPOCH, 0, 10),
+    fieldTtlCommands: fieldTtlCommandsSql(NODE, EPOCH, 0, 10),
     lastAtOrBefore: lastAtOrBeforeSql(NODE, WINDOW, T0 + 6_000),
     txEnd: txEndSql(NODE, WINDOW, 5),
     nextChange: nextChangeSql(NODE, WINDOW, 1),
@@ -231,7 +238,7 @@ test('the DDL is plain on 18.16 and compact on the current release, and both var
   // chdb allows one data dir per process, so it goes into a database of its own.
   for (const statement of schemaStatements('18.16.1'))
     current.query(statement.replaceAll('flashback', 'flashback_plain'));
-  assert.equal(chdbRows(current, "SELECT count() AS n FROM system.tables WHERE database = 'flashback_plain'")[0]!.n, 9);
+  assert.equal(chdbRows(current, "SELECT count() AS n FROM system.tables WHERE database = 'flashback_plain'")[0]!.n, 7);
   assert.equal(
     chdbRows(
       current,
