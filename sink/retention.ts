@@ -7,6 +7,7 @@ import {
   dropEventPartitionSql,
   dropMarksPartitionSql,
   dropRatesPartitionSql,
+  dropSeqsPartitionSql,
   eventNodesSql,
   eventPartitionsSql,
   neededBaselinesSql,
@@ -66,6 +67,7 @@ export async function applyRetention(o: {
       await store.command(dropEventPartitionSql(day));
       await store.command(dropRatesPartitionSql(day));
       await store.command(dropMarksPartitionSql(day));
+      await store.command(dropSeqsPartitionSql(day));
       droppedPartitions.push(day);
     }
   }

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import { Session } from 'chdb';
 import type { FlashbackEvent } from '../core/bus/event.js';
 import { openClickHouse, type Store } from '../core/store/clickhouse.js';
-import { dropMarksPartitionSql, dropRatesPartitionSql } from '../core/store/retention-sql.js';
+import { dropMarksPartitionSql, dropRatesPartitionSql, dropSeqsPartitionSql } from '../core/store/retention-sql.js';
 import { schemaStatements, versionSql } from '../core/store/schema.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
 import {
@@ -16,6 +16,7 @@ import {
   pickBucketUs,
   rateFromSecondsSql,
   rateSql,
+  seqSpansSql,
   renameTargetSql,
   typeChanges,
   typeMixSql,
@@ -259,6 +260,8 @@ test('per-second counts and marks (kept by materialized views) give the same ans
     await run('TRUNCATE TABLE flashback.event_rates');
     await run('DROP TABLE flashback.event_marks_mv');
     await run('TRUNCATE TABLE flashback.event_marks');
+    await run('DROP TABLE flashback.event_seqs_mv');
+    await run('TRUNCATE TABLE flashback.event_seqs');
   }
   await store.ensureSchema();
   await store.ensureSchema();
@@ -270,9 +273,46 @@ test('per-second counts and marks (kept by materialized views) give the same ans
     [5, 6, 12, 19],
     'the marks table filled once',
   );
+  assert.deepEqual(
+    (await both(seqSpansSql(RANGE))).filter((r) => r.node === NODE),
+    [{ node: NODE, epoch: EPOCH, lo: 1, hi: 19 }],
+    'the seqs table filled once',
+  );
 
-  for (const sql of [dropRatesPartitionSql('2001-01-01'), dropMarksPartitionSql('2001-01-01')]) {
+  for (const sql of [
+    dropRatesPartitionSql('2001-01-01'),
+    dropMarksPartitionSql('2001-01-01'),
+    dropSeqsPartitionSql('2001-01-01'),
+  ]) {
     await store.command(sql);
     current.query(sql);
   }
+});
+
+test('a range narrowed to its seqs gives the same answers', async () => {
+  const mid = { fromUs: ts(2), toUs: ts(13) };
+  const spans = await both(seqSpansSql(mid, NODE));
+  // Whole seconds around the range: seconds 0..3 hold seqs 1..15.
+  assert.deepEqual(spans, [{ node: NODE, epoch: EPOCH, lo: 1, hi: 15 }]);
+  const narrowed = {
+    ...mid,
+    seqSpans: spans.map((r) => ({ node: String(r.node), epoch: Number(r.epoch), lo: Number(r.lo), hi: Number(r.hi) })),
+  };
+  for (const [wide, narrow] of [
+    [rateSql(mid, 250_000, NODE), rateSql(narrowed, 250_000, NODE)],
+    [dangerousEventsSql(mid, 4, 100, NODE), dangerousEventsSql(narrowed, 4, 100, NODE)],
+    [bigTxSql(mid, 3, 100), bigTxSql(narrowed, 3, 100)],
+    [typeMixSql(mid, 100), typeMixSql(narrowed, 100)],
+  ]) {
+    const rows = await both(wide!);
+    assert.ok(rows.length > 0, wide);
+    assert.deepEqual(await both(narrow!), rows, narrow);
+  }
+  assert.deepEqual(await both(rateSql({ ...mid, seqSpans: [] }, 250_000)), [], 'no seqs: nothing in range');
+  const only4to7 = await both(rateSql({ ...mid, seqSpans: [{ node: NODE, epoch: EPOCH, lo: 4, hi: 7 }] }, 11e6));
+  assert.deepEqual(
+    only4to7.map((r) => Number(r.n)),
+    [4],
+    'the spans bound what is read',
+  );
 });

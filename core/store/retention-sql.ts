@@ -41,6 +41,11 @@ export function dropRatesPartitionSql(day: string): string {
   return `ALTER TABLE flashback.event_rates DROP PARTITION ${sqlString(day)}`;
 }
 
+/** SQL: drops one day partition of the seqs per second kept for the timeline (same days as the events). */
+export function dropSeqsPartitionSql(day: string): string {
+  return `ALTER TABLE flashback.event_seqs DROP PARTITION ${sqlString(day)}`;
+}
+
 /** SQL: drops one day partition of the dangerous events kept for the timeline (same days as the events). */
 export function dropMarksPartitionSql(day: string): string {
   return `ALTER TABLE flashback.event_marks DROP PARTITION ${sqlString(day)}`;

@@ -1,4 +1,4 @@
-import { marksSchemaStatements, ratesSchemaStatements } from './timeline-sql.js';
+import { marksSchemaStatements, ratesSchemaStatements, seqsSchemaStatements } from './timeline-sql.js';
 
 /**
  * ClickHouse schema of flashback (DESIGN.md, Storage). The DDL is
@@ -221,6 +221,7 @@ ORDER BY (node, epoch, seq)`,
 ORDER BY (node, epoch, from_seq, to_seq)`,
     ...ratesSchemaStatements(dict),
     ...marksSchemaStatements(dict),
+    ...seqsSchemaStatements(dict),
   ];
 }
 

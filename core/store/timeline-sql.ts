@@ -25,6 +25,55 @@ export function pickBucketUs(fromUs: number, toUs: number, maxBuckets: number): 
 export interface TimeRange {
   fromUs: number;
   toUs: number;
+  /**
+   * The seqs the range holds, per node and epoch (from {@link seqSpansSql}): queries of the events then read only
+   * those parts of the sorting key instead of the range's whole days. @default not known: the days are read
+   */
+  seqSpans?: readonly SeqSpan[];
+}
+
+/** Seqs lo…hi of one epoch of a node. */
+export interface SeqSpan {
+  node: string;
+  epoch: number;
+  lo: number;
+  hi: number;
+}
+
+/** Per node, epoch and second, the lowest and highest seq: kept by a materialized view (seqsSchemaStatements). */
+export const SEQS_TABLE = 'flashback.event_seqs';
+const SEQS_VIEW = 'flashback.event_seqs_mv';
+
+/**
+ * DDL of the seqs per second (part of schemaStatements): a MergeTree with a row per node, epoch, second and insert
+ * (readers take min/max), a fill from the stored events while its view does not exist yet, then the view.
+ */
+export function seqsSchemaStatements(dict: string): string[] {
+  const select = 'SELECT node, epoch, time AS second, min(seq) AS lo, max(seq) AS hi FROM flashback.events';
+  return [
+    `CREATE TABLE IF NOT EXISTS ${SEQS_TABLE} (
+  node ${dict},
+  epoch UInt64,
+  second DateTime,
+  lo UInt64,
+  hi UInt64
+) ENGINE = MergeTree()
+PARTITION BY toDate(second)
+ORDER BY (node, epoch, second)`,
+    `INSERT INTO ${SEQS_TABLE} (node, epoch, second, lo, hi) ${select} WHERE (SELECT count() FROM system.tables WHERE database = 'flashback' AND name = 'event_seqs_mv') = 0 GROUP BY node, epoch, second`,
+    `CREATE MATERIALIZED VIEW IF NOT EXISTS ${SEQS_VIEW} TO ${SEQS_TABLE} AS ${select} GROUP BY node, epoch, second`,
+  ];
+}
+
+/** SQL: the seqs of a range per node and epoch (rows: node, epoch, lo, hi), whole seconds around it. */
+export function seqSpansSql(r: TimeRange, node?: string): string {
+  checkRange(r);
+  const terms = [
+    `second >= toDateTime(${sqlUInt(Math.floor(r.fromUs / 1e6))})`,
+    `second <= toDateTime(${sqlUInt(Math.floor((r.toUs - 1) / 1e6))})`,
+  ];
+  if (node !== undefined) terms.unshift(`node = ${sqlString(node)}`);
+  return `SELECT node, epoch, min(lo) AS lo, max(hi) AS hi FROM ${SEQS_TABLE} WHERE ${terms.join(' AND ')} GROUP BY node, epoch ORDER BY node, epoch`;
 }
 
 function checkRange({ fromUs, toUs }: TimeRange): void {
@@ -45,8 +94,15 @@ function rangeWhere(r: TimeRange, node?: string): string {
     `time <= toDateTime(${sqlUInt(Math.floor((r.toUs - 1) / 1e6))})`,
   ];
   if (node !== undefined) terms.unshift(`node = ${sqlString(node)}`);
+  if (r.seqSpans !== undefined)
+    terms.push(
+      r.seqSpans.length === 0
+        ? '0 = 1'
+        : `(${r.seqSpans.map((s) => `(node = ${sqlString(s.node)} AND epoch = ${sqlUInt(s.epoch)} AND seq >= ${sqlUInt(s.lo)} AND seq <= ${sqlUInt(s.hi)})`).join(' OR ')})`,
+    );
   // PREWHERE: the exact bound is read first, the other columns only for the rows in range (the sorting key is
-  // (node, epoch, seq), so a range inside a day partition is otherwise found by reading every column of the day).
+  // (node, epoch, seq), so a range inside a day partition is otherwise found by reading every column of the day,
+  // unless seqSpans narrow it to the key's parts).
   return `PREWHERE ts_us >= ${sqlUInt(r.fromUs)} AND ts_us < ${sqlUInt(r.toUs)} WHERE ${terms.join(' AND ')}`;
 }
 

@@ -8,6 +8,7 @@ import {
   pickBucketUs,
   rateFromSecondsSql,
   rateSql,
+  seqSpansSql,
   renameTargetSql,
   typeChanges,
   typeMixSql,
@@ -55,7 +56,7 @@ export async function writeRates(db: QueryRunner, asked: TimeRange, maxBuckets: 
       return undefined;
     });
   }
-  rows ??= await db.query<RateRow>(rateSql(range, bucketUs, node));
+  rows ??= await db.query<RateRow>(rateSql(await withSeqSpans(db, range, node), bucketUs, node));
   const buckets = Math.ceil((range.toUs - range.fromUs) / bucketUs);
   const byNode = new Map<string, number[]>();
   for (const r of rows) {
@@ -65,6 +66,28 @@ export async function writeRates(db: QueryRunner, asked: TimeRange, maxBuckets: 
     if (b < buckets) counts[b] = Number(r.n);
   }
   return { ...range, bucketUs, nodes: [...byNode].map(([n, counts]) => ({ node: n, counts })) };
+}
+
+/** Ranges up to this long are narrowed to their seqs first (a longer one reads its days anyway). */
+const SEQ_SPANS_MAX_US = 6 * 3_600e6;
+
+/**
+ * The range with the seqs it holds (per node and epoch, from flashback.event_seqs), so queries of the events read
+ * only those parts; the range as it is when it is long, spans many epochs, or the store has no seqs table yet.
+ */
+export async function withSeqSpans(db: QueryRunner, range: TimeRange, node?: string): Promise<TimeRange> {
+  if (range.toUs - range.fromUs > SEQ_SPANS_MAX_US) return range;
+  const rows = await db
+    .query<{ node: string; epoch: number | string; lo: number | string; hi: number | string }>(seqSpansSql(range, node))
+    .catch((err: unknown) => {
+      if (clickHouseCodeOf(err) !== UNKNOWN_TABLE) throw err;
+      return undefined;
+    });
+  if (rows === undefined || rows.length > 64) return range;
+  return {
+    ...range,
+    seqSpans: rows.map((r) => ({ node: r.node, epoch: Number(r.epoch), lo: Number(r.lo), hi: Number(r.hi) })),
+  };
 }
 
 /** What makes an event dangerous. */
@@ -125,8 +148,9 @@ const num = (v: unknown) => Number(v);
 const strs = (v: unknown) => (Array.isArray(v) ? v.map(String) : []);
 
 /** The dangerous events of a range, oldest first (see MarkKind; DESIGN.md, Interfaces: the timeline page). */
-export async function dangerousEvents(db: QueryRunner, range: TimeRange, o: DangerOptions = {}): Promise<DangerMark[]> {
+export async function dangerousEvents(db: QueryRunner, asked: TimeRange, o: DangerOptions = {}): Promise<DangerMark[]> {
   const { node, manyKeys = 10, limit = 500, typeChangeMaxUs = 3_600e6 } = o;
+  const range = await withSeqSpans(db, asked, node);
   const withTypes = range.toUs - range.fromUs <= typeChangeMaxUs;
   const [single, txs, mixes] = await Promise.all([
     db.query<Row>(dangerousEventsSql(range, manyKeys, limit, node)).catch((err: unknown) => {
