@@ -238,7 +238,10 @@ test('the DDL is plain on 18.16 and compact on the current release, and both var
   // chdb allows one data dir per process, so it goes into a database of its own.
   for (const statement of schemaStatements('18.16.1'))
     current.query(statement.replaceAll('flashback', 'flashback_plain'));
-  assert.equal(chdbRows(current, "SELECT count() AS n FROM system.tables WHERE database = 'flashback_plain'")[0]!.n, 11);
+  assert.equal(
+    chdbRows(current, "SELECT count() AS n FROM system.tables WHERE database = 'flashback_plain'")[0]!.n,
+    11,
+  );
   assert.equal(
     chdbRows(
       current,
