@@ -1,7 +1,10 @@
 // Every server line of the support matrix, as source and as restore server (deploy/install-versions.sh installs
 // them): the differential check in both capture modes on Valkey 8.0 and Redis 8.0 (Redis 7.0: differential.test.ts),
-// hash-field TTLs restored exactly on Redis 8.0, and a Redis 8 history refused by a 7.0-only restorer.
+// the restore, baseline and hard-case suites again on each, hash-field TTLs restored exactly on Redis 8.0, and a
+// Redis 8 history refused by a 7.0-only restorer.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,6 +17,7 @@ import { findExecutable, stopPid } from '../core/servers/server-process.js';
 import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
 import { discoverServerBinaries, type ServerBinary } from '../restorer/server-binaries.js';
 import { runDifferential } from './helpers/differential.js';
+import { TEST_REDIS_BIN_ENV } from './helpers/servers.js';
 import {
   serverTimeUs,
   startSource,
@@ -84,6 +88,30 @@ for (const m of MATRIX.filter((x) => x.line !== '7.0')) {
       assert.deepEqual(result.failures, []);
     });
   }
+}
+
+/** Suites that run again with their sources on each other line (they start sources through test/helpers). */
+const SUITES = ['test/restore-e2e.test.ts', 'test/baseline.test.ts', 'test/hard-cases.test.ts'];
+
+for (const m of MATRIX.filter((x) => x.line !== '7.0')) {
+  test(`${m.server} ${m.line}: the restore, baseline and hard-case suites pass with their sources on it`, async () => {
+    const bin = serverOf(m.server, m.line).bin;
+    // A test run in a test: without NODE_TEST_CONTEXT the inner runner reports as a top-level one (TAP on stdout).
+    const { NODE_TEST_CONTEXT: _, ...env } = process.env;
+    const run = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=tap', ...SUITES],
+      { env: { ...env, [TEST_REDIS_BIN_ENV]: bin }, maxBuffer: 64 * 2 ** 20, timeout: 20 * 60_000 },
+    ).then(
+      (r) => ({ code: 0, out: r.stdout }),
+      (e: { code?: number; stdout?: string }) => ({ code: e.code ?? -1, out: e.stdout ?? '' }),
+    );
+    const failed = run.out.split('\n').filter((l) => /^\s*not ok /.test(l));
+    assert.deepEqual(failed, [], run.out.slice(-4000));
+    assert.equal(run.code, 0, run.out.slice(-4000));
+    assert.match(run.out, /^# pass [1-9]\d*$/m);
+    assert.match(run.out, /^# fail 0$/m);
+  });
 }
 
 /** Each hash key's fields: value and HPEXPIRETIME (-1 without a TTL). */
