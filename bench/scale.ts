@@ -10,6 +10,7 @@
  * Run alone: `node --import tsx bench/scale.ts [--quick]`; also `npm run bench -- scale`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { jetstream } from '@nats-io/jetstream';
 import { startAgent, type Agent } from '../agent/index.js';
 import { encodeBatch } from '../core/bus/event-codec.js';
@@ -66,6 +67,28 @@ function agentProcess(redisUrl: string, natsUrl: string, nodeId: string): ChildP
   );
 }
 
+/** CPU seconds (user + system) a process has used so far, from /proc; this process's own from process.cpuUsage(). */
+function cpuSeconds(pid: number = process.pid): number {
+  if (pid === process.pid) {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1e6;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields 14 and 15 of stat (utime, stime), in clock ticks of 1/100 s on Linux.
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds of several processes. */
+const cpuOf = (pids: readonly number[]) => pids.reduce((s, p) => s + cpuSeconds(p), 0);
+
+/** µs of CPU per event, for the table. */
+const perEvent = (cpuS: number, events: number) => round((cpuS / events) * 1e6, 1);
+
 /** Sum of `inserted` of the sinks. */
 const inserted = (sinks: readonly Sink[]) => sinks.reduce((s, x) => s + x.stats().inserted, 0);
 
@@ -74,7 +97,7 @@ async function endToEnd(
   nodes: number,
   total: number,
   agentsIn: 'one process' | 'a process each',
-): Promise<{ seconds: number; loadSeconds: number; events: number }> {
+): Promise<{ seconds: number; loadSeconds: number; events: number; cpu: string }> {
   const [nats, clickhouse, ...redis] = await Promise.all([
     startNatsServer(),
     startClickHouseServer(),
@@ -103,16 +126,28 @@ async function endToEnd(
       Number(
         (await store.query<{ n: number }>("SELECT count() AS n FROM flashback.events WHERE command = 'SET'"))[0]?.n,
       );
+    const cpu0 = [cpuSeconds(), cpuOf(procs.map((p) => p.pid!)), cpuSeconds(nats.pid), cpuSeconds(clickhouse.pid)];
     const t0 = process.hrtime.bigint();
     await Promise.all(redis.map((r) => redisBenchmark(r.url, perNode)));
     const loadSeconds = secondsSince(t0);
     // Counted in ClickHouse (the rows queries see), every 100 ms.
     const done = await pollUntil(async () => (await sets()) >= perNode * nodes, 600_000, 100);
     const seconds = secondsSince(t0);
+    const n = perNode * nodes;
+    const [own, agentProcs, natsCpu, chCpu] = [
+      cpuSeconds() - cpu0[0]!,
+      cpuOf(procs.map((p) => p.pid!)) - cpu0[1]!,
+      cpuSeconds(nats.pid) - cpu0[2]!,
+      cpuSeconds(clickhouse.pid) - cpu0[3]!,
+    ];
+    const cpu =
+      agentsIn === 'one process'
+        ? `CPU µs/event: agents + sink ${perEvent(own, n)}, nats-server ${perEvent(natsCpu, n)}, clickhouse-server ${perEvent(chCpu, n)}`
+        : `CPU µs/event: agent processes ${perEvent(agentProcs, n)}, sink ${perEvent(own, n)}, nats-server ${perEvent(natsCpu, n)}, clickhouse-server ${perEvent(chCpu, n)}`;
     const stored = await sets();
     await store.close();
     if (!done) throw new Error(`ClickHouse holds ${stored} of ${perNode * nodes} SETs after 600 s`);
-    return { seconds, loadSeconds, events: perNode * nodes };
+    return { seconds, loadSeconds, events: n, cpu };
   } finally {
     for (const a of agents) await a.close();
     await Promise.all(
@@ -175,8 +210,17 @@ async function publishAll(nc: NatsConnection, batches: { node: string; firstSeq:
   return secondsSince(t0);
 }
 
-/** Starts `count` sinks on one durable and returns the seconds until they inserted `events` rows. */
-async function drain(natsUrl: string, clickhouseUrls: string[], events: number): Promise<number> {
+/**
+ * Starts one sink per ClickHouse URL, all on one durable, and returns the seconds until they inserted `events` rows and
+ * the CPU seconds this process (the sinks) and `serverPids` used meanwhile.
+ */
+async function drain(
+  natsUrl: string,
+  clickhouseUrls: string[],
+  events: number,
+  serverPids: number[],
+): Promise<{ seconds: number; sinkCpu: number; serverCpu: number }> {
+  const c0 = [cpuSeconds(), cpuOf(serverPids)];
   const t0 = process.hrtime.bigint();
   const sinks = await Promise.all(
     clickhouseUrls.map((clickhouseUrl) => startSink({ natsUrl, clickhouseUrl, logger: silentLogger })),
@@ -184,7 +228,7 @@ async function drain(natsUrl: string, clickhouseUrls: string[], events: number):
   try {
     if (!(await pollUntil(() => inserted(sinks) >= events, 600_000, 20)))
       throw new Error(`the sinks inserted ${inserted(sinks)} of ${events} within 600 s`);
-    return secondsSince(t0);
+    return { seconds: secondsSince(t0), sinkCpu: cpuSeconds() - c0[0]!, serverCpu: cpuOf(serverPids) - c0[1]! };
   } finally {
     for (const s of sinks) await s.close();
   }
@@ -199,8 +243,12 @@ async function jetStreamReplicas(total: number): Promise<BenchRow[]> {
   for (const replicas of [1, 3]) {
     const [nats, clickhouse] = await Promise.all([
       replicas === 1
-        ? startNatsServer().then((s) => ({ url: s.url, stop: () => s.stop() }))
-        : startNatsCluster({ size: 3 }),
+        ? startNatsServer().then((s) => ({ url: s.url, pids: [s.pid], stop: () => s.stop() }))
+        : startNatsCluster({ size: 3 }).then((c) => ({
+            url: c.url,
+            pids: c.members.map((m) => m.process!.pid),
+            stop: () => c.stop(),
+          })),
       startClickHouseServer(),
     ]);
     const nc = await connectNats({ url: nats.url, name: 'bench scale' });
@@ -209,8 +257,11 @@ async function jetStreamReplicas(total: number): Promise<BenchRow[]> {
       await store.ensureSchema();
       await store.close();
       await ensureEventStream(nc, { replicas });
+      const natsCpu0 = cpuOf(nats.pids);
       const publish = await publishAll(nc, batches);
-      const drainS = await drain(nats.url, [clickhouse.url], events);
+      const publishCpu = cpuOf(nats.pids) - natsCpu0;
+      const d = await drain(nats.url, [clickhouse.url], events, [...nats.pids, clickhouse.pid]);
+      const drainS = d.seconds;
       r1 ??= { publish, drain: drainS };
       const stream = replicas === 1 ? 'R1 stream, one nats-server' : 'R3 stream, 3-server cluster';
       const base = replicas === 1 ? ' (baseline)' : '';
@@ -219,13 +270,13 @@ async function jetStreamReplicas(total: number): Promise<BenchRow[]> {
           what: `publish, ${stream}${base}`,
           'events/s': Math.round(events / publish),
           'vs baseline': round(r1.publish / publish),
-          detail: `${batches.length} messages of 2 000 events, 32 acks in flight, ${round(publish)} s`,
+          detail: `${batches.length} messages of 2 000 events, 32 acks in flight, ${round(publish)} s; nats-server CPU ${perEvent(publishCpu, events)} µs/event (all members)`,
         },
         {
           what: `sink drain into ClickHouse, ${stream}${base}`,
           'events/s': Math.round(events / drainS),
           'vs baseline': round(r1.drain / drainS),
-          detail: `startSink → all rows inserted, ${round(drainS)} s`,
+          detail: `startSink → all rows inserted, ${round(drainS)} s; CPU µs/event: sink ${perEvent(d.sinkCpu, events)}, servers ${perEvent(d.serverCpu, events)}`,
         },
       );
     } finally {
@@ -262,14 +313,16 @@ async function shardRates(total: number): Promise<BenchRow[]> {
       }
       await ensureEventStream(nc);
       await publishAll(nc, batches);
-      const seconds = await drain(nats.url, urls.slice(0, l.sinks), events);
+      const chPids = shards ? shards.servers.map((x) => x.pid) : [single!.pid];
+      const d = await drain(nats.url, urls.slice(0, l.sinks), events, chPids);
+      const seconds = d.seconds;
       const rate = events / seconds;
       base ??= rate;
       rows.push({
         what: l.name,
         'events/s': Math.round(rate),
         'vs baseline': round(rate / base),
-        detail: `8 nodes, ${round(seconds)} s`,
+        detail: `8 nodes, ${round(seconds)} s; CPU µs/event: sink${l.sinks > 1 ? 's' : ''} ${perEvent(d.sinkCpu, events)}, clickhouse-server${shards ? 's' : ''} ${perEvent(d.serverCpu, events)}`,
       });
     } finally {
       await nc.close();
@@ -299,7 +352,7 @@ export async function benchScale(size: BenchSize = 'full'): Promise<BenchResult>
       what: `${nodes} node${nodes > 1 ? 's' : ''}, agents in ${agentsIn}${nodes === 1 ? ' (baseline)' : ''}`,
       'events/s': Math.round(rate),
       'vs baseline': round(rate / one),
-      detail: `redis-benchmark done after ${round(r.loadSeconds)} s, all stored after ${round(r.seconds)} s`,
+      detail: `redis-benchmark done after ${round(r.loadSeconds)} s, all stored after ${round(r.seconds)} s; ${r.cpu}`,
     });
   }
   for (const r of await jetStreamReplicas(s.busEvents)) rows.push({ part: 'JetStream replicas', ...r });
