@@ -11,6 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { startClickHouseServer } from '../core/servers/clickhouse-server.js';
 import { openClickHouse } from '../core/store/clickhouse.js';
+import { withSeqSpans } from '../core/store/timeline.js';
 import {
   bigTxSql,
   dangerousEventsSql,
@@ -75,32 +76,43 @@ FROM (SELECT number + ${start} AS i FROM system.numbers LIMIT ${n})`);
   const noon = DAY0 + DAY_US / 2;
   const minute: TimeRange = { fromUs: noon, toUs: noon + 60e6 };
   const hour: TimeRange = { fromUs: noon, toUs: noon + 3_600e6 };
-  const cases: [string, string][] = [
+  // Each case builds its SQL when run: narrowed ones look their range's seqs up first (timed with the query).
+  const narrow = (r: TimeRange, node?: string) => withSeqSpans(store, r, node);
+  const cases: [string, () => string | Promise<string>][] = [
     [
       `rate: a day at ${pickBucketUs(day.fromUs, day.toUs, 1_500) / 1e6} s buckets, all nodes (per-second counts)`,
-      rateFromSecondsSql(day, 60e6),
+      () => rateFromSecondsSql(day, 60e6),
     ],
-    ['rate: a day at 60 s buckets, one node (per-second counts)', rateFromSecondsSql(day, 60e6, 'bench-n1')],
-    ['rate: a minute at 10 ms buckets, all nodes (events)', rateSql(minute, 1e4)],
-    ['rate: a minute at 10 ms buckets, one node (events)', rateSql(minute, 1e4, 'bench-n1')],
-    ['rate: a day at 60 s buckets, all nodes, counted from the events', rateSql(day, 60e6)],
-    ['rate: a day at 60 s buckets, one node, counted from the events', rateSql(day, 60e6, 'bench-n1')],
-    ['dangerous events: a minute (marks table)', dangerousEventsSql(minute, 10, 1_000)],
-    ['dangerous events: a day (marks table)', dangerousEventsSql(day, 10, 1_000)],
-    ['dangerous events: a minute, from the events', dangerousEventsSql(minute, 10, 1_000, undefined, false)],
-    ['type changes: a minute', typeMixSql(minute, 1_000)],
-    ['big transactions: a minute', bigTxSql(minute, 5, 1_000)],
-    ['type changes: an hour', typeMixSql(hour, 1_000)],
-    ['dangerous events: a day, from the events', dangerousEventsSql(day, 10, 1_000, undefined, false)],
-    ['big transactions: a day', bigTxSql(day, 5, 1_000)],
+    ['rate: a day at 60 s buckets, one node (per-second counts)', () => rateFromSecondsSql(day, 60e6, 'bench-n1')],
+    [
+      'rate: a minute at 10 ms buckets, all nodes (events, narrowed to seqs)',
+      async () => rateSql(await narrow(minute), 1e4),
+    ],
+    [
+      'rate: a minute at 10 ms buckets, one node (events, narrowed to seqs)',
+      async () => rateSql(await narrow(minute, 'bench-n1'), 1e4, 'bench-n1'),
+    ],
+    ['rate: a minute at 10 ms buckets, all nodes (events, the whole day read)', () => rateSql(minute, 1e4)],
+    ['rate: a day at 60 s buckets, all nodes, counted from the events', () => rateSql(day, 60e6)],
+    [
+      'dangerous events: a minute (marks table, narrowed)',
+      async () => dangerousEventsSql(await narrow(minute), 10, 1_000),
+    ],
+    ['dangerous events: a day (marks table)', () => dangerousEventsSql(day, 10, 1_000)],
+    ['type changes: a minute (narrowed)', async () => typeMixSql(await narrow(minute), 1_000)],
+    ['big transactions: a minute (narrowed)', async () => bigTxSql(await narrow(minute), 5, 1_000)],
+    ['type changes: an hour (narrowed)', async () => typeMixSql(await narrow(hour), 1_000)],
+    ['big transactions: an hour (narrowed)', async () => bigTxSql(await narrow(hour), 5, 1_000)],
+    ['dangerous events: a day, from the events', () => dangerousEventsSql(day, 10, 1_000, undefined, false)],
+    ['big transactions: a day', () => bigTxSql(day, 5, 1_000)],
   ];
   const rows: BenchRow[] = [];
-  for (const [what, sql] of cases) {
+  for (const [what, build] of cases) {
     const times: number[] = [];
     let result = 0;
     for (let i = 0; i < 4; i++) {
       const t = performance.now();
-      result = (await store.query(sql)).length;
+      result = (await store.query(await build())).length;
       times.push((performance.now() - t) / 1000);
     }
     rows.push({
