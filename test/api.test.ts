@@ -374,6 +374,11 @@ describe('instances, metrics, openapi', () => {
       '/restores',
       '/restores/{id}',
       '/sql',
+      '/timeline/marks',
+      '/timeline/nodes/{node}/spans',
+      '/timeline/rates',
+      '/timeline/values',
+      '/timeline/values/{id}',
     ]);
     assert.ok(doc.paths['/restores']!.post);
     assert.ok(doc.components.schemas.RestoreRequest);
