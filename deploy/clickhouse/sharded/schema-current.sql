@@ -103,3 +103,41 @@ CREATE TABLE IF NOT EXISTS flashback.event_rates AS flashback.event_rates_local 
 INSERT INTO flashback.event_rates_local (node, second, n) SELECT node, time AS second, count() AS n FROM flashback.events_local WHERE kind IN ('command', 'expired', 'evicted') AND (SELECT count() FROM system.tables WHERE database = 'flashback' AND name = 'event_rates_mv') = 0 GROUP BY node, second;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS flashback.event_rates_mv TO flashback.event_rates_local AS SELECT node, time AS second, count() AS n FROM flashback.events_local WHERE kind IN ('command', 'expired', 'evicted') GROUP BY node, second;
+
+CREATE TABLE IF NOT EXISTS flashback.event_marks_local (
+  node LowCardinality(String),
+  epoch UInt64,
+  seq UInt64,
+  ts_us UInt64,
+  time DateTime,
+  db UInt16,
+  client String,
+  command String,
+  keys Array(String),
+  args Array(String),
+  tx UInt64
+) ENGINE = ReplacingMergeTree()
+PARTITION BY toDate(time)
+ORDER BY (node, epoch, seq);
+
+CREATE TABLE IF NOT EXISTS flashback.event_marks AS flashback.event_marks_local ENGINE = Distributed(flashback, flashback, event_marks_local, cityHash64(node));
+
+INSERT INTO flashback.event_marks_local (node, epoch, seq, ts_us, time, db, client, command, keys, args, tx) SELECT node, epoch, seq, ts_us, time, db, client, command, keys, args, tx FROM flashback.events_local WHERE kind = 'command' AND (command IN ('FLUSHALL', 'FLUSHDB', 'SWAPDB') OR (command IN ('DEL', 'UNLINK') AND length(keys) >= 10) OR command = 'RENAME') AND (SELECT count() FROM system.tables WHERE database = 'flashback' AND name = 'event_marks_mv') = 0;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS flashback.event_marks_mv TO flashback.event_marks_local AS SELECT node, epoch, seq, ts_us, time, db, client, command, keys, args, tx FROM flashback.events_local WHERE kind = 'command' AND (command IN ('FLUSHALL', 'FLUSHDB', 'SWAPDB') OR (command IN ('DEL', 'UNLINK') AND length(keys) >= 10) OR command = 'RENAME');
+
+CREATE TABLE IF NOT EXISTS flashback.event_seqs_local (
+  node LowCardinality(String),
+  epoch UInt64,
+  second DateTime,
+  lo UInt64,
+  hi UInt64
+) ENGINE = MergeTree()
+PARTITION BY toDate(second)
+ORDER BY (node, epoch, second);
+
+CREATE TABLE IF NOT EXISTS flashback.event_seqs AS flashback.event_seqs_local ENGINE = Distributed(flashback, flashback, event_seqs_local, cityHash64(node));
+
+INSERT INTO flashback.event_seqs_local (node, epoch, second, lo, hi) SELECT node, epoch, time AS second, min(seq) AS lo, max(seq) AS hi FROM flashback.events_local WHERE (SELECT count() FROM system.tables WHERE database = 'flashback' AND name = 'event_seqs_mv') = 0 GROUP BY node, epoch, second;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS flashback.event_seqs_mv TO flashback.event_seqs_local AS SELECT node, epoch, time AS second, min(seq) AS lo, max(seq) AS hi FROM flashback.events_local GROUP BY node, epoch, second;
