@@ -26,6 +26,12 @@ export const EXAMPLES: Record<string, [string, string][]> = {
       'move events from JetStream into ClickHouse',
     ],
   ],
+  'nats-setup': [
+    [
+      '$0 nats-setup --nats nats://10.0.0.2:4222,nats://10.0.0.3:4222,nats://10.0.0.4:4222 --nats-user flashback-admin --replicas 3',
+      'once, before the services start: R3 stream, buckets and job queue on a 3-server cluster',
+    ],
+  ],
   sql: [
     [
       '$0 sql "SELECT time, client, command, args FROM flashback.events WHERE key = \'userprofile\' ORDER BY seq DESC LIMIT 20"',

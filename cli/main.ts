@@ -40,6 +40,11 @@ export const COMMANDS: { command: string; summary: string; load: () => Promise<C
     load: () => import('./commands/anchor-keeper.js'),
   },
   { command: 'sink', summary: 'store events from JetStream in ClickHouse', load: () => import('./commands/sink.js') },
+  {
+    command: 'nats-setup',
+    summary: 'create the streams and buckets, with JetStream replicas',
+    load: () => import('./commands/nats-setup.js'),
+  },
   { command: 'sql <query>', summary: 'read-only SQL over the history', load: () => import('./commands/sql.js') },
   {
     command: 'restore',

@@ -20,7 +20,7 @@ import {
   ensureEventStream,
   EVENT_STREAM,
 } from '../core/bus/nats.js';
-import { ensureRestoreInfra, INSTANCES_BUCKET, JOBS_BUCKET, RESTORE_STREAM } from '../core/bus/restore-jobs.js';
+import { INSTANCES_BUCKET, JOBS_BUCKET, RESTORE_STREAM } from '../core/bus/restore-jobs.js';
 import { startNatsCluster, type NatsCluster } from '../core/servers/nats-cluster.js';
 import type { ClickHouseServerProcess } from '../core/servers/clickhouse-server.js';
 import { stopPid } from '../core/servers/server-process.js';
@@ -29,6 +29,7 @@ import { sqlString } from '../core/store/sql-literal.js';
 import { silentLogger } from '../core/log.js';
 import { clickHouseEventStore, restore } from '../restorer/index.js';
 import { startSink, type Sink } from '../sink/index.js';
+import { cli } from './helpers/cli.js';
 import { testClickHouse } from './helpers/servers.js';
 import { startSource, syncedSource, waitFor, waitForEvents, type Source } from './helpers/stack.js';
 
@@ -39,16 +40,17 @@ let sink: Sink;
 let nc: NatsConnection;
 let objects: ObjectStore;
 let instancesDir: string;
+let setup: { code: number | null; stdout: string; stderr: string };
 
 before(async () => {
   [cluster, clickhouse] = await Promise.all([startNatsCluster({ size: 3 }), testClickHouse()]);
   store = await openClickHouse(clickhouse.url);
   await store.ensureSchema();
   nc = await connectNats({ url: cluster.url, name: 'nats-cluster-test' });
-  // What `flashback up --nats-cluster 3 --replicas 3` sets up before any service starts.
-  await ensureEventStream(nc, { replicas: 3 });
-  objects = await ensureBaselineStore(nc, { replicas: 3 });
-  await ensureRestoreInfra(nc, { replicas: 3 });
+  // What an operator runs once before the services start (flashback up --nats-cluster 3 does the same).
+  setup = await cli(['nats-setup', '--nats', cluster.url, '--replicas', '3']);
+  assert.equal(setup.code, 0, setup.stderr);
+  objects = await ensureBaselineStore(nc);
   sink = await startSink({
     natsUrl: cluster.url,
     clickhouseUrl: clickhouse.url,
@@ -166,7 +168,8 @@ async function replicasCurrent(stream: string): Promise<void> {
   );
 }
 
-test('R3 stream, object store and KV on a 3-server cluster', async () => {
+test('flashback nats-setup --replicas 3: R3 stream, object store, job queue and KV on a 3-server cluster', async () => {
+  assert.match(setup.stdout, new RegExp(`^${EVENT_STREAM}: 3 replica\\(s\\), leader flashback-\\d$`, 'm'));
   const jsm = await jetstreamManager(nc);
   for (const name of [
     EVENT_STREAM,
