@@ -3,7 +3,12 @@ import type { Logger } from '../core/log.js';
 import { RawRedis } from '../core/redis/raw-redis.js';
 import { RespError } from '../core/redis/resp.js';
 import type { RedisTarget } from '../core/redis/redis-url.js';
-import { ensureNotifyFlags, ensurePubsubOutputLimit } from './monitor/notifications.js';
+import {
+  ensureNotifyFlags,
+  ensurePubsubOutputLimit,
+  FIELD_TTL_NOTIFY_FLAGS,
+  REQUIRED_NOTIFY_FLAGS,
+} from './monitor/notifications.js';
 import { clusterNodes, isClusterNode, peerAddresses, readRole, shardIds, type SourceRole } from './source-role.js';
 
 /** The connections to one Redis node and what the agent learned from it: one set per node followed. */
@@ -68,7 +73,9 @@ export async function openSource({
       const shard = me ? shardIds(rows, me.flags.includes('master') ? me.id : me.masterId) : new Set<string>();
       cluster = { peers: peerAddresses(rows), shard };
     }
-    const notify = await ensureNotifyFlags(control, logger);
+    // A server with hash-field TTLs (its command table has HPEXPIRE) publishes their expirations in the hash class.
+    const fieldTtls = table.lookup([Buffer.from('HPEXPIRE')]) !== undefined;
+    const notify = await ensureNotifyFlags(control, logger, fieldTtls ? FIELD_TTL_NOTIFY_FLAGS : REQUIRED_NOTIFY_FLAGS);
     const changed: Source['changed'] = [];
     if (notify.changed) changed.push({ name: 'notify-keyspace-events', before: notify.before });
     // One line of a large value is up to 4× its size, and Redis counts the allocation (a size class above it):

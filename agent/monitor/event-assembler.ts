@@ -2,7 +2,7 @@ import type { CommandSpec, CommandTable } from '../../core/redis/command-table.j
 import { HEARTBEAT_MESSAGE } from '../../core/bus/baseline.js';
 import { EventKind, type FlashbackEvent } from '../../core/bus/event.js';
 import type { MonitorLine } from '../../core/redis/monitor-line.js';
-import { normalizeArgv, relativeExpiryIndex } from './normalize.js';
+import { FIELD_EXPIRED_SCRIPT, normalizeArgv, relativeExpiryIndex } from './normalize.js';
 import { SETTLE_PROBE_SCRIPT } from './probe-scripts.js';
 
 /** A state probe's script that marks a baseline's re-read (its events are named SETTLE). */
@@ -55,7 +55,7 @@ export interface UncertainExpiry {
 
 /** A server-side change seen through a keyspace notification (not in MONITOR). */
 export interface ServerEvent {
-  kind: 'expired' | 'evicted';
+  kind: 'expired' | 'evicted' | 'hexpired';
   db: number;
   key: Buffer;
 }
@@ -69,6 +69,8 @@ interface Pending {
 
 const SCRIPT_CALLS = new Set(['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro']);
 const DEL = Buffer.from('DEL');
+const EVAL = Buffer.from('EVAL');
+const ONE = Buffer.from('1');
 const HEARTBEAT = Buffer.from(HEARTBEAT_MESSAGE);
 
 /**
@@ -96,7 +98,11 @@ export class EventAssembler {
   /** Client whose script runs inside its MULTI: `lua` lines go to that transaction. */
   private scriptInMulti: string | undefined;
   /** A script outside MULTI whose lines are still arriving. */
-  private script: { lines: Pending[]; tsUs: number } | undefined;
+  /**
+   * A running script's lines. `startPrevTsUs`: the line before it began — Redis freezes time for a script, so a
+   * relative expiry in any of its lines counts from no earlier than that (the uncertainty every line carries).
+   */
+  private script: { lines: Pending[]; tsUs: number; startPrevTsUs: number } | undefined;
   private unknown = 0;
   private heldServer: ServerEvent[] = [];
 
@@ -165,7 +171,8 @@ export class EventAssembler {
         this.scriptInMulti = client;
         this.execClient = client;
       } else if (spec.write) {
-        queued.push({ line, spec, prevTsUs });
+        // Time is frozen for EXEC as for a script: every line's lower bound is the group's first.
+        queued.push({ line, spec, prevTsUs: queued[0]?.prevTsUs ?? prevTsUs });
         this.execClient = client;
       }
       return;
@@ -173,7 +180,7 @@ export class EventAssembler {
     if (name === 'multi') {
       this.multis.set(client, []);
     } else if (SCRIPT_CALLS.has(name)) {
-      this.script = { lines: [], tsUs: line.tsUs };
+      this.script = { lines: [], tsUs: line.tsUs, startPrevTsUs: prevTsUs };
     } else if (spec.write) {
       this.emitGroup([{ line, spec, prevTsUs }], line.tsUs, false);
     }
@@ -215,11 +222,16 @@ export class EventAssembler {
           tsUs: at,
           db: e.db,
           client: 'agent',
-          kind: e.kind === 'expired' ? EventKind.Expired : EventKind.Evicted,
+          kind: e.kind === 'evicted' ? EventKind.Evicted : EventKind.Expired,
           command: e.kind,
           keys: [e.key],
           args: [e.key],
-          replay: [DEL, e.key],
+          // Field expirations do not name their fields: those whose TTL had passed by then go (Redis deletes every
+          // field it finds expired; a later one was logically gone as well).
+          replay:
+            e.kind === 'hexpired'
+              ? [EVAL, FIELD_EXPIRED_SCRIPT, ONE, e.key, Buffer.from(String(Math.floor(at / 1000)))]
+              : [DEL, e.key],
           tx: 0,
         },
       ]);
@@ -234,13 +246,14 @@ export class EventAssembler {
     }
     const owner = this.scriptInMulti;
     if (owner !== undefined) {
-      if (spec.write) this.multis.get(owner)?.push({ line, spec, prevTsUs });
+      const queued = this.multis.get(owner);
+      if (spec.write) queued?.push({ line, spec, prevTsUs: queued[0]?.prevTsUs ?? prevTsUs });
       return;
     }
     // lua lines without their EVAL (MONITOR attached mid-script) still form one script.
-    this.script ??= { lines: [], tsUs: line.tsUs };
+    this.script ??= { lines: [], tsUs: line.tsUs, startPrevTsUs: prevTsUs };
     this.script.tsUs = line.tsUs;
-    if (spec.write) this.script.lines.push({ line, spec, prevTsUs });
+    if (spec.write) this.script.lines.push({ line, spec, prevTsUs: this.script.startPrevTsUs });
   }
 
   /** Events whose replay holds an absolute expiry derived from a relative one that may be a few ms late. */

@@ -134,6 +134,15 @@ export const CONDITIONAL_FIELD_EXPIRE_SCRIPT =
 export const CONDITIONAL_HSETEX_SCRIPT =
   "local n = tonumber(ARGV[3]) if redis.call('HSETEX', KEYS[1], ARGV[1], 'PXAT', ARGV[2], 'FIELDS', n, unpack(ARGV, 4)) == 1 then local d = {} for i = 1, n do d[i] = ARGV[2 + 2 * i] end redis.call('HDEL', KEYS[1], unpack(d)) return 1 end return 0";
 
+/**
+ * EVAL body: a `hexpired` notification's replay — HDEL the fields of KEYS[1] whose TTL had passed at ARGV[1] (ms).
+ * While a restore loads on the source's clock every field alive after the baseline is visible to HKEYS.
+ */
+export const FIELD_EXPIRED_SCRIPT = Buffer.from(
+  "if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' then return 0 end local names = redis.call('HKEYS', KEYS[1]) local n = 0 for i = 1, #names, 500 do local c = {unpack(names, i, math.min(i + 499, #names))} local t = redis.call('HPEXPIRETIME', KEYS[1], 'FIELDS', #c, unpack(c)) local d = {} for j, e in ipairs(t) do if e >= 0 and e <= tonumber(ARGV[1]) then d[#d + 1] = c[j] end end if #d > 0 then n = n + redis.call('HDEL', KEYS[1], unpack(d)) end end return n",
+  'latin1',
+);
+
 const HPEXPIREAT = B('HPEXPIREAT');
 const HDEL = B('HDEL');
 const FIELDS = B('FIELDS');

@@ -10,6 +10,13 @@ import type { RawRedis } from '../../core/redis/raw-redis.js';
  */
 export const REQUIRED_NOTIFY_FLAGS = 'Exe';
 
+/**
+ * With hash-field TTLs (Redis 7.4+) also the hash class (h): a field's expiration is published only as the keyevent
+ * `hexpired`, in the class of every hash event. It costs the source a notification per hash write (no subscriber
+ * reads the others); without it MONITOR capture cannot place field expirations (docs/capture-modes.md).
+ */
+export const FIELD_TTL_NOTIFY_FLAGS = 'Exeh';
+
 /** Union of the server's current flags and ours, keeping theirs. Redis treats `A` as every class (g$lshzxetd…). */
 export function mergeNotifyFlags(current: string, required = REQUIRED_NOTIFY_FLAGS): string {
   const have = new Set(current.split(''));
@@ -26,6 +33,7 @@ export function mergeNotifyFlags(current: string, required = REQUIRED_NOTIFY_FLA
 export async function ensureNotifyFlags(
   control: RawRedis,
   logger: Logger,
+  required = REQUIRED_NOTIFY_FLAGS,
 ): Promise<{ before: string; after: string; changed: boolean; error?: string }> {
   const got: RespValue = await control.call(['CONFIG', 'GET', 'notify-keyspace-events']);
   if (got instanceof RespError || !Array.isArray(got)) {
@@ -37,7 +45,7 @@ export async function ensureNotifyFlags(
     return { before: '?', after: '?', changed: false, error };
   }
   const before = String(got[1] ?? '');
-  const after = mergeNotifyFlags(before);
+  const after = mergeNotifyFlags(before, required);
   if (after === before) return { before, after, changed: false };
   const r = await control.call(['CONFIG', 'SET', 'notify-keyspace-events', after]);
   if (r instanceof RespError) {
@@ -49,17 +57,22 @@ export async function ensureNotifyFlags(
   }
   logger.info(
     { before, after },
-    'notify-keyspace-events changed: the server now publishes keyevent notifications for expired (x) and evicted (e) keys',
+    `notify-keyspace-events changed: the server now publishes keyevent notifications for expired (x) and evicted (e) keys${required.includes('h') ? ' and hash events (h: field expirations)' : ''}`,
   );
   return { before, after, changed: true };
 }
 
 /** The keyevent patterns the MONITOR connection subscribes to (agent/monitor/monitor-source.ts). */
-export const SERVER_CHANGE_PATTERNS = ['__keyevent@*__:expired', '__keyevent@*__:evicted'] as const;
+export const SERVER_CHANGE_PATTERNS = [
+  '__keyevent@*__:expired',
+  '__keyevent@*__:evicted',
+  '__keyevent@*__:hexpired',
+] as const;
 
 /** A server-side change seen through a keyevent notification. */
 export interface ServerChange {
-  kind: 'expired' | 'evicted';
+  /** `hexpired`: one or more hash fields of `key` expired (Redis 7.4+); the notification does not name them. */
+  kind: 'expired' | 'evicted' | 'hexpired';
   db: number;
   key: Buffer;
 }
@@ -73,7 +86,7 @@ export function parseServerChange(items: Buffer[]): ServerChange | undefined {
   if (!ch.startsWith('__keyevent@') || end < 0) return undefined;
   const db = Number(ch.slice(at + 1, end));
   const kind = ch.slice(end + 3);
-  if (!Number.isInteger(db) || (kind !== 'expired' && kind !== 'evicted')) return undefined;
+  if (!Number.isInteger(db) || (kind !== 'expired' && kind !== 'evicted' && kind !== 'hexpired')) return undefined;
   return { kind, db, key: items[3]! };
 }
 
