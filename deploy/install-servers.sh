@@ -58,6 +58,9 @@ wanted=(
   # The deploy recipes' checks (test/deploy-recipes.test.ts): systemd-analyze verify, docker-compose config; no service.
   "systemd-analyze systemd"
   "docker-compose docker-compose"
+  # ZooKeeper of the replicated ClickHouse recipe (test/clickhouse-replicas.test.ts runs /usr/share/java/zookeeper.jar);
+  # zooinspector is the package's one command on PATH. No service.
+  "zooinspector zookeeper"
 )
 
 missing_pkgs=()

@@ -185,13 +185,15 @@ test('two nodes on two shards: each restored exactly through the distributed tab
 });
 
 test('deploy/clickhouse/sharded/schema-*.sql are the DDL the code makes', () => {
-  for (const [file, label, version] of [
-    ['schema-18.16.sql', '18.16', '18.16.1'],
-    ['schema-current.sql', '20.1 and later', '24.8.1'],
+  for (const [file, label, version, replicated] of [
+    ['schema-18.16.sql', '18.16', '18.16.1', false],
+    ['schema-current.sql', '20.1 and later', '24.8.1', false],
+    ['schema-replicated-18.16.sql', '18.16', '18.16.1', true],
+    ['schema-replicated-current.sql', '20.1 and later', '24.8.1', true],
   ] as const)
     assert.equal(
       readFileSync(path.join('deploy/clickhouse/sharded', file), 'utf8'),
-      shardedSchemaFile(label, version),
-      `${file} is stale: write shardedSchemaFile('${label}', '${version}') (core/store/sharded-schema.ts) to it`,
+      shardedSchemaFile(label, version, { replicated }),
+      `${file} is stale: write shardedSchemaFile('${label}', '${version}', { replicated: ${replicated} }) (core/store/sharded-schema.ts) to it`,
     );
 });

@@ -30,6 +30,7 @@ import { silentLogger } from '../core/log.js';
 import { clickHouseEventStore, restore } from '../restorer/index.js';
 import { startSink, type Sink } from '../sink/index.js';
 import { cli } from './helpers/cli.js';
+import { writeLoad } from './helpers/write-load.js';
 import { testClickHouse } from './helpers/servers.js';
 import { startSource, syncedSource, waitFor, waitForEvents, type Source } from './helpers/stack.js';
 
@@ -66,53 +67,6 @@ after(async () => {
   await Promise.all([cluster?.stop(), clickhouse?.stop()]);
   if (instancesDir) await rm(instancesDir, { recursive: true, force: true });
 });
-
-/** Writes pipelines of mixed commands until stopped; pause() holds it between pipelines and returns the release. */
-function writeLoad(url: string) {
-  const r = new Redis(url);
-  let stopped = false;
-  let held: { gate: Promise<void>; release: () => void; holding: () => void } | undefined;
-  let i = 0;
-  const done = (async () => {
-    while (!stopped) {
-      if (held) {
-        held.holding();
-        await held.gate;
-        continue;
-      }
-      const p = r.pipeline();
-      for (let j = 0; j < 50; j++, i++) {
-        p.set(`k:${i % 500}`, `v${i}`);
-        p.incr(`c:${i % 7}`);
-        p.hset('h', `f${i % 300}`, String(i));
-        if (i % 10 === 0) p.lpush('l', String(i)).ltrim('l', 0, 99);
-      }
-      await p.exec();
-    }
-  })();
-  const release = () => {
-    const h = held;
-    held = undefined;
-    h?.release();
-  };
-  return {
-    async pause(): Promise<() => void> {
-      let holding!: () => void;
-      const isHolding = new Promise<void>((res) => (holding = res));
-      let open!: () => void;
-      const gate = new Promise<void>((res) => (open = res));
-      held = { gate, release: open, holding };
-      await isHolding;
-      return release;
-    },
-    async stop() {
-      stopped = true;
-      release();
-      await done;
-      r.disconnect();
-    },
-  };
-}
 
 async function stored(node: string): Promise<number> {
   const rows = await store.query<{ n: number }>(

@@ -1,16 +1,24 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { setTimeout as delay } from 'node:timers/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ErrorCode, FlashbackError } from '../errors.js';
 import { checkClusterName } from '../store/sharded-schema.js';
 import { startClickHouseServer, type ClickHouseServerProcess, type ClickHouseUsers } from './clickhouse-server.js';
 import { freePort } from './free-port.js';
-import { ServerStartError } from './server-process.js';
+import { isPidAlive, ServerStartError } from './server-process.js';
 
 /** How to start the shard servers of a sharded flashback store on one machine. */
 export interface ClickHouseShardsOptions {
-  /** Shard servers. @default 2 */
+  /** Shards. @default 2 */
   shards?: number;
+  /**
+   * Servers per shard, each holding all of its shard's rows (Replicated…MergeTree; apply the DDL with `replicated`).
+   * More than 1 needs `zookeeper`. @default 1
+   */
+  replicas?: number;
+  /** ZooKeeper the replicas coordinate through (core/servers/zookeeper-server.ts). */
+  zookeeper?: { host: string; port: number };
   /** Cluster name under `<remote_servers>`, used by the Distributed tables. @default 'flashback' */
   cluster?: string;
   /** clickhouse-server executable (see startClickHouseServer). */
@@ -28,11 +36,54 @@ export interface ClickHouseShardsOptions {
 /** Running shard servers. */
 export interface ClickHouseShards {
   readonly cluster: string;
-  /** The servers, shard 1 first; any of them answers for the whole cluster through the Distributed tables. */
+  /**
+   * The servers, shard 1's replicas first; any of them answers for the whole cluster through the Distributed tables.
+   * An entry is undefined while that server is killed.
+   */
   readonly servers: readonly ClickHouseServerProcess[];
+  /** Shard (1-based) and replica (1-based) of each server, in the order of `servers`. */
+  readonly placement: readonly { shard: number; replica: number }[];
+  /** Kills server `i` at once (SIGKILL) and waits until it is gone. */
+  kill(i: number): Promise<void>;
+  /** Starts killed server `i` again on its ports and data; resolves when it answers. */
+  restart(i: number): Promise<ClickHouseServerProcess>;
   /** Stops every server (idempotent). */
   stop(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** One server of a shard in `remote_servers`. */
+export interface ShardReplica {
+  host: string;
+  tcpPort: number;
+}
+
+/** The config.d file of a replica: its ZooKeeper, its `{shard}`/`{replica}` macros, and the port replicas fetch parts on. */
+export function replicaConfigXml(o: {
+  zookeeper: { host: string; port: number };
+  shard: number;
+  replica: string;
+  interserverHost: string;
+  interserverPort: number;
+}): string {
+  return `<?xml version="1.0"?>
+<yandex>
+    <zookeeper>
+        <node>
+            <host>${xml(o.zookeeper.host)}</host>
+            <port>${o.zookeeper.port}</port>
+        </node>
+        <!-- A killed replica's session (its is_active node) must lapse before it may come back: keep that short. -->
+        <session_timeout_ms>3000</session_timeout_ms>
+    </zookeeper>
+    <macros>
+        <shard>${o.shard}</shard>
+        <replica>${xml(o.replica)}</replica>
+    </macros>
+    <interserver_http_host>${xml(o.interserverHost)}</interserver_http_host>
+    <interserver_http_port>${o.interserverPort}</interserver_http_port>
+</yandex>
+`;
 }
 
 function xml(text: string): string {
@@ -45,7 +96,7 @@ function xml(text: string): string {
  */
 export function clusterConfigXml(
   cluster: string,
-  shards: readonly { host: string; tcpPort: number }[],
+  shards: readonly (ShardReplica | readonly ShardReplica[])[],
   password?: string,
 ): string {
   checkClusterName(cluster);
@@ -54,14 +105,20 @@ export function clusterConfigXml(
       ? ''
       : `\n                    <user>default</user>\n                    <password>${xml(password)}</password>`;
   const body = shards
-    .map(
-      (s) => `            <shard>
-                <replica>
-                    <host>${xml(s.host)}</host>
-                    <port>${s.tcpPort}</port>${login}
-                </replica>
-            </shard>`,
-    )
+    .map((s) => {
+      const replicas: readonly ShardReplica[] = Array.isArray(s) ? s : [s as ShardReplica];
+      // With replicas the table engine copies rows between them: the Distributed table writes each row once.
+      const internal = replicas.length > 1 ? '\n                <internal_replication>true</internal_replication>' : '';
+      const entries = replicas
+        .map(
+          (r) => `                <replica>
+                    <host>${xml(r.host)}</host>
+                    <port>${r.tcpPort}</port>${login}
+                </replica>`,
+        )
+        .join('\n');
+      return `            <shard>${internal}\n${entries}\n            </shard>`;
+    })
     .join('\n');
   return `<?xml version="1.0"?>
 <yandex>
@@ -100,7 +157,12 @@ ${entries}
  * here: apply {@link shardedSchemaStatements} on each server (core/store/sharded-schema.ts).
  */
 export async function startClickHouseShards(o: ClickHouseShardsOptions = {}): Promise<ClickHouseShards> {
-  const { shards = 2, cluster = 'flashback', host = '127.0.0.1' } = o;
+  const { shards = 2, replicas = 1, cluster = 'flashback', host = '127.0.0.1' } = o;
+  if (replicas > 1 && !o.zookeeper)
+    throw new FlashbackError(
+      ErrorCode.BadInput,
+      'ClickHouse replicas need a ZooKeeper: pass zookeeper (startZooKeeper)',
+    );
   checkClusterName(cluster);
   if (!Number.isInteger(shards) || shards < 1 || shards > 16)
     throw new FlashbackError(
@@ -118,12 +180,21 @@ export async function startClickHouseShards(o: ClickHouseShardsOptions = {}): Pr
       taken.add(p);
       return p;
     };
-    const plan: { dir: string; httpPort: number; tcpPort: number }[] = [];
+    const plan: { dir: string; httpPort: number; tcpPort: number; shard: number; replica: number }[] = [];
     for (let i = 1; i <= shards; i++)
-      plan.push({ dir: path.join(parent, `shard-${i}`), httpPort: await pick(), tcpPort: await pick() });
+      for (let r = 1; r <= replicas; r++)
+        plan.push({
+          dir: path.join(parent, replicas > 1 ? `shard-${i}-replica-${r}` : `shard-${i}`),
+          httpPort: await pick(),
+          tcpPort: await pick(),
+          shard: i,
+          replica: r,
+        });
     const clusterXml = clusterConfigXml(
       cluster,
-      plan.map((p) => ({ host, tcpPort: p.tcpPort })),
+      Array.from({ length: shards }, (_, i) =>
+        plan.filter((p) => p.shard === i + 1).map((p) => ({ host, tcpPort: p.tcpPort })),
+      ),
       o.users?.adminPassword,
     );
     for (const p of plan) {
@@ -132,20 +203,29 @@ export async function startClickHouseShards(o: ClickHouseShardsOptions = {}): Pr
       // Mode 600: it may hold the admin password other shards log in with.
       writeFileSync(path.join(p.dir, 'config.d', 'flashback-cluster.xml'), clusterXml, { mode: 0o600 });
       writeFileSync(path.join(p.dir, 'users.d', 'flashback-shards.xml'), shardProfilesXml(profiles), { mode: 0o600 });
+      if (o.zookeeper)
+        writeFileSync(
+          path.join(p.dir, 'config.d', 'flashback-replica.xml'),
+          replicaConfigXml({
+            zookeeper: o.zookeeper,
+            shard: p.shard,
+            replica: `replica-${p.replica}`,
+            interserverHost: host,
+            interserverPort: await pick(),
+          }),
+        );
     }
-    const started = await Promise.allSettled(
-      plan.map((p) =>
-        startClickHouseServer({
-          bin: o.bin,
-          host,
-          httpPort: p.httpPort,
-          tcpPort: p.tcpPort,
-          dir: p.dir,
-          users: o.users,
-          processGroup: o.processGroup,
-        }),
-      ),
-    );
+    const start = (p: (typeof plan)[number]) =>
+      startClickHouseServer({
+        bin: o.bin,
+        host,
+        httpPort: p.httpPort,
+        tcpPort: p.tcpPort,
+        dir: p.dir,
+        users: o.users,
+        processGroup: o.processGroup,
+      });
+    const started = await Promise.allSettled(plan.map(start));
     const servers = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) {
@@ -158,9 +238,39 @@ export async function startClickHouseShards(o: ClickHouseShardsOptions = {}): Pr
     let stopping: Promise<void> | undefined;
     const stop = () =>
       (stopping ??= (async () => {
-        await Promise.all(servers.map((s) => s.stop()));
+        await Promise.all(servers.map((s) => s?.stop()));
         if (removeParent) rmSync(parent, { recursive: true, force: true });
       })());
-    return { cluster, servers, stop, [Symbol.asyncDispose]: stop };
+    return {
+      cluster,
+      servers,
+      placement: plan.map((p) => ({ shard: p.shard, replica: p.replica })),
+      async kill(i) {
+        const s = servers[i];
+        if (!s) return;
+        delete servers[i];
+        if (isPidAlive(s.pid)) process.kill(s.pid, 'SIGKILL');
+        await s.stop();
+      },
+      async restart(i) {
+        const running = servers[i];
+        if (running) return running;
+        // A replica killed less than a ZooKeeper session ago is still "active" there and refuses to start: try again.
+        const deadline = Date.now() + 30_000;
+        for (;;) {
+          try {
+            const s = await start(plan[i]!);
+            servers[i] = s;
+            return s;
+          } catch (err) {
+            if (!(err instanceof ServerStartError && /already active/i.test(err.logTail)) || Date.now() > deadline)
+              throw err;
+            await delay(500);
+          }
+        }
+      },
+      stop,
+      [Symbol.asyncDispose]: stop,
+    };
   }
 }

@@ -33,7 +33,18 @@ export function checkClusterName(cluster: string): string {
  * table renamed `<table>_local`, views and fills moved onto the local tables, and a `Distributed` table under each
  * table's own name.
  */
-export function shardedSchemaStatements(version: string, cluster: string): string[] {
+export function shardedSchemaStatements(
+  version: string,
+  cluster: string,
+  o: {
+    /**
+     * Local tables as `Replicated…MergeTree` at `/clickhouse/tables/{shard}/flashback/<table>_local`, replica
+     * `{replica}` (macros of each server's config): every replica of a shard holds the shard's rows. Needs ZooKeeper.
+     * @default false
+     */
+    replicated?: boolean;
+  } = {},
+): string[] {
   checkClusterName(cluster);
   const plain = schemaStatements(version);
   const tables = plain.map((s) => CREATE_TABLE.exec(s)?.[1]).filter((t): t is string => t !== undefined);
@@ -46,7 +57,13 @@ export function shardedSchemaStatements(version: string, cluster: string): strin
       out.push(statement.replace(names, `${DATABASE}.$1_local`));
       continue;
     }
-    out.push(statement.replace(CREATE_TABLE, `CREATE TABLE IF NOT EXISTS ${DATABASE}.${table}_local (`));
+    let local = statement.replace(CREATE_TABLE, `CREATE TABLE IF NOT EXISTS ${DATABASE}.${table}_local (`);
+    if (o.replicated)
+      local = local.replace(/ENGINE = (\w*MergeTree)\(([^)]*)\)/, (_m, engine: string, args: string) => {
+        const zkPath = `'/clickhouse/tables/{shard}/${DATABASE}/${table}_local'`;
+        return `ENGINE = Replicated${engine}(${zkPath}, '{replica}'${args.trim() ? `, ${args.trim()}` : ''})`;
+      });
+    out.push(local);
     out.push(
       `CREATE TABLE IF NOT EXISTS ${DATABASE}.${table} AS ${DATABASE}.${table}_local ` +
         `ENGINE = Distributed(${cluster}, ${DATABASE}, ${table}_local, ${SHARDING_KEY})`,
@@ -55,15 +72,24 @@ export function shardedSchemaStatements(version: string, cluster: string): strin
   return out;
 }
 
-/** The text of deploy/clickhouse/sharded/schema-<label>.sql: the shard DDL for `version`, one statement per `;`. */
-export function shardedSchemaFile(label: string, version: string, cluster = 'flashback'): string {
+/**
+ * The text of deploy/clickhouse/sharded/schema[-replicated]-<label>.sql: the shard DDL for `version`, one statement per
+ * `;`.
+ */
+export function shardedSchemaFile(label: string, version: string, o: { replicated?: boolean } = {}): string {
+  const cluster = 'flashback';
+  const what = o.replicated ? 'each replica of each shard' : 'each shard server';
   const head =
-    `-- flashback's DDL for each shard server of cluster "${cluster}" (ClickHouse ${label}), made by shardedSchemaFile in\n` +
-    `-- core/store/sharded-schema.ts (test/clickhouse-shards.test.ts checks it). Apply on every shard server:\n` +
-    `--   clickhouse-client --multiquery < this file\n\n`;
+    `-- flashback's DDL for ${what} of cluster "${cluster}" (ClickHouse ${label}), made by shardedSchemaFile in\n` +
+    `-- core/store/sharded-schema.ts (test/clickhouse-shards.test.ts checks it). Apply on every server:\n` +
+    `--   clickhouse-client --multiquery < this file\n` +
+    (o.replicated
+      ? `-- Each server's config names its ZooKeeper and its {shard} and {replica} macros (replica.xml).\n`
+      : '') +
+    '\n';
   return (
     head +
-    shardedSchemaStatements(version, cluster)
+    shardedSchemaStatements(version, cluster, o)
       .map((s) => `${s};\n`)
       .join('\n')
   );

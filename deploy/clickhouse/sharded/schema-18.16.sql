@@ -1,5 +1,5 @@
 -- flashback's DDL for each shard server of cluster "flashback" (ClickHouse 18.16), made by shardedSchemaFile in
--- core/store/sharded-schema.ts (test/clickhouse-shards.test.ts checks it). Apply on every shard server:
+-- core/store/sharded-schema.ts (test/clickhouse-shards.test.ts checks it). Apply on every server:
 --   clickhouse-client --multiquery < this file
 
 CREATE DATABASE IF NOT EXISTS flashback;
