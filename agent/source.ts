@@ -27,6 +27,8 @@ export interface Source {
   skewUs: number;
   /** Keyspace notifications are on: expiries and evictions are captured. */
   notify: boolean;
+  /** The server has hash-field TTLs (Redis 7.4+): their expirations are captured too (`hexpired`). */
+  fieldTtls: boolean;
   /** Role when the connections were opened: only a master that becomes a replica is followed to its new master. */
   role: SourceRole['role'];
   /**
@@ -95,6 +97,7 @@ export async function openSource({
       stateAddr,
       skewUs,
       notify: notify.error === undefined,
+      fieldTtls,
       role,
       cluster,
       changed,

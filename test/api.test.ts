@@ -161,6 +161,8 @@ describe('history', () => {
         to: formatTsUs(ts(10)),
         baselines: [1],
         broken: [],
+        // No restore check has run on this window (restorer/verifier.ts).
+        verified: [],
       },
     ]);
     const msg = await expectError(await req('/nodes/no-such-node/windows'), 404, 'UNKNOWN_NODE');

@@ -8,7 +8,7 @@ import { EventAssembler, type UncertainExpiry } from './event-assembler.js';
 import { ExpiryCorrector } from './expiry-corrector.js';
 import type { CaptureMetrics } from '../metrics.js';
 import { MonitorSource } from './monitor-source.js';
-import { parseServerChange, SERVER_CHANGE_PATTERNS } from './notifications.js';
+import { FIELD_TTL_CHANGE_PATTERN, parseServerChange, SERVER_CHANGE_PATTERNS } from './notifications.js';
 import { EventPublisher } from '../publisher.js';
 import type { Source } from '../source.js';
 import { StateCapture } from './state-capture.js';
@@ -152,5 +152,6 @@ export function startEpochMonitor(run: EpochRun, o: EpochOptions): Promise<Monit
       if (err && !run.ended && !o.isClosed()) restart(`MONITOR connection lost: ${err.message}`);
     },
   };
-  return MonitorSource.start(source.target, handlers, source.notify ? SERVER_CHANGE_PATTERNS : []);
+  const patterns = source.fieldTtls ? [...SERVER_CHANGE_PATTERNS, FIELD_TTL_CHANGE_PATTERN] : SERVER_CHANGE_PATTERNS;
+  return MonitorSource.start(source.target, handlers, source.notify ? patterns : []);
 }

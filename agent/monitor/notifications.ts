@@ -63,11 +63,10 @@ export async function ensureNotifyFlags(
 }
 
 /** The keyevent patterns the MONITOR connection subscribes to (agent/monitor/monitor-source.ts). */
-export const SERVER_CHANGE_PATTERNS = [
-  '__keyevent@*__:expired',
-  '__keyevent@*__:evicted',
-  '__keyevent@*__:hexpired',
-] as const;
+export const SERVER_CHANGE_PATTERNS = ['__keyevent@*__:expired', '__keyevent@*__:evicted'] as const;
+
+/** With hash-field TTLs (Redis 7.4+) also their expirations; an ACL user then needs this channel too. */
+export const FIELD_TTL_CHANGE_PATTERN = '__keyevent@*__:hexpired';
 
 /** A server-side change seen through a keyevent notification. */
 export interface ServerChange {
