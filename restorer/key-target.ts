@@ -140,6 +140,8 @@ export async function connectRedis(
     await Promise.race([r.connect(), silent]);
   } catch (cause) {
     r.disconnect();
+    // disconnect() while ioredis waits for its ready check leaves the socket open: a silent server would keep it.
+    (r as unknown as { stream?: { destroy(): void } }).stream?.destroy();
     const shown = redactedRedisUrl(t);
     const why = said ?? cause;
     const words = describeError(why);
