@@ -22,6 +22,14 @@ import type { ReplicationPosition } from './replication/replica-link.js';
  */
 export const POSITION_HEADER = 'Flashback-Position';
 
+/**
+ * Header of a replication-mode message: the newest position all of whose events were acknowledged when it was sent
+ * (same format as POSITION_HEADER, never `end`). A restart resumes there, not at the last stored message's own
+ * position: pipelined publishes may be stored out of order (a NATS leader change) or one may fail while a later one
+ * lands, and the last stored message then says nothing about the ones before it (agent/replication/resume.ts).
+ */
+export const DURABLE_HEADER = 'Flashback-Durable';
+
 /** Options of the batched JetStream publisher. */
 export interface PublisherOptions {
   node: string;
@@ -73,7 +81,7 @@ interface Message {
 
 /**
  * Turns events into JetStream messages: consecutive events of one epoch per
- * message (Nats-Msg-Id = node:epoch:firstSeq, so a retried message is
+ * message (Nats-Msg-Id = node:epoch:firstSeq-lastSeq, so a retried message is
  * deduplicated by the server), many messages in flight, bounded bytes. A
  * batch larger than the server's max payload goes as part messages
  * (core/event-parts.ts) that the sink joins.
@@ -91,8 +99,11 @@ export class EventPublisher {
   /** Sealed batches in seq order until acknowledged (so the durable position only moves over a gapless prefix). */
   private readonly sealed: Batch[] = [];
   /** Positions by the last seq enqueued before them, oldest first. */
-  private readonly positions: { seq: number; position: ReplicationPosition }[] = [];
+  private readonly positions: { seq: number; tsUs: number; position: ReplicationPosition }[] = [];
   private lastEnqueuedSeq: number;
+  private lastEnqueuedTsUs = 0;
+  /** {@link durablePosition} with the seq and time of its last event. */
+  private durable: { seq: number; tsUs: number; position: ReplicationPosition } | undefined;
   /** Every event up to this seq is acknowledged. */
   ackedPrefixSeq: number;
   /** Newest replication position all of whose events are acknowledged: what the agent REPLCONF ACKs. */
@@ -181,8 +192,9 @@ export class EventPublisher {
       for (const e of events) this.pending.push(e);
       this.pendingBytes += size;
       this.lastEnqueuedSeq = events[events.length - 1]!.seq;
+      this.lastEnqueuedTsUs = events[events.length - 1]!.tsUs;
     }
-    this.positions.push({ seq: this.lastEnqueuedSeq, position });
+    this.positions.push({ seq: this.lastEnqueuedSeq, tsUs: this.lastEnqueuedTsUs, position });
     if (this.pending.length > 0) this.pendingPosition = position;
     else this.advanceDurable();
     if (this.pending.length >= this.o.batchMaxEvents || this.pendingBytes >= this.o.batchMaxBytes) this.seal();
@@ -193,8 +205,10 @@ export class EventPublisher {
   private advanceDurable(): void {
     while (this.sealed.length > 0 && this.sealed[0]!.unacked === 0) this.ackedPrefixSeq = this.sealed.shift()!.lastSeq;
     if (this.sealed.length === 0 && this.pending.length === 0) this.ackedPrefixSeq = this.lastEnqueuedSeq;
-    while (this.positions.length > 0 && this.positions[0]!.seq <= this.ackedPrefixSeq)
-      this.durablePosition = this.positions.shift()!.position;
+    while (this.positions.length > 0 && this.positions[0]!.seq <= this.ackedPrefixSeq) {
+      this.durable = this.positions.shift()!;
+      this.durablePosition = this.durable.position;
+    }
   }
 
   private seal(): void {
@@ -266,7 +280,10 @@ export class EventPublisher {
 
   private send(msg: Message): void {
     const { batch, part } = msg;
-    const batchId = messageId(this.o.node, this.o.epoch, batch.firstSeq);
+    // The last seq too: a restart re-publishes from its durable position (agent/replication/resume.ts) in batches
+    // that may start where a stored one did but end elsewhere; with the first seq alone JetStream would drop such a
+    // batch as a duplicate and lose the events past the stored one's end.
+    const batchId = `${messageId(this.o.node, this.o.epoch, batch.firstSeq)}-${batch.lastSeq}`;
     let opts: Parameters<JetStreamClient['publish']>[2] = { msgID: batchId, timeout: this.o.ackTimeoutMs };
     if (part || batch.position) {
       const h = headers();
@@ -279,6 +296,12 @@ export class EventPublisher {
         h.set(
           POSITION_HEADER,
           `${this.o.epoch} ${batch.lastSeq} ${batch.position.replid} ${batch.position.offset} ${batch.lastTsUs} ${batch.position.db ?? 0}${batch.position.ended ? ' end' : ''}`,
+        );
+      const d = this.durable;
+      if (batch.position && d)
+        h.set(
+          DURABLE_HEADER,
+          `${this.o.epoch} ${d.seq} ${d.position.replid} ${d.position.offset} ${d.tsUs} ${d.position.db ?? 0}`,
         );
       opts.headers = h;
     }

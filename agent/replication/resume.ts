@@ -1,7 +1,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { eventSubject } from '../../core/bus/event.js';
 import { EVENT_STREAM, natsJetStreamManager, translateNatsError } from '../../core/bus/nats.js';
-import { POSITION_HEADER } from '../publisher.js';
+import { DURABLE_HEADER, POSITION_HEADER } from '../publisher.js';
 import type { ReplicationPosition } from './replica-link.js';
 
 /** Where the node's history in JetStream ends, when it ends in replication mode. */
@@ -16,9 +16,14 @@ export interface ResumePoint {
 }
 
 /**
- * The position in the node's last published message (POSITION_HEADER), or undefined when there is none (no history,
- * or the last epoch was captured by MONITOR). Batches end only where a stream entry ends (agent/publisher.ts), so
- * `PSYNC <replid> <offset+1>` continues exactly after the last stored event.
+ * Where to continue the node's last epoch: the durable position its last stored message carries (DURABLE_HEADER:
+ * every event up to it was acknowledged when that message was sent), else that message's own position (messages of
+ * older agents, or sent before anything was acknowledged); undefined when there is no history, the last epoch was
+ * captured by MONITOR, or it ended (`end`). Batches end only where a stream entry ends (agent/publisher.ts), so
+ * `PSYNC <replid> <offset+1>` continues exactly after the event it names. Events after it that were stored already
+ * are published again with the same seqs and content (the stream from that offset is the same): the sink's table
+ * keeps one row per seq. A message stored after a later one (a NATS leader change), or a later one stored while an
+ * earlier one failed before a kill -9, then leaves no hole.
  */
 export async function readResumePoint(nc: NatsConnection, node: string): Promise<ResumePoint | undefined> {
   const jsm = await natsJetStreamManager(nc);
@@ -37,7 +42,9 @@ export async function readResumePoint(nc: NatsConnection, node: string): Promise
     if (/no message found|not found/i.test(String((err as Error).message))) return undefined;
     throw translateNatsError(err, `the last event of ${node} in JetStream`);
   }
-  return parsePosition(msg?.header?.get(POSITION_HEADER));
+  const own = msg?.header?.get(POSITION_HEADER);
+  if (!parsePosition(own)) return undefined; // absent, malformed, or the epoch ended there
+  return parsePosition(msg?.header?.get(DURABLE_HEADER)) ?? parsePosition(own);
 }
 
 /**
