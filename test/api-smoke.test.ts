@@ -10,12 +10,15 @@ import { Redis } from 'ioredis';
 import { startApi, type Api } from '../api/index.js';
 import { ApiClient } from '../cli/api-client.js';
 import { FlashbackError } from '../core/errors.js';
+import { newJobKeyText, parseJobKey } from '../core/bus/job-secret.js';
 import { isPidAlive } from '../core/servers/server-process.js';
 import { renderRegistries } from '../core/metrics/exposition.js';
 import { startRestorer, type Restorer } from '../restorer/index.js';
 import { markAndWait, startSource, startStack, waitFor, type Stack } from './helpers/stack.js';
 
 const TOKEN = `tok-${randomUUID()}`;
+/** Shared by API and restorer: the spawned instance's generated password reaches the client sealed. */
+const jobKey = parseJobKey(newJobKeyText());
 let stack: Stack;
 let api: Api;
 let restorer: Restorer;
@@ -25,8 +28,15 @@ const pids: number[] = [];
 before(async () => {
   stack = await startStack();
   dir = await mkdtemp(path.join(os.tmpdir(), 'fb-api-smoke-'));
-  api = await startApi({ port: 0, natsUrl: stack.nats.url, clickhouseUrl: stack.clickhouse.url, tokens: [TOKEN] });
+  api = await startApi({
+    port: 0,
+    natsUrl: stack.nats.url,
+    clickhouseUrl: stack.clickhouse.url,
+    tokens: [TOKEN],
+    jobKey,
+  });
   restorer = await startRestorer({
+    jobKey,
     natsUrl: stack.nats.url,
     clickhouseUrl: stack.clickhouse.url,
     instancesDir: dir,
@@ -95,7 +105,10 @@ test('a restore through the HTTP API lands in a spawned instance holding the dat
     assert.equal(report.cutoff.seq, job.cutoff.seq);
     assert.ok(report.cutoff.tsUs <= cutoffUs);
 
-    const restored = new Redis(report.url);
+    // The instance has a generated password: in the report's url as ***, in the first answer after done.
+    assert.match(done.password ?? '', /^[0-9a-f]{48}$/);
+    assert.equal((await client.getRestore(job.id)).password, undefined);
+    const restored = new Redis(report.url.replace(':***@', `:${done.password}@`));
     try {
       assert.deepEqual(await restored.hgetall('userprofile'), { before1: '1', before2: '2' });
       assert.deepEqual(await restored.getBuffer(Buffer.from('bin\x00key')), Buffer.from([0, 0xff, 0x10]));

@@ -96,6 +96,7 @@ function inProcess(o: { maxAttempts: number }): Promise<Restorer> {
     natsUrl: stack.nats.url,
     clickhouseUrl: stack.clickhouse.url,
     instancesDir: dir,
+    exportDir: dir,
     ackWaitMs: 1_000,
     maxAttempts: o.maxAttempts,
     pullExpiresMs: 1_000,
@@ -129,7 +130,8 @@ test('two restorers share the queue: every job runs once and reports', async () 
   const ids = [];
   for (const n of cut)
     ids.push(
-      await submitRestoreJob(nc, { node: src.node, toSeq: hsets[n - 1]!.seq, rdb: path.join(dir, `job-${n}.rdb`) }),
+      // A job's rdb is a plain name in the restorer's export dir (issue 15).
+      await submitRestoreJob(nc, { node: src.node, toSeq: hsets[n - 1]!.seq, rdb: `job-${n}.rdb` }),
     );
   const seen = new Map<string, string[]>();
   await Promise.all(
