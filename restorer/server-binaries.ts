@@ -15,10 +15,10 @@ export interface ServerBinary extends ServerBuild {
 export const SERVER_BINS_ENV = 'FLASHBACK_REDIS_BINS';
 
 /**
- * Where installed servers are looked for besides PATH: Debian's redis-server and valkey-server, and builds under
- * their own prefix (`/opt/redis-8.0.2/bin`, as deploy/install-versions.sh installs them).
+ * Dirs whose `redis-<version>/bin` and `valkey-<version>/bin` hold servers built under their own prefix (as
+ * deploy/install-versions.sh installs `/opt/redis-8.0.2/bin`), looked at besides PATH.
  */
-const DISCOVER_GLOBS = ['/opt', '/usr/local'];
+const DISCOVER_ROOTS = ['/opt', '/usr/local'];
 
 /**
  * The restore servers: the ones named (flag, then env), then the installed ones discovered (redis-server and
@@ -46,7 +46,7 @@ export async function discoverServerBinaries(
     const found = findExecutable(name, env);
     if (found) paths.push(found);
   }
-  for (const root of discover ? DISCOVER_GLOBS : []) {
+  for (const root of discover ? DISCOVER_ROOTS : []) {
     let entries: string[];
     try {
       entries = readdirSync(root);
