@@ -3,6 +3,7 @@ import { CLUSTER_SLOTS, hashTagForSlots } from '../core/redis/cluster-slot.js';
 import { ConfigError, ProtocolError } from '../core/errors.js';
 import type { RawRedis } from '../core/redis/raw-redis.js';
 import { redisAddress } from '../core/redis/redis-url.js';
+import { infoField, serverInInfo } from '../core/redis/server-info.js';
 import { RespError, type RespValue } from '../core/redis/resp.js';
 
 /** What a node says about its replication role (INFO replication). */
@@ -36,22 +37,18 @@ async function text(conn: RawRedis, argv: string[]): Promise<string> {
   return Buffer.isBuffer(r) ? r.toString('latin1') : String(r);
 }
 
-function field(info: string, name: string): string | undefined {
-  return new RegExp(`^${name}:(.*?)\\r?$`, 'm').exec(info)?.[1];
-}
-
 /** The node's role from INFO replication. */
 export async function readRole(conn: RawRedis): Promise<SourceRole> {
   const info = await text(conn, ['INFO', 'replication']);
-  if (field(info, 'role') !== 'slave') return { role: 'master' };
-  const host = field(info, 'master_host');
-  const port = Number(field(info, 'master_port'));
+  if (infoField(info, 'role') !== 'slave') return { role: 'master' };
+  const host = infoField(info, 'master_host');
+  const port = Number(infoField(info, 'master_port'));
   return { role: 'slave', master: host && port > 0 ? { host, port } : undefined };
 }
 
 /** True when the node runs with cluster-enabled yes (INFO cluster). */
 export async function isClusterNode(conn: RawRedis): Promise<boolean> {
-  return field(await text(conn, ['INFO', 'cluster']), 'cluster_enabled') === '1';
+  return infoField(await text(conn, ['INFO', 'cluster']), 'cluster_enabled') === '1';
 }
 
 /** The node table as this node sees it (CLUSTER NODES; works on 7.0, unlike CLUSTER MYSHARDID). */
@@ -141,13 +138,11 @@ export function shardIds(rows: ClusterNodeRow[], selfId: string): Set<string> {
  * the restore server's default for it.
  */
 export async function readSourceInfo(conn: RawRedis): Promise<SourceInfo> {
-  const info = await text(conn, ['INFO', 'server']);
-  const valkey = field(info, 'valkey_version');
-  const server = field(info, 'server_name') ?? (valkey !== undefined ? 'valkey' : 'redis');
+  const { server, version } = serverInInfo(await text(conn, ['INFO', 'server']));
   const config: Record<string, string> = {};
   for (const name of REPLAY_CONFIG) {
     const r: RespValue = await conn.call(['CONFIG', 'GET', name]);
     if (Array.isArray(r) && r.length >= 2 && Buffer.isBuffer(r[1])) config[name] = r[1].toString('latin1');
   }
-  return { server, version: (server === 'valkey' ? valkey : undefined) ?? field(info, 'redis_version') ?? '', config };
+  return { server, version, config };
 }

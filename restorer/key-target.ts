@@ -3,6 +3,7 @@ import { ConnectionError, describeError, ErrorCode, FlashbackError } from '../co
 import { keyspaceCounts } from '../core/redis/keyspace-info.js';
 import { hidePassword, parseRedisUrl, redactedRedisUrl, type RedisTarget } from '../core/redis/redis-url.js';
 import { CLUSTER_SLOTS, keySlot } from '../core/redis/cluster-slot.js';
+import { serverInInfo } from '../core/redis/server-info.js';
 import type { ServerBuild } from './rdb-version.js';
 
 export { CLUSTER_SLOTS, keySlot };
@@ -50,17 +51,6 @@ export interface KeyTarget {
   /** Each server behind the target with its keys and digest. */
   summary(): Promise<TargetNodeSummary[]>;
   close(): void;
-}
-
-/**
- * The server INFO server describes: Valkey names itself in `server_name` (and keeps `redis_version` at 7.2.4 for
- * clients), Redis has no `server_name` before 8.
- */
-export function buildFromInfo(info: string): ServerBuild {
-  const field = (k: string) => new RegExp(`^${k}:(.*?)\\r?$`, 'm').exec(info)?.[1]?.trim();
-  const name = field('server_name')?.toLowerCase();
-  if (name === 'valkey') return { server: 'valkey', version: field('valkey_version') ?? field('redis_version') ?? '' };
-  return { server: 'redis', version: field('redis_version') ?? '' };
 }
 
 /**
@@ -190,7 +180,7 @@ class StandaloneTarget implements KeyTarget {
   }
 
   async build(): Promise<ServerBuild> {
-    return buildFromInfo(String(await this.r.call('INFO', 'server')));
+    return serverInInfo(String(await this.r.call('INFO', 'server')));
   }
 
   acceptsDb(): boolean {
@@ -296,7 +286,7 @@ class ClusterTarget implements KeyTarget {
   }
 
   async build(): Promise<ServerBuild> {
-    return buildFromInfo(String(await this.masters[0]!.r.call('INFO', 'server')));
+    return serverInInfo(String(await this.masters[0]!.r.call('INFO', 'server')));
   }
 
   async countKeys(): Promise<number> {

@@ -2,14 +2,10 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { resolveBinary } from '../core/servers/server-process.js';
 import { FlashbackError, ErrorCode } from '../core/errors.js';
+import type { ServerIdentity } from '../core/redis/server-info.js';
 
-/** A server build as `redis-server --version` names it. */
-export interface ServerBuild {
-  /** `redis` or `valkey`. */
-  server: string;
-  /** `7.0.15`. */
-  version: string;
-}
+/** A server build as `redis-server --version` (or INFO server) names it. */
+export type ServerBuild = ServerIdentity;
 
 /**
  * The newest RDB format each server line reads (src/rdb.h RDB_VERSION of each release): Redis 7.0 writes 10, 7.2

@@ -198,15 +198,7 @@ export async function restore(
       build,
       base.source,
       base.tsUs,
-      hasFieldTtls(build) &&
-        cut.seq > cut.baselineSeq &&
-        Number(
-          (
-            await deps.events.query<{ n: number | string }>(
-              fieldTtlCommandsSql(req.node, cut.epoch, cut.baselineSeq, cut.seq),
-            )
-          )[0]?.n ?? 0,
-        ) > 0,
+      hasFieldTtls(build) && (await replaysFieldTtls(deps.events, req.node, cut)),
     );
     try {
       server = await loadAofDir(dir, {
@@ -339,6 +331,15 @@ async function assertTargetFits(
     ErrorCode.BadInput,
     `restore target ${t.shown} runs ${target.server} ${target.version}; this history comes from ${from} and its keys are written in the RDB format of ${restoreServer.server} ${restoreServer.version}: restore into a ${source?.server ?? restoreServer.server} server of that line or newer, or use --spawn`,
   );
+}
+
+/** Whether the events after the baseline up to the cutoff hold a command that may set a hash-field TTL. */
+async function replaysFieldTtls(events: EventStore, node: string, cut: ResolvedCutoff & { baselineSeq: number }) {
+  if (cut.seq <= cut.baselineSeq) return false;
+  const [row] = await events.query<{ n: number | string }>(
+    fieldTtlCommandsSql(node, cut.epoch, cut.baselineSeq, cut.seq),
+  );
+  return Number(row?.n ?? 0) > 0;
 }
 
 /** What the restore writes for an event: a captured command the source may have refused goes through the guard. */

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { canRestore, compareVersions, pickServerBinary, type ServerBinary } from './server-binaries.js';
-import { buildFromInfo } from './key-target.js';
+import { serverInInfo } from '../core/redis/server-info.js';
 
 const redis70: ServerBinary = { bin: '/usr/bin/redis-server', server: 'redis', version: '7.0.15' };
 const redis74: ServerBinary = { bin: '/opt/redis-7.4.2/bin/redis-server', server: 'redis', version: '7.4.2' };
@@ -49,11 +49,11 @@ test('without a recorded source the first server that reads the RDB format is us
 });
 
 test('INFO server names Valkey by server_name, Redis by redis_version', () => {
-  assert.deepEqual(buildFromInfo('# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:8.0.1\r\n'), {
+  assert.deepEqual(serverInInfo('# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:8.0.1\r\n'), {
     server: 'valkey',
     version: '8.0.1',
   });
-  assert.deepEqual(buildFromInfo('# Server\r\nredis_version:8.0.2\r\nredis_git_sha1:00000000\r\n'), {
+  assert.deepEqual(serverInInfo('# Server\r\nredis_version:8.0.2\r\nredis_git_sha1:00000000\r\n'), {
     server: 'redis',
     version: '8.0.2',
   });
