@@ -43,16 +43,24 @@ export function processStartTime(pid: number): number | undefined {
   }
 }
 
-/** Whether `rec.pid` is still the redis-server this record describes (not a later process given the same pid). */
+/** Whether `rec.pid` is still the server this record describes (not a later process given the same pid). */
 export function isSameProcess(rec: Pick<OwnInstance, 'pid' | 'startTime'>): boolean {
   if (!isPidAlive(rec.pid)) return false;
   const now = processStartTime(rec.pid);
   if (rec.startTime !== undefined && now !== undefined && now !== rec.startTime) return false;
   try {
-    return readFileSync(`/proc/${rec.pid}/cmdline`, 'latin1').includes('redis-server');
+    return runsRestoreServer(rec.pid);
   } catch {
     return rec.startTime === undefined; // no /proc: the pid is all we know
   }
+}
+
+/**
+ * Whether pid's command line is a restore server's (redis-server, or valkey-server for Valkey histories); throws
+ * when /proc cannot tell.
+ */
+export function runsRestoreServer(pid: number): boolean {
+  return /\b(redis|valkey)-server\b/.test(readFileSync(`/proc/${pid}/cmdline`, 'latin1'));
 }
 
 /** A generated instance password: 48 hex digits (no character a URL or shell needs escaped). */

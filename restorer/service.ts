@@ -44,6 +44,7 @@ import {
   adoptInstance,
   newInstancePassword,
   runningInstances,
+  runsRestoreServer,
   shownInstanceUrl,
   stopOwnInstance,
 } from './instance-records.js';
@@ -817,11 +818,11 @@ class RestorerService implements Restorer {
   }
 }
 
-/** Whether pid is a live redis-server (Linux /proc); elsewhere, whether it is alive at all. */
+/** Whether pid is a live redis-server or valkey-server (Linux /proc); elsewhere, whether it is alive at all. */
 function isRedisServer(pid: number): boolean {
   if (!isPidAlive(pid)) return false;
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('redis-server');
+    return runsRestoreServer(pid);
   } catch (err) {
     return (err as NodeJS.ErrnoException).code !== 'ENOENT' || !readDirOk('/proc');
   }
