@@ -10,7 +10,6 @@ import { startClickHouseServer } from '../core/servers/clickhouse-server.js';
 import { startNatsCluster } from '../core/servers/nats-cluster.js';
 import { startNatsServer } from '../core/servers/nats-server.js';
 import { isPidAlive } from '../core/servers/server-process.js';
-import type { ServerProcess } from '../core/servers/server-process.js';
 import { startRestorer } from '../restorer/index.js';
 import { startSink } from '../sink/index.js';
 import { ensureJobKeyFile } from '../core/bus/job-secret.js';

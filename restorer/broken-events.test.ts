@@ -212,7 +212,7 @@ test('findBrokenEvent: a recorded broken event is skipped, so a repeat of it is 
 test('findBrokenEvent: a tail command that fits first names no event; a queued command counts where its EXEC is', async () => {
   const tail = Buffer.concat([encodeCommand(['SET', 'a', '1']), encodeCommand(['DEBUG', 'SEGFAULT'])]);
   const events = history(2000, { 3: ['DEBUG', 'SEGFAULT'] });
-  const { dir, file, offsets } = await incrFile(tail, events);
+  const { dir, file } = await incrFile(tail, events);
   const write = (e: StoredEvent) => e.resp;
   const incr = { path: file, tailBytes: tail.length, baseBytes: 0 };
   try {
