@@ -157,13 +157,16 @@ for (const source of ['replication', 'monitor'] as const) {
       await r.hsetnx('hf', 'again', 'set-after-expiry');
       const keys = ['hf', 'hs', 'hs2', 'hp'];
       const want = await fieldState(r, keys);
-      const atUs = await serverTimeUs(r);
       assert.deepEqual(Object.keys(want.hf!), ['again', 'long', 'persisted', 'plain']);
       assert.equal(want.hf!.again![0], 'set-after-expiry');
       assert.equal(want.hf!.persisted![1], -1);
       assert.deepEqual(want.hs2, {});
       assert.deepEqual(Object.keys(want.hp!), ['q']);
       const seq = await syncedSource(stack, src);
+      // The instant once every write is in the history: in replication mode an anchor then lies between the last
+      // write and it, so the time restore is exact however late the agent read (how close anchors follow writes is
+      // burst-instants' and the benchmark's question, not this test's).
+      const atUs = await serverTimeUs(r);
       await waitForWindow(stack, src.node, atUs);
 
       const restored = async (req: Omit<RestoreRequest, 'node' | 'spawn'>) => {

@@ -53,6 +53,9 @@ export interface ReplicaLinkOptions {
 /** Length of the random `$EOF:` mark of a diskless RDB (CONFIG_RUN_ID_SIZE in redis). */
 const EOF_MARK_BYTES = 40;
 const RDB_MAGIC = Buffer.from('REDIS');
+/** How often, and how long at most, `REPLCONF ACK` repeats after a diskless RDB until the command stream flows. */
+const STREAM_START_ACK_INTERVAL_MS = 5;
+const STREAM_START_ACK_WINDOW_MS = 10_000;
 
 type Phase = 'connect' | 'reply' | 'header' | 'rdb' | 'stream' | 'closed';
 
@@ -370,11 +373,23 @@ export class ReplicaLink {
     this.phase = 'stream';
     if (this.paused) this.conn?.socket.pause();
     else this.conn?.socket.resume();
-    // A diskless master starts the command stream only after an ACK it takes once its fork is done: the first one may
-    // come too early, so they repeat (research §0).
+    // A diskless master starts the command stream only after an ACK it takes once it has reaped its fork (serverCron,
+    // up to 1/hz later): the first one is early, so they repeat (research §0). Every few ms until the stream flows, not
+    // once a second: writes buffered meanwhile reach us late, and their time anchors with them (a second late, seen).
     this.ack();
     const { ackIntervalMs = 1_000 } = this.o;
-    this.timer = setInterval(() => this.ack(), ackIntervalMs);
+    const steady = (): void => {
+      this.timer = setInterval(() => this.ack(), ackIntervalMs);
+      this.timer.unref();
+    };
+    if (this.framing !== 'diskless') return steady();
+    const until = Date.now() + STREAM_START_ACK_WINDOW_MS;
+    this.timer = setInterval(() => {
+      this.ack();
+      if (this.streamBytes === 0 && Date.now() < until) return;
+      clearInterval(this.timer);
+      steady();
+    }, STREAM_START_ACK_INTERVAL_MS);
     this.timer.unref();
   }
 
