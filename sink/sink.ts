@@ -8,14 +8,16 @@ import {
   type NatsConnection,
 } from '../core/bus/nats.js';
 import { startHealthServer } from '../core/health-server.js';
+import { ConfigError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import { openClickHouse, type ClickHouseAuth } from '../core/store/clickhouse.js';
+import { openClickHouse, type ClickHouseAuth, type Store } from '../core/store/clickhouse.js';
 import { startBatcher } from './batcher.js';
 import { ensureSinkConsumer, startConsumer } from './consumer.js';
 import { holdParts } from './held-parts.js';
 import { messageReader } from './message-reader.js';
 import { SinkMetrics, type SinkHealth, type SinkStats } from './metrics.js';
 import { scheduleRetention } from './retention.js';
+import { openRetentionShards } from './retention-shards.js';
 
 /** Options of {@link startSink}. */
 export interface SinkOptions {
@@ -70,8 +72,18 @@ export interface SinkOptions {
    * and baselines, keeping whole windows. @default 7 days
    */
   retentionMs?: number;
-  /** How often the retention pass runs, ms (also once at start). @default 3_600_000 */
+  /**
+   * How often the retention pass runs, ms (also once at start); 0 runs none (the stream's max age still applies).
+   * At most 2_147_483_647 (a timer's limit). @default 3_600_000
+   */
   retentionIntervalMs?: number;
+  /**
+   * Sharded layout (docs/scale.md): the HTTP URL of one server of each shard (any replica), where retention drops old
+   * history from the `_local` tables. Required there while retention runs, refused on a single server; checked at start
+   * against the cluster's shards. Credentials: those of `clickhouseAuth`, else a URL's own, else `clickhouseUrl`'s.
+   * @default none
+   */
+  clickhouseShardUrls?: readonly string[];
   /** @default silent */
   logger?: Logger;
 }
@@ -122,8 +134,18 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
     healthHost,
     retentionMs = 7 * 86_400_000,
     retentionIntervalMs = 3_600_000,
+    clickhouseShardUrls = [],
     logger = silentLogger,
   } = o;
+  if (!Number.isSafeInteger(retentionIntervalMs) || retentionIntervalMs < 0 || retentionIntervalMs > 2_147_483_647)
+    throw new ConfigError(
+      `--retention-interval ${retentionIntervalMs} ms is out of range; use 0 (no retention passes) up to 24 days`,
+    );
+  const retentionOn = retentionIntervalMs > 0;
+  if (!retentionOn && clickhouseShardUrls.length > 0)
+    throw new ConfigError(
+      '--clickhouse-shards serves only the retention pass, which --retention-interval 0 turns off; drop one of them',
+    );
   const metrics = new SinkMetrics();
   // Aborted once, when close() begins: the stages stop taking new work, then close() drains them in order.
   const closing = new AbortController();
@@ -135,8 +157,16 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
   // Nothing runs before the health server is up, so a failed start has only connections to close.
   const store = await openClickHouse(clickhouseUrl, { ...o.clickhouseAuth });
   let healthServer: { port: number; close(): Promise<void> } | undefined;
+  let shards: Store[] | undefined;
   try {
     await store.ensureSchema();
+    if (retentionOn)
+      shards = await openRetentionShards({
+        store,
+        clickhouseUrl,
+        auth: o.clickhouseAuth,
+        urls: clickhouseShardUrls,
+      });
     nc = await connectNats({ url: natsUrl, name: `flashback-sink ${durable}`, logger, auth: o.natsAuth });
     await ensureEventStream(nc, { maxAgeMs: retentionMs });
     await ensureSinkConsumer(nc, { durable, ackWaitMs, maxPullMessages });
@@ -145,6 +175,7 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
     }
   } catch (err) {
     await nc?.close();
+    for (const s of shards ?? []) await s.close();
     await store.close();
     throw err;
   }
@@ -183,14 +214,22 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
   });
   // Between messages the lag from msg.info goes stale; ask the server now and then.
   const stopSampling = metrics.sampleEvery10s(() => consumer.refreshLag());
-  const retention = scheduleRetention({ nc: bus, store, retentionMs, intervalMs: retentionIntervalMs, logger });
+  const retention = retentionOn
+    ? scheduleRetention({ nc: bus, store, shards, retentionMs, intervalMs: retentionIntervalMs, logger })
+    : undefined;
   const clickhouse = { clickhouse: store.url, clickhouseVersion: store.version };
-  logger.info({ stream: EVENT_STREAM, durable, ...clickhouse, maxBatchRows, flushIntervalMs }, 'sink started');
+  const retentionLog = retentionOn
+    ? { retentionMs, retentionIntervalMs, retentionShards: shards?.map((s) => s.url) }
+    : { retentionMs, retention: 'off' };
+  logger.info(
+    { stream: EVENT_STREAM, durable, ...clickhouse, maxBatchRows, flushIntervalMs, ...retentionLog },
+    'sink started',
+  );
 
   const shutDown = async (): Promise<void> => {
     closing.abort();
     stopSampling();
-    await retention.close();
+    await retention?.close();
     await consumer.close();
     await batcher.close();
     // Incomplete split batches go back to the stream for the next sink; held until now so the drain could join them.
@@ -203,6 +242,7 @@ export async function startSink(o: SinkOptions): Promise<Sink> {
       // already disconnected: unacked messages are redelivered, which is harmless
     }
     await bus.close();
+    for (const s of shards ?? []) await s.close();
     await store.close();
     logger.info({ ...metrics.stats }, 'sink stopped');
   };

@@ -47,7 +47,14 @@ before(async () => {
     await st.close();
   }
   store = await openClickHouse(replicas.servers[0]!.url);
-  sink = await startSink({ natsUrl: nats.url, clickhouseUrl: store.url, logger: silentLogger, flushIntervalMs: 50 });
+  // One replica per shard is retention's shard list: its drops reach the other replica through ZooKeeper.
+  sink = await startSink({
+    natsUrl: nats.url,
+    clickhouseUrl: store.url,
+    clickhouseShardUrls: [replicas.servers[0]!.url],
+    logger: silentLogger,
+    flushIntervalMs: 50,
+  });
   nc = await connectNats({ url: nats.url, name: 'clickhouse-replicas-test' });
   objects = await ensureBaselineStore(nc);
   instancesDir = await mkdtemp(path.join(os.tmpdir(), 'fb-replicas-'));

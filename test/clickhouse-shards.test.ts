@@ -44,6 +44,8 @@ before(async () => {
   sink = await startSink({
     natsUrl: nats.url,
     clickhouseUrl: shards.servers[0]!.url,
+    // Retention drops old history on each shard (test/retention-shards.test.ts); here it finds nothing old.
+    clickhouseShardUrls: shards.servers.map((s) => s.url),
     logger: silentLogger,
     flushIntervalMs: 50,
   });

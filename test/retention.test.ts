@@ -10,7 +10,11 @@ import type { ObjectStore } from '@nats-io/obj';
 import { openClickHouse, type Store } from '../core/store/clickhouse.js';
 import type { FlashbackEvent } from '../core/bus/event.js';
 import { connectNats, ensureBaselineStore, type NatsConnection } from '../core/bus/nats.js';
+import { randomUUID } from 'node:crypto';
+import { pino } from 'pino';
+import { ConfigError } from '../core/errors.js';
 import { applyRetention } from '../sink/retention.js';
+import { startSink } from '../sink/index.js';
 import { sqlString } from '../core/store/sql-literal.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
 import { restoreWindows } from '../core/store/windows.js';
@@ -158,6 +162,7 @@ test('old partitions and superseded baselines go; the baseline at the horizon an
   assert.deepEqual(result.keepFromTsUs, { [NODE]: at[1] });
   assert.deepEqual(result.droppedPartitions, [day(at[0]!)]);
   assert.equal(result.deletedBaselines, 1);
+  assert.deepEqual([result.deletedObjects, result.failed, result.heldObjects], [2, [], []]);
 
   assert.deepEqual(await partitions(), [day(at[1]!), day(at[2]!)]);
   const seqs = await store.query<{ seq: number }>(
@@ -222,5 +227,71 @@ test('old partitions and superseded baselines go; the baseline at the horizon an
 
   // A second pass with nothing new past the horizon changes nothing.
   const again = await applyRetention({ store, objects, retentionMs, nowMs });
-  assert.deepEqual(again, { keepFromTsUs: { [NODE]: at[1] }, droppedPartitions: [], deletedBaselines: 0 });
+  assert.deepEqual(again, {
+    keepFromTsUs: { [NODE]: at[1] },
+    droppedPartitions: [],
+    deletedBaselines: 0,
+    deletedObjects: 0,
+    failed: [],
+    heldObjects: [],
+  });
+});
+
+test('one server: the sink refuses --clickhouse-shards, and --retention-interval 0 runs no pass', async () => {
+  await assert.rejects(
+    startSink({ natsUrl: nats.url, clickhouseUrl: clickhouse.url, clickhouseShardUrls: [clickhouse.url] }),
+    (err: Error) =>
+      err instanceof ConfigError &&
+      /--clickhouse-shards is for the sharded layout, but flashback\.events on .* is a ReplacingMergeTree table/.test(
+        err.message,
+      ),
+  );
+  await assert.rejects(
+    startSink({
+      natsUrl: nats.url,
+      clickhouseUrl: clickhouse.url,
+      clickhouseShardUrls: [clickhouse.url],
+      retentionIntervalMs: 0,
+    }),
+    (err: Error) => err instanceof ConfigError && /--retention-interval 0 turns off/.test(err.message),
+  );
+  // An old day partition that a pass would drop stays while the sink runs without passes.
+  const old = Date.now() - 30 * DAY_MS;
+  const node = `retention-off-${randomUUID()}`;
+  await store.insertEvents([
+    eventToRow({
+      node,
+      epoch: old,
+      seq: 1,
+      tsUs: old * 1_000,
+      db: 0,
+      client: '127.0.0.1:5000',
+      kind: 'command',
+      command: 'SET',
+      keys: [Buffer.from('k')],
+      args: [Buffer.from('SET'), Buffer.from('k'), Buffer.from('v')],
+      replay: [Buffer.from('SET'), Buffer.from('k'), Buffer.from('v')],
+      tx: 0,
+    }),
+  ]);
+  const lines: string[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+  const sink = await startSink({
+    natsUrl: nats.url,
+    clickhouseUrl: clickhouse.url,
+    retentionMs: DAY_MS,
+    retentionIntervalMs: 0,
+    logger,
+  });
+  try {
+    const started = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'sink started');
+    assert.equal(started?.retention, 'off');
+  } finally {
+    await sink.close();
+  }
+  assert.ok(!lines.some((l) => l.includes('retention applied')), 'no pass ran');
+  const rows = await store.query<{ n: number }>(
+    `SELECT count() AS n FROM flashback.events WHERE node = ${sqlString(node)}`,
+  );
+  assert.deepEqual(rows, [{ n: 1 }]);
 });

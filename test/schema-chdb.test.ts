@@ -23,10 +23,14 @@ import {
 import { sqlString, sqlStringArray, sqlUInt } from '../core/store/sql-literal.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
 import {
-  deleteOldBaselinesSql,
+  clusterShardCountSql,
+  deleteBaselinesSql,
   dropEventPartitionSql,
   eventNodesSql,
   eventPartitionsSql,
+  eventsEngineSql,
+  localRetentionTablesSql,
+  localShardSql,
   neededBaselinesSql,
   oldBaselinesSql,
   partitionDaySql,
@@ -143,7 +147,10 @@ function queries(): Record<string, string> {
     neededBaselines: neededBaselinesSql(T0 + 10_000),
     partitionDay: partitionDaySql(EPOCH / 1_000),
     eventNodes: eventNodesSql(),
-    oldBaselines: oldBaselinesSql(NODE, T0 + 10_000),
+    oldBaselines: oldBaselinesSql({ [NODE]: T0 + 10_000, other: 1 }),
+    clusterShards: clusterShardCountSql('flashback'),
+    localShard: localShardSql('flashback'),
+    localRetentionTables: localRetentionTablesSql(),
     firstSettle: firstSettleSql(NODE, EPOCH, 0, 10),
     groupEnd: groupEndSql(NODE, EPOCH, 5, 5),
     groupEndSingle: groupEndSql(NODE, EPOCH, 0, 3),
@@ -294,7 +301,7 @@ test('every query the code issues runs on 18.16 and on the current release with 
     // Only eventTimes has no ORDER BY (its caller maps rows by seq): compare it as a set.
     const norm = (rows: unknown[]) => (name === 'eventTimes' ? rows.map((r) => JSON.stringify(r)).sort() : rows);
     assert.deepEqual(norm(cur), norm(old), `${name}: ${sql}`);
-    const empty = ['eventTimesEmpty', 'unstatedXadds', 'groupState'];
+    const empty = ['eventTimesEmpty', 'unstatedXadds', 'groupState', 'localShard', 'localRetentionTables'];
     assert.ok(old.length > 0 || empty.includes(name), `${name} returned rows`);
   }
   const q = queries();
@@ -335,7 +342,17 @@ test('every query the code issues runs on 18.16 and on the current release with 
   ]);
   assert.deepEqual(await store.query(q.digestBaselines!), [{ epoch: EPOCH, seq: 1, dg: '00ff' }]);
   assert.deepEqual(await store.query(q.firstEventOfKeys!), [{ key: '\\x00\\xff\\x02', first_seq: 2 }]);
-  for (const sql of [deleteOldBaselinesSql('none', 1), dropEventPartitionSql('2001-01-01')]) {
+  // Retention's layout check: one server is no Distributed table and no cluster.
+  assert.deepEqual(await store.query(q.clusterShards!), [{ shards: 0 }]);
+  for (const engine of [await store.query(eventsEngineSql()), chdbRows(current, eventsEngineSql())])
+    assert.equal(engine[0]!.engine, 'ReplacingMergeTree');
+  for (const sql of [
+    deleteBaselinesSql([
+      { node: 'none', epoch: 1, seq: 1 },
+      { node: "it's", epoch: 2, seq: 3 },
+    ]),
+    dropEventPartitionSql('2001-01-01'),
+  ]) {
     await store.command(sql);
     current.query(sql);
   }

@@ -16,11 +16,24 @@ import { lastAnchorSql, nextChangeSql } from '../core/store/cutoff-precision.js'
 import { baselineSql, replaySql } from '../core/store/event-store.js';
 import { historySql } from '../core/store/key-history.js';
 import { firstSettleSql, groupEndSql, unstatedCommandsSql } from '../core/store/restore-sql.js';
-import { neededBaselinesSql } from '../core/store/retention-sql.js';
+import {
+  deleteBaselinesSql,
+  dropEventPartitionSql,
+  dropMarksPartitionSql,
+  dropRatesPartitionSql,
+  dropSeqsPartitionSql,
+  eventPartitionsSql,
+  localRetentionTablesSql,
+  localShardSql,
+  neededBaselinesSql,
+  oldBaselinesSql,
+  partitionDaySql,
+} from '../core/store/retention-sql.js';
 import { schemaStatements, versionSql } from '../core/store/schema.js';
 import { shardedSchemaStatements } from '../core/store/sharded-schema.js';
 import { rateFromSecondsSql, rateSql } from '../core/store/timeline-sql.js';
 import { baselinesSql, epochSummarySql, eventTimesSql, holeSql, nodesSql } from '../core/store/windows.js';
+import { storeLayout } from '../sink/retention-shards.js';
 import { baselineToRow, eventToRow } from '../sink/rows.js';
 
 const NODES = ['n1', 'n3'];
@@ -164,4 +177,71 @@ test('each node on one shard; the queries through the Distributed tables of 18.1
     }
   }
   assert.deepEqual(await stores[1]!.query(queries(NODES[0]!).holes!), [{ seq: 3 }, { seq: 6 }]);
+});
+
+test("retention on shards: 18.16 and the current release report the layout, the cluster and each server's shard; the drops on the _local tables run on both", async () => {
+  const day = String((await stores[0]!.query<{ day: string }>(partitionDaySql(EPOCH / 1_000)))[0]!.day);
+  const local = { local: true };
+  const keep = Object.fromEntries(NODES.map((n) => [n, T0 + 10_000]));
+  const drops = (d: string) => [
+    dropEventPartitionSql(d, local),
+    dropRatesPartitionSql(d, local),
+    dropMarksPartitionSql(d, local),
+    dropSeqsPartitionSql(d, local),
+  ];
+  const tables = ['baselines_local', 'event_marks_local', 'event_rates_local', 'event_seqs_local', 'events_local'];
+
+  for (const [i, s] of stores.entries()) {
+    assert.deepEqual(await storeLayout(s), { sharded: true, cluster: 'flashback', shards: 2 });
+    assert.deepEqual(await s.query(localShardSql('flashback')), [{ shard_num: i + 1 }], `shard ${i + 1} knows itself`);
+    assert.deepEqual(
+      (await s.query<{ name: string }>(localRetentionTablesSql())).map((t) => t.name),
+      tables,
+    );
+    // Each node's day and baseline sit on its own shard only; a day no shard has drops nothing (and is no error).
+    const [node] = (await s.query<{ node: string }>('SELECT DISTINCT node FROM flashback.events_local')).map(
+      (r) => r.node,
+    );
+    assert.deepEqual(await s.query(eventPartitionsSql(local)), [{ partition: day }]);
+    assert.deepEqual(
+      (await s.query<{ node: string; seq: number }>(oldBaselinesSql(keep, local))).map((b) => [b.node, b.seq]),
+      [[node, 1]],
+    );
+    for (const sql of [...drops('2001-01-01'), deleteBaselinesSql([{ node: 'none', epoch: 1, seq: 1 }], local)])
+      await s.command(sql);
+  }
+
+  // The current release: the shard DDL, rows in the local tables, then every retention statement on them.
+  const version = String(chdbRows(versionSql())[0]!.version);
+  current.query('DROP DATABASE IF EXISTS flashback');
+  for (const q of shardedSchemaStatements(version, 'flashback')) current.query(q);
+  const chdbStore = { url: 'chdb', query: async <T>(sql: string) => chdbRows(sql) as T[] };
+  assert.deepEqual(await storeLayout(chdbStore), { sharded: true, cluster: 'flashback', shards: 1 });
+  // chdb serves no port: it is no server of the cluster it knows.
+  assert.deepEqual(chdbRows(localShardSql('flashback')), []);
+  assert.deepEqual(
+    chdbRows(localRetentionTablesSql()).map((t) => t.name),
+    tables,
+  );
+  const insert = (table: string, rows: object[]) =>
+    current.query(`INSERT INTO ${table} FORMAT JSONEachRow\n${rows.map((r) => JSON.stringify(r)).join('\n')}`);
+  insert('flashback.events_local', EVENT_ROWS);
+  insert('flashback.baselines_local', BASELINE_ROWS);
+  assert.deepEqual(chdbRows(eventPartitionsSql(local)), [{ partition: day }]);
+  const old = chdbRows(oldBaselinesSql(keep, local)) as { node: string; epoch: number; seq: number }[];
+  assert.deepEqual(
+    old.map((b) => [b.node, Number(b.seq)]),
+    NODES.map((n) => [n, 1]),
+  );
+  for (const sql of [
+    ...drops(day),
+    deleteBaselinesSql(
+      old.map((b) => ({ ...b, epoch: Number(b.epoch), seq: Number(b.seq) })),
+      local,
+    ),
+  ])
+    current.query(sql);
+  assert.deepEqual(chdbRows(eventPartitionsSql(local)), []);
+  for (const t of ['event_rates_local', 'event_seqs_local'])
+    assert.deepEqual(chdbRows(`SELECT count() AS n FROM flashback.${t}`), [{ n: 0 }], `${t} emptied`);
 });
