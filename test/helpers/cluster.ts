@@ -16,14 +16,17 @@ export interface ClusterNode {
   id: string;
 }
 
-/** A loopback Redis Cluster of 3 masters + 3 replicas (each on its own free port and temp dir). */
+/**
+ * A loopback Redis Cluster, by default 3 masters + 3 replicas (each on its own free port and temp dir).
+ */
 export interface TestCluster {
   /**
-   * The masters in slot order: masters[0] holds 0–5460, [1] 5461–10922, [2] 10923–16383 (as `--cluster create` assigns
-   * them).
+   * The masters in slot order, each holding one contiguous range as `--cluster create` assigns them (3 masters:
+   * [0] 0–5460, [1] 5461–10922, [2] 10923–16383; N masters: 16384 / N slots each, the same layout for every cluster
+   * of N masters).
    */
   masters: ClusterNode[];
-  /** replicas[i] replicates masters[i]. */
+  /** replicas[i] replicates masters[i] (empty for a cluster started with `replicas: 0`). */
   replicas: ClusterNode[];
   /** Every node. */
   nodes: ClusterNode[];
@@ -34,26 +37,52 @@ export interface TestCluster {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
+/** The shape of a test cluster. */
+export interface TestClusterOptions {
+  /**
+   * Masters (redis-cli needs at least 3).
+   * @default 3
+   */
+  masters?: number;
+  /**
+   * Replicas per master (0 or 1).
+   * @default 1
+   */
+  replicas?: 0 | 1;
+}
+
 /**
- * Starts 6 redis-servers with `--cluster-enabled yes` (data port and cluster bus port both OS-picked, so the
- * default bus port = port + 10 000 never collides), creates the cluster with `redis-cli --cluster create …
- * --cluster-replicas 1 --cluster-yes`, and resolves once every node reports `cluster_state:ok`, knows all 6
- * nodes, and every replica has finished its initial sync.
+ * Starts masters × (1 + replicas) redis-servers with `--cluster-enabled yes` (data port and cluster bus port both
+ * OS-picked, so the default bus port = port + 10 000 never collides), creates the cluster with `redis-cli --cluster
+ * create … --cluster-replicas R --cluster-yes`, and resolves once every node reports `cluster_state:ok`, knows every
+ * node, and every replica has finished its initial sync. The default is 3 masters + 3 replicas.
  * @param args extra redis-server args for every node (e.g. SOURCE_ARGS).
  */
-export async function startTestCluster(args: string[] = []): Promise<TestCluster> {
+export async function startTestCluster(
+  args: string[] = [],
+  { masters: masterCount = 3, replicas: perMaster = 1 }: TestClusterOptions = {},
+): Promise<TestCluster> {
+  if (masterCount < 3) throw new Error(`a test cluster needs at least 3 masters (redis-cli), not ${masterCount}`);
+  const total = masterCount * (1 + perMaster);
   const servers: ServerProcess[] = [];
   const stopAll = async () => {
     await Promise.all(servers.map((s) => s.stop().catch(() => undefined)));
   };
   try {
-    for (let i = 0; i < 6; i++) servers.push(await startClusterNode(args));
+    for (let i = 0; i < total; i++) servers.push(await startClusterNode(args));
     const cli = findExecutable('redis-cli');
     if (!cli) throw new Error('redis-cli not found; install redis-tools (deploy/install-servers.sh)');
-    // redis-cli makes the first 3 addresses masters (slots in order) and the next 3 their replicas.
+    // redis-cli makes the first `masterCount` addresses masters (slots in order) and the rest their replicas.
     await run(
       cli,
-      ['--cluster', 'create', ...servers.map((s) => `127.0.0.1:${s.port}`), '--cluster-replicas', '1', '--cluster-yes'],
+      [
+        '--cluster',
+        'create',
+        ...servers.map((s) => `127.0.0.1:${s.port}`),
+        '--cluster-replicas',
+        String(perMaster),
+        '--cluster-yes',
+      ],
       { timeout: 60_000 },
     );
     const ids = await Promise.all(
@@ -62,7 +91,7 @@ export async function startTestCluster(args: string[] = []): Promise<TestCluster
     const nodes = servers.map((server, i) => ({ server, url: server.url, id: ids[i]! }));
     // redis-cli returns once the nodes agree on the slots; roles reach every node's table a moment later.
     const topology = await waitFor(
-      "cluster_state:ok and 3 masters with slots + 3 replicas in every node's CLUSTER NODES",
+      `cluster_state:ok and ${masterCount} masters with slots + ${masterCount * perMaster} replicas in every node's CLUSTER NODES`,
       async () => {
         let last: string[][] | undefined;
         for (const n of nodes) {
@@ -75,7 +104,8 @@ export async function startTestCluster(args: string[] = []): Promise<TestCluster
             .map((l) => l.split(' '));
           const masters = rows.filter((f) => f[2]!.includes('master') && f.length > 8);
           const slaves = rows.filter((f) => f[2]!.includes('slave') && f[3] !== '-');
-          if (rows.length !== 6 || masters.length !== 3 || slaves.length !== 3) return undefined;
+          if (rows.length !== total || masters.length !== masterCount || slaves.length !== masterCount * perMaster)
+            return undefined;
           last = rows;
         }
         return last;
@@ -90,7 +120,7 @@ export async function startTestCluster(args: string[] = []): Promise<TestCluster
       .sort((a, b) => Number(a[8]!.split('-')[0]) - Number(b[8]!.split('-')[0]));
     for (const m of masterRows) {
       masters.push(nodes.find((n) => n.id === m[0])!);
-      replicas.push(nodes.find((n) => n.id === topology.find((f) => f[3] === m[0])![0])!);
+      if (perMaster > 0) replicas.push(nodes.find((n) => n.id === topology.find((f) => f[3] === m[0])![0])!);
     }
     await waitFor(
       'every replica synced with its master',
