@@ -1,6 +1,6 @@
 import { fieldTtlKeysInInfo, keysInInfo } from '../core/redis/keyspace-info.js';
 import { randomUUID } from 'node:crypto';
-import { baselineObjectName, MARKER_CHANNEL, type BaselineRecord } from '../core/bus/baseline.js';
+import { baselineObjectName, MARKER_CHANNEL, sha256OfDigest, type BaselineRecord } from '../core/bus/baseline.js';
 import { ConfigError, ConnectionError, ProtocolError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { translateNatsError, type ObjectStore } from '../core/bus/nats.js';
@@ -54,6 +54,7 @@ export async function takeBaseline(
   const metadata = { node, epoch: String(epoch), markerId };
   let facts: MarkerFacts | undefined;
   let storedRdbBytes = -1;
+  let rdbSha256 = '';
   const role = await readRole(control);
   if (role.role === 'slave') {
     const master = role.master ? ` (it follows ${role.master.host}:${role.master.port})` : '';
@@ -79,6 +80,7 @@ export async function takeBaseline(
           rdb,
         );
         storedRdbBytes = info.size;
+        rdbSha256 = sha256OfDigest(info.digest);
       } catch (cause) {
         throw translateNatsError(cause, `object store (RDB ${names.rdb})`);
       }
@@ -101,11 +103,13 @@ export async function takeBaseline(
       `RDB object ${names.rdb} holds ${storedRdbBytes} bytes but the master sent ${captured.rdbBytes}; the baseline is not usable, take another`,
     );
   }
+  let tailSha256: string;
   try {
-    await store.putBlob(
+    const info = await store.putBlob(
       { name: names.tail, description: `replication tail of baseline ${markerId} of ${node} epoch ${epoch}`, metadata },
       captured.tail,
     );
+    tailSha256 = sha256OfDigest(info.digest);
   } catch (cause) {
     throw translateNatsError(cause, `object store (tail ${names.tail})`);
   }
@@ -134,6 +138,8 @@ export async function takeBaseline(
     keys,
     digest: digestHex,
     source: fieldTtlKeys === undefined ? source : { ...source, fieldTtlKeys },
+    rdbSha256,
+    tailSha256,
   };
   return { record, approximateGroups: approximateGroupKeys(captured.tail) };
 }

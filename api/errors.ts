@@ -16,6 +16,7 @@ const STATUS: Partial<Record<string, ContentfulStatusCode>> = {
   [ErrorCode.OutsideWindow]: 422,
   [ErrorCode.CaptureGap]: 422,
   [ErrorCode.BrokenEvent]: 422,
+  [ErrorCode.BaselineMismatch]: 422,
   [ErrorCode.Connection]: 503,
   [ErrorCode.Forbidden]: 403,
   [ErrorCode.Conflict]: 409,

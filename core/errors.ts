@@ -9,6 +9,11 @@ export const ErrorCode = {
   CaptureGap: 'CAPTURE_GAP',
   /** A restore server could not load the history to the asked instant (an event broke it). */
   BrokenEvent: 'BROKEN_EVENT',
+  /**
+   * A baseline object (RDB or tail) does not hash to the SHA-256 its node's agent published in the baseline record:
+   * replaced in the shared bucket, or corrupt. Nothing of it was loaded.
+   */
+  BaselineMismatch: 'BASELINE_MISMATCH',
   TargetNotEmpty: 'TARGET_NOT_EMPTY',
   ReadOnlySql: 'READ_ONLY_SQL',
   Protocol: 'PROTOCOL',

@@ -24,7 +24,7 @@ import { applyKeyFilter } from './key-filter.js';
 import { LazyExpiryReorder } from './lazy-expiry.js';
 import { settledBaseline } from './settled-baseline.js';
 import { hasFieldTtls, sourceClock } from './source-clock.js';
-import { objectStream } from './baseline-objects.js';
+import { baselineCheck, mismatchOr, objectStream } from './baseline-objects.js';
 import {
   AofLoadError,
   copyToTarget,
@@ -153,9 +153,15 @@ export async function restore(
   try {
     const files = await createAofDir(dir);
     onProgress({ phase: 'baseline', events: 0, totalEvents });
-    const rdb = await objectStream(deps.objects, base.rdbObject);
+    // The RDB is hashed as it is written: one that does not match its record fails here, before anything loads.
+    const rdbCheck = baselineCheck(req.node, cut.epoch, base, 'RDB');
+    const rdb = await objectStream(deps.objects, base.rdbObject, rdbCheck);
     const checkRdb = (rdbVersion: number) => assertLoadable({ restore: build, rdbVersion, source: base.source, what });
-    const baseBytes = (await writeBaseRdb(files.baseRdbPath, rdb, checkRdb)).bytes;
+    const baseBytes = (
+      await writeBaseRdb(files.baseRdbPath, rdb, checkRdb).catch(async (err: unknown) => {
+        throw await mismatchOr(err, deps.objects, base.rdbObject, rdbCheck);
+      })
+    ).bytes;
     const incr = new IncrWriter(createWriteStream(files.incrPath));
     await incr.writeTail(tail);
     let replayed = 0;

@@ -4,7 +4,7 @@ import { RestoreWindowError } from '../core/errors.js';
 import { firstSettleSql, groupEndSql } from '../core/store/restore-sql.js';
 import { approximateGroupKeys } from '../core/redis/tail-groups.js';
 import { formatTsUs } from '../core/time.js';
-import { objectBytes } from './baseline-objects.js';
+import { baselineCheck, objectBytes } from './baseline-objects.js';
 import type { EventStore, StoredBaseline } from '../core/store/event-store.js';
 
 /**
@@ -26,7 +26,7 @@ export async function settledBaseline(
   let refused: string | undefined;
   for (const seq of candidates) {
     const base = await events.baseline(node, cut.epoch, seq);
-    const tail = await objectBytes(objects, base.tailObject);
+    const tail = await objectBytes(objects, base.tailObject, baselineCheck(node, cut.epoch, base, 'tail'));
     const next = all.find((b) => b > seq) ?? Number.MAX_SAFE_INTEGER;
     const settled = await settlePoint(events, node, cut.epoch, seq, next);
     if (settled) {

@@ -124,7 +124,14 @@ describe('baselineToRow', () => {
       keys: 9,
       digest: 'abc',
       source: '',
+      rdb_sha256: '',
+      tail_sha256: '',
     });
+  });
+
+  it("stores the objects' SHA-256 as published", () => {
+    const row = baselineToRow({ ...record, rdbSha256: 'a'.repeat(64), tailSha256: 'b'.repeat(64) });
+    assert.deepEqual([row.rdb_sha256, row.tail_sha256], ['a'.repeat(64), 'b'.repeat(64)]);
   });
 
   it('stores source as its JSON', () => {
@@ -203,6 +210,19 @@ describe('parseBaselineRecord', () => {
         () => parseBaselineRecord(json({ ...record, source })),
         `field "source" is ${JSON.stringify(source)}, not {server, version, config} of strings`,
       );
+    }
+  });
+
+  it("takes the objects' SHA-256 when present, and refuses one that is not 64 lowercase hex digits", () => {
+    const hashed = { ...record, rdbSha256: '0f'.repeat(32), tailSha256: 'e3'.repeat(32) };
+    assert.deepEqual(parseBaselineRecord(json(hashed)), hashed);
+    for (const f of ['rdbSha256', 'tailSha256'] as const) {
+      for (const bad of ['', 'A'.repeat(64), 'a'.repeat(63), 5, null]) {
+        throwsProtocol(
+          () => parseBaselineRecord(json({ ...hashed, [f]: bad })),
+          `field "${f}" is ${JSON.stringify(bad)}, not a SHA-256 (64 hex digits)`,
+        );
+      }
     }
   });
 });

@@ -46,11 +46,15 @@ export function baselineToRow(b: BaselineRecord): BaselineRow {
     keys: b.keys,
     digest: b.digest,
     source: b.source ? JSON.stringify(b.source) : '',
+    rdb_sha256: b.rdbSha256 ?? '',
+    tail_sha256: b.tailSha256 ?? '',
   };
 }
 
 const NUMBER_FIELDS = ['epoch', 'seq', 'tsUs', 'rdbBytes', 'tailBytes', 'keys'] as const;
 const STRING_FIELDS = ['node', 'markerId', 'rdbObject', 'tailObject', 'digest'] as const;
+/** Optional (absent in records of older agents); 64 lowercase hex digits when present. */
+const SHA256_FIELDS = ['rdbSha256', 'tailSha256'] as const;
 
 /** Parses the JSON body of a `flashback.baselines.<node>` message; ProtocolError names the first bad field. */
 export function parseBaselineRecord(body: Uint8Array): BaselineRecord {
@@ -69,6 +73,10 @@ export function parseBaselineRecord(body: Uint8Array): BaselineRecord {
   for (const f of STRING_FIELDS) {
     if (typeof r[f] !== 'string')
       throw new ProtocolError(`baseline record field "${f}" is ${JSON.stringify(r[f])}, not a string`);
+  }
+  for (const f of SHA256_FIELDS) {
+    if (r[f] !== undefined && !(typeof r[f] === 'string' && /^[0-9a-f]{64}$/.test(r[f])))
+      throw new ProtocolError(`baseline record field "${f}" is ${JSON.stringify(r[f])}, not a SHA-256 (64 hex digits)`);
   }
   if (r.source !== undefined) {
     const src = r.source as Record<string, unknown> | null;

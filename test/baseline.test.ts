@@ -1,7 +1,7 @@
 // Baselines without pausing writes: PSYNC capture (disk and diskless RDB), marker MULTI, RDB + tail loaded as an AOF
 // equal to the marker's digest, memory bound, refusals.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -333,6 +333,17 @@ for (const { framing, label, args } of framings) {
             assert.equal(rdb.length, record.rdbBytes);
             assert.equal(Buffer.from(rdb.subarray(0, 5)).toString('latin1'), 'REDIS');
             assert.equal(tail.length, record.tailBytes);
+            // The record vouches for the objects (restores check it: docs/security.md).
+            assert.equal(
+              record.rdbSha256,
+              createHash('sha256').update(rdb).digest('hex'),
+              'rdbSha256 = SHA-256 of the RDB',
+            );
+            assert.equal(
+              record.tailSha256,
+              createHash('sha256').update(tail).digest('hex'),
+              'tailSha256 = SHA-256 of the tail',
+            );
 
             await withRestored(rdb, tail, async (restored) => {
               assert.equal(await digestOf(restored), record.digest, 'RDB + tail is exactly the dataset at the marker');

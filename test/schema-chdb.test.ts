@@ -95,6 +95,8 @@ const BASELINE = baselineToRow({
   keys: 3,
   digest: '00ff',
   source: { server: 'redis', version: '7.0.15', config: { 'proto-max-bulk-len': '536870912' } },
+  rdbSha256: 'ab'.repeat(32),
+  tailSha256: 'cd'.repeat(32),
 });
 const BROKEN: BrokenEventRow = {
   node: NODE,
@@ -266,12 +268,12 @@ test('a store made before a column was added gets it from ensureSchema, and keep
     await store.command(
       `CREATE TABLE flashback.baselines (node String, epoch UInt64, seq UInt64, ts_us UInt64, time DateTime, marker String, rdb_object String, tail_object String, rdb_bytes UInt64, tail_bytes UInt64, keys UInt64, digest String) ENGINE = ReplacingMergeTree() PARTITION BY toDate(time) ORDER BY (node, epoch, seq)`,
     );
-    const { source: _dropped, ...old } = BASELINE;
+    const { source: _dropped, rdb_sha256: _rdb, tail_sha256: _tail, ...old } = BASELINE;
     await store.insertBaselines([old]);
     // A restore before the sink has migrated the store reads the baseline without `source`, and no broken events.
     const events = clickHouseEventStore(store, store.client);
     const before = await events.baseline(NODE, EPOCH, 1);
-    assert.deepEqual([before.digest, before.source], ['00ff', undefined]);
+    assert.deepEqual([before.digest, before.source, before.rdbSha256], ['00ff', undefined, '']);
     await store.command('RENAME TABLE flashback.broken_events TO flashback.broken_events_before');
     try {
       assert.deepEqual(await events.brokenEvents(NODE, EPOCH, 0, 10), []);
@@ -280,9 +282,9 @@ test('a store made before a column was added gets it from ensureSchema, and keep
     }
     await store.ensureSchema();
     const rows = await store.query<{ source: string; digest: string }>(
-      `SELECT source, digest FROM flashback.baselines WHERE node = ${sqlString(NODE)}`,
+      `SELECT source, digest, rdb_sha256, tail_sha256 FROM flashback.baselines WHERE node = ${sqlString(NODE)}`,
     );
-    assert.deepEqual(rows, [{ source: '', digest: '00ff' }]);
+    assert.deepEqual(rows, [{ source: '', digest: '00ff', rdb_sha256: '', tail_sha256: '' }]);
   } finally {
     await store.command('DROP TABLE flashback.baselines');
     await store.command('RENAME TABLE flashback.baselines_before TO flashback.baselines');
@@ -308,6 +310,13 @@ test('every query the code issues runs on 18.16 and on the current release with 
   assert.deepEqual(await store.query(q.holes!), [{ seq: 3 }, { seq: 6 }]);
   assert.deepEqual(await store.query(q.brokenEvents!), [BROKEN]);
   assert.deepEqual((await store.query<{ source: string }>(q.baseline!))[0]!.source, BASELINE.source);
+  assert.deepEqual(
+    (await store.query<{ rdb_sha256: string; tail_sha256: string }>(q.baseline!)).map((r) => [
+      r.rdb_sha256,
+      r.tail_sha256,
+    ]),
+    [[BASELINE.rdb_sha256, BASELINE.tail_sha256]],
+  );
   assert.deepEqual(await store.query(q.partitions!), [{ partition: '2025-08-03' }]);
   assert.deepEqual(
     await store.query(q.partitionDay!),

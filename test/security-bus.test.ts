@@ -1,8 +1,10 @@
 // Issue 15, the bus half: a stack started the way `flashback up` starts it (generated users, per-service NATS
-// permissions, ClickHouse users) refuses what a local attacker tried, and keeps its passwords out of ps and logs.
+// permissions, ClickHouse users) refuses what a local attacker tried, keeps its passwords out of ps and logs, and
+// refuses to restore a baseline object another node's agent replaced.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -11,12 +13,21 @@ import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
+import { openBaselineWriter } from '../core/bus/baseline-writer.js';
 import { eventSubject } from '../core/bus/event.js';
 import { BASELINE_BUCKET, connectNats, EVENT_STREAM, type NatsAuthOptions } from '../core/bus/nats.js';
 import { natsUserName, type NatsRole } from '../core/bus/nats-permissions.js';
-import { hostToken, INSTANCE_STOP_SUBJECT, INSTANCES_BUCKET } from '../core/bus/restore-jobs.js';
+import {
+  hostToken,
+  INSTANCE_STOP_SUBJECT,
+  INSTANCES_BUCKET,
+  isFinal,
+  type InstanceRecord,
+  type RestoreJobStatus,
+} from '../core/bus/restore-jobs.js';
 import { CLICKHOUSE_API_USER, CLICKHOUSE_SQL_USER } from '../core/servers/clickhouse-server.js';
 import { openClickHouse, type Store } from '../core/store/clickhouse.js';
+import { restoreWindows } from '../core/store/windows.js';
 import { startLocalStack, type LocalStack } from '../cli/local-stack.js';
 import { testRedis } from './helpers/servers.js';
 import { SOURCE_ARGS, waitFor } from './helpers/stack.js';
@@ -38,6 +49,8 @@ function childrenOf(pid: number): number[] {
   }
   return out;
 }
+
+const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
 /** A NATS refusal: the server's permissions violation, or its refusal of the login. */
 const refused = /permissions violation|authorization violation|refused our credentials/i;
@@ -64,6 +77,58 @@ describe('security of the bus and the store (a stack as flashback up starts it)'
         `SELECT client, args FROM flashback.events FINAL WHERE node = '${node}' ORDER BY epoch, seq LIMIT 1`,
       )
     )[0];
+
+  const api = async <T>(method: string, p: string, body?: unknown): Promise<T> => {
+    const res = await fetch(`${stack.apiUrl}${p}`, {
+      method,
+      headers: { authorization: `Bearer ${stack.token}`, 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const json = (await res.json()) as T;
+    assert.ok(res.ok, `${method} ${p}: ${res.status} ${JSON.stringify(json)}`);
+    return json;
+  };
+  /** Queues a restore through the API and waits for its end. */
+  const restoreJob = async (body: Record<string, unknown>): Promise<RestoreJobStatus> => {
+    const { id } = await api<{ id: string }>('POST', '/restores', body);
+    // The first answer after the end carries a spawned instance's password (shown once): this one.
+    return waitFor(
+      `restore job ${id} to end`,
+      async () => {
+        const st = await api<RestoreJobStatus>('GET', `/restores/${id}`);
+        return isFinal(st.state) ? st : undefined;
+      },
+      120_000,
+    );
+  };
+  /** A node's baseline row at marker seq `seq`, or its first one, once the sink stored it. */
+  const baselineRow = (n: string, seq?: number) =>
+    waitFor(
+      `a baseline of ${n}${seq === undefined ? '' : ` at seq ${seq}`} in ClickHouse`,
+      async () =>
+        (
+          await admin.query<{
+            epoch: number;
+            seq: number;
+            rdb_object: string;
+            tail_object: string;
+            rdb_sha256: string;
+            tail_sha256: string;
+          }>(
+            `SELECT epoch, seq, rdb_object, tail_object, rdb_sha256, tail_sha256 FROM flashback.baselines ` +
+              `WHERE node = '${n}'${seq === undefined ? '' : ` AND seq = ${seq}`} ORDER BY epoch, seq LIMIT 1`,
+          )
+        )[0],
+      60_000,
+    );
+  /** Waits until a restorable window of `n` reaches `seq` of `epoch`. */
+  const windowReaches = (n: string, epoch: number, seq: number) =>
+    waitFor(
+      `a window of ${n} reaching seq ${seq}`,
+      async () =>
+        (await restoreWindows(admin, n)).some((w) => w.epoch === epoch && w.toSeq >= seq) ? true : undefined,
+      60_000,
+    );
 
   before(async () => {
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'fb-security-'));
@@ -297,6 +362,111 @@ describe('security of the bus and the store (a stack as flashback up starts it)'
     for (const s of secrets) {
       for (const c of cmdlines) assert.ok(!c.includes(s), `a password is in a ps line: ${c.slice(0, 80)}`);
       logs.forEach((f, i) => assert.ok(!texts[i]!.includes(s), `a password is in ${f}`));
+    }
+  });
+
+  test('a baseline object replaced with another node’s agent credentials fails its node’s restore before anything loads; an honest restore runs', async () => {
+    // The victim B is the second node; the attacker holds the first node's agent credentials.
+    const victim = await baselineRow(otherNode);
+    await windowReaches(otherNode, victim.epoch, victim.seq);
+    const reader = await connectAs({ role: 'restorer' });
+    const attacker = await connectAs({ role: 'agent', node });
+    const forgeSource = await testRedis([]);
+    try {
+      const objects = await new Objm(reader).open(BASELINE_BUCKET);
+      // The record B's agent published vouches for exactly the bytes it stored (its full resync's RDB and tail).
+      const rdb = (await objects.getBlob(victim.rdb_object))!;
+      const tail = (await objects.getBlob(victim.tail_object))!;
+      assert.equal(victim.rdb_sha256, sha256(rdb), 'rdb_sha256 = SHA-256 of the stored RDB');
+      assert.equal(victim.tail_sha256, sha256(tail), 'tail_sha256 = SHA-256 of the stored tail');
+
+      // A well-formed RDB of other data, as an attacker makes one: any redis-server's SAVE.
+      const f = new Redis(forgeSource.url);
+      let forged: Buffer;
+      try {
+        await f.set('user:1', 'mallory');
+        await f.save();
+        const [, dir] = (await f.config('GET', 'dir')) as [string, string];
+        const [, file] = (await f.config('GET', 'dbfilename')) as [string, string];
+        forged = await readFile(path.join(dir, file));
+      } finally {
+        f.disconnect();
+      }
+      assert.equal(forged.subarray(0, 5).toString('latin1'), 'REDIS');
+      // Writing is what an agent may do in the shared bucket: chunks and a meta entry under B's object name.
+      await (await openBaselineWriter(attacker)).putBlob({ name: victim.rdb_object }, forged);
+      // The object is replaced, and its meta digest (the attacker's) agrees with the forged bytes: the client's own
+      // digest check passes, so only the record can tell.
+      assert.deepEqual(Buffer.from((await objects.getBlob(victim.rdb_object))!), forged);
+
+      const instancesDir = path.join(dataDir, 'instances');
+      const dirsBefore = await readdir(instancesDir).catch(() => []);
+      const failed = await restoreJob({ node: otherNode, toSeq: victim.seq, spawn: {} });
+      assert.equal(failed.state, 'failed', JSON.stringify(failed.report));
+      assert.equal(failed.error?.code, 'BASELINE_MISMATCH', failed.error?.message);
+      const message = failed.error!.message;
+      for (const part of [
+        `baseline RDB object "${victim.rdb_object}" of node "${otherNode}"`,
+        'does not match the record its own agent published',
+        `SHA-256 ${sha256(forged)}, recorded ${victim.rdb_sha256}`,
+        'replaced',
+        'corrupt',
+        'Restore an instant another baseline serves',
+      ])
+        assert.ok(message.includes(part), `"${part}" in: ${message}`);
+      assert.deepEqual(await readdir(instancesDir).catch(() => []), dirsBefore, 'no instance dir is left');
+      const { instances } = await api<{ instances: InstanceRecord[] }>('GET', '/instances');
+      assert.deepEqual(
+        instances.filter((i) => i.node === otherNode),
+        [],
+        'no instance of the victim runs',
+      );
+
+      // The tail is vouched for the same way (the RDB put back as it was).
+      const putAs = async (name: string, bytes: Uint8Array) =>
+        (await openBaselineWriter(attacker)).putBlob({ name }, bytes);
+      await putAs(victim.rdb_object, rdb);
+      await putAs(victim.tail_object, Buffer.from('*3\r\n$3\r\nSET\r\n$6\r\nuser:1\r\n$7\r\nmallory\r\n'));
+      const tailFailed = await restoreJob({ node: otherNode, toSeq: victim.seq, spawn: {} });
+      assert.equal(tailFailed.error?.code, 'BASELINE_MISMATCH', JSON.stringify(tailFailed.report));
+      assert.match(tailFailed.error!.message, new RegExp(`^baseline tail object "${victim.tail_object}" of node`));
+      assert.deepEqual(await readdir(instancesDir).catch(() => []), dirsBefore, 'no instance dir is left');
+      // Both objects as their record says again: the victim restores.
+      await putAs(victim.tail_object, tail);
+      const back = await restoreJob({ node: otherNode, toSeq: victim.seq, rdb: 'victim.rdb' });
+      assert.equal(back.state, 'done', JSON.stringify(back.error));
+      assert.equal(back.report?.baseline.seq, victim.seq);
+
+      // Nothing was forged for the first node: a baseline the scheduler takes (not a full resync) restores, checked.
+      const record = await stack.agents[0]!.baseline();
+      const honest = await baselineRow(node, record.seq);
+      assert.match(honest.rdb_sha256, /^[0-9a-f]{64}$/);
+      assert.equal(honest.rdb_sha256, sha256((await objects.getBlob(honest.rdb_object))!));
+      assert.equal(honest.tail_sha256, sha256((await objects.getBlob(honest.tail_object))!));
+      await windowReaches(node, honest.epoch, honest.seq);
+      const done = await restoreJob({ node, toSeq: honest.seq, spawn: {} });
+      assert.equal(done.state, 'done', JSON.stringify(done.error));
+      assert.equal(done.report?.baseline.seq, honest.seq);
+      assert.ok(done.password, 'the spawned instance’s password is shown once');
+      const restored = new Redis({ port: Number(new URL(done.report!.url!).port), password: done.password });
+      try {
+        assert.equal(await restored.get('user:1'), 'alice');
+      } finally {
+        restored.disconnect();
+      }
+      await api('DELETE', `/instances/${done.id}`);
+      await waitFor(
+        'the honest instance to stop',
+        async () =>
+          (await api<{ instances: InstanceRecord[] }>('GET', '/instances')).instances.some((i) => i.id === done.id)
+            ? undefined
+            : true,
+        30_000,
+      );
+    } finally {
+      await reader.close();
+      await attacker.close();
+      await forgeSource.stop();
     }
   });
 });

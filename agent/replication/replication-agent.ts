@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ObjectStore } from '@nats-io/obj';
-import { baselineObjectName, baselineSubject, type BaselineRecord } from '../../core/bus/baseline.js';
+import { baselineObjectName, baselineSubject, sha256OfDigest, type BaselineRecord } from '../../core/bus/baseline.js';
 import type { FlashbackEvent } from '../../core/bus/event.js';
 import { translateNatsError } from '../../core/bus/nats.js';
 import { describeError } from '../../core/errors.js';
@@ -65,7 +65,16 @@ interface ReplicationRun {
   /** The run is ending: its last batch says so, and no restart continues it. */
   ending?: boolean;
   /** The full resync's baseline, until its record is published. */
-  resync?: { markerId: string; offset: number; keys: number; rdbBytes?: number; marker?: FlashbackEvent };
+  resync?: {
+    markerId: string;
+    offset: number;
+    keys: number;
+    rdbBytes?: number;
+    /** SHA-256 of the stored RDB and (empty) tail objects, hex, as the writer computed them. */
+    rdbSha256?: string;
+    tailSha256?: string;
+    marker?: FlashbackEvent;
+  };
 }
 
 /**
@@ -377,11 +386,13 @@ export class ReplicationAgent implements Agent {
         { name: names.rdb, description: `RDB of the full resync of ${this.node} epoch ${run.epoch}`, metadata },
         rdb,
       );
-      await this.o.store.putBlob(
+      const tail = await this.o.store.putBlob(
         { name: names.tail, description: `empty tail of ${this.node} epoch ${run.epoch}`, metadata },
         new Uint8Array(0),
       );
       resync.rdbBytes = info.size;
+      resync.rdbSha256 = sha256OfDigest(info.digest);
+      resync.tailSha256 = sha256OfDigest(tail.digest);
     } catch (cause) {
       throw translateNatsError(cause, `object store (RDB ${names.rdb})`);
     }
@@ -412,6 +423,8 @@ export class ReplicationAgent implements Agent {
         keys: resync.keys,
         digest: '',
         source: await readSourceInfo(control),
+        rdbSha256: resync.rdbSha256,
+        tailSha256: resync.tailSha256,
       };
       await run.publisher.flush();
       await js.publish(baselineSubject(this.node), JSON.stringify(record), {

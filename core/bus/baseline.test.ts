@@ -1,7 +1,17 @@
-// Baseline helpers: the baseline subject, object-store names of a baseline's RDB and tail, and the replay config list.
+// Baseline helpers: the baseline subject, object-store names of a baseline's RDB and tail, the replay config list, and
+// the SHA-256 of an object from its writer's digest.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { baselineObjectName, baselineSubject, HEARTBEAT_MESSAGE, MARKER_CHANNEL, REPLAY_CONFIG } from './baseline.js';
+import { ProtocolError } from '../errors.js';
+import {
+  baselineObjectName,
+  baselineSubject,
+  HEARTBEAT_MESSAGE,
+  MARKER_CHANNEL,
+  REPLAY_CONFIG,
+  sha256OfDigest,
+} from './baseline.js';
 
 describe('baseline names', () => {
   it('subject uses the node as one subject token', () => {
@@ -19,5 +29,27 @@ describe('baseline names', () => {
     assert.equal(MARKER_CHANNEL, '__flashback__:marker');
     assert.equal(HEARTBEAT_MESSAGE, '__flashback__:heartbeat');
     assert.deepEqual(REPLAY_CONFIG, ['proto-max-bulk-len', 'stream-node-max-entries', 'stream-node-max-bytes']);
+  });
+});
+
+describe('sha256OfDigest', () => {
+  it("turns the object store's SHA-256=<base64url> digest into hex", () => {
+    for (const bytes of [Buffer.alloc(0), Buffer.from('REDIS0011\xff', 'latin1')]) {
+      const sha = createHash('sha256').update(bytes);
+      const hex = sha.copy().digest('hex');
+      // nats.js keeps the padding; both forms decode.
+      const b64 = sha.digest('base64').replace(/\+/g, '-').replace(/\//g, '_');
+      assert.equal(sha256OfDigest(`SHA-256=${b64}`), hex);
+      assert.equal(sha256OfDigest(`SHA-256=${b64.replace(/=+$/, '')}`), hex);
+    }
+  });
+
+  it('refuses anything else', () => {
+    for (const bad of ['', 'SHA-256=', 'MD5=1B2M2Y8AsgTpgAmY7PhCfg==', 'SHA-256=AAAA']) {
+      assert.throws(
+        () => sha256OfDigest(bad),
+        (e: unknown) => e instanceof ProtocolError && e.message.includes(bad),
+      );
+    }
   });
 });

@@ -1,3 +1,4 @@
+import { ProtocolError } from '../errors.js';
 import { subjectToken } from './event.js';
 
 /** Channel the agent PUBLISHes its baseline markers on (seen in MONITOR and in the replication stream). */
@@ -44,6 +45,15 @@ export interface BaselineRecord {
   digest: string;
   /** The server the baseline was taken from; absent in records of older agents. */
   source?: SourceInfo;
+  /**
+   * SHA-256 (64 hex digits) of the RDB object's bytes, computed by the agent as it wrote them; absent in records of
+   * older agents. Only this record, published on the node's own subject, vouches for the object: the bucket is shared
+   * by every node's agent, and the object's own meta digest is written by whoever wrote the object
+   * (docs/security.md).
+   */
+  rdbSha256?: string;
+  /** SHA-256 (64 hex digits) of the tail object's bytes, as {@link rdbSha256}. */
+  tailSha256?: string;
 }
 
 /**
@@ -73,6 +83,22 @@ export interface SourceInfo {
  * (whole nodes only): an `XADD … MAXLEN ~ n` is replayed as issued.
  */
 export const REPLAY_CONFIG = ['proto-max-bulk-len', 'stream-node-max-entries', 'stream-node-max-bytes'] as const;
+
+const DIGEST_PREFIX = 'SHA-256=';
+
+/**
+ * The SHA-256, as 64 hex digits, of an object as its writer computed it while publishing the chunks: the `digest` of
+ * the ObjectInfo that `put` returns (`SHA-256=` and base64url, the object store's format; core/bus/baseline-writer.ts
+ * and nats.js alike). Only for the writer's own answer: the digest in a stored meta entry is whatever its writer put.
+ */
+export function sha256OfDigest(digest: string): string {
+  const hex = digest.startsWith(DIGEST_PREFIX)
+    ? Buffer.from(digest.slice(DIGEST_PREFIX.length), 'base64url').toString('hex')
+    : '';
+  if (hex.length !== 64)
+    throw new ProtocolError(`object digest "${digest}" is not a SHA-256 ("${DIGEST_PREFIX}" and base64url)`);
+  return hex;
+}
 
 /** Subject of a node's baseline records (in the FLASHBACK_EVENTS stream). */
 export function baselineSubject(node: string): string {

@@ -8,10 +8,12 @@ import {
 import { ConfigError, ConnectionError, ErrorCode, FlashbackError, InputError } from '../errors.js';
 import {
   ADDED_COLUMNS,
+  addedColumnSql,
   BASELINES_TABLE,
   BROKEN_EVENTS_TABLE,
   columnsSql,
   DATABASE,
+  distributedTablesSql,
   EPOCHS_TABLE,
   EVENTS_TABLE,
   schemaFeatures,
@@ -328,6 +330,22 @@ export async function openClickHouse(url: string, o: ClickHouseOptions = {}): Pr
   return createStore(client, `${target.display}${username ? ` as ${username}` : ''}`, version, serverLimits);
 }
 
+/**
+ * The sharded layout lacks columns this version writes: the sink cannot add them (it reaches one server, and each
+ * shard's `<table>_local` needs them too), so it names the statements and stops before inserting rows the shards
+ * would refuse.
+ */
+function shardedColumnsMissing(where: string, missing: readonly (typeof ADDED_COLUMNS)[number][]): ConfigError {
+  const names = missing.map((c) => `${DATABASE}.${c.table}.${c.column}`).join(', ');
+  const local = missing.map((c) => addedColumnSql(`${c.table}_local`, c));
+  const dist = missing.map((c) => addedColumnSql(c.table, c));
+  return new ConfigError(
+    `${where} has the sharded layout (Distributed tables) without ${names}, which this version stores; the sink adds ` +
+      `columns on one server only, so add them yourself, then start the sink again: on every shard server (one ` +
+      `replica of each shard for Replicated local tables) ${local.join('; ')}; then on every server ${dist.join('; ')}`,
+  );
+}
+
 function createStore(client: ClickHouseClient, display: string, version: string, serverLimits: boolean): Store {
   const where = `ClickHouse at ${display}`;
   let closed: Promise<void> | undefined;
@@ -363,12 +381,18 @@ function createStore(client: ClickHouseClient, display: string, version: string,
         (await client.query({ query: columnsSql(), format: 'JSONEachRow' })).json<{ table: string; name: string }>(),
       );
       const have = new Set(rs.map((c) => `${c.table}.${c.name}`));
-      for (const c of ADDED_COLUMNS) {
-        if (!have.has(`${c.table}.${c.column}`))
-          await run(() =>
-            client.command({ query: `ALTER TABLE ${DATABASE}.${c.table} ADD COLUMN ${c.column} ${c.type}` }),
-          );
-      }
+      const missing = ADDED_COLUMNS.filter((c) => !have.has(`${c.table}.${c.column}`));
+      if (missing.length === 0) return;
+      const distributed = new Set(
+        (
+          await run(async () =>
+            (await client.query({ query: distributedTablesSql(), format: 'JSONEachRow' })).json<{ name: string }>(),
+          )
+        ).map((t) => t.name),
+      );
+      const sharded = missing.filter((c) => distributed.has(c.table));
+      if (sharded.length > 0) throw shardedColumnsMissing(where, sharded);
+      for (const c of missing) await run(() => client.command({ query: addedColumnSql(c.table, c) }));
     },
     insertEvents: (rows) => insert(EVENTS_TABLE, rows),
     insertBaselines: (rows) => insert(BASELINES_TABLE, rows),

@@ -16,6 +16,10 @@ export interface StoredBaseline {
   digest: string;
   /** The source server and its replay settings; undefined for baselines of older agents. */
   source?: SourceInfo;
+  /** SHA-256 (hex) the agent published for the RDB object; '' for baselines of older agents (not checked). */
+  rdbSha256: string;
+  /** SHA-256 (hex) the agent published for the tail object; '' for baselines of older agents (not checked). */
+  tailSha256: string;
 }
 
 /** One event to replay, as a restore's incr AOF needs it. */
@@ -69,8 +73,16 @@ export function expiredAfterSql(node: string, epoch: number, afterSeq: number, u
   return `SELECT seq, db, tx, ts_us, replay FROM flashback.events WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq > ${sqlUInt(afterSeq)} AND kind = 'expired' AND ts_us <= ${sqlUInt(untilTsUs)} ORDER BY seq LIMIT 100000`;
 }
 
-export function baselineSql(node: string, epoch: number, seq: number, withSource = true): string {
-  return `SELECT seq, ts_us, rdb_object, tail_object, rdb_bytes, digest${withSource ? ', source' : ''} FROM flashback.baselines WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq = ${sqlUInt(seq)} LIMIT 1`;
+/**
+ * Columns of flashback.baselines a restore reads beyond the first release's, newest last: a store the sink has not
+ * migrated yet (core/store/schema.ts ADDED_COLUMNS) is read with fewer.
+ */
+const BASELINE_ADDED = [['source'], ['source', 'rdb_sha256', 'tail_sha256']] as const;
+
+/** SQL of one baseline (JSONEachRow); `added`: how many of the later column sets to read (all by default). */
+export function baselineSql(node: string, epoch: number, seq: number, added: number = BASELINE_ADDED.length): string {
+  const extra = added > 0 ? BASELINE_ADDED[added - 1]!.map((c) => `, ${c}`).join('') : '';
+  return `SELECT seq, ts_us, rdb_object, tail_object, rdb_bytes, digest${extra} FROM flashback.baselines WHERE node = ${sqlString(node)} AND epoch = ${sqlUInt(epoch)} AND seq = ${sqlUInt(seq)} LIMIT 1`;
 }
 
 /** ClickHouse's UNKNOWN_IDENTIFIER (a column the table lacks) and UNKNOWN_TABLE. */
@@ -82,13 +94,15 @@ export function clickHouseEventStore(runner: QueryRunner, client: ClickHouseClie
   return {
     query: (sql) => runner.query(sql),
     async baseline(node, epoch, seq) {
-      // A store whose sink has not added `source` yet (ensureSchema runs at the sink's start): read without it.
-      const rows = await runner
-        .query<Record<string, string | number>>(baselineSql(node, epoch, seq))
-        .catch((err: unknown) => {
-          if (clickHouseCodeOf(err) !== UNKNOWN_IDENTIFIER) throw err;
-          return runner.query<Record<string, string | number>>(baselineSql(node, epoch, seq, false));
-        });
+      // A store whose sink has not added the later columns yet (ensureSchema runs at the sink's start): read without.
+      let rows: Record<string, string | number>[] | undefined;
+      for (let added: number = BASELINE_ADDED.length; rows === undefined; added--) {
+        try {
+          rows = await runner.query<Record<string, string | number>>(baselineSql(node, epoch, seq, added));
+        } catch (err) {
+          if (added === 0 || clickHouseCodeOf(err) !== UNKNOWN_IDENTIFIER) throw err;
+        }
+      }
       const r = rows[0];
       if (!r)
         throw new FlashbackError(
@@ -103,6 +117,8 @@ export function clickHouseEventStore(runner: QueryRunner, client: ClickHouseClie
         rdbBytes: Number(r.rdb_bytes),
         digest: String(r.digest ?? ''),
         source: parseSource(String(r.source ?? '')),
+        rdbSha256: String(r.rdb_sha256 ?? ''),
+        tailSha256: String(r.tail_sha256 ?? ''),
       };
     },
     async brokenEvents(node, epoch, afterSeq, toSeq) {

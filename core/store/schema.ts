@@ -56,6 +56,10 @@ export interface BaselineRow {
   digest: string;
   /** JSON of the baseline's SourceInfo (core/baseline.ts); '' when the agent did not record it. */
   source?: string;
+  /** SHA-256 of the RDB object as its agent wrote it (64 hex digits); '' when the agent did not record it. */
+  rdb_sha256?: string;
+  /** SHA-256 of the tail object, as `rdb_sha256`. */
+  tail_sha256?: string;
 }
 
 /**
@@ -179,7 +183,9 @@ ORDER BY (node, epoch, seq)`,
   tail_bytes UInt64,
   keys UInt64,
   digest String,
-  source String
+  source String,
+  rdb_sha256 String,
+  tail_sha256 String
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toDate(time)
 ORDER BY (node, epoch, seq)`,
@@ -227,11 +233,25 @@ ORDER BY (node, epoch, from_seq, to_seq)`,
 
 /**
  * Columns added after a table's first release: `ensureSchema` adds each one a table lacks. 18.16 has no
- * `ADD COLUMN IF NOT EXISTS`, so the columns are looked up in system.columns first.
+ * `ADD COLUMN IF NOT EXISTS`, so the columns are looked up in system.columns first. On the sharded layout
+ * (core/store/sharded-schema.ts) the sink does not add them: an ALTER of one server's Distributed table leaves every
+ * shard's `<table>_local` without the column; the operator runs {@link addedColumnSql} on each server.
  */
 export const ADDED_COLUMNS: readonly { table: string; column: string; type: string }[] = [
   { table: 'baselines', column: 'source', type: "String DEFAULT ''" },
+  { table: 'baselines', column: 'rdb_sha256', type: "String DEFAULT ''" },
+  { table: 'baselines', column: 'tail_sha256', type: "String DEFAULT ''" },
 ];
+
+/** SQL: add one of {@link ADDED_COLUMNS} to `table` (a name in the flashback database: `baselines`, `baselines_local`). */
+export function addedColumnSql(table: string, c: { column: string; type: string }): string {
+  return `ALTER TABLE ${DATABASE}.${table} ADD COLUMN ${c.column} ${c.type}`;
+}
+
+/** SQL: flashback's Distributed tables (the sharded layout), by name. */
+export function distributedTablesSql(): string {
+  return `SELECT name FROM system.tables WHERE database = '${DATABASE}' AND engine = 'Distributed'`;
+}
 
 /** SQL: the columns of flashback's tables (for {@link ADDED_COLUMNS}). */
 export function columnsSql(): string {

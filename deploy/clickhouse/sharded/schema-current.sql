@@ -38,7 +38,9 @@ CREATE TABLE IF NOT EXISTS flashback.baselines_local (
   tail_bytes UInt64,
   keys UInt64,
   digest String,
-  source String
+  source String,
+  rdb_sha256 String,
+  tail_sha256 String
 ) ENGINE = ReplacingMergeTree()
 PARTITION BY toDate(time)
 ORDER BY (node, epoch, seq);
