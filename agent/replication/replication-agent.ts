@@ -87,7 +87,6 @@ export class ReplicationAgent implements Agent {
   private run: ReplicationRun | undefined;
   private link: ReplicaLink | undefined;
   private anchors: AnchorDriver | undefined;
-  private anchorConn: RawRedis | undefined;
   private table!: CommandTable;
   private skewUs = 0;
   private epochs = 0;
@@ -130,7 +129,6 @@ export class ReplicationAgent implements Agent {
       await this.startCapture();
     } catch (err) {
       this.anchors?.close();
-      this.anchorConn?.close();
       this.monitor?.close();
       throw err;
     }
@@ -140,25 +138,24 @@ export class ReplicationAgent implements Agent {
     const { control, target, logger } = this.o;
     this.table = await CommandTable.load(control);
     this.skewUs = await clockSkewUs(control);
-    this.anchorConn = await RawRedis.connect(target, { clientName: 'flashback-anchor' });
-    await AnchorDriver.check(this.anchorConn);
+    // Rights and scripts checked once here; the anchors themselves go from their own thread (AnchorDriver).
+    const check = await RawRedis.connect(target, { clientName: 'flashback-anchor' });
+    try {
+      await AnchorDriver.check(check);
+    } finally {
+      check.close();
+    }
     await ensureBacklog(control, this.o.minBacklogBytes, logger);
     this.ownClients.add(await clientAddr(control));
-    this.ownClients.add(await clientAddr(this.anchorConn));
     if (this.o.attribution === 'monitor') {
       this.attribution = new Attribution({ table: this.table, ownClients: () => this.ownClients });
       await this.startMonitor();
     }
     const resume = await readResumePoint(this.o.nc, this.node);
-    this.anchors = new AnchorDriver({
-      conn: this.anchorConn,
-      reconnect: async () => {
-        const conn = await RawRedis.connect(target, { clientName: 'flashback-anchor' });
-        this.ownClients.add(await clientAddr(conn));
-        this.anchorConn = conn;
-        return conn;
-      },
+    this.anchors = await AnchorDriver.open({
+      target,
       idleIntervalMs: this.o.heartbeatIntervalMs,
+      onConnected: (addr) => this.ownClients.add(addr),
       onFailure: (err) => {
         logger.error({ err: describeError(err) }, 'time anchor failed; reconnecting the replication link');
         this.dropLink(err);
@@ -585,7 +582,6 @@ export class ReplicationAgent implements Agent {
         );
     }
     for (const c of this.closers) await c().catch(() => undefined);
-    this.anchorConn?.close();
     this.o.control.close();
     await this.o.nc.drain().catch(() => undefined);
     this.o.logger.info(this.stats(), 'agent stopped');
