@@ -83,12 +83,15 @@ export class AnchorDriver {
       idleIntervalMs: o.idleIntervalMs,
       shared: this.shared.buffer as SharedArrayBuffer,
     };
-    // Under tsx (tests, development) the worker is the .ts file beside this one; compiled, the .js.
-    const file = new URL(
-      import.meta.url.endsWith('.ts') ? './anchor-worker.ts' : './anchor-worker.js',
-      import.meta.url,
-    );
-    const worker = new Worker(file, { workerData: data, name: 'flashback-anchor' });
+    // Under tsx (tests, development) the worker is the .ts file beside this one, and needs tsx's loader too: a worker
+    // inherits `--import tsx` but not a loader registered in-process (bin/flashback-dev.js); compiled, the .js.
+    const ts = import.meta.url.endsWith('.ts');
+    const file = new URL(ts ? './anchor-worker.ts' : './anchor-worker.js', import.meta.url);
+    const execArgv =
+      ts && !process.execArgv.some((a) => a.includes('tsx'))
+        ? [...process.execArgv, '--import', import.meta.resolve('tsx')]
+        : undefined;
+    const worker = new Worker(file, { workerData: data, name: 'flashback-anchor', execArgv });
     this.worker = worker;
     worker.unref();
     return new Promise((resolve, reject) => {
