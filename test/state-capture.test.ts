@@ -197,7 +197,7 @@ test('evictions under maxmemory and active expirations are placed exactly: resto
   try {
     await src.agent.baseline();
     const value = Buffer.alloc(2048, 7);
-    const points: { seq: number; digest: string }[] = [];
+    const points: { epoch: number; seq: number; digest: string }[] = [];
     for (let round = 0; round < 4; round++) {
       for (let i = 0; i < 1500; i++) {
         const key = `k${(i * 7 + round * 13) % 2500}`;
@@ -216,14 +216,17 @@ test('evictions under maxmemory and active expirations are placed exactly: resto
       // Any command may evict first (memory creeps up with buffers): the digest is taken atomically with a marker
       // write whose seq is the cutoff, so no eviction falls between the two.
       const [, digest] = (await r.multi().set(`point:${round}`, '1').call('DEBUG', 'DIGEST').exec())!;
-      points.push({ seq: 0, digest: String(digest![1]) });
+      points.push({ epoch: 0, seq: 0, digest: String(digest![1]) });
     }
     await synced(src);
     for (const [round, p] of points.entries()) {
-      const rows = await stack.store.query<{ seq: string }>(
-        `SELECT seq FROM flashback.events WHERE node = ${sqlString(src.node)} AND has(keys, ${sqlString(`point:${round}`)})`,
+      // The epoch too: under a saturated box the agent may end an epoch (MONITOR over its output limit) and seqs
+      // start again in the next one.
+      const rows = await stack.store.query<{ e: string; s: string }>(
+        `SELECT toString(epoch) AS e, toString(seq) AS s FROM flashback.events WHERE node = ${sqlString(src.node)} AND has(keys, ${sqlString(`point:${round}`)})`,
       );
-      p.seq = Number(rows[0]!.seq);
+      p.epoch = Number(rows[0]!.e);
+      p.seq = Number(rows[0]!.s);
     }
     const info = String(await r.info('stats'));
     assert.ok(Number(/evicted_keys:(\d+)/.exec(info)?.[1]) > 100, 'the workload evicted keys');
@@ -232,11 +235,15 @@ test('evictions under maxmemory and active expirations are placed exactly: resto
       // Digest of a restored instance: the restore verifies after expiring passed TTLs, like the source's own state.
       const report = await restore(
         { events: clickHouseEventStore(stack.store, stack.store.client), objects, instancesDir },
-        { node: src.node, toSeq: p.seq, spawn: {} },
+        { node: src.node, epoch: p.epoch, toSeq: p.seq, spawn: {} },
       );
       spawned.push(report);
       await stopPid(report.pid!);
-      assert.equal(report.digest, p.digest, `at seq ${p.seq}`);
+      assert.equal(
+        report.digest,
+        p.digest,
+        `at epoch ${p.epoch} seq ${p.seq} (epochs ended: ${JSON.stringify(src.agent.stats().epochsEnded)})`,
+      );
     }
   } finally {
     r.disconnect();
