@@ -251,6 +251,13 @@ export async function restore(
       ...settings.warnings,
       ...(clock.warning ? [clock.warning] : []),
       ...brokenWarnings(broken),
+      // Said, not silent: a record without hashes (an older agent, or a store whose baselines table lacks the columns:
+      // a sharded one altered by hand only in part) restores unchecked.
+      ...(base.rdbSha256 === ''
+        ? [
+            `the baseline's record (epoch ${cut.epoch} seq ${base.seq}) carries no SHA-256 of its objects, so they were not checked against it (an agent before the check, or flashback.baselines without rdb_sha256/tail_sha256 on the server read: docs/security.md)`,
+          ]
+        : []),
       ...(await exactnessWarnings(deps.events, server.url, req.node, cut.epoch, cut.baselineSeq, cut.seq)),
     ];
     // Digest and warnings above are of the data as loaded (at the cutoff); a source-clock load now moves to a

@@ -146,9 +146,12 @@ export async function applyRetention(o: RetentionOptions): Promise<RetentionResu
         dropped.add(day);
       }
       // Rows before objects: a restore never picks a baseline whose objects are going.
-      for (const rows of chunks(old)) await server.command(deleteBaselinesSql(rows, { local }));
-      deletedBaselines += old.length;
-      gone.push(...old);
+      // Each chunk's objects are doomed once its rows are: a later chunk failing must not orphan them.
+      for (const rows of chunks(old)) {
+        await server.command(deleteBaselinesSql(rows, { local }));
+        deletedBaselines += rows.length;
+        gone.push(...rows);
+      }
     } catch (err) {
       failed.push(server.url);
       logger.warn(

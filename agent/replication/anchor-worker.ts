@@ -5,8 +5,9 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { describeError } from '../../core/errors.js';
+import { ConnectionError, describeError } from '../../core/errors.js';
 import { RawRedis } from '../../core/redis/raw-redis.js';
+import { redisAddress } from '../../core/redis/redis-url.js';
 import { clientAddr } from '../source.js';
 import {
   ANCHOR_IDLE,
@@ -47,6 +48,26 @@ async function connect(): Promise<RawRedis> {
   }
 }
 
+/**
+ * An anchor that never answers (a half-open connection; writes paused for longer than this) would stop anchors with
+ * nothing said while entries pile up in the agent: it counts as a lost connection.
+ */
+const ANCHOR_TIMEOUT_MS = 10_000;
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new ConnectionError(`the time anchor script got no answer from Redis ${redisAddress(target)} in ${ms} ms`),
+        ),
+      ms,
+    );
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 async function run(): Promise<void> {
   let conn: RawRedis | undefined = await connect().catch((err: unknown) => {
     postFailure(err);
@@ -72,7 +93,7 @@ async function run(): Promise<void> {
     Atomics.add(s, ANCHOR_SENT, 1);
     try {
       if (!conn) conn = await connect();
-      const r = await runAnchor(conn);
+      const r = await withTimeout(runAnchor(conn), ANCHOR_TIMEOUT_MS);
       if (r instanceof Error) {
         // Refused (rights, scripts): the agent drops its link; the next anchor waits a little.
         postFailure(r);

@@ -80,7 +80,8 @@ export class AnchorDriver {
     const data: AnchorWorkerData = {
       target: o.target,
       minIntervalMs: o.minIntervalMs ?? 1,
-      idleIntervalMs: o.idleIntervalMs,
+      // At least 10 ms: 0 would make the worker's idle wait return at once, a busy loop.
+      idleIntervalMs: Math.max(10, o.idleIntervalMs),
       shared: this.shared.buffer as SharedArrayBuffer,
     };
     // Under tsx (tests, development) the worker is the .ts file beside this one, and needs tsx's loader too: a worker
@@ -131,10 +132,13 @@ export class AnchorDriver {
   private respawn(): void {
     setTimeout(() => {
       if (this.closed) return;
-      this.spawn().catch((err: Error) => {
-        this.o.onFailure(err);
-        this.respawn();
-      });
+      // Through a promise: new Worker() throws synchronously when no thread can be made.
+      Promise.resolve()
+        .then(() => this.spawn())
+        .catch((err: Error) => {
+          this.o.onFailure(err);
+          this.respawn();
+        });
     }, 1_000).unref();
   }
 
@@ -146,7 +150,9 @@ export class AnchorDriver {
 
   /** Anchors sent. */
   get sent(): number {
-    return Atomics.load(this.shared, ANCHOR_SENT);
+    // Unsigned: at one anchor a millisecond the Int32 slot passes 2^31 after ~25 days (and 2^32 after ~50: a restart
+    // of the count, which the metric's rate() takes as a counter reset).
+    return Atomics.load(this.shared, ANCHOR_SENT) >>> 0;
   }
 
   /** Idle anchors from now on (the link is up: the window follows now). */
