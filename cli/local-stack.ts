@@ -35,6 +35,8 @@ export interface LocalStackOptions {
   replicas?: number;
   /** Use this ClickHouse instead of starting one. */
   clickhouseUrl?: string;
+  /** A sharded `clickhouseUrl`: one server per shard, where the sink's retention drops history (docs/scale.md). */
+  clickhouseShardUrls?: string[];
   /** API port (0 = a free one). @default 7480 */
   apiPort: number;
   /** Redis nodes to capture, one agent each. */
@@ -175,6 +177,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
       clickhouseAuth: chAuth(secrets.clickhouseAdmin),
       logger: logger.child({ service: 'sink' }),
       retentionMs: o.retentionMs,
+      clickhouseShardUrls: o.clickhouseShardUrls,
     });
     closers.push(() => sink.close());
     // API and restorer share a key for secrets in restore jobs (core/bus/job-secret.ts); restore jobs' RDB files

@@ -30,6 +30,11 @@ export function builder(y: Argv) {
     .option('api-port', { type: 'number', default: 7480, describe: 'API port (0 = a free one)' })
     .option('nats', { type: 'string', describe: 'use this NATS instead of starting nats-server' })
     .option('clickhouse', { type: 'string', describe: 'use this ClickHouse instead of starting clickhouse-server' })
+    .option('clickhouse-shards', {
+      type: 'string',
+      describe:
+        'with a sharded --clickhouse: HTTP URL of one server of each shard, comma-separated, where retention drops old history (docs/scale.md)',
+    })
     .option('nats-cluster', {
       type: 'number',
       describe: 'start a JetStream cluster of N nats-servers (3 survives one down) instead of one (docs/scale.md)',
@@ -73,6 +78,10 @@ export async function handler(args: Args): Promise<void> {
     natsCluster: args.natsCluster,
     replicas: args.replicas,
     clickhouseUrl: args.clickhouse,
+    clickhouseShardUrls: (args.clickhouseShards ?? '')
+      .split(',')
+      .map((u) => u.trim())
+      .filter((u) => u !== ''),
     apiPort: args.apiPort,
     redisUrls: args.redis.map(String),
     retentionMs,
