@@ -469,7 +469,7 @@ export function keepTtlRelativeScript(shiftMs: number, fieldTtls = false): Buffe
   return encodeCommand(['EVAL', KEEP_TTL_RELATIVE_LUA, 0, shiftMs, fieldTtls ? 1 : 0]);
 }
 
-async function withRedis<T>(url: string, fn: (r: Redis) => Promise<T>, flag = '--redis'): Promise<T> {
+export async function withRedis<T>(url: string, fn: (r: Redis) => Promise<T>, flag = '--redis'): Promise<T> {
   const r = await connectRedis(parseRedisUrl(url, flag), flag);
   try {
     return await fn(r);

@@ -24,6 +24,8 @@ import { applyKeyFilter } from './key-filter.js';
 import { LazyExpiryReorder } from './lazy-expiry.js';
 import { settledBaseline } from './settled-baseline.js';
 import { hasFieldTtls, sourceClock } from './source-clock.js';
+import { readDeliveries, setDeliveryTimes } from './delivery-times.js';
+import { keyspaceCounts } from '../core/redis/keyspace-info.js';
 import { baselineCheck, mismatchOr, objectStream } from './baseline-objects.js';
 import {
   AofLoadError,
@@ -36,6 +38,7 @@ import {
   reloadOnRealClock,
   saveRdb,
   TargetNotEmptyError,
+  withRedis,
 } from './materialize.js';
 import { openKeyTarget, shownUrl } from './key-target.js';
 import { guardRefusable } from './refusal-guard.js';
@@ -267,6 +270,16 @@ export async function restore(
       const reloaded = await reloadOnRealClock(server, { detached: keep, args: settings.args, bin: build.bin });
       server = reloaded.server;
       expiredOnLoad = reloaded.expiredOnLoad;
+      // Deliveries the frozen clock took as "now" get their times back (restorer/delivery-times.ts).
+      const { deliveries, truncated } = await readDeliveries(deps.events, req.node, cut.epoch, 0, cut.seq);
+      if (deliveries.size > 0)
+        await withRedis(server.url, async (r) =>
+          setDeliveryTimes(r, deliveries, keyspaceCounts(String(await r.call('INFO', 'keyspace'))).keys()),
+        );
+      if (truncated)
+        warnings.push(
+          'more than 1 000 000 consumer-group deliveries in this epoch: pending entries delivered before the newest million keep the time the restore loaded them at, not their delivery time',
+        );
     }
     const expiredAtRestore = (await expireDueKeys(server.url)) + expiredOnLoad;
     const keys = await countKeys(server.url);

@@ -204,6 +204,51 @@ for (const source of ['replication', 'monitor'] as const) {
   });
 }
 
+/** Each pending entry of a group: id, owner, delivery time (ms), delivery count (XINFO STREAM FULL). */
+async function pendingOf(r: Redis, key: string): Promise<unknown[]> {
+  const full = (await r.call('XINFO', 'STREAM', key, 'FULL')) as unknown[];
+  const groups = full[full.indexOf('groups') + 1] as unknown[][];
+  return groups.map((g) => [g[g.indexOf('name') + 1], g[g.indexOf('pending') + 1]]);
+}
+
+for (const source of ['replication', 'monitor'] as const) {
+  test(`redis 8.0, ${source} capture: consumer-group delivery times survive a restore on the source clock (field TTLs in the history)`, async () => {
+    const redis8 = serverOf('redis', '8.0');
+    const src = await startSource(stack, [], { source, bin: redis8.bin });
+    const r = new Redis(src.redis.url);
+    try {
+      if (source === 'monitor') await src.agent.baseline();
+      // A field TTL in the history: the restore loads on a clock frozen before the baseline (restorer/source-clock.ts).
+      await r.hset('h', 'f', '1');
+      await r.call('HPEXPIRE', 'h', 3_600_000, 'FIELDS', 1, 'f');
+      await r.call('XGROUP', 'CREATE', 's', 'g', '$', 'MKSTREAM');
+      for (let i = 0; i < 4; i++) await r.xadd('s', '*', 'n', String(i));
+      await r.call('XREADGROUP', 'GROUP', 'g', 'c1', 'COUNT', 3, 'STREAMS', 's', '>');
+      const [first] = (await r.call('XRANGE', 's', '-', '+', 'COUNT', 1)) as [string, string[]][];
+      await r.call('XACK', 's', 'g', first![0]);
+      await r.call('XREADGROUP', 'GROUP', 'g', 'c2', 'COUNT', 1, 'STREAMS', 's', '>');
+      // Moved to another db and back: the entries are found where the stream is now.
+      await r.call('SWAPDB', 0, 1);
+      await r.call('SWAPDB', 0, 1);
+      const want = await pendingOf(r, 's');
+      assert.equal(((want[0] as unknown[])[1] as unknown[]).length, 3, 'three entries pending');
+      const seq = await syncedSource(stack, src);
+      const report = await restore(deps(), { node: src.node, toSeq: seq, spawn: {} } as RestoreRequest);
+      if (report.pid) spawned.push(report.pid);
+      const c = new Redis(report.url!);
+      try {
+        assert.deepEqual(await pendingOf(c, 's'), want);
+      } finally {
+        c.disconnect();
+        if (report.pid) await stopPid(report.pid);
+      }
+    } finally {
+      r.disconnect();
+      await src.close();
+    }
+  });
+}
+
 test('a Redis 8 history with only Redis 7.0 to restore with is refused before any work, naming the line needed', async () => {
   const redis8 = serverOf('redis', '8.0');
   const src = await startSource(stack, [], { source: 'replication', bin: redis8.bin });

@@ -76,3 +76,22 @@ export function fieldTtlCommandsSql(node: string, epoch: number, afterSeq: numbe
   const names = FIELD_TTL_COMMANDS.map((c) => sqlString(c)).join(', ');
   return `SELECT count() AS n FROM flashback.events WHERE ${epochWhere(node, epoch)} AND seq > ${sqlUInt(afterSeq)} AND seq <= ${sqlUInt(toSeq)} AND upper(command) IN (${names})`;
 }
+
+/**
+ * SQL: the replicated `XCLAIM`s (every delivery of a consumer group: XREADGROUP, XCLAIM and XAUTOCLAIM reach the
+ * stream as `XCLAIM … TIME <ms> RETRYCOUNT <n> FORCE JUSTID LASTID <id>`) of a stretch, their `replay`, newest
+ * first (restorer/delivery-times.ts). With attribution an event's command is the client's (XREADGROUP, a script's):
+ * the replay says which are deliveries.
+ */
+export function streamDeliveriesSql(
+  node: string,
+  epoch: number,
+  afterSeq: number,
+  toSeq: number,
+  limit: number,
+): string {
+  return (
+    `SELECT replay FROM flashback.events WHERE ${epochWhere(node, epoch)} AND seq > ${sqlUInt(afterSeq)} ` +
+    `AND seq <= ${sqlUInt(toSeq)} AND kind = 'command' AND command IN ('XCLAIM', 'XREADGROUP', 'XAUTOCLAIM', 'EVAL', 'EVALSHA', 'FCALL') ORDER BY seq DESC LIMIT ${sqlUInt(limit)}`
+  );
+}
