@@ -88,13 +88,13 @@ export async function writeBaseRdb(
   const chunks = isWebStream(source)
     ? Readable.fromWeb(source as import('node:stream/web').ReadableStream<Uint8Array>)
     : source;
+  const out = createWriteStream(file);
   try {
-    await pipeline(
-      checkRdbMagic(chunks as AsyncIterable<Uint8Array | string>, file, counter, checkVersion),
-      createWriteStream(file),
-    );
+    await pipeline(checkRdbMagic(chunks as AsyncIterable<Uint8Array | string>, file, counter, checkVersion), out);
   } catch (err) {
-    // A refused or broken RDB leaves no partial base behind for a later look to mistake for one.
+    // A refused or broken RDB leaves no partial base behind for a later look to mistake for one. Only once the write
+    // stream has closed: its open may still be under way and would create the file after the rm (seen under load).
+    if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
     await rm(file, { force: true });
     throw err;
   }
