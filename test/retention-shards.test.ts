@@ -4,7 +4,7 @@
 // and `flashback sink` check --clickhouse-shards.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -31,7 +31,8 @@ import { applyRetention, type RetentionResult } from '../sink/retention.js';
 import { openRetentionShards } from '../sink/retention-shards.js';
 import { baselineToRow, eventToRow } from '../sink/rows.js';
 import { cli } from './helpers/cli.js';
-import { testClickHouse, testNats, testRedis } from './helpers/servers.js';
+import { rdbsAfter } from './helpers/rdb-steps.js';
+import { testClickHouse, testNats } from './helpers/servers.js';
 import { waitFor } from './helpers/stack.js';
 
 const DAY_MS = 86_400_000;
@@ -64,25 +65,6 @@ after(async () => {
   await Promise.all([shards?.stop(), nats?.stop()]);
   if (instancesDir) await rm(instancesDir, { recursive: true, force: true });
 });
-
-async function rdbsAfter(steps: [string, string][][]): Promise<Buffer[]> {
-  const redis = await testRedis();
-  const r = new Redis(redis.url);
-  try {
-    const out: Buffer[] = [];
-    for (const step of steps) {
-      for (const [k, v] of step) await r.set(k, v);
-      await r.save();
-      const [, dir] = (await r.config('GET', 'dir')) as [string, string];
-      const [, file] = (await r.config('GET', 'dbfilename')) as [string, string];
-      out.push(await readFile(path.join(dir, file)));
-    }
-    return out;
-  } finally {
-    r.disconnect();
-    await redis.stop();
-  }
-}
 
 /** A node id whose rows the Distributed tables put on shard `shard` (1-based): cityHash64(node) % 2 picks it. */
 async function nodeOnShard(shard: number, prefix: string): Promise<string> {

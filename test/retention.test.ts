@@ -1,7 +1,7 @@
 // Retention with real clickhouse-server and nats-server: old day partitions and superseded baselines (rows and objects)
 // go, the baseline the horizon needs and everything after it stay restorable.
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -20,7 +20,8 @@ import type { ServerProcess } from '../core/servers/server-process.js';
 import { restoreWindows } from '../core/store/windows.js';
 import { clickHouseEventStore, restore } from '../restorer/index.js';
 import { baselineToRow, eventToRow } from '../sink/rows.js';
-import { testClickHouse, testNats, testRedis } from './helpers/servers.js';
+import { rdbsAfter } from './helpers/rdb-steps.js';
+import { testClickHouse, testNats } from './helpers/servers.js';
 import { waitFor } from './helpers/stack.js';
 
 const DAY_MS = 86_400_000;
@@ -54,26 +55,6 @@ after(async () => {
   await Promise.all([clickhouse?.stop(), nats?.stop()]);
   if (instancesDir) await rm(instancesDir, { recursive: true, force: true });
 });
-
-/** RDBs of a real redis-server after each step of writes: the datasets the fake baselines hold. */
-async function rdbsAfter(steps: [string, string][][]): Promise<Buffer[]> {
-  const redis = await testRedis();
-  const r = new Redis(redis.url);
-  try {
-    const out: Buffer[] = [];
-    for (const step of steps) {
-      for (const [k, v] of step) await r.set(k, v);
-      await r.save();
-      const [, dir] = (await r.config('GET', 'dir')) as [string, string];
-      const [, file] = (await r.config('GET', 'dbfilename')) as [string, string];
-      out.push(await readFile(path.join(dir, file)));
-    }
-    return out;
-  } finally {
-    r.disconnect();
-    await redis.stop();
-  }
-}
 
 test('old partitions and superseded baselines go; the baseline at the horizon and everything after it stay restorable', async () => {
   const nowMs = Date.now();
