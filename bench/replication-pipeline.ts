@@ -53,7 +53,6 @@ function pass(chunks: Buffer[], table: CommandTable, stage: Stage): number {
         pending = [];
       }
     },
-    onMarker: () => undefined,
     wantAnchor: () => undefined,
     serverNowUs: () => 2e15,
   });

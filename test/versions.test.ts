@@ -257,6 +257,74 @@ for (const source of ['replication', 'monitor'] as const) {
   });
 }
 
+/** Each group's consumers with their pending counts (XINFO STREAM FULL), by group. */
+async function consumersOf(r: Redis, key: string): Promise<unknown[]> {
+  const full = (await r.call('XINFO', 'STREAM', key, 'FULL')) as unknown[];
+  const groups = full[full.indexOf('groups') + 1] as unknown[][];
+  return groups.map((g) => [
+    g[g.indexOf('name') + 1],
+    (g[g.indexOf('consumers') + 1] as unknown[][])
+      .map((c) => [c[c.indexOf('name') + 1], c[c.indexOf('pel-count') + 1]])
+      .sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
+  ]);
+}
+
+for (const m of MATRIX.filter((x) => x.line !== '7.0')) {
+  test(`${m.server} ${m.line}, replication capture with attribution: consumers a group read created without delivering come back, at every cutoff`, async () => {
+    const src = await startSource(stack, [], {
+      source: 'replication',
+      attribution: 'monitor',
+      bin: serverOf(m.server, m.line).bin,
+    });
+    const r = new Redis(src.redis.url);
+    const blocker = new Redis(src.redis.url);
+    try {
+      await r.call('XGROUP', 'CREATE', 's', 'g', '$', 'MKSTREAM');
+      await r.call('XGROUP', 'CREATE', 't', 'g', '$', 'MKSTREAM');
+      await r.xadd('s', '*', 'n', '1');
+      await r.call('XREADGROUP', 'GROUP', 'g', 'reader', 'COUNT', 1, 'STREAMS', 's', '>');
+      // Nothing left to deliver: on Redis 7.2+ and Valkey the stream carries no trace of these consumers.
+      await r.call('XREADGROUP', 'GROUP', 'g', 'idle', 'STREAMS', 's', 't', '>', '>');
+      await r.call('XREADGROUP', 'GROUP', 'g', 'idle', 'STREAMS', 's', '>');
+      await blocker.call('XREADGROUP', 'GROUP', 'g', 'blocked', 'BLOCK', 50, 'STREAMS', 't', '>');
+      await r.multi().call('XREADGROUP', 'GROUP', 'g', 'in-tx', 'STREAMS', 's', '>').set('k', 'v').exec();
+      // Refused (no such group): no consumer anywhere, and the replay must not fail on it.
+      await assert.rejects(r.call('XREADGROUP', 'GROUP', 'nogroup', 'x', 'STREAMS', 's', '>'), /NOGROUP/);
+      const want1 = [await consumersOf(r, 's'), await consumersOf(r, 't')];
+      const t1 = await serverTimeUs(r);
+      // Deleted, then created again by the same empty read: it must come back the second time too.
+      await r.call('XGROUP', 'DELCONSUMER', 's', 'g', 'idle');
+      await r.call('XGROUP', 'DELCONSUMER', 's', 'g', 'in-tx');
+      const want2 = [await consumersOf(r, 's'), await consumersOf(r, 't')];
+      const t2 = await serverTimeUs(r);
+      await r.call('XREADGROUP', 'GROUP', 'g', 'idle', 'STREAMS', 's', '>');
+      const want3 = [await consumersOf(r, 's'), await consumersOf(r, 't')];
+      assert.deepEqual(want2[0], [['g', [['reader', 1]]]], 'only reader left on s');
+      const seq = await syncedSource(stack, src);
+      const cases: [string, Partial<RestoreRequest>, unknown[]][] = [
+        ['at the instant before the deletes', { to: t1 }, want1],
+        ['after the deletes', { to: t2 }, want2],
+        ['at the end', { toSeq: seq }, want3],
+      ];
+      for (const [what, cutoff, want] of cases) {
+        const report = await restore(deps(), { node: src.node, ...cutoff, spawn: {} } as RestoreRequest);
+        if (report.pid) spawned.push(report.pid);
+        const c = new Redis(report.url!);
+        try {
+          assert.deepEqual([await consumersOf(c, 's'), await consumersOf(c, 't')], want, what);
+        } finally {
+          c.disconnect();
+          if (report.pid) await stopPid(report.pid);
+        }
+      }
+    } finally {
+      r.disconnect();
+      blocker.disconnect();
+      await src.close();
+    }
+  });
+}
+
 test('a Redis 8 history with only Redis 7.0 to restore with is refused before any work, naming the line needed', async () => {
   const redis8 = serverOf('redis', '8.0');
   const src = await startSource(stack, [], { source: 'replication', bin: redis8.bin });

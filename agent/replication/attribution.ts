@@ -2,9 +2,10 @@ import { ANCHOR_CHANNEL } from '../../core/bus/baseline.js';
 import { EventKind, REPLICATION_CLIENT, type FlashbackEvent } from '../../core/bus/event.js';
 import { commandName, type CommandTable } from '../../core/redis/command-table.js';
 import type { MonitorLine } from '../../core/redis/monitor-line.js';
+import { ConsumerCreations } from './consumer-creations.js';
 
 /** A write MONITOR showed between two anchors: who issued it, when, and its argv as issued. */
-interface IssuedWrite {
+export interface IssuedWrite {
   tsUs: number;
   db: number;
   client: string;
@@ -81,6 +82,9 @@ export class Attribution {
   private readonly queue: Pending[] = [];
   private scriptClient = '';
   private live = false;
+  private readonly consumers = new ConsumerCreations();
+  /** Time of the last event released: no event after it is timed earlier. */
+  private floorUs = 0;
 
   constructor(
     private readonly o: {
@@ -89,6 +93,11 @@ export class Attribution {
       ownClients: () => ReadonlySet<string>;
       /** How long an output waits for its MONITOR lines, ms. @default 1_000 */
       waitMs?: number;
+      /**
+       * Events were added to an output (consumers a group read created, below): the seqs after them moved up by `n`,
+       * and the assembler's next seq must too.
+       */
+      onSeqsAdded?: (n: number) => void;
     },
   ) {}
 
@@ -102,6 +111,7 @@ export class Attribution {
     this.live = true;
     this.current = [];
     this.intervals.clear();
+    this.consumers.clear();
   }
 
   /** MONITOR is gone: nothing more will come; what waits is released as it is. */
@@ -149,7 +159,8 @@ export class Attribution {
     const last = events[events.length - 1];
     const anchor =
       last?.kind === EventKind.Heartbeat && last.args.length === 3 ? last.args[2]!.toString('latin1') : undefined;
-    const needs = this.live && anchor !== undefined && events.some((e) => e.client === REPLICATION_CLIENT);
+    // An anchor without entries waits too: its interval may hold a group read that created a consumer and no entry.
+    const needs = this.live && anchor !== undefined;
     this.queue.push({ events, release, anchor: needs ? anchor : undefined, since: Date.now() });
     this.drain(false);
   }
@@ -174,23 +185,42 @@ export class Attribution {
           if (Date.now() - p.since < waitMs) return;
           this.timedOut++;
         } else {
-          // Intervals before this one no output asked for (an anchor the stream did not take as one) go with it.
-          for (const k of this.intervals.keys()) {
+          // Intervals before this one no output asked for (an idle anchor not stored, one the stream did not take as
+          // one) go with it: their group reads come along (they left no entry, so nothing else can match them).
+          const carried: IssuedWrite[] = [];
+          for (const [k, w] of this.intervals) {
             this.intervals.delete(k);
             if (k === p.anchor) break;
+            for (const x of w) if (x.name === 'XREADGROUP') carried.push(x);
           }
-          this.match(p.events, writes);
+          const added = this.match(p.events, carried.length > 0 ? [...carried, ...writes] : writes);
+          if (added > 0) {
+            // The seqs of what waits behind it, and the assembler's next one, move up with them.
+            for (let i = 1; i < this.queue.length; i++)
+              for (const e of this.queue[i]!.events) {
+                e.seq += added;
+                if (e.tx > 0) e.tx += added;
+              }
+            this.o.onSeqsAdded?.(added);
+          }
         }
       }
       this.queue.shift();
+      const lastEvent = p.events[p.events.length - 1];
+      if (lastEvent) this.floorUs = Math.max(this.floorUs, lastEvent.tsUs);
       p.release();
     }
   }
 
-  /** Gives the interval's entries their writes, then times: a tx its commit time, unmatched ones the next time. */
-  private match(events: FlashbackEvent[], writes: IssuedWrite[]): void {
+  /**
+   * Gives the interval's entries their writes, then times: a tx its commit time, unmatched ones the next time. Adds
+   * the consumers group reads created without an entry (ConsumerCreations); returns how many events it added.
+   */
+  private match(events: FlashbackEvent[], writes: IssuedWrite[]): number {
     let next = 0;
     let last: { w: IssuedWrite; tx: number } | undefined;
+    /** Index of the last event each write was given to. */
+    const eventOf = new Array<number | undefined>(writes.length);
     const times = new Array<number | undefined>(events.length);
     for (let i = 0; i < events.length; i++) {
       const e = events[i]!;
@@ -199,13 +229,21 @@ export class Attribution {
       // write: skipping to an earlier write on the same key could give it a time before it ran (an expiry's DEL
       // taking the time of the SET … PX that set the TTL).
       let found = -1;
-      for (let j = next; j < writes.length && found < 0; j++) if (sameArgv(writes[j]!, e)) found = j;
-      if (found < 0 && next < writes.length && rewritten(writes[next]!, e)) found = next;
+      // A group read's entries come in one block (XCLAIM per entry delivered, then XGROUP SETID on 7.2+): the rest of
+      // the block is the same read's, not the next read on that key (which may have delivered nothing).
+      const sameRead = last?.w.name === 'XREADGROUP' && e.tx > 0 && e.tx === last.tx && rewritten(last.w, e);
+      if (sameRead) found = -2;
+      for (let j = next; j < writes.length && found === -1; j++) if (sameArgv(writes[j]!, e)) found = j;
+      if (found === -1 && next < writes.length && rewritten(writes[next]!, e)) found = next;
       let w: IssuedWrite | undefined;
       if (found >= 0) {
         w = writes[found]!;
         next = found + 1;
-      } else if (last && e.tx > 0 && e.tx === last.tx && rewritten(last.w, e)) w = last.w; // SPOP 3: one block
+        eventOf[found] = i;
+      } else if (sameRead || (last && e.tx > 0 && e.tx === last.tx && rewritten(last.w, e))) {
+        w = last!.w; // SPOP 3: one block
+        eventOf[next - 1] = i;
+      }
       if (!w) {
         this.unattributed++;
         last = undefined;
@@ -218,6 +256,7 @@ export class Attribution {
       e.command = w.name;
       if (!sameArgs(w.argv, e.replay)) e.args = w.argv;
     }
+    const added = this.consumers.insert(events, writes, eventOf, times);
     // A transaction commits at its last write; an unmatched entry ran by the next matched one, or by the anchor.
     const txTime = new Map<number, number>();
     events.forEach((e, i) => {
@@ -228,9 +267,11 @@ export class Attribution {
       const e = events[i]!;
       const t = e.tx > 0 && txTime.has(e.tx) ? txTime.get(e.tx)! : times[i];
       if (e.kind === EventKind.Heartbeat) continue;
-      e.tsUs = Math.min(upper, t ?? upper);
+      // Never before the previous output's last time: a carried group read may be older than that output's anchor.
+      e.tsUs = Math.max(this.floorUs, Math.min(upper, t ?? upper));
       upper = e.tsUs;
     }
+    return added;
   }
 }
 

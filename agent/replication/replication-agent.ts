@@ -3,7 +3,7 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ObjectStore } from '@nats-io/obj';
 import { baselineObjectName, baselineSubject, sha256OfDigest, type BaselineRecord } from '../../core/bus/baseline.js';
-import type { FlashbackEvent } from '../../core/bus/event.js';
+import { EventKind, type FlashbackEvent } from '../../core/bus/event.js';
 import { translateNatsError } from '../../core/bus/nats.js';
 import { describeError } from '../../core/errors.js';
 import type { Registry } from 'prom-client';
@@ -148,7 +148,13 @@ export class ReplicationAgent implements Agent {
     await ensureBacklog(control, this.o.minBacklogBytes, logger);
     this.ownClients.add(await clientAddr(control));
     if (this.o.attribution === 'monitor') {
-      this.attribution = new Attribution({ table: this.table, ownClients: () => this.ownClients });
+      this.attribution = new Attribution({
+        table: this.table,
+        ownClients: () => this.ownClients,
+        onSeqsAdded: (n) => {
+          if (this.run) this.run.assembler.lastSeq += n;
+        },
+      });
       await this.startMonitor();
     }
     const resume = await readResumePoint(this.o.nc, this.node);
@@ -296,7 +302,6 @@ export class ReplicationAgent implements Agent {
         heartbeatIntervalUs: this.o.heartbeatIntervalMs * 1000,
         serverNowUs: () => Date.now() * 1000 - this.skewUs,
         wantAnchor: () => this.anchors?.request(),
-        onMarker: (ev) => this.onMarker(run, ev),
         emit: (events, endOffset, db) => {
           if (events.length > 0) {
             this.counters.eventsEmitted(events.length);
@@ -307,6 +312,10 @@ export class ReplicationAgent implements Agent {
           const publish = () => {
             publisher.enqueue(events, position);
             this.throttle();
+            // Markers once their seqs are final (attribution may add events before them); only those an anchor
+            // timed: an epoch's closing output proves nothing after it.
+            if (events[events.length - 1]?.kind === EventKind.Heartbeat)
+              for (const e of events) if (e.kind === EventKind.Baseline) this.onMarker(run, e);
           };
           if (this.attribution) this.attribution.submit(events, publish);
           else publish();

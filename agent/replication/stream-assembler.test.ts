@@ -32,7 +32,6 @@ function harness(o: { db?: number; lastSeq?: number } = {}) {
     lastSeq: o.lastSeq ?? 0,
     db: o.db,
     emit: (events, offset, db) => out.push({ events, offset, db }),
-    onMarker: () => undefined,
     wantAnchor: () => anchorsWanted++,
     serverNowUs: () => 2_000_000_000_000_000,
   });

@@ -22,8 +22,6 @@ export interface StreamAssemblerOptions {
    * has selected there.
    */
   emit: (events: FlashbackEvent[], endOffset: number, db: number) => void;
-  /** A baseline marker event, once it has its seq and time. */
-  onMarker: (ev: FlashbackEvent) => void;
   /** Stream entries wait for a time anchor: ask for one. */
   wantAnchor: () => void;
   /** The server's clock now, µs (agent clock less the measured skew). */
@@ -163,7 +161,6 @@ export class StreamAssembler {
       this.lastStoredAnchorUs = t;
     }
     this.o.emit(out, this.heldOffset, this.db);
-    for (const e of out) if (e.kind === EventKind.Baseline) this.o.onMarker(e);
   }
 
   /** Gives the held events their seqs (tx = the first seq of their MULTI block) and time `t`; empties `held`. */
