@@ -323,9 +323,14 @@ export async function ensureEventStream(
 export async function ensureBaselineStore(nc: NatsConnection, o: { replicas?: number } = {}): Promise<ObjectStore> {
   checkReplicas(o.replicas);
   await natsJetStreamManager(nc);
+  const objm = new Objm(nc);
   try {
-    return await new Objm(nc).create(BASELINE_BUCKET, { storage: ObjStorageType.File, replicas: o.replicas ?? 1 });
+    return await objm.create(BASELINE_BUCKET, { storage: ObjStorageType.File, replicas: o.replicas ?? 1 });
   } catch (cause) {
+    // Two services creating it at once: the loser's add is refused ("subjects overlap with an existing stream", seen
+    // in a loaded test run); the store the winner made is the one wanted.
+    const made = await objm.open(BASELINE_BUCKET).catch(() => undefined);
+    if (made) return made;
     throw translateNatsError(cause, `object store ${BASELINE_BUCKET} on NATS at ${nc.getServer()}`);
   }
 }
