@@ -67,6 +67,12 @@ export interface AgentStats {
   unattributed?: number;
   /** Server-side output buffer of attribution's MONITOR client, bytes. */
   attributionMonitorOutputBytes?: number;
+  /**
+   * Replication mode on Redis 7.2+/Valkey without attribution: the watch for consumers created by group reads that
+   * delivered nothing (agent/replication/consumer-watch.ts); and events added for such consumers (either way).
+   */
+  consumerWatch?: 'on' | 'paused' | 'off';
+  consumersAdded?: number;
 }
 
 /** What the baseline scheduler tells about baselines (agent/baseline-scheduler.ts). */
@@ -320,6 +326,12 @@ function agentRegistry(stats: () => AgentStats, lagSeconds: Histogram): Registry
     help: 'Time anchors placed in the replication stream; replication mode',
     labelNames: [],
     read: () => (read().source === 'replication' ? [[{}, read().anchorsSent ?? 0]] : []),
+  });
+  snapshotCounter(registry, {
+    name: 'flashback_agent_consumers_added_total',
+    help: 'Events added for stream consumers a group read created without delivering (Redis 7.2+, Valkey); replication mode',
+    labelNames: [],
+    read: () => (read().source === 'replication' ? [[{}, read().consumersAdded ?? 0]] : []),
   });
   return registry;
 }

@@ -269,61 +269,81 @@ async function consumersOf(r: Redis, key: string): Promise<unknown[]> {
   ]);
 }
 
-for (const m of MATRIX.filter((x) => x.line !== '7.0')) {
-  test(`${m.server} ${m.line}, replication capture with attribution: consumers a group read created without delivering come back, at every cutoff`, async () => {
-    const src = await startSource(stack, [], {
-      source: 'replication',
-      attribution: 'monitor',
-      bin: serverOf(m.server, m.line).bin,
-    });
-    const r = new Redis(src.redis.url);
-    const blocker = new Redis(src.redis.url);
-    try {
-      await r.call('XGROUP', 'CREATE', 's', 'g', '$', 'MKSTREAM');
-      await r.call('XGROUP', 'CREATE', 't', 'g', '$', 'MKSTREAM');
-      await r.xadd('s', '*', 'n', '1');
-      await r.call('XREADGROUP', 'GROUP', 'g', 'reader', 'COUNT', 1, 'STREAMS', 's', '>');
-      // Nothing left to deliver: on Redis 7.2+ and Valkey the stream carries no trace of these consumers.
-      await r.call('XREADGROUP', 'GROUP', 'g', 'idle', 'STREAMS', 's', 't', '>', '>');
-      await r.call('XREADGROUP', 'GROUP', 'g', 'idle', 'STREAMS', 's', '>');
-      await blocker.call('XREADGROUP', 'GROUP', 'g', 'blocked', 'BLOCK', 50, 'STREAMS', 't', '>');
-      await r.multi().call('XREADGROUP', 'GROUP', 'g', 'in-tx', 'STREAMS', 's', '>').set('k', 'v').exec();
-      // Refused (no such group): no consumer anywhere, and the replay must not fail on it.
-      await assert.rejects(r.call('XREADGROUP', 'GROUP', 'nogroup', 'x', 'STREAMS', 's', '>'), /NOGROUP/);
-      const want1 = [await consumersOf(r, 's'), await consumersOf(r, 't')];
-      const t1 = await serverTimeUs(r);
-      // Deleted, then created again by the same empty read: it must come back the second time too.
-      await r.call('XGROUP', 'DELCONSUMER', 's', 'g', 'idle');
-      await r.call('XGROUP', 'DELCONSUMER', 's', 'g', 'in-tx');
-      const want2 = [await consumersOf(r, 's'), await consumersOf(r, 't')];
-      const t2 = await serverTimeUs(r);
-      await r.call('XREADGROUP', 'GROUP', 'g', 'idle', 'STREAMS', 's', '>');
-      const want3 = [await consumersOf(r, 's'), await consumersOf(r, 't')];
-      assert.deepEqual(want2[0], [['g', [['reader', 1]]]], 'only reader left on s');
-      const seq = await syncedSource(stack, src);
-      const cases: [string, Partial<RestoreRequest>, unknown[]][] = [
-        ['at the instant before the deletes', { to: t1 }, want1],
-        ['after the deletes', { to: t2 }, want2],
-        ['at the end', { toSeq: seq }, want3],
-      ];
-      for (const [what, cutoff, want] of cases) {
-        const report = await restore(deps(), { node: src.node, ...cutoff, spawn: {} } as RestoreRequest);
-        if (report.pid) spawned.push(report.pid);
-        const c = new Redis(report.url!);
-        try {
-          assert.deepEqual([await consumersOf(c, 's'), await consumersOf(c, 't')], want, what);
-        } finally {
-          c.disconnect();
-          if (report.pid) await stopPid(report.pid);
+for (const m of MATRIX.filter((x) => x.line !== '7.0'))
+  for (const attribution of ['monitor', 'off'] as const) {
+    test(`${m.server} ${m.line}, replication capture, attribution ${attribution}: consumers a group read created without delivering come back, at every cutoff`, async () => {
+      const src = await startSource(stack, [], {
+        source: 'replication',
+        attribution,
+        bin: serverOf(m.server, m.line).bin,
+      });
+      if (attribution === 'off') assert.equal(src.agent.stats().consumerWatch, 'on', 'the consumer watch runs');
+      const r = new Redis(src.redis.url);
+      const blocker = new Redis(src.redis.url);
+      try {
+        await r.call('XGROUP', 'CREATE', 's', 'g', '$', 'MKSTREAM');
+        await r.call('XGROUP', 'CREATE', 't', 'g', '$', 'MKSTREAM');
+        await r.xadd('s', '*', 'n', '1');
+        await r.call('XREADGROUP', 'GROUP', 'g', 'reader', 'COUNT', 1, 'STREAMS', 's', '>');
+        // Nothing left to deliver: on Redis 7.2+ and Valkey the stream carries no trace of these consumers.
+        await r.call('XREADGROUP', 'GROUP', 'g', 'idle', 'STREAMS', 's', 't', '>', '>');
+        await r.call('XREADGROUP', 'GROUP', 'g', 'idle', 'STREAMS', 's', '>');
+        await blocker.call('XREADGROUP', 'GROUP', 'g', 'blocked', 'BLOCK', 50, 'STREAMS', 't', '>');
+        await r.multi().call('XREADGROUP', 'GROUP', 'g', 'in-tx', 'STREAMS', 's', '>').set('k', 'v').exec();
+        // Claims of nothing create their consumer too.
+        await r.call('XCLAIM', 's', 'g', 'claimer', 0, '1-0');
+        await r.call('XAUTOCLAIM', 't', 'g', 'auto', 0, '0-0');
+        // Refused (no such group): no consumer anywhere, and the replay must not fail on it.
+        await assert.rejects(r.call('XREADGROUP', 'GROUP', 'nogroup', 'x', 'STREAMS', 's', '>'), /NOGROUP/);
+        const want1 = [await consumersOf(r, 's'), await consumersOf(r, 't')];
+        // Stored up to here first: without attribution a time cutoff resolves to the last anchor before it.
+        await syncedSource(stack, src);
+        const t1 = await serverTimeUs(r);
+        // Deleted, then created again by the same empty read: it must come back the second time too.
+        await r.call('XGROUP', 'DELCONSUMER', 's', 'g', 'idle');
+        await r.call('XGROUP', 'DELCONSUMER', 's', 'g', 'in-tx');
+        const want2 = [await consumersOf(r, 's'), await consumersOf(r, 't')];
+        await syncedSource(stack, src);
+        const t2 = await serverTimeUs(r);
+        await r.call('XREADGROUP', 'GROUP', 'g', 'idle', 'STREAMS', 's', '>');
+        const want3 = [await consumersOf(r, 's'), await consumersOf(r, 't')];
+        assert.deepEqual(
+          want2[0],
+          [
+            [
+              'g',
+              [
+                ['claimer', 0],
+                ['reader', 1],
+              ],
+            ],
+          ],
+          'claimer and reader left on s',
+        );
+        const seq = await syncedSource(stack, src);
+        const cases: [string, Partial<RestoreRequest>, unknown[]][] = [
+          ['at the instant before the deletes', { to: t1 }, want1],
+          ['after the deletes', { to: t2 }, want2],
+          ['at the end', { toSeq: seq }, want3],
+        ];
+        for (const [what, cutoff, want] of cases) {
+          const report = await restore(deps(), { node: src.node, ...cutoff, spawn: {} } as RestoreRequest);
+          if (report.pid) spawned.push(report.pid);
+          const c = new Redis(report.url!);
+          try {
+            assert.deepEqual([await consumersOf(c, 's'), await consumersOf(c, 't')], want, what);
+          } finally {
+            c.disconnect();
+            if (report.pid) await stopPid(report.pid);
+          }
         }
+      } finally {
+        r.disconnect();
+        blocker.disconnect();
+        await src.close();
       }
-    } finally {
-      r.disconnect();
-      blocker.disconnect();
-      await src.close();
-    }
-  });
-}
+    });
+  }
 
 test('a Redis 8 history with only Redis 7.0 to restore with is refused before any work, naming the line needed', async () => {
   const redis8 = serverOf('redis', '8.0');

@@ -2,7 +2,7 @@ import { ANCHOR_CHANNEL } from '../../core/bus/baseline.js';
 import { EventKind, REPLICATION_CLIENT, type FlashbackEvent } from '../../core/bus/event.js';
 import { commandName, type CommandTable } from '../../core/redis/command-table.js';
 import type { MonitorLine } from '../../core/redis/monitor-line.js';
-import { ConsumerCreations } from './consumer-creations.js';
+import { ConsumerCreations, CREATES_CONSUMER, parseGroupRead } from './consumer-creations.js';
 
 /** A write MONITOR showed between two anchors: who issued it, when, and its argv as issued. */
 export interface IssuedWrite {
@@ -12,6 +12,8 @@ export interface IssuedWrite {
   argv: Buffer[];
   name: string;
   firstKey: Buffer | undefined;
+  /** A group read's group and consumer, once asked (null: not a well-formed one). */
+  read?: { group: Buffer; consumer: Buffer; keys: Buffer[] } | null;
 }
 
 /** One output of the stream assembler, waiting for the MONITOR lines of its anchor interval. */
@@ -101,6 +103,11 @@ export class Attribution {
     },
   ) {}
 
+  /** Events added for consumers group reads created without an entry. */
+  get consumersAdded(): number {
+    return this.consumers.added;
+  }
+
   /** Outputs waiting for their MONITOR lines. */
   get waiting(): number {
     return this.queue.length;
@@ -179,6 +186,7 @@ export class Attribution {
     const waitMs = this.o.waitMs ?? 1_000;
     while (this.queue.length > 0) {
       const p = this.queue[0]!;
+      let matched = false;
       if (p.anchor !== undefined && !all) {
         const writes = this.intervals.get(p.anchor);
         if (!writes) {
@@ -191,8 +199,9 @@ export class Attribution {
           for (const [k, w] of this.intervals) {
             this.intervals.delete(k);
             if (k === p.anchor) break;
-            for (const x of w) if (x.name === 'XREADGROUP') carried.push(x);
+            for (const x of w) if (CREATES_CONSUMER.has(x.name)) carried.push(x);
           }
+          matched = true;
           const added = this.match(p.events, carried.length > 0 ? [...carried, ...writes] : writes);
           if (added > 0) {
             // The seqs of what waits behind it, and the assembler's next one, move up with them.
@@ -206,6 +215,8 @@ export class Attribution {
         }
       }
       this.queue.shift();
+      // Matched outputs went through the consumer creations already; the others may still remove consumers.
+      if (!matched) this.consumers.forget(p.events);
       const lastEvent = p.events[p.events.length - 1];
       if (lastEvent) this.floorUs = Math.max(this.floorUs, lastEvent.tsUs);
       p.release();
@@ -288,5 +299,18 @@ function sameArgv(w: IssuedWrite, e: FlashbackEvent): boolean {
 function rewritten(w: IssuedWrite, e: FlashbackEvent): boolean {
   if (w.db !== e.db || !ISSUED_AS[e.command]?.includes(w.name)) return false;
   const k = e.keys[0];
-  return k !== undefined && w.firstKey !== undefined && k.equals(w.firstKey);
+  if (k === undefined || w.firstKey === undefined || !k.equals(w.firstKey)) return false;
+  return w.name !== 'XREADGROUP' || sameReader(w, e);
+}
+
+/**
+ * A group read's entries name its group (`XCLAIM key group consumer …`, `XGROUP SETID key group …`) and, for XCLAIM,
+ * its consumer: an entry of another read on the key (a blocked read served now) is not this read's, which may have
+ * delivered nothing and created its consumer (ConsumerCreations).
+ */
+function sameReader(w: IssuedWrite, e: FlashbackEvent): boolean {
+  const read = (w.read ??= parseGroupRead(w.argv) ?? null);
+  if (!read) return false;
+  if (!e.args[2]?.equals(read.group)) return false;
+  return e.command !== 'XCLAIM' || e.args[3]?.equals(read.consumer) === true;
 }

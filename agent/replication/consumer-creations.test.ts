@@ -123,6 +123,34 @@ describe('ConsumerCreations', () => {
     );
   });
 
+  it('a consumer the watch found goes after the interval’s last entry on its stream, else first; timed by the anchor', () => {
+    const c = new ConsumerCreations();
+    const found = (key: string, consumer: string) => ({
+      db: 0,
+      key: Buffer.from(key),
+      group: Buffer.from('g'),
+      consumer: Buffer.from(consumer),
+    });
+    const events = [ev(20, 'DEL', 'marker'), ev(21, 'XGROUP', 's'), ev(22, 'SET', 'k'), anchor(23)];
+    events[3]!.tsUs = 777;
+    assert.equal(c.insertInInterval(events, [found('s', 'a'), found('t', 'b'), found('s', 'a')]), 2);
+    assert.deepEqual(
+      events.map((e) => [e.seq, e.command, e.args.map(String).join(' ')]),
+      [
+        [20, 'XGROUP', 'XGROUP CREATECONSUMER t g b'],
+        [21, 'DEL', 'DEL'],
+        [22, 'XGROUP', 'XGROUP'],
+        [23, 'XGROUP', 'XGROUP CREATECONSUMER s g a'],
+        [24, 'SET', 'SET'],
+        [25, ANCHOR_COMMAND, ANCHOR_COMMAND],
+      ],
+    );
+    assert.deepEqual(events[3]!.replay.map(String), ['EVAL', CREATE_CONSUMER_SCRIPT, '1', 's', 'g', 'a']);
+    assert.equal(events[0]!.tsUs, 777);
+    // s was touched in that output (XGROUP): not remembered; t was: found again, nothing added.
+    assert.equal(c.insertInInterval([anchor(30)], [found('s', 'a'), found('t', 'b')]), 1);
+  });
+
   it('reads the group, consumer and keys of every form of XREADGROUP, and refuses what is not one', () => {
     const r = parseGroupRead(b('xreadgroup', 'group', 'g', 'c', 'BLOCK', '0', 'NOACK', 'STREAMS', 'a', 'b', '>', '0'));
     assert.deepEqual(r && [String(r.group), String(r.consumer), r.keys.map(String)], ['g', 'c', ['a', 'b']]);

@@ -1,4 +1,4 @@
-import { EventKind, type FlashbackEvent } from '../../core/bus/event.js';
+import { EventKind, REPLICATION_CLIENT, type FlashbackEvent } from '../../core/bus/event.js';
 import type { IssuedWrite } from './attribution.js';
 
 /**
@@ -27,13 +27,31 @@ const KEEPS = new Set([
   'PERSIST',
 ]);
 
+/** A consumer of a stream's group. */
+export interface FoundConsumer {
+  db: number;
+  key: Buffer;
+  group: Buffer;
+  consumer: Buffer;
+}
+
+interface Insert {
+  at: number;
+  event: FlashbackEvent;
+  tsUs?: number;
+}
+
+const XGROUP = Buffer.from('XGROUP');
+const CREATECONSUMER = Buffer.from('CREATECONSUMER');
+
 /** Known consumers kept at most; past it the set starts over (an event too many, never one too few). */
 const MAX_KNOWN = 100_000;
 
 /**
- * Redis 7.2+ and Valkey do not replicate the consumer a group read (`XREADGROUP`) creates when it delivers nothing
- * (a blocked read, a read at the end of the stream): a replica, and a replay of the stream, lacks it. MONITOR shows
- * the read: attribution adds one event per stream and consumer such a read named, replayed as
+ * Redis 7.2+ and Valkey do not replicate the consumer a group read (`XREADGROUP`) creates when it delivers nothing (a
+ * blocked read, a read at the end of the stream), nor one an `XCLAIM`/`XAUTOCLAIM` of nothing creates: a replica, and
+ * a replay of the stream, lacks it. MONITOR shows the command: attribution adds one event per stream and consumer it
+ * named, replayed as
  * {@link CREATE_CONSUMER_SCRIPT}, where the read ran among the interval's entries. Consumers already added are
  * remembered until an entry that could remove them, so a polling consumer costs one event, not one per poll.
  */
@@ -60,7 +78,67 @@ export class ConsumerCreations {
     eventOf: readonly (number | undefined)[],
     times: (number | undefined)[],
   ): number {
-    // Keys an entry of this output may have taken consumers from (anywhere in it: before or after the read).
+    const touched = this.forget(events);
+    const inserts: Insert[] = [];
+    for (let j = 0; j < writes.length; j++) {
+      const w = writes[j]!;
+      // A read that delivered on one stream may have created its consumer on another it named: every read counts.
+      const read = consumerNamed(w.name, w.argv);
+      if (!read) continue;
+      for (const key of read.keys) {
+        if (!this.take(w.db, key, read.group, read.consumer, touched)) continue;
+        const own = eventOf[j];
+        const at = own !== undefined ? own + 1 : this.position(events, eventOf, j);
+        const event = this.event(events, at, { db: w.db, key, group: read.group, consumer: read.consumer });
+        event.client = w.client;
+        event.command = w.name;
+        event.args = w.argv;
+        event.tsUs = w.tsUs;
+        inserts.push({ at, event, tsUs: w.tsUs });
+      }
+    }
+    return this.splice(events, inserts, times);
+  }
+
+  /**
+   * Inserts consumers found on the source after a keyspace notification (ConsumerWatch, attribution off) into the
+   * output of the anchor interval the notification came in: right after the output's last entry on that stream (its
+   * group may have been made there), else first (never ahead of the epoch's marker). All carry the anchor's time, as
+   * everything in the output does. Renumbers like {@link insert}.
+   */
+  insertInInterval(events: FlashbackEvent[], found: readonly FoundConsumer[]): number {
+    const touched = this.forget(events);
+    const inserts: Insert[] = [];
+    const once = new Set<string>();
+    for (const c of found) {
+      const id = `${c.db}\0${c.key.toString('latin1')}\0${c.group.toString('latin1')}\0${c.consumer.toString('latin1')}`;
+      if (once.has(id)) continue;
+      once.add(id);
+      if (!this.take(c.db, c.key, c.group, c.consumer, touched)) continue;
+      let at = events[0]?.kind === EventKind.Baseline ? 1 : 0;
+      for (let i = events.length - 1; i >= at; i--) {
+        const e = events[i]!;
+        if (e.kind === EventKind.Command && e.db === c.db && e.keys.some((k) => k.equals(c.key))) {
+          at = i + 1;
+          break;
+        }
+      }
+      const event = this.event(events, at, c);
+      event.command = 'XGROUP';
+      event.args = [XGROUP, CREATECONSUMER, c.key, c.group, c.consumer];
+      event.tsUs = events[events.length - 1]!.tsUs;
+      inserts.push({ at, event });
+    }
+    // splice() wants positions in order.
+    inserts.sort((a, b) => a.at - b.at);
+    return this.splice(events, inserts);
+  }
+
+  /**
+   * Forgets the consumers of keys an entry of this output may have removed them from (before or after a read). Every
+   * output goes through it: insert() and insertBeforeAnchor() call it, the stages call it for outputs they pass on.
+   */
+  forget(events: readonly FlashbackEvent[]): Set<string> {
     const touched = new Set<string>();
     for (const e of events) {
       if (e.kind !== EventKind.Command || KEEPS.has(e.command)) continue;
@@ -72,33 +150,32 @@ export class ConsumerCreations {
       this.known.delete(k);
     }
     if (this.size > MAX_KNOWN) this.clear();
-    const inserts: { at: number; event: FlashbackEvent; tsUs: number }[] = [];
-    for (let j = 0; j < writes.length; j++) {
-      const w = writes[j]!;
-      if (w.name !== 'XREADGROUP' || eventOf[j] !== undefined) continue;
-      const read = parseGroupRead(w.argv);
-      if (!read) continue;
-      const who = `${read.group.toString('latin1')}\0${read.consumer.toString('latin1')}`;
-      for (const key of read.keys) {
-        const where = `${w.db}\0${key.toString('latin1')}`;
-        let seen = this.known.get(where);
-        if (seen?.has(who)) continue;
-        if (!touched.has(where)) {
-          if (!seen) this.known.set(where, (seen = new Set()));
-          seen.add(who);
-          this.size++;
-        }
-        const at = this.position(events, eventOf, j);
-        inserts.push({ at, tsUs: w.tsUs, event: this.event(events, at, w, key, read.group, read.consumer) });
-      }
+    return touched;
+  }
+
+  /** Whether this consumer must be added; remembered unless an entry of the output touched its key. */
+  private take(db: number, key: Buffer, group: Buffer, consumer: Buffer, touched: ReadonlySet<string>): boolean {
+    const where = `${db}\0${key.toString('latin1')}`;
+    const who = `${group.toString('latin1')}\0${consumer.toString('latin1')}`;
+    let seen = this.known.get(where);
+    if (seen?.has(who)) return false;
+    if (!touched.has(where)) {
+      if (!seen) this.known.set(where, (seen = new Set()));
+      seen.add(who);
+      this.size++;
     }
+    return true;
+  }
+
+  /** Splices `inserts` in (positions in the original array), renumbers seqs and tx ids; returns how many. */
+  private splice(events: FlashbackEvent[], inserts: readonly Insert[], times?: (number | undefined)[]): number {
     if (inserts.length === 0) return 0;
     const first = events[0]!.seq;
-    // Back to front, so earlier positions stay valid; equal positions keep the reads' order.
+    // Back to front, so earlier positions stay valid; equal positions keep their order.
     for (let i = inserts.length - 1; i >= 0; i--) {
       const { at, event, tsUs } = inserts[i]!;
       events.splice(at, 0, event);
-      times.splice(at, 0, tsUs);
+      times?.splice(at, 0, tsUs);
     }
     const moved = new Map<number, number>();
     events.forEach((e, i) => {
@@ -126,14 +203,7 @@ export class ConsumerCreations {
     return at;
   }
 
-  private event(
-    events: readonly FlashbackEvent[],
-    at: number,
-    w: IssuedWrite,
-    key: Buffer,
-    group: Buffer,
-    consumer: Buffer,
-  ): FlashbackEvent {
+  private event(events: readonly FlashbackEvent[], at: number, c: FoundConsumer): FlashbackEvent {
     const before = events[at - 1];
     const after = events[at];
     // Between two entries of one MULTI … EXEC block, it ran inside it.
@@ -143,17 +213,35 @@ export class ConsumerCreations {
       node: model.node,
       epoch: model.epoch,
       seq: 0,
-      tsUs: w.tsUs,
-      db: w.db,
-      client: w.client,
+      tsUs: 0,
+      db: c.db,
+      client: REPLICATION_CLIENT,
       kind: EventKind.Command,
-      command: 'XREADGROUP',
-      keys: [key],
-      args: w.argv,
-      replay: [EVAL, SCRIPT, ONE, key, group, consumer],
+      command: 'XGROUP',
+      keys: [c.key],
+      args: [],
+      replay: [EVAL, SCRIPT, ONE, c.key, c.group, c.consumer],
       tx,
     };
   }
+}
+
+/** Commands that create their consumer whether or not they deliver or claim anything (Redis 7.2+, Valkey). */
+export const CREATES_CONSUMER = new Set(['XREADGROUP', 'XCLAIM', 'XAUTOCLAIM']);
+
+/**
+ * The group, consumer and stream keys of a command that creates its consumer: a group read, or `XCLAIM`/`XAUTOCLAIM
+ * key group consumer …` (checked on Redis 8.0.2 and Valkey 8.0.1: a claim of nothing creates it too, and a replica
+ * never gets it).
+ */
+export function consumerNamed(
+  name: string,
+  argv: readonly Buffer[],
+): { group: Buffer; consumer: Buffer; keys: Buffer[] } | undefined {
+  if (name === 'XREADGROUP') return parseGroupRead(argv);
+  if ((name === 'XCLAIM' || name === 'XAUTOCLAIM') && argv.length >= 4)
+    return { group: argv[2]!, consumer: argv[3]!, keys: [argv[1]!] };
+  return undefined;
 }
 
 /** `XREADGROUP GROUP g c [COUNT n] [BLOCK ms] [NOACK] STREAMS k… id…` → its group, consumer and stream keys. */

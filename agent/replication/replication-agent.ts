@@ -17,6 +17,7 @@ import { clientAddr, clockSkewUs } from '../source.js';
 import { MonitorParser } from '../../core/redis/monitor-parser.js';
 import { MonitorSource } from '../monitor/monitor-source.js';
 import { Attribution } from './attribution.js';
+import { ConsumerWatch, createsConsumersSilently } from './consumer-watch.js';
 import { BaselineScheduler } from '../baseline-scheduler.js';
 import { readLastBaseline } from '../last-baseline.js';
 import { CaptureMetrics, commonStats, type AgentStats } from '../metrics.js';
@@ -100,6 +101,7 @@ export class ReplicationAgent implements Agent {
   private masterOffset = 0;
   private pausedForBacklog = false;
   private attribution: Attribution | undefined;
+  private consumerWatch: ConsumerWatch | undefined;
   private monitor: MonitorSource | undefined;
   private readonly ownClients = new Set<string>();
 
@@ -156,6 +158,16 @@ export class ReplicationAgent implements Agent {
         },
       });
       await this.startMonitor();
+    } else if (createsConsumersSilently(await readSourceInfo(control))) {
+      this.consumerWatch = new ConsumerWatch({
+        target,
+        control,
+        logger,
+        onSeqsAdded: (n) => {
+          if (this.run) this.run.assembler.lastSeq += n;
+        },
+      });
+      await this.consumerWatch.start();
     }
     const resume = await readResumePoint(this.o.nc, this.node);
     this.anchors = await AnchorDriver.open({
@@ -318,6 +330,7 @@ export class ReplicationAgent implements Agent {
               for (const e of events) if (e.kind === EventKind.Baseline) this.onMarker(run, e);
           };
           if (this.attribution) this.attribution.submit(events, publish);
+          else if (this.consumerWatch) this.consumerWatch.submit(events, publish);
           else publish();
         },
       }),
@@ -483,6 +496,7 @@ export class ReplicationAgent implements Agent {
     run.assembler.closeWith(Date.now() * 1000 - this.skewUs, run.offset);
     // What waits for MONITOR lines belongs to this epoch's publisher, which closes now.
     this.attribution?.releaseAll();
+    this.consumerWatch?.releaseAll();
     this.o.logger.warn({ epoch: run.epoch, lastSeq: run.assembler.lastSeq, reason }, 'epoch ended');
     void run.publisher.close(60_000).then((ok) => {
       if (!ok) this.o.logger.error({ epoch: run.epoch }, 'could not publish the end of the epoch');
@@ -496,6 +510,7 @@ export class ReplicationAgent implements Agent {
     this.throttle();
     // Before any await on the control connection: outputs waiting past their time go out even if it is gone.
     this.attribution?.tick();
+    this.consumerWatch?.tick();
     try {
       const { control } = this.o;
       this.masterOffset = await readReplicationOffset(control);
@@ -540,6 +555,8 @@ export class ReplicationAgent implements Agent {
       attributed: this.attribution?.attributed ?? 0,
       unattributed: this.attribution?.unattributed ?? 0,
       attributionMonitorOutputBytes: this.monitorOutputBytes,
+      consumerWatch: this.consumerWatch ? (this.consumerWatch.active ? 'on' : 'paused') : 'off',
+      consumersAdded: (this.attribution?.consumersAdded ?? 0) + (this.consumerWatch?.creations.added ?? 0),
     };
   }
 
@@ -561,8 +578,9 @@ export class ReplicationAgent implements Agent {
       while (run.assembler.heldEvents > 0 && !run.ended && Date.now() < deadline)
         await new Promise((r) => setTimeout(r, 2));
     }
-    while ((this.attribution?.waiting ?? 0) > 0 && Date.now() < deadline) {
-      this.attribution!.tick();
+    while ((this.attribution?.waiting ?? 0) + (this.consumerWatch?.waiting ?? 0) > 0 && Date.now() < deadline) {
+      this.attribution?.tick();
+      this.consumerWatch?.tick();
       await new Promise((r) => setTimeout(r, 2));
     }
     return run.publisher.flush(Math.max(1, deadline - Date.now()));
@@ -580,6 +598,7 @@ export class ReplicationAgent implements Agent {
     this.monitor = undefined;
     monitor?.close();
     this.attribution?.stop();
+    await this.consumerWatch?.close();
     const run = this.run;
     if (run && !run.ended) {
       run.ended = true;
