@@ -24,7 +24,27 @@ interface Pending {
   release: () => void;
   anchor: string | undefined;
   since: number;
+  /** Master offset after the output's last entry. */
+  endOffset: number;
 }
+
+/**
+ * Entries after which `(db, key)` may hold another stream than the one a notification named (or none): a lookup that
+ * ran after one of them describes that other stream. Keyless ones (SWAPDB, FLUSHALL, FLUSHDB) move every key.
+ */
+const REPLACES_KEY = new Set([
+  'SWAPDB',
+  'FLUSHDB',
+  'FLUSHALL',
+  'MOVE',
+  'RENAME',
+  'RENAMENX',
+  'DEL',
+  'UNLINK',
+  'RESTORE',
+  'COPY',
+  'SET',
+]);
 
 /**
  * With attribution off, the consumers a group read creates without delivering (Redis 7.2+, Valkey: nothing of them
@@ -109,11 +129,11 @@ export class ConsumerWatch {
   }
 
   /** An output of the assembler: `release` runs once consumers created in its interval are added. */
-  submit(events: FlashbackEvent[], release: () => void): void {
+  submit(events: FlashbackEvent[], release: () => void, endOffset: number): void {
     const last = events[events.length - 1];
     const anchor =
       last?.kind === EventKind.Heartbeat && last.args.length === 3 ? last.args[2]!.toString('latin1') : undefined;
-    this.queue.push({ events, release, anchor: this.live ? anchor : undefined, since: Date.now() });
+    this.queue.push({ events, release, anchor: this.live ? anchor : undefined, since: Date.now(), endOffset });
     this.drain(false);
   }
 
@@ -192,13 +212,15 @@ export class ConsumerWatch {
           }
           if (created.length > 0) {
             this.busy = true;
-            void this.list(created).then((found) => {
-              this.busy = false;
-              this.add(p, found);
-              this.queue.shift();
-              p.release();
-              this.drain(false);
-            });
+            void this.list(created)
+              .then((listed) => this.settle(listed))
+              .then((found) => {
+                this.busy = false;
+                this.add(p, found);
+                this.queue.shift();
+                p.release();
+                this.drain(false);
+              });
             return;
           }
         }
@@ -220,10 +242,42 @@ export class ConsumerWatch {
     this.o.onSeqsAdded(added);
   }
 
-  /** Every consumer of every group of these streams, now; [] when the lookup fails (logged, the watch restarts). */
-  private async list(keys: { db: number; key: Buffer }[]): Promise<FoundConsumer[]> {
+  /**
+   * The consumers listed, less those of streams an entry may have replaced between the notification's interval and
+   * the lookup (a SWAPDB brings another stream under the key: its consumers are not this one's). The entries up to
+   * the lookup's offset are waited for (they are outputs queued behind the head, at most an anchor away); if they do
+   * not come within the wait, nothing is added. Such a consumer is then missing, never wrongly added.
+   */
+  private async settle(listed: { found: FoundConsumer[]; fence: number }): Promise<FoundConsumer[]> {
+    if (listed.found.length === 0) return [];
+    const deadline = Date.now() + (this.o.waitMs ?? 1_000);
+    const covered = () => this.queue.reduce((m, p) => Math.max(m, p.endOffset), 0);
+    while (covered() < listed.fence) {
+      if (Date.now() > deadline || !this.live) return [];
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    const replaced = new Set<string>();
+    let all = false;
+    for (let i = 0; i < this.queue.length && !all; i++) {
+      if (i > 0 && this.queue[i - 1]!.endOffset >= listed.fence) break;
+      for (const e of this.queue[i]!.events) {
+        if (e.kind !== EventKind.Command || !REPLACES_KEY.has(e.command)) continue;
+        if (e.keys.length === 0) all = true;
+        for (const k of e.keys) replaced.add(`${e.db}\0${k.toString('latin1')}`);
+      }
+    }
+    if (all) return [];
+    return listed.found.filter((c) => !replaced.has(`${c.db}\0${c.key.toString('latin1')}`));
+  }
+
+  /**
+   * Every consumer of every group of these streams, and the master offset by then (entries up to it ran before the
+   * lookup); nothing when the lookup fails (logged, the watch restarts).
+   */
+  private async list(keys: { db: number; key: Buffer }[]): Promise<{ found: FoundConsumer[]; fence: number }> {
+    const none = { found: [], fence: 0 };
     const query = this.query;
-    if (!query) return [];
+    if (!query) return none;
     const seen = new Set<string>();
     const out: FoundConsumer[] = [];
     try {
@@ -245,10 +299,15 @@ export class ConsumerWatch {
           }
         });
       }
-      return out;
+      const info = await query.call(['INFO', 'replication']);
+      const fence = Number(
+        /^master_repl_offset:(\d+)/m.exec(Buffer.isBuffer(info) ? info.toString('latin1') : '')?.[1],
+      );
+      if (!Number.isSafeInteger(fence)) return none;
+      return { found: out, fence };
     } catch (err) {
       this.pause(`cannot list consumers: ${describeError(err)}`);
-      return out;
+      return none;
     }
   }
 

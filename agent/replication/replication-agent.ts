@@ -50,6 +50,8 @@ export interface ReplicationAgentSettings {
   minBacklogBytes: number;
   /** `monitor`: MONITOR beside the stream gives each event its client, µs time and argv as issued. */
   attribution: 'monitor' | 'off';
+  /** With attribution: writes that left no entry are stored as audit rows. */
+  auditNoops?: boolean;
   /** Attribution's MONITOR output buffer at the source above which attribution stops (the source comes first). */
   maxMonitorOutputBytes: number;
 }
@@ -153,6 +155,7 @@ export class ReplicationAgent implements Agent {
       this.attribution = new Attribution({
         table: this.table,
         ownClients: () => this.ownClients,
+        audit: this.o.auditNoops,
         onSeqsAdded: (n) => {
           if (this.run) this.run.assembler.lastSeq += n;
         },
@@ -330,7 +333,7 @@ export class ReplicationAgent implements Agent {
               for (const e of events) if (e.kind === EventKind.Baseline) this.onMarker(run, e);
           };
           if (this.attribution) this.attribution.submit(events, publish);
-          else if (this.consumerWatch) this.consumerWatch.submit(events, publish);
+          else if (this.consumerWatch) this.consumerWatch.submit(events, publish, endOffset);
           else publish();
         },
       }),
@@ -553,6 +556,7 @@ export class ReplicationAgent implements Agent {
       anchorsSent: this.anchors?.sent ?? 0,
       attribution: this.attribution ? (this.monitor ? 'monitor' : 'paused') : 'off',
       attributed: this.attribution?.attributed ?? 0,
+      audited: this.attribution?.audited ?? 0,
       unattributed: this.attribution?.unattributed ?? 0,
       attributionMonitorOutputBytes: this.monitorOutputBytes,
       consumerWatch: this.consumerWatch ? (this.consumerWatch.active ? 'on' : 'paused') : 'off',
