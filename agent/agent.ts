@@ -6,6 +6,7 @@ import { startHealthServer } from '../core/health-server.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { openBaselineWriter } from '../core/bus/baseline-writer.js';
 import { connectNats, ensureEventStream, type NatsAuthOptions } from '../core/bus/nats.js';
+import { ConfigError } from '../core/errors.js';
 import { RawRedis } from '../core/redis/raw-redis.js';
 import { parseRedisUrl, redactedRedisUrl, redisAddress, type RedisTarget } from '../core/redis/redis-url.js';
 import type { AgentStats } from './metrics.js';
@@ -71,6 +72,11 @@ export interface AgentOptions {
    * issued (MONITOR's cost on the source); `off` keeps replica-class cost, events timed by anchors. @default 'off'
    */
   attribution?: 'monitor' | 'off';
+  /**
+   * With `attribution: 'monitor'`: each write MONITOR shows that left nothing in the replication stream (it changed
+   * nothing, or the server refused it) is stored as an audit row (kind `audit`) that restores skip. @default false
+   */
+  auditNoops?: boolean;
   logger?: Logger;
 }
 
@@ -110,6 +116,10 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
     logger: rootLogger = silentLogger,
   } = options;
   const target = parseRedisUrl(options.redisUrl);
+  if (options.auditNoops && (options.attribution !== 'monitor' || (options.source ?? 'replication') !== 'replication'))
+    throw new ConfigError(
+      '--audit-noops needs --source replication --attribution monitor: audit rows are the writes MONITOR shows that left nothing in the replication stream',
+    );
   const node = options.nodeId ?? redisAddress(target);
   const logger = rootLogger.child({ node });
 
@@ -146,6 +156,7 @@ export async function startAgent(options: AgentOptions): Promise<Agent> {
           control,
           minBacklogBytes: options.minBacklogBytes ?? 64 * 1024 * 1024,
           attribution: options.attribution ?? 'off',
+          auditNoops: options.auditNoops,
         });
         await agent.start();
         return withHealth(agent, options, logger, { target, natsUrl: options.natsUrl });

@@ -65,6 +65,8 @@ export interface AgentStats {
   attribution?: 'monitor' | 'paused' | 'off';
   attributed?: number;
   unattributed?: number;
+  /** Audit rows stored (`--audit-noops`): writes MONITOR showed that left no entry. */
+  audited?: number;
   /** Server-side output buffer of attribution's MONITOR client, bytes. */
   attributionMonitorOutputBytes?: number;
   /**
@@ -326,6 +328,12 @@ function agentRegistry(stats: () => AgentStats, lagSeconds: Histogram): Registry
     help: 'Time anchors placed in the replication stream; replication mode',
     labelNames: [],
     read: () => (read().source === 'replication' ? [[{}, read().anchorsSent ?? 0]] : []),
+  });
+  snapshotCounter(registry, {
+    name: 'flashback_agent_audit_rows_total',
+    help: 'Audit rows stored (--audit-noops): writes MONITOR showed that changed nothing or were refused; replication mode',
+    labelNames: [],
+    read: () => (read().source === 'replication' ? [[{}, read().audited ?? 0]] : []),
   });
   snapshotCounter(registry, {
     name: 'flashback_agent_consumers_added_total',

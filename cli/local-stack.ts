@@ -43,6 +43,8 @@ export interface LocalStackOptions {
   redisUrls: string[];
   /** History kept, ms. */
   retentionMs: number;
+  /** Agents store writes that changed nothing as audit rows (`--audit-noops`). @default false */
+  auditNoops?: boolean;
   /** Background restore check of stretches between baselines (restorer/verifier.ts), ms; 0 = off. @default 60_000 */
   verifyIntervalMs?: number;
   logger: Logger;
@@ -239,6 +241,7 @@ export async function startLocalStack(o: LocalStackOptions): Promise<LocalStack>
         // Replication capture with MONITOR beside it: exact effects, and each event's client and µs time.
         source: 'replication',
         attribution: 'monitor',
+        auditNoops: o.auditNoops,
         logger: logger.child({ service: 'agent' }),
       });
       agents.push(agent);

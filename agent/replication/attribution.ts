@@ -2,7 +2,7 @@ import { ANCHOR_CHANNEL } from '../../core/bus/baseline.js';
 import { EventKind, REPLICATION_CLIENT, type FlashbackEvent } from '../../core/bus/event.js';
 import { commandName, type CommandTable } from '../../core/redis/command-table.js';
 import type { MonitorLine } from '../../core/redis/monitor-line.js';
-import { ConsumerCreations, CREATES_CONSUMER, parseGroupRead } from './consumer-creations.js';
+import { ConsumerCreations, CREATES_CONSUMER, parseGroupRead, txAt, writePosition } from './consumer-creations.js';
 
 /** A write MONITOR showed between two anchors: who issued it, when, and its argv as issued. */
 export interface IssuedWrite {
@@ -79,6 +79,8 @@ export class Attribution {
   unattributed = 0;
   /** Outputs released without MONITOR lines (MONITOR late or gone). */
   timedOut = 0;
+  /** Audit rows stored: writes that left no entry. */
+  audited = 0;
   private current: IssuedWrite[] = [];
   private readonly intervals = new Map<string, IssuedWrite[]>();
   private readonly queue: Pending[] = [];
@@ -100,6 +102,8 @@ export class Attribution {
        * and the assembler's next seq must too.
        */
       onSeqsAdded?: (n: number) => void;
+      /** Store the writes that left no entry as audit rows (`--audit-noops`). @default false */
+      audit?: boolean;
     },
   ) {}
 
@@ -199,7 +203,7 @@ export class Attribution {
           for (const [k, w] of this.intervals) {
             this.intervals.delete(k);
             if (k === p.anchor) break;
-            for (const x of w) if (CREATES_CONSUMER.has(x.name)) carried.push(x);
+            for (const x of w) if (this.o.audit || CREATES_CONSUMER.has(x.name)) carried.push(x);
           }
           matched = true;
           const added = this.match(p.events, carried.length > 0 ? [...carried, ...writes] : writes);
@@ -267,7 +271,18 @@ export class Attribution {
       e.command = w.name;
       if (!sameArgs(w.argv, e.replay)) e.args = w.argv;
     }
-    const added = this.consumers.insert(events, writes, eventOf, times);
+    const inserts = this.consumers.plan(events, writes, eventOf);
+    if (this.o.audit) {
+      const planned = new Set(inserts.map((x) => x.write));
+      for (let j = 0; j < writes.length; j++)
+        if (eventOf[j] === undefined && !planned.has(j)) {
+          const at = writePosition(events, eventOf, j);
+          inserts.push({ at, tsUs: writes[j]!.tsUs, write: j, event: auditEvent(events, at, writes[j]!) });
+          this.audited++;
+        }
+      inserts.sort((a, b) => a.at - b.at || a.write! - b.write!);
+    }
+    const added = this.consumers.splice(events, inserts, times);
     // A transaction commits at its last write; an unmatched entry ran by the next matched one, or by the anchor.
     const txTime = new Map<number, number>();
     events.forEach((e, i) => {
@@ -284,6 +299,25 @@ export class Attribution {
     }
     return added;
   }
+}
+
+/** A write that left no entry, as an audit row: who, when, what; nothing to replay. */
+function auditEvent(events: readonly FlashbackEvent[], at: number, w: IssuedWrite): FlashbackEvent {
+  const model = events[0]!;
+  return {
+    node: model.node,
+    epoch: model.epoch,
+    seq: 0,
+    tsUs: w.tsUs,
+    db: w.db,
+    client: w.client,
+    kind: EventKind.Audit,
+    command: w.name,
+    keys: w.firstKey ? [w.firstKey] : [],
+    args: w.argv,
+    replay: [],
+    tx: txAt(events, at),
+  };
 }
 
 function sameArgs(a: readonly Buffer[], b: readonly Buffer[]): boolean {

@@ -35,10 +35,12 @@ export interface FoundConsumer {
   consumer: Buffer;
 }
 
-interface Insert {
+/** An event to splice into an output: at `at` of the original array, with its time and the write it came from. */
+export interface Insert {
   at: number;
   event: FlashbackEvent;
   tsUs?: number;
+  write?: number;
 }
 
 const XGROUP = Buffer.from('XGROUP');
@@ -68,36 +70,40 @@ export class ConsumerCreations {
   }
 
   /**
-   * Inserts the consumers `writes`' group reads created without an entry into `events` (and their times into
-   * `times`, index for index); `eventOf[j]` is the index of the last event write j was given to. Renumbers the
-   * output's seqs (its first seq stays) and returns how many events it added.
+   * The consumers `writes`' commands created without an entry, as events to insert into `events` where each command
+   * ran (`eventOf[j]`: the index of the last event write j was given to); `write` is the command's index. Splice them
+   * in with {@link splice}.
    */
+  plan(events: FlashbackEvent[], writes: readonly IssuedWrite[], eventOf: readonly (number | undefined)[]): Insert[] {
+    const touched = this.forget(events);
+    const inserts: Insert[] = [];
+    for (let j = 0; j < writes.length; j++) {
+      const w = writes[j]!;
+      const read = consumerNamed(w.name, w.argv);
+      if (!read) continue;
+      for (const key of read.keys) {
+        if (!this.take(w.db, key, read.group, read.consumer, touched)) continue;
+        const own = eventOf[j];
+        const at = own !== undefined ? own + 1 : writePosition(events, eventOf, j);
+        const event = this.event(events, at, { db: w.db, key, group: read.group, consumer: read.consumer });
+        event.client = w.client;
+        event.command = w.name;
+        event.args = w.argv;
+        event.tsUs = w.tsUs;
+        inserts.push({ at, event, tsUs: w.tsUs, write: j });
+      }
+    }
+    return inserts;
+  }
+
+  /** {@link plan}, spliced in: returns how many events it added. */
   insert(
     events: FlashbackEvent[],
     writes: readonly IssuedWrite[],
     eventOf: readonly (number | undefined)[],
     times: (number | undefined)[],
   ): number {
-    const touched = this.forget(events);
-    const inserts: Insert[] = [];
-    for (let j = 0; j < writes.length; j++) {
-      const w = writes[j]!;
-      // A read that delivered on one stream may have created its consumer on another it named: every read counts.
-      const read = consumerNamed(w.name, w.argv);
-      if (!read) continue;
-      for (const key of read.keys) {
-        if (!this.take(w.db, key, read.group, read.consumer, touched)) continue;
-        const own = eventOf[j];
-        const at = own !== undefined ? own + 1 : this.position(events, eventOf, j);
-        const event = this.event(events, at, { db: w.db, key, group: read.group, consumer: read.consumer });
-        event.client = w.client;
-        event.command = w.name;
-        event.args = w.argv;
-        event.tsUs = w.tsUs;
-        inserts.push({ at, event, tsUs: w.tsUs });
-      }
-    }
-    return this.splice(events, inserts, times);
+    return this.splice(events, this.plan(events, writes, eventOf), times);
   }
 
   /**
@@ -167,8 +173,11 @@ export class ConsumerCreations {
     return true;
   }
 
-  /** Splices `inserts` in (positions in the original array), renumbers seqs and tx ids; returns how many. */
-  private splice(events: FlashbackEvent[], inserts: readonly Insert[], times?: (number | undefined)[]): number {
+  /**
+   * Splices `inserts` in (positions in the original array, in order), renumbers the output's seqs (its first seq
+   * stays) and tx ids; `times` (index for index with `events`) takes their times. Returns how many.
+   */
+  splice(events: FlashbackEvent[], inserts: readonly Insert[], times?: (number | undefined)[]): number {
     if (inserts.length === 0) return 0;
     const first = events[0]!.seq;
     // Back to front, so earlier positions stay valid; equal positions keep their order.
@@ -187,27 +196,8 @@ export class ConsumerCreations {
     return inserts.length;
   }
 
-  /**
-   * Where write j ran among the events: after the event of the last write before it that left one; else before the
-   * event of the first write after it; else before the anchor. Never ahead of the epoch's marker.
-   */
-  private position(events: readonly FlashbackEvent[], eventOf: readonly (number | undefined)[], j: number): number {
-    let at: number | undefined;
-    for (let k = j - 1; k >= 0 && at === undefined; k--) if (eventOf[k] !== undefined) at = eventOf[k]! + 1;
-    for (let k = j + 1; k < eventOf.length && at === undefined; k++) if (eventOf[k] !== undefined) at = eventOf[k]!;
-    if (at === undefined) {
-      at = events.length;
-      if (events[at - 1]?.kind === EventKind.Heartbeat) at--;
-    }
-    if (at === 0 && events[0]?.kind === EventKind.Baseline) at = 1;
-    return at;
-  }
-
   private event(events: readonly FlashbackEvent[], at: number, c: FoundConsumer): FlashbackEvent {
-    const before = events[at - 1];
-    const after = events[at];
-    // Between two entries of one MULTI … EXEC block, it ran inside it.
-    const tx = before && after && before.tx > 0 && before.tx === after.tx ? before.tx : 0;
+    const tx = txAt(events, at);
     const model = events[0]!;
     return {
       node: model.node,
@@ -224,6 +214,33 @@ export class ConsumerCreations {
       tx,
     };
   }
+}
+
+/** The tx of an event inserted at `at`: between two entries of one MULTI … EXEC block, it ran inside it. */
+export function txAt(events: readonly FlashbackEvent[], at: number): number {
+  const before = events[at - 1];
+  const after = events[at];
+  return before && after && before.tx > 0 && before.tx === after.tx ? before.tx : 0;
+}
+
+/**
+ * Where write j ran among the events: after the event of the last write before it that left one; else before the
+ * event of the first write after it; else before the anchor. Never ahead of the epoch's marker.
+ */
+export function writePosition(
+  events: readonly FlashbackEvent[],
+  eventOf: readonly (number | undefined)[],
+  j: number,
+): number {
+  let at: number | undefined;
+  for (let k = j - 1; k >= 0 && at === undefined; k--) if (eventOf[k] !== undefined) at = eventOf[k]! + 1;
+  for (let k = j + 1; k < eventOf.length && at === undefined; k++) if (eventOf[k] !== undefined) at = eventOf[k]!;
+  if (at === undefined) {
+    at = events.length;
+    if (events[at - 1]?.kind === EventKind.Heartbeat) at--;
+  }
+  if (at === 0 && events[0]?.kind === EventKind.Baseline) at = 1;
+  return at;
 }
 
 /** Commands that create their consumer whether or not they deliver or claim anything (Redis 7.2+, Valkey). */

@@ -47,6 +47,12 @@ export function builder(y: Argv) {
       describe:
         'replication mode: monitor = MONITOR beside the stream gives each event its client, µs time and argv as issued (costs what MONITOR costs); off = events timed by anchors, replica cost',
     })
+    .option('audit-noops', {
+      type: 'boolean',
+      default: false,
+      describe:
+        'with --attribution monitor: store each write that changed nothing or was refused (MONITOR showed it, the stream has nothing) as an audit row restores skip',
+    })
     .option('min-backlog', {
       type: 'string',
       default: '64mb',
@@ -71,6 +77,7 @@ export async function handler(args: Args): Promise<void> {
     retentionMs: parseDuration(args.retention, '--retention'),
     source: args.source,
     attribution: args.attribution,
+    auditNoops: args.auditNoops,
     minBacklogBytes: parseBytes(args.minBacklog, '--min-backlog'),
     healthPort: args.healthPort,
     healthHost: args.healthHost,

@@ -45,6 +45,11 @@ export function builder(y: Argv) {
         'JetStream replicas of the event stream, baseline bucket and job queue (default: 3 on a cluster, else 1)',
     })
     .option('retention', { type: 'string', default: '7d', describe: 'history kept (e.g. 7d, 12h)' })
+    .option('audit-noops', {
+      type: 'boolean',
+      default: false,
+      describe: 'store writes that changed nothing or were refused as audit rows (restores skip them)',
+    })
     .option('verify-interval', {
       type: 'string',
       default: '1m',
@@ -85,6 +90,7 @@ export async function handler(args: Args): Promise<void> {
     apiPort: args.apiPort,
     redisUrls: args.redis.map(String),
     retentionMs,
+    auditNoops: args.auditNoops,
     verifyIntervalMs: parseDuration(args.verifyInterval, '--verify-interval'),
     logger,
   });

@@ -15,6 +15,11 @@ export const EventKind = {
    * nothing.
    */
   Heartbeat: 'heartbeat',
+  /**
+   * A write that left nothing in the replication stream (it changed nothing, or the server refused it), as MONITOR
+   * showed it: who issued it, when, its argv. Stored for the audit (`--audit-noops`); replays as nothing.
+   */
+  Audit: 'audit',
 } as const;
 export type EventKind = (typeof EventKind)[keyof typeof EventKind];
 

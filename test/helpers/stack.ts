@@ -55,6 +55,8 @@ export async function startSource(
   options: {
     source?: 'replication' | 'monitor';
     attribution?: 'monitor' | 'off';
+    /** With attribution: writes that left no entry are stored as audit rows. */
+    auditNoops?: boolean;
     /** The source's server binary (the version tests run each installed line). @default redis-server on PATH */
     bin?: string;
   } = {},
@@ -79,6 +81,7 @@ export async function startSource(
     // Tests written for one capture mode say which; the others ran first against MONITOR capture.
     source: options.source ?? 'monitor',
     attribution: options.attribution,
+    auditNoops: options.auditNoops,
   });
   return {
     redis,
