@@ -75,7 +75,10 @@ export class ConsumerCreations {
    * in with {@link splice}.
    */
   plan(events: FlashbackEvent[], writes: readonly IssuedWrite[], eventOf: readonly (number | undefined)[]): Insert[] {
-    const touched = this.forget(events);
+    const touched = this.forget(
+      events,
+      writes.some((w) => CREATES_CONSUMER.has(w.name)),
+    );
     const inserts: Insert[] = [];
     for (let j = 0; j < writes.length; j++) {
       const w = writes[j]!;
@@ -113,7 +116,7 @@ export class ConsumerCreations {
    * everything in the output does. Renumbers like {@link insert}.
    */
   insertInInterval(events: FlashbackEvent[], found: readonly FoundConsumer[]): number {
-    const touched = this.forget(events);
+    const touched = this.forget(events, found.length > 0);
     const inserts: Insert[] = [];
     const once = new Set<string>();
     for (const c of found) {
@@ -144,8 +147,11 @@ export class ConsumerCreations {
    * Forgets the consumers of keys an entry of this output may have removed them from (before or after a read). Every
    * output goes through it: insert() and insertBeforeAnchor() call it, the stages call it for outputs they pass on.
    */
-  forget(events: readonly FlashbackEvent[]): Set<string> {
+  forget(events: readonly FlashbackEvent[], wantTouched = false): Set<string> {
     const touched = new Set<string>();
+    // Nothing known and no consumer to add here: nothing to do (no string per event on the hot path of a source
+    // whose clients create no consumers).
+    if (this.size === 0 && !wantTouched) return touched;
     for (const e of events) {
       if (e.kind !== EventKind.Command || KEEPS.has(e.command)) continue;
       if (e.keys.length === 0) this.clear(); // FLUSHALL, FLUSHDB, SWAPDB: any key
