@@ -70,6 +70,8 @@ export class ConsumerWatch {
   private readonly intervals = new Map<string, { db: number; key: Buffer }[]>();
   private readonly queue: Pending[] = [];
   private busy = false;
+  /** Epochs ended while the watch ran (releaseAll). */
+  private generation = 0;
   private restoreFlags: string | undefined;
   private retry: NodeJS.Timeout | undefined;
 
@@ -139,6 +141,10 @@ export class ConsumerWatch {
 
   /** An epoch ends: what waits goes as it is. */
   releaseAll(): void {
+    // Everything goes now, as it is, to the ending epoch's publisher: a lookup in flight adds nothing when it returns
+    // (the next epoch's assembler has started; its seqs cannot move up any more).
+    this.generation++;
+    this.busy = false;
     this.drain(true);
     this.creations.clear();
   }
@@ -151,7 +157,7 @@ export class ConsumerWatch {
     this.closed = true;
     clearTimeout(this.retry);
     this.stopConnections();
-    this.drain(true);
+    this.releaseAll();
     if (this.restoreFlags !== undefined) {
       const r = await this.o.control
         .call(['CONFIG', 'SET', 'notify-keyspace-events', this.restoreFlags])
@@ -212,9 +218,11 @@ export class ConsumerWatch {
           }
           if (created.length > 0) {
             this.busy = true;
+            const generation = this.generation;
             void this.list(created)
               .then((listed) => this.settle(listed))
               .then((found) => {
+                if (generation !== this.generation) return; // released by releaseAll
                 this.busy = false;
                 this.add(p, found);
                 this.queue.shift();
