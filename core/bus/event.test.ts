@@ -5,7 +5,7 @@ import { EVENT_KINDS, eventSubject, messageId, subjectToken } from './event.js';
 
 describe('EVENT_KINDS', () => {
   it('lists the kinds in their fixed order: the event codec stores the index as a byte', () => {
-    assert.deepEqual(EVENT_KINDS, ['command', 'state', 'expired', 'evicted', 'baseline', 'heartbeat']);
+    assert.deepEqual(EVENT_KINDS, ['command', 'state', 'expired', 'evicted', 'baseline', 'heartbeat', 'audit']);
   });
 });
 
