@@ -265,17 +265,20 @@ export class ConsumerWatch {
       await new Promise((r) => setTimeout(r, 1));
     }
     const replaced = new Set<string>();
-    let all = false;
-    for (let i = 0; i < this.queue.length && !all; i++) {
+    /** Databases whose every key may be another now (SWAPDB a b, FLUSHDB); 'all' for FLUSHALL. */
+    const dbs = new Set<number | 'all'>();
+    for (let i = 0; i < this.queue.length && !dbs.has('all'); i++) {
       if (i > 0 && this.queue[i - 1]!.endOffset >= listed.fence) break;
       for (const e of this.queue[i]!.events) {
         if (e.kind !== EventKind.Command || !REPLACES_KEY.has(e.command)) continue;
-        if (e.keys.length === 0) all = true;
+        if (e.command === 'SWAPDB') for (const a of e.args.slice(1, 3)) dbs.add(Number(a.toString('latin1')));
+        else if (e.command === 'FLUSHDB') dbs.add(e.db);
+        else if (e.command === 'FLUSHALL' || e.keys.length === 0) dbs.add('all');
         for (const k of e.keys) replaced.add(`${e.db}\0${k.toString('latin1')}`);
       }
     }
-    if (all) return [];
-    return listed.found.filter((c) => !replaced.has(`${c.db}\0${c.key.toString('latin1')}`));
+    if (dbs.has('all')) return [];
+    return listed.found.filter((c) => !dbs.has(c.db) && !replaced.has(`${c.db}\0${c.key.toString('latin1')}`));
   }
 
   /**
