@@ -104,6 +104,11 @@ export class Attribution {
       onSeqsAdded?: (n: number) => void;
       /** Store the writes that left no entry as audit rows (`--audit-noops`). @default false */
       audit?: boolean;
+      /**
+       * The source creates consumers for reads and claims that deliver nothing, and does not replicate them (Redis
+       * 7.2+, Valkey; consumer-watch.ts createsConsumersSilently): add them. Redis 7.0 creates none. @default false
+       */
+      consumerCreations?: boolean;
     },
   ) {}
 
@@ -271,7 +276,7 @@ export class Attribution {
       e.command = w.name;
       if (!sameArgs(w.argv, e.replay)) e.args = w.argv;
     }
-    const inserts = this.consumers.plan(events, writes, eventOf);
+    const inserts = this.o.consumerCreations ? this.consumers.plan(events, writes, eventOf) : [];
     if (this.o.audit) {
       const planned = new Set(inserts.map((x) => x.write));
       for (let j = 0; j < writes.length; j++)

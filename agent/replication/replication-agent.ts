@@ -151,8 +151,10 @@ export class ReplicationAgent implements Agent {
     }
     await ensureBacklog(control, this.o.minBacklogBytes, logger);
     this.ownClients.add(await clientAddr(control));
+    const silentConsumers = createsConsumersSilently(await readSourceInfo(control));
     if (this.o.attribution === 'monitor') {
       this.attribution = new Attribution({
+        consumerCreations: silentConsumers,
         table: this.table,
         ownClients: () => this.ownClients,
         audit: this.o.auditNoops,
@@ -161,7 +163,7 @@ export class ReplicationAgent implements Agent {
         },
       });
       await this.startMonitor();
-    } else if (createsConsumersSilently(await readSourceInfo(control))) {
+    } else if (silentConsumers) {
       this.consumerWatch = new ConsumerWatch({
         target,
         control,
