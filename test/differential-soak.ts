@@ -1,7 +1,7 @@
 // `npm run soak`: the differential check of test/differential.test.ts at soak size, seed after seed.
 //
 //   node --import tsx test/differential-soak.ts [--long] [--rounds N] [--seed N] [--deterministic] [--exclude A,B]
-//     [--source replication|monitor] [--attribution] [--bin PATH]
+//     [--source replication|monitor] [--attribution [--audit-noops]] [--bin PATH]
 //
 // --long: about 3 minutes per round, 8 clients, 4 dbs, 30 moments; without it, the test's size. --rounds: how many
 // seeds
@@ -26,6 +26,7 @@ const { values } = parseArgs({
     exclude: { type: 'string', default: '' },
     source: { type: 'string' },
     attribution: { type: 'boolean', default: false },
+    'audit-noops': { type: 'boolean', default: false },
     bin: { type: 'string' },
   },
 });
@@ -60,7 +61,7 @@ try {
     const seed = firstSeed + round;
     const started = Date.now();
     log(
-      `round ${round + 1}: seed ${seed} (FLASHBACK_SEED=${seed})${values.deterministic ? ', deterministic families only' : ''}, ${source ?? 'monitor'} capture${values.attribution ? ' with attribution' : ''}${values.bin ? `, ${values.bin}` : ''}`,
+      `round ${round + 1}: seed ${seed} (FLASHBACK_SEED=${seed})${values.deterministic ? ', deterministic families only' : ''}, ${source ?? 'monitor'} capture${values.attribution ? ` with attribution${values['audit-noops'] ? ' and audit rows' : ''}` : ''}${values.bin ? `, ${values.bin}` : ''}`,
     );
     const exclude = values.exclude.split(',').filter(Boolean);
     const r = await runDifferential(stack, {
@@ -71,6 +72,7 @@ try {
       log,
       source,
       attribution: values.attribution ? 'monitor' : undefined,
+      auditNoops: values['audit-noops'],
       bin: values.bin,
     });
     log(

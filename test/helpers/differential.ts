@@ -43,6 +43,8 @@ export interface DifferentialOptions {
   source?: 'monitor' | 'replication';
   /** Replication mode: attribution by MONITOR. @default 'off' */
   attribution?: 'monitor' | 'off';
+  /** With attribution: writes that left no entry stored as audit rows. @default false */
+  auditNoops?: boolean;
   /** The source's server binary. @default redis-server on PATH */
   bin?: string;
 }
@@ -99,7 +101,7 @@ export async function runDifferential(stack: Stack, options: DifferentialOptions
   const nc = await connectNats({ url: stack.nats.url, name: `differential-${seed}` });
   const objects = await ensureBaselineStore(nc);
   const instancesDir = await mkdtemp(path.join(os.tmpdir(), 'fb-differential-'));
-  const src = await startSource(stack, [], { source, attribution, bin: options.bin });
+  const src = await startSource(stack, [], { source, attribution, auditNoops: options.auditNoops, bin: options.bin });
   const ctl = new Redis(src.redis.url);
   const workload = new RandomWorkload({
     url: src.redis.url,
