@@ -1,6 +1,7 @@
 // The time anchors go from a thread of their own (agent/replication/anchors.ts, anchor-worker.ts): its connection
 // killed, it reconnects and writes made meanwhile are anchored and stored; its script refused (rights revoked), the
-// agent drops its link and logs why, and once the rights are back capture goes on in the same epoch with no hole.
+// agent drops its link and logs why, and once the rights are back capture goes on in the same epoch with no hole; the
+// thread itself ended, a new one takes over.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Redis } from 'ioredis';
@@ -10,6 +11,9 @@ import { sqlString } from '../core/store/sql-literal.js';
 import { testRedis } from './helpers/servers.js';
 import { startStack, syncedSource, waitFor, type Stack } from './helpers/stack.js';
 import { Writable } from 'node:stream';
+import type { Worker } from 'node:worker_threads';
+import { AnchorDriver } from '../agent/replication/anchors.js';
+import { parseRedisUrl } from '../core/redis/redis-url.js';
 
 let stack: Stack;
 before(async () => {
@@ -107,6 +111,34 @@ test('the anchor thread: a killed anchor connection comes back, a refused script
     }
   } finally {
     admin.disconnect();
+    await redis.stop();
+  }
+});
+
+test('the anchor thread: one that ends (a crash) is replaced within seconds, says so, and anchors go on', async () => {
+  const redis = await testRedis();
+  const failures: string[] = [];
+  const connected: string[] = [];
+  const driver = await AnchorDriver.open({
+    target: parseRedisUrl(redis.url),
+    idleIntervalMs: 20,
+    onConnected: (addr) => connected.push(addr),
+    onFailure: (err) => failures.push(err.message),
+  });
+  try {
+    driver.start();
+    await waitFor('idle anchors from the first thread', async () => (driver.sent > 2 ? true : undefined));
+    // The thread ends as a crash would end it (no test hook in the driver: its worker is private).
+    await (driver as unknown as { worker: Worker }).worker.terminate();
+    await waitFor('the thread ending reported', async () =>
+      failures.some((f) => /time anchor thread ended/.test(f)) ? true : undefined,
+    );
+    const before = driver.sent;
+    await waitFor('a second thread connected', async () => (connected.length >= 2 ? true : undefined));
+    await waitFor('anchors from the new thread', async () => (driver.sent > before + 2 ? true : undefined));
+    assert.equal(failures.length, 1, `one failure reported: ${failures.join('; ')}`);
+  } finally {
+    driver.close();
     await redis.stop();
   }
 });
