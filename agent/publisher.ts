@@ -16,7 +16,8 @@ import { silentLogger } from '../core/log.js';
 import type { ReplicationPosition } from './replication/replica-link.js';
 
 /**
- * Header of every message of a replication-mode batch: `<epoch> <last seq> <replid> <offset> <last ts µs> <db> [end]`,
+ * Header of every message of a replication-mode batch: `<epoch> <last seq> <replid> <offset> <last ts µs> <db> [i<n>]
+ * [end]` (`i<n>`: events the agent added to the stream's own so far in the epoch, ReplicationPosition.inserted),
  * where the master's replication stream stands after the batch's events. A restarted agent asks
  * `PSYNC <replid> <offset+1>` and goes on with seq + 1 (agent/replication/resume.ts).
  */
@@ -295,13 +296,13 @@ export class EventPublisher {
       if (batch.position)
         h.set(
           POSITION_HEADER,
-          `${this.o.epoch} ${batch.lastSeq} ${batch.position.replid} ${batch.position.offset} ${batch.lastTsUs} ${batch.position.db ?? 0}${batch.position.ended ? ' end' : ''}`,
+          `${this.o.epoch} ${batch.lastSeq} ${batch.position.replid} ${batch.position.offset} ${batch.lastTsUs} ${batch.position.db ?? 0}${insertedField(batch.position)}${batch.position.ended ? ' end' : ''}`,
         );
       const d = this.durable;
       if (batch.position && d)
         h.set(
           DURABLE_HEADER,
-          `${this.o.epoch} ${d.seq} ${d.position.replid} ${d.position.offset} ${d.tsUs} ${d.position.db ?? 0}`,
+          `${this.o.epoch} ${d.seq} ${d.position.replid} ${d.position.offset} ${d.tsUs} ${d.position.db ?? 0}${insertedField(d.position)}`,
         );
       opts.headers = h;
     }
@@ -370,6 +371,11 @@ export class EventPublisher {
     if (this.timer) clearTimeout(this.timer);
     return ok;
   }
+}
+
+/** ` i<n>`: events the agent inserted in the epoch up to this position (ReplicationPosition.inserted), when any. */
+function insertedField(p: ReplicationPosition): string {
+  return p.inserted ? ` i${p.inserted}` : '';
 }
 
 /** Rough encoded size of an event, for batch sizing (the codec computes the exact one). */

@@ -54,3 +54,25 @@ test("without a durable position, the message's own; after an epoch's end or wit
   assert.equal(await readResumePoint(nc, 'resume-end'), undefined);
   assert.equal(await readResumePoint(nc, 'resume-none'), undefined);
 });
+
+test('a durable position with fewer agent-added events than the last stored message cannot go on; with as many it can', async () => {
+  // Attribution added 3 events (consumers, audit rows) in the stored stretch 11–30: publishing it again would not.
+  await publish(
+    'resume-inserted',
+    `7 30 ${REPLID} 3000 1796000000000030 2 i4`,
+    `7 10 ${REPLID} 1000 1796000000000010 0 i1`,
+  );
+  const r = await readResumePoint(nc, 'resume-inserted');
+  assert.equal(r?.seq, 10);
+  assert.equal(r?.position.inserted, 1);
+  assert.match(r?.cannotContinue ?? '', /after seq 10 were stored with 3 the agent added/);
+  await publish(
+    'resume-same',
+    `7 30 ${REPLID} 3000 1796000000000030 2 i4`,
+    `7 10 ${REPLID} 1000 1796000000000010 0 i4`,
+  );
+  const same = await readResumePoint(nc, 'resume-same');
+  assert.equal(same?.seq, 10);
+  assert.equal(same?.cannotContinue, undefined);
+  assert.equal(same?.position.inserted, 4, 'the count goes on from there');
+});

@@ -16,6 +16,11 @@ export interface ReplicationPosition {
   db?: number;
   /** The epoch ended here (its stream could not go on): no restart may continue from this position. */
   ended?: boolean;
+  /**
+   * Events the agent added to the stream's own in this epoch up to here (attribution's consumers and audit rows, the
+   * consumer watch's consumers): a restart can publish the entries after a durable position again, not these.
+   */
+  inserted?: number;
 }
 
 /** What the link reports, in stream order. */

@@ -67,6 +67,9 @@ interface ReplicationRun {
   offset: number;
   /** The run is ending: its last batch says so, and no restart continues it. */
   ending?: boolean;
+  /** Events the agent inserted in this epoch before this process, and its insert counters when the run began. */
+  insertedBase: number;
+  insertedAtStart: number;
   /** The full resync's baseline, until its record is published. */
   resync?: {
     markerId: string;
@@ -174,7 +177,14 @@ export class ReplicationAgent implements Agent {
       });
       await this.consumerWatch.start();
     }
-    const resume = await readResumePoint(this.o.nc, this.node);
+    let resume = await readResumePoint(this.o.nc, this.node);
+    if (resume?.cannotContinue) {
+      logger.warn(
+        { epoch: resume.epoch, seq: resume.seq, reason: resume.cannotContinue },
+        'the last epoch cannot go on: a new epoch starts with a full resync',
+      );
+      resume = undefined;
+    }
     this.anchors = await AnchorDriver.open({
       target,
       idleIntervalMs: this.o.heartbeatIntervalMs,
@@ -309,6 +319,8 @@ export class ReplicationAgent implements Agent {
       ended: false,
       replid: at.replid,
       offset: at.offset,
+      insertedBase: at.inserted ?? 0,
+      insertedAtStart: this.insertedNow(),
       assembler: new StreamAssembler({
         node,
         epoch,
@@ -325,8 +337,11 @@ export class ReplicationAgent implements Agent {
             const last = events[events.length - 1]!;
             this.counters.lag.add((Date.now() * 1000 - this.skewUs - last.tsUs) / 1000);
           }
-          const position = { replid: run.replid, offset: endOffset, db, ended: run.ending };
+          const position: ReplicationPosition = { replid: run.replid, offset: endOffset, db, ended: run.ending };
           const publish = () => {
+            // Counted once this output's own inserts are done (they happen just before its release, in order).
+            const inserted = run.insertedBase + this.insertedNow() - run.insertedAtStart;
+            if (inserted > 0) position.inserted = inserted;
             publisher.enqueue(events, position);
             this.throttle();
             // Markers once their seqs are final (attribution may add events before them); only those an anchor
@@ -378,6 +393,15 @@ export class ReplicationAgent implements Agent {
         this.startMonitor().catch((err: unknown) => this.stopAttribution(describeError(err)));
     }, 10_000);
     retry.unref();
+  }
+
+  /** Events inserted into outputs since the agent started (attribution's consumers and audit rows, the watch's). */
+  private insertedNow(): number {
+    return (
+      (this.attribution?.consumersAdded ?? 0) +
+      (this.attribution?.audited ?? 0) +
+      (this.consumerWatch?.creations.added ?? 0)
+    );
   }
 
   /** Reading pauses while JetStream is behind: Redis buffers for us (its `replica` output-buffer class) meanwhile. */

@@ -13,6 +13,12 @@ export interface ResumePoint {
   tsUs: number;
   /** The master's stream right after it. */
   position: ReplicationPosition;
+  /**
+   * Why this epoch cannot go on although its stream could: messages after the durable position were stored, and they
+   * hold events the agent added (MONITOR attribution) that a publication again would not (other seqs, other
+   * content). The agent then starts a new epoch.
+   */
+  cannotContinue?: string;
 }
 
 /**
@@ -42,22 +48,23 @@ export async function readResumePoint(nc: NatsConnection, node: string): Promise
     if (/no message found|not found/i.test(String((err as Error).message))) return undefined;
     throw translateNatsError(err, `the last event of ${node} in JetStream`);
   }
-  const own = msg?.header?.get(POSITION_HEADER);
-  if (!parsePosition(own)) return undefined; // absent, malformed, or the epoch ended there
-  return parsePosition(msg?.header?.get(DURABLE_HEADER)) ?? parsePosition(own);
+  const own = parsePosition(msg?.header?.get(POSITION_HEADER));
+  if (!own) return undefined; // absent, malformed, or the epoch ended there
+  const durable = parsePosition(msg?.header?.get(DURABLE_HEADER));
+  if (!durable) return own;
+  if (durable.seq < own.seq && (own.position.inserted ?? 0) !== (durable.position.inserted ?? 0))
+    durable.cannotContinue = `events after seq ${durable.seq} were stored with ${(own.position.inserted ?? 0) - (durable.position.inserted ?? 0)} the agent added from MONITOR (consumers, audit rows), which publishing that stretch again cannot repeat`;
+  return durable;
 }
 
 /**
- * `<epoch> <seq> <replid> <offset> <tsUs> <db> [end]` → a resume point; undefined when absent, malformed, or the epoch
+ * `<epoch> <seq> <replid> <offset> <tsUs> <db> [i<n>] [end]` → a resume point; undefined when absent, malformed, or the epoch
  * ended there (`end`: its stream could not go on, so a restart starts a new epoch).
  */
 export function parsePosition(value: string | undefined): ResumePoint | undefined {
-  const m = /^(\d+) (\d+) ([0-9a-f]{40}) (\d+) (\d+) (\d+)$/.exec(value ?? '');
+  const m = /^(\d+) (\d+) ([0-9a-f]{40}) (\d+) (\d+) (\d+)(?: i(\d+))?$/.exec(value ?? '');
   if (!m) return undefined;
-  return {
-    epoch: Number(m[1]),
-    seq: Number(m[2]),
-    position: { replid: m[3]!, offset: Number(m[4]), db: Number(m[6]) },
-    tsUs: Number(m[5]),
-  };
+  const position: ReplicationPosition = { replid: m[3]!, offset: Number(m[4]), db: Number(m[6]) };
+  if (m[7] !== undefined) position.inserted = Number(m[7]);
+  return { epoch: Number(m[1]), seq: Number(m[2]), position, tsUs: Number(m[5]) };
 }
