@@ -53,9 +53,9 @@ const MAX_KNOWN = 100_000;
  * Redis 7.2+ and Valkey do not replicate the consumer a group read (`XREADGROUP`) creates when it delivers nothing (a
  * blocked read, a read at the end of the stream), nor one an `XCLAIM`/`XAUTOCLAIM` of nothing creates: a replica, and
  * a replay of the stream, lacks it. MONITOR shows the command: attribution adds one event per stream and consumer it
- * named, replayed as
- * {@link CREATE_CONSUMER_SCRIPT}, where the read ran among the interval's entries. Consumers already added are
- * remembered until an entry that could remove them, so a polling consumer costs one event, not one per poll.
+ * named, replayed as {@link CREATE_CONSUMER_SCRIPT}, where the command ran among the interval's entries (the consumer
+ * watch adds those it finds, consumer-watch.ts). Consumers already added are remembered until an entry that could
+ * remove them, so a polling consumer costs one event, not one per poll.
  */
 export class ConsumerCreations {
   /** Events added since the agent started. */
