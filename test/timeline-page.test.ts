@@ -254,6 +254,21 @@ test('token prompt, chart counts, the FLUSHALL marked, restore before it, a key 
   assert.match(valueText, /hash, 10 items/);
   assert.match(valueText, /field10/);
   assert.doesNotMatch(valueText, /field11/);
+  // Its columns line up: as many header cells as cells in a row.
+  assert.equal(await page.locator('#key-history thead th').count(), await tenth.locator('td').count());
+
+  // A read-scope token may look, not restore: "value after" says which scope it needs, and the page keeps the token
+  // (a 403 naming a scope is no wrong token).
+  await page.evaluate((t) => sessionStorage.setItem('flashback-token', t), READ_TOKEN);
+  await page.reload();
+  await page.fill('#key-input', 'userprofile');
+  await page.click('#key-form button');
+  await waitFor('the key history as a reader', async () => ((await rowsShown.count()) === 20 ? true : undefined));
+  await rowsShown.nth(10).locator('button.value').click();
+  await page.locator('#key-value .error').filter({ hasText: 'scope "restore"' }).waitFor();
+  assert.equal(await page.locator('#token-dialog').isHidden(), true, 'no token prompt');
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('flashback-token')), READ_TOKEN);
+  await page.evaluate((t) => sessionStorage.setItem('flashback-token', t), TOKEN);
 
   // The API reference, with the tab's token: Swagger UI lists the timeline routes.
   await page.goto(`${api.url}/docs`);

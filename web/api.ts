@@ -28,7 +28,7 @@ export class ApiError extends Error {
   }
 }
 
-/** Called when the API says the token is missing or wrong (401/403): the page asks again. */
+/** Called when the API says the token is missing (401) or unknown (403 without a scope): the page asks again. */
 let onAuthFailure: (e: ApiError) => void = () => undefined;
 export function whenTokenRefused(handler: (e: ApiError) => void): void {
   onAuthFailure = handler;
@@ -48,9 +48,12 @@ export async function api<T>(path: string, init: { method?: string; body?: unkno
   const text = await res.text();
   const body = text === '' ? {} : (JSON.parse(text) as unknown);
   if (!res.ok) {
-    const err = (body as { error?: { code?: string; message?: string } }).error;
+    const err = (body as { error?: { code?: string; message?: string; scope?: string } }).error;
     const e = new ApiError(res.status, err?.code ?? 'HTTP', err?.message ?? `${res.status} ${res.statusText}`);
-    if ((res.status === 401 || res.status === 403) && init.token === undefined) onAuthFailure(e);
+    // A valid token whose scope is too low (the 403 names the scope needed) stays: its caller shows why; only a
+    // missing or unknown token makes the page ask again.
+    const refused = res.status === 401 || (res.status === 403 && err?.scope === undefined);
+    if (refused && init.token === undefined) onAuthFailure(e);
     throw e;
   }
   return body as T;
