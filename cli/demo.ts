@@ -55,14 +55,18 @@ export async function runDemo(o: DemoOptions): Promise<{ before: number; after: 
     const job = await api.createRestore({ node, to: String(midUs), spawn: {} });
     const done = await api.waitForRestore(job.id);
     const url = done.report!.url!;
-    const restored = new Redis(url);
+    // A spawned instance has a generated password (requirepass), given once in the job's first answer once done.
+    // The report's URL shows it as ***: that placeholder must not reach AUTH.
+    const restored = new Redis(url.replace(':***@', '@'), { password: done.password });
     try {
       const fields = (await restored.hkeys('userprofile')).sort();
       say(`new instance ${url}: hkeys userprofile | wc -l → ${fields.length} (was ${before})`);
       say(`fields that survived: ${fields.slice(0, 3).join(' ')} … ${fields.slice(-3).join(' ')}`);
-      say(
-        `digest ${done.report!.digest}; stop it with: flashback instances stop, or redis-cli -u ${url} shutdown nosave`,
-      );
+      if (done.password)
+        say(
+          `its password (shown once; also in its instance dir's flashback-instance.json, mode 600): ${done.password}; redis-cli -u ${url} --askpass`,
+        );
+      say(`digest ${done.report!.digest}; stop it with: flashback instances stop ID (IDs: flashback instances)`);
       return { before, after: fields.length, restoredUrl: url };
     } finally {
       restored.disconnect();

@@ -129,3 +129,55 @@ test('flashback up: ready line, capture, restore via the API, SIGTERM stops ever
     }
   }
 });
+
+test('flashback up --demo --fast (npm start): the seed demo restores the middle moment, 60 of the 120 fields', async () => {
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'fb-demo-'));
+  dirs.push(dataDir);
+  const child = spawn(
+    process.execPath,
+    ['bin/flashback-dev.js', 'up', '--demo', '--fast', '--data-dir', dataDir, '--api-port', '0'],
+    {
+      env: { ...process.env, FLASHBACK_LOG_LEVEL: 'warn', FLASHBACK_API_TOKENS: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  try {
+    const line = await waitFor(
+      "the demo's restored instance",
+      async () =>
+        // A failed demo ends the wait at once (asserted below).
+        /demo failed/.test(out)
+          ? ['failed', '', '']
+          : (/^demo: new instance \S+: hkeys userprofile \| wc -l → (\d+) \(was (\d+)\)$/m.exec(out) ?? undefined),
+      120_000,
+    ).catch((e: Error) => {
+      throw new Error(`${e.message}\nstdout: ${out}\nstderr: ${err.slice(-2000)}`);
+    });
+    assert.notEqual(line[0], 'failed', `the demo failed:\n${out}\n${err.slice(-2000)}`);
+    assert.deepEqual([line[1], line[2]], ['60', '120'], 'the moment in the middle: the first 60 fields');
+    assert.match(out, /^demo: its password \(shown once/m);
+    // The restored instance outlives `up` (instances stay until stopped): stop it through its record.
+    for (const dir of readdirSync(path.join(dataDir, 'instances'))) {
+      const rec = JSON.parse(readFileSync(path.join(dataDir, 'instances', dir, 'flashback-instance.json'), 'utf8'));
+      process.kill(Number(rec.pid), 'SIGTERM');
+    }
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0, `clean exit; stderr: ${err.slice(-2000)}`);
+  } finally {
+    if (child.exitCode === null) {
+      for (const pid of childrenOf(child.pid!)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      child.kill('SIGKILL');
+    }
+  }
+});
