@@ -64,7 +64,7 @@ export async function runDemo(o: DemoOptions): Promise<{ before: number; after: 
       say(`fields that survived: ${fields.slice(0, 3).join(' ')} … ${fields.slice(-3).join(' ')}`);
       if (done.password)
         say(
-          `its password (shown once; also in its instance dir's flashback-instance.json, mode 600): ${done.password}; redis-cli -u ${url} --askpass`,
+          `its password (shown once; also in its instance dir's flashback-instance.json, mode 600): ${done.password}; redis-cli -h ${new URL(url).hostname} -p ${new URL(url).port} --askpass`,
         );
       say(`digest ${done.report!.digest}; stop it with: flashback instances stop ID (IDs: flashback instances)`);
       return { before, after: fields.length, restoredUrl: url };
