@@ -52,9 +52,12 @@ export class FlashbackError extends Error {
   }
 }
 
-/** Bad flag, env var or config file value. */
+/**
+ * Bad flag, env var or config file value, or a right the source refuses (retryable: granting it at the source fixes
+ * it without a restart).
+ */
 export class ConfigError extends FlashbackError {
-  constructor(message: string, options?: ErrorOptions) {
+  constructor(message: string, options?: ErrorOptions & { retryable?: boolean }) {
     super(ErrorCode.Config, message, options);
   }
 }

@@ -2,7 +2,8 @@
 // reason within 30 s and becomes ready by itself (baseline retried with backoff) once PSYNC is granted; every
 // service's /metrics passes `promtool check metrics`, and `flashback up`'s single endpoint joins them.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import net from 'node:net';
 import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -163,6 +164,59 @@ describe('agent readiness', () => {
         err instanceof ConfigError && /\+psync/.test(err.message) && /--source monitor/.test(err.message),
     );
   });
+});
+
+test('flashback agent (replication) refused PSYNC stays up: /health 503 naming +psync within 30 s, 200 once granted', async (t) => {
+  const redis = await testRedis(SOURCE_ARGS);
+  cleanup.push(() => redis.stop());
+  const admin = new Redis(redis.url);
+  cleanup.push(async () => admin.disconnect());
+  await admin.call('ACL', 'SETUSER', 'capture', 'on', '>capture-pw', '~*', '&*', '+@all', '-psync', '-sync');
+  // A free port for the health endpoint: the refused agent serves it before any agent exists.
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => probe.close(() => r()));
+  const child = spawn(
+    process.execPath,
+    ['bin/flashback-dev.js', 'agent', '--node-id', 'cli-no-psync', '--health-port', String(port)],
+    {
+      env: {
+        ...process.env,
+        FLASHBACK_REDIS: `redis://capture:capture-pw@127.0.0.1:${redis.port}`,
+        FLASHBACK_NATS: nats.url,
+        FLASHBACK_LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  cleanup.push(async () => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const health = async () => {
+    const res = await fetch(`http://127.0.0.1:${port}/health`).catch(() => undefined);
+    return res && { status: res.status, body: (await res.json()) as { reason?: string } };
+  };
+  const started = Date.now();
+  const refused = await waitFor('/health 503 naming the grant', async () => {
+    const h = await health();
+    return h?.status === 503 && /\+psync/.test(h.body.reason ?? '') ? h : undefined;
+  }).catch((e: Error) => {
+    throw new Error(`${e.message}; agent stderr: ${err.slice(-2000)}`);
+  });
+  t.diagnostic(`unready after ${Date.now() - started} ms: ${refused.body.reason}`);
+  assert.match(refused.body.reason!, /--source monitor/);
+  await admin.call('ACL', 'SETUSER', 'capture', '+psync', '+sync');
+  await waitFor(
+    '/health 200 once PSYNC is granted (retried with backoff)',
+    async () => ((await health())?.status === 200 ? true : undefined),
+    60_000,
+  );
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0, `clean stop; stderr: ${err.slice(-2000)}`);
 });
 
 describe('metrics', () => {

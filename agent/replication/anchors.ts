@@ -200,6 +200,7 @@ export async function runAnchor(conn: RawRedis): Promise<true | Error> {
   if (/^NOPERM/.test(r.message))
     return new ConfigError(
       `${where} refused the time anchor script: ${r.message}; the agent's user needs +evalsha +eval +time +publish and channel ${ANCHOR_CHANNEL} (ACL SETUSER <user> +evalsha +eval +time +publish &${ANCHOR_CHANNEL}), or run the agent with --source monitor`,
+      { retryable: true },
     );
   return new ProtocolError(
     `${where} refused the time anchor script: ${r.message}; replication capture needs scripts that write after TIME (Redis 5 or later with effects replication), or run the agent with --source monitor`,

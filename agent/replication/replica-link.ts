@@ -177,6 +177,8 @@ export class ReplicaLink {
     if (/^NOPERM/.test(message)) {
       return new ConfigError(
         `${this.where} refused ${command}: ${message}; the user in the URL needs +psync and +replconf (ACL SETUSER <user> +psync +replconf), or capture with --source monitor`,
+        // Retryable: granting the rights at the source is the fix, and `flashback agent` waits for it (unready).
+        { retryable: true },
       );
     }
     if (/^(NOMASTERLINK|LOADING|MASTERDOWN|BUSY)/.test(message)) {

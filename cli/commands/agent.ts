@@ -1,5 +1,8 @@
 import type { ArgumentsCamelCase, Argv } from 'yargs';
-import { startAgent } from '../../agent/index.js';
+import { startAgent, type Agent, type AgentOptions } from '../../agent/index.js';
+import { ConfigError } from '../../core/errors.js';
+import { startHealthServer } from '../../core/health-server.js';
+import type { Logger } from '../../core/log.js';
 import { createLogger } from '../../core/log.js';
 import { healthHostOption, healthPortOption, natsAuthFrom, natsAuthOptions, natsOption } from '../options.js';
 import { runUntilSignal } from '../run-service.js';
@@ -66,7 +69,7 @@ type Args = ArgumentsCamelCase<Awaited<ReturnType<typeof builder>['argv']>>;
 
 export async function handler(args: Args): Promise<void> {
   const logger = createLogger('agent');
-  const agent = await startAgent({
+  const agent = await startWhenAllowed(logger, {
     redisUrl: args.redis,
     nodeId: args.nodeId,
     natsUrl: args.nats,
@@ -84,4 +87,53 @@ export async function handler(args: Args): Promise<void> {
     logger,
   });
   await runUntilSignal(agent, logger);
+}
+
+/**
+ * Starts the agent; when the source refuses what capture needs (PSYNC, the anchor script: a retryable ConfigError)
+ * and a health port is set, the process stays up, `/health` answering 503 with the reason, and tries again with
+ * backoff (5 s to 1 min) until the rights are granted or a signal stops it. Without a health port it exits with the
+ * error, as before: nothing could report it.
+ */
+async function startWhenAllowed(logger: Logger, options: AgentOptions): Promise<Agent> {
+  const refusal = (err: unknown): err is ConfigError => err instanceof ConfigError && err.retryable;
+  try {
+    return await startAgent(options);
+  } catch (err) {
+    if (!refusal(err) || options.healthPort === undefined) throw err;
+    let reason = err.message;
+    let stopped = false;
+    let wake = () => undefined as void;
+    const stop = () => {
+      stopped = true;
+      wake();
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    try {
+      for (let delayMs = 5_000; ; delayMs = Math.min(delayMs * 2, 60_000)) {
+        const hs = await startHealthServer(
+          options.healthPort,
+          { health: () => ({ ok: false, ready: false, reason }), metrics: () => [] },
+          options.healthHost,
+        );
+        logger.error({ err: reason, retryInMs: delayMs }, 'cannot capture: /health says why; trying again');
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          setTimeout(resolve, delayMs).unref();
+        });
+        await hs.close();
+        if (stopped) process.exit(0);
+        try {
+          return await startAgent(options);
+        } catch (again) {
+          if (!refusal(again)) throw again;
+          reason = again.message;
+        }
+      }
+    } finally {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+    }
+  }
 }
