@@ -3,5 +3,7 @@
 import { register } from 'tsx/esm/api';
 
 register();
+const { hideArgvSecrets } = await import('../cli/ps-title.ts');
+hideArgvSecrets();
 const { runCli } = await import('../cli/main.ts');
 process.exitCode = await runCli(process.argv.slice(2));

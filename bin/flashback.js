@@ -13,5 +13,7 @@ if (!existsSync(main)) {
   );
   process.exit(1);
 }
+const { hideArgvSecrets } = await import(new URL('../dist/cli/ps-title.js', import.meta.url).href);
+hideArgvSecrets();
 const { runCli } = await import(main.href);
 process.exitCode = await runCli(process.argv.slice(2));

@@ -166,7 +166,7 @@ describe('agent readiness', () => {
   });
 });
 
-test('flashback agent (replication) refused PSYNC stays up: /health 503 naming +psync within 30 s, 200 once granted', async (t) => {
+test('flashback agent (replication) refused PSYNC stays up: /health 503 naming +psync within 30 s, 200 once granted; no password in its ps line', async (t) => {
   const redis = await testRedis(SOURCE_ARGS);
   cleanup.push(() => redis.stop());
   const admin = new Redis(redis.url);
@@ -179,11 +179,20 @@ test('flashback agent (replication) refused PSYNC stays up: /health 503 naming +
   await new Promise<void>((r) => probe.close(() => r()));
   const child = spawn(
     process.execPath,
-    ['bin/flashback-dev.js', 'agent', '--node-id', 'cli-no-psync', '--health-port', String(port)],
+    [
+      'bin/flashback-dev.js',
+      'agent',
+      '--node-id',
+      'cli-no-psync',
+      '--health-port',
+      String(port),
+      // On the command line on purpose: the process hides the password from ps (cli/ps-title.ts).
+      '--redis',
+      `redis://capture:capture-pw@127.0.0.1:${redis.port}`,
+    ],
     {
       env: {
         ...process.env,
-        FLASHBACK_REDIS: `redis://capture:capture-pw@127.0.0.1:${redis.port}`,
         FLASHBACK_NATS: nats.url,
         FLASHBACK_LOG_LEVEL: 'warn',
       },
@@ -209,6 +218,9 @@ test('flashback agent (replication) refused PSYNC stays up: /health 503 naming +
   });
   t.diagnostic(`unready after ${Date.now() - started} ms: ${refused.body.reason}`);
   assert.match(refused.body.reason!, /--source monitor/);
+  const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+  assert.doesNotMatch(cmdline, /capture-pw/, 'the password is not in the ps line');
+  assert.match(cmdline, /redis:\/\/capture:\*\*\*@/);
   await admin.call('ACL', 'SETUSER', 'capture', '+psync', '+sync');
   await waitFor(
     '/health 200 once PSYNC is granted (retried with backoff)',
