@@ -1,72 +1,16 @@
-import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { swaggerUI } from '@hono/swagger-ui';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
-import { ErrorCode, FlashbackError } from '../../core/errors.js';
+import { pageBundle, webDir } from '../page-bundle.js';
 
 /*
- * The pages: the timeline at `/` (sources in web/, bundled with esbuild when first asked for, kept in memory) and the
+ * The pages: the timeline at `/` (sources in web/, bundled at build time: api/page-bundle.ts) and the
  * API reference at `/docs` (Swagger UI, served from the swagger-ui-dist package). Pages and assets hold no data, so
  * they need no token; the page asks for one and sends it on each API call.
  */
-
-/** The repository's web/ folder, from the sources (api/routes) or the build (dist/api/routes). */
-function webDir(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    const candidate = path.join(dir, 'web');
-    if (existsSync(path.join(candidate, 'timeline.ts'))) return candidate;
-    dir = path.dirname(dir);
-  }
-  throw new FlashbackError(
-    ErrorCode.Internal,
-    `the page sources (web/timeline.ts) are not found above ${fileURLToPath(import.meta.url)}; install from the repository, web/ included`,
-  );
-}
-
-/** One bundled file. */
-interface Asset {
-  type: string;
-  body: Uint8Array;
-}
-
-let bundle: Promise<Map<string, Asset>> | undefined;
-
-/** Bundles web/timeline.ts and web/docs.ts (JS + CSS) once per process; a failed build is tried again next time. */
-export function pageBundle(): Promise<Map<string, Asset>> {
-  bundle ??= (async () => {
-    const { build } = await import('esbuild');
-    const dir = webDir();
-    const out = await build({
-      entryPoints: { timeline: path.join(dir, 'timeline.ts'), docs: path.join(dir, 'docs.ts') },
-      absWorkingDir: path.dirname(dir),
-      bundle: true,
-      format: 'esm',
-      target: 'es2022',
-      minify: true,
-      write: false,
-      outdir: '/ui',
-      logLevel: 'silent',
-      legalComments: 'none',
-    });
-    const files = new Map<string, Asset>();
-    for (const f of out.outputFiles) {
-      const name = path.basename(f.path);
-      files.set(name, { type: name.endsWith('.css') ? 'text/css' : 'text/javascript', body: f.contents });
-    }
-    return files;
-  })().catch((err: unknown) => {
-    bundle = undefined;
-    throw new FlashbackError(ErrorCode.Internal, `the timeline page did not build: ${(err as Error).message}`, {
-      cause: err,
-    });
-  });
-  return bundle;
-}
 
 /** Swagger UI's files this page uses, from the installed swagger-ui-dist. */
 const SWAGGER_FILES: Record<string, string> = {
