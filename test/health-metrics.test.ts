@@ -231,6 +231,44 @@ test('flashback agent (replication) refused PSYNC stays up: /health 503 naming +
   assert.equal(await exited, 0, `clean stop; stderr: ${err.slice(-2000)}`);
 });
 
+test('flashback anchor-keeper --keeper-health-port: /health while it reaches its source, anchors counted in /metrics, promtool-clean', async () => {
+  const redis = await testRedis(SOURCE_ARGS);
+  cleanup.push(() => redis.stop());
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => probe.close(() => r()));
+  const child = spawn(
+    process.execPath,
+    ['bin/flashback-dev.js', 'anchor-keeper', '--redis', redis.url, '--keeper-health-port', String(port)],
+    { env: { ...process.env, FLASHBACK_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  cleanup.push(async () => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const w = new Redis(redis.url);
+  cleanup.push(async () => w.disconnect());
+  // No agent is linked: each write moves the stream, and the keeper anchors it.
+  const metrics = await waitFor('anchors counted', async () => {
+    await w.set('k', String(Date.now()));
+    const m = await get(`http://127.0.0.1:${port}/metrics`).catch(() => undefined);
+    return m && (sample(m.text, 'flashback_anchor_keeper_anchors_total') ?? 0) > 0 ? m.text : undefined;
+  }).catch((e: Error) => {
+    throw new Error(`${e.message}; keeper stderr: ${err.slice(-2000)}`);
+  });
+  assert.equal(sample(metrics, 'flashback_anchor_keeper_agent_linked'), 0);
+  assert.equal(sample(metrics, 'flashback_anchor_keeper_source_up'), 1);
+  assert.equal(promtoolCheck(metrics), '');
+  const h = await get(`http://127.0.0.1:${port}/health`);
+  assert.equal(h.status, 200, h.text);
+  assert.equal((JSON.parse(h.text) as { agentLinked: boolean }).agentLinked, false);
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0, `clean stop; stderr: ${err.slice(-2000)}`);
+});
+
 describe('metrics', () => {
   const agents: Agent[] = [];
   let api: Api;

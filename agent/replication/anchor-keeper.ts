@@ -37,6 +37,10 @@ export interface AnchorKeeper {
   /** Looks at the stream taken while no agent was linked. */
   readonly checks: number;
   readonly agentLinked: boolean;
+  /** The last look at the source succeeded (false while it is unreachable or refuses the script). */
+  readonly sourceUp: boolean;
+  /** Why the last look failed, when it did. */
+  readonly lastError: string | undefined;
   close(): Promise<void>;
 }
 
@@ -57,6 +61,7 @@ export async function startAnchorKeeper(o: AnchorKeeperOptions): Promise<AnchorK
   let expected = '';
   let lastCheck = 0;
   let failures = 0;
+  let lastError: string | undefined;
   const loop = (async () => {
     while (!closed) {
       try {
@@ -81,9 +86,11 @@ export async function startAnchorKeeper(o: AnchorKeeperOptions): Promise<AnchorK
           checks++;
         }
         failures = 0;
+        lastError = undefined;
       } catch (err) {
         if (closed) break;
         failures++;
+        lastError = describeError(err);
         if (failures === 1 || failures % 100 === 0)
           logger.warn({ err: describeError(err), failures }, 'anchor keeper: cannot reach the source; retrying');
         await new Promise((r) => setTimeout(r, Math.min(5_000, 100 * failures)));
@@ -103,6 +110,12 @@ export async function startAnchorKeeper(o: AnchorKeeperOptions): Promise<AnchorK
     },
     get agentLinked() {
       return agentLinked;
+    },
+    get sourceUp() {
+      return failures === 0;
+    },
+    get lastError() {
+      return lastError;
     },
     async close() {
       closed = true;
