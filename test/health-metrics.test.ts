@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -403,6 +403,7 @@ describe('deploy/prometheus and deploy/grafana', () => {
     );
     writeFileSync(file, `groups:\n  - name: dashboard\n    rules:\n${rules.join('\n')}\n`);
     const check = spawnSync('promtool', ['check', 'rules', file], { encoding: 'utf8' });
+    rmSync(file, { force: true });
     assert.equal(check.status, 0, check.stdout + check.stderr);
   });
 
