@@ -2,7 +2,14 @@ import { ANCHOR_CHANNEL } from '../../core/bus/baseline.js';
 import { EventKind, REPLICATION_CLIENT, type FlashbackEvent } from '../../core/bus/event.js';
 import { commandName, type CommandTable } from '../../core/redis/command-table.js';
 import type { MonitorLine } from '../../core/redis/monitor-line.js';
-import { ConsumerCreations, CREATES_CONSUMER, parseGroupRead, txAt, writePosition } from './consumer-creations.js';
+import {
+  ConsumerCreations,
+  CREATES_CONSUMER,
+  parseGroupRead,
+  shiftBehind,
+  txAt,
+  writePosition,
+} from './consumer-creations.js';
 
 /** A write MONITOR showed between two anchors: who issued it, when, and its argv as issued. */
 export interface IssuedWrite {
@@ -214,11 +221,7 @@ export class Attribution {
           const added = this.match(p.events, carried.length > 0 ? [...carried, ...writes] : writes);
           if (added > 0) {
             // The seqs of what waits behind it, and the assembler's next one, move up with them.
-            for (let i = 1; i < this.queue.length; i++)
-              for (const e of this.queue[i]!.events) {
-                e.seq += added;
-                if (e.tx > 0) e.tx += added;
-              }
+            shiftBehind(this.queue, added);
             this.o.onSeqsAdded?.(added);
           }
         }

@@ -222,6 +222,18 @@ export class ConsumerCreations {
   }
 }
 
+/**
+ * Events were added to the first of `outputs` (queued, in seq order): the seqs and tx ids of the ones behind it move
+ * up by `n` (the caller then moves the assembler's next seq).
+ */
+export function shiftBehind(outputs: readonly { events: FlashbackEvent[] }[], n: number): void {
+  for (let i = 1; i < outputs.length; i++)
+    for (const e of outputs[i]!.events) {
+      e.seq += n;
+      if (e.tx > 0) e.tx += n;
+    }
+}
+
 /** The tx of an event inserted at `at`: between two entries of one MULTI … EXEC block, it ran inside it. */
 export function txAt(events: readonly FlashbackEvent[], at: number): number {
   const before = events[at - 1];

@@ -6,7 +6,7 @@ import { RawRedis } from '../../core/redis/raw-redis.js';
 import type { RedisTarget } from '../../core/redis/redis-url.js';
 import { RespError, RespReader, type RespValue } from '../../core/redis/resp.js';
 import { mergeNotifyFlags } from '../monitor/notifications.js';
-import { ConsumerCreations, type FoundConsumer } from './consumer-creations.js';
+import { ConsumerCreations, shiftBehind, type FoundConsumer } from './consumer-creations.js';
 
 /** The keyevent a consumer's creation publishes (class t, stream): its message is the key, nothing more. */
 export const CREATECONSUMER_PATTERN = '__keyevent@*__:xgroup-createconsumer';
@@ -242,11 +242,7 @@ export class ConsumerWatch {
   private add(p: Pending, found: FoundConsumer[]): void {
     const added = this.creations.insertInInterval(p.events, found);
     if (added === 0) return;
-    for (let i = 1; i < this.queue.length; i++)
-      for (const e of this.queue[i]!.events) {
-        e.seq += added;
-        if (e.tx > 0) e.tx += added;
-      }
+    shiftBehind(this.queue, added);
     this.o.onSeqsAdded(added);
   }
 
