@@ -3,7 +3,6 @@
 // service's /metrics passes `promtool check metrics`, and `flashback up`'s single endpoint joins them.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import net from 'node:net';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,6 +12,7 @@ import { startAgent, type Agent } from '../agent/index.js';
 import { startApi, type Api } from '../api/index.js';
 import { ConfigError } from '../core/errors.js';
 import { renderRegistries } from '../core/metrics/exposition.js';
+import { freePort } from '../core/servers/free-port.js';
 import { processRegistry } from '../core/metrics/process-metrics.js';
 import type { ServerProcess } from '../core/servers/server-process.js';
 import { startRestorer, type Restorer } from '../restorer/index.js';
@@ -173,10 +173,7 @@ test('flashback agent (replication) refused PSYNC stays up: /health 503 naming +
   cleanup.push(async () => admin.disconnect());
   await admin.call('ACL', 'SETUSER', 'capture', 'on', '>capture-pw', '~*', '&*', '+@all', '-psync', '-sync');
   // A free port for the health endpoint: the refused agent serves it before any agent exists.
-  const probe = net.createServer();
-  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-  const port = (probe.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => probe.close(() => r()));
+  const port = await freePort();
   const child = spawn(
     process.execPath,
     [
@@ -234,10 +231,7 @@ test('flashback agent (replication) refused PSYNC stays up: /health 503 naming +
 test('flashback anchor-keeper --keeper-health-port: /health while it reaches its source, anchors counted in /metrics, promtool-clean', async () => {
   const redis = await testRedis(SOURCE_ARGS);
   cleanup.push(() => redis.stop());
-  const probe = net.createServer();
-  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-  const port = (probe.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => probe.close(() => r()));
+  const port = await freePort();
   const child = spawn(
     process.execPath,
     ['bin/flashback-dev.js', 'anchor-keeper', '--redis', redis.url, '--keeper-health-port', String(port)],
