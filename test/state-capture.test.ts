@@ -397,6 +397,16 @@ test('a baseline taken during consumer-group reads (replicated only in part): th
     const last = await synced(src);
     assert.ok(second.seq > first.seq);
 
+    // The baseline's row reaches ClickHouse on its own through the sink, not with the marker synced waits for.
+    await waitFor(`baseline ${second.seq} listed`, async () =>
+      (
+        await stack.store.query(
+          `SELECT seq FROM flashback.baselines WHERE node = ${sqlString(src.node)} AND epoch = ${second.epoch} AND seq = ${second.seq}`,
+        )
+      )[0]
+        ? true
+        : undefined,
+    );
     // The scenario happened: the new baseline's tail carries group reads of the stream, and the agent re-read it.
     const stored = await clickHouseEventStore(stack.store, stack.store.client).baseline(
       src.node,
