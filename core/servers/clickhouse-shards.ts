@@ -261,7 +261,8 @@ export async function startClickHouseShards(o: ClickHouseShardsOptions = {}): Pr
       async restart(i) {
         const running = servers[i];
         if (running) return running;
-        // A replica killed less than a ZooKeeper session ago is still "active" there and refuses to start: try again.
+        // A replica killed less than a ZooKeeper session ago is still "active" there and refuses to start, and one of
+        // its ports (fixed: the cluster names them) may still be held a moment (seen beside a loaded run): try again.
         const deadline = Date.now() + 30_000;
         for (;;) {
           try {
@@ -269,8 +270,9 @@ export async function startClickHouseShards(o: ClickHouseShardsOptions = {}): Pr
             servers[i] = s;
             return s;
           } catch (err) {
-            if (!(err instanceof ServerStartError && /already active/i.test(err.logTail)) || Date.now() > deadline)
-              throw err;
+            const transient =
+              err instanceof ServerStartError && (/already active/i.test(err.logTail) || err.portInUse === true);
+            if (!transient || Date.now() > deadline) throw err;
             await delay(500);
           }
         }
