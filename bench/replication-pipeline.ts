@@ -59,7 +59,7 @@ function pass(chunks: Buffer[], table: CommandTable, stage: Stage): number {
   for (const c of chunks) {
     reader.push(c);
     let v;
-    while ((v = reader.read()) !== undefined) {
+    while ((v = reader.readCommand()) !== undefined) {
       if (stage === 'parse') n++;
       else assembler.push(v as Buffer[], reader.consumed);
     }

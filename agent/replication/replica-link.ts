@@ -404,17 +404,23 @@ export class ReplicaLink {
     this.streamBytes += chunk.length;
     this.stream.push(chunk);
     let v: RespValue | undefined;
-    while (this.phase === 'stream' && (v = this.stream.read()) !== undefined) {
-      if (!Array.isArray(v) || v.length === 0 || !v.every((a) => Buffer.isBuffer(a))) {
+    while (this.phase === 'stream' && (v = this.stream.readCommand()) !== undefined) {
+      if (!isCommand(v)) {
         throw new ProtocolError(
           `${this.where} sent a replication stream entry that is not a command (${describe(v)}); the stream is corrupt`,
         );
       }
-      const argv = v as Buffer[];
+      const argv = v;
       this.o.handlers.onCommand(argv, this.offset);
       if (isGetAck(argv)) this.ack();
     }
   }
+}
+
+function isCommand(v: RespValue): v is Buffer[] {
+  if (!Array.isArray(v) || v.length === 0) return false;
+  for (const a of v) if (!Buffer.isBuffer(a)) return false;
+  return true;
 }
 
 /** `REPLCONF GETACK *`: the master (running WAIT) asks where we are. */

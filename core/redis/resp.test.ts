@@ -98,6 +98,33 @@ describe('RespReader', () => {
     }
   });
 
+  it('readCommand reads what read() does, commands fast, anything else and any split through read()', () => {
+    const commands = Buffer.concat([
+      encodeCommand(['SET', 'k', Buffer.from('a\r\nb\x00', 'latin1')]),
+      encodeCommand(['SELECT', '1']),
+      encodeCommand(['SET', Buffer.alloc(0), 'x'.repeat(300)]),
+      stream,
+      encodeCommand(['PUBLISH', '__flashback:anchor', '1796000000.000001']),
+    ]);
+    const want = readAll(new RespReader(), [commands]);
+    const readCommands = (chunks: Iterable<Buffer>) => {
+      const reader = new RespReader();
+      const out: RespValue[] = [];
+      for (const c of chunks) {
+        reader.push(c);
+        for (let v = reader.readCommand(); v !== undefined; v = reader.readCommand()) out.push(v);
+      }
+      return { out, reader };
+    };
+    for (let cut = 0; cut < commands.length; cut++) {
+      const { out, reader } = readCommands([commands.subarray(0, cut), commands.subarray(cut)]);
+      assert.deepEqual(out, want, `cut at ${cut}`);
+      assert.equal(reader.consumed, commands.length, `consumed, cut at ${cut}`);
+      assert.equal(reader.pending, 0);
+    }
+    assert.deepEqual(readCommands(pieces(commands, 1)).out, want);
+  });
+
   it('counts consumed bytes per complete value only', () => {
     const reader = new RespReader();
     reader.push(Buffer.from('+OK\r\n$5\r\nhel'));
