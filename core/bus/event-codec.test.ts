@@ -27,6 +27,22 @@ function ev(seq: number, over: Partial<FlashbackEvent> = {}): FlashbackEvent {
 }
 
 /** Plain copies of the Buffers so deepEqual compares bytes, not views. */
+const f64 = (v: number) => {
+  const b = Buffer.alloc(8);
+  b.writeDoubleLE(v);
+  return b;
+};
+const u32 = (v: number) => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(v);
+  return b;
+};
+const u16 = (v: number) => {
+  const b = Buffer.alloc(2);
+  b.writeUInt16LE(v);
+  return b;
+};
+
 const plain = (e: FlashbackEvent) => ({
   ...e,
   keys: e.keys.map((k) => [...k]),
@@ -53,7 +69,7 @@ describe('encodeBatch / decodeBatch', () => {
     );
   });
 
-  it('writes the documented layout byte for byte', () => {
+  it('writes the documented layout byte for byte (v2: strings once, keys as arg indexes)', () => {
     const a = [Buffer.from('DEL'), Buffer.from([0xff])];
     const e: FlashbackEvent = {
       node: 'n',
@@ -69,27 +85,78 @@ describe('encodeBatch / decodeBatch', () => {
       replay: a,
       tx: 6,
     };
-    const buf = encodeBatch({ node: 'n', epoch: 2, events: [e] });
-    const f64 = (v: number) => {
-      const b = Buffer.alloc(8);
-      b.writeDoubleLE(v);
-      return b;
-    };
-    const u32 = (v: number) => {
-      const b = Buffer.alloc(4);
-      b.writeUInt32LE(v);
-      return b;
-    };
+    const foreignKey = { ...e, seq: 4, keys: [Buffer.from([0xff])] };
+    const buf = encodeBatch({ node: 'n', epoch: 2, events: [e, foreignKey] });
     // prettier-ignore
     const want = Buffer.concat([
+      Buffer.from([2]), u32(1), Buffer.from('n'), f64(2), u32(2), // version, node, epoch, count
+      u16(2), u32(1), Buffer.from('c'), u32(1), Buffer.from('X'), // strings: client, command
+      f64(3), f64(4), u16(5), u16(0), Buffer.from([EVENT_KINDS.indexOf('evicted')]), u16(1), f64(6), // … tx
+      Buffer.from([1 | 2]), u32(1), u32(1), // flags: replay is args, keys by index; key = args[1]
+      u32(2), u32(3), Buffer.from('DEL'), u32(1), Buffer.from([0xff]), // args
+      f64(4), f64(4), u16(5), u16(0), Buffer.from([EVENT_KINDS.indexOf('evicted')]), u16(1), f64(6),
+      Buffer.from([1]), u32(1), u32(1), Buffer.from([0xff]), // a key that is no arg's own Buffer: a list
+      u32(2), u32(3), Buffer.from('DEL'), u32(1), Buffer.from([0xff]),
+    ]);
+    assert.deepEqual(buf, want);
+    const back = decodeBatch(buf).events;
+    assert.equal(back[0]!.keys[0], back[0]!.args[1], 'a key by index is that arg');
+    assert.deepEqual([...back[1]!.keys[0]!], [0xff]);
+  });
+
+  it('still decodes v1 batches (stored by an older agent)', () => {
+    // prettier-ignore
+    const v1 = Buffer.concat([
       Buffer.from([1]), u32(1), Buffer.from('n'), f64(2), u32(1), // version, node, epoch, count
-      f64(3), f64(4), Buffer.from([5, 0]), u32(1), Buffer.from('c'), // seq, tsUs, db, client
+      f64(3), f64(4), u16(5), u32(1), Buffer.from('c'), // seq, tsUs, db, client
       Buffer.from([EVENT_KINDS.indexOf('evicted')]), u32(1), Buffer.from('X'), f64(6), // kind, command, tx
       u32(1), u32(1), Buffer.from([0xff]), // keys
       u32(2), u32(3), Buffer.from('DEL'), u32(1), Buffer.from([0xff]), // args
       Buffer.from([1]), // replay is args
     ]);
-    assert.deepEqual(buf, want);
+    const { node, epoch, events } = decodeBatch(v1);
+    assert.equal(node, 'n');
+    assert.equal(epoch, 2);
+    assert.deepEqual(events.map(plain), [
+      plain({
+        node: 'n',
+        epoch: 2,
+        seq: 3,
+        tsUs: 4,
+        db: 5,
+        client: 'c',
+        kind: 'evicted',
+        command: 'X',
+        keys: [Buffer.from([0xff])],
+        args: [Buffer.from('DEL'), Buffer.from([0xff])],
+        replay: [Buffer.from('DEL'), Buffer.from([0xff])],
+        tx: 6,
+      }),
+    ]);
+    assert.equal(events[0]!.replay, events[0]!.args);
+  });
+
+  it('stores a key by index when args holds it, wherever it is', () => {
+    const args = [Buffer.from('MSET'), Buffer.from('k1'), Buffer.from('v'), Buffer.from('k2'), Buffer.from('v')];
+    // Out of order and a key equal to another arg's bytes but not that Buffer.
+    const keys = [args[3]!, args[1]!];
+    const e = ev(1, { args, replay: args, keys });
+    const back = decodeBatch(encodeBatch({ node: e.node, epoch: e.epoch, events: [e] })).events[0]!;
+    assert.equal(back.keys[0], back.args[3]);
+    assert.equal(back.keys[1], back.args[1]);
+    assert.deepEqual(back.keys.map(String), ['k2', 'k1']);
+  });
+
+  it('encodes large values and many events (scratch growth) exactly', () => {
+    const big = Buffer.alloc(3 << 20, 0x61);
+    big[big.length - 1] = 0x7a;
+    const events = [ev(1), ev(2, { args: [Buffer.from('SET'), Buffer.from('k'), big], replay: [], keys: [] })];
+    for (let i = 3; i < 5_000; i++) events.push(ev(i, { client: `c${i % 7}`, command: i % 2 ? 'SET' : 'DEL' }));
+    const back = decodeBatch(encodeBatch({ node: events[0]!.node, epoch: events[0]!.epoch, events })).events;
+    assert.deepEqual(back.map(plain), events.map(plain));
+    // And the next batch after a huge one is still right.
+    const again = decodeBatch(encodeBatch({ node: events[0]!.node, epoch: events[0]!.epoch, events: [ev(9)] })).events;
+    assert.deepEqual(again.map(plain), [plain(ev(9))]);
   });
 
   it('stores replay once when it is the args array, and decodes it as that same array', () => {
@@ -125,10 +192,10 @@ describe('encodeBatch / decodeBatch', () => {
 
   it('refuses another version, naming it', () => {
     const buf = encodeBatch({ node: 'n', epoch: 1, events: [] });
-    buf[0] = 2;
+    buf[0] = 3;
     assert.throws(
       () => decodeBatch(buf),
-      (e: unknown) => e instanceof ProtocolError && /version 2 is not supported \(expected 1\)/.test(e.message),
+      (e: unknown) => e instanceof ProtocolError && /version 3 is not supported \(expected 1 or 2\)/.test(e.message),
     );
   });
 
@@ -150,8 +217,8 @@ describe('encodeBatch / decodeBatch', () => {
   it('refuses an unknown event kind', () => {
     const e = ev(1, { node: 'n', epoch: 1, client: 'c' });
     const buf = encodeBatch({ node: 'n', epoch: 1, events: [e] });
-    // version, node str, epoch, count, seq, tsUs, db, client str → kind byte
-    const kindAt = 1 + 4 + 1 + 8 + 4 + 8 + 8 + 2 + 4 + 1;
+    // version, node str, epoch, count, strings (client 'c', command 'SET'), seq, tsUs, db, client index → kind byte
+    const kindAt = 1 + 4 + 1 + 8 + 4 + 2 + 4 + 1 + 4 + 3 + 8 + 8 + 2 + 2;
     assert.equal(buf[kindAt], EVENT_KINDS.indexOf('command'));
     buf[kindAt] = 200;
     assert.throws(
