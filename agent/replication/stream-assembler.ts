@@ -28,12 +28,6 @@ export interface StreamAssemblerOptions {
   serverNowUs: () => number;
 }
 
-interface Pending {
-  event: FlashbackEvent;
-  /** Index in `held` of the first event of its MULTI … EXEC block, or -1. */
-  txStart: number;
-}
-
 const MARKER = Buffer.from(MARKER_CHANNEL);
 const ANCHOR = Buffer.from(ANCHOR_CHANNEL);
 
@@ -52,7 +46,9 @@ export class StreamAssembler {
   /** Messages on the anchor channel that were no anchor (not a time, or a time in the future). */
   forgedAnchors = 0;
   private db = 0;
-  private held: Pending[] = [];
+  private held: FlashbackEvent[] = [];
+  /** For each held event, the index in `held` of the first event of its MULTI … EXEC block, or -1 (no object each). */
+  private heldTx: number[] = [];
   /** Index in `held` of the open MULTI's first event, or -1 outside one; undefined when no MULTI is open. */
   private txOpen: number | undefined;
   private heldOffset = -1;
@@ -130,7 +126,10 @@ export class StreamAssembler {
   closeWith(tsUs: number, endOffset: number): void {
     // Half a MULTI block never ran as far as the history is concerned: the epoch ends before it.
     if (this.txOpen !== undefined) {
-      if (this.txOpen >= 0) this.held = this.held.slice(0, this.txOpen);
+      if (this.txOpen >= 0) {
+        this.held.length = this.txOpen;
+        this.heldTx.length = this.txOpen;
+      }
       this.txOpen = undefined;
     }
     if (this.held.length === 0) return;
@@ -144,7 +143,8 @@ export class StreamAssembler {
       if (this.txOpen === -1) this.txOpen = this.held.length;
       txStart = this.txOpen;
     }
-    this.held.push({ event, txStart });
+    this.held.push(event);
+    this.heldTx.push(txStart);
   }
 
   /** An anchor: everything held happened before `tsUs`; it gets seqs and that time, the anchor follows. */
@@ -165,19 +165,18 @@ export class StreamAssembler {
 
   /** Gives the held events their seqs (tx = the first seq of their MULTI block) and time `t`; empties `held`. */
   private time(t: number): FlashbackEvent[] {
-    const out: FlashbackEvent[] = [];
-    const firstSeqs: number[] = [];
-    for (let i = 0; i < this.held.length; i++) {
-      const { event, txStart } = this.held[i]!;
+    const out = this.held;
+    const txs = this.heldTx;
+    for (let i = 0; i < out.length; i++) {
+      const event = out[i]!;
       event.seq = ++this.lastSeq;
       event.tsUs = t;
-      if (txStart >= 0) {
-        firstSeqs[i] = txStart === i ? event.seq : firstSeqs[txStart]!;
-        event.tx = firstSeqs[i]!;
-      } else firstSeqs[i] = event.seq;
-      out.push(event);
+      const txStart = txs[i]!;
+      // A block's first event is earlier in `out` and already has its seq.
+      if (txStart >= 0) event.tx = txStart === i ? event.seq : out[txStart]!.seq;
     }
     this.held = [];
+    this.heldTx = [];
     return out;
   }
 
