@@ -14,18 +14,26 @@ import type { EventStore } from '../core/store/event-store.js';
  * entry still pending is set again, with its owner and count as they are.
  */
 
-/**
- * The last delivery of each (key, group, entry id) of a stretch. Not by db: SWAPDB and MOVE carry a stream to another
- * db with its groups (the key's name stays; a RENAME or COPY since is not followed).
- */
-export type Deliveries = Map<string, { key: Buffer; group: Buffer; id: Buffer; timeMs: number }>;
+/** One entry's last delivery, in the db its stream is in at the cutoff. */
+export interface Delivery {
+  db: number;
+  key: Buffer;
+  group: Buffer;
+  id: Buffer;
+  timeMs: number;
+}
 
-/** More than this many deliveries in one restore: older ones keep the frozen instant (the report says so). */
-const MAX_DELIVERIES = 1_000_000;
+/** The last delivery of each (db, key, group, entry id) at the cutoff. */
+export type Deliveries = Delivery[];
+
+/** More than this many rows in one restore: older deliveries keep the frozen instant (the report says so). */
+const MAX_ROWS = 1_000_000;
 
 /**
- * The replicated deliveries of the epoch up to the cutoff, keyed by db, key, group and id, the latest of each (the
- * baseline's tail replays deliveries before its marker too; an entry's last delivery is what its time must be).
+ * The replicated deliveries of the epoch up to the cutoff, the latest of each entry, in the db and under the name its
+ * stream has at the cutoff: the history is read in order and SWAPDB, MOVE, RENAME and COPY carry a stream's
+ * deliveries with it (its groups go along), DEL, RESTORE and FLUSH drop them (the baseline's tail replays deliveries
+ * before its marker too, so the epoch is read from its start). Two streams of one name in two dbs keep theirs apart.
  */
 export async function readDeliveries(
   events: Pick<EventStore, 'query'>,
@@ -34,19 +42,135 @@ export async function readDeliveries(
   afterSeq: number,
   toSeq: number,
 ): Promise<{ deliveries: Deliveries; truncated: boolean }> {
-  const rows = await events.query<{ replay: string }>(
-    streamDeliveriesSql(node, epoch, afterSeq, toSeq, MAX_DELIVERIES + 1),
+  const rows = await events.query<{ seq: string | number; db: string | number; replay: string }>(
+    streamDeliveriesSql(node, epoch, afterSeq, toSeq, MAX_ROWS + 1),
   );
-  const deliveries: Deliveries = new Map();
-  for (const row of rows.slice(0, MAX_DELIVERIES)) {
-    const argv = decodeCommand(Buffer.from(row.replay, 'base64'));
-    const d = replicatedDelivery(argv);
-    if (!d) continue;
-    const k = deliveryKey(d.key, d.group, d.id);
-    if (deliveries.has(k)) continue; // newest first: a later delivery of this entry is already there
-    deliveries.set(k, d);
+  const tracker = new DeliveryTracker();
+  // Newest first from the store (so a cut keeps the newest): applied oldest first.
+  for (let i = Math.min(rows.length, MAX_ROWS) - 1; i >= 0; i--) {
+    const row = rows[i]!;
+    tracker.apply(Number(row.db), decodeCommand(Buffer.from(row.replay, 'base64')));
   }
-  return { deliveries, truncated: rows.length > MAX_DELIVERIES };
+  return { deliveries: tracker.deliveries(), truncated: rows.length > MAX_ROWS };
+}
+
+/**
+ * Follows streams' deliveries through the writes that move them, in history order. A db's contents are a "slot" that
+ * SWAPDB exchanges between two db numbers, so a swap costs two map writes whatever the db holds.
+ */
+export class DeliveryTracker {
+  /** slot → key (base64) → `group\0id` (base64) → delivery. */
+  private readonly slots = new Map<number, Map<string, Map<string, Delivery>>>();
+  /** db → the slot it holds now (absent: its own number). */
+  private readonly slotOfDb = new Map<number, number>();
+
+  apply(db: number, replay: Buffer[]): void {
+    const name = replay[0]?.toString('latin1').toUpperCase();
+    const d = replicatedDelivery(replay);
+    if (d) {
+      const byId = this.streamOf(db, d.key, true)!;
+      byId.set(`${d.group.toString('base64')}\0${d.id.toString('base64')}`, { db, ...d });
+      return;
+    }
+    const arg = (i: number) => replay[i]?.toString('latin1') ?? '';
+    switch (name) {
+      case 'SWAPDB': {
+        const a = Number(arg(1));
+        const b = Number(arg(2));
+        if (!Number.isSafeInteger(a) || !Number.isSafeInteger(b)) return;
+        const sa = this.slot(a);
+        this.slotOfDb.set(a, this.slot(b));
+        this.slotOfDb.set(b, sa);
+        return;
+      }
+      case 'MOVE': {
+        const to = Number(arg(2));
+        if (replay.length < 3 || !Number.isSafeInteger(to)) return;
+        this.carry(db, replay[1]!, to, replay[1]!, true);
+        return;
+      }
+      case 'RENAME':
+      case 'RENAMENX':
+        if (replay.length >= 3) this.carry(db, replay[1]!, db, replay[2]!, true);
+        return;
+      case 'COPY': {
+        if (replay.length < 3) return;
+        let to = db;
+        for (let i = 3; i + 1 < replay.length; i++) if (arg(i).toUpperCase() === 'DB') to = Number(arg(i + 1));
+        if (Number.isSafeInteger(to)) this.carry(db, replay[1]!, to, replay[2]!, false);
+        return;
+      }
+      case 'DEL':
+      case 'UNLINK':
+        for (const k of replay.slice(1)) this.slots.get(this.slot(db))?.delete(k.toString('base64'));
+        return;
+      case 'RESTORE':
+        // The payload brings its own PEL, with its delivery times.
+        if (replay.length >= 2) this.slots.get(this.slot(db))?.delete(replay[1]!.toString('base64'));
+        return;
+      case 'FLUSHDB':
+        this.slots.delete(this.slot(db));
+        return;
+      case 'FLUSHALL':
+        this.slots.clear();
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Every delivery kept, each with the db its stream is in now. */
+  deliveries(): Deliveries {
+    const dbOfSlot = new Map<number, number>();
+    for (const [db, slot] of this.slotOfDb) dbOfSlot.set(slot, db);
+    const out: Deliveries = [];
+    for (const [slot, keys] of this.slots) {
+      const db = dbOfSlot.get(slot) ?? slot;
+      for (const byId of keys.values()) for (const d of byId.values()) out.push({ ...d, db });
+    }
+    return out;
+  }
+
+  private slot(db: number): number {
+    return this.slotOfDb.get(db) ?? db;
+  }
+
+  private streamOf(db: number, key: Buffer, create: boolean): Map<string, Delivery> | undefined {
+    const slot = this.slot(db);
+    let keys = this.slots.get(slot);
+    if (!keys) {
+      if (!create) return undefined;
+      keys = new Map();
+      this.slots.set(slot, keys);
+    }
+    const k = key.toString('base64');
+    let byId = keys.get(k);
+    if (!byId && create) {
+      byId = new Map();
+      keys.set(k, byId);
+    }
+    return byId;
+  }
+
+  /** A stream's deliveries go (or are copied) to `toKey` in `toDb`, replacing what was there. */
+  private carry(db: number, key: Buffer, toDb: number, toKey: Buffer, remove: boolean): void {
+    const from = this.streamOf(db, key, false);
+    const toSlot = this.slots.get(this.slot(toDb));
+    if (remove) this.slots.get(this.slot(db))?.delete(key.toString('base64'));
+    if (!from) {
+      toSlot?.delete(toKey.toString('base64'));
+      return;
+    }
+    const copy = new Map<string, Delivery>();
+    for (const [k, d] of from) copy.set(k, { ...d, key: toKey });
+    const slot = this.slot(toDb);
+    let keys = this.slots.get(slot);
+    if (!keys) {
+      keys = new Map();
+      this.slots.set(slot, keys);
+    }
+    keys.set(toKey.toString('base64'), copy);
+  }
 }
 
 /**
@@ -84,54 +208,62 @@ function groupReadXclaim(argv: Buffer[]): Buffer[] | undefined {
   return [Buffer.from('XCLAIM'), argv[3]!, ...argv.slice(4)];
 }
 
-function deliveryKey(key: Buffer, group: Buffer, id: Buffer): string {
-  return `${key.toString('base64')}\0${group.toString('base64')}\0${id.toString('base64')}`;
-}
-
 /**
- * Sets each delivery's time again on `r` (a real-clock server holding the restore) for the entries still pending,
- * in whichever db the stream is now: `XCLAIM key group <its owner> 0 id TIME ms RETRYCOUNT <its count> JUSTID` keeps
- * owner and count. Returns how many were set. An entry acknowledged since, or a group destroyed, is skipped.
+ * Sets each delivery's time again on `r` (a real-clock server holding the restore) for the entries still pending, in
+ * the db its stream is in at the cutoff: `XCLAIM key group <its owner> 0 id TIME ms RETRYCOUNT <its count> JUSTID`
+ * keeps owner and count. An entry acknowledged since, or a group destroyed, is skipped. So is an entry deleted from
+ * its stream (XDEL, XTRIM) while still pending: XCLAIM would drop it from the pending list (Redis 7.0+), so it stays,
+ * with the time the load gave it (counted in `kept`, which the report states).
  */
-export async function setDeliveryTimes(r: Redis, deliveries: Deliveries, dbs: Iterable<number>): Promise<number> {
-  const byKey = new Map<string, { key: Buffer; group: Buffer; id: Buffer; timeMs: number }[]>();
-  for (const d of deliveries.values()) {
-    const k = d.key.toString('base64');
-    const list = byKey.get(k);
+export async function setDeliveryTimes(r: Redis, deliveries: Deliveries): Promise<{ set: number; kept: number }> {
+  const byDb = new Map<number, Delivery[]>();
+  for (const d of deliveries) {
+    const list = byDb.get(d.db);
     if (list) list.push(d);
-    else byKey.set(k, [d]);
+    else byDb.set(d.db, [d]);
   }
   let set = 0;
-  for (const db of dbs) {
+  let kept = 0;
+  const isStream = new Map<string, boolean>();
+  for (const [db, list] of byDb) {
     await r.select(db);
-    for (const [k, list] of byKey) {
-      const key = Buffer.from(k, 'base64');
-      if (String(await r.callBuffer('TYPE', key)) !== 'stream') continue;
-      for (const d of list) {
-        let pending: unknown;
-        try {
-          pending = await r.callBuffer('XPENDING', key, d.group, d.id, d.id, 1);
-        } catch {
-          continue; // no such group (any more)
-        }
-        const entry = Array.isArray(pending) ? (pending[0] as unknown[] | undefined) : undefined;
-        if (!entry || !Buffer.isBuffer(entry[0]) || !entry[0].equals(d.id)) continue;
-        await r.callBuffer(
-          'XCLAIM',
-          key,
-          d.group,
-          entry[1] as Buffer,
-          0,
-          d.id,
-          'TIME',
-          d.timeMs,
-          'RETRYCOUNT',
-          Number(entry[3]),
-          'JUSTID',
-        );
-        set++;
+    isStream.clear();
+    for (const d of list) {
+      const k = d.key.toString('base64');
+      let stream = isStream.get(k);
+      if (stream === undefined) {
+        stream = String(await r.callBuffer('TYPE', d.key)) === 'stream';
+        isStream.set(k, stream);
       }
+      if (!stream) continue;
+      let pending: unknown;
+      try {
+        pending = await r.callBuffer('XPENDING', d.key, d.group, d.id, d.id, 1);
+      } catch {
+        continue; // no such group (any more)
+      }
+      const entry = Array.isArray(pending) ? (pending[0] as unknown[] | undefined) : undefined;
+      if (!entry || !Buffer.isBuffer(entry[0]) || !entry[0].equals(d.id)) continue;
+      const inStream = await r.callBuffer('XRANGE', d.key, d.id, d.id, 'COUNT', 1);
+      if (!Array.isArray(inStream) || inStream.length === 0) {
+        kept++;
+        continue;
+      }
+      await r.callBuffer(
+        'XCLAIM',
+        d.key,
+        d.group,
+        entry[1] as Buffer,
+        0,
+        d.id,
+        'TIME',
+        d.timeMs,
+        'RETRYCOUNT',
+        Number(entry[3]),
+        'JUSTID',
+      );
+      set++;
     }
   }
-  return set;
+  return { set, kept };
 }

@@ -25,7 +25,6 @@ import { LazyExpiryReorder } from './lazy-expiry.js';
 import { settledBaseline } from './settled-baseline.js';
 import { hasFieldTtls, sourceClock } from './source-clock.js';
 import { readDeliveries, setDeliveryTimes } from './delivery-times.js';
-import { keyspaceCounts } from '../core/redis/keyspace-info.js';
 import { baselineCheck, mismatchOr, objectStream } from './baseline-objects.js';
 import {
   AofLoadError,
@@ -272,9 +271,10 @@ export async function restore(
       expiredOnLoad = reloaded.expiredOnLoad;
       // Deliveries the frozen clock took as "now" get their times back (restorer/delivery-times.ts).
       const { deliveries, truncated } = await readDeliveries(deps.events, req.node, cut.epoch, 0, cut.seq);
-      if (deliveries.size > 0)
-        await withRedis(server.url, async (r) =>
-          setDeliveryTimes(r, deliveries, keyspaceCounts(String(await r.call('INFO', 'keyspace'))).keys()),
+      const { kept } = await withRedis(server.url, (r) => setDeliveryTimes(r, deliveries));
+      if (kept > 0)
+        warnings.push(
+          `${kept} pending consumer-group entr${kept === 1 ? 'y' : 'ies'} deleted from ${kept === 1 ? 'its stream keeps' : 'their streams keep'} the time the restore loaded ${kept === 1 ? 'it' : 'them'} at, not ${kept === 1 ? 'its' : 'their'} delivery time: Redis cannot set the time of a deleted entry (XCLAIM would drop it from the pending list); a history with hash-field TTLs loads on the source's clock (docs/exactness.md)`,
         );
       if (truncated)
         warnings.push(

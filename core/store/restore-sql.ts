@@ -79,9 +79,10 @@ export function fieldTtlCommandsSql(node: string, epoch: number, afterSeq: numbe
 
 /**
  * SQL: the replicated `XCLAIM`s (every delivery of a consumer group: XREADGROUP, XCLAIM and XAUTOCLAIM reach the
- * stream as `XCLAIM … TIME <ms> RETRYCOUNT <n> FORCE JUSTID LASTID <id>`) of a stretch, their `replay`, newest
- * first (restorer/delivery-times.ts). With attribution an event's command is the client's (XREADGROUP, a script's):
- * the replay says which are deliveries.
+ * stream as `XCLAIM … TIME <ms> RETRYCOUNT <n> FORCE JUSTID LASTID <id>`) of a stretch, and the writes that carry a
+ * stream to another db or name or drop it (SWAPDB, MOVE, RENAME, COPY, DEL, RESTORE, FLUSH…), with their db and
+ * `replay`, newest first (restorer/delivery-times.ts). With attribution an event's command is the client's
+ * (XREADGROUP, a script's): the replay says what each is.
  */
 export function streamDeliveriesSql(
   node: string,
@@ -90,8 +91,32 @@ export function streamDeliveriesSql(
   toSeq: number,
   limit: number,
 ): string {
+  const names = DELIVERY_COMMANDS.map((c) => sqlString(c)).join(', ');
   return (
-    `SELECT replay FROM flashback.events WHERE ${epochWhere(node, epoch)} AND seq > ${sqlUInt(afterSeq)} ` +
-    `AND seq <= ${sqlUInt(toSeq)} AND kind = 'command' AND command IN ('XCLAIM', 'XREADGROUP', 'XAUTOCLAIM', 'EVAL', 'EVALSHA', 'FCALL') ORDER BY seq DESC LIMIT ${sqlUInt(limit)}`
+    `SELECT seq, db, replay FROM flashback.events WHERE ${epochWhere(node, epoch)} AND seq > ${sqlUInt(afterSeq)} ` +
+    `AND seq <= ${sqlUInt(toSeq)} AND kind = 'command' AND command IN (${names}) ORDER BY seq DESC LIMIT ${sqlUInt(limit)}`
   );
 }
+
+/** Commands (as stored: the client's with attribution) whose replay may be a delivery or move, copy or drop a stream. */
+const DELIVERY_COMMANDS = [
+  'XCLAIM',
+  'XREADGROUP',
+  'XAUTOCLAIM',
+  'EVAL',
+  'EVALSHA',
+  'EVAL_RO',
+  'EVALSHA_RO',
+  'FCALL',
+  'FCALL_RO',
+  'SWAPDB',
+  'MOVE',
+  'RENAME',
+  'RENAMENX',
+  'COPY',
+  'DEL',
+  'UNLINK',
+  'RESTORE',
+  'FLUSHDB',
+  'FLUSHALL',
+];
