@@ -69,12 +69,12 @@ describe('encodeBatch / decodeBatch', () => {
     );
   });
 
-  it('writes the documented layout byte for byte (v2: strings once, keys as arg indexes)', () => {
+  it('writes the documented layout byte for byte (v2: differences, strings once, keys as arg indexes)', () => {
     const a = [Buffer.from('DEL'), Buffer.from([0xff])];
     const e: FlashbackEvent = {
       node: 'n',
       epoch: 2,
-      seq: 3,
+      seq: 7,
       tsUs: 4,
       db: 5,
       client: 'c',
@@ -85,23 +85,43 @@ describe('encodeBatch / decodeBatch', () => {
       replay: a,
       tx: 6,
     };
-    const foreignKey = { ...e, seq: 4, keys: [Buffer.from([0xff])] };
-    const buf = encodeBatch({ node: 'n', epoch: 2, events: [e, foreignKey] });
+    const foreignKey = { ...e, seq: 8, tsUs: 300, tx: 0, keys: [Buffer.from([0xff])] };
+    const fractional = { ...e, seq: 9, tsUs: 1.5, tx: 0, keys: [] };
+    const buf = encodeBatch({ node: 'n', epoch: 2, events: [e, foreignKey, fractional] });
+    const kind = EVENT_KINDS.indexOf('evicted');
+    const args = [2, 3, ...Buffer.from('DEL'), 1, 0xff];
     // prettier-ignore
     const want = Buffer.concat([
-      Buffer.from([2]), u32(1), Buffer.from('n'), f64(2), u32(2), // version, node, epoch, count
-      u16(2), u32(1), Buffer.from('c'), u32(1), Buffer.from('X'), // strings: client, command
-      f64(3), f64(4), u16(5), u16(0), Buffer.from([EVENT_KINDS.indexOf('evicted')]), u16(1), f64(6), // … tx
-      Buffer.from([1 | 2]), u32(1), u32(1), // flags: replay is args, keys by index; key = args[1]
-      u32(2), u32(3), Buffer.from('DEL'), u32(1), Buffer.from([0xff]), // args
-      f64(4), f64(4), u16(5), u16(0), Buffer.from([EVENT_KINDS.indexOf('evicted')]), u16(1), f64(6),
-      Buffer.from([1]), u32(1), u32(1), Buffer.from([0xff]), // a key that is no arg's own Buffer: a list
-      u32(2), u32(3), Buffer.from('DEL'), u32(1), Buffer.from([0xff]),
+      Buffer.from([2, 1, ...Buffer.from('n')]), f64(2), Buffer.from([3]), // version, node, epoch, count
+      Buffer.from([2, 1, ...Buffer.from('c'), 1, ...Buffer.from('X')]), // strings: client, command
+      // flags (replay is args, keys by index), db, client, kind, command, seq 0+7 (zigzag 14), ts 0+4 (8), tx 7-6+1
+      Buffer.from([1 | 2, 5, 0, kind, 1, 14, 8, 2]),
+      Buffer.from([1, 1, ...args]), // one key: args[1]; args
+      // seq +1 (zigzag 2), ts +296 (zigzag 592: LEB128 0xd0 0x04), no tx; a key that is no arg's own Buffer: a list
+      Buffer.from([1, 5, 0, kind, 1, 2, 0xd0, 0x04, 0, 1, 1, 0xff, ...args]),
+      Buffer.from([1 | 4, 5, 0, kind, 1]), f64(9), f64(1.5), f64(0), Buffer.from([0, ...args]), // no integer time: f64s
     ]);
     assert.deepEqual(buf, want);
     const back = decodeBatch(buf).events;
     assert.equal(back[0]!.keys[0], back[0]!.args[1], 'a key by index is that arg');
     assert.deepEqual([...back[1]!.keys[0]!], [0xff]);
+    assert.deepEqual(
+      back.map((x) => [x.seq, x.tsUs, x.tx]),
+      [
+        [7, 4, 6],
+        [8, 300, 0],
+        [9, 1.5, 0],
+      ],
+    );
+  });
+
+  it('round-trips times and seqs that go back, jump or are no integers, and large numbers', () => {
+    const times = [1_785_788_890_123_456, 5, 2 ** 52, 2 ** 52 + 2, -3, 0.25, 1_785_788_890_123_457, 0, 7e15];
+    const events = times.map((tsUs, i) =>
+      ev(i % 2 === 0 ? 1_000_000 - i : 2 ** 40 + i, { tsUs, db: i * 1000, tx: i === 3 ? 2 ** 40 + 1 : 0 }),
+    );
+    const back = decodeBatch(encodeBatch({ node: events[0]!.node, epoch: events[0]!.epoch, events })).events;
+    assert.deepEqual(back.map(plain), events.map(plain));
   });
 
   it('still decodes v1 batches (stored by an older agent)', () => {
@@ -164,8 +184,9 @@ describe('encodeBatch / decodeBatch', () => {
     const copied = ev(1, { replay: shared.args.map((x) => Buffer.from(x)) });
     const sharedBuf = encodeBatch({ node: shared.node, epoch: shared.epoch, events: [shared] });
     const copiedBuf = encodeBatch({ node: shared.node, epoch: shared.epoch, events: [copied] });
-    // a separate replay list costs its own bytes: u32 count + per arg u32 len + bytes
-    const listBytes = 4 + shared.args.reduce((n, a) => n + 4 + a.length, 0);
+    // a separate replay list costs its own bytes: count, then per arg length and bytes (LEB128: 1 byte below 128)
+    const varLen = (n: number) => (n < 128 ? 1 : 2);
+    const listBytes = varLen(shared.args.length) + shared.args.reduce((n, a) => n + varLen(a.length) + a.length, 0);
     assert.equal(copiedBuf.length - sharedBuf.length, listBytes);
     const back = decodeBatch(sharedBuf).events[0]!;
     assert.equal(back.replay, back.args);
@@ -217,8 +238,8 @@ describe('encodeBatch / decodeBatch', () => {
   it('refuses an unknown event kind', () => {
     const e = ev(1, { node: 'n', epoch: 1, client: 'c' });
     const buf = encodeBatch({ node: 'n', epoch: 1, events: [e] });
-    // version, node str, epoch, count, strings (client 'c', command 'SET'), seq, tsUs, db, client index → kind byte
-    const kindAt = 1 + 4 + 1 + 8 + 4 + 2 + 4 + 1 + 4 + 3 + 8 + 8 + 2 + 2;
+    // version, node str, epoch, count, strings (client 'c', command 'SET'), flags, db, client index → kind byte
+    const kindAt = 1 + 2 + 8 + 1 + 1 + 2 + 4 + 1 + 1 + 1;
     assert.equal(buf[kindAt], EVENT_KINDS.indexOf('command'));
     buf[kindAt] = 200;
     assert.throws(

@@ -4,21 +4,29 @@ import { ProtocolError } from '../errors.js';
 /**
  * Binary codec for a batch of consecutive events of one (node, epoch): the body
  * of one JetStream message. Length-prefixed bytes, so keys and values stay
- * exact; `replay` is stored only when it differs from `args`, keys as indexes of
- * `args` when they are among them, the few client and command strings once per batch.
+ * exact. What a batch of writes repeats is written small, since every byte is
+ * paid again by the socket, NATS and its disk: seq and time as differences from the
+ * event before, `replay` only when it differs from `args`, keys as indexes of `args`
+ * when they are among them, the few client and command strings once per batch.
  *
- * Layout v2 (little endian): u8 2 | str node | f64 epoch | u32 count | u16 n | n × str (strings) | events…
- * event: f64 seq | f64 tsUs | u16 db | u16 client (index of strings) | u8 kind | u16 command (index) | f64 tx |
- *        u8 flags | keys | list args | [list replay]
- * flags: 1 = replay is args (no list follows); 2 = keys are u32 n + n × u32 index of args (else a list).
- * str = u32 len + utf8; list = u32 n + (u32 len + bytes)…
+ * Layout v2: u8 2 | str node | f64 epoch (LE) | var count | var n | n × str (strings) | events…
+ * event: u8 flags | var db | var client (index of strings) | u8 kind | var command (index) |
+ *        seq, tsUs, tx | keys | list args | [list replay]
+ *   seq, tsUs, tx: zig(seq − seq before) | zig(tsUs − tsUs before) | var (tx ? seq − tx + 1 : 0), the first event's
+ *   "before" being 0; with flag FLOATS (a value that is no integer ≥ 0): f64 seq | f64 tsUs | f64 tx (LE).
+ *   keys: with KEY_REFS var n + n × var (index of args), else a list.
+ * flags: 1 REPLAY_SAME (replay is args: no list follows), 2 KEY_REFS, 4 FLOATS.
+ * var = unsigned LEB128 (up to 2^53); zig = var of the zigzag of a signed difference; str = var len + utf8;
+ * list = var n + (var len + bytes)…
  *
- * v1, still decoded (messages an older agent stored): no strings table, client and command as str, no flags; keys a
- * list, then args, then u8 replaySame and [list replay].
+ * v1, still decoded (messages an older agent stored): u8 1 | u32 len + node | f64 epoch | u32 count | events, each
+ * f64 seq | f64 tsUs | u16 db | u32 len + client | u8 kind | u32 len + command | f64 tx | keys | args | u8 replaySame |
+ * [replay], lists as u32 n + (u32 len + bytes)…, all little endian.
  */
 const VERSION = 2;
 const REPLAY_SAME = 1;
 const KEY_REFS = 2;
+const FLOATS = 4;
 
 export interface EventBatch {
   node: string;
@@ -31,6 +39,9 @@ let scratch = Buffer.allocUnsafeSlow(1 << 20);
 /** Scratch grown past this is given back after the batch (one huge event must not pin its size). */
 const SCRATCH_KEEP = 8 << 20;
 
+/** Written as a difference: an integer ≥ 0 whose doubled differences stay exact (2^52 µs is the year 2112). */
+const isCount = (v: number) => Number.isInteger(v) && v >= 0 && v <= 2 ** 52;
+
 /** Encodes a batch; every event must carry the batch's node and epoch. */
 export function encodeBatch(batch: EventBatch): Buffer {
   const { node, epoch, events } = batch;
@@ -40,7 +51,6 @@ export function encodeBatch(batch: EventBatch): Buffer {
     let i = index.get(s);
     if (i === undefined) {
       i = strings.length;
-      if (i > 0xffff) throw new RangeError('an event batch holds at most 65,536 distinct clients and commands');
       strings.push(s);
       index.set(s, i);
     }
@@ -54,34 +64,39 @@ export function encodeBatch(batch: EventBatch): Buffer {
     buf.copy(grown, 0, 0, o);
     buf = grown;
   };
-  const u32 = (v: number) => {
-    buf[o] = v;
-    buf[o + 1] = v >>> 8;
-    buf[o + 2] = v >>> 16;
-    buf[o + 3] = v >>> 24;
-    o += 4;
+  const varint = (v: number) => {
+    while (v >= 0x80) {
+      buf[o++] = (v % 0x80) | 0x80;
+      v = Math.floor(v / 0x80);
+    }
+    buf[o++] = v;
   };
+  const zigzag = (d: number) => varint(d >= 0 ? d * 2 : -d * 2 - 1);
   const bytes = (b: Buffer) => {
     const n = b.length;
-    u32(n);
+    varint(n);
     // Short values byte by byte: a native copy costs more than it moves below a few dozen bytes.
     if (n <= 24) for (let i = 0; i < n; i++) buf[o + i] = b[i]!;
     else buf.set(b, o);
     o += n;
   };
   const list = (l: Buffer[]) => {
-    u32(l.length);
+    varint(l.length);
     for (const b of l) bytes(b);
   };
   let lastClient = '';
   let lastClientIndex = -1;
   let lastCommand = '';
   let lastCommandIndex = -1;
+  let prevSeq = 0;
+  let prevTs = 0;
   for (const e of events) {
-    let need = 48 + 8 * e.keys.length;
-    for (const a of e.args) need += 4 + a.length;
-    if (e.replay !== e.args) for (const a of e.replay) need += 4 + a.length;
-    for (const k of e.keys) need += k.length;
+    const { keys, args, seq, tsUs, tx } = e;
+    // Worst case: 50 bytes of fixed fields, 9 per count or length.
+    let need = 64 + 18 * keys.length;
+    for (const a of args) need += 9 + a.length;
+    if (e.replay !== args) for (const a of e.replay) need += 9 + a.length;
+    for (const k of keys) need += k.length;
     ensure(need);
     if (e.client !== lastClient || lastClientIndex < 0) {
       lastClient = e.client;
@@ -91,26 +106,31 @@ export function encodeBatch(batch: EventBatch): Buffer {
       lastCommand = e.command;
       lastCommandIndex = stringIndex(e.command);
     }
-    buf.writeDoubleLE(e.seq, o);
-    buf.writeDoubleLE(e.tsUs, o + 8);
-    buf[o + 16] = e.db;
-    buf[o + 17] = e.db >>> 8;
-    buf[o + 18] = lastClientIndex;
-    buf[o + 19] = lastClientIndex >>> 8;
-    buf[o + 20] = EVENT_KINDS.indexOf(e.kind);
-    buf[o + 21] = lastCommandIndex;
-    buf[o + 22] = lastCommandIndex >>> 8;
-    buf.writeDoubleLE(e.tx, o + 23);
-    const flagsAt = o + 31;
-    o += 32;
-    const same = e.replay === e.args;
-    let flags = same ? REPLAY_SAME : 0;
+    const same = e.replay === args;
+    const floats = !isCount(seq) || !isCount(tsUs) || !isCount(tx) || tx > seq;
+    const flagsAt = o++;
+    let flags = (same ? REPLAY_SAME : 0) | (floats ? FLOATS : 0);
+    varint(e.db);
+    varint(lastClientIndex);
+    buf[o++] = EVENT_KINDS.indexOf(e.kind);
+    varint(lastCommandIndex);
+    if (floats) {
+      buf.writeDoubleLE(seq, o);
+      buf.writeDoubleLE(tsUs, o + 8);
+      buf.writeDoubleLE(tx, o + 16);
+      o += 24;
+    } else {
+      zigzag(seq - prevSeq);
+      zigzag(tsUs - prevTs);
+      varint(tx === 0 ? 0 : seq - tx + 1);
+    }
+    prevSeq = isCount(seq) ? seq : prevSeq;
+    prevTs = isCount(tsUs) ? tsUs : prevTs;
     // Keys are the args' own Buffers when they come from the command table: indexes, searched from the last one found.
     const keysAt = o;
-    const { keys, args } = e;
     let refs = keys.length > 0;
     if (refs) {
-      u32(keys.length);
+      varint(keys.length);
       let j = 0;
       for (const k of keys) {
         let found = -1;
@@ -125,7 +145,7 @@ export function encodeBatch(batch: EventBatch): Buffer {
           refs = false;
           break;
         }
-        u32(found);
+        varint(found);
         j = found + 1 < args.length ? found + 1 : 0;
       }
     }
@@ -138,24 +158,23 @@ export function encodeBatch(batch: EventBatch): Buffer {
     list(args);
     if (!same) list(e.replay);
   }
-  const nodeBytes = Buffer.from(node, 'utf8');
+  const body = o;
+  // The head (node, epoch, count, strings) goes in front of the events, written after them into the same scratch.
   const encoded = strings.map((s) => Buffer.from(s, 'utf8'));
-  let head = 1 + 4 + nodeBytes.length + 8 + 4 + 2;
-  for (const s of encoded) head += 4 + s.length;
-  const out = Buffer.allocUnsafe(head + o);
-  let h = 0;
-  out[h++] = VERSION;
-  out.writeUInt32LE(nodeBytes.length, h);
-  h += 4 + nodeBytes.copy(out, h + 4);
-  out.writeDoubleLE(epoch, h);
-  out.writeUInt32LE(events.length, h + 8);
-  out.writeUInt16LE(encoded.length, h + 12);
-  h += 14;
-  for (const s of encoded) {
-    out.writeUInt32LE(s.length, h);
-    h += 4 + s.copy(out, h + 4);
-  }
-  buf.copy(out, h, 0, o);
+  const nodeBytes = Buffer.from(node, 'utf8');
+  let headBytes = 1 + 9 + nodeBytes.length + 8 + 9 + 9;
+  for (const s of encoded) headBytes += 9 + s.length;
+  ensure(headBytes);
+  buf[o++] = VERSION;
+  bytes(nodeBytes);
+  buf.writeDoubleLE(epoch, o);
+  o += 8;
+  varint(events.length);
+  varint(encoded.length);
+  for (const s of encoded) bytes(s);
+  const out = Buffer.allocUnsafe(o);
+  const head = buf.copy(out, 0, body, o);
+  buf.copy(out, head, 0, body);
   scratch = buf.length <= SCRATCH_KEEP ? buf : Buffer.allocUnsafeSlow(1 << 20);
   return out;
 }
@@ -167,11 +186,28 @@ export function decodeBatch(buf: Uint8Array): EventBatch {
   const need = (n: number) => {
     if (o + n > b.length) throw new ProtocolError(`event batch truncated at byte ${o} of ${b.length}`);
   };
-  const u32 = () => {
-    need(4);
-    const v = b.readUInt32LE(o);
-    o += 4;
-    return v;
+  need(1);
+  const version = b.readUInt8(o++);
+  if (version === 1) return decodeV1(b, o);
+  if (version !== VERSION)
+    throw new ProtocolError(
+      `event batch version ${version} is not supported (expected 1 or ${VERSION}); upgrade the sink/restorer`,
+    );
+  const varint = (): number => {
+    let v = 0;
+    let mul = 1;
+    for (;;) {
+      need(1);
+      const c = b[o++]!;
+      v += (c & 0x7f) * mul;
+      if (c < 0x80) return v;
+      mul *= 0x80;
+      if (mul > 2 ** 56) throw new ProtocolError(`event batch has a number over 2^53 at byte ${o - 1}`);
+    }
+  };
+  const zigzag = (): number => {
+    const z = varint();
+    return z % 2 === 0 ? z / 2 : -(z + 1) / 2;
   };
   const f64 = () => {
     need(8);
@@ -180,90 +216,144 @@ export function decodeBatch(buf: Uint8Array): EventBatch {
     return v;
   };
   const str = () => {
-    const len = u32();
+    const len = varint();
     need(len);
     const s = b.toString('utf8', o, o + len);
     o += len;
     return s;
   };
   const list = () => {
-    const n = u32();
-    const out: Buffer[] = new Array(n);
+    const n = varint();
+    const out: Buffer[] = new Array(Math.min(n, b.length - o));
     for (let i = 0; i < n; i++) {
-      const len = u32();
+      const len = varint();
       need(len);
       out[i] = b.subarray(o, o + len);
       o += len;
     }
     return out;
   };
-  need(1);
-  const version = b.readUInt8(o++);
-  if (version !== VERSION && version !== 1)
-    throw new ProtocolError(
-      `event batch version ${version} is not supported (expected 1 or ${VERSION}); upgrade the sink/restorer`,
-    );
   const node = str();
   const epoch = f64();
-  const count = u32();
-  let strings: string[] = [];
-  if (version === VERSION) {
-    need(2);
-    const n = b.readUInt16LE(o);
-    o += 2;
-    strings = new Array<string>(n);
-    for (let i = 0; i < n; i++) strings[i] = str();
-  }
+  const count = varint();
+  const strings: string[] = [];
+  for (let i = varint(); i > 0; i--) strings.push(str());
   const stringAt = (): string => {
-    need(2);
-    const i = b.readUInt16LE(o);
-    if (i >= strings.length) throw new ProtocolError(`event batch names string ${i} of ${strings.length} at byte ${o}`);
-    o += 2;
+    const at = o;
+    const i = varint();
+    if (i >= strings.length)
+      throw new ProtocolError(`event batch names string ${i} of ${strings.length} at byte ${at}`);
     return strings[i]!;
   };
-  const events: FlashbackEvent[] = new Array(count);
+  const events: FlashbackEvent[] = new Array(Math.min(count, b.length));
+  let prevSeq = 0;
+  let prevTs = 0;
   for (let i = 0; i < count; i++) {
-    const seq = f64();
-    const tsUs = f64();
-    need(2);
-    const db = b.readUInt16LE(o);
-    o += 2;
-    const client = version === 1 ? str() : stringAt();
     need(1);
-    const kind = EVENT_KINDS[b.readUInt8(o++)] as EventKind | undefined;
+    const flags = b[o++]!;
+    const db = varint();
+    const client = stringAt();
+    need(1);
+    const kind = EVENT_KINDS[b[o++]!] as EventKind | undefined;
     if (!kind) throw new ProtocolError(`event batch has an unknown event kind at byte ${o - 1}`);
-    const command = version === 1 ? str() : stringAt();
-    const tx = f64();
-    if (version === 1) {
-      const keys = list();
-      const args = list();
-      need(1);
-      const same = b.readUInt8(o++) === 1;
-      const replay = same ? args : list();
-      events[i] = { node, epoch, seq, tsUs, db, client, kind, command, keys, args, replay, tx };
-      continue;
+    const command = stringAt();
+    let seq: number;
+    let tsUs: number;
+    let tx: number;
+    if (flags & FLOATS) {
+      seq = f64();
+      tsUs = f64();
+      tx = f64();
+    } else {
+      seq = prevSeq + zigzag();
+      tsUs = prevTs + zigzag();
+      const t = varint();
+      tx = t === 0 ? 0 : seq - t + 1;
     }
-    need(1);
-    const flags = b.readUInt8(o++);
+    if (isCount(seq)) prevSeq = seq;
+    if (isCount(tsUs)) prevTs = tsUs;
     let keys: Buffer[];
     let refs: number[] | undefined;
     if (flags & KEY_REFS) {
-      const n = u32();
-      refs = new Array<number>(n);
-      for (let k = 0; k < n; k++) refs[k] = u32();
+      const n = varint();
+      refs = [];
+      for (let k = 0; k < n; k++) refs.push(varint());
       keys = [];
     } else keys = list();
     const args = list();
     if (refs) {
-      const at = o;
-      keys = refs.map((r) => {
+      keys = new Array(refs.length);
+      for (let k = 0; k < refs.length; k++) {
+        const r = refs[k]!;
         if (r >= args.length)
-          throw new ProtocolError(`event batch names arg ${r} of ${args.length} as a key before byte ${at}`);
-        return args[r]!;
-      });
+          throw new ProtocolError(`event batch names arg ${r} of ${args.length} as a key at byte ${o}`);
+        keys[k] = args[r]!;
+      }
     }
     const replay = flags & REPLAY_SAME ? args : list();
     events[i] = { node, epoch, seq, tsUs, db, client, kind, command, keys, args, replay, tx };
+  }
+  return { node, epoch, events };
+}
+
+/** Version 1 (see the layout above), from byte `o` on. */
+function decodeV1(b: Buffer, start: number): EventBatch {
+  let o = start;
+  const fail = () => {
+    throw new ProtocolError(`event batch truncated at byte ${o} of ${b.length}`);
+  };
+  const u32 = () => {
+    if (o + 4 > b.length) fail();
+    const v = b.readUInt32LE(o);
+    o += 4;
+    return v;
+  };
+  const f64 = () => {
+    if (o + 8 > b.length) fail();
+    const v = b.readDoubleLE(o);
+    o += 8;
+    return v;
+  };
+  const str = () => {
+    const len = u32();
+    if (o + len > b.length) fail();
+    const s = b.toString('utf8', o, o + len);
+    o += len;
+    return s;
+  };
+  const list = () => {
+    const n = u32();
+    const out: Buffer[] = [];
+    for (let i = 0; i < n; i++) {
+      const len = u32();
+      if (o + len > b.length) fail();
+      out.push(b.subarray(o, o + len));
+      o += len;
+    }
+    return out;
+  };
+  const node = str();
+  const epoch = f64();
+  const count = u32();
+  const events: FlashbackEvent[] = [];
+  for (let i = 0; i < count; i++) {
+    const seq = f64();
+    const tsUs = f64();
+    if (o + 2 > b.length) fail();
+    const db = b.readUInt16LE(o);
+    o += 2;
+    const client = str();
+    if (o + 1 > b.length) fail();
+    const kind = EVENT_KINDS[b.readUInt8(o++)] as EventKind | undefined;
+    if (!kind) throw new ProtocolError(`event batch has an unknown event kind at byte ${o - 1}`);
+    const command = str();
+    const tx = f64();
+    const keys = list();
+    const args = list();
+    if (o + 1 > b.length) fail();
+    const same = b.readUInt8(o++) === 1;
+    const replay = same ? args : list();
+    events.push({ node, epoch, seq, tsUs, db, client, kind, command, keys, args, replay, tx });
   }
   return { node, epoch, events };
 }
