@@ -166,12 +166,13 @@ export class EventPublisher {
 
   /**
    * Adds events (in seq order). Never blocks. With a `position` (replication mode) the call's events go into one batch
-   * (parts if large), so a batch ends where the stream stands at a known offset; it may hold no events.
+   * (parts if large), so a batch ends where the stream stands at a known offset; it may hold no events. `bytes`:
+   * about what the events take (the stream bytes they came from), instead of adding up their arguments.
    */
-  enqueue(events: FlashbackEvent[], position?: ReplicationPosition): void {
+  enqueue(events: FlashbackEvent[], position?: ReplicationPosition, bytes?: number): void {
     if (this.closed || this.overflowed) return;
     if (position) {
-      this.enqueueWhole(events, position);
+      this.enqueueWhole(events, position, bytes);
       return;
     }
     for (const e of events) {
@@ -185,9 +186,9 @@ export class EventPublisher {
     if (this.pending.length > 0 && !this.timer) this.timer = setTimeout(() => this.seal(), this.o.flushIntervalMs);
   }
 
-  private enqueueWhole(events: FlashbackEvent[], position: ReplicationPosition): void {
-    let size = 0;
-    for (const e of events) size += approxSize(e);
+  private enqueueWhole(events: FlashbackEvent[], position: ReplicationPosition, bytes: number | undefined): void {
+    let size = bytes ?? 0;
+    if (bytes === undefined) for (const e of events) size += approxSize(e);
     if (events.length > 0) {
       if (this.pending.length > 0 && this.pendingBytes + size > this.o.batchMaxBytes) this.seal();
       for (const e of events) this.pending.push(e);

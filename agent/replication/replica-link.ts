@@ -405,12 +405,12 @@ export class ReplicaLink {
     this.stream.push(chunk);
     let v: RespValue | undefined;
     while (this.phase === 'stream' && (v = this.stream.readCommand()) !== undefined) {
-      if (!isCommand(v)) {
+      if (!this.stream.lastWasCommand && !isCommand(v)) {
         throw new ProtocolError(
           `${this.where} sent a replication stream entry that is not a command (${describe(v)}); the stream is corrupt`,
         );
       }
-      const argv = v;
+      const argv = v as Buffer[];
       this.o.handlers.onCommand(argv, this.offset);
       if (isGetAck(argv)) this.ack();
     }

@@ -65,6 +65,8 @@ interface ReplicationRun {
   /** Where this run's stream stands: its replid and the offset after the last entry read. */
   replid: string;
   offset: number;
+  /** Offset after the last output the assembler emitted: the stream bytes an output came from are the difference. */
+  emittedOffset: number;
   /** The run is ending: its last batch says so, and no restart continues it. */
   ending?: boolean;
   /** Events the agent inserted in this epoch before this process, and its insert counters when the run began. */
@@ -319,6 +321,7 @@ export class ReplicationAgent implements Agent {
       ended: false,
       replid: at.replid,
       offset: at.offset,
+      emittedOffset: at.offset,
       insertedBase: at.inserted ?? 0,
       insertedAtStart: this.insertedNow(),
       assembler: new StreamAssembler({
@@ -338,11 +341,14 @@ export class ReplicationAgent implements Agent {
             this.counters.lag.add((Date.now() * 1000 - this.skewUs - last.tsUs) / 1000);
           }
           const position: ReplicationPosition = { replid: run.replid, offset: endOffset, db, ended: run.ending };
+          // The stream bytes the events came from (and their fixed fields): what the batch is sized by.
+          const bytes = Math.max(0, endOffset - run.emittedOffset) + 16 * events.length;
+          run.emittedOffset = endOffset;
           const publish = () => {
             // Counted once this output's own inserts are done (they happen just before its release, in order).
             const inserted = run.insertedBase + this.insertedNow() - run.insertedAtStart;
             if (inserted > 0) position.inserted = inserted;
-            publisher.enqueue(events, position);
+            publisher.enqueue(events, position, bytes);
             this.throttle();
             // Markers once their seqs are final (attribution may add events before them); only those an anchor
             // timed: an epoch's closing output proves nothing after it.

@@ -116,7 +116,11 @@ export class StreamAssembler {
     if (this.held.length === 0) {
       // Nothing waits for a time: the position is kept as soon as what came before is.
       if (this.txOpen === undefined) this.o.emit([], endOffset, this.db);
-    } else this.o.wantAnchor();
+    } else if (this.held.length === 1 || (this.entries & 255) === 0) {
+      // Asked when the first entry waits (an anchor already on its way came before it in the stream, so one is due
+      // after it), and again every 256 entries in case a request went to anchors that were being replaced.
+      this.o.wantAnchor();
+    }
   }
 
   /**

@@ -134,10 +134,17 @@ export class RespReader {
   readCommand(): RespValue | undefined {
     if (this.open.length === 0 && this.wanted === 0) {
       const v = this.wholeCommand();
-      if (v !== undefined) return v;
+      if (v !== undefined) {
+        this.lastWasCommand = true;
+        return v;
+      }
     }
+    this.lastWasCommand = false;
     return this.read();
   }
+
+  /** The last value `readCommand` returned is an array of bulk strings, read by its fast path (else: unknown). */
+  lastWasCommand = false;
 
   /** A command wholly in `buf` at `pos` (then consumed), else undefined with nothing consumed. */
   private wholeCommand(): Buffer[] | undefined {
