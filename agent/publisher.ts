@@ -1,6 +1,6 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { headers, type NatsConnection } from '@nats-io/transport-node';
-import { encodeBatch } from '../core/bus/event-codec.js';
+import { BatchWriter } from '../core/bus/event-codec.js';
 import {
   BATCH_HEADER,
   formatPart,
@@ -94,8 +94,11 @@ export class EventPublisher {
     maxPayloadBytes?: number;
   };
   private readonly subject: string;
-  private pending: FlashbackEvent[] = [];
-  private pendingBytes = 0;
+  /** The batch being filled: its events are encoded as they come (core/bus/event-codec.ts). */
+  private readonly pending: BatchWriter;
+  private pendingFirstSeq = 0;
+  private pendingLastSeq = 0;
+  private pendingLastTsUs = 0;
   private pendingPosition: ReplicationPosition | undefined;
   /** Sealed batches in seq order until acknowledged (so the durable position only moves over a gapless prefix). */
   private readonly sealed: Batch[] = [];
@@ -155,13 +158,14 @@ export class EventPublisher {
       logger,
     };
     this.subject = eventSubject(options.node);
+    this.pending = new BatchWriter(options.node, options.epoch);
     this.lastEnqueuedSeq = options.startSeq ?? 0;
     this.ackedPrefixSeq = this.lastEnqueuedSeq;
   }
 
   /** Bytes waiting (not yet sent) plus bytes in flight. */
   get backlogBytes(): number {
-    return this.queuedBytes + this.inFlightBytes + this.pendingBytes;
+    return this.queuedBytes + this.inFlightBytes + this.pending.bytes;
   }
 
   /**
@@ -176,37 +180,41 @@ export class EventPublisher {
       return;
     }
     for (const e of events) {
-      const size = approxSize(e);
       // A big event does not drag the small ones before it into its (split) message.
-      if (this.pending.length > 0 && this.pendingBytes + size > this.o.batchMaxBytes) this.seal();
-      this.pending.push(e);
-      this.pendingBytes += size;
-      if (this.pending.length >= this.o.batchMaxEvents || this.pendingBytes >= this.o.batchMaxBytes) this.seal();
+      if (this.pending.count > 0 && this.pending.bytes + approxSize(e) > this.o.batchMaxBytes) this.seal();
+      this.add(e);
+      if (this.pending.count >= this.o.batchMaxEvents || this.pending.bytes >= this.o.batchMaxBytes) this.seal();
     }
-    if (this.pending.length > 0 && !this.timer) this.timer = setTimeout(() => this.seal(), this.o.flushIntervalMs);
+    if (this.pending.count > 0 && !this.timer) this.timer = setTimeout(() => this.seal(), this.o.flushIntervalMs);
   }
 
   private enqueueWhole(events: FlashbackEvent[], position: ReplicationPosition, bytes: number | undefined): void {
     let size = bytes ?? 0;
     if (bytes === undefined) for (const e of events) size += approxSize(e);
     if (events.length > 0) {
-      if (this.pending.length > 0 && this.pendingBytes + size > this.o.batchMaxBytes) this.seal();
-      for (const e of events) this.pending.push(e);
-      this.pendingBytes += size;
+      if (this.pending.count > 0 && this.pending.bytes + size > this.o.batchMaxBytes) this.seal();
+      for (const e of events) this.add(e);
       this.lastEnqueuedSeq = events[events.length - 1]!.seq;
       this.lastEnqueuedTsUs = events[events.length - 1]!.tsUs;
     }
     this.positions.push({ seq: this.lastEnqueuedSeq, tsUs: this.lastEnqueuedTsUs, position });
-    if (this.pending.length > 0) this.pendingPosition = position;
+    if (this.pending.count > 0) this.pendingPosition = position;
     else this.advanceDurable();
-    if (this.pending.length >= this.o.batchMaxEvents || this.pendingBytes >= this.o.batchMaxBytes) this.seal();
-    if (this.pending.length > 0 && !this.timer) this.timer = setTimeout(() => this.seal(), this.o.flushIntervalMs);
+    if (this.pending.count >= this.o.batchMaxEvents || this.pending.bytes >= this.o.batchMaxBytes) this.seal();
+    if (this.pending.count > 0 && !this.timer) this.timer = setTimeout(() => this.seal(), this.o.flushIntervalMs);
+  }
+
+  private add(e: FlashbackEvent): void {
+    if (this.pending.count === 0) this.pendingFirstSeq = e.seq;
+    this.pending.add(e);
+    this.pendingLastSeq = e.seq;
+    this.pendingLastTsUs = e.tsUs;
   }
 
   /** Moves the durable position to the newest one whose events are all acknowledged. */
   private advanceDurable(): void {
     while (this.sealed.length > 0 && this.sealed[0]!.unacked === 0) this.ackedPrefixSeq = this.sealed.shift()!.lastSeq;
-    if (this.sealed.length === 0 && this.pending.length === 0) this.ackedPrefixSeq = this.lastEnqueuedSeq;
+    if (this.sealed.length === 0 && this.pending.count === 0) this.ackedPrefixSeq = this.lastEnqueuedSeq;
     while (this.positions.length > 0 && this.positions[0]!.seq <= this.ackedPrefixSeq) {
       this.durable = this.positions.shift()!;
       this.durablePosition = this.durable.position;
@@ -218,19 +226,15 @@ export class EventPublisher {
       clearTimeout(this.timer);
       this.timer = undefined;
     }
-    if (this.pending.length === 0) return;
-    const events = this.pending;
-    this.pending = [];
-    this.pendingBytes = 0;
-    const body = encodeBatch({ node: this.o.node, epoch: this.o.epoch, events });
-    const first = events[0]!;
-    const last = events[events.length - 1]!;
+    if (this.pending.count === 0) return;
+    const count = this.pending.count;
+    const body = this.pending.finish();
     const bodies = splitBody(body, maxPartBytes(this.maxPayloadBytes()));
     const batch: Batch = {
-      firstSeq: first.seq,
-      lastSeq: last.seq,
-      lastTsUs: last.tsUs,
-      events: events.length,
+      firstSeq: this.pendingFirstSeq,
+      lastSeq: this.pendingLastSeq,
+      lastTsUs: this.pendingLastTsUs,
+      events: count,
       bytes: body.length,
       unacked: bodies.length,
       position: this.pendingPosition,
@@ -275,7 +279,7 @@ export class EventPublisher {
       this.inFlight++;
       this.send(msg);
     }
-    if (this.queue.length === 0 && this.inFlight === 0 && this.pending.length === 0) {
+    if (this.queue.length === 0 && this.inFlight === 0 && this.pending.count === 0) {
       for (const w of this.idleWaiters.splice(0)) w();
     }
   }

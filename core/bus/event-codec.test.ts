@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ProtocolError } from '../errors.js';
-import { decodeBatch, encodeBatch, type EventBatch } from './event-codec.js';
+import { BatchWriter, decodeBatch, encodeBatch, type EventBatch } from './event-codec.js';
 import { EVENT_KINDS, type FlashbackEvent } from './event.js';
 
 const allBytes = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
@@ -205,6 +205,25 @@ describe('encodeBatch / decodeBatch', () => {
     const back = decodeBatch(big.subarray(3, 3 + buf.length));
     assert.equal(back.node, 'n1');
     assert.deepEqual([...back.events[0]!.args[2]!], [...allBytes]);
+  });
+
+  it('BatchWriter: event by event, batch after batch on one buffer, its size known all along', () => {
+    const w = new BatchWriter('nœud:6379', 1_785_788_000_000, 64);
+    const batches: FlashbackEvent[][] = [
+      [ev(1), ev(2, { client: 'other', command: 'DEL' })],
+      [ev(3, { args: [Buffer.from('SET'), Buffer.from('k'), Buffer.alloc(100_000, 7)], keys: [], replay: [] })],
+      [ev(4, { tx: 4 }), ev(5, { tx: 4 }), ev(6)],
+    ];
+    for (const events of batches) {
+      for (const e of events) w.add(e);
+      assert.equal(w.count, events.length);
+      const bound = w.bytes;
+      const body = w.finish();
+      assert.ok(body.length <= bound, `${body.length} bytes, said at most ${bound}`);
+      assert.deepEqual(body, encodeBatch({ node: 'nœud:6379', epoch: 1_785_788_000_000, events }));
+      assert.deepEqual(decodeBatch(body).events.map(plain), events.map(plain));
+      assert.equal(w.count, 0);
+    }
   });
 
   it('round-trips an empty batch', () => {

@@ -34,103 +34,87 @@ export interface EventBatch {
   events: FlashbackEvent[];
 }
 
-/** Where events are written before the batch is cut to size: reused, so a batch costs one allocation. */
-let scratch = Buffer.allocUnsafeSlow(1 << 20);
-/** Scratch grown past this is given back after the batch (one huge event must not pin its size). */
-const SCRATCH_KEEP = 8 << 20;
+/** What a writer keeps of its buffer between batches: one huge event must not pin its size. */
+const KEEP_BYTES = 8 << 20;
 
 /** Written as a difference: an integer ≥ 0 whose doubled differences stay exact (2^52 µs is the year 2112). */
 const isCount = (v: number) => Number.isInteger(v) && v >= 0 && v <= 2 ** 52;
 
-/** Encodes a batch; every event must carry the batch's node and epoch. */
-export function encodeBatch(batch: EventBatch): Buffer {
-  const { node, epoch, events } = batch;
-  const strings: string[] = [];
-  const index = new Map<string, number>();
-  const stringIndex = (s: string): number => {
-    let i = index.get(s);
-    if (i === undefined) {
-      i = strings.length;
-      strings.push(s);
-      index.set(s, i);
-    }
-    return i;
-  };
-  let buf = scratch;
-  let o = 0;
-  const ensure = (n: number) => {
-    if (o + n <= buf.length) return;
-    const grown = Buffer.allocUnsafeSlow(Math.max(buf.length * 2, o + n));
-    buf.copy(grown, 0, 0, o);
-    buf = grown;
-  };
-  const varint = (v: number) => {
-    while (v >= 0x80) {
-      buf[o++] = (v % 0x80) | 0x80;
-      v = Math.floor(v / 0x80);
-    }
-    buf[o++] = v;
-  };
-  const zigzag = (d: number) => varint(d >= 0 ? d * 2 : -d * 2 - 1);
-  const bytes = (b: Buffer) => {
-    const n = b.length;
-    varint(n);
-    // Short values byte by byte: a native copy costs more than it moves below a few dozen bytes.
-    if (n <= 24) for (let i = 0; i < n; i++) buf[o + i] = b[i]!;
-    else buf.set(b, o);
-    o += n;
-  };
-  const list = (l: Buffer[]) => {
-    varint(l.length);
-    for (const b of l) bytes(b);
-  };
-  let lastClient = '';
-  let lastClientIndex = -1;
-  let lastCommand = '';
-  let lastCommandIndex = -1;
-  let prevSeq = 0;
-  let prevTs = 0;
-  for (const e of events) {
+/**
+ * Encodes a batch one event at a time, as events come (the agent adds them while they are still in the CPU's cache,
+ * not when the batch is sealed), into a buffer it reuses from batch to batch. `bytes` is exact at every point.
+ */
+export class BatchWriter {
+  private buf: Buffer;
+  private o = 0;
+  private readonly strings: string[] = [];
+  private readonly index = new Map<string, number>();
+  private lastClient = '';
+  private lastClientIndex = -1;
+  private lastCommand = '';
+  private lastCommandIndex = -1;
+  private prevSeq = 0;
+  private prevTs = 0;
+  private stringBytes = 0;
+  private readonly nodeBytes: Buffer;
+  /** Events added since the last `finish`. */
+  count = 0;
+
+  constructor(
+    node: string,
+    private readonly epoch: number,
+    initialBytes = 64 * 1024,
+  ) {
+    this.nodeBytes = Buffer.from(node, 'utf8');
+    this.buf = Buffer.allocUnsafeSlow(initialBytes);
+  }
+
+  /** Size of the batch `finish` would return now, at most (its head's numbers may take fewer bytes). */
+  get bytes(): number {
+    return this.o + this.stringBytes + this.nodeBytes.length + 36;
+  }
+
+  add(e: FlashbackEvent): void {
     const { keys, args, seq, tsUs, tx } = e;
     // Worst case: 50 bytes of fixed fields, 9 per count or length.
     let need = 64 + 18 * keys.length;
     for (const a of args) need += 9 + a.length;
     if (e.replay !== args) for (const a of e.replay) need += 9 + a.length;
     for (const k of keys) need += k.length;
-    ensure(need);
-    if (e.client !== lastClient || lastClientIndex < 0) {
-      lastClient = e.client;
-      lastClientIndex = stringIndex(e.client);
+    this.ensure(need);
+    if (e.client !== this.lastClient || this.lastClientIndex < 0) {
+      this.lastClient = e.client;
+      this.lastClientIndex = this.stringIndex(e.client);
     }
-    if (e.command !== lastCommand || lastCommandIndex < 0) {
-      lastCommand = e.command;
-      lastCommandIndex = stringIndex(e.command);
+    if (e.command !== this.lastCommand || this.lastCommandIndex < 0) {
+      this.lastCommand = e.command;
+      this.lastCommandIndex = this.stringIndex(e.command);
     }
     const same = e.replay === args;
     const floats = !isCount(seq) || !isCount(tsUs) || !isCount(tx) || tx > seq;
-    const flagsAt = o++;
+    const flagsAt = this.o++;
     let flags = (same ? REPLAY_SAME : 0) | (floats ? FLOATS : 0);
-    varint(e.db);
-    varint(lastClientIndex);
-    buf[o++] = EVENT_KINDS.indexOf(e.kind);
-    varint(lastCommandIndex);
+    this.varint(e.db);
+    this.varint(this.lastClientIndex);
+    this.buf[this.o++] = EVENT_KINDS.indexOf(e.kind);
+    this.varint(this.lastCommandIndex);
     if (floats) {
-      buf.writeDoubleLE(seq, o);
-      buf.writeDoubleLE(tsUs, o + 8);
-      buf.writeDoubleLE(tx, o + 16);
-      o += 24;
+      this.buf.writeDoubleLE(seq, this.o);
+      this.buf.writeDoubleLE(tsUs, this.o + 8);
+      this.buf.writeDoubleLE(tx, this.o + 16);
+      this.o += 24;
     } else {
-      zigzag(seq - prevSeq);
-      zigzag(tsUs - prevTs);
-      varint(tx === 0 ? 0 : seq - tx + 1);
+      this.zigzag(seq - this.prevSeq);
+      this.zigzag(tsUs - this.prevTs);
+      this.varint(tx === 0 ? 0 : seq - tx + 1);
     }
-    prevSeq = isCount(seq) ? seq : prevSeq;
-    prevTs = isCount(tsUs) ? tsUs : prevTs;
+    if (isCount(seq)) this.prevSeq = seq;
+    if (isCount(tsUs)) this.prevTs = tsUs;
     // Keys are the args' own Buffers when they come from the command table: indexes, searched from the last one found.
-    const keysAt = o;
+    const keysAt = this.o;
     let refs = keys.length > 0;
     if (refs) {
-      varint(keys.length);
+      this.varint(keys.length);
       let j = 0;
       for (const k of keys) {
         let found = -1;
@@ -145,38 +129,107 @@ export function encodeBatch(batch: EventBatch): Buffer {
           refs = false;
           break;
         }
-        varint(found);
+        this.varint(found);
         j = found + 1 < args.length ? found + 1 : 0;
       }
     }
     if (refs) flags |= KEY_REFS;
     else {
-      o = keysAt;
-      list(keys);
+      this.o = keysAt;
+      this.list(keys);
     }
-    buf[flagsAt] = flags;
-    list(args);
-    if (!same) list(e.replay);
+    this.buf[flagsAt] = flags;
+    this.list(args);
+    if (!same) this.list(e.replay);
+    this.count++;
   }
-  const body = o;
-  // The head (node, epoch, count, strings) goes in front of the events, written after them into the same scratch.
-  const encoded = strings.map((s) => Buffer.from(s, 'utf8'));
-  const nodeBytes = Buffer.from(node, 'utf8');
-  let headBytes = 1 + 9 + nodeBytes.length + 8 + 9 + 9;
-  for (const s of encoded) headBytes += 9 + s.length;
-  ensure(headBytes);
-  buf[o++] = VERSION;
-  bytes(nodeBytes);
-  buf.writeDoubleLE(epoch, o);
-  o += 8;
-  varint(events.length);
-  varint(encoded.length);
-  for (const s of encoded) bytes(s);
-  const out = Buffer.allocUnsafe(o);
-  const head = buf.copy(out, 0, body, o);
-  buf.copy(out, head, 0, body);
-  scratch = buf.length <= SCRATCH_KEEP ? buf : Buffer.allocUnsafeSlow(1 << 20);
-  return out;
+
+  /** The batch of every event added since the last call (a copy: the writer goes on with its buffer). */
+  finish(): Buffer {
+    const body = this.o;
+    // The head (node, epoch, count, strings) goes in front of the events, written after them into the same buffer.
+    const encoded = this.strings.map((x) => Buffer.from(x, 'utf8'));
+    let headBytes = 1 + 9 + this.nodeBytes.length + 8 + 9 + 9;
+    for (const x of encoded) headBytes += 9 + x.length;
+    this.ensure(headBytes);
+    this.buf[this.o++] = VERSION;
+    this.bytesOf(this.nodeBytes);
+    this.buf.writeDoubleLE(this.epoch, this.o);
+    this.o += 8;
+    this.varint(this.count);
+    this.varint(encoded.length);
+    for (const x of encoded) this.bytesOf(x);
+    const out = Buffer.allocUnsafe(this.o);
+    const head = this.buf.copy(out, 0, body, this.o);
+    this.buf.copy(out, head, 0, body);
+    if (this.buf.length > KEEP_BYTES) this.buf = Buffer.allocUnsafeSlow(64 * 1024);
+    this.o = 0;
+    this.count = 0;
+    this.strings.length = 0;
+    this.index.clear();
+    this.stringBytes = 0;
+    this.lastClientIndex = -1;
+    this.lastCommandIndex = -1;
+    this.prevSeq = 0;
+    this.prevTs = 0;
+    return out;
+  }
+
+  private stringIndex(x: string): number {
+    let i = this.index.get(x);
+    if (i === undefined) {
+      i = this.strings.length;
+      this.strings.push(x);
+      this.index.set(x, i);
+      this.stringBytes += 9 + Buffer.byteLength(x);
+    }
+    return i;
+  }
+
+  private ensure(n: number): void {
+    if (this.o + n <= this.buf.length) return;
+    const grown = Buffer.allocUnsafeSlow(Math.max(this.buf.length * 2, this.o + n));
+    this.buf.copy(grown, 0, 0, this.o);
+    this.buf = grown;
+  }
+
+  private varint(v: number): void {
+    const buf = this.buf;
+    let o = this.o;
+    while (v >= 0x80) {
+      buf[o++] = (v % 0x80) | 0x80;
+      v = Math.floor(v / 0x80);
+    }
+    buf[o++] = v;
+    this.o = o;
+  }
+
+  private zigzag(d: number): void {
+    this.varint(d >= 0 ? d * 2 : -d * 2 - 1);
+  }
+
+  private bytesOf(b: Buffer): void {
+    const n = b.length;
+    this.varint(n);
+    const buf = this.buf;
+    const o = this.o;
+    // Short values byte by byte: a native copy costs more than it moves below a few dozen bytes.
+    if (n <= 24) for (let i = 0; i < n; i++) buf[o + i] = b[i]!;
+    else buf.set(b, o);
+    this.o = o + n;
+  }
+
+  private list(l: Buffer[]): void {
+    this.varint(l.length);
+    for (const b of l) this.bytesOf(b);
+  }
+}
+
+/** Encodes a batch; every event must carry the batch's node and epoch. */
+export function encodeBatch(batch: EventBatch): Buffer {
+  const w = new BatchWriter(batch.node, batch.epoch, 1024);
+  for (const e of batch.events) w.add(e);
+  return w.finish();
 }
 
 /** Decodes a batch; the returned Buffers are views into `buf`. */
