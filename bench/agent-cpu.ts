@@ -51,6 +51,7 @@ const benchMs = performance.now() - t0;
 await agent.flush();
 const cpu = process.cpuUsage(before);
 const events = Number(values.n);
+const redisCpuMs = cpuMsOf(redis.pid) - redisBefore;
 console.log(
   JSON.stringify({
     benchMs: Math.round(benchMs),
@@ -58,7 +59,9 @@ console.log(
     agentCpuMs: Math.round((cpu.user + cpu.system) / 1000),
     usPerEvent: +((cpu.user + cpu.system) / events).toFixed(2),
     natsCpuMs: cpuMsOf(nats.pid) - natsBefore,
-    redisCpuMs: cpuMsOf(redis.pid) - redisBefore,
+    redisCpuMs,
+    // The baseline of the same run: the source's own CPU per SET (absolute figures move with the machine's load).
+    agentPerSourceCpu: +((cpu.user + cpu.system) / 1000 / redisCpuMs).toFixed(2),
   }),
 );
 await agent.close();
