@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { streamDeliveriesSql } from '../core/store/restore-sql.js';
 import { decodeCommand } from '../core/redis/resp.js';
+import { rawStreamId, setPayloadDeliveryTimes } from './stream-payload.js';
 import type { EventStore } from '../core/store/event-store.js';
 
 /*
@@ -210,60 +211,105 @@ function groupReadXclaim(argv: Buffer[]): Buffer[] | undefined {
 
 /**
  * Sets each delivery's time again on `r` (a real-clock server holding the restore) for the entries still pending, in
- * the db its stream is in at the cutoff: `XCLAIM key group <its owner> 0 id TIME ms RETRYCOUNT <its count> JUSTID`
- * keeps owner and count. An entry acknowledged since, or a group destroyed, is skipped. So is an entry deleted from
- * its stream (XDEL, XTRIM) while still pending: XCLAIM would drop it from the pending list (Redis 7.0+), so it stays,
- * with the time the load gave it (counted in `kept`, which the report states).
+ * the db its stream is in at the cutoff. Each stream is rewritten once: its DUMP with the times set in its groups'
+ * pending lists, RESTORE … REPLACE with its expiry (restorer/stream-payload.ts). That reaches entries deleted from the
+ * stream while pending too, and leaves owners, counts and the consumers' seen and active times as they are. A payload
+ * of a layout not known there goes entry by entry: `XCLAIM key group <its owner> 0 id TIME ms RETRYCOUNT <its count>
+ * JUSTID`, which cannot reach a deleted entry (it would drop it from the pending list: left as it is, counted in
+ * `kept`, which the report states). An entry acknowledged since, or a group destroyed, is skipped.
  */
 export async function setDeliveryTimes(r: Redis, deliveries: Deliveries): Promise<{ set: number; kept: number }> {
-  const byDb = new Map<number, Delivery[]>();
+  // db → key (base64) → its deliveries
+  const streams = new Map<number, Map<string, Delivery[]>>();
   for (const d of deliveries) {
-    const list = byDb.get(d.db);
+    let keys = streams.get(d.db);
+    if (!keys) streams.set(d.db, (keys = new Map()));
+    const k = d.key.toString('base64');
+    const list = keys.get(k);
     if (list) list.push(d);
-    else byDb.set(d.db, [d]);
+    else keys.set(k, [d]);
   }
   let set = 0;
   let kept = 0;
-  const isStream = new Map<string, boolean>();
-  for (const [db, list] of byDb) {
+  for (const [db, keys] of streams) {
     await r.select(db);
-    isStream.clear();
-    for (const d of list) {
-      const k = d.key.toString('base64');
-      let stream = isStream.get(k);
-      if (stream === undefined) {
-        stream = String(await r.callBuffer('TYPE', d.key)) === 'stream';
-        isStream.set(k, stream);
-      }
-      if (!stream) continue;
-      let pending: unknown;
-      try {
-        pending = await r.callBuffer('XPENDING', d.key, d.group, d.id, d.id, 1);
-      } catch {
-        continue; // no such group (any more)
-      }
-      const entry = Array.isArray(pending) ? (pending[0] as unknown[] | undefined) : undefined;
-      if (!entry || !Buffer.isBuffer(entry[0]) || !entry[0].equals(d.id)) continue;
-      const inStream = await r.callBuffer('XRANGE', d.key, d.id, d.id, 'COUNT', 1);
-      if (!Array.isArray(inStream) || inStream.length === 0) {
-        kept++;
+    for (const list of keys.values()) {
+      const key = list[0]!.key;
+      if (String(await r.callBuffer('TYPE', key)) !== 'stream') continue;
+      const rewritten = await rewriteStream(r, key, list);
+      if (rewritten !== undefined) {
+        set += rewritten;
         continue;
       }
-      await r.callBuffer(
-        'XCLAIM',
-        d.key,
-        d.group,
-        entry[1] as Buffer,
-        0,
-        d.id,
-        'TIME',
-        d.timeMs,
-        'RETRYCOUNT',
-        Number(entry[3]),
-        'JUSTID',
-      );
-      set++;
+      const byClaims = await claimEach(r, list);
+      set += byClaims.set;
+      kept += byClaims.kept;
     }
+  }
+  return { set, kept };
+}
+
+/** DUMP, times set, RESTORE … REPLACE (expiry kept); how many were set, or undefined for a payload not known. */
+async function rewriteStream(r: Redis, key: Buffer, list: Delivery[]): Promise<number | undefined> {
+  const groups = (await r.callBuffer('XINFO', 'GROUPS', key)) as unknown[][];
+  // The payload holds the groups in the order XINFO GROUPS lists them (its radix tree: sorted by name).
+  const indexOf = new Map<string, number>();
+  groups.forEach((g, i) => {
+    for (let f = 0; f + 1 < g.length; f += 2)
+      if (String(g[f]) === 'name' && Buffer.isBuffer(g[f + 1])) indexOf.set((g[f + 1] as Buffer).toString('base64'), i);
+  });
+  const times = new Map<number, Map<string, number>>();
+  for (const d of list) {
+    const g = indexOf.get(d.group.toString('base64'));
+    if (g === undefined) continue; // group destroyed since
+    let ids = times.get(g);
+    if (!ids) times.set(g, (ids = new Map()));
+    ids.set(rawStreamId(d.id.toString('latin1')), d.timeMs);
+  }
+  if (times.size === 0) return 0;
+  const payload = (await r.callBuffer('DUMP', key)) as Buffer | null;
+  if (!payload) return 0;
+  const patched = setPayloadDeliveryTimes(payload, times);
+  if (!patched) return undefined;
+  if (patched.set === 0) return 0;
+  const expireAt = Number(await r.call('PEXPIRETIME', key));
+  if (expireAt > 0) await r.callBuffer('RESTORE', key, expireAt, patched.payload, 'REPLACE', 'ABSTTL');
+  else await r.callBuffer('RESTORE', key, 0, patched.payload, 'REPLACE');
+  return patched.set;
+}
+
+/** Entry by entry with XCLAIM (owner and count kept); an entry deleted from the stream is left as it is. */
+async function claimEach(r: Redis, list: Delivery[]): Promise<{ set: number; kept: number }> {
+  let set = 0;
+  let kept = 0;
+  for (const d of list) {
+    let pending: unknown;
+    try {
+      pending = await r.callBuffer('XPENDING', d.key, d.group, d.id, d.id, 1);
+    } catch {
+      continue; // no such group (any more)
+    }
+    const entry = Array.isArray(pending) ? (pending[0] as unknown[] | undefined) : undefined;
+    if (!entry || !Buffer.isBuffer(entry[0]) || !entry[0].equals(d.id)) continue;
+    const inStream = await r.callBuffer('XRANGE', d.key, d.id, d.id, 'COUNT', 1);
+    if (!Array.isArray(inStream) || inStream.length === 0) {
+      kept++;
+      continue;
+    }
+    await r.callBuffer(
+      'XCLAIM',
+      d.key,
+      d.group,
+      entry[1] as Buffer,
+      0,
+      d.id,
+      'TIME',
+      d.timeMs,
+      'RETRYCOUNT',
+      Number(entry[3]),
+      'JUSTID',
+    );
+    set++;
   }
   return { set, kept };
 }

@@ -274,7 +274,7 @@ export async function restore(
       const { kept } = await withRedis(server.url, (r) => setDeliveryTimes(r, deliveries));
       if (kept > 0)
         warnings.push(
-          `${kept} pending consumer-group entr${kept === 1 ? 'y' : 'ies'} deleted from ${kept === 1 ? 'its stream keeps' : 'their streams keep'} the time the restore loaded ${kept === 1 ? 'it' : 'them'} at, not ${kept === 1 ? 'its' : 'their'} delivery time: Redis cannot set the time of a deleted entry (XCLAIM would drop it from the pending list); a history with hash-field TTLs loads on the source's clock (docs/exactness.md)`,
+          `${kept} pending consumer-group entr${kept === 1 ? 'y' : 'ies'} deleted from ${kept === 1 ? 'its stream keeps' : 'their streams keep'} the time the restore loaded ${kept === 1 ? 'it' : 'them'} at, not ${kept === 1 ? 'its' : 'their'} delivery time: ${kept === 1 ? 'its stream has' : 'their streams have'} a DUMP layout this restorer cannot rewrite, and XCLAIM would drop a deleted entry from the pending list; a history with hash-field TTLs loads on the source's clock (docs/exactness.md)`,
         );
       if (truncated)
         warnings.push(

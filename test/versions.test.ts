@@ -16,6 +16,8 @@ import { connectNats, ensureBaselineStore } from '../core/bus/nats.js';
 import { findExecutable, stopPid } from '../core/servers/server-process.js';
 import { clickHouseEventStore, restore, type RestoreRequest } from '../restorer/index.js';
 import { discoverServerBinaries, type ServerBinary } from '../restorer/server-binaries.js';
+import { rawStreamId, setPayloadDeliveryTimes } from '../restorer/stream-payload.js';
+import { startRedisServer } from '../core/servers/redis-server.js';
 import { runDifferential } from './helpers/differential.js';
 import { TEST_REDIS_BIN_ENV } from './helpers/servers.js';
 import {
@@ -212,9 +214,72 @@ for (const source of ['replication', 'monitor'] as const) {
   });
 }
 
+for (const m of MATRIX)
+  test(`${m.server} ${m.line}: delivery times set inside a stream's DUMP payload restore exactly, deleted entries included`, async () => {
+    const server = await startRedisServer({ bin: serverOf(m.server, m.line).bin });
+    const r = new Redis(server.url);
+    try {
+      // Groups made out of name order (the payload holds them sorted), one named like an integer (an int-encoded
+      // string), one long (LZF); long values (LZF listpacks); 100 entries pending in one group (a 2-byte PEL count).
+      const names = ['zeta', '1234', 'g'.repeat(40), 'alpha'];
+      for (const g of names) await r.call('XGROUP', 'CREATE', 's', g, '0', 'MKSTREAM');
+      for (let i = 0; i < 120; i++) await r.xadd('s', '*', 'field', `value ${i} ${'x'.repeat(60)}`);
+      await r.call('XREADGROUP', 'GROUP', 'zeta', 'c1', 'COUNT', 100, 'STREAMS', 's', '>');
+      await r.call('XREADGROUP', 'GROUP', 'alpha', 'c2', 'COUNT', 3, 'STREAMS', 's', '>');
+      await r.call('XREADGROUP', 'GROUP', '1234', 'c3', 'COUNT', 2, 'STREAMS', 's', '>');
+      await r.call('XREADGROUP', 'GROUP', 'g'.repeat(40), 'c4', 'COUNT', 1, 'STREAMS', 's', '>');
+      const ids = ((await r.call('XRANGE', 's', '-', '+')) as [string, string[]][]).map(([id]) => id);
+      await r.call('XDEL', 's', ids[1]!); // pending in zeta, alpha and 1234
+      await r.pexpire('s', 3_600_000);
+      const before = await pendingOf(r, 's');
+      const groupsSorted = [...names].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+      const t1 = Date.now() - 50_000;
+      const t2 = Date.now() - 40_000;
+      const times = new Map([
+        [
+          groupsSorted.indexOf('zeta'),
+          new Map([
+            [rawStreamId(ids[1]!), t1],
+            [rawStreamId(ids[99]!), t2],
+          ]),
+        ],
+        [
+          groupsSorted.indexOf('1234'),
+          new Map([
+            [rawStreamId(ids[1]!), t2],
+            [rawStreamId(ids[110]!), t1],
+          ]),
+        ],
+      ]);
+      const payload = (await r.callBuffer('DUMP', 's')) as Buffer;
+      const patched = setPayloadDeliveryTimes(payload, times);
+      assert.ok(patched, `the ${m.server} ${m.line} stream payload (type ${payload[0]}) is a layout known here`);
+      assert.equal(patched.set, 3, 'three of the four are pending (ids[110] was never delivered in 1234)');
+      const expireAt = Number(await r.call('PEXPIRETIME', 's'));
+      await r.callBuffer('RESTORE', 's', expireAt, patched.payload, 'REPLACE', 'ABSTTL');
+      assert.equal(Number(await r.call('PEXPIRETIME', 's')), expireAt);
+      const want = (before as [string, unknown[][]][]).map(([name, pending]) => [
+        name,
+        pending.map(([id, owner, time, count]) => {
+          if (name === 'zeta' && id === ids[1]) return [id, owner, t1, count];
+          if (name === 'zeta' && id === ids[99]) return [id, owner, t2, count];
+          if (name === '1234' && id === ids[1]) return [id, owner, t2, count];
+          return [id, owner, time, count];
+        }),
+      ]);
+      assert.deepEqual(await pendingOf(r, 's'), want);
+      const zeta = want.find(([name]) => name === 'zeta') as [string, unknown[]];
+      assert.equal(zeta[1].length, 100, 'zeta keeps its 100 pending, the deleted one among them');
+    } finally {
+      r.disconnect();
+      await server.stop();
+    }
+  });
+
 /** Each pending entry of a group: id, owner, delivery time (ms), delivery count (XINFO STREAM FULL). */
 async function pendingOf(r: Redis, key: string): Promise<unknown[]> {
-  const full = (await r.call('XINFO', 'STREAM', key, 'FULL')) as unknown[];
+  // COUNT 0: every pending entry (FULL lists 10 per group by default).
+  const full = (await r.call('XINFO', 'STREAM', key, 'FULL', 'COUNT', 0)) as unknown[];
   const groups = full[full.indexOf('groups') + 1] as unknown[][];
   return groups.map((g) => [g[g.indexOf('name') + 1], g[g.indexOf('pending') + 1]]);
 }
@@ -247,7 +312,7 @@ for (const source of ['replication', 'monitor'] as const) {
       // Moved to another db and back: the entries are found where the stream is now.
       await r.call('SWAPDB', 0, 1);
       await r.call('SWAPDB', 0, 1);
-      // A pending entry deleted from its stream stays pending; Redis cannot set its time again (XCLAIM would drop it).
+      // A pending entry deleted from its stream stays pending, with its time (XCLAIM could not set it: it would drop it).
       const deleted = ids[ids.length - 1]!;
       await r.call('XDEL', 's', deleted);
       const want = await pendingOf(r, 's');
@@ -260,21 +325,12 @@ for (const source of ['replication', 'monitor'] as const) {
       if (report.pid) spawned.push(report.pid);
       const c = new Redis(report.url!);
       try {
-        const got = await pendingOf(c, 's');
-        // The deleted entry: same owner and count, the time the load gave it.
-        const withoutTime = (groups: unknown[]) =>
-          (groups as [unknown, unknown[][]][]).map(([name, pending]) => [
-            name,
-            pending.map((p) => (p[0] === deleted ? [p[0], p[1], p[3]] : p)),
-          ]);
-        assert.deepEqual(withoutTime(got), withoutTime(want));
-        // MONITOR mode stores a stream's state after a delivery (its DUMP, times included): nothing to set again.
-        if (source === 'monitor') assert.deepEqual(got, want);
-        else
-          assert.ok(
-            report.warnings.some((w) => /^1 pending consumer-group entry deleted from its stream/.test(w)),
-            `the report says the deleted entry keeps the load's time: ${JSON.stringify(report.warnings)}`,
-          );
+        // The deleted entry's time too (set inside the stream's DUMP payload: restorer/stream-payload.ts).
+        assert.deepEqual(await pendingOf(c, 's'), want);
+        assert.ok(
+          !report.warnings.some((w) => /deleted from/.test(w)),
+          `no entry keeps the load's time: ${JSON.stringify(report.warnings)}`,
+        );
         await c.select(1);
         assert.deepEqual(await pendingOf(c, 's'), want1, 'db 1 keeps its own delivery times');
       } finally {
