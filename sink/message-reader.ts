@@ -1,5 +1,5 @@
 import type { JsMsg } from '@nats-io/jetstream';
-import { decodeBatch } from '../core/bus/event-codec.js';
+import { decodeBatch, NewerBatchVersionError } from '../core/bus/event-codec.js';
 import { PART_HEADER } from '../core/bus/event-parts.js';
 import { EVENT_STREAM } from '../core/bus/nats.js';
 import type { Logger } from '../core/log.js';
@@ -7,6 +7,9 @@ import type { Batcher } from './batcher.js';
 import type { HeldParts } from './held-parts.js';
 import type { SinkMetrics } from './metrics.js';
 import { baselineToRow, eventToRow, parseBaselineRecord } from './rows.js';
+
+/** How long a message of a newer batch format waits before it is offered again (an older sink still runs). */
+const NEWER_VERSION_RETRY_MS = 30_000;
 
 /** Options of {@link messageReader}. */
 export interface MessageReaderOptions {
@@ -25,6 +28,19 @@ export function messageReader(o: MessageReaderOptions): (m: JsMsg) => void {
   const { stats } = metrics;
 
   const poison = (msgs: readonly JsMsg[], err: unknown): void => {
+    if (err instanceof NewerBatchVersionError) {
+      // Sound, but written by a newer agent: a newer sink will read it. Redelivered later, never terminated, so an
+      // upgrade in the wrong order holds events in JetStream instead of losing them.
+      stats.newerVersionMessages += msgs.length;
+      for (const m of msgs) {
+        logger.error(
+          { err: metrics.recordError(err), subject: m.subject, streamSeq: m.seq },
+          `message ${m.seq} of ${EVENT_STREAM} is of a newer batch format; left in the stream, asked again in ${NEWER_VERSION_RETRY_MS / 1000} s: upgrade this sink`,
+        );
+        m.nak(NEWER_VERSION_RETRY_MS);
+      }
+      return;
+    }
     // A message we cannot read never will be: stop its redelivery, keep it in the stream for inspection.
     stats.poisonMessages += msgs.length;
     const described = metrics.recordError(err);

@@ -26,6 +26,8 @@ export interface SinkStats {
   insertFailures: number;
   /** Messages that could not be decoded and were terminated (never redelivered). */
   poisonMessages: number;
+  /** Messages of a batch format newer than this sink reads, left in the stream (counted per delivery). */
+  newerVersionMessages: number;
   /** Split batches whose parts were joined. */
   joinedBatches: number;
   /** Incomplete split batches handed back (held too long or over `maxHeldPartBytes`). */
@@ -66,6 +68,7 @@ export class SinkMetrics {
     lagMessages: 0,
     insertFailures: 0,
     poisonMessages: 0,
+    newerVersionMessages: 0,
     joinedBatches: 0,
     partBatchesHandedBack: 0,
     heldPartBytes: 0,
@@ -147,6 +150,11 @@ function sinkRegistry(m: SinkMetrics, natsConnected: () => boolean): Registry {
   counter('flashback_sink_rows_inserted_total', 'Rows ClickHouse accepted (events and baselines)', (s) => s.inserted);
   counter('flashback_sink_insert_failures_total', 'Failed ClickHouse inserts (retried)', (s) => s.insertFailures);
   counter('flashback_sink_poison_messages_total', 'Undecodable messages terminated', (s) => s.poisonMessages);
+  counter(
+    'flashback_sink_newer_format_messages_total',
+    'Deliveries of messages of a newer batch format, left in the stream (upgrade the sink)',
+    (s) => s.newerVersionMessages,
+  );
   counter('flashback_sink_joined_batches_total', 'Split batches whose parts were joined', (s) => s.joinedBatches);
   counter(
     'flashback_sink_part_batches_handed_back_total',

@@ -15,7 +15,7 @@ import { readableBytes } from '../core/redis/escape.js';
 import { encodeBatch } from '../core/bus/event-codec.js';
 import { eventSubject, messageId, type EventKind, type FlashbackEvent } from '../core/bus/event.js';
 import { silentLogger } from '../core/log.js';
-import { connectNats, ensureEventStream, type NatsConnection } from '../core/bus/nats.js';
+import { connectNats, ensureEventStream, EVENT_STREAM, type NatsConnection } from '../core/bus/nats.js';
 import { decodeCommand } from '../core/redis/resp.js';
 import { sqlString } from '../core/store/sql-literal.js';
 import { freePort } from '../core/servers/free-port.js';
@@ -319,6 +319,35 @@ test('a message published twice with the same Nats-Msg-Id is stored once', async
   );
   assert.deepEqual(c, { n: 15, u: 15 });
   assert.ok(sink.stats().events >= 15);
+});
+
+test('a batch of a newer format is left in the stream and offered again, never terminated; the others are stored', async () => {
+  const node = `n-${randomUUID()}`;
+  const epoch = Date.now();
+  const body = encodeBatch({ node, epoch, events: [ev(node, epoch, 1)] });
+  body[0] = 99; // a format a later agent may write
+  await js.publish(eventSubject(node), body, { msgID: messageId(node, epoch, 1) });
+  await publish(
+    Array.from({ length: 5 }, (_, i) => ev(node, epoch, i + 2)),
+    5,
+  );
+  const durable = `newer-${randomUUID().slice(0, 8)}`;
+  await using sink = await startTestSink({ durable });
+  await waitFor(
+    'the 5 readable rows',
+    () => counts(node),
+    (v) => v.u === 5,
+  );
+  await waitFor(
+    'the newer-format message seen',
+    async () => sink.stats().newerVersionMessages,
+    (n) => n >= 1,
+  );
+  assert.equal(sink.stats().poisonMessages, 0, 'not counted as poison');
+  // Not terminated: still waiting for its acknowledgement on this sink's consumer (a terminated one is not).
+  const jsm = await jetstreamManager(nc);
+  const pending = (await jsm.consumers.info(EVENT_STREAM, durable)).num_ack_pending;
+  assert.equal(pending, 1, 'the message waits for a newer sink');
 });
 
 test('inserts that fail are retried and nothing is acknowledged before ClickHouse accepted it', async () => {

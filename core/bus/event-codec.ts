@@ -2,6 +2,18 @@ import { EVENT_KINDS, type EventKind, type FlashbackEvent } from './event.js';
 import { ProtocolError } from '../errors.js';
 
 /**
+ * A batch of a format version newer than this code reads: the message is sound, the reader is old (an agent upgraded
+ * before its sinks). A sink leaves such a message in the stream for a newer sink instead of terminating it.
+ */
+export class NewerBatchVersionError extends ProtocolError {
+  constructor(readonly version: number) {
+    super(
+      `event batch version ${version} is not supported (expected 1 or ${VERSION}): an agent newer than this reader wrote it; upgrade the sink (and restorer) before the agents`,
+    );
+  }
+}
+
+/**
  * Binary codec for a batch of consecutive events of one (node, epoch): the body
  * of one JetStream message. Length-prefixed bytes, so keys and values stay
  * exact. What a batch of writes repeats is written small, since every byte is
@@ -242,10 +254,9 @@ export function decodeBatch(buf: Uint8Array): EventBatch {
   need(1);
   const version = b.readUInt8(o++);
   if (version === 1) return decodeV1(b, o);
+  if (version > VERSION) throw new NewerBatchVersionError(version);
   if (version !== VERSION)
-    throw new ProtocolError(
-      `event batch version ${version} is not supported (expected 1 or ${VERSION}); upgrade the sink/restorer`,
-    );
+    throw new ProtocolError(`event batch version ${version} is not supported (expected 1 or ${VERSION})`);
   const varint = (): number => {
     let v = 0;
     let mul = 1;
