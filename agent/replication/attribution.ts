@@ -257,6 +257,8 @@ export class Attribution {
       const sameRead = last?.w.name === 'XREADGROUP' && e.tx > 0 && e.tx === last.tx && rewritten(last.w, e);
       if (sameRead) found = -2;
       for (let j = next; j < writes.length && found === -1; j++) if (sameArgv(writes[j]!, e)) found = j;
+      // Found by equal argv: what was issued is what the stream carries (no second comparison below).
+      const issuedAsIs = found >= 0;
       if (found === -1 && next < writes.length && rewritten(writes[next]!, e)) found = next;
       let w: IssuedWrite | undefined;
       if (found >= 0) {
@@ -277,7 +279,7 @@ export class Attribution {
       times[i] = w.tsUs;
       e.client = w.client;
       e.command = w.name;
-      if (!sameArgs(w.argv, e.replay)) e.args = w.argv;
+      if (!issuedAsIs && !sameArgs(w.argv, e.replay)) e.args = w.argv;
     }
     const inserts = this.o.consumerCreations ? this.consumers.plan(events, writes, eventOf) : [];
     if (this.o.audit) {
@@ -330,7 +332,16 @@ function auditEvent(events: readonly FlashbackEvent[], at: number, w: IssuedWrit
 
 function sameArgs(a: readonly Buffer[], b: readonly Buffer[]): boolean {
   if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (!a[i]!.equals(b[i]!)) return false;
+  for (let i = 0; i < a.length; i++) if (!sameBytes(a[i]!, b[i]!)) return false;
+  return true;
+}
+
+/** Buffer.equals, with short values compared here: a native call costs more than a few bytes do (every write). */
+function sameBytes(a: Buffer, b: Buffer): boolean {
+  const n = a.length;
+  if (n !== b.length) return false;
+  if (n > 32) return a.equals(b);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return false;
   return true;
 }
 
