@@ -49,6 +49,9 @@ export function unstatedXaddsSql(node: string, epoch: number, afterSeq: number, 
   return `SELECT replay FROM flashback.events WHERE ${unstatedWhere(node, epoch, afterSeq, toSeq)} AND command = 'XADD' AND arrayExists(a -> a = '*' OR a LIKE '%-*', args) LIMIT 100000`;
 }
 
+/** Scripts and functions: their effects are stored under the command that ran them (with attribution, MONITOR mode). */
+const SCRIPT_COMMANDS = ['EVAL', 'EVALSHA', 'EVAL_RO', 'EVALSHA_RO', 'FCALL', 'FCALL_RO'] as const;
+
 /**
  * Commands that can give a hash field a TTL or carry one (a RESTORE payload, a script's effects in MONITOR mode): a
  * history with none of them, on a baseline without field TTLs, replays the same on any clock.
@@ -63,12 +66,7 @@ export const FIELD_TTL_COMMANDS = [
   'HGETEX',
   'RESTORE',
   'RESTORE-ASKING',
-  'EVAL',
-  'EVALSHA',
-  'EVAL_RO',
-  'EVALSHA_RO',
-  'FCALL',
-  'FCALL_RO',
+  ...SCRIPT_COMMANDS,
 ] as const;
 
 /** SQL: `n` > 0 when (afterSeq, toSeq] holds a command of {@link FIELD_TTL_COMMANDS} (case as stored or not). */
@@ -103,12 +101,7 @@ const DELIVERY_COMMANDS = [
   'XCLAIM',
   'XREADGROUP',
   'XAUTOCLAIM',
-  'EVAL',
-  'EVALSHA',
-  'EVAL_RO',
-  'EVALSHA_RO',
-  'FCALL',
-  'FCALL_RO',
+  ...SCRIPT_COMMANDS,
   'SWAPDB',
   'MOVE',
   'RENAME',
