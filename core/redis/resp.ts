@@ -143,6 +143,8 @@ export class RespReader {
     return this.read();
   }
 
+  private lastName: Buffer | undefined;
+
   /** The last value `readCommand` returned is an array of bulk strings, read by its fast path (else: unknown). */
   lastWasCommand = false;
 
@@ -177,7 +179,14 @@ export class RespReader {
       if (q === p || q + 1 >= end || buf[q] !== 0x0d || buf[q + 1] !== 0x0a) return undefined;
       p = q + 2;
       if (p + len + 2 > end) return undefined;
-      out[i] = buf.subarray(p, p + len);
+      // The command name: the previous command's Buffer when the bytes are the same (one object less per entry of a
+      // stream that repeats a few names).
+      const name = this.lastName;
+      if (i === 0 && name !== undefined && name.length === len && len <= 16 && sameAt(buf, p, name)) out[0] = name;
+      else {
+        out[i] = buf.subarray(p, p + len);
+        if (i === 0) this.lastName = out[0];
+      }
       p += len + 2;
     }
     this.consumed += p - this.pos;
@@ -293,6 +302,12 @@ export class RespReader {
         throw new ProtocolError(`unexpected RESP type byte 0x${(type ?? 0).toString(16)} in reply`);
     }
   }
+}
+
+/** Whether `b` holds the bytes of `name` at `at` (short names: a loop costs less than a native compare). */
+function sameAt(b: Buffer, at: number, name: Buffer): boolean {
+  for (let k = 0; k < name.length; k++) if (b[at + k] !== name[k]) return false;
+  return true;
 }
 
 const NEED_MORE = Symbol('need-more');
