@@ -62,6 +62,8 @@ console.log(
     redisCpuMs,
     // The baseline of the same run: the source's own CPU per SET (absolute figures move with the machine's load).
     agentPerSourceCpu: +((cpu.user + cpu.system) / 1000 / redisCpuMs).toFixed(2),
+    // Replication mode's time resolution without attribution: the anchors' spacing under this load.
+    anchorsPerSecond: Math.round((agent.stats().anchorsSent ?? 0) / (benchMs / 1000)),
   }),
 );
 await agent.close();
