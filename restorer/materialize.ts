@@ -120,10 +120,32 @@ export async function reloadOnRealClock(
   });
   // The real-clock load drops keys whose expiry passed since: counted as expired at restore, as a SCAN would have.
   const after = await withRedis(server.url, async (r) => {
-    if (detached) await r.call('CONFIG', 'SET', 'appendonly', 'yes');
+    if (detached) {
+      await r.call('CONFIG', 'SET', 'appendonly', 'yes');
+      await initialAofWritten(r, readyTimeoutMs);
+    }
     return keysInInfo(String(await r.call('INFO', 'keyspace')));
   });
   return { server, expiredOnLoad: Math.max(0, before - after) };
+}
+
+/**
+ * Waits for the AOF that `CONFIG SET appendonly yes` starts writing: until it is, the instance is not yet persistent,
+ * and Redis ignores SIGTERM ("Writing initial AOF, can't exit"), so a stop soon after the restore would end in SIGKILL.
+ */
+async function initialAofWritten(r: Redis, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const info = String(await r.call('INFO', 'persistence'));
+    const field = (name: string) => new RegExp(`^${name}:(\\d+)`, 'm').exec(info)?.[1];
+    if (field('aof_rewrite_in_progress') === '0' && field('aof_rewrite_scheduled') === '0') return;
+    if (Date.now() > deadline)
+      throw new FlashbackError(
+        ErrorCode.Internal,
+        `the restored instance's first AOF was not written within ${timeoutMs} ms; see its redis.log`,
+      );
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 /**

@@ -327,6 +327,12 @@ for (const source of ['replication', 'monitor'] as const) {
       try {
         // The deleted entry's time too (set inside the stream's DUMP payload: restorer/stream-payload.ts).
         assert.deepEqual(await pendingOf(c, 's'), want);
+        // Moved to a real-clock server, it is persistent when reported: its first AOF written (until then Redis
+        // ignores SIGTERM, "Writing initial AOF, can't exit", and a stop ended in SIGKILL after 10 s).
+        const persistence = String(await c.call('INFO', 'persistence'));
+        assert.match(persistence, /^aof_enabled:1\r?$/m);
+        assert.match(persistence, /^aof_rewrite_in_progress:0\r?$/m);
+        assert.match(persistence, /^aof_rewrite_scheduled:0\r?$/m);
         assert.ok(
           !report.warnings.some((w) => /deleted from/.test(w)),
           `no entry keeps the load's time: ${JSON.stringify(report.warnings)}`,
