@@ -15,6 +15,7 @@ import { BASELINE_BUCKET, connectNats, EVENT_STREAM } from '../core/bus/nats.js'
 import { JOBS_BUCKET, RESTORE_STREAM } from '../core/bus/restore-jobs.js';
 import { isPidAlive } from '../core/servers/server-process.js';
 import { testRedis } from './helpers/servers.js';
+import { restoreSeedDemo } from './helpers/seed-demo.js';
 import { SOURCE_ARGS, waitFor } from './helpers/stack.js';
 
 const dirs: string[] = [];
@@ -95,30 +96,7 @@ test('flashback up --nats-cluster 3: R3 streams and buckets, capture and restore
 
     const node = source.url.replace('redis://', '');
     const api = new ApiClient(apiUrl, token);
-    const r = new Redis(source.url);
-    try {
-      await waitFor('a first window', async () => ((await api.windows(node)).length > 0 ? true : undefined), 30_000);
-      for (let i = 0; i < 20; i++) await r.hset('userprofile', `foo${i}`, i % 3);
-    } finally {
-      r.disconnect();
-    }
-    const events = await waitFor(
-      'the 20 HSETs in the history',
-      async () => {
-        const h = await api.history({ node, key: 'userprofile', limit: 100 });
-        return h.length >= 20 ? h : undefined;
-      },
-      30_000,
-    );
-    const cutUs = [...events].reverse()[9]!.tsUs;
-    await waitFor(
-      'a window covering the cutoff',
-      async () => ((await api.windows(node)).some((w) => w.fromTsUs <= cutUs && cutUs <= w.toTsUs) ? true : undefined),
-      30_000,
-    );
-    const job = await api.createRestore({ node, to: String(cutUs), spawn: {} });
-    const done = await api.waitForRestore(job.id);
-    assert.equal(done.state, 'done');
+    const done = await restoreSeedDemo(api, source.url, node);
     // The report's url hides the instance's generated password, shown once in this answer.
     const port = Number(/:(\d+)\/\d+$/.exec(done.report!.url!)![1]);
     const restored = new Redis({ port, password: done.password });

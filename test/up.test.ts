@@ -11,6 +11,7 @@ import { Redis } from 'ioredis';
 import { ApiClient } from '../cli/api-client.js';
 import { isPidAlive } from '../core/servers/server-process.js';
 import { testRedis } from './helpers/servers.js';
+import { restoreSeedDemo } from './helpers/seed-demo.js';
 import { SOURCE_ARGS, waitFor } from './helpers/stack.js';
 
 const dirs: string[] = [];
@@ -90,33 +91,7 @@ test('flashback up: ready line, capture, restore via the API, SIGTERM stops ever
   assert.match(io.out, new RegExp(`capturing ${node.replace(/\./g, '\\.')}`));
 
   const api = new ApiClient(apiUrl, token);
-  const r = new Redis(source.url);
-  try {
-    await waitFor('a first window', async () => ((await api.windows(node)).length > 0 ? true : undefined), 30_000);
-    for (let i = 0; i < 20; i++) {
-      await r.hset('userprofile', `foo${i}`, i % 3);
-    }
-  } finally {
-    r.disconnect();
-  }
-  // The cutoff is the server time of the 10th HSET, as stored (newest first).
-  const events = await waitFor(
-    'the 20 HSETs in the history',
-    async () => {
-      const h = await api.history({ node, key: 'userprofile', limit: 100 });
-      return h.length >= 20 ? h : undefined;
-    },
-    30_000,
-  );
-  const cutUs = [...events].reverse()[9]!.tsUs;
-  await waitFor(
-    'a window covering the cutoff',
-    async () => ((await api.windows(node)).some((w) => w.fromTsUs <= cutUs && cutUs <= w.toTsUs) ? true : undefined),
-    30_000,
-  );
-  const job = await api.createRestore({ node, to: String(cutUs), spawn: {} });
-  const done = await api.waitForRestore(job.id);
-  assert.equal(done.state, 'done');
+  const done = await restoreSeedDemo(api, source.url, node);
   // The instance's generated password comes once, with the first answer after the job is done.
   const restored = new Redis(done.report!.url!.replace(':***@', `:${done.password}@`));
   try {
