@@ -24,8 +24,9 @@ export class NewerBatchVersionError extends ProtocolError {
  * Layout v2: u8 2 | str node | f64 epoch (LE) | var count | var n | n × str (strings) | events…
  * event: u8 flags | var db | var client (index of strings) | u8 kind | var command (index) |
  *        seq, tsUs, tx | keys | list args | [list replay]
- *   seq, tsUs, tx: zig(seq − seq before) | zig(tsUs − tsUs before) | var (tx ? seq − tx + 1 : 0), the first event's
- *   "before" being 0; with flag FLOATS (a value that is no integer ≥ 0): f64 seq | f64 tsUs | f64 tx (LE).
+ *   seq, tsUs, tx: zig(seq − seq before) | zig(tsUs − tsUs before) | var (tx ? seq − tx + 1 : 0), "before" being
+ *   the last event written so (0 for the first); with flag FLOATS (a value that is no integer ≥ 0): f64 seq | f64 tsUs
+ *   | f64 tx (LE), which moves no "before".
  *   keys: with KEY_REFS var n + n × var (index of args), else a list.
  * flags: 1 REPLAY_SAME (replay is args: no list follows), 2 KEY_REFS, 4 FLOATS.
  * var = unsigned LEB128 (up to 2^53); zig = var of the zigzag of a signed difference; str = var len + utf8;
@@ -119,9 +120,9 @@ export class BatchWriter {
       this.zigzag(seq - this.prevSeq);
       this.zigzag(tsUs - this.prevTs);
       this.varint(tx === 0 ? 0 : seq - tx + 1);
+      this.prevSeq = seq;
+      this.prevTs = tsUs;
     }
-    if (isCount(seq)) this.prevSeq = seq;
-    if (isCount(tsUs)) this.prevTs = tsUs;
     // Keys are the args' own Buffers when they come from the command table: indexes, searched from the last one found.
     const keysAt = this.o;
     let refs = keys.length > 0;
@@ -333,9 +334,9 @@ export function decodeBatch(buf: Uint8Array): EventBatch {
       tsUs = prevTs + zigzag();
       const t = varint();
       tx = t === 0 ? 0 : seq - t + 1;
+      prevSeq = seq;
+      prevTs = tsUs;
     }
-    if (isCount(seq)) prevSeq = seq;
-    if (isCount(tsUs)) prevTs = tsUs;
     let keys: Buffer[];
     let refs: number[] | undefined;
     if (flags & KEY_REFS) {
