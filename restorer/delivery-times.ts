@@ -136,20 +136,20 @@ export class DeliveryTracker {
     return this.slotOfDb.get(db) ?? db;
   }
 
-  private streamOf(db: number, key: Buffer, create: boolean): Map<string, Delivery> | undefined {
+  /** The keys of the slot `db` holds now, made when missing. */
+  private keysIn(db: number): Map<string, Map<string, Delivery>> {
     const slot = this.slot(db);
     let keys = this.slots.get(slot);
-    if (!keys) {
-      if (!create) return undefined;
-      keys = new Map();
-      this.slots.set(slot, keys);
-    }
+    if (!keys) this.slots.set(slot, (keys = new Map()));
+    return keys;
+  }
+
+  private streamOf(db: number, key: Buffer, create: boolean): Map<string, Delivery> | undefined {
     const k = key.toString('base64');
+    if (!create) return this.slots.get(this.slot(db))?.get(k);
+    const keys = this.keysIn(db);
     let byId = keys.get(k);
-    if (!byId && create) {
-      byId = new Map();
-      keys.set(k, byId);
-    }
+    if (!byId) keys.set(k, (byId = new Map()));
     return byId;
   }
 
@@ -164,13 +164,7 @@ export class DeliveryTracker {
     }
     const copy = new Map<string, Delivery>();
     for (const [k, d] of from) copy.set(k, { ...d, key: toKey });
-    const slot = this.slot(toDb);
-    let keys = this.slots.get(slot);
-    if (!keys) {
-      keys = new Map();
-      this.slots.set(slot, keys);
-    }
-    keys.set(toKey.toString('base64'), copy);
+    this.keysIn(toDb).set(toKey.toString('base64'), copy);
   }
 }
 
